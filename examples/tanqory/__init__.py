@@ -1,0 +1,1 @@
+"""The Tanqory reference system: service definitions and small real services."""

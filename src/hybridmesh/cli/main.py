@@ -1,0 +1,62 @@
+"""The ``hybridmesh`` command line. Errors map to exit codes here, and only here."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from hybridmesh import __version__
+from hybridmesh.cli._common import CliContext, err_console
+from hybridmesh.core.errors import HybridMeshError, exit_code_for
+from hybridmesh.core.settings import Settings
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="hybridmesh")
+@click.option(
+    "--database-url",
+    envvar="HYBRIDMESH_DATABASE_URL",
+    default=None,
+    help="State store: sqlite:///PATH (default .hybridmesh/mesh.db) or postgresql://…",
+)
+@click.pass_context
+def cli(ctx: click.Context, database_url: str | None) -> None:
+    """hybridmesh: integrate microservices, modular monoliths, a legacy monolith and
+    serverless functions, and migrate the legacy system away step by step."""
+    overrides = {"database_url": database_url} if database_url else {}
+    ctx.obj = CliContext(Settings(**overrides))
+
+
+def _register_commands() -> None:
+    from hybridmesh.cli.db import db
+    from hybridmesh.cli.demo import demo
+    from hybridmesh.cli.registry import registry
+
+    cli.add_command(db)
+    cli.add_command(registry)
+    cli.add_command(demo)
+
+
+_register_commands()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the console script: exit 2 for bad input, 1 for failures at run time."""
+    try:
+        cli.main(args=argv, prog_name="hybridmesh", standalone_mode=False)
+    except click.exceptions.Exit as done:
+        sys.exit(done.exit_code)
+    except click.Abort:
+        err_console.print("aborted")
+        sys.exit(1)
+    except click.ClickException as usage:
+        usage.show()
+        sys.exit(usage.exit_code)
+    except HybridMeshError as error:
+        err_console.print(f"[red]error:[/red] {error}", markup=True, highlight=False)
+        sys.exit(exit_code_for(error))
+    sys.exit(0)
+
+
+__all__ = ["cli", "main"]

@@ -1,0 +1,62 @@
+"""Core: errors, clock, ids, settings, serialization. Depends on nothing else in hybridmesh."""
+
+from hybridmesh.core.clock import SYSTEM_CLOCK, Clock, FakeClock, SystemClock
+from hybridmesh.core.errors import (
+    AttemptFailure,
+    BulkheadFullError,
+    CallTimeoutError,
+    CircuitOpenError,
+    ConfigurationError,
+    HybridMeshError,
+    NotFoundError,
+    Problem,
+    RateLimitedError,
+    ResilienceError,
+    RetriesExhaustedError,
+    StoreError,
+    TransportError,
+    TransportNotConfiguredError,
+    UnknownServiceError,
+    ValidationError,
+    exit_code_for,
+)
+from hybridmesh.core.ids import (
+    idempotency_key,
+    new_id,
+    new_request_id,
+    new_span_id,
+    new_trace_id,
+)
+from hybridmesh.core.settings import DEFAULT_DATABASE_URL, Settings, get_settings
+
+__all__ = [
+    "DEFAULT_DATABASE_URL",
+    "SYSTEM_CLOCK",
+    "AttemptFailure",
+    "BulkheadFullError",
+    "CallTimeoutError",
+    "CircuitOpenError",
+    "Clock",
+    "ConfigurationError",
+    "FakeClock",
+    "HybridMeshError",
+    "NotFoundError",
+    "Problem",
+    "RateLimitedError",
+    "ResilienceError",
+    "RetriesExhaustedError",
+    "Settings",
+    "StoreError",
+    "SystemClock",
+    "TransportError",
+    "TransportNotConfiguredError",
+    "UnknownServiceError",
+    "ValidationError",
+    "exit_code_for",
+    "get_settings",
+    "idempotency_key",
+    "new_id",
+    "new_request_id",
+    "new_span_id",
+    "new_trace_id",
+]

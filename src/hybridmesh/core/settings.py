@@ -1,0 +1,50 @@
+"""Settings, read from ``HYBRIDMESH_*`` environment variables.
+
+Every field has a default that is safe for a single machine; the scaled mode changes URLs only.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite:///.hybridmesh/mesh.db"
+
+
+class Settings(BaseSettings):
+    """Process-wide settings. Construct with keyword arguments to override the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="HYBRIDMESH_", extra="ignore", frozen=True)
+
+    database_url: str = Field(
+        DEFAULT_DATABASE_URL,
+        description="Where state lives: sqlite:///PATH (default .hybridmesh/mesh.db) or "
+        "postgresql://user@host:port/db.",
+    )
+    events_url: str | None = Field(
+        None, description="Event backend: unset for the SQL log in the store, or nats://host:port."
+    )
+    service_name: str = Field("hybridmesh", description="This process's name in logs and traces.")
+    log_level: str = Field("INFO", description="Root log level.")
+    log_format: Literal["json", "text"] = Field("json", description="Log line format.")
+    otel_exporter: Literal["none", "console", "otlp"] = Field(
+        "none", description="Where spans go. 'otlp' sends to otlp_endpoint over HTTP."
+    )
+    otlp_endpoint: str = Field(
+        "http://127.0.0.1:4318/v1/traces", description="OTLP/HTTP traces endpoint."
+    )
+    http_host: str = Field("127.0.0.1", description="Address `hybridmesh serve` binds.")
+    http_port: int = Field(8700, description="Port `hybridmesh serve` binds.")
+    registry_path: str | None = Field(
+        None, description="Folder or file of service definitions loaded at start, if set."
+    )
+
+
+def get_settings() -> Settings:
+    """Settings from the environment (read each time; cheap, and tests can monkeypatch env)."""
+    return Settings()
+
+
+__all__ = ["DEFAULT_DATABASE_URL", "Settings", "get_settings"]
