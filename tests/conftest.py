@@ -50,7 +50,7 @@ def postgres_url() -> Iterator[str]:
     name = f"hm_test_{uuid.uuid4().hex[:12]}"
     try:
         asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
-    except Exception as error:  # noqa: BLE001 - any failure to reach the server
+    except Exception as error:
         _service_unavailable("PostgreSQL", error)
     try:
         yield _database_url(name)

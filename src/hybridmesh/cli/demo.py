@@ -1,8 +1,20 @@
-"""Placeholder: replaced by the real `demo` command group."""
+"""``hybridmesh demo``: run the reference system end to end."""
+
+from __future__ import annotations
 
 import click
 
+from hybridmesh.cli._common import console, get_ctx, run
+from hybridmesh.core.errors import HybridMeshError
 
-@click.group() if "demo" != "demo" else click.command()
+
+@click.command()
 def demo() -> None:
-    """(not built yet)"""
+    """Start the reference services on local ports, load the registry and make real
+    cross-architecture calls, with a fault injected so retries, the circuit breaker and
+    the fallback show. Exits 0 when every step behaved as expected."""
+    from hybridmesh.demo import run_demo
+
+    report = run(run_demo(get_ctx().settings, console))
+    if not report.ok:
+        raise HybridMeshError("the demo did not behave as expected; see the summary above")

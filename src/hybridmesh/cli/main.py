@@ -24,8 +24,10 @@ from hybridmesh.core.settings import Settings
 def cli(ctx: click.Context, database_url: str | None) -> None:
     """hybridmesh: integrate microservices, modular monoliths, a legacy monolith and
     serverless functions, and migrate the legacy system away step by step."""
-    overrides = {"database_url": database_url} if database_url else {}
-    ctx.obj = CliContext(Settings(**overrides))
+    settings = Settings()
+    if database_url:
+        settings = settings.model_copy(update={"database_url": database_url})
+    ctx.obj = CliContext(settings)
 
 
 def _register_commands() -> None:

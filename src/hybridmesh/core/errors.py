@@ -140,7 +140,8 @@ class BulkheadFullError(ResilienceError):
         self.max_concurrent = max_concurrent
         self.max_wait = max_wait
         super().__init__(
-            f"bulkhead {name!r} full: {max_concurrent} calls in flight, no slot within {max_wait:g}s"
+            f"bulkhead {name!r} full: {max_concurrent} calls in flight, "
+            f"no slot within {max_wait:g}s"
         )
 
 
@@ -175,12 +176,15 @@ class TransportError(HybridMeshError):
     def __str__(self) -> str:
         status = f" status {self.status}" if self.status is not None else ""
         body = f": {self.body[:200]}" if self.body else ""
-        return f"{self.pattern or 'transport'} call to {self.target or '?'} failed{status}: {self.message}{body}"
+        what = self.pattern or "transport"
+        return f"{what} call to {self.target or '?'} failed{status}: {self.message}{body}"
 
     @property
     def is_client_error(self) -> bool:
         """A 4xx answer other than 408 and 429: the request itself is wrong; never retried."""
-        return self.status is not None and 400 <= self.status < 500 and self.status not in (408, 429)
+        return (
+            self.status is not None and 400 <= self.status < 500 and self.status not in (408, 429)
+        )
 
 
 class TransportNotConfiguredError(TransportError):

@@ -1,1 +1,43 @@
-"""observability"""
+"""Observability: JSON logs with request and trace ids, Prometheus metrics, OpenTelemetry.
+
+- :mod:`~hybridmesh.observability.context`: the request context bound through contextvars.
+- :mod:`~hybridmesh.observability.logs`: one root handler writing JSON or text lines.
+- :mod:`~hybridmesh.observability.metrics`: :class:`MeshMetrics`, the mesh's counters.
+- :mod:`~hybridmesh.observability.tracing`: the tracer provider, call spans, ``traceparent``.
+"""
+
+from hybridmesh.observability.context import (
+    RequestContext,
+    bind_context,
+    current_context,
+    current_request_id,
+)
+from hybridmesh.observability.logs import JsonFormatter, configure_logging, get_logger
+from hybridmesh.observability.metrics import MeshMetrics
+from hybridmesh.observability.tracing import (
+    configure_tracing,
+    current_trace_id,
+    extract_context,
+    get_tracer,
+    inject_headers,
+    shutdown_tracing,
+    start_call_span,
+)
+
+__all__ = [
+    "JsonFormatter",
+    "MeshMetrics",
+    "RequestContext",
+    "bind_context",
+    "configure_logging",
+    "configure_tracing",
+    "current_context",
+    "current_request_id",
+    "current_trace_id",
+    "extract_context",
+    "get_logger",
+    "get_tracer",
+    "inject_headers",
+    "shutdown_tracing",
+    "start_call_span",
+]

@@ -1,1 +1,31 @@
-"""store"""
+"""The state store: one async API over SQLite and PostgreSQL, with versioned migrations.
+
+::
+
+    store = await open_store("sqlite:///.hybridmesh/mesh.db")   # or postgresql://…
+    await store.upgrade()
+    async with store.transaction() as tx:
+        await tx.execute("INSERT INTO services (name, ...) VALUES (?, ...)", "orders", ...)
+    rows = await store.fetch_all("SELECT name FROM services WHERE owner = ?", "team-a")
+    await store.close()
+
+SQL uses ``?`` placeholders on every backend. Failures raise
+:class:`~hybridmesh.core.errors.StoreError`; bad URLs raise
+:class:`~hybridmesh.core.errors.ConfigurationError`.
+"""
+
+from hybridmesh.store._base import Migration, Store, Transaction
+from hybridmesh.store._open import open_store
+from hybridmesh.store.migrations import MIGRATIONS
+from hybridmesh.store.postgres import PostgresStore
+from hybridmesh.store.sqlite import SQLiteStore
+
+__all__ = [
+    "MIGRATIONS",
+    "Migration",
+    "PostgresStore",
+    "SQLiteStore",
+    "Store",
+    "Transaction",
+    "open_store",
+]

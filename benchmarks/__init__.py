@@ -1,0 +1,1 @@
+"""Side-by-side benchmarks: each measures hybridmesh against a peer in the same run."""

@@ -1,0 +1,84 @@
+"""Writing results: JSON per benchmark, and one section per benchmark in docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import json
+import platform
+import re
+import statistics
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+DOC = ROOT / "docs" / "benchmarks.md"
+
+_HEADER = """# Benchmarks
+
+Every figure here comes from `make bench`, which runs each benchmark and its peer side by side
+in one run on the same machine, writes `benchmarks/results/<name>.json`, and rewrites its own
+section below. Goals are ratios against the peer, never absolute timings (see DESIGN.md).
+"""
+
+
+@dataclass(frozen=True)
+class LatencySummary:
+    """Latency percentiles (milliseconds) and throughput of one measured run."""
+
+    requests: int
+    seconds: float
+    throughput: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+
+    @classmethod
+    def of(cls, latencies: list[float], seconds: float) -> LatencySummary:
+        ordered = sorted(latencies)
+        q = statistics.quantiles(ordered, n=100, method="inclusive")
+        return cls(
+            requests=len(ordered),
+            seconds=round(seconds, 4),
+            throughput=round(len(ordered) / seconds, 1),
+            p50_ms=round(q[49] * 1000, 4),
+            p95_ms=round(q[94] * 1000, 4),
+            p99_ms=round(q[98] * 1000, 4),
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def machine() -> dict[str, Any]:
+    import os
+
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def write_json(name: str, payload: dict[str, Any]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    return path
+
+
+def write_section(name: str, markdown: str) -> None:
+    """Replace (or append) the section of ``name`` in docs/benchmarks.md."""
+    DOC.parent.mkdir(parents=True, exist_ok=True)
+    text = DOC.read_text() if DOC.exists() else _HEADER
+    begin, end = f"<!-- bench:{name}:begin -->", f"<!-- bench:{name}:end -->"
+    block = f"{begin}\n{markdown.strip()}\n{end}"
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
+    text = (
+        pattern.sub(lambda _m: block, text)
+        if pattern.search(text)
+        else f"{text.rstrip()}\n\n{block}\n"
+    )
+    DOC.write_text(text)

@@ -1,0 +1,289 @@
+"""user-service: the Identity team's microservice, over REST and GraphQL.
+
+Routes (besides the shared ``/healthz`` and ``/_admin/*``):
+
+- ``POST /users {email, name}`` → 201 user; 422 on a missing or invalid field, 409 when the
+  e-mail is taken. ``GET /users?limit=``, ``GET|PATCH|DELETE /users/{id}``.
+- ``POST /operations/validate-user {user_id}`` → ``{valid, user_id}``; valid means the user
+  exists and is active.
+- ``POST /graphql``: ``user(id)``, ``users(limit)`` and ``registerUser(email, name)``.
+
+A user id is ``U-<n>``, ``n`` counting up from 1 and never reused.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import graphql
+from aiohttp import web
+
+from tanqory.apps._base import (
+    FieldErrors,
+    ProblemError,
+    RunningService,
+    database,
+    not_found,
+    read_json_object,
+    serve,
+    utc_now,
+)
+from tanqory.apps._database import ServiceDatabase
+
+NAME = "user-service"
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 500
+STATUSES = ("active", "suspended")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    email TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+"""
+
+GRAPHQL_SCHEMA = graphql.build_schema(
+    """
+    type User { id: ID!, email: String!, name: String!, status: String! }
+    type Query { user(id: ID!): User, users(limit: Int): [User!]! }
+    type Mutation { registerUser(email: String!, name: String!): User! }
+    """
+)
+
+routes = web.RouteTableDef()
+
+
+# --- persistence: plain functions run on the database thread -------------------------------
+
+
+def _user(row: sqlite3.Row) -> dict[str, Any]:
+    return {
+        "id": f"U-{row['seq']}",
+        "email": row["email"],
+        "name": row["name"],
+        "status": row["status"],
+        "created_at": row["created_at"],
+    }
+
+
+def _seq(user_id: str) -> int | None:
+    prefix, _, number = user_id.partition("-")
+    return int(number) if prefix == "U" and number.isdigit() else None
+
+
+def _email_taken(email: str) -> ProblemError:
+    return ProblemError(409, f"a user with e-mail {email!r} already exists", slug="duplicate-email")
+
+
+def _insert(conn: sqlite3.Connection, email: str, name: str) -> dict[str, Any]:
+    now = utc_now()
+    try:
+        cursor = conn.execute(
+            "INSERT INTO users (email, name, status, created_at, updated_at)"
+            " VALUES (?, ?, 'active', ?, ?)",
+            (email, name, now, now),
+        )
+    except sqlite3.IntegrityError as error:
+        raise _email_taken(email) from error
+    return _find(conn, f"U-{cursor.lastrowid}") or {}
+
+
+def _find(conn: sqlite3.Connection, user_id: str) -> dict[str, Any] | None:
+    row = conn.execute("SELECT * FROM users WHERE seq = ?", (_seq(user_id),)).fetchone()
+    return _user(row) if row else None
+
+
+def _list(conn: sqlite3.Connection, limit: int) -> list[dict[str, Any]]:
+    rows = conn.execute("SELECT * FROM users ORDER BY seq LIMIT ?", (limit,)).fetchall()
+    return [_user(r) for r in rows]
+
+
+def _update(
+    conn: sqlite3.Connection, user_id: str, changes: dict[str, str]
+) -> dict[str, Any] | None:
+    if _find(conn, user_id) is None:
+        return None
+    assignments = ", ".join(f"{column} = ?" for column in changes)
+    try:
+        conn.execute(
+            f"UPDATE users SET {assignments}, updated_at = ? WHERE seq = ?",
+            (*changes.values(), utc_now(), _seq(user_id)),
+        )
+    except sqlite3.IntegrityError as error:
+        raise _email_taken(changes.get("email", "")) from error
+    return _find(conn, user_id)
+
+
+def _delete(conn: sqlite3.Connection, user_id: str) -> bool:
+    return conn.execute("DELETE FROM users WHERE seq = ?", (_seq(user_id),)).rowcount > 0
+
+
+# --- the domain operations REST and GraphQL share ------------------------------------------
+
+
+async def register_user(db: ServiceDatabase, body: dict[str, Any]) -> dict[str, Any]:
+    """Creates an active user; 422 on a bad e-mail or name, 409 when the e-mail is taken."""
+    errors = FieldErrors()
+    email = errors.email(body, "email")
+    name = errors.text(body, "name")
+    errors.raise_if_any()
+    assert email is not None and name is not None
+    return await db.run(_insert, email.lower(), name)
+
+
+async def find_user(db: ServiceDatabase, user_id: str) -> dict[str, Any] | None:
+    return await db.run(_find, user_id)
+
+
+async def list_users(db: ServiceDatabase, limit: int | None) -> list[dict[str, Any]]:
+    if limit is None:
+        limit = DEFAULT_LIMIT
+    if not 1 <= limit <= MAX_LIMIT:
+        raise FieldErrors().add("limit", f"must be between 1 and {MAX_LIMIT}").as_problem()
+    return await db.run(_list, limit)
+
+
+# --- REST -----------------------------------------------------------------------------------
+
+
+@routes.post("/users")
+async def post_user(request: web.Request) -> web.Response:
+    user = await register_user(database(request), await read_json_object(request))
+    return web.json_response(user, status=201, headers={"Location": f"/users/{user['id']}"})
+
+
+@routes.get("/users")
+async def get_users(request: web.Request) -> web.Response:
+    raw = request.query.get("limit")
+    if raw is not None and not raw.isdigit():
+        raise FieldErrors().add("limit", "must be a whole number").as_problem()
+    users = await list_users(database(request), int(raw) if raw is not None else None)
+    return web.json_response(users)
+
+
+@routes.get("/users/{id}")
+async def get_user(request: web.Request) -> web.Response:
+    user_id = request.match_info["id"]
+    user = await find_user(database(request), user_id)
+    if user is None:
+        raise not_found("user", user_id)
+    return web.json_response(user)
+
+
+@routes.patch("/users/{id}")
+async def patch_user(request: web.Request) -> web.Response:
+    user_id = request.match_info["id"]
+    body = await read_json_object(request)
+    errors = FieldErrors()
+    changes = {
+        "name": errors.text(body, "name", required=False),
+        "email": errors.email(body, "email", required=False),
+        "status": errors.text(body, "status", required=False),
+    }
+    if changes["status"] is not None and changes["status"] not in STATUSES:
+        errors.add("status", f"must be one of {', '.join(STATUSES)}")
+    updates = {k: v.lower() if k == "email" else v for k, v in changes.items() if v is not None}
+    if not updates and not errors.errors:
+        errors.add("body", "give at least one of name, email, status")
+    errors.raise_if_any()
+    user = await database(request).run(_update, user_id, updates)
+    if user is None:
+        raise not_found("user", user_id)
+    return web.json_response(user)
+
+
+@routes.delete("/users/{id}")
+async def delete_user(request: web.Request) -> web.Response:
+    user_id = request.match_info["id"]
+    if not await database(request).run(_delete, user_id):
+        raise not_found("user", user_id)
+    return web.Response(status=204)
+
+
+@routes.post("/operations/validate-user")
+async def validate_user(request: web.Request) -> web.Response:
+    errors = FieldErrors()
+    user_id = errors.text(await read_json_object(request), "user_id")
+    errors.raise_if_any()
+    assert user_id is not None
+    user = await find_user(database(request), user_id)
+    valid = user is not None and user["status"] == "active"
+    return web.json_response({"valid": valid, "user_id": user_id})
+
+
+# --- GraphQL --------------------------------------------------------------------------------
+
+
+async def _resolve_user(
+    info: graphql.GraphQLResolveInfo[ServiceDatabase], id: str
+) -> dict[str, Any] | None:
+    return await find_user(info.context, id)
+
+
+async def _resolve_users(
+    info: graphql.GraphQLResolveInfo[ServiceDatabase], limit: int | None = None
+) -> list[dict[str, Any]]:
+    return await list_users(info.context, limit)
+
+
+async def _resolve_register_user(
+    info: graphql.GraphQLResolveInfo[ServiceDatabase], email: str, name: str
+) -> dict[str, Any]:
+    return await register_user(info.context, {"email": email, "name": name})
+
+
+# The default resolver calls a root value's callables with (info, **arguments).
+_ROOT = {"user": _resolve_user, "users": _resolve_users, "registerUser": _resolve_register_user}
+
+
+def _graphql_errors(status: int, *messages: str) -> web.Response:
+    return web.json_response({"errors": [{"message": m} for m in messages]}, status=status)
+
+
+@routes.post("/graphql")
+async def graphql_endpoint(request: web.Request) -> web.Response:
+    """GraphQL over HTTP: 400 when the request cannot be executed, else 200 with any errors."""
+    try:
+        body = await request.json()
+    except ValueError:
+        return _graphql_errors(400, "the body is not valid JSON")
+    query = body.get("query") if isinstance(body, dict) else None
+    variables = body.get("variables") if isinstance(body, dict) else None
+    operation = body.get("operationName") if isinstance(body, dict) else None
+    if not isinstance(query, str) or not query.strip():
+        return _graphql_errors(400, "the body needs a 'query' string")
+    if variables is not None and not isinstance(variables, dict):
+        return _graphql_errors(400, "'variables' must be an object")
+    if operation is not None and not isinstance(operation, str):
+        return _graphql_errors(400, "'operationName' must be a string")
+    try:
+        graphql.parse(query)
+    except graphql.GraphQLError as error:
+        return _graphql_errors(400, error.message)
+    result = await graphql.graphql(
+        GRAPHQL_SCHEMA,
+        query,
+        root_value=_ROOT,
+        context_value=database(request),
+        variable_values=variables,
+        operation_name=operation,
+    )
+    errors = [e.formatted for e in result.errors or []]
+    # Errors without a path come from validation or variables: the request never ran.
+    if result.data is None and result.errors and all(e.path is None for e in result.errors):
+        return web.json_response({"errors": errors}, status=400)
+    answer: dict[str, Any] = {"data": result.data}
+    if errors:
+        answer["errors"] = errors
+    return web.json_response(answer)
+
+
+async def start(db_path: Path, *, host: str = "127.0.0.1", port: int = 0) -> RunningService:
+    """Starts user-service on ``db_path`` (created when missing)."""
+    return await serve(NAME, db_path, schema=SCHEMA, routes=routes, host=host, port=port)

@@ -1,0 +1,5 @@
+"""``python -m hybridmesh``: the command line."""
+
+from hybridmesh.cli.main import main
+
+main()

@@ -1,0 +1,473 @@
+"""The hybrid client: one ``communicate()`` for every cross-service call."""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from collections.abc import Mapping
+from datetime import datetime
+from types import TracebackType
+from typing import Any
+
+from hybridmesh.client.cache import ResponseCache
+from hybridmesh.client.models import CommunicationRequest, CommunicationResponse
+from hybridmesh.client.strategy import (
+    PatternStep,
+    RequestType,
+    Strategy,
+    forced_strategy,
+    select_strategy,
+)
+from hybridmesh.core.clock import SYSTEM_CLOCK, Clock
+from hybridmesh.core.errors import (
+    BulkheadFullError,
+    CallTimeoutError,
+    CircuitOpenError,
+    HybridMeshError,
+    RateLimitedError,
+    RetriesExhaustedError,
+    TransportError,
+    TransportNotConfiguredError,
+)
+from hybridmesh.core.ids import idempotency_key, new_request_id
+from hybridmesh.observability import (
+    MeshMetrics,
+    bind_context,
+    current_request_id,
+    get_logger,
+    inject_headers,
+    start_call_span,
+)
+from hybridmesh.registry import ServiceDefinition, ServiceRegistry
+from hybridmesh.resilience import (
+    BreakerState,
+    PolicySet,
+    ResilienceOverrides,
+    ResiliencePolicy,
+    Retry,
+    apply_overrides,
+    default_policy,
+    with_timeout,
+)
+from hybridmesh.transports import (
+    GraphQLTransport,
+    HttpSession,
+    OutboundRequest,
+    RestTransport,
+    Transport,
+    TransportResponse,
+)
+
+#: Architecture assumed for a caller that is not in the registry (a platform component such
+#: as the saga orchestrator, or a script).
+UNREGISTERED_SOURCE_ARCHITECTURE = "microservice"
+#: A traditional monolith never gets a longer timeout than this, whatever the request asks.
+LEGACY_MAX_TIMEOUT = 60.0
+_HTTP_PATTERNS = frozenset({"rest", "graphql"})
+
+log = get_logger("hybridmesh.client")
+
+
+class HybridClient:
+    """Makes cross-service calls by the registry's architectures, resiliently.
+
+    For each call it picks a :class:`~hybridmesh.client.strategy.Strategy` from the pair of
+    architectures and the request type, then tries the strategy's patterns in order. Every
+    attempt passes the target's circuit breaker, rate limiter and bulkhead and has a timeout;
+    retryable failures are retried with backoff. When every pattern fails, a query is answered
+    from the last good answer if one is cached; otherwise the first pattern's error is raised
+    (``CircuitOpenError``, ``RetriesExhaustedError``, ``CallTimeoutError``,
+    ``TransportError``), with the fallbacks' failures added as notes.
+
+    A pattern whose transport is not configured is skipped with
+    ``TransportNotConfiguredError`` recorded: a call never reports success it did not have.
+
+    Use as an async context manager, or call :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        registry: ServiceRegistry,
+        *,
+        transports: Mapping[str, Transport] | None = None,
+        metrics: MeshMetrics | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+        rng: random.Random | None = None,
+        cache: ResponseCache | None = None,
+        http: HttpSession | None = None,
+    ) -> None:
+        self.registry = registry
+        self.clock = clock
+        self.metrics = metrics or MeshMetrics.default()
+        self.cache = cache or ResponseCache(clock=clock)
+        self._http = http or HttpSession()
+        if transports is None:
+            transports = {
+                "rest": RestTransport(self._http),
+                "graphql": GraphQLTransport(self._http),
+            }
+        self.transports: dict[str, Transport] = dict(transports)
+        self.policies = PolicySet(clock=clock, rng=rng, on_breaker_change=self._breaker_changed)
+        self._rng = rng or random.Random()
+        self._policy_cache: dict[
+            tuple[str, str, PatternStep, float | None, int | None], ResiliencePolicy
+        ] = {}
+        self._retries: dict[tuple[str, ResiliencePolicy], Retry] = {}
+        #: The most recent circuit-breaker transitions: (wall time, guard, from, to).
+        self.breaker_transitions: deque[tuple[datetime, str, str, str]] = deque(maxlen=256)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def add_transport(self, transport: Transport) -> None:
+        """Add (or replace) the transport for its pattern."""
+        self.transports[transport.pattern] = transport
+
+    def policy_changed(self) -> None:
+        """Forget resolved policies, after the registry's resilience settings changed."""
+        self._policy_cache.clear()
+        self._retries.clear()
+
+    async def close(self) -> None:
+        for transport in self.transports.values():
+            await transport.close()
+        await self._http.close()
+
+    async def __aenter__(self) -> HybridClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- the call --------------------------------------------------------------------------
+
+    async def communicate(
+        self, source: str, target: str, request: CommunicationRequest
+    ) -> CommunicationResponse:
+        """Call ``target`` on behalf of ``source``.
+
+        Raises ``UnknownServiceError`` when the target is not registered, a
+        ``ResilienceError`` or ``TransportError`` when no pattern and no cached answer could
+        serve the call. A 4xx answer (other than 408 and 429) is the caller's mistake: it is
+        raised at once, without retries or fallbacks.
+        """
+        target_def = self.registry.get(target)
+        source_def = self.registry.find(source)
+        source_arch = source_def.architecture if source_def else UNREGISTERED_SOURCE_ARCHITECTURE
+        kind = RequestType(request.type)
+        if request.pattern:
+            strategy = forced_strategy(request.pattern, kind)
+        else:
+            strategy = select_strategy(
+                source_arch, target_def.architecture, kind, has_graphql_query=bool(request.query)
+            )
+        request_id = request.request_id or current_request_id() or new_request_id()
+        started = self.clock.monotonic()
+        with (
+            bind_context(request_id=request_id, source_service=source),
+            start_call_span(
+                f"communicate {target}",
+                attributes={
+                    "hybridmesh.source": source,
+                    "hybridmesh.target": target,
+                    "hybridmesh.strategy": strategy.name,
+                    "hybridmesh.request_type": kind.value,
+                },
+            ),
+        ):
+            return await self._run_strategy(
+                source, target_def, request, kind, strategy, request_id, started
+            )
+
+    async def _run_strategy(
+        self,
+        source: str,
+        target_def: ServiceDefinition,
+        request: CommunicationRequest,
+        kind: RequestType,
+        strategy: Strategy,
+        request_id: str,
+        started: float,
+    ) -> CommunicationResponse:
+        target = target_def.name
+        headers = self._headers(source, target, request, kind, request_id)
+        failures: list[HybridMeshError] = []
+        attempts = [0]
+        for index, step in enumerate(strategy.steps):
+            transport = self.transports.get(step.pattern)
+            if transport is None:
+                failures.append(TransportNotConfiguredError(step.pattern, target))
+                continue
+            policy = self._policy(target_def, kind, step, request)
+            outbound = self._outbound(target_def, request, step.pattern, headers)
+            call_started = self.clock.monotonic()
+            try:
+                answer = await self._run_pattern(
+                    target, step.pattern, transport, policy, outbound, attempts
+                )
+            except HybridMeshError as error:
+                self.metrics.observe_call(
+                    source,
+                    target,
+                    step.pattern,
+                    _outcome(error),
+                    self.clock.monotonic() - call_started,
+                )
+                if isinstance(error, TransportError) and error.is_client_error:
+                    raise
+                failures.append(error)
+                if index + 1 < len(strategy.steps):
+                    self.metrics.observe_fallback(
+                        source, target, step.pattern, strategy.steps[index + 1].pattern
+                    )
+                    log.warning(
+                        "%s -> %s over %s failed (%s); falling back to %s",
+                        source,
+                        target,
+                        step.pattern,
+                        error,
+                        strategy.steps[index + 1].pattern,
+                    )
+                continue
+            elapsed = self.clock.monotonic() - started
+            self.metrics.observe_call(
+                source,
+                target,
+                step.pattern,
+                "success" if index == 0 else "fallback",
+                self.clock.monotonic() - call_started,
+            )
+            if strategy.use_cache:
+                self.cache.put(_cache_key(target, request), answer.data, answer.status)
+            return CommunicationResponse(
+                data=answer.data,
+                status=answer.status,
+                pattern=step.pattern,
+                strategy=strategy.name,
+                source=source,
+                target=target,
+                request_id=request_id,
+                attempts=attempts[0],
+                duration=elapsed,
+                fallback_used=index > 0,
+                headers=answer.headers,
+                failures=[str(f) for f in failures],
+            )
+        return self._fall_back_or_raise(
+            source, target, request, strategy, request_id, started, failures, attempts[0]
+        )
+
+    def _fall_back_or_raise(
+        self,
+        source: str,
+        target: str,
+        request: CommunicationRequest,
+        strategy: Strategy,
+        request_id: str,
+        started: float,
+        failures: list[HybridMeshError],
+        attempts: int,
+    ) -> CommunicationResponse:
+        if strategy.use_cache:
+            cached = self.cache.get(_cache_key(target, request))
+            if cached is not None:
+                last = strategy.steps[-1].pattern
+                self.metrics.observe_fallback(source, target, last, "cache")
+                self.metrics.observe_call(source, target, "cache", "fallback", 0.0)
+                log.warning(
+                    "%s -> %s failed; answered from cache (%.1fs old)", source, target, cached.age
+                )
+                return CommunicationResponse(
+                    data=cached.data,
+                    status=cached.status,
+                    pattern="cache",
+                    strategy=strategy.name,
+                    source=source,
+                    target=target,
+                    request_id=request_id,
+                    attempts=attempts,
+                    duration=self.clock.monotonic() - started,
+                    fallback_used=True,
+                    from_cache=True,
+                    cache_age=cached.age,
+                    failures=[str(f) for f in failures],
+                )
+        real = [f for f in failures if not isinstance(f, TransportNotConfiguredError)]
+        primary = real[0] if real else failures[0]
+        for other in failures:
+            if other is not primary:
+                primary.add_note(f"then: {other}")
+        raise primary
+
+    async def _run_pattern(
+        self,
+        target: str,
+        pattern: str,
+        transport: Transport,
+        policy: ResiliencePolicy,
+        outbound: OutboundRequest,
+        attempts: list[int],
+    ) -> TransportResponse:
+        guard_name = target if pattern in _HTTP_PATTERNS else f"{pattern}:{target}"
+        breaker = self.policies.breaker(guard_name, policy.breaker)
+        bulkhead = self.policies.bulkhead(guard_name, policy.bulkhead)
+        limiter = (
+            self.policies.rate_limiter(guard_name, policy.rate_limit) if policy.rate_limit else None
+        )
+        timeout = policy.timeout
+        base_headers = outbound.headers
+
+        async def attempt(number: int) -> TransportResponse:
+            # Local guards first: a call they refuse never reached the target, so it must
+            # not count in the target's breaker.
+            if limiter is not None:
+                await limiter.acquire()
+            async with bulkhead:
+                breaker.acquire()
+                attempts[0] += 1
+                with start_call_span(
+                    f"{pattern} {outbound.method} {target}",
+                    attributes={
+                        "hybridmesh.pattern": pattern,
+                        "hybridmesh.attempt": number,
+                        "http.request.method": outbound.method,
+                        "url.full": outbound.url,
+                    },
+                ):
+                    headers = dict(base_headers)
+                    inject_headers(headers)
+                    outbound.headers = headers
+                    began = self.clock.monotonic()
+                    try:
+                        answer = await with_timeout(transport.send(outbound), timeout, guard_name)
+                    except BaseException as error:
+                        breaker.record_failure(self.clock.monotonic() - began, error)
+                        raise
+                    breaker.record_success(self.clock.monotonic() - began)
+                    return answer
+
+        if policy.retry.max_attempts <= 1:
+            return await attempt(1)
+        return await self._retry(guard_name, policy).call(attempt)
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _retry(self, name: str, policy: ResiliencePolicy) -> Retry:
+        key = (name, policy)
+        retry = self._retries.get(key)
+        if retry is None:
+            metrics = self.metrics
+
+            def on_retry(attempt: int, error: BaseException, delay: float) -> None:
+                metrics.observe_retry(name)
+                log.warning(
+                    "%s: attempt %d failed (%s); retrying in %.3fs", name, attempt, error, delay
+                )
+
+            retry = Retry(name, policy.retry, clock=self.clock, rng=self._rng, on_retry=on_retry)
+            self._retries[key] = retry
+        return retry
+
+    def _policy(
+        self,
+        target_def: ServiceDefinition,
+        kind: RequestType,
+        step: PatternStep,
+        request: CommunicationRequest,
+    ) -> ResiliencePolicy:
+        key = (target_def.name, kind.value, step, request.timeout, request.retries)
+        policy = self._policy_cache.get(key)
+        if policy is not None:
+            return policy
+        policy = default_policy(target_def.architecture, kind.value)
+        if step.timeout is not None or step.retries is not None:
+            policy = apply_overrides(
+                policy, ResilienceOverrides(timeout=step.timeout, retries=step.retries)
+            )
+        policy = apply_overrides(policy, target_def.resilience)
+        if request.timeout is not None or request.retries is not None:
+            timeout = request.timeout
+            if timeout is not None and target_def.architecture == "traditional-monolith":
+                timeout = min(timeout, LEGACY_MAX_TIMEOUT)
+            policy = apply_overrides(
+                policy, ResilienceOverrides(timeout=timeout, retries=request.retries)
+            )
+        if len(self._policy_cache) > 4096:
+            self._policy_cache.clear()
+        self._policy_cache[key] = policy
+        return policy
+
+    @staticmethod
+    def _headers(
+        source: str,
+        target: str,
+        request: CommunicationRequest,
+        kind: RequestType,
+        request_id: str,
+    ) -> dict[str, str]:
+        headers = {
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            **request.headers,
+            "X-Request-ID": request_id,
+            "X-Source-Service": source,
+        }
+        if kind is RequestType.COMMAND:
+            headers["Idempotency-Key"] = request.idempotency_key or idempotency_key(
+                source, target, request_id
+            )
+        return headers
+
+    @staticmethod
+    def _outbound(
+        target_def: ServiceDefinition,
+        request: CommunicationRequest,
+        pattern: str,
+        headers: dict[str, str],
+    ) -> OutboundRequest:
+        path = target_def.graphql_path if pattern == "graphql" else request.endpoint
+        return OutboundRequest(
+            target=target_def.name,
+            base_url=target_def.base_url,
+            method="POST" if pattern == "graphql" else request.method,
+            path=path,
+            payload=request.payload,
+            params=request.params,
+            headers=headers,
+            query=request.query,
+            variables=request.variables,
+            event_type=request.event_type,
+        )
+
+    def _breaker_changed(self, name: str, old: BreakerState, new: BreakerState) -> None:
+        self.breaker_transitions.append((self.clock.now(), name, old.value, new.value))
+        self.metrics.set_breaker_state(name, new.value, old.value)
+        log.warning("circuit %s: %s -> %s", name, old.value, new.value)
+
+    def breaker_state(self, target: str) -> str:
+        """The state of the circuit breaker guarding HTTP calls to ``target``."""
+        breaker = self.policies.find_breaker(target)
+        return breaker.state.value if breaker is not None else BreakerState.CLOSED.value
+
+
+def _outcome(error: BaseException) -> str:
+    if isinstance(error, CircuitOpenError | BulkheadFullError | RateLimitedError):
+        return "rejected"
+    if isinstance(error, CallTimeoutError):
+        return "timeout"
+    if isinstance(error, RetriesExhaustedError) and isinstance(error.last_error, CallTimeoutError):
+        return "timeout"
+    return "error"
+
+
+def _cache_key(target: str, request: CommunicationRequest) -> tuple[Any, ...]:
+    params = tuple(sorted(request.params.items())) if request.params else ()
+    variables = repr(sorted(request.variables.items())) if request.variables else ""
+    return (target, request.method, request.endpoint, params, request.query or "", variables)
+
+
+__all__ = ["LEGACY_MAX_TIMEOUT", "UNREGISTERED_SOURCE_ARCHITECTURE", "HybridClient"]

@@ -1,0 +1,363 @@
+"""The demo: the Tanqory reference system, started on local ports, called through the client.
+
+It starts real services (user-service, inventory-management, legacy-erp), each with its own
+SQLite database, loads the reference registry into the store, and makes real
+cross-architecture calls. Then it injects a fault into legacy-erp so the client's retries,
+circuit breaker and cached-answer fallback show, clears the fault, and watches the breaker
+close again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+from rich.console import Console
+
+from hybridmesh.client import CommunicationRequest, CommunicationResponse, HybridClient
+from hybridmesh.core.errors import HybridMeshError
+from hybridmesh.core.settings import Settings
+from hybridmesh.observability import MeshMetrics, configure_tracing
+from hybridmesh.registry import RegistryCatalog, ServiceRegistry, load_definitions, recommend
+from hybridmesh.resilience import ResilienceOverrides
+from hybridmesh.store import open_store
+
+#: How legacy-erp's breaker behaves in the demo: small windows and a short wait, so the
+#: whole open -> half-open -> closed cycle fits in a few seconds.
+DEMO_LEGACY_RESILIENCE = {
+    "window_size": 6,
+    "minimum_calls": 4,
+    "failure_rate_threshold": 0.5,
+    "wait_in_open": 1.5,
+    "permitted_calls_in_half_open": 2,
+    "retries": 1,
+    "backoff_initial": 0.05,
+    "timeout": 5.0,
+}
+
+
+@dataclass
+class CallRecord:
+    """One call of the demo and how it went."""
+
+    step: str
+    source: str
+    target: str
+    outcome: str
+    pattern: str = "-"
+    strategy: str = "-"
+    attempts: int = 0
+    millis: float = 0.0
+    note: str = ""
+
+
+@dataclass
+class DemoReport:
+    """What the demo did, for the summary and for tests."""
+
+    calls: list[CallRecord] = field(default_factory=list)
+    transitions: list[tuple[str, str, str]] = field(default_factory=list)
+    headers_seen: dict[str, str] = field(default_factory=dict)
+    services: int = 0
+    ok: bool = True
+
+
+def reference_services_path() -> Path:
+    """The folder of the reference system's service definitions."""
+    import tanqory
+
+    return Path(tanqory.__file__).resolve().parent / "services"
+
+
+@asynccontextmanager
+async def reference_system(workdir: Path) -> AsyncIterator[dict[str, str]]:
+    """Start the reference services on free local ports; yield name -> base URL."""
+    from tanqory.apps import inventory, legacy_erp, user_service
+
+    started = [
+        await user_service.start(workdir / "user-service.db"),
+        await inventory.start(workdir / "inventory.db"),
+        await legacy_erp.start(workdir / "legacy-erp.db"),
+    ]
+    names = ["user-service", "inventory-management", "legacy-erp"]
+    try:
+        yield {name: svc.url for name, svc in zip(names, started, strict=True)}
+    finally:
+        for svc in reversed(started):
+            await svc.stop()
+
+
+async def run_demo(settings: Settings | None = None, console: Console | None = None) -> DemoReport:
+    """Run the whole demo, print it, and return its report."""
+    settings = settings or Settings()
+    console = console or Console()
+    configure_tracing(settings)
+    report = DemoReport()
+    with tempfile.TemporaryDirectory(prefix="hybridmesh-demo-") as tmp:
+        async with reference_system(Path(tmp)) as urls:
+            registry = await _load_registry(settings, urls, console, report)
+            metrics = MeshMetrics()
+            async with HybridClient(registry, metrics=metrics) as client:
+                await _happy_paths(client, console, report)
+                await _show_headers(urls["user-service"], console, report)
+                await _legacy_outage(client, urls["legacy-erp"], console, report)
+                report.transitions = [(g, a, b) for _, g, a, b in client.breaker_transitions]
+    report.ok = _verdict(report)
+    _summary(report, console)
+    return report
+
+
+def _verdict(report: DemoReport) -> bool:
+    """The demo worked: the happy calls succeeded, the outage was answered from the cache,
+    and the breaker opened and closed again."""
+    happy = [c for c in report.calls if not c.step.startswith("read during outage")]
+    return (
+        all(c.outcome.startswith("ok") for c in happy)
+        and any(c.outcome == "cached answer" for c in report.calls)
+        and any(b == "open" for _, _, b in report.transitions)
+        and bool(report.transitions)
+        and report.transitions[-1][2] == "closed"
+    )
+
+
+async def _load_registry(
+    settings: Settings, urls: dict[str, str], console: Console, report: DemoReport
+) -> ServiceRegistry:
+    console.rule("[bold]1. Registry")
+    loaded = load_definitions(reference_services_path())
+    registry = ServiceRegistry(item.definition for item in loaded.services)
+    for name, url in urls.items():
+        registry.with_base_url(name, url)
+    legacy = registry.get("legacy-erp")
+    overrides = legacy.resilience.model_dump(exclude_none=True) if legacy.resilience else {}
+    demo_resilience = ResilienceOverrides.model_validate({**overrides, **DEMO_LEGACY_RESILIENCE})
+    registry.register(legacy.model_copy(update={"resilience": demo_resilience}))
+    store = await open_store(settings.database_url)
+    try:
+        await store.upgrade()
+        saved = await RegistryCatalog(store).save(list(registry))
+    finally:
+        await store.close()
+    report.services = saved
+    console.print(
+        f"Loaded [bold]{saved}[/bold] service definitions from the reference system into "
+        f"{settings.database_url}; {len(loaded.warnings)} consistency warning(s)."
+    )
+    console.print("Recommended patterns (hybridmesh registry recommend SOURCE TARGET):")
+    for src, tgt in (
+        ("microservice", "microservice"),
+        ("microservice", "modular-monolith"),
+        ("microservice", "traditional-monolith"),
+        ("serverless", "microservice"),
+    ):
+        rec = recommend(src, tgt)
+        preferred = ", ".join(p.value for p in rec.preferred)
+        console.print(
+            f"  {src} -> {tgt}: [bold]{preferred}[/bold] [dim]({rec.rationale})[/dim]",
+            highlight=False,
+        )
+    return registry
+
+
+async def _call(
+    client: HybridClient,
+    report: DemoReport,
+    step: str,
+    source: str,
+    target: str,
+    request: CommunicationRequest,
+) -> CommunicationResponse | None:
+    try:
+        response = await client.communicate(source, target, request)
+    except HybridMeshError as error:
+        report.calls.append(
+            CallRecord(
+                step, source, target, f"error: {type(error).__name__}", note=str(error)[:160]
+            )
+        )
+        return None
+    outcome = (
+        "cached answer"
+        if response.from_cache
+        else ("ok via fallback" if response.fallback_used else "ok")
+    )
+    note = response.failures[0][:160] if response.failures else ""
+    report.calls.append(
+        CallRecord(
+            step,
+            source,
+            target,
+            outcome,
+            response.pattern,
+            response.strategy,
+            response.attempts,
+            response.duration * 1000,
+            note,
+        )
+    )
+    return response
+
+
+async def _happy_paths(client: HybridClient, console: Console, report: DemoReport) -> None:
+    console.rule("[bold]2. Cross-architecture calls")
+    created = await _call(
+        client,
+        report,
+        "register a user",
+        "order-processing",
+        "user-service",
+        CommunicationRequest(
+            type="command",
+            method="POST",
+            endpoint="/users",
+            payload={"email": "ada@example.com", "name": "Ada Lovelace"},
+        ),
+    )
+    user_id = str(created.data["id"]) if created and isinstance(created.data, dict) else "1"
+    await _call(
+        client,
+        report,
+        "fetch the user (REST)",
+        "order-processing",
+        "user-service",
+        CommunicationRequest(type="query", endpoint=f"/users/{user_id}"),
+    )
+    await _call(
+        client,
+        report,
+        "fetch the user (GraphQL)",
+        "content-management",
+        "user-service",
+        CommunicationRequest(
+            type="query",
+            query="query($id: ID!) { user(id: $id) { id name email } }",
+            variables={"id": user_id},
+            pattern="graphql",
+        ),
+    )
+    await _call(
+        client,
+        report,
+        "check stock",
+        "order-processing",
+        "inventory-management",
+        CommunicationRequest(
+            type="query",
+            method="POST",
+            endpoint="/inventory/check",
+            payload={"items": [{"sku": "SKU-1", "quantity": 2}]},
+        ),
+    )
+    await _call(
+        client,
+        report,
+        "create an ERP customer",
+        "order-processing",
+        "legacy-erp",
+        CommunicationRequest(
+            type="command",
+            method="POST",
+            endpoint="/erp/customers",
+            payload={"name": "Ada Lovelace", "email": "ada@example.com"},
+        ),
+    )
+    await _call(
+        client,
+        report,
+        "read an ERP customer",
+        "order-processing",
+        "legacy-erp",
+        CommunicationRequest(type="query", endpoint="/erp/customers/C-1"),
+    )
+    _print_calls(console, report.calls)
+
+
+async def _show_headers(user_service_url: str, console: Console, report: DemoReport) -> None:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{user_service_url}/_admin/requests") as resp,
+    ):
+        seen = await resp.json()
+    entries = seen.get("requests", seen) if isinstance(seen, dict) else seen
+    last = next(
+        (e for e in reversed(entries) if e.get("headers", e).get("Idempotency-Key")),
+        entries[-1] if entries else {},
+    )
+    headers = last.get("headers", last)
+    report.headers_seen = {
+        k: str(headers.get(k, ""))
+        for k in ("X-Request-ID", "X-Source-Service", "traceparent", "Idempotency-Key")
+    }
+    console.print("user-service received, on the command above:")
+    for key, value in report.headers_seen.items():
+        console.print(f"  {key}: [cyan]{value}[/cyan]")
+
+
+async def _legacy_outage(
+    client: HybridClient, legacy_url: str, console: Console, report: DemoReport
+) -> None:
+    console.rule("[bold]3. legacy-erp fails: retries, breaker, fallback")
+    first = len(report.calls)
+    async with aiohttp.ClientSession() as session:
+        await session.post(f"{legacy_url}/_admin/faults", json={"mode": "error", "status": 503})
+        console.print("Injected a fault: legacy-erp answers 503 to everything.")
+        query = CommunicationRequest(type="query", endpoint="/erp/customers/C-1")
+        for i in range(5):
+            await _call(
+                client,
+                report,
+                f"read during outage #{i + 1}",
+                "order-processing",
+                "legacy-erp",
+                query,
+            )
+        await session.post(f"{legacy_url}/_admin/faults", json={"mode": "off"})
+        console.print("Cleared the fault; waiting for the breaker's open period to pass.")
+        await asyncio.sleep(DEMO_LEGACY_RESILIENCE["wait_in_open"] + 0.2)
+        for i in range(3):
+            await _call(
+                client,
+                report,
+                f"read after recovery #{i + 1}",
+                "order-processing",
+                "legacy-erp",
+                query,
+            )
+    _print_calls(console, report.calls[first:])
+    for _, guard, old, new in client.breaker_transitions:
+        console.print(f"  circuit [bold]{guard}[/bold]: {old} -> {new}")
+
+
+def _print_calls(console: Console, calls: list[CallRecord]) -> None:
+    for c in calls:
+        colour = (
+            "green"
+            if c.outcome == "ok"
+            else ("yellow" if c.outcome.startswith(("ok", "cached")) else "red")
+        )
+        tries = f"{c.attempts} attempt{'s' if c.attempts != 1 else ''}"
+        console.print(
+            f"[{colour}]{c.outcome:>15}[/{colour}]  [bold]{c.step}[/bold]: "
+            f"{c.source} -> {c.target} via {c.pattern} ({tries}, {c.millis:.1f} ms)",
+            highlight=False,
+        )
+        if c.note:
+            console.print(f"{'':>17}[dim]first: {c.note}[/dim]", highlight=False)
+
+
+def _summary(report: DemoReport, console: Console) -> None:
+    console.rule("[bold]Summary")
+    ok = sum(1 for c in report.calls if c.outcome.startswith("ok"))
+    cached = sum(1 for c in report.calls if c.outcome == "cached answer")
+    failed = sum(1 for c in report.calls if c.outcome.startswith("error"))
+    console.print(
+        f"{len(report.calls)} calls: {ok} answered by a service, {cached} from the cache "
+        f"while legacy-erp was down, {failed} failed. Breaker transitions: "
+        + (", ".join(f"{a}->{b}" for _, a, b in report.transitions) or "none")
+    )
+    console.print("Next: `hybridmesh registry list`, `hybridmesh registry graph --format mermaid`.")

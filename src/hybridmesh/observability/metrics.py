@@ -1,0 +1,181 @@
+"""Prometheus metrics for calls between services, retries, fallbacks and circuit breakers.
+
+Each :class:`MeshMetrics` owns its own registry, so tests and embedded clients can count in
+isolation; :meth:`MeshMetrics.default` is the one a process exposes.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, ClassVar
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+#: Call latency buckets in seconds, from half a millisecond (an in-process mock) to a minute
+#: (the longest timeout a policy allows).
+CALL_DURATION_BUCKETS: tuple[float, ...] = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+)
+
+#: The value of ``hybridmesh_circuit_breaker_state`` for each breaker state.
+BREAKER_STATE_VALUES: dict[str, int] = {"closed": 0, "half_open": 1, "open": 2}
+
+
+class MeshMetrics:
+    """The mesh's metrics, registered in one Prometheus registry.
+
+    - ``hybridmesh_calls_total{source,target,pattern,outcome}``: finished calls.
+    - ``hybridmesh_call_duration_seconds{source,target,pattern}``: call latency.
+    - ``hybridmesh_call_retries_total{target}``: retried attempts.
+    - ``hybridmesh_call_fallbacks_total{source,target,from_pattern,to}``: fallbacks taken.
+    - ``hybridmesh_circuit_breaker_state{name}``: 0 closed, 1 half open, 2 open.
+    - ``hybridmesh_circuit_breaker_transitions_total{name,from_state,to_state}``.
+
+    All methods are safe to call from several threads.
+    """
+
+    #: The ``Content-Type`` of :meth:`render`'s output.
+    content_type: str = CONTENT_TYPE_LATEST
+
+    _default: ClassVar[MeshMetrics | None] = None
+    _default_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        """Register the metrics in ``registry``, or in a new registry when ``None``.
+
+        Raises ``ValueError`` if ``registry`` already holds metrics with these names.
+        """
+        self.registry: CollectorRegistry = registry if registry is not None else CollectorRegistry()
+        self._calls = Counter(
+            "hybridmesh_calls_total",
+            "Calls between services, by outcome.",
+            ["source", "target", "pattern", "outcome"],
+            registry=self.registry,
+        )
+        self._duration = Histogram(
+            "hybridmesh_call_duration_seconds",
+            "Duration of calls between services, in seconds.",
+            ["source", "target", "pattern"],
+            buckets=CALL_DURATION_BUCKETS,
+            registry=self.registry,
+        )
+        self._retries = Counter(
+            "hybridmesh_call_retries_total",
+            "Attempts retried after a failure.",
+            ["target"],
+            registry=self.registry,
+        )
+        self._fallbacks = Counter(
+            "hybridmesh_call_fallbacks_total",
+            "Calls that fell back from one pattern to another (or to the cache).",
+            ["source", "target", "from_pattern", "to"],
+            registry=self.registry,
+        )
+        self._breaker_state = Gauge(
+            "hybridmesh_circuit_breaker_state",
+            "Circuit breaker state: 0 closed, 1 half open, 2 open.",
+            ["name"],
+            registry=self.registry,
+        )
+        self._breaker_transitions = Counter(
+            "hybridmesh_circuit_breaker_transitions_total",
+            "Circuit breaker state changes.",
+            ["name", "from_state", "to_state"],
+            registry=self.registry,
+        )
+        # observe_call is on every call's path; ``.labels()`` validates and locks each time,
+        # so the children are looked up once per label combination and kept here.
+        self._call_children: dict[tuple[str, str, str, str], tuple[Any, Any]] = {}
+
+    @classmethod
+    def default(cls) -> MeshMetrics:
+        """The process-wide instance (created on first use), which ``/metrics`` exposes."""
+        if cls._default is None:
+            with cls._default_lock:
+                if cls._default is None:
+                    cls._default = cls()
+        return cls._default
+
+    def observe_call(
+        self, source: str, target: str, pattern: str, outcome: str, seconds: float
+    ) -> None:
+        """Count one finished call and record how long it took."""
+        key = (source, target, pattern, outcome)
+        children = self._call_children.get(key)
+        if children is None:
+            children = (
+                self._calls.labels(source, target, pattern, outcome),
+                self._duration.labels(source, target, pattern),
+            )
+            self._call_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def observe_retry(self, target: str) -> None:
+        """Count one retried attempt against ``target``."""
+        self._retries.labels(target).inc()
+
+    def observe_fallback(self, source: str, target: str, from_pattern: str, to: str) -> None:
+        """Count one fallback from ``from_pattern`` to ``to`` (a pattern, or ``cache``)."""
+        self._fallbacks.labels(source, target, from_pattern, to).inc()
+
+    def set_breaker_state(self, name: str, state: str, previous: str | None = None) -> None:
+        """Record that breaker ``name`` is now in ``state``.
+
+        ``state`` is ``closed``, ``half_open`` (or ``half-open``) or ``open``. When
+        ``previous`` is given and differs, the transition is counted too. Raises
+        ``ValueError`` for an unknown state.
+        """
+        state = _breaker_state(state)
+        self._breaker_state.labels(name).set(BREAKER_STATE_VALUES[state])
+        if previous is not None:
+            previous = _breaker_state(previous)
+            if previous != state:
+                self._breaker_transitions.labels(name, previous, state).inc()
+
+    def render(self) -> bytes:
+        """All metrics in the Prometheus text exposition format (see :attr:`content_type`)."""
+        data: bytes = generate_latest(self.registry)
+        return data
+
+    def sample(self, name: str, /, **labels: str) -> float | None:
+        """The current value of sample ``name`` with exactly ``labels``, or ``None``.
+
+        ``name`` is a sample name as rendered, for example ``hybridmesh_calls_total`` or
+        ``hybridmesh_call_duration_seconds_bucket`` (with ``le="0.5"``).
+        """
+        value: float | None = self.registry.get_sample_value(name, labels)
+        return value
+
+
+def _breaker_state(state: str) -> str:
+    normalized = state.lower().replace("-", "_")
+    if normalized not in BREAKER_STATE_VALUES:
+        known = ", ".join(BREAKER_STATE_VALUES)
+        raise ValueError(f"unknown circuit breaker state {state!r}; expected one of {known}")
+    return normalized
+
+
+__all__ = ["BREAKER_STATE_VALUES", "CALL_DURATION_BUCKETS", "MeshMetrics"]

@@ -1,0 +1,218 @@
+"""OpenTelemetry tracing: one configurable provider, call spans, W3C trace context headers.
+
+The provider lives in a module-level holder rather than only in OpenTelemetry's global, which
+can be set once per process: :func:`configure_tracing` may be called again (tests do) and the
+newest configuration wins for :func:`get_tracer` and :func:`start_call_span`. The first
+configuration is also offered to the global provider so other instrumentation can use it.
+
+When tracing is not configured, spans are no-ops and cost almost nothing, but outbound
+requests still carry a well-formed ``traceparent`` so that downstream logs can be correlated.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    ConsoleSpanExporter,
+    SimpleSpanProcessor,
+    SpanExporter,
+)
+from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode, Tracer
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from hybridmesh.core.ids import new_span_id, new_trace_id
+from hybridmesh.core.settings import Settings
+
+DEFAULT_TRACER_NAME = "hybridmesh"
+
+_PROPAGATOR = TraceContextTextMapPropagator()
+_NOOP_TRACER: Tracer = trace.NoOpTracer()
+_ZERO_TRACE_ID = "0" * 32
+_ZERO_SPAN_ID = "0" * 16
+
+
+class _TracingState:
+    """The provider in force and the tracers already taken from it."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.provider: TracerProvider | None = None
+        self.tracers: dict[str, Tracer] = {}
+
+
+_state = _TracingState()
+
+
+def configure_tracing(
+    settings: Settings | None = None, *, exporter: SpanExporter | None = None
+) -> TracerProvider:
+    """Build a tracer provider for this process and make it the one spans go to.
+
+    The resource's ``service.name`` is ``settings.service_name``. Spans are exported to
+    ``exporter`` when given (synchronously, which is what tests want), otherwise as
+    ``settings.otel_exporter`` says: ``none`` exports nothing, ``console`` prints each span,
+    ``otlp`` sends batches to ``settings.otlp_endpoint`` over HTTP. ``settings`` defaults to
+    the environment.
+
+    May be called more than once: the previous provider is flushed and shut down, and the
+    new one replaces it. Returns the new provider.
+    """
+    settings = settings or Settings()
+    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: settings.service_name}))
+    if exporter is not None:
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+    elif settings.otel_exporter == "console":
+        # ``out`` is read now, not at import: a redirected stdout is honoured.
+        provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter(out=sys.stdout)))
+    elif settings.otel_exporter == "otlp":
+        # Imported here: the OTLP exporter pulls in protobuf and requests, which a process
+        # that does not export should not pay for.
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        provider.add_span_processor(
+            BatchSpanProcessor(OTLPSpanExporter(endpoint=settings.otlp_endpoint))
+        )
+    with _state.lock:
+        previous, _state.provider = _state.provider, provider
+        _state.tracers = {}
+    if previous is not None:
+        previous.shutdown()
+    _offer_global(provider)
+    return provider
+
+
+def _offer_global(provider: TracerProvider) -> None:
+    # OpenTelemetry lets the global provider be set once and warns on later attempts; only
+    # set it while it is still the API's placeholder proxy.
+    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        trace.set_tracer_provider(provider)
+
+
+def shutdown_tracing() -> None:
+    """Flush and shut down the configured provider, and stop tracing. Safe when unconfigured."""
+    with _state.lock:
+        provider, _state.provider = _state.provider, None
+        _state.tracers = {}
+    if provider is not None:
+        provider.shutdown()
+
+
+def get_tracer(name: str = DEFAULT_TRACER_NAME) -> Tracer:
+    """A tracer from the configured provider, or a no-op tracer when tracing is unconfigured."""
+    tracer = _state.tracers.get(name)
+    if tracer is not None:
+        return tracer
+    with _state.lock:
+        provider = _state.provider
+        if provider is None:
+            return _NOOP_TRACER
+        tracer = provider.get_tracer(name)
+        _state.tracers[name] = tracer
+        return tracer
+
+
+@contextmanager
+def start_call_span(
+    name: str,
+    attributes: Mapping[str, Any] | None = None,
+    kind: SpanKind = SpanKind.CLIENT,
+) -> Iterator[Span]:
+    """Run the ``with`` block inside a new span, made current, and end the span on exit.
+
+    When the block raises, the exception is recorded on the span as an event, the span's
+    status is set to ERROR, and the exception propagates unchanged. When tracing is not
+    configured this yields an invalid, non-recording span and does nothing else.
+    """
+    if _state.provider is None:
+        yield INVALID_SPAN
+        return
+    tracer = get_tracer()
+    with tracer.start_as_current_span(
+        name,
+        kind=kind,
+        attributes=dict(attributes) if attributes else None,
+        record_exception=False,
+        set_status_on_exception=False,
+    ) as span:
+        try:
+            yield span
+        except BaseException as error:
+            span.record_exception(error)
+            span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+            raise
+
+
+def inject_headers(headers: dict[str, str]) -> None:
+    """Write the W3C ``traceparent`` (and ``tracestate`` when present) into ``headers``.
+
+    The values describe the current span. Without a valid current span (tracing not
+    configured and no incoming context) a fresh random trace id and span id are written, so
+    every outbound request carries a well-formed ``traceparent``.
+    """
+    span_context = trace.get_current_span().get_span_context()
+    if not span_context.is_valid:
+        headers["traceparent"] = f"00-{_random_trace_id()}-{_random_span_id()}-01"
+        return
+    # Written by hand rather than by the SDK's propagator: recent SDKs also set the Trace
+    # Context level 2 "random" flag (0x02), which strict level 1 receivers reject. Only the
+    # sampled flag is carried.
+    flags = span_context.trace_flags & trace.TraceFlags.SAMPLED
+    headers["traceparent"] = (
+        f"00-{span_context.trace_id:032x}-{span_context.span_id:016x}-{flags:02x}"
+    )
+    tracestate = span_context.trace_state.to_header()
+    if tracestate:
+        headers["tracestate"] = tracestate
+
+
+def _random_trace_id() -> str:
+    while (value := new_trace_id()) == _ZERO_TRACE_ID:
+        pass
+    return value
+
+
+def _random_span_id() -> str:
+    while (value := new_span_id()) == _ZERO_SPAN_ID:
+        pass
+    return value
+
+
+def extract_context(headers: Mapping[str, str]) -> Context:
+    """The trace context carried by incoming ``headers`` (names matched case-insensitively).
+
+    Pass the result as ``context=`` when starting the server span, or attach it, so that
+    spans started while handling the request are children of the caller's span. Headers
+    without a valid ``traceparent`` give a context with no parent.
+    """
+    carrier = {key.lower(): value for key, value in headers.items()}
+    return _PROPAGATOR.extract(carrier)
+
+
+def current_trace_id() -> str | None:
+    """The current span's trace id as 32 lowercase hex characters, or ``None`` if none."""
+    span_context = trace.get_current_span().get_span_context()
+    if not span_context.is_valid:
+        return None
+    return format(span_context.trace_id, "032x")
+
+
+__all__ = [
+    "DEFAULT_TRACER_NAME",
+    "configure_tracing",
+    "current_trace_id",
+    "extract_context",
+    "get_tracer",
+    "inject_headers",
+    "shutdown_tracing",
+    "start_call_span",
+]

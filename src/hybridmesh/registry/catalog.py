@@ -1,0 +1,90 @@
+"""The registry persisted in the store: one row per service, its definition as JSON."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from hybridmesh.core.errors import UnknownServiceError
+from hybridmesh.core.serialization import dumps, loads
+from hybridmesh.registry._registry import ServiceRegistry
+from hybridmesh.registry.models import ServiceDefinition
+from hybridmesh.store import Store
+
+_UPSERT = """
+INSERT INTO services (name, architecture, version, base_url, owner, lifecycle, definition,
+                      source, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (name) DO UPDATE SET
+    architecture = excluded.architecture, version = excluded.version,
+    base_url = excluded.base_url, owner = excluded.owner, lifecycle = excluded.lifecycle,
+    definition = excluded.definition, source = excluded.source,
+    updated_at = excluded.updated_at
+"""
+
+
+class RegistryCatalog:
+    """Saves and reads service definitions in a (migrated) store."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def save(
+        self,
+        definitions: Iterable[ServiceDefinition],
+        *,
+        source: str | None = None,
+        replace: bool = False,
+    ) -> int:
+        """Insert or update each definition, in one transaction; returns how many.
+
+        With ``replace``, services that are not in ``definitions`` are removed.
+        """
+        from hybridmesh.core.clock import SYSTEM_CLOCK
+
+        now = SYSTEM_CLOCK.now().isoformat()
+        rows = [
+            (
+                d.name,
+                d.architecture.value,
+                d.version,
+                d.base_url,
+                d.owner_name,
+                d.lifecycle,
+                dumps(d.model_dump(mode="json", exclude_defaults=True)),
+                source,
+                now,
+            )
+            for d in definitions
+        ]
+        async with self.store.transaction() as tx:
+            if replace:
+                keep = {row[0] for row in rows}
+                for row in await tx.fetch_all("SELECT name FROM services"):
+                    if row["name"] not in keep:
+                        await tx.execute("DELETE FROM services WHERE name = ?", row["name"])
+            if rows:
+                await tx.executemany(_UPSERT, rows)
+        return len(rows)
+
+    async def list(self) -> list[ServiceDefinition]:
+        """Every saved definition, by name."""
+        rows = await self.store.fetch_all("SELECT definition FROM services ORDER BY name")
+        return [ServiceDefinition.model_validate(loads(r["definition"])) for r in rows]
+
+    async def get(self, name: str) -> ServiceDefinition:
+        """The saved definition of ``name``; raises ``UnknownServiceError``."""
+        row = await self.store.fetch_one("SELECT definition FROM services WHERE name = ?", name)
+        if row is None:
+            raise UnknownServiceError(name)
+        return ServiceDefinition.model_validate(loads(row["definition"]))
+
+    async def remove(self, name: str) -> bool:
+        """Delete ``name``; False when it was not saved."""
+        return await self.store.execute("DELETE FROM services WHERE name = ?", name) > 0
+
+    async def registry(self) -> ServiceRegistry:
+        """Every saved definition, as a :class:`ServiceRegistry`."""
+        return ServiceRegistry(await self.list())
+
+
+__all__ = ["RegistryCatalog"]

@@ -1,0 +1,154 @@
+"""Service definitions: what the registry knows about each service, as written in YAML."""
+
+from __future__ import annotations
+
+import enum
+import re
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from hybridmesh.resilience.overrides import ResilienceOverrides
+
+#: A consumer entry naming every service at once, as the guide writes for notifications.
+ALL_SERVICES = "all-services"
+
+_NAME = re.compile(r"^[a-z][a-z0-9-]*[a-z0-9]$")
+
+
+class Architecture(enum.StrEnum):
+    MICROSERVICE = "microservice"
+    MODULAR_MONOLITH = "modular-monolith"
+    TRADITIONAL_MONOLITH = "traditional-monolith"
+    SERVERLESS = "serverless"
+
+
+class PatternType(enum.StrEnum):
+    REST = "rest"
+    GRAPHQL = "graphql"
+    EVENTS = "events"
+    WEBSOCKET = "websocket"
+    BATCH = "batch"
+
+
+class DependencyType(enum.StrEnum):
+    SYNC = "sync"
+    ASYNC = "async"
+    BATCH = "batch"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
+
+
+class Capabilities(_Strict):
+    """What a service can do; each defaults to False."""
+
+    synchronous: bool = False
+    asynchronous: bool = False
+    graphql: bool = False
+    websocket: bool = False
+    bulk_operations: bool = False
+
+
+class IntegrationPattern(_Strict):
+    """One way a service can be integrated with, and what for."""
+
+    type: PatternType
+    description: str = ""
+    use_cases: tuple[str, ...] = ()
+    implementation: dict[str, Any] = Field(default_factory=dict)
+
+    def __hash__(self) -> int:
+        return hash((self.type, self.description, self.use_cases))
+
+
+class ServiceDependency(_Strict):
+    """A service this one calls (``sync``), listens to (``async``) or exchanges files with."""
+
+    service: str
+    type: DependencyType
+    purpose: str = ""
+
+
+class ServiceConsumer(_Strict):
+    """A service that calls this one; ``all-services`` stands for every service."""
+
+    service: str
+    type: DependencyType
+    purpose: str = ""
+
+
+class ServiceDefinition(_Strict):
+    """One service of the hybrid system.
+
+    ``resilience`` overrides the architecture's default policy for calls to this service;
+    ``graphql_path`` is where its GraphQL endpoint lives, relative to ``base_url``.
+    """
+
+    name: str
+    architecture: Architecture
+    base_url: str
+    version: str
+    description: str = ""
+    owner: str | None = None
+    team: str | None = None
+    lifecycle: Literal["experimental", "production", "deprecated"] = "production"
+    tags: tuple[str, ...] = ()
+    capabilities: Capabilities = Field(default_factory=Capabilities)
+    integration_patterns: tuple[IntegrationPattern, ...] = ()
+    dependencies: tuple[ServiceDependency, ...] = ()
+    consumers: tuple[ServiceConsumer, ...] = ()
+    resilience: ResilienceOverrides | None = None
+    graphql_path: str = "/graphql"
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError(
+                "must be lower-case letters, digits and dashes, starting with a letter"
+            )
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{value!r} is not an http(s) URL with a host")
+        try:
+            parts.port  # noqa: B018 - raises on a malformed port
+        except ValueError as error:
+            raise ValueError(f"{value!r} has a malformed port") from error
+        return value.rstrip("/")
+
+    @field_validator("graphql_path")
+    @classmethod
+    def _check_path(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("must start with '/'")
+        return value
+
+    def pattern_types(self) -> list[PatternType]:
+        """The integration pattern types this service offers, in its own order."""
+        return [p.type for p in self.integration_patterns]
+
+    @property
+    def owner_name(self) -> str:
+        """Who owns it: ``owner``, else ``team``, else ``unknown``."""
+        return self.owner or self.team or "unknown"
+
+
+__all__ = [
+    "ALL_SERVICES",
+    "Architecture",
+    "Capabilities",
+    "DependencyType",
+    "IntegrationPattern",
+    "PatternType",
+    "ServiceConsumer",
+    "ServiceDefinition",
+    "ServiceDependency",
+]

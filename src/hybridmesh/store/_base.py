@@ -1,0 +1,256 @@
+"""The store contract every backend implements, and the schema bookkeeping they share.
+
+A :class:`Store` is one database (SQLite file or PostgreSQL database) behind one async API.
+SQL is written once, with ``?`` placeholders and portable types (TEXT, INTEGER, BIGINT);
+each backend adapts it to its driver. Backends implement the query primitives and how a
+migration run is made exclusive; :class:`Store` builds :meth:`Store.upgrade`,
+:meth:`Store.schema_version` and :meth:`Store.pending_migrations` on top of them.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Protocol, Self
+from urllib.parse import urlsplit, urlunsplit
+
+from hybridmesh.core.clock import SYSTEM_CLOCK, Clock
+from hybridmesh.core.errors import StoreError
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One step of the schema: applied once, in ``version`` order, inside a transaction.
+
+    ``statements`` run one after another, each a single SQL statement without parameters;
+    keep them portable between SQLite and PostgreSQL.
+    """
+
+    version: int
+    name: str
+    statements: tuple[str, ...]
+
+
+class Transaction(Protocol):
+    """The queries of a :class:`Store`, bound to one open transaction.
+
+    Obtained from :meth:`Store.transaction`; valid only inside its ``async with`` block.
+    A :class:`Store` has the same methods, so code that only runs queries can take a
+    ``Transaction`` and be handed either one.
+    """
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        """Run one statement; return the number of rows it changed (0 when none or DDL)."""
+        ...
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        """Run one statement once per row of arguments."""
+        ...
+
+    async def fetch_all(self, sql: str, *args: Any) -> list[dict[str, Any]]:
+        """Every row of a query, each as a dict keyed by column name."""
+        ...
+
+    async def fetch_one(self, sql: str, *args: Any) -> dict[str, Any] | None:
+        """The first row of a query, or None when it has no rows."""
+        ...
+
+    async def fetch_value(self, sql: str, *args: Any) -> Any:
+        """The first column of the first row, or None when the query has no rows."""
+        ...
+
+
+SCHEMA_TABLE_SQL = (
+    "CREATE TABLE IF NOT EXISTS schema_migrations ("
+    "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+)
+
+
+class Queries(ABC):
+    """The query methods shared by a :class:`Store` and its transactions' handles."""
+
+    @abstractmethod
+    async def execute(self, sql: str, *args: Any) -> int:
+        """Run one statement; return the number of rows it changed (0 when none or DDL)."""
+
+    @abstractmethod
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        """Run one statement once per row of arguments, all or nothing."""
+
+    @abstractmethod
+    async def fetch_all(self, sql: str, *args: Any) -> list[dict[str, Any]]:
+        """Every row of a query, each as a dict keyed by column name."""
+
+    async def fetch_one(self, sql: str, *args: Any) -> dict[str, Any] | None:
+        """The first row of a query, or None when it has no rows."""
+        rows = await self.fetch_all(sql, *args)
+        return rows[0] if rows else None
+
+    async def fetch_value(self, sql: str, *args: Any) -> Any:
+        """The first column of the first row, or None when the query has no rows."""
+        row = await self.fetch_one(sql, *args)
+        return next(iter(row.values())) if row else None
+
+
+class Store(Queries):
+    """One database behind one async API; see :func:`hybridmesh.store.open_store`.
+
+    Queries run on the store itself commit one by one (``executemany`` as one batch); group
+    statements that must commit together in :meth:`transaction`. Every method may raise
+    :class:`~hybridmesh.core.errors.StoreError` when the database refuses or fails; the
+    message names the statement's first line.
+    """
+
+    url: str
+    """The URL the store was opened with (may hold a password; show :attr:`display_url`)."""
+    dialect: str
+    """``"sqlite"`` or ``"postgresql"``."""
+
+    def __init__(
+        self, url: str, migrations: Sequence[Migration], clock: Clock = SYSTEM_CLOCK
+    ) -> None:
+        check_migrations(migrations)
+        self.url = url
+        self.migrations: tuple[Migration, ...] = tuple(migrations)
+        self._clock = clock
+
+    @property
+    def display_url(self) -> str:
+        """:attr:`url` with any password replaced by ``***``, safe to print and log."""
+        return mask_password(self.url)
+
+    @abstractmethod
+    def transaction(self) -> AbstractAsyncContextManager[Transaction]:
+        """A transaction: committed when the block ends, rolled back if it raises.
+
+        Inside the block, run queries on the yielded :class:`Transaction`, not on the store.
+        """
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Release the connection(s). Idempotent; the store is unusable afterwards."""
+
+    # -- schema -------------------------------------------------------------------------
+
+    @abstractmethod
+    def _migration_transaction(self) -> AbstractAsyncContextManager[Transaction]:
+        """A transaction that holds the backend's exclusive migration lock until it ends."""
+
+    @abstractmethod
+    async def _has_schema_table(self) -> bool:
+        """Whether ``schema_migrations`` exists yet."""
+
+    async def upgrade(self) -> list[Migration]:
+        """Apply every pending migration, in version order; return the ones applied.
+
+        Idempotent: a second call applies nothing and returns ``[]``. Concurrent calls, from
+        this process or others, are serialised by a database lock, so each migration is
+        applied exactly once. All pending migrations commit together or not at all.
+        """
+        applied: list[Migration] = []
+        async with self._migration_transaction() as tx:
+            await tx.execute(SCHEMA_TABLE_SQL)
+            done = {row["version"] for row in await tx.fetch_all(_APPLIED_SQL)}
+            for migration in self.migrations:
+                if migration.version in done:
+                    continue
+                for statement in migration.statements:
+                    await tx.execute(statement)
+                await tx.execute(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                    migration.version,
+                    migration.name,
+                    self._clock.now().isoformat(),
+                )
+                applied.append(migration)
+        return applied
+
+    async def schema_version(self) -> int:
+        """The highest applied migration version; 0 for a database never upgraded."""
+        if not await self._has_schema_table():
+            return 0
+        version = await self.fetch_value("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
+        return int(version)
+
+    async def pending_migrations(self) -> list[Migration]:
+        """The known migrations not yet applied to this database, in version order."""
+        if not await self._has_schema_table():
+            return list(self.migrations)
+        done = {row["version"] for row in await self.fetch_all(_APPLIED_SQL)}
+        return [m for m in self.migrations if m.version not in done]
+
+    # -- context manager ----------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.display_url}>"
+
+
+_APPLIED_SQL = "SELECT version FROM schema_migrations"
+
+
+def check_migrations(migrations: Sequence[Migration]) -> None:
+    """Raise ValueError unless versions are positive and strictly increasing."""
+    previous = 0
+    for migration in migrations:
+        if migration.version <= previous:
+            raise ValueError(
+                f"migration {migration.version} {migration.name!r} is out of order: "
+                f"versions must be positive and strictly increasing (previous: {previous})"
+            )
+        previous = migration.version
+
+
+def mask_password(url: str) -> str:
+    """``url`` with the password (if any) replaced by ``***``."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:  # unparseable (a bad port or IPv6 host): hide everything after "//"
+        scheme, sep, _ = url.partition("//")
+        return f"{scheme}{sep}***" if sep else url
+    if password is None:
+        return url
+    userinfo, _, hostinfo = parts.netloc.rpartition("@")
+    user = userinfo.partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{hostinfo}"))
+
+
+def first_line(sql: str, limit: int = 200) -> str:
+    """The first non-blank line of a statement, trimmed, to name it in error messages."""
+    for line in sql.strip().splitlines():
+        if line.strip():
+            text = line.strip()
+            return text if len(text) <= limit else text[: limit - 1] + "…"
+    return "<empty statement>"
+
+
+def store_error(dialect: str, sql: str, error: BaseException) -> StoreError:
+    """A :class:`StoreError` for a failed statement; raise it ``from error``."""
+    return StoreError(f"{dialect}: {error} (statement: {first_line(sql)})")
+
+
+__all__ = [
+    "SCHEMA_TABLE_SQL",
+    "Migration",
+    "Queries",
+    "Store",
+    "Transaction",
+    "check_migrations",
+    "first_line",
+    "mask_password",
+    "store_error",
+]

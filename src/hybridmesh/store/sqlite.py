@@ -1,0 +1,277 @@
+"""The SQLite backend: one file (or an in-memory database), one connection, one thread.
+
+sqlite3 blocks, so every call on the connection runs on one worker thread owned by the
+store; the event loop only awaits. Because the thread runs its queue in order and an
+``asyncio.Lock`` admits one statement or one transaction at a time, a transaction's
+statements are never interleaved with anyone else's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+from hybridmesh.core.clock import SYSTEM_CLOCK, Clock
+from hybridmesh.core.errors import ConfigurationError, StoreError
+from hybridmesh.store._base import Migration, Queries, Store, Transaction, store_error
+from hybridmesh.store.migrations import MIGRATIONS
+
+T = TypeVar("T")
+
+MEMORY = ":memory:"
+
+_BEGIN = "BEGIN IMMEDIATE"
+
+
+def sqlite_path(url: str) -> str:
+    """The database path in a ``sqlite:`` URL; ``":memory:"`` for an in-memory database.
+
+    ``sqlite:///rel/path`` is relative to the working directory, ``sqlite:////abs/path``
+    absolute; ``sqlite://`` and ``sqlite:///:memory:`` are in memory.
+    Raises :class:`ConfigurationError` for anything else.
+    """
+    if url in ("sqlite:", "sqlite://", "sqlite:///"):
+        return MEMORY
+    prefix = "sqlite:///"
+    if url[: len(prefix)].lower() != prefix:
+        raise ConfigurationError(
+            f"bad SQLite URL {url!r}: use sqlite:///relative/path, sqlite:////absolute/path "
+            "or sqlite:///:memory:"
+        )
+    return url[len(prefix) :]
+
+
+class SQLiteStore(Store):
+    """A :class:`Store` on SQLite. Open it with :meth:`open` (or :func:`open_store`).
+
+    File databases use WAL journaling, so readers in other processes do not block the
+    writer. Transactions begin with ``BEGIN IMMEDIATE``: they take the write lock at once
+    and wait up to 5 s (``busy_timeout``) for another process to release it, rather than
+    failing half-way through.
+    """
+
+    dialect = "sqlite"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        migrations: Sequence[Migration] = MIGRATIONS,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        super().__init__(url, migrations, clock)
+        self.path = sqlite_path(url)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hybridmesh-sqlite")
+        self._conn: sqlite3.Connection | None = None
+        self._lock = asyncio.Lock()
+        self._holder: asyncio.Task[Any] | None = None
+        self._closed = False
+
+    @classmethod
+    async def open(
+        cls,
+        url: str,
+        *,
+        migrations: Sequence[Migration] = MIGRATIONS,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> SQLiteStore:
+        """Open (creating if needed) the database at ``url``; its parent folder too.
+
+        Raises :class:`StoreError` when the file cannot be created or opened.
+        """
+        store = cls(url, migrations=migrations, clock=clock)
+        loop = asyncio.get_running_loop()
+        try:
+            store._conn = await loop.run_in_executor(store._executor, _connect, store.path)
+        except (sqlite3.Error, OSError) as error:
+            store._executor.shutdown(wait=False)
+            raise StoreError(f"sqlite: cannot open database {store.path!r}: {error}") from error
+        return store
+
+    # -- queries ------------------------------------------------------------------------
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        async with self._exclusive():
+            return await self._call(sql, partial(_execute, sql, args))
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        batch = [tuple(row) for row in rows]
+        async with self._exclusive():
+            await self._call(sql, partial(_executemany, sql, batch))
+
+    async def fetch_all(self, sql: str, *args: Any) -> list[dict[str, Any]]:
+        async with self._exclusive():
+            return await self._call(sql, partial(_fetch_all, sql, args))
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        async with self._exclusive():
+            await self._call(_BEGIN, partial(_execute, _BEGIN, ()))
+            handle = _SQLiteTransaction(self)
+            try:
+                yield handle
+                handle.active = False
+                await self._call("COMMIT", partial(_execute, "COMMIT", ()))
+            except BaseException:
+                handle.active = False
+                await self._rollback()
+                raise
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        if self._holder is not None and self._holder is asyncio.current_task():
+            raise StoreError("sqlite: cannot close the store from inside one of its transactions")
+        self._closed = True
+        async with self._lock:  # let a running transaction finish first
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                loop = asyncio.get_running_loop()
+                try:
+                    await loop.run_in_executor(self._executor, conn.close)
+                except sqlite3.Error as error:
+                    raise StoreError(f"sqlite: error closing {self.path!r}: {error}") from error
+                finally:
+                    self._executor.shutdown(wait=False)
+
+    # -- schema -------------------------------------------------------------------------
+
+    def _migration_transaction(self) -> AbstractAsyncContextManager[Transaction]:
+        # BEGIN IMMEDIATE already excludes every other writer, in any process.
+        return self.transaction()
+
+    async def _has_schema_table(self) -> bool:
+        found = await self.fetch_value(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
+        )
+        return found is not None
+
+    # -- plumbing -----------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _exclusive(self) -> AsyncIterator[None]:
+        """Hold the connection for one statement or one transaction."""
+        if self._holder is not None and self._holder is asyncio.current_task():
+            # Waiting for the lock this task holds would hang forever; say why instead.
+            raise StoreError(
+                "sqlite: this task is inside store.transaction(); run queries on the "
+                "transaction object it yields, not on the store"
+            )
+        async with self._lock:
+            self._holder = asyncio.current_task()
+            try:
+                yield
+            finally:
+                self._holder = None
+
+    async def _call(self, sql: str, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``work`` on the worker thread; driver errors become :class:`StoreError`."""
+        conn = self._conn
+        if conn is None:
+            raise StoreError(f"sqlite: the store {self.path!r} is closed (or was never opened)")
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, work, conn)
+        except sqlite3.Error as error:
+            raise store_error(self.dialect, sql, error) from error
+
+    async def _rollback(self) -> None:
+        conn = self._conn
+        if conn is None:
+            return
+        loop = asyncio.get_running_loop()
+        # The error that caused the rollback is the one worth raising.
+        with suppress(sqlite3.Error):
+            await loop.run_in_executor(self._executor, _rollback, conn)
+
+
+class _SQLiteTransaction(Queries):
+    """The queries of one open :class:`SQLiteStore` transaction."""
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self._store = store
+        self.active = True
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        self._check()
+        return await self._store._call(sql, partial(_execute, sql, args))
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        self._check()
+        batch = [tuple(row) for row in rows]
+        await self._store._call(sql, partial(_executemany, sql, batch))
+
+    async def fetch_all(self, sql: str, *args: Any) -> list[dict[str, Any]]:
+        self._check()
+        return await self._store._call(sql, partial(_fetch_all, sql, args))
+
+    def _check(self) -> None:
+        if not self.active:
+            raise StoreError("sqlite: the transaction has ended; open a new one")
+
+
+# -- worker-thread functions: the only code that touches sqlite3 -----------------------
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    if path != MEMORY:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    # isolation_level=None: no implicit BEGINs; transactions are explicit, see transaction().
+    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    try:
+        if path != MEMORY:
+            conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA busy_timeout=5000")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _execute(sql: str, args: Sequence[Any], conn: sqlite3.Connection) -> int:
+    cursor = conn.execute(sql, args)
+    try:
+        return max(cursor.rowcount, 0)
+    finally:
+        cursor.close()
+
+
+def _executemany(sql: str, rows: list[tuple[Any, ...]], conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        conn.executemany(sql, rows).close()
+        return
+    conn.execute(_BEGIN)
+    try:
+        conn.executemany(sql, rows).close()
+    except BaseException:
+        _rollback(conn)
+        raise
+    conn.execute("COMMIT")
+
+
+def _fetch_all(sql: str, args: Sequence[Any], conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    cursor = conn.execute(sql, args)
+    try:
+        if cursor.description is None:
+            return []
+        columns = [column[0] for column in cursor.description]
+        return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+    finally:
+        cursor.close()
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    # Some errors (SQLITE_FULL, SQLITE_IOERR, …) already rolled the transaction back.
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
+
+
+__all__ = ["SQLiteStore", "sqlite_path"]

@@ -1,0 +1,87 @@
+"""GraphQL over HTTP (POST, JSON), served at the target's ``graphql_path``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+
+from hybridmesh.core.errors import TransportError
+from hybridmesh.transports._http import (
+    HttpSession,
+    connection_error,
+    decode_body,
+    error_from_response,
+)
+from hybridmesh.transports.base import OutboundRequest, TransportResponse
+
+
+class GraphQLError(TransportError):
+    """The server answered, but with GraphQL ``errors`` and no usable ``data``."""
+
+
+class GraphQLTransport:
+    """Sends ``{"query", "variables", "operationName"}`` and returns the ``data`` member.
+
+    The request's ``path`` is the endpoint (the client fills in the service's
+    ``graphql_path``). An answer whose ``errors`` is not empty and whose ``data`` is null
+    raises :class:`GraphQLError`; partial data with errors is returned, errors included.
+    """
+
+    pattern = "graphql"
+
+    def __init__(self, session: HttpSession | None = None) -> None:
+        self._session = session or HttpSession()
+        self._owns_session = session is None
+
+    async def send(self, request: OutboundRequest) -> TransportResponse:
+        if not request.query:
+            raise TransportError(
+                message="a GraphQL call needs a query document (request.query)",
+                target=request.target,
+                pattern=self.pattern,
+                status=400,
+            )
+        document: dict[str, Any] = {"query": request.query}
+        if request.variables:
+            document["variables"] = dict(request.variables)
+        if request.operation_name:
+            document["operationName"] = request.operation_name
+        session = self._session.get()
+        try:
+            async with session.post(request.url, json=document, headers=request.headers) as resp:
+                body, text = await decode_body(resp)
+                if resp.status >= 400 and not isinstance(body, dict):
+                    raise error_from_response(resp, text, request.target, self.pattern)
+                status = resp.status
+                headers = resp.headers
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as error:
+            raise connection_error(error, request.target, self.pattern) from error
+        errors = body.get("errors") if isinstance(body, dict) else None
+        data = body.get("data") if isinstance(body, dict) else None
+        if errors and data is None:
+            messages = "; ".join(str(e.get("message", e)) for e in errors if isinstance(e, dict))
+            raise GraphQLError(
+                message=messages or "GraphQL errors",
+                target=request.target,
+                pattern=self.pattern,
+                status=status,
+                body=text,
+            )
+        if status >= 400:
+            raise error_from_response_status(status, text, request.target, self.pattern)
+        result: Any = data if not errors else {"data": data, "errors": errors}
+        return TransportResponse(status, result, headers)
+
+    async def close(self) -> None:
+        if self._owns_session:
+            await self._session.close()
+
+
+def error_from_response_status(status: int, text: str, target: str, pattern: str) -> TransportError:
+    return TransportError(
+        message=f"HTTP {status}", target=target, pattern=pattern, status=status, body=text
+    )
+
+
+__all__ = ["GraphQLError", "GraphQLTransport"]

@@ -1,0 +1,64 @@
+"""The strategy table: patterns by architecture pair and request type."""
+
+from __future__ import annotations
+
+import pytest
+
+from hybridmesh.client import ResponseCache, forced_strategy, select_strategy
+from hybridmesh.core.clock import FakeClock
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "kind", "patterns", "cached"),
+    [
+        ("microservice", "microservice", "query", ("rest",), True),
+        ("microservice", "microservice", "command", ("events", "rest"), False),
+        ("microservice", "modular-monolith", "query", ("rest",), True),
+        ("microservice", "modular-monolith", "command", ("rest", "batch"), False),
+        ("modular-monolith", "microservice", "command", ("rest", "events"), False),
+        ("modular-monolith", "modular-monolith", "command", ("events", "rest"), False),
+        ("microservice", "traditional-monolith", "query", ("rest",), True),
+        ("microservice", "traditional-monolith", "command", ("rest", "batch"), False),
+        ("traditional-monolith", "microservice", "command", ("rest", "batch"), False),
+        ("microservice", "serverless", "command", ("rest",), False),
+        ("modular-monolith", "traditional-monolith", "batch", ("batch",), False),
+    ],
+)
+def test_strategy_table(
+    source: str, target: str, kind: str, patterns: tuple[str, ...], cached: bool
+) -> None:
+    strategy = select_strategy(source, target, kind)
+    assert strategy.patterns == patterns
+    assert strategy.use_cache is cached
+
+
+def test_microservice_query_with_a_document_goes_over_graphql() -> None:
+    strategy = select_strategy("microservice", "microservice", "query", has_graphql_query=True)
+    assert strategy.patterns == ("graphql",)
+
+
+def test_seed_settings_for_micro_to_micro() -> None:
+    query = select_strategy("microservice", "microservice", "query").steps[0]
+    assert (query.timeout, query.retries) == (5.0, 3)
+    fallback = select_strategy("microservice", "microservice", "command").steps[1]
+    assert (fallback.pattern, fallback.timeout, fallback.retries) == ("rest", 15.0, 1)
+
+
+def test_unknown_request_type_is_refused() -> None:
+    with pytest.raises(ValueError, match="stream"):
+        select_strategy("microservice", "microservice", "stream")
+
+
+def test_forced_pattern() -> None:
+    assert forced_strategy("graphql", "query").patterns == ("graphql",)
+
+
+def test_cache_expires_and_evicts() -> None:
+    clock = FakeClock()
+    cache = ResponseCache(max_entries=2, max_age=10, clock=clock)
+    cache.put(("a",), 1, 200)
+    cache.put(("b",), 2, 200)
+    cache.put(("c",), 3, 200)
+    assert cache.get(("a",)) is None and len(cache) == 2
+    clock.advance(11)
+    assert cache.get(("b",)) is None
