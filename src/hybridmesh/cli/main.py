@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import click
+from rich.markup import escape
 
 from hybridmesh import __version__
 from hybridmesh.cli._common import CliContext, err_console
@@ -56,7 +57,9 @@ def main(argv: list[str] | None = None) -> None:
         usage.show()
         sys.exit(usage.exit_code)
     except HybridMeshError as error:
-        err_console.print(f"[red]error:[/red] {error}", markup=True, highlight=False)
+        err_console.print(
+            f"[red]error:[/red] {escape(str(error))}", markup=True, highlight=False, soft_wrap=True
+        )
         sys.exit(exit_code_for(error))
     sys.exit(0)
 

@@ -6,17 +6,18 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from hybridmesh.cli._common import console, emit_json, err_console, get_ctx, json_option, run
-from hybridmesh.core.errors import ValidationError
+from hybridmesh.core.errors import Problem
 from hybridmesh.registry import (
     Architecture,
     RegistryCatalog,
+    RegistryLoad,
     ServiceDefinition,
     ServiceRegistry,
     inspect_definitions,
-    load_definitions,
     recommend,
     to_backstage,
     to_dot,
@@ -50,7 +51,7 @@ async def _stored() -> list[ServiceDefinition]:
 
 def _definitions(from_path: Path | None) -> list[ServiceDefinition]:
     if from_path is not None:
-        return load_definitions(from_path).definitions()
+        return _checked(from_path).definitions()
     return run(_stored())
 
 
@@ -70,18 +71,34 @@ def validate(path: Path, as_json: bool) -> None:
             }
         )
     else:
-        for warning in result.warnings:
-            err_console.print(f"[yellow]{warning}[/yellow]", highlight=False)
+        _print_problems(result.warnings, "yellow")
     if result.errors:
-        if as_json:
-            raise SystemExit(2)
-        raise ValidationError(result.errors)
+        if not as_json:
+            _print_problems(result.errors, "red")
+        raise SystemExit(2)
     if not as_json:
         console.print(
             f"[green]valid[/green]: {len(result.services)} service(s), "
             f"{len(result.warnings)} warning(s)",
             highlight=False,
         )
+
+
+def _print_problems(problems: list[Problem], style: str) -> None:
+    # As plain text, one per line: a field such as ``[version]`` is not rich markup, and
+    # ``file:line`` must stay whole for editors that jump to it.
+    for problem in problems:
+        err_console.print(str(problem), style=style, markup=False, highlight=False, soft_wrap=True)
+
+
+def _checked(path: Path) -> RegistryLoad:
+    """The definitions under ``path``; prints every problem and exits 2 when any is an error."""
+    result = inspect_definitions(path)
+    _print_problems(result.warnings, "yellow")
+    if result.errors:
+        _print_problems(result.errors, "red")
+        raise SystemExit(2)
+    return result
 
 
 def _problem(p: Any) -> dict[str, Any]:
@@ -99,9 +116,7 @@ def _problem(p: Any) -> dict[str, Any]:
 @click.option("--replace", is_flag=True, help="Remove stored services that PATH does not define.")
 def load(path: Path, replace: bool) -> None:
     """Validate the definitions under PATH and save them in the store."""
-    result = load_definitions(path)
-    for warning in result.warnings:
-        err_console.print(f"[yellow]{warning}[/yellow]", highlight=False)
+    result = _checked(path)
 
     async def save() -> int:
         async with await open_store(get_ctx().database_url) as store:
@@ -165,26 +180,28 @@ def show(name: str, as_json: bool) -> None:
         return
     console.print(f"[bold]{d.name}[/bold] ({d.architecture.value}, {d.version}) {d.base_url}")
     if d.description:
-        console.print(d.description, highlight=False)
-    console.print(f"owner: {d.owner_name}   lifecycle: {d.lifecycle}", highlight=False)
+        console.print(d.description, markup=False, highlight=False)
+    console.print(
+        f"owner: {d.owner_name}   lifecycle: {d.lifecycle}", markup=False, highlight=False
+    )
     caps = [k for k, v in d.capabilities.model_dump().items() if v]
     console.print(f"capabilities: {', '.join(caps) or '-'}", highlight=False)
     patterns = Table("pattern", "description", "use cases", title="integration patterns")
     for p in d.integration_patterns:
-        patterns.add_row(p.type.value, p.description, "; ".join(p.use_cases))
+        patterns.add_row(p.type.value, escape(p.description), escape("; ".join(p.use_cases)))
     console.print(patterns)
     deps = Table("depends on", "type", "purpose", "patterns", title="dependencies")
     for link in links:
         deps.add_row(
             str(link["service"]),
             str(link["type"]),
-            str(link["purpose"]),
+            escape(str(link["purpose"])),
             ", ".join(link["patterns"]),
         )
     console.print(deps)
     consumers = Table("consumer", "type", "purpose", title="consumers")
     for c in d.consumers:
-        consumers.add_row(c.service, c.type.value, c.purpose)
+        consumers.add_row(c.service, c.type.value, escape(c.purpose))
     console.print(consumers)
     if d.resilience is not None:
         console.print(f"resilience overrides: {d.resilience.model_dump(exclude_none=True)}")
@@ -220,7 +237,7 @@ def recommend_command(
         highlight=False,
     )
     if rec.for_use_case is not None:
-        console.print(f"for {use_case!r}: {rec.for_use_case.value}", highlight=False)
+        console.print(f"for {use_case!r}: {rec.for_use_case.value}", markup=False, highlight=False)
 
 
 @registry.command()

@@ -109,10 +109,10 @@ class HybridClient:
         self.transports: dict[str, Transport] = dict(transports)
         self.policies = PolicySet(clock=clock, rng=rng, on_breaker_change=self._breaker_changed)
         self._rng = rng or random.Random()
-        self._policy_cache: dict[
-            tuple[str, str, PatternStep, float | None, int | None], ResiliencePolicy
-        ] = {}
-        self._retries: dict[tuple[str, ResiliencePolicy], Retry] = {}
+        self._policy_cache: dict[tuple[Any, ...], ResiliencePolicy] = {}
+        # Keyed by the policy's identity: resolved policies are cached and kept alive above,
+        # and hashing a nested frozen dataclass on every call is measurable.
+        self._retries: dict[tuple[str, int], tuple[ResiliencePolicy, Retry]] = {}
         #: The most recent circuit-breaker transitions: (wall time, guard, from, to).
         self.breaker_transitions: deque[tuple[datetime, str, str, str]] = deque(maxlen=256)
 
@@ -320,6 +320,8 @@ class HybridClient:
         )
         timeout = policy.timeout
         base_headers = outbound.headers
+        span_name = f"{pattern} {outbound.method} {target}"
+        url = outbound.url
 
         async def attempt(number: int) -> TransportResponse:
             # Local guards first: a call they refuse never reached the target, so it must
@@ -330,16 +332,16 @@ class HybridClient:
                 breaker.acquire()
                 attempts[0] += 1
                 with start_call_span(
-                    f"{pattern} {outbound.method} {target}",
+                    span_name,
                     attributes={
                         "hybridmesh.pattern": pattern,
                         "hybridmesh.attempt": number,
                         "http.request.method": outbound.method,
-                        "url.full": outbound.url,
+                        "url.full": url,
                     },
-                ):
+                ) as span:
                     headers = dict(base_headers)
-                    inject_headers(headers)
+                    inject_headers(headers, span)
                     outbound.headers = headers
                     began = self.clock.monotonic()
                     try:
@@ -357,19 +359,22 @@ class HybridClient:
     # -- helpers ---------------------------------------------------------------------------
 
     def _retry(self, name: str, policy: ResiliencePolicy) -> Retry:
-        key = (name, policy)
-        retry = self._retries.get(key)
-        if retry is None:
-            metrics = self.metrics
+        key = (name, id(policy))
+        cached = self._retries.get(key)
+        if cached is not None and cached[0] is policy:
+            return cached[1]
+        metrics = self.metrics
 
-            def on_retry(attempt: int, error: BaseException, delay: float) -> None:
-                metrics.observe_retry(name)
-                log.warning(
-                    "%s: attempt %d failed (%s); retrying in %.3fs", name, attempt, error, delay
-                )
+        def on_retry(attempt: int, error: BaseException, delay: float) -> None:
+            metrics.observe_retry(name)
+            log.warning(
+                "%s: attempt %d failed (%s); retrying in %.3fs", name, attempt, error, delay
+            )
 
-            retry = Retry(name, policy.retry, clock=self.clock, rng=self._rng, on_retry=on_retry)
-            self._retries[key] = retry
+        retry = Retry(name, policy.retry, clock=self.clock, rng=self._rng, on_retry=on_retry)
+        if len(self._retries) > 4096:
+            self._retries.clear()
+        self._retries[key] = (policy, retry)
         return retry
 
     def _policy(
@@ -379,7 +384,15 @@ class HybridClient:
         step: PatternStep,
         request: CommunicationRequest,
     ) -> ResiliencePolicy:
-        key = (target_def.name, kind.value, step, request.timeout, request.retries)
+        key = (
+            target_def.name,
+            kind,
+            step.pattern,
+            step.timeout,
+            step.retries,
+            request.timeout,
+            request.retries,
+        )
         policy = self._policy_cache.get(key)
         if policy is not None:
             return policy

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
 
 
 class RequestType(StrEnum):
@@ -79,8 +80,16 @@ def select_strategy(
     has_graphql_query: bool = False,
 ) -> Strategy:
     """The strategy for a call from one architecture to another (see the module table)."""
-    kind = RequestType(request_type)
-    src, tgt = source_architecture, target_architecture
+    return _select(
+        str(source_architecture),
+        str(target_architecture),
+        RequestType(request_type),
+        has_graphql_query,
+    )
+
+
+@lru_cache(maxsize=256)
+def _select(src: str, tgt: str, kind: RequestType, has_graphql_query: bool) -> Strategy:
     if kind is RequestType.BATCH:
         return Strategy("batch", (PatternStep("batch"),))
     query = kind is RequestType.QUERY
@@ -122,6 +131,7 @@ def select_strategy(
     return Strategy("default", (rest,), use_cache=query)
 
 
+@lru_cache(maxsize=64)
 def forced_strategy(pattern: str, request_type: RequestType | str) -> Strategy:
     """A strategy that uses only ``pattern`` (the caller named it)."""
     query = RequestType(request_type) is RequestType.QUERY

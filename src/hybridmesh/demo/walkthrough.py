@@ -22,10 +22,13 @@ from rich.console import Console
 from hybridmesh.client import CommunicationRequest, CommunicationResponse, HybridClient
 from hybridmesh.core.errors import HybridMeshError
 from hybridmesh.core.settings import Settings
-from hybridmesh.observability import MeshMetrics, configure_tracing
+from hybridmesh.observability import MeshMetrics, configure_logging, configure_tracing
 from hybridmesh.registry import RegistryCatalog, ServiceRegistry, load_definitions, recommend
 from hybridmesh.resilience import ResilienceOverrides
 from hybridmesh.store import open_store
+
+#: Where the demo writes the library's log lines.
+DEFAULT_LOG_PATH = Path(".hybridmesh") / "demo.log"
 
 #: How legacy-erp's breaker behaves in the demo: small windows and a short wait, so the
 #: whole open -> half-open -> closed cycle fits in a few seconds.
@@ -92,13 +95,27 @@ async def reference_system(workdir: Path) -> AsyncIterator[dict[str, str]]:
             await svc.stop()
 
 
-async def run_demo(settings: Settings | None = None, console: Console | None = None) -> DemoReport:
-    """Run the whole demo, print it, and return its report."""
+async def run_demo(
+    settings: Settings | None = None,
+    console: Console | None = None,
+    *,
+    log_path: Path = DEFAULT_LOG_PATH,
+) -> DemoReport:
+    """Run the whole demo, print it, and return its report.
+
+    The library's logs (JSON unless settings say text) go to ``log_path``, so they do not
+    interleave with the walkthrough; the summary shows one of them.
+    """
     settings = settings or Settings()
     console = console or Console()
     configure_tracing(settings)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     report = DemoReport()
-    with tempfile.TemporaryDirectory(prefix="hybridmesh-demo-") as tmp:
+    with (
+        log_path.open("w", encoding="utf-8") as log_file,
+        tempfile.TemporaryDirectory(prefix="hybridmesh-demo-") as tmp,
+    ):
+        configure_logging(settings.model_copy(update={"log_level": "WARNING"}), stream=log_file)
         async with reference_system(Path(tmp)) as urls:
             registry = await _load_registry(settings, urls, console, report)
             metrics = MeshMetrics()
@@ -107,9 +124,30 @@ async def run_demo(settings: Settings | None = None, console: Console | None = N
                 await _show_headers(urls["user-service"], console, report)
                 await _legacy_outage(client, urls["legacy-erp"], console, report)
                 report.transitions = [(g, a, b) for _, g, a, b in client.breaker_transitions]
+            _show_telemetry(metrics, log_path, console)
+        configure_logging(settings)
     report.ok = _verdict(report)
     _summary(report, console)
     return report
+
+
+def _show_telemetry(metrics: MeshMetrics, log_path: Path, console: Console) -> None:
+    console.rule("[bold]4. Telemetry")
+    console.print("Prometheus metrics for legacy-erp (MeshMetrics.render()):")
+    for line in metrics.render().decode().splitlines():
+        about_legacy = 'target="legacy-erp"' in line or 'name="legacy-erp"' in line
+        if about_legacy and line.startswith(
+            (
+                "hybridmesh_calls_total",
+                "hybridmesh_circuit_breaker_state",
+                "hybridmesh_circuit_breaker_transitions_total",
+            )
+        ):
+            console.print(f"  {line}", highlight=False, markup=False, soft_wrap=True)
+    lines = log_path.read_text(encoding="utf-8").splitlines()
+    retry = next((line for line in lines if "retrying" in line), lines[0] if lines else "")
+    console.print(f"{len(lines)} log lines in {log_path}; the first retry:")
+    console.print(f"  {retry}", highlight=False, markup=False, soft_wrap=True)
 
 
 def _verdict(report: DemoReport) -> bool:

@@ -8,9 +8,8 @@ without it being passed around.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Mapping
+from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -44,25 +43,35 @@ def current_request_id() -> str | None:
     return _current.get(_EMPTY_CONTEXT).request_id
 
 
-@contextmanager
-def bind_context(**fields: Any) -> Iterator[RequestContext]:
+class bind_context:
     """Bind ``fields`` on top of the current context for the duration of a ``with`` block.
 
     ``request_id`` and ``source_service`` replace the current values; any other keyword is
     merged into :attr:`RequestContext.extra`. Fields not given keep their current values, so
     blocks nest. The previous context is restored on exit, also when the block raises.
-    Yields the context now in force.
+    Entering yields the context now in force.
     """
-    before = current_context()
-    request_id = fields.pop("request_id", before.request_id)
-    source_service = fields.pop("source_service", before.source_service)
-    extra = MappingProxyType({**before.extra, **fields}) if fields else before.extra
-    bound = RequestContext(request_id=request_id, source_service=source_service, extra=extra)
-    token = _current.set(bound)
-    try:
-        yield bound
-    finally:
-        _current.reset(token)
+
+    __slots__ = ("_fields", "_token")
+
+    def __init__(self, **fields: Any) -> None:
+        self._fields = fields
+        self._token: Token[RequestContext] | None = None
+
+    def __enter__(self) -> RequestContext:
+        before = _current.get(_EMPTY_CONTEXT)
+        fields = dict(self._fields)
+        request_id = fields.pop("request_id", before.request_id)
+        source_service = fields.pop("source_service", before.source_service)
+        extra = MappingProxyType({**before.extra, **fields}) if fields else before.extra
+        bound = RequestContext(request_id=request_id, source_service=source_service, extra=extra)
+        self._token = _current.set(bound)
+        return bound
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._token is not None:
+            _current.reset(self._token)
+            self._token = None
 
 
 __all__ = ["RequestContext", "bind_context", "current_context", "current_request_id"]

@@ -11,12 +11,14 @@ requests still carry a well-formed ``traceparent`` so that downstream logs can b
 
 from __future__ import annotations
 
+import random
 import sys
 import threading
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
@@ -27,7 +29,17 @@ from opentelemetry.sdk.trace.export import (
     SimpleSpanProcessor,
     SpanExporter,
 )
-from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode, Tracer
+from opentelemetry.trace import (
+    INVALID_SPAN,
+    NonRecordingSpan,
+    Span,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+    Tracer,
+)
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from hybridmesh.core.ids import new_span_id, new_trace_id
@@ -39,6 +51,8 @@ _PROPAGATOR = TraceContextTextMapPropagator()
 _NOOP_TRACER: Tracer = trace.NoOpTracer()
 _ZERO_TRACE_ID = "0" * 32
 _ZERO_SPAN_ID = "0" * 16
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_getrandbits = random.getrandbits
 
 
 class _TracingState:
@@ -48,6 +62,8 @@ class _TracingState:
         self.lock = threading.Lock()
         self.provider: TracerProvider | None = None
         self.tracers: dict[str, Tracer] = {}
+        #: Whether spans go anywhere. When they do not, call spans only carry context.
+        self.recording = False
 
 
 _state = _TracingState()
@@ -82,9 +98,11 @@ def configure_tracing(
         provider.add_span_processor(
             BatchSpanProcessor(OTLPSpanExporter(endpoint=settings.otlp_endpoint))
         )
+    recording = exporter is not None or settings.otel_exporter != "none"
     with _state.lock:
         previous, _state.provider = _state.provider, provider
         _state.tracers = {}
+        _state.recording = recording
     if previous is not None:
         previous.shutdown()
     _offer_global(provider)
@@ -121,21 +139,55 @@ def get_tracer(name: str = DEFAULT_TRACER_NAME) -> Tracer:
         return tracer
 
 
-@contextmanager
+class _PropagatingSpan:
+    """A current span that carries ids for propagation and records nothing."""
+
+    __slots__ = ("_span", "_token")
+
+    def __init__(self) -> None:
+        parent = trace.get_current_span().get_span_context()
+        trace_id = parent.trace_id if parent.is_valid else (_getrandbits(128) or 1)
+        self._span = NonRecordingSpan(
+            SpanContext(trace_id, _getrandbits(64) or 1, False, _SAMPLED, parent.trace_state)
+        )
+        self._token: object = None
+
+    def __enter__(self) -> Span:
+        self._token = otel_context.attach(trace.set_span_in_context(self._span))
+        return self._span
+
+    def __exit__(self, *exc_info: object) -> None:
+        otel_context.detach(self._token)  # type: ignore[arg-type]
+
+
+_UNTRACED = nullcontext(INVALID_SPAN)
+
+
 def start_call_span(
     name: str,
     attributes: Mapping[str, Any] | None = None,
     kind: SpanKind = SpanKind.CLIENT,
-) -> Iterator[Span]:
+) -> AbstractContextManager[Span]:
     """Run the ``with`` block inside a new span, made current, and end the span on exit.
 
     When the block raises, the exception is recorded on the span as an event, the span's
     status is set to ERROR, and the exception propagates unchanged. When tracing is not
-    configured this yields an invalid, non-recording span and does nothing else.
+    configured this yields an invalid, non-recording span and does nothing else. When it is
+    configured without an exporter, nobody could read a recorded span: the span is made
+    current for context propagation only (logs and ``traceparent`` carry its ids), and
+    nothing is recorded.
     """
     if _state.provider is None:
-        yield INVALID_SPAN
-        return
+        return _UNTRACED
+    if not _state.recording:
+        return _PropagatingSpan()
+    return _recorded_span(name, attributes, kind)
+
+
+@contextmanager
+def _recorded_span(
+    name: str, attributes: Mapping[str, Any] | None, kind: SpanKind
+) -> Iterator[Span]:
     tracer = get_tracer()
     with tracer.start_as_current_span(
         name,
@@ -152,14 +204,14 @@ def start_call_span(
             raise
 
 
-def inject_headers(headers: dict[str, str]) -> None:
+def inject_headers(headers: dict[str, str], span: Span | None = None) -> None:
     """Write the W3C ``traceparent`` (and ``tracestate`` when present) into ``headers``.
 
-    The values describe the current span. Without a valid current span (tracing not
-    configured and no incoming context) a fresh random trace id and span id are written, so
-    every outbound request carries a well-formed ``traceparent``.
+    The values describe ``span`` (by default the current span). Without a valid span
+    (tracing not configured and no incoming context) a fresh random trace id and span id are
+    written, so every outbound request carries a well-formed ``traceparent``.
     """
-    span_context = trace.get_current_span().get_span_context()
+    span_context = (span or trace.get_current_span()).get_span_context()
     if not span_context.is_valid:
         headers["traceparent"] = f"00-{_random_trace_id()}-{_random_span_id()}-01"
         return
@@ -170,9 +222,8 @@ def inject_headers(headers: dict[str, str]) -> None:
     headers["traceparent"] = (
         f"00-{span_context.trace_id:032x}-{span_context.span_id:016x}-{flags:02x}"
     )
-    tracestate = span_context.trace_state.to_header()
-    if tracestate:
-        headers["tracestate"] = tracestate
+    if span_context.trace_state:
+        headers["tracestate"] = span_context.trace_state.to_header()
 
 
 def _random_trace_id() -> str:

@@ -68,8 +68,10 @@ class RegistryCatalog:
 
     async def list(self) -> list[ServiceDefinition]:
         """Every saved definition, by name."""
-        rows = await self.store.fetch_all("SELECT definition FROM services ORDER BY name")
-        return [ServiceDefinition.model_validate(loads(r["definition"])) for r in rows]
+        rows = await self.store.fetch_all("SELECT definition FROM services")
+        definitions = [ServiceDefinition.model_validate(loads(r["definition"])) for r in rows]
+        # Sorted here, not in SQL: database collations order dashes differently.
+        return sorted(definitions, key=lambda d: d.name)
 
     async def get(self, name: str) -> ServiceDefinition:
         """The saved definition of ``name``; raises ``UnknownServiceError``."""

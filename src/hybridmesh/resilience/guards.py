@@ -132,6 +132,12 @@ class TokenBucket:
             self._tokens = min(float(self.config.burst), self._tokens + elapsed * self.config.rate)
             self._stamp = now
 
+    def reconfigure(self, config: RateLimitConfig) -> None:
+        """Take a new rate and burst, keeping the tokens there are (up to the new burst)."""
+        self._refill()
+        self.config = config
+        self._tokens = min(self._tokens, float(config.burst))
+
     def try_acquire(self) -> bool:
         """Take a token if one is there now."""
         self._refill()

@@ -109,14 +109,20 @@ def default_policy(architecture: str, request_type: str = "query") -> Resilience
     return policy
 
 
-@lru_cache(maxsize=1024)
 def apply_overrides(
     policy: ResiliencePolicy, overrides: ResilienceOverrides | None
 ) -> ResiliencePolicy:
-    """``policy`` with the knobs ``overrides`` sets replaced; the others are kept."""
+    """``policy`` with the knobs ``overrides`` sets replaced; the others are kept.
+
+    Without overrides, ``policy`` itself is returned.
+    """
     if overrides is None:
         return policy
-    o = overrides
+    return _apply(policy, overrides)
+
+
+@lru_cache(maxsize=1024)
+def _apply(policy: ResiliencePolicy, o: ResilienceOverrides) -> ResiliencePolicy:
     retry = policy.retry
     retry_changes: dict[str, Any] = {
         k: v
@@ -220,9 +226,11 @@ class PolicySet:
 
     def rate_limiter(self, name: str, config: RateLimitConfig) -> TokenBucket:
         limiter = self._limiters.get(name)
-        if limiter is None or (limiter.config is not config and limiter.config != config):
+        if limiter is None:
             limiter = TokenBucket(name, config, self.clock)
             self._limiters[name] = limiter
+        elif limiter.config is not config and limiter.config != config:
+            limiter.reconfigure(config)
         return limiter
 
     def find_breaker(self, name: str) -> CircuitBreaker | None:

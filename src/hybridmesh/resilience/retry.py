@@ -1,7 +1,7 @@
 """Retry with exponential backoff, jitter and an overall deadline.
 
 Only failures that a later attempt can fix are retried: connection errors, timeouts and the
-statuses in :attr:`RetryPolicy.retry_statuses` (429, 502, 503, 504 by default). A 4xx answer
+statuses in :attr:`RetryPolicy.retry_statuses` (408, 429, 502, 503, 504 by default). A 4xx answer
 is the caller's mistake and is raised at once. A ``Retry-After`` the target sent is honoured
 in place of the computed backoff.
 """

@@ -44,16 +44,27 @@ class HttpSession:
 
 
 async def decode_body(response: aiohttp.ClientResponse) -> tuple[Any, str]:
-    """The parsed JSON body (or text) and the raw text of a response."""
+    """The parsed JSON body (or text) and, for an error status, the raw text of a response.
+
+    A successful JSON answer is parsed from bytes and not decoded to text as well: that is
+    the hot path.
+    """
     raw = await response.read()
-    text = raw.decode(response.charset or "utf-8", errors="replace") if raw else ""
+    if not raw:
+        return None, ""
     ctype = response.content_type or ""
-    if raw and (ctype.endswith("json") or ctype.endswith("+json")):
+    if response.status < 400 and ctype.endswith("json"):
+        try:
+            return loads(raw), ""
+        except ValueError:
+            pass
+    text = raw.decode(response.charset or "utf-8", errors="replace")
+    if ctype.endswith("json"):
         try:
             return loads(raw), text
         except ValueError:
             return text, text
-    return (text if raw else None), text
+    return text, text
 
 
 def error_from_response(

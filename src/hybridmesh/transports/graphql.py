@@ -7,6 +7,7 @@ from typing import Any
 import aiohttp
 
 from hybridmesh.core.errors import TransportError
+from hybridmesh.core.serialization import dumps
 from hybridmesh.transports._http import (
     HttpSession,
     connection_error,
@@ -66,22 +67,22 @@ class GraphQLTransport:
                 target=request.target,
                 pattern=self.pattern,
                 status=status,
-                body=text,
+                body=text or dumps(errors),
             )
         if status >= 400:
-            raise error_from_response_status(status, text, request.target, self.pattern)
+            raise TransportError(
+                message=f"HTTP {status}",
+                target=request.target,
+                pattern=self.pattern,
+                status=status,
+                body=text,
+            )
         result: Any = data if not errors else {"data": data, "errors": errors}
         return TransportResponse(status, result, headers)
 
     async def close(self) -> None:
         if self._owns_session:
             await self._session.close()
-
-
-def error_from_response_status(status: int, text: str, target: str, pattern: str) -> TransportError:
-    return TransportError(
-        message=f"HTTP {status}", target=target, pattern=pattern, status=status, body=text
-    )
 
 
 __all__ = ["GraphQLError", "GraphQLTransport"]

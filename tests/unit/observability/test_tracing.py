@@ -178,11 +178,18 @@ def test_console_exporter_prints_spans(capsys: pytest.CaptureFixture[str]) -> No
     assert "printed span" in out and "printer" in out
 
 
-def test_none_exporter_still_gives_trace_ids() -> None:
+def test_none_exporter_propagates_context_without_recording() -> None:
     configure_tracing(Settings(otel_exporter="none"))
-    with start_call_span("kept local") as span:
-        assert span.is_recording()
-        assert current_trace_id() is not None
+    with start_call_span("outer") as outer:
+        assert not outer.is_recording()
+        trace_id = current_trace_id()
+        assert trace_id is not None
+        with start_call_span("inner") as inner:
+            assert current_trace_id() == trace_id
+            assert inner.get_span_context().span_id != outer.get_span_context().span_id
+            headers: dict[str, str] = {}
+            inject_headers(headers)
+            assert headers["traceparent"].split("-")[1] == trace_id
 
 
 def test_otlp_exporter_is_configured_without_sending_anything() -> None:
