@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import importlib
 
-BENCHMARKS = ["client_overhead"]
+BENCHMARKS = ["client_overhead", "events"]
 
 
 def main() -> None:

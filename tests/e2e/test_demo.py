@@ -29,6 +29,10 @@ def test_demo_runs_the_reference_system_and_shows_resilience(tmp_path: Path) -> 
     assert "closed -> open" in out
     assert "half_open -> closed" in out
     assert "cached answer" in out
+    assert "via events" in out  # a command between microservices went as an event
+    assert "WebSocket client got notification.sent (welcome" in out
+    assert "dead letter" in out and "TemplateMissing" in out
+    assert "replayed: the order-shipped notification" in out
     # The registry it loaded is in the store afterwards.
     listed = subprocess.run(
         [sys.executable, "-m", "hybridmesh", "registry", "list", "--json"],
@@ -40,3 +44,15 @@ def test_demo_runs_the_reference_system_and_shows_resilience(tmp_path: Path) -> 
     )
     assert listed.returncode == 0, listed.stderr
     assert "legacy-erp" in listed.stdout
+    # So are the dead letter and its replay.
+    letters = subprocess.run(
+        [sys.executable, "-m", "hybridmesh", "dlq", "list", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert letters.returncode == 0, letters.stderr
+    assert '"group":"notification-services"' in letters.stdout.replace(" ", "")
+    assert '"replayed_at":null' not in letters.stdout.replace(" ", "")

@@ -126,8 +126,13 @@ def build_app(
     routes: web.RouteTableDef,
     *,
     request_ids: Callable[[], str] | None = None,
+    configure: Callable[[web.Application], None] | None = None,
 ) -> web.Application:
-    """The aiohttp application of one service: its ``routes`` plus the shared behaviour."""
+    """The aiohttp application of one service: its ``routes`` plus the shared behaviour.
+
+    ``configure`` gets the application last, to add what one service needs besides routes:
+    its own keys, and startup and shutdown hooks for background work.
+    """
     app = web.Application(
         middlewares=[
             request_id_middleware,
@@ -148,6 +153,8 @@ def build_app(
     app.router.add_get("/_admin/faults", get_faults)
     app.router.add_post("/_admin/faults", set_faults)
     app.router.add_routes(routes)
+    if configure is not None:
+        configure(app)
     return app
 
 
@@ -193,15 +200,18 @@ async def serve(
     host: str = "127.0.0.1",
     port: int = 0,
     request_ids: Callable[[], str] | None = None,
+    configure: Callable[[web.Application], None] | None = None,
 ) -> RunningService:
     """Opens the service's database (creating and seeding it when new) and starts serving.
 
     ``port=0`` picks a free port; the returned :class:`RunningService` has the real URL.
+    ``configure`` is passed to :func:`build_app`. Hooks it adds run inside the database's
+    lifetime: ``on_startup`` after it opens, ``on_shutdown`` and ``on_cleanup`` before it closes.
     """
     db = ServiceDatabase(db_path, schema)
     try:
         await db.open(seed)
-        app = build_app(name, db, routes, request_ids=request_ids)
+        app = build_app(name, db, routes, request_ids=request_ids, configure=configure)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
     except BaseException:

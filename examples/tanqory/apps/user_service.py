@@ -8,18 +8,30 @@ Routes (besides the shared ``/healthz`` and ``/_admin/*``):
   exists and is active.
 - ``POST /graphql``: ``user(id)``, ``users(limit)`` and ``registerUser(email, name)``.
 
-A user id is ``U-<n>``, ``n`` counting up from 1 and never reused.
+A user id is ``U-<n>``, ``n`` counting up from 1 and never reused. A status is ``active``,
+``suspended`` or ``inactive`` (deactivated).
+
+Events. Started with ``publish``, the service announces each change as a CloudEvent (see
+:func:`user_event`): ``user.registered`` when a user is created, ``user.updated`` on a PATCH,
+``user.deactivated`` on a PATCH to ``status: inactive`` or a DELETE (of a user not already
+inactive). The event goes into the ``outbox`` table in the same transaction as the user row,
+so it exists exactly when the change does; a background :class:`~._outbox.OutboxRelay` hands
+it to ``publish`` and deletes it after that returns, retrying with backoff while it fails.
+``GET /_admin/outbox`` shows what waits. Without ``publish`` nothing is written there.
 """
 
 from __future__ import annotations
 
+import re
 import sqlite3
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import graphql
 from aiohttp import web
 
+from hybridmesh.events import CloudEvent
 from tanqory.apps._base import (
     FieldErrors,
     ProblemError,
@@ -31,13 +43,28 @@ from tanqory.apps._base import (
     utc_now,
 )
 from tanqory.apps._database import ServiceDatabase
+from tanqory.apps._outbox import (
+    OUTBOX_SCHEMA,
+    OutboxRelay,
+    Publish,
+    RelaySettings,
+    add_events,
+    outbox,
+    relay_of,
+)
 
 NAME = "user-service"
+SOURCE = "/user-service"
+REGISTERED = "user.registered"
+UPDATED = "user.updated"
+DEACTIVATED = "user.deactivated"
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
-STATUSES = ("active", "suspended")
+INACTIVE = "inactive"
+STATUSES = ("active", "suspended", INACTIVE)
 
-SCHEMA = """
+SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS users (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     email TEXT NOT NULL UNIQUE,
@@ -47,6 +74,8 @@ CREATE TABLE IF NOT EXISTS users (
     updated_at TEXT NOT NULL
 );
 """
+    + OUTBOX_SCHEMA
+)
 
 GRAPHQL_SCHEMA = graphql.build_schema(
     """
@@ -57,6 +86,54 @@ GRAPHQL_SCHEMA = graphql.build_schema(
 )
 
 routes = web.RouteTableDef()
+
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
+
+
+# --- events ---------------------------------------------------------------------------------
+
+
+def user_event(type: str, user: dict[str, Any], traceparent: str | None = None) -> CloudEvent:
+    """The CloudEvent announcing a change to ``user``: source ``/user-service``, subject and
+    ``partitionkey`` the user id (so one user's events are handled in order), data
+    ``{user_id, email, name, status}``, and ``traceparent`` when the request carried one."""
+    return CloudEvent.create(
+        type,
+        SOURCE,
+        {
+            "user_id": user["id"],
+            "email": user["email"],
+            "name": user["name"],
+            "status": user["status"],
+        },
+        subject=user["id"],
+        partition_key=user["id"],
+        extensions={"traceparent": traceparent} if traceparent else None,
+    )
+
+
+@dataclass(frozen=True)
+class Announcements:
+    """The events of one request's changes: written to the outbox inside the transaction
+    that makes the change (:meth:`add`), relayed once it has committed (:meth:`committed`)."""
+
+    relay: OutboxRelay
+    traceparent: str | None = None
+
+    def add(self, conn: sqlite3.Connection, type: str, user: dict[str, Any]) -> None:
+        add_events(conn, [user_event(type, user, self.traceparent)])
+
+    def committed(self) -> None:
+        self.relay.wake()
+
+
+def announcements(request: web.Request) -> Announcements | None:
+    """Where ``request``'s changes are announced; None when the service does not publish."""
+    relay = relay_of(request)
+    if relay is None:
+        return None
+    traceparent = request.headers.get("traceparent", "").strip().lower()
+    return Announcements(relay, traceparent if _TRACEPARENT.fullmatch(traceparent) else None)
 
 
 # --- persistence: plain functions run on the database thread -------------------------------
@@ -81,7 +158,9 @@ def _email_taken(email: str) -> ProblemError:
     return ProblemError(409, f"a user with e-mail {email!r} already exists", slug="duplicate-email")
 
 
-def _insert(conn: sqlite3.Connection, email: str, name: str) -> dict[str, Any]:
+def _insert(
+    conn: sqlite3.Connection, email: str, name: str, announce: Announcements | None
+) -> dict[str, Any]:
     now = utc_now()
     try:
         cursor = conn.execute(
@@ -91,7 +170,10 @@ def _insert(conn: sqlite3.Connection, email: str, name: str) -> dict[str, Any]:
         )
     except sqlite3.IntegrityError as error:
         raise _email_taken(email) from error
-    return _find(conn, f"U-{cursor.lastrowid}") or {}
+    user = _find(conn, f"U-{cursor.lastrowid}") or {}
+    if announce is not None:
+        announce.add(conn, REGISTERED, user)
+    return user
 
 
 def _find(conn: sqlite3.Connection, user_id: str) -> dict[str, Any] | None:
@@ -105,9 +187,13 @@ def _list(conn: sqlite3.Connection, limit: int) -> list[dict[str, Any]]:
 
 
 def _update(
-    conn: sqlite3.Connection, user_id: str, changes: dict[str, str]
+    conn: sqlite3.Connection,
+    user_id: str,
+    changes: dict[str, str],
+    announce: Announcements | None,
 ) -> dict[str, Any] | None:
-    if _find(conn, user_id) is None:
+    before = _find(conn, user_id)
+    if before is None:
         return None
     assignments = ", ".join(f"{column} = ?" for column in changes)
     try:
@@ -117,24 +203,40 @@ def _update(
         )
     except sqlite3.IntegrityError as error:
         raise _email_taken(changes.get("email", "")) from error
-    return _find(conn, user_id)
+    user = _find(conn, user_id)
+    if announce is not None and user is not None:
+        deactivated = user["status"] == INACTIVE and before["status"] != INACTIVE
+        announce.add(conn, DEACTIVATED if deactivated else UPDATED, user)
+    return user
 
 
-def _delete(conn: sqlite3.Connection, user_id: str) -> bool:
-    return conn.execute("DELETE FROM users WHERE seq = ?", (_seq(user_id),)).rowcount > 0
+def _delete(conn: sqlite3.Connection, user_id: str, announce: Announcements | None) -> bool:
+    user = _find(conn, user_id)
+    if user is None:
+        return False
+    conn.execute("DELETE FROM users WHERE seq = ?", (_seq(user_id),))
+    if announce is not None and user["status"] != INACTIVE:
+        announce.add(conn, DEACTIVATED, user)
+    return True
 
 
 # --- the domain operations REST and GraphQL share ------------------------------------------
 
 
-async def register_user(db: ServiceDatabase, body: dict[str, Any]) -> dict[str, Any]:
-    """Creates an active user; 422 on a bad e-mail or name, 409 when the e-mail is taken."""
+async def register_user(
+    db: ServiceDatabase, body: dict[str, Any], announce: Announcements | None = None
+) -> dict[str, Any]:
+    """Creates an active user, announced as ``user.registered`` through ``announce``;
+    422 on a bad e-mail or name, 409 when the e-mail is taken (and nothing is announced)."""
     errors = FieldErrors()
     email = errors.email(body, "email")
     name = errors.text(body, "name")
     errors.raise_if_any()
     assert email is not None and name is not None
-    return await db.run(_insert, email.lower(), name)
+    user = await db.run(_insert, email.lower(), name, announce)
+    if announce is not None:
+        announce.committed()
+    return user
 
 
 async def find_user(db: ServiceDatabase, user_id: str) -> dict[str, Any] | None:
@@ -154,7 +256,8 @@ async def list_users(db: ServiceDatabase, limit: int | None) -> list[dict[str, A
 
 @routes.post("/users")
 async def post_user(request: web.Request) -> web.Response:
-    user = await register_user(database(request), await read_json_object(request))
+    body = await read_json_object(request)
+    user = await register_user(database(request), body, announcements(request))
     return web.json_response(user, status=201, headers={"Location": f"/users/{user['id']}"})
 
 
@@ -192,17 +295,23 @@ async def patch_user(request: web.Request) -> web.Response:
     if not updates and not errors.errors:
         errors.add("body", "give at least one of name, email, status")
     errors.raise_if_any()
-    user = await database(request).run(_update, user_id, updates)
+    announce = announcements(request)
+    user = await database(request).run(_update, user_id, updates, announce)
     if user is None:
         raise not_found("user", user_id)
+    if announce is not None:
+        announce.committed()
     return web.json_response(user)
 
 
 @routes.delete("/users/{id}")
 async def delete_user(request: web.Request) -> web.Response:
     user_id = request.match_info["id"]
-    if not await database(request).run(_delete, user_id):
+    announce = announcements(request)
+    if not await database(request).run(_delete, user_id, announce):
         raise not_found("user", user_id)
+    if announce is not None:
+        announce.committed()
     return web.Response(status=204)
 
 
@@ -221,21 +330,22 @@ async def validate_user(request: web.Request) -> web.Response:
 
 
 async def _resolve_user(
-    info: graphql.GraphQLResolveInfo[ServiceDatabase], id: str
+    info: graphql.GraphQLResolveInfo[web.Request], id: str
 ) -> dict[str, Any] | None:
-    return await find_user(info.context, id)
+    return await find_user(database(info.context), id)
 
 
 async def _resolve_users(
-    info: graphql.GraphQLResolveInfo[ServiceDatabase], limit: int | None = None
+    info: graphql.GraphQLResolveInfo[web.Request], limit: int | None = None
 ) -> list[dict[str, Any]]:
-    return await list_users(info.context, limit)
+    return await list_users(database(info.context), limit)
 
 
 async def _resolve_register_user(
-    info: graphql.GraphQLResolveInfo[ServiceDatabase], email: str, name: str
+    info: graphql.GraphQLResolveInfo[web.Request], email: str, name: str
 ) -> dict[str, Any]:
-    return await register_user(info.context, {"email": email, "name": name})
+    body = {"email": email, "name": name}
+    return await register_user(database(info.context), body, announcements(info.context))
 
 
 # The default resolver calls a root value's callables with (info, **arguments).
@@ -270,7 +380,7 @@ async def graphql_endpoint(request: web.Request) -> web.Response:
         GRAPHQL_SCHEMA,
         query,
         root_value=_ROOT,
-        context_value=database(request),
+        context_value=request,
         variable_values=variables,
         operation_name=operation,
     )
@@ -284,6 +394,25 @@ async def graphql_endpoint(request: web.Request) -> web.Response:
     return web.json_response(answer)
 
 
-async def start(db_path: Path, *, host: str = "127.0.0.1", port: int = 0) -> RunningService:
-    """Starts user-service on ``db_path`` (created when missing)."""
-    return await serve(NAME, db_path, schema=SCHEMA, routes=routes, host=host, port=port)
+async def start(
+    db_path: Path,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    publish: Publish | None = None,
+    relay: RelaySettings | None = None,
+) -> RunningService:
+    """Starts user-service on ``db_path`` (created when missing).
+
+    With ``publish`` (``EventBus.publish_many`` fits) the service announces its changes
+    through its outbox (see the module docstring); ``relay`` tunes the outbox relay.
+    """
+    return await serve(
+        NAME,
+        db_path,
+        schema=SCHEMA,
+        routes=routes,
+        host=host,
+        port=port,
+        configure=outbox(publish, relay),
+    )

@@ -9,7 +9,7 @@ from rich.markup import escape
 
 from hybridmesh import __version__
 from hybridmesh.cli._common import CliContext, err_console
-from hybridmesh.core.errors import HybridMeshError, exit_code_for
+from hybridmesh.core.errors import HybridMeshError, ValidationError, exit_code_for
 from hybridmesh.core.settings import Settings
 
 
@@ -34,10 +34,15 @@ def cli(ctx: click.Context, database_url: str | None) -> None:
 def _register_commands() -> None:
     from hybridmesh.cli.db import db
     from hybridmesh.cli.demo import demo
+    from hybridmesh.cli.events import dlq, events
     from hybridmesh.cli.registry import registry
+    from hybridmesh.cli.serve import serve
 
     cli.add_command(db)
     cli.add_command(registry)
+    cli.add_command(events)
+    cli.add_command(dlq)
+    cli.add_command(serve)
     cli.add_command(demo)
 
 
@@ -57,8 +62,10 @@ def main(argv: list[str] | None = None) -> None:
         usage.show()
         sys.exit(usage.exit_code)
     except HybridMeshError as error:
+        # A validation error's lines already say "error" (file:line: error [field]: …).
+        prefix = "" if isinstance(error, ValidationError) else "[red]error:[/red] "
         err_console.print(
-            f"[red]error:[/red] {escape(str(error))}", markup=True, highlight=False, soft_wrap=True
+            f"{prefix}{escape(str(error))}", markup=True, highlight=False, soft_wrap=True
         )
         sys.exit(exit_code_for(error))
     sys.exit(0)

@@ -22,6 +22,8 @@ from rich.console import Console
 from hybridmesh.client import CommunicationRequest, CommunicationResponse, HybridClient
 from hybridmesh.core.errors import HybridMeshError
 from hybridmesh.core.settings import Settings
+from hybridmesh.demo.events_walkthrough import EventsReport, show_events
+from hybridmesh.events import EventBus, EventTransport, open_backend
 from hybridmesh.observability import MeshMetrics, configure_logging, configure_tracing
 from hybridmesh.registry import RegistryCatalog, ServiceRegistry, load_definitions, recommend
 from hybridmesh.resilience import ResilienceOverrides
@@ -67,6 +69,7 @@ class DemoReport:
     transitions: list[tuple[str, str, str]] = field(default_factory=list)
     headers_seen: dict[str, str] = field(default_factory=dict)
     services: int = 0
+    events: EventsReport = field(default_factory=EventsReport)
     ok: bool = True
 
 
@@ -78,20 +81,40 @@ def reference_services_path() -> Path:
 
 
 @asynccontextmanager
-async def reference_system(workdir: Path) -> AsyncIterator[dict[str, str]]:
-    """Start the reference services on free local ports; yield name -> base URL."""
-    from tanqory.apps import inventory, legacy_erp, user_service
+async def reference_system(workdir: Path, bus: EventBus) -> AsyncIterator[dict[str, str]]:
+    """Start the reference services on free local ports; yield name -> base URL.
 
-    started = [
-        await user_service.start(workdir / "user-service.db"),
-        await inventory.start(workdir / "inventory.db"),
-        await legacy_erp.start(workdir / "legacy-erp.db"),
-    ]
-    names = ["user-service", "inventory-management", "legacy-erp"]
+    user-service publishes its events on ``bus`` through its outbox; notification-services
+    and analytics-reporting consume them. notification-services gives up on an event after
+    three attempts, so the demo's poison event reaches the dead letters quickly.
+    """
+    from tanqory.apps import (
+        analytics_reporting,
+        inventory,
+        legacy_erp,
+        notification_services,
+        user_service,
+    )
+    from tanqory.apps._consumer import ConsumerSettings
+
+    patient = ConsumerSettings(max_deliveries=3, backoff_initial=0.1, backoff_max=0.5)
+    started = {
+        "user-service": await user_service.start(
+            workdir / "user-service.db", publish=bus.publish_many
+        ),
+        "inventory-management": await inventory.start(workdir / "inventory.db"),
+        "legacy-erp": await legacy_erp.start(workdir / "legacy-erp.db"),
+        "notification-services": await notification_services.start(
+            workdir / "notification-services.db", bus=bus, consumer=patient
+        ),
+        "analytics-reporting": await analytics_reporting.start(
+            workdir / "analytics-reporting.db", bus=bus
+        ),
+    }
     try:
-        yield {name: svc.url for name, svc in zip(names, started, strict=True)}
+        yield {name: svc.url for name, svc in started.items()}
     finally:
-        for svc in reversed(started):
+        for svc in reversed(started.values()):
             await svc.stop()
 
 
@@ -116,15 +139,19 @@ async def run_demo(
         tempfile.TemporaryDirectory(prefix="hybridmesh-demo-") as tmp,
     ):
         configure_logging(settings.model_copy(update={"log_level": "WARNING"}), stream=log_file)
-        async with reference_system(Path(tmp)) as urls:
+        bus = EventBus(await open_backend(settings), consumer="demo")
+        async with reference_system(Path(tmp), bus) as urls:
             registry = await _load_registry(settings, urls, console, report)
             metrics = MeshMetrics()
             async with HybridClient(registry, metrics=metrics) as client:
+                client.add_transport(EventTransport(bus))
                 await _happy_paths(client, console, report)
                 await _show_headers(urls["user-service"], console, report)
                 await _legacy_outage(client, urls["legacy-erp"], console, report)
                 report.transitions = [(g, a, b) for _, g, a, b in client.breaker_transitions]
-            _show_telemetry(metrics, log_path, console)
+                _show_telemetry(metrics, log_path, console)
+                report.events = await show_events(client, bus, urls, console)
+        await bus.close()
         configure_logging(settings)
     report.ok = _verdict(report)
     _summary(report, console)
@@ -152,10 +179,11 @@ def _show_telemetry(metrics: MeshMetrics, log_path: Path, console: Console) -> N
 
 def _verdict(report: DemoReport) -> bool:
     """The demo worked: the happy calls succeeded, the outage was answered from the cache,
-    and the breaker opened and closed again."""
+    the breaker opened and closed again, and the events part went end to end."""
     happy = [c for c in report.calls if not c.step.startswith("read during outage")]
     return (
-        all(c.outcome.startswith("ok") for c in happy)
+        report.events.ok
+        and all(c.outcome.startswith("ok") for c in happy)
         and any(c.outcome == "cached answer" for c in report.calls)
         and any(b == "open" for _, _, b in report.transitions)
         and bool(report.transitions)
@@ -249,14 +277,29 @@ async def _happy_paths(client: HybridClient, console: Console, report: DemoRepor
         "register a user",
         "order-processing",
         "user-service",
+        # REST is asked for by name: the caller needs the new user's id in the answer, which
+        # an event (the default for commands between microservices) does not give.
         CommunicationRequest(
             type="command",
             method="POST",
             endpoint="/users",
             payload={"email": "ada@example.com", "name": "Ada Lovelace"},
+            pattern="rest",
         ),
     )
     user_id = str(created.data["id"]) if created and isinstance(created.data, dict) else "1"
+    await _call(
+        client,
+        report,
+        "process a payment (command)",
+        "order-processing",
+        "payment-service",
+        CommunicationRequest(
+            type="command",
+            event_type="payment.process",
+            payload={"order_id": "O-1001", "amount": 59.98, "user_id": user_id},
+        ),
+    )
     await _call(
         client,
         report,
@@ -398,4 +441,16 @@ def _summary(report: DemoReport, console: Console) -> None:
         f"while legacy-erp was down, {failed} failed. Breaker transitions: "
         + (", ".join(f"{a}->{b}" for _, a, b in report.transitions) or "none")
     )
-    console.print("Next: `hybridmesh registry list`, `hybridmesh registry graph --format mermaid`.")
+    ev = report.events
+    console.print(
+        f"Events: user.registered pushed live over WebSocket "
+        f"({'yes' if ev.pushed_live else 'no'}), counted by analytics "
+        f"({ev.registered_counted}); poison event dead-lettered after "
+        f"{ev.dead_letter_attempts} attempts and replayed "
+        f"({'ok' if ev.replayed_ok else 'failed'})."
+    )
+    for note in ev.notes:
+        console.print(f"[red]{note}[/red]")
+    console.print(
+        "Next: `hybridmesh registry list`, `hybridmesh dlq list`, `hybridmesh events tail '>'`."
+    )

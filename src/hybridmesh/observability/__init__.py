@@ -16,6 +16,7 @@ from hybridmesh.observability.logs import JsonFormatter, configure_logging, get_
 from hybridmesh.observability.metrics import MeshMetrics
 from hybridmesh.observability.tracing import (
     configure_tracing,
+    continue_trace,
     current_trace_id,
     extract_context,
     get_tracer,
@@ -31,6 +32,7 @@ __all__ = [
     "bind_context",
     "configure_logging",
     "configure_tracing",
+    "continue_trace",
     "current_context",
     "current_request_id",
     "current_trace_id",

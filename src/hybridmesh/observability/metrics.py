@@ -105,6 +105,27 @@ class MeshMetrics:
             ["name", "from_state", "to_state"],
             registry=self.registry,
         )
+        self._events_published = Counter(
+            "hybridmesh_events_published_total",
+            "Events appended to the bus, by type.",
+            ["type"],
+            registry=self.registry,
+        )
+        self._events_handled = Counter(
+            "hybridmesh_events_handled_total",
+            "Event deliveries handled, by consumer group and outcome "
+            "(ack, drop, retry, dead_letter).",
+            ["group", "outcome"],
+            registry=self.registry,
+        )
+        self._event_handle_seconds = Histogram(
+            "hybridmesh_event_handle_seconds",
+            "Time a handler took per event, by consumer group.",
+            ["group"],
+            buckets=CALL_DURATION_BUCKETS,
+            registry=self.registry,
+        )
+        self._event_children: dict[tuple[str, str], tuple[Any, Any]] = {}
         # observe_call is on every call's path; ``.labels()`` validates and locks each time,
         # so the children are looked up once per label combination and kept here.
         self._call_children: dict[tuple[str, str, str, str], tuple[Any, Any]] = {}
@@ -130,6 +151,23 @@ class MeshMetrics:
                 self._duration.labels(source, target, pattern),
             )
             self._call_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def observe_published(self, event_type: str, count: int = 1) -> None:
+        """Count ``count`` events of ``event_type`` appended to the bus."""
+        self._events_published.labels(event_type).inc(count)
+
+    def observe_handled(self, group: str, outcome: str, seconds: float) -> None:
+        """Count one delivery handled by ``group`` and how long its handler took."""
+        key = (group, outcome)
+        children = self._event_children.get(key)
+        if children is None:
+            children = (
+                self._events_handled.labels(group, outcome),
+                self._event_handle_seconds.labels(group),
+            )
+            self._event_children[key] = children
         children[0].inc()
         children[1].observe(seconds)
 

@@ -249,6 +249,21 @@ def extract_context(headers: Mapping[str, str]) -> Context:
     return _PROPAGATOR.extract(carrier)
 
 
+@contextmanager
+def continue_trace(carrier: Mapping[str, str]) -> Iterator[None]:
+    """Make the trace context in ``carrier`` (``traceparent``/``tracestate``) current for
+    the ``with`` block, so spans started inside are its children. A carrier without a valid
+    ``traceparent`` changes nothing."""
+    if not carrier.get("traceparent"):
+        yield
+        return
+    token = otel_context.attach(extract_context(carrier))
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
+
+
 def current_trace_id() -> str | None:
     """The current span's trace id as 32 lowercase hex characters, or ``None`` if none."""
     span_context = trace.get_current_span().get_span_context()

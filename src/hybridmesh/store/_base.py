@@ -10,9 +10,9 @@ migration run is made exclusive; :class:`Store` builds :meth:`Store.upgrade`,
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Protocol, Self
 from urllib.parse import urlsplit, urlunsplit
@@ -26,12 +26,19 @@ class Migration:
     """One step of the schema: applied once, in ``version`` order, inside a transaction.
 
     ``statements`` run one after another, each a single SQL statement without parameters;
-    keep them portable between SQLite and PostgreSQL.
+    keep them portable between SQLite and PostgreSQL. Where a dialect needs its own form (an
+    auto-incrementing key, say), ``dialect_statements`` maps the dialect's name
+    (:attr:`Store.dialect`) to the statements it runs instead.
     """
 
     version: int
     name: str
     statements: tuple[str, ...]
+    dialect_statements: Mapping[str, tuple[str, ...]] = field(default_factory=dict, hash=False)
+
+    def statements_for(self, dialect: str) -> tuple[str, ...]:
+        """The statements to run on ``dialect``."""
+        return self.dialect_statements.get(dialect, self.statements)
 
 
 class Transaction(Protocol):
@@ -157,7 +164,7 @@ class Store(Queries):
             for migration in self.migrations:
                 if migration.version in done:
                     continue
-                for statement in migration.statements:
+                for statement in migration.statements_for(self.dialect):
                     await tx.execute(statement)
                 await tx.execute(
                     "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",

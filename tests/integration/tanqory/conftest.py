@@ -8,7 +8,16 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tanqory.apps import SERVICES, RunningService, inventory, legacy_erp, user_service
+from hybridmesh.events import EventBus
+from hybridmesh.events.backends.memory import MemoryEventBackend
+from tanqory.apps import (
+    EVENT_SERVICES,
+    SERVICES,
+    RunningService,
+    inventory,
+    legacy_erp,
+    user_service,
+)
 
 
 @pytest.fixture
@@ -35,11 +44,25 @@ async def erp(tmp_path: Path) -> AsyncIterator[RunningService]:
         yield service
 
 
-@pytest.fixture(params=sorted(SERVICES))
+@pytest.fixture
+async def bus() -> AsyncIterator[EventBus]:
+    """A bus on the in-memory backend that wakes its consumers within 50 ms."""
+    bus = EventBus(MemoryEventBackend(), poll_wait=0.05)
+    try:
+        yield bus
+    finally:
+        await bus.close()
+
+
+@pytest.fixture(params=sorted([*SERVICES, *EVENT_SERVICES]))
 async def any_service(
-    request: pytest.FixtureRequest, tmp_path: Path
+    request: pytest.FixtureRequest, tmp_path: Path, bus: EventBus
 ) -> AsyncIterator[RunningService]:
-    """Each of the three services in turn, for the behaviour they all share."""
-    start = SERVICES[request.param]
-    async with await start(tmp_path / f"{request.param}.db") as service:
+    """Each of the five services in turn, for the behaviour they all share."""
+    db_path = tmp_path / f"{request.param}.db"
+    if request.param in EVENT_SERVICES:
+        service = await EVENT_SERVICES[request.param](db_path, bus=bus)
+    else:
+        service = await SERVICES[request.param](db_path)
+    async with service:
         yield service

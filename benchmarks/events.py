@@ -1,0 +1,554 @@
+"""Event bus throughput and latency, on every backend, against raw nats-py and FastStream.
+
+Each run publishes ``EVENTS`` small events with ``publish_many`` in chunks of ``CHUNK`` from
+one task while one subscribed consumer group handles them concurrently, and measures:
+
+- throughput: distinct events handled / seconds from the first publish to the last handle;
+- publish→handled latency (p50, p95): the publish time travels in the event data (stamped
+  when the chunk is built), the handler takes the time again; both run in this process;
+- the publish rate: events / seconds the publishing task took (while consuming went on).
+
+Backends: the SQL log on SQLite (a temporary file) and on PostgreSQL (a fresh database,
+dropped afterwards), and NATS JetStream (its own random prefix, streams deleted afterwards).
+On the same NATS server, in the same run, two peers move the same number of messages of the
+same size: raw nats-py (``publish_async`` with a bounded window of pending acks, a durable
+pull consumer, ``fetch`` + ``ack`` per message) and FastStream (a ``NatsBroker`` JetStream
+batch pull subscriber, acknowledging after the handler returns).
+
+Goals: JetStream bus >= 0.85x raw nats-py and >= 1.0x FastStream (throughput); SQLite bus
+>= 20,000 events/s. A section that fails is recorded with its error; the others go on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import sys
+import tempfile
+import time
+import traceback
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.progress import Progress, TaskID
+
+from benchmarks._report import LatencySummary, machine, write_json, write_section
+from hybridmesh.events.backend import EventBackend
+from hybridmesh.events.bus import EventBus
+from hybridmesh.events.envelope import CloudEvent
+from hybridmesh.observability import configure_tracing
+
+NATS_URL = "nats://127.0.0.1:4222"
+PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+PG_URL = "postgresql://postgres@127.0.0.1:5432/{database}"
+
+CHUNK = 1_000  # events per publish_many call (and per confirmed publish round of the peers)
+FETCH = 500  # events per fetch: bus subscription batch_size, nats-py fetch, FastStream pull
+EVENT_TYPE = "bench.event"
+SOURCE = "/benchmarks/events"
+# FastStream's batch subscriber collects a full batch for up to this long. None: until full
+# (EVENTS is a multiple of FETCH). A finite wait lets nats-py raise asyncio's TimeoutError
+# where FastStream 0.7 only catches nats-py's own, which kills its consuming task.
+FASTSTREAM_BATCH_WAIT: float | None = None
+NATS_ROUNDS = 2  # rounds of the three NATS sections (full mode; quick mode runs one)
+STALL_SECONDS = 60.0  # a section fails when nothing is handled for this long
+SQLITE_GOAL = 20_000.0
+NATS_PY_GOAL = 0.85
+FASTSTREAM_GOAL = 1.0
+
+PublishChunk = Callable[[int, int], Awaitable[None]]
+
+SECTIONS = {
+    "sqlite": "SQL log, SQLite",
+    "postgresql": "SQL log, PostgreSQL",
+    "jetstream": "JetStream bus",
+    "nats_py": "raw nats-py (JetStream)",
+    "faststream": "FastStream (JetStream)",
+}
+
+
+# -- measuring -----------------------------------------------------------------------------
+
+
+@dataclass
+class _Tally:
+    """What the consuming side saw: one latency per distinct event, and duplicates."""
+
+    count: int
+    seen: bytearray = field(init=False)
+    latencies: list[float] = field(default_factory=list)
+    handled: int = 0
+    duplicates: int = 0
+    last: float = 0.0
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.seen = bytearray(self.count)
+
+    def record(self, n: int, published: float) -> None:
+        now = time.time()
+        if self.seen[n]:
+            self.duplicates += 1
+            return
+        self.seen[n] = 1
+        self.latencies.append(now - published)
+        self.handled += 1
+        self.last = now
+        if self.handled == self.count:
+            self.done.set()
+
+
+async def _drive(
+    publish_chunk: PublishChunk,
+    tally: _Tally,
+    progress: Progress,
+    task: TaskID,
+    consumer: asyncio.Task[None] | None = None,
+) -> dict[str, Any]:
+    """Publish every chunk from one task while the consumer runs; wait until all are handled.
+
+    Fails when publishing fails, when ``consumer`` (a consuming task, if the caller has one)
+    ends early, or when nothing is handled for ``STALL_SECONDS``."""
+    count = tally.count
+    first_publish = time.time()
+
+    async def publisher() -> float:
+        began = time.perf_counter()
+        for start in range(0, count, CHUNK):
+            await publish_chunk(start, min(CHUNK, count - start))
+        return time.perf_counter() - began
+
+    publishing = asyncio.create_task(publisher(), name="bench:publisher")
+    try:
+        seen, quiet_since = -1, time.monotonic()
+        while not tally.done.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(tally.done.wait(), 0.1)
+            progress.update(task, completed=tally.handled)
+            if publishing.done() and publishing.exception() is not None:
+                raise RuntimeError("publishing failed") from publishing.exception()
+            if consumer is not None and consumer.done():
+                failure = None if consumer.cancelled() else consumer.exception()
+                raise RuntimeError("the consumer stopped early") from failure
+            if tally.handled != seen:
+                seen, quiet_since = tally.handled, time.monotonic()
+            elif time.monotonic() - quiet_since > STALL_SECONDS:
+                raise TimeoutError(
+                    f"stalled: {tally.handled}/{count} handled, nothing for {STALL_SECONDS:.0f} s"
+                )
+        publish_seconds = await publishing
+    finally:
+        if not publishing.done():
+            publishing.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await publishing
+    progress.update(task, completed=count)
+    summary = LatencySummary.of(tally.latencies, tally.last - first_publish)
+    return {
+        "events": count,
+        "seconds": summary.seconds,
+        "throughput": summary.throughput,
+        "publish_seconds": round(publish_seconds, 4),
+        "publish_rate": round(count / publish_seconds, 1),
+        "p50_ms": summary.p50_ms,
+        "p95_ms": summary.p95_ms,
+        "p99_ms": summary.p99_ms,
+        "duplicates": tally.duplicates,
+    }
+
+
+# -- payloads ------------------------------------------------------------------------------
+
+
+def _event(n: int, published: float) -> CloudEvent:
+    return CloudEvent.create(EVENT_TYPE, SOURCE, {"n": n, "ts": published})
+
+
+def _envelope_size() -> int:
+    """Bytes of one bus event in structured JSON, as published (with its traceparent)."""
+    sample = _event(0, time.time()).with_extensions(traceparent=f"00-{'1' * 32}-{'2' * 16}-01")
+    return len(sample.to_json())
+
+
+def _peer_body(n: int, published: float, pad: str) -> dict[str, Any]:
+    return {"n": n, "ts": published, "pad": pad}
+
+
+def _peer_pad(size: int) -> str:
+    """Padding that makes a peer's JSON body as large as a bus event's envelope."""
+    bare = len(json.dumps(_peer_body(0, time.time(), "")).encode())
+    return "x" * max(0, size - bare)
+
+
+# -- the bus on each backend ---------------------------------------------------------------
+
+
+async def _bus_run(
+    backend: EventBackend, count: int, progress: Progress, task: TaskID
+) -> dict[str, Any]:
+    tally = _Tally(count)
+
+    async def handler(event: CloudEvent) -> None:
+        tally.record(event.data["n"], event.data["ts"])
+
+    bus = EventBus(backend, owns_backend=False)
+    bus.subscribe(f"{EVENT_TYPE.split('.')[0]}.>", handler, group="bench", batch_size=FETCH)
+
+    async def publish_chunk(start: int, size: int) -> None:
+        published = time.time()
+        await bus.publish_many([_event(n, published) for n in range(start, start + size)])
+
+    async with bus:
+        return await _drive(publish_chunk, tally, progress, task)
+
+
+@contextlib.asynccontextmanager
+async def _sqlite_backend() -> AsyncIterator[EventBackend]:
+    from hybridmesh.events.backends.sql import SqlEventBackend
+
+    with tempfile.TemporaryDirectory(prefix="hm-bench-") as folder:
+        backend = await SqlEventBackend.open(f"sqlite:///{Path(folder) / 'events.db'}")
+        try:
+            yield backend
+        finally:
+            await backend.close()
+
+
+@contextlib.asynccontextmanager
+async def _postgres_backend() -> AsyncIterator[EventBackend]:
+    import asyncpg
+
+    from hybridmesh.events.backends.sql import SqlEventBackend
+
+    database = f"hm_bench_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(PG_ADMIN_URL)
+    try:
+        await admin.execute(f'CREATE DATABASE "{database}"')
+        try:
+            backend = await SqlEventBackend.open(PG_URL.format(database=database))
+            try:
+                yield backend
+            finally:
+                await backend.close()
+        finally:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@contextlib.asynccontextmanager
+async def _nats_backend() -> AsyncIterator[EventBackend]:
+    from hybridmesh.events.backends.nats import NatsEventBackend
+
+    prefix = f"hmbench{uuid.uuid4().hex[:10]}"
+    backend = NatsEventBackend(NATS_URL, prefix=prefix)
+    try:
+        yield backend
+    finally:
+        try:
+            await backend.close()
+        finally:
+            await _delete_streams(prefix)
+
+
+async def _delete_streams(marker: str) -> None:
+    """Delete every stream whose name or subjects mention ``marker``."""
+    import nats
+
+    nc = await nats.connect(NATS_URL)
+    try:
+        jsm = nc.jsm()
+        for info in await jsm.streams_info():
+            config = info.config
+            names = [config.name or "", *(config.subjects or [])]
+            if any(marker.lower() in name.lower() for name in names):
+                await jsm.delete_stream(config.name or "")
+    finally:
+        await nc.close()
+
+
+# -- the peers -----------------------------------------------------------------------------
+
+
+async def _nats_py_run(count: int, progress: Progress, task: TaskID) -> dict[str, Any]:
+    import nats
+    from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
+
+    marker = f"hmbenchraw{uuid.uuid4().hex[:10]}"
+    stream, subject = marker.upper(), f"{marker}.{EVENT_TYPE}"
+    pad = _peer_pad(_envelope_size())
+    tally = _Tally(count)
+    nc = await nats.connect(NATS_URL)
+    try:
+        js = nc.jetstream(publish_async_max_pending=CHUNK)
+        await js.add_stream(StreamConfig(name=stream, subjects=[f"{marker}.>"]))
+        psub = await js.pull_subscribe(
+            subject,
+            durable="bench",
+            stream=stream,
+            config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, max_ack_pending=-1),
+        )
+
+        async def consume() -> None:
+            while True:
+                try:
+                    messages = await psub.fetch(FETCH, timeout=1.0)
+                except TimeoutError:  # nats-py raises asyncio's (the builtin) or its own
+                    continue
+                for message in messages:
+                    body = json.loads(message.data)
+                    tally.record(body["n"], body["ts"])
+                    await message.ack()
+
+        async def publish_chunk(start: int, size: int) -> None:
+            published = time.time()
+            pending = [
+                await js.publish_async(subject, json.dumps(_peer_body(n, published, pad)).encode())
+                for n in range(start, start + size)
+            ]
+            await asyncio.gather(*pending)  # every message of the chunk is stored
+
+        consumer = asyncio.create_task(consume(), name="bench:nats-py")
+        try:
+            result = await _drive(publish_chunk, tally, progress, task, consumer)
+        finally:
+            consumer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await consumer
+        result["payload_bytes"] = len(json.dumps(_peer_body(0, time.time(), pad)))
+        return result
+    finally:
+        try:
+            await nc.close()
+        finally:
+            await _delete_streams(marker)
+
+
+async def _faststream_run(count: int, progress: Progress, task: TaskID) -> dict[str, Any]:
+    from faststream.nats import JStream, NatsBroker, PullSub
+
+    marker = f"hmbenchfs{uuid.uuid4().hex[:10]}"
+    stream, subject = marker.upper(), f"{marker}.{EVENT_TYPE}"
+    pad = _peer_pad(_envelope_size())
+    tally = _Tally(count)
+    broker = NatsBroker(NATS_URL, logger=None)
+    jstream = JStream(stream, subjects=[f"{marker}.>"])
+
+    # A batch pull subscriber (about 1.5x the per-message one here). The default ack
+    # policy acknowledges every message of the batch after the handler returns and rejects
+    # them when it raises: the bus's explicit ack per settled batch. The subscriber waits
+    # for a full batch up to ``timeout``, so that is kept short.
+    @broker.subscriber(
+        subject,
+        stream=jstream,
+        durable="bench",
+        pull_sub=PullSub(FETCH, timeout=FASTSTREAM_BATCH_WAIT, batch=True),
+    )
+    async def handle(bodies: list[dict[str, Any]]) -> None:
+        for body in bodies:
+            tally.record(body["n"], body["ts"])
+
+    async def publish_chunk(start: int, size: int) -> None:
+        published = time.time()
+        await asyncio.gather(
+            *(
+                broker.publish(_peer_body(n, published, pad), subject, stream=stream, timeout=30.0)
+                for n in range(start, start + size)
+            )
+        )
+
+    try:
+        await broker.start()
+        result = await _drive(publish_chunk, tally, progress, task)
+        result["payload_bytes"] = len(json.dumps(_peer_body(0, time.time(), pad)))
+        return result
+    finally:
+        try:
+            await broker.stop()
+        finally:
+            await _delete_streams(marker)
+
+
+# -- the run -------------------------------------------------------------------------------
+
+
+Section = Callable[[int, Progress, TaskID], Awaitable[dict[str, Any]]]
+
+
+def _on_bus(opener: Callable[[], contextlib.AbstractAsyncContextManager[EventBackend]]) -> Section:
+    async def section(count: int, progress: Progress, task: TaskID) -> dict[str, Any]:
+        async with opener() as backend:
+            return await _bus_run(backend, count, progress, task)
+
+    return section
+
+
+async def run(*, quick: bool = False) -> dict[str, Any]:
+    """Run the benchmark, write its JSON and its section of docs/benchmarks.md."""
+    count = 10_000 if quick else 100_000
+    rounds = 1 if quick else NATS_ROUNDS
+    configure_tracing()  # the defaults: trace context propagates, spans are not recorded
+    sections: dict[str, Section] = {
+        "sqlite": _on_bus(_sqlite_backend),
+        "postgresql": _on_bus(_postgres_backend),
+        "jetstream": _on_bus(_nats_backend),
+        "nats_py": _nats_py_run,
+        "faststream": _faststream_run,
+    }
+    # The three on NATS are compared with each other: they run back to back, in rounds
+    # whose order alternates, and each keeps its best round (load elsewhere on the machine
+    # only ever slows a round down).
+    trio = ["jetstream", "nats_py", "faststream"]
+    schedule = ["sqlite", "postgresql"]
+    for r in range(rounds):
+        schedule += trio if r % 2 == 0 else trio[::-1]
+    results: dict[str, Any] = {
+        "benchmark": "events",
+        "machine": machine(),
+        "events": count,
+        "chunk": CHUNK,
+        "fetch_batch": FETCH,
+        "envelope_bytes": _envelope_size(),
+        "nats_rounds": rounds,
+        "runs": {},
+    }
+    attempts: dict[str, list[dict[str, Any]]] = {name: [] for name in sections}
+    # The load is kept with the figures so that a disturbed run can be told apart.
+    results["load_before"] = [round(x, 2) for x in os.getloadavg()]
+    with Progress(transient=True) as progress:
+        for name in schedule:
+            label = SECTIONS[name]
+            if name in trio and rounds > 1:
+                label += f" (round {len(attempts[name]) + 1}/{rounds})"
+            task = progress.add_task(label, total=count)
+            try:
+                attempts[name].append(await sections[name](count, progress, task))
+            except Exception as error:
+                attempts[name].append(
+                    {
+                        "error": f"{type(error).__name__}: {error}".strip(),
+                        "traceback": traceback.format_exc(),
+                    }
+                )
+                print(f"events benchmark: {label} failed: {error!r}", file=sys.stderr)
+            progress.remove_task(task)
+    results["load_after"] = [round(x, 2) for x in os.getloadavg()]
+    for name, tries in attempts.items():
+        good = [t for t in tries if "error" not in t]
+        best = max(good, key=lambda t: float(t["throughput"])) if good else tries[-1]
+        results["runs"][name] = {**best, "rounds": tries} if len(tries) > 1 else best
+    results["goals"] = _goals(results["runs"])
+    write_json("events", results)
+    write_section("events", _markdown(results, quick))
+    return results
+
+
+def _throughput(runs: dict[str, Any], name: str) -> float | None:
+    run = runs.get(name, {})
+    value = run.get("throughput")
+    return float(value) if value else None
+
+
+def _goals(runs: dict[str, Any]) -> dict[str, Any]:
+    def ratio(ours: float | None, theirs: float | None) -> float | None:
+        return round(ours / theirs, 3) if ours and theirs else None
+
+    bus = _throughput(runs, "jetstream")
+    vs_raw = ratio(bus, _throughput(runs, "nats_py"))
+    vs_fs = ratio(bus, _throughput(runs, "faststream"))
+    sqlite = _throughput(runs, "sqlite")
+    return {
+        "jetstream_vs_nats_py": {
+            "ratio": vs_raw,
+            "goal": NATS_PY_GOAL,
+            "met": None if vs_raw is None else vs_raw >= NATS_PY_GOAL,
+        },
+        "jetstream_vs_faststream": {
+            "ratio": vs_fs,
+            "goal": FASTSTREAM_GOAL,
+            "met": None if vs_fs is None else vs_fs >= FASTSTREAM_GOAL,
+        },
+        "sqlite_events_per_second": {
+            "value": sqlite,
+            "goal": SQLITE_GOAL,
+            "met": None if sqlite is None else sqlite >= SQLITE_GOAL,
+        },
+    }
+
+
+def _markdown(results: dict[str, Any], quick: bool) -> str:
+    flag = " --quick" if quick else ""
+    runs, goals = results["runs"], results["goals"]
+    info = results["machine"]
+    rounds = (
+        f" These three run back to back in {results['nats_rounds']} rounds of alternating "
+        "order; each shows its best round."
+        if results["nats_rounds"] > 1
+        else ""
+    )
+    intro = (
+        f"{results['events']:,} events of {results['envelope_bytes']} bytes (a CloudEvent in "
+        f"structured JSON) published with `publish_many` in chunks of {results['chunk']:,} "
+        "from one task while one consumer group handles them concurrently "
+        f"(fetch batch {results['fetch_batch']}). *events/s* is distinct events handled per "
+        "second from the first publish to the last handle; latency is publish→handled "
+        "(the publish time travels in the event; as publishing outruns handling, it mostly "
+        "measures the backlog); *publish/s* is the publishing task's own rate while "
+        "consuming goes on. The peers run on the same NATS server in the same run with "
+        "bodies of the same size: raw nats-py (`publish_async`, confirmed per chunk; durable "
+        "pull consumer, `fetch` + `ack` per message) and FastStream (`NatsBroker`, JetStream "
+        f"batch pull subscriber, ack after the handler).{rounds} "
+        f"Command: `make bench` (`python -m benchmarks events{flag}`). "
+        f"Machine: {info['cpus']} CPUs, Python {info['python']}, {info['date']}; load "
+        f"average {results['load_before'][0]:.2f} before, {results['load_after'][0]:.2f} after."
+    )
+    lines = [
+        "## Event bus (`benchmarks/events.py`)",
+        "",
+        intro,
+        "",
+        "| backend / peer | events | seconds | events/s | publish/s | p50 ms | p95 ms "
+        "| ratio | goal |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+
+    def verdict(met: bool | None) -> str:
+        return "n/a" if met is None else ("met" if met else "missed")
+
+    def fmt(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.2f}"
+
+    raw, fs, lite = (
+        goals["jetstream_vs_nats_py"],
+        goals["jetstream_vs_faststream"],
+        goals["sqlite_events_per_second"],
+    )
+    extra = {
+        "sqlite": ("—", f"≥ {SQLITE_GOAL:,.0f} events/s ({verdict(lite['met'])})"),
+        "postgresql": ("—", "—"),
+        "jetstream": (
+            f"{fmt(raw['ratio'])} vs nats-py; {fmt(fs['ratio'])} vs FastStream",
+            f"≥ {NATS_PY_GOAL:.2f} ({verdict(raw['met'])}); "
+            f"≥ {FASTSTREAM_GOAL:.2f} ({verdict(fs['met'])})",
+        ),
+        "nats_py": ("1.00", "peer"),
+        "faststream": ("1.00", "peer"),
+    }
+    for name, label in SECTIONS.items():
+        run = runs.get(name, {"error": "not run"})
+        ratio, goal = extra[name]
+        if "error" in run:
+            error = str(run["error"]).replace("|", "\\|").replace("\n", " ")[:160]
+            lines.append(f"| {label} | failed: {error} | | | | | | — | {goal} |")
+            continue
+        lines.append(
+            f"| {label} | {run['events']:,} | {run['seconds']:.2f} | {run['throughput']:,.0f} "
+            f"| {run['publish_rate']:,.0f} | {run['p50_ms']:.1f} | {run['p95_ms']:.1f} "
+            f"| {ratio} | {goal} |"
+        )
+    return "\n".join(lines)

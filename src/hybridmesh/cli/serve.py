@@ -1,0 +1,102 @@
+"""``hybridmesh serve``: the HTTP server of a hybridmesh process."""
+
+from __future__ import annotations
+
+import contextlib
+
+import click
+
+from hybridmesh.cli._common import console, get_ctx, run
+from hybridmesh.core.settings import Settings
+
+
+def _parse_tokens(values: tuple[str, ...]) -> dict[str, str]:
+    tokens: dict[str, str] = {}
+    for value in values:
+        name, sep, user_id = value.partition("=")
+        if not sep or not name or not user_id:
+            raise click.BadParameter(
+                f"{value!r}: expected NAME=USER_ID, e.g. s3cr3t=42", param_hint="--token"
+            )
+        tokens[name] = user_id
+    return tokens
+
+
+@click.command()
+@click.option("--host", default=None, help="Address to bind (default: HYBRIDMESH_HTTP_HOST).")
+@click.option(
+    "--port",
+    type=int,
+    default=None,
+    help="Port to bind, 0 for any free one (default: HYBRIDMESH_HTTP_PORT).",
+)
+@click.option(
+    "--dev-tokens",
+    is_flag=True,
+    help="Development only: accept any non-empty WebSocket token as the user of that id.",
+)
+@click.option(
+    "--token",
+    "tokens",
+    multiple=True,
+    metavar="NAME=USER_ID",
+    help="A WebSocket token and the user it stands for (repeatable).",
+)
+def serve(host: str | None, port: int | None, dev_tokens: bool, tokens: tuple[str, ...]) -> None:
+    """Run the platform's HTTP server: event ingest, WebSocket fan-out, metrics, health.
+
+    Serves POST /events (CloudEvents in), GET /ws/events (WebSocket fan-out), GET /metrics
+    and GET /healthz until interrupted (Ctrl-C or SIGTERM), then shuts down gracefully.
+    """
+    if dev_tokens and tokens:
+        raise click.UsageError("use either --dev-tokens or --token, not both")
+    if not dev_tokens and not tokens:
+        raise click.UsageError(
+            "WebSocket clients need tokens: pass --token NAME=USER_ID (repeatable), "
+            "or --dev-tokens to accept any token during development"
+        )
+    table = None if dev_tokens else _parse_tokens(tokens)
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C before the server took over
+        run(_serve(get_ctx().settings, table, host, port))
+
+
+async def _serve(
+    settings: Settings, tokens: dict[str, str] | None, host: str | None, port: int | None
+) -> None:
+    from hybridmesh.api import run_server
+    from hybridmesh.events import open_bus
+    from hybridmesh.events.hub import (
+        Authenticator,
+        Principal,
+        StaticTokens,
+        WebSocketHub,
+        allow_any,
+    )
+    from hybridmesh.observability import (
+        MeshMetrics,
+        configure_logging,
+        configure_tracing,
+        shutdown_tracing,
+    )
+
+    configure_logging(settings)
+    configure_tracing(settings)
+    authenticate: Authenticator = allow_any
+    if tokens is not None:
+        authenticate = StaticTokens({t: Principal(user_id=u) for t, u in tokens.items()})
+    metrics = MeshMetrics.default()
+    bus = await open_bus(settings)
+    hub = WebSocketHub(authenticate, metrics=metrics)
+
+    def announce(url: str) -> None:
+        console.print(f"serving on {url} (Ctrl-C to stop)", markup=False, highlight=False)
+
+    try:
+        await run_server(
+            settings, bus=bus, host=host, port=port, hub=hub, metrics=metrics, ready=announce
+        )
+    finally:
+        shutdown_tracing()
+
+
+__all__ = ["serve"]

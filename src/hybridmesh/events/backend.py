@@ -1,0 +1,185 @@
+"""The contract between the event bus and the backends that store and carry events.
+
+A backend keeps an append-only log of CloudEvents and, per consumer group, a durable
+position. The bus does the rest (handlers, retries, backoff, dead-letter decisions), so every
+backend behaves the same and one conformance suite checks them all.
+
+The unit of work is a :class:`PartitionBatch`: events of one partition of one group, in log
+order, leased to one consumer. Events that share a ``partitionkey`` always land in the same
+partition, so handling a partition's batch in order, one at a time, keeps their order. The
+consumer reports back with one :class:`Settlement`:
+
+- the first ``handled`` deliveries are done (acknowledged or dropped);
+- then, optionally, the next one is to be retried after ``retry_after`` seconds, or moved to
+  the dead letters with ``dead_letter`` as the reason;
+- deliveries after that are released untouched: they come again, after the retried one.
+
+A batch that is not settled within the group's ``ack_wait`` (its consumer died) is delivered
+again, to any consumer, with the attempt count of its first delivery raised by one. That is
+at-least-once delivery: handlers must tolerate seeing an event twice (see
+:class:`~hybridmesh.events.idempotency.IdempotentConsumer`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, Protocol
+
+from hybridmesh.events.envelope import CloudEvent
+
+
+@dataclass(frozen=True)
+class GroupSpec:
+    """A consumer group: who receives what, and how patiently.
+
+    ``pattern`` selects event types with NATS subject rules. ``start`` says where a group
+    that does not exist yet begins: at the oldest retained event (``earliest``) or after the
+    newest (``latest``). ``max_deliveries`` bounds the attempts of one event before it goes
+    to the dead letters. ``ack_wait`` is how long a fetched batch stays leased.
+    """
+
+    name: str
+    pattern: str = ">"
+    start: Literal["earliest", "latest"] = "earliest"
+    max_deliveries: int = 5
+    ack_wait: float = 30.0
+
+
+@dataclass
+class Delivery:
+    """One event handed to a consumer, with its delivery count (1 the first time).
+
+    ``event`` is None when the stored or received bytes are not a valid CloudEvent; then
+    ``error`` says why and ``raw`` holds the bytes, and the bus dead-letters it.
+    """
+
+    event: CloudEvent | None
+    attempt: int
+    raw: bytes = b""
+    error: str | None = None
+    position: Any = None
+
+
+@dataclass
+class PartitionBatch:
+    """Deliveries of one partition of one group, in log order, leased to one consumer."""
+
+    group: str
+    partition: str
+    deliveries: list[Delivery]
+    token: Any = None
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """How a consumer finished a :class:`PartitionBatch` (see the module docstring)."""
+
+    handled: int
+    retry_after: float | None = None
+    dead_letter: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.retry_after is not None and self.dead_letter is not None:
+            raise ValueError("a settlement retries or dead-letters the next delivery, not both")
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """An event that exhausted its deliveries (or could not be parsed), kept for review.
+
+    ``body`` is the event as stored (structured JSON when it parsed). ``replayed_at`` is set
+    once it has been replayed to its group.
+    """
+
+    id: str
+    group: str
+    reason: str
+    attempts: int
+    failed_at: datetime
+    body: bytes
+    event: CloudEvent | None = None
+    replayed_at: datetime | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def event_id(self) -> str | None:
+        return self.event.id if self.event else None
+
+    @property
+    def type(self) -> str | None:
+        return self.event.type if self.event else None
+
+    @property
+    def source(self) -> str | None:
+        return self.event.source if self.event else None
+
+
+class EventBackend(Protocol):
+    """Stores events and group positions. Implementations: ``backends/sql.py`` (SQLite and
+    PostgreSQL), ``backends/nats.py`` (JetStream), ``backends/memory.py`` (tests only)."""
+
+    name: str
+
+    async def start(self) -> None:
+        """Connect and create what is missing (tables, streams). Idempotent."""
+        ...
+
+    async def close(self) -> None: ...
+
+    async def publish(self, events: Sequence[CloudEvent], *, group: str | None = None) -> None:
+        """Append ``events`` durably, in order; when this returns they will be delivered.
+
+        An event whose (source, id) was published before is not appended again (within the
+        backend's dedupe window). With ``group``, only that group receives the events and the
+        dedupe is skipped: this is how a dead letter is replayed.
+        """
+        ...
+
+    async def ensure_group(self, spec: GroupSpec) -> None:
+        """Create the group's durable position if it does not exist; update its settings."""
+        ...
+
+    async def fetch(
+        self, spec: GroupSpec, consumer: str, *, max_events: int, wait: float
+    ) -> list[PartitionBatch]:
+        """Lease batches of events for ``consumer``, waiting up to ``wait`` seconds for some.
+
+        Returns an empty list when nothing is ready. Only events whose type matches the
+        group's pattern are delivered.
+        """
+        ...
+
+    async def settle(self, batch: PartitionBatch, settlement: Settlement) -> None:
+        """Record how ``batch`` ended and release its lease."""
+        ...
+
+    async def dead_letters(self, *, group: str | None = None, limit: int = 100) -> list[DeadLetter]:
+        """The dead letters, newest first."""
+        ...
+
+    async def get_dead_letter(self, dead_letter_id: str) -> DeadLetter:
+        """One dead letter; raises ``NotFoundError``."""
+        ...
+
+    async def replay(self, dead_letter_id: str) -> DeadLetter:
+        """Deliver the dead letter's event again, to its group only, and mark it replayed.
+
+        Raises ``NotFoundError``, and ``ValidationError`` when the body is not a CloudEvent.
+        """
+        ...
+
+    async def purge(self, *, group: str | None = None) -> int:
+        """Delete dead letters (of one group, or all); returns how many."""
+        ...
+
+
+__all__ = [
+    "DeadLetter",
+    "Delivery",
+    "EventBackend",
+    "GroupSpec",
+    "PartitionBatch",
+    "Settlement",
+]

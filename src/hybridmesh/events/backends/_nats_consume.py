@@ -1,0 +1,386 @@
+"""Fetch and settle for the JetStream backend: partitions pulled under leases.
+
+A fetch takes the group's free lease tokens (:mod:`._nats_lease`), pulls each leased
+partition's consumer with ``no_wait``, and returns one batch per partition that had events;
+the leases of the others go back at once. When nothing is ready it waits on a
+:class:`~._nats_pull.Doorbell` (new publishes), the end of a retry delay, or, while other
+processes hold leases, a short poll.
+
+Settling acks the handled events and naks the rest in log order (the retried one with its
+delay), then releases the lease, carrying the retry delay and the released events' counts in
+the next token. JetStream queues redeliveries in the order they were nak'd or expired, so
+keeping that order is what keeps events with one key in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js import errors as js_errors
+
+from hybridmesh.core.clock import Clock
+from hybridmesh.core.errors import ValidationError
+from hybridmesh.events.backend import Delivery, GroupSpec, PartitionBatch, Settlement
+from hybridmesh.events.backends._nats_dlq import DeadLetterStore
+from hybridmesh.events.backends._nats_layout import PUBLISHED, Layout, ack_info, replay_origin
+from hybridmesh.events.backends._nats_lease import Held, Lease, LeaseState
+from hybridmesh.events.backends._nats_pull import Doorbell, PullClient
+from hybridmesh.events.envelope import CloudEvent
+from hybridmesh.events.subjects import matches
+from hybridmesh.observability import get_logger
+
+log = get_logger("hybridmesh.events.nats")
+
+WRONG_LAST_SEQUENCE = 10071  # a lease token exists already / was replaced meanwhile
+LEASE_GRACE = 0.2  # a lease outlives its events' ack_wait by this much, so they expire first
+_RETRY_GRACE = 0.05  # a retried partition stays leased this much past the nak delays
+_CONTENDED_POLL = 0.1  # how often to look again while other processes hold leases
+_DRAIN_PULL = 100  # pull size while taking all of a partition's queued redeliveries
+
+
+@dataclass(frozen=True)
+class GroupRef:
+    """A consumer group as the backend knows it: its spec and its subject token."""
+
+    spec: GroupSpec
+    token: str
+
+    @property
+    def replay_origin(self) -> str:
+        return replay_origin(self.token)
+
+
+@dataclass
+class _Round:
+    """What one look at a group's partitions found."""
+
+    batches: list[PartitionBatch] = field(default_factory=list)
+    contended: bool = False
+    wake_in: float | None = None
+    skipped: bool = False
+    unexplored: bool = False
+
+
+def _shares(total: int, parts: int) -> list[int]:
+    base, extra = divmod(total, parts)
+    return [base + (1 if i < extra else 0) for i in range(parts)]
+
+
+def _allot(total: int, shares: dict[Lease, int]) -> dict[Lease, int]:
+    """How many events each lease hands out: its share of what it pulled, then what others
+    left unused goes to those that pulled more (queued redeliveries come all at once)."""
+    allot = {lease: min(share, len(lease.pulled)) for lease, share in shares.items()}
+    left = total - sum(allot.values())
+    for lease in allot:
+        more = max(0, min(left, len(lease.pulled) - allot[lease]))
+        allot[lease] += more
+        left -= more
+    return allot
+
+
+def _parse(data: bytes) -> tuple[CloudEvent | None, str | None]:
+    try:
+        return CloudEvent.from_json(data), None
+    except Exception as error:  # whatever was published, the consumer must not crash on it
+        return None, f"{type(error).__name__}: {error}"
+
+
+class GroupReader:
+    """Fetches and settles batches of consumer groups, for one backend connection."""
+
+    def __init__(
+        self,
+        *,
+        nc: NATS,
+        js: JetStreamContext,
+        pull: PullClient,
+        letters: DeadLetterStore,
+        layout: Layout,
+        clock: Clock,
+        request_timeout: float,
+    ) -> None:
+        self._nc = nc
+        self._js = js
+        self._pull = pull
+        self._letters = letters
+        self.layout = layout
+        self.clock = clock
+        self.request_timeout = request_timeout
+
+    async def fetch(self, group: GroupRef, max_events: int, wait: float) -> list[PartitionBatch]:
+        """Lease the partitions that are free and have events, up to ``max_events`` in all;
+        wait up to ``wait`` seconds for some (woken by publishes on the group's subjects)."""
+        if max_events < 1:
+            return []
+        deadline = self.clock.monotonic() + max(0.0, wait)
+        bell: Doorbell | None = None
+        try:
+            while True:
+                found = await self._sweep(group, max_events)
+                if found.batches:
+                    return found.batches
+                left = deadline - self.clock.monotonic()
+                if left <= 0:
+                    return []
+                if found.skipped:
+                    continue  # cleared events not for this group; there may be more
+                if bell is None:
+                    bell = await Doorbell.open(self._nc, self.layout.doorbell(group.spec.pattern))
+                    continue  # look once more: a publish before the bell was open is missed
+                nap = left
+                if found.wake_in is not None:
+                    nap = min(nap, found.wake_in)
+                if found.contended:
+                    nap = min(nap, _CONTENDED_POLL)
+                await bell.wait(nap)
+        finally:
+            if bell is not None:
+                await bell.close()
+
+    async def _sweep(self, group: GroupRef, max_events: int) -> _Round:
+        """Look until some events are found or every free partition was looked at (one look
+        pulls at most ``max_events`` partitions)."""
+        summary = _Round()
+        for _ in range(-(-self.layout.partitions // max_events)):
+            found = await self._look(group, max_events)
+            if found.batches:
+                return found
+            summary.contended = summary.contended or found.contended
+            summary.skipped = summary.skipped or found.skipped
+            if found.wake_in is not None:
+                summary.wake_in = min(found.wake_in, summary.wake_in or found.wake_in)
+            if not found.unexplored:
+                break
+        return summary
+
+    async def _look(self, group: GroupRef, max_events: int) -> _Round:
+        """Take free leases, pull their partitions, keep the leases that found events."""
+        layout, pull = self.layout, self._pull
+        taken_at = self.clock.monotonic()
+        tokens = await pull.pull(
+            layout.leases_stream, layout.lease_consumer(group.token), layout.partitions
+        )
+        found = _Round(contended=len(tokens) < layout.partitions)
+        now = self.clock.now().timestamp()
+        leases: list[Lease] = []
+        for token in tokens:
+            seq, _ = ack_info(token.reply)
+            state = LeaseState.decode(token.data)
+            if state.not_before > now:  # a retry's delay: hand it back until then
+                await token.nak(delay=state.not_before - now)
+                wake = state.not_before - now + 0.005
+                found.wake_in = wake if found.wake_in is None else min(found.wake_in, wake)
+                continue
+            partition = int(token.subject.rsplit(".", 1)[1])
+            leases.append(
+                Lease(
+                    group=group.spec.name,
+                    group_token=group.token,
+                    partition=partition,
+                    token=token,
+                    token_seq=seq,
+                    state=state,
+                    taken_at=taken_at,
+                    ack_wait=group.spec.ack_wait,
+                )
+            )
+        # With a small max_events only the first leases are pulled. The others go back
+        # first, so the next look starts with them: every partition gets its turn.
+        idle = [lease.token for lease in leases[max_events:]]
+        found.unexplored = bool(idle)
+        leases = leases[:max_events]
+        if not leases:
+            await self._nak_all(idle)
+            return found
+        shares = dict(zip(leases, _shares(max_events, len(leases)), strict=True))
+        hungry = await self._pull_all(group, shares)
+        left = max_events - sum(min(len(lease.pulled), shares[lease]) for lease in leases)
+        if hungry and left > 0:  # what the quiet partitions did not use
+            extra = dict(zip(hungry, _shares(left, len(hungry)), strict=True))
+            await self._pull_all(group, {k: v for k, v in extra.items() if v > 0})
+            for lease, more in extra.items():
+                shares[lease] += more
+        budget = _allot(max_events, shares)
+        for lease in leases:
+            if lease.settled:  # a pull failed: let the lease and its events run out together
+                continue
+            if await self._hand_out(group, lease, budget[lease]):
+                found.batches.append(
+                    PartitionBatch(
+                        group.spec.name,
+                        str(lease.partition),
+                        [h.delivery for h in lease.handed if h.delivery is not None],
+                        token=lease,
+                    )
+                )
+            else:
+                found.skipped = found.skipped or bool(lease.pulled)
+                idle.append(lease.token)
+        await self._nak_all(idle)
+        return found
+
+    async def _pull_all(self, group: GroupRef, budget: dict[Lease, int]) -> list[Lease]:
+        """Pull each lease's partition concurrently; returns those that may have more."""
+        results = await asyncio.gather(
+            *(self._pull_partition(group, lease, n) for lease, n in budget.items()),
+            return_exceptions=True,
+        )
+        hungry: list[Lease] = []
+        for lease, result in zip(budget, results, strict=True):
+            if isinstance(result, BaseException):
+                log.warning(
+                    "group %s partition %d: pull failed (%s); its lease will expire",
+                    group.spec.name,
+                    lease.partition,
+                    result,
+                )
+                lease.settled = True
+            elif result:
+                hungry.append(lease)
+        return hungry
+
+    async def _pull_partition(self, group: GroupRef, lease: Lease, count: int) -> bool:
+        """Pull up to ``count`` messages into ``lease.pulled``; True when more may wait.
+
+        JetStream hands out redeliveries first, in the order they were queued, which is not
+        always log order. When a full pull ends in a redelivery, more may be queued: take
+        them all, so everything released later goes back in log order.
+        """
+        consumer = self.layout.consumer(group.token, lease.partition)
+        ask = count
+        while True:
+            msgs = await self._pull.pull(self.layout.events_stream, consumer, ask)
+            for msg in msgs:
+                seq, delivered = ack_info(msg.reply)
+                lease.pulled.append((seq, delivered, msg))
+            if len(msgs) < ask:
+                return False
+            if ack_info(msgs[-1].reply)[1] == 1:
+                return True
+            ask = max(ask, _DRAIN_PULL)
+
+    async def _hand_out(self, group: GroupRef, lease: Lease, count: int) -> bool:
+        """Sort what was pulled into log order, ack what is not for this group, and split
+        the rest into the batch (up to ``count``) and the held-back tail."""
+        pattern = group.spec.pattern
+        for seq, delivered, msg in sorted(lease.pulled, key=lambda item: item[0]):
+            origin = self.layout.origin_of(msg.subject)
+            if origin != PUBLISHED and origin != group.replay_origin:
+                await msg.ack()  # a replay meant for another group
+                continue
+            event, error = _parse(msg.data)
+            if event is not None and not matches(pattern, event.type):
+                await msg.ack()
+                continue
+            held = Held(seq, msg)
+            if len(lease.handed) < count:
+                held.delivery = Delivery(
+                    event,
+                    lease.state.attempt(seq, delivered),
+                    raw=msg.data if event is None else b"",
+                    error=error,
+                    position=seq,
+                )
+                lease.handed.append(held)
+            else:
+                lease.tail.append(held)
+        return bool(lease.handed)  # the tail only fills once the batch is full
+
+    async def settle(self, batch: PartitionBatch, settlement: Settlement) -> None:
+        """Ack the handled events; retry, dead-letter or release the rest; free the lease.
+
+        Settling a batch whose lease ran out (the batch took longer than ``ack_wait``) only
+        acks what was handled: the rest has gone to another consumer already.
+        """
+        lease = batch.token
+        if not isinstance(lease, Lease):
+            raise ValidationError("not a batch fetched from a NATS event backend")
+        if lease.settled:
+            return
+        lease.settled = True
+        handed = lease.handed
+        done = min(max(settlement.handled, 0), len(handed))
+        for held in handed[:done]:
+            await held.msg.ack()
+        if self.clock.monotonic() - lease.taken_at >= lease.ack_wait:
+            log.warning(
+                "group %s partition %d: settled after its lease expired; unhandled events "
+                "were delivered again elsewhere",
+                lease.group,
+                lease.partition,
+            )
+            return
+        finished = [h.seq for h in handed[:done]]
+        rest = handed[done:] + lease.tail  # naked in log order, so they return in log order
+        released = rest  # their deliveries were not attempts
+        head = handed[done] if done < len(handed) else None
+        delay = not_before = 0.0
+        if head is not None and settlement.dead_letter is not None:
+            await self._bury(lease, head, settlement.dead_letter)
+            await head.msg.term()
+            finished.append(head.seq)
+            rest = released = rest[1:]
+        elif head is not None and settlement.retry_after is not None:
+            delay = max(0.0, settlement.retry_after)
+            not_before = self.clock.now().timestamp() + delay + _RETRY_GRACE
+            released = rest[1:]
+        await self._nak_all([h.msg for h in rest], delay)
+        state = lease.state.after(
+            first=handed[0].seq,
+            finished=finished,
+            released=[h.seq for h in released],
+            not_before=not_before,
+        )
+        await self._release(lease, state)
+
+    async def _nak_all(self, msgs: Sequence[Msg], delay: float = 0.0) -> None:
+        """Nak each (with ``delay``), in order. The last one waits for the server's answer:
+        a consumer handles acks in order, so when this returns all of them took effect and
+        the next pull, from any process, sees them."""
+        if not msgs:
+            return
+        for msg in msgs[:-1]:
+            await msg.nak(delay=delay or None)
+        payload = b"-NAK"
+        if delay:
+            payload += b" " + json.dumps({"delay": int(delay * 1e9)}).encode()
+        await self._nc.request(msgs[-1].reply, payload, timeout=self.request_timeout)
+
+    async def _release(self, lease: Lease, state: LeaseState) -> None:
+        """Free the lease; when its state changed, by publishing the next token in its place."""
+        if state == lease.state:
+            await self._nak_all([lease.token])
+            return
+        try:
+            await self._js.publish(
+                lease.token.subject,
+                state.encode(),
+                headers={"Nats-Expected-Last-Subject-Sequence": str(lease.token_seq)},
+            )
+        except js_errors.APIError as error:
+            if error.err_code != WRONG_LAST_SEQUENCE:
+                raise
+            log.warning("group %s partition %d: lease lost", lease.group, lease.partition)
+            return
+        await lease.token.ack()
+
+    async def _bury(self, lease: Lease, held: Held, reason: str) -> None:
+        attempts = held.delivery.attempt if held.delivery is not None else 1
+        await self._letters.add(
+            group=lease.group,
+            token=lease.group_token,
+            seq=held.seq,
+            subject=held.msg.subject,
+            attempts=attempts,
+            reason=reason,
+            body=held.msg.data,
+        )
+
+
+__all__ = ["LEASE_GRACE", "WRONG_LAST_SEQUENCE", "GroupReader", "GroupRef"]

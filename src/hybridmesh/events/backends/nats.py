@@ -1,0 +1,366 @@
+"""The NATS JetStream event backend: for the scaled mode, where workers run on many machines.
+
+Events live in one stream, ``<PREFIX>_EVENTS``; an event of type ``user.registered`` in
+partition 3 is on ``<prefix>.ev.pub.3.user.registered`` (the layout is drawn in
+:mod:`._nats_layout`). Publishing sets ``Nats-Msg-Id`` to a hash of the event's (source, id),
+so the stream drops a re-publish within ``dedupe_window`` seconds. A replay to one group goes
+to ``<prefix>.ev.r-<group>.<partition>.<type>`` and skips the dedupe.
+
+Each consumer group has a durable pull consumer per partition, filtered on the partition and
+the group's pattern, with explicit acks and the group's ``ack_wait``. A lease token per
+partition (:mod:`._nats_lease`) makes one process at a time pull a partition, which keeps
+same-key events in order across processes and behind a retried event:
+
+- ``fetch`` takes free lease tokens, pulls each leased partition (``no_wait``), and returns one
+  batch per partition that had events;
+- ``settle`` acks the handled events, naks the retried one with the delay (the events after
+  it are nak'd too, so they come back behind it, and the lease is held for the delay),
+  stores a dead letter before terminating its event, and releases the lease;
+- an unsettled batch expires after ``ack_wait``: JetStream delivers it again, with its
+  delivery count (the attempt) one higher, to whichever process takes the lease next.
+
+The server's ``max_deliver`` is unlimited: the bus decides when an event is dead (after the
+group's ``max_deliveries`` attempts), so nothing is dropped by the server without a dead
+letter. Messages on event subjects that are not CloudEvents (someone published raw bytes)
+come out as deliveries with ``event=None`` and go to the dead letters.
+
+All processes of a deployment must use the same ``prefix`` and ``partitions``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+
+import nats
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+from nats.js import errors as js_errors
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    DiscardPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+
+from hybridmesh.core.clock import SYSTEM_CLOCK, Clock
+from hybridmesh.core.errors import ConfigurationError, ValidationError
+from hybridmesh.events.backend import (
+    DeadLetter,
+    GroupSpec,
+    PartitionBatch,
+    Settlement,
+)
+from hybridmesh.events.backends._nats_consume import (
+    LEASE_GRACE,
+    WRONG_LAST_SEQUENCE,
+    GroupReader,
+    GroupRef,
+)
+from hybridmesh.events.backends._nats_dlq import DeadLetterStore
+from hybridmesh.events.backends._nats_layout import (
+    PUBLISHED,
+    Layout,
+    group_token,
+    message_id,
+    partition_of,
+    replay_origin,
+)
+from hybridmesh.events.backends._nats_lease import LeaseState
+from hybridmesh.events.backends._nats_pull import PullClient
+from hybridmesh.events.envelope import CloudEvent
+from hybridmesh.events.subjects import validate_pattern, validate_subject
+from hybridmesh.observability import get_logger
+
+log = get_logger("hybridmesh.events.nats")
+
+_STREAM_IN_USE = 10058  # the stream exists with another configuration
+_MAX_ACK_PENDING = 20_000
+_CONNECT_ATTEMPTS = 3  # at start; after that, reconnects never stop
+
+
+class NatsEventBackend:
+    """Events on NATS JetStream (2.9 or later).
+
+    ``prefix`` names the streams and subjects (several deployments can share a server);
+    ``partitions`` is how many ordered lanes each group has (default 8): more lets more
+    processes work on a group at once. ``replicas`` is the streams' replication (1 for a
+    single server, 3 in a cluster). ``dedupe_window`` is how long a (source, id) is
+    remembered (default 2 minutes).
+    """
+
+    name = "nats"
+
+    def __init__(
+        self,
+        url: str = "nats://127.0.0.1:4222",
+        *,
+        prefix: str = "hybridmesh",
+        partitions: int = 8,
+        replicas: int = 1,
+        dedupe_window: float = 120.0,
+        request_timeout: float = 10.0,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        if replicas < 1 or dedupe_window <= 0 or request_timeout <= 0:
+            raise ConfigurationError(
+                "replicas must be at least 1, dedupe_window and request_timeout positive"
+            )
+        self.url = url
+        self.layout = Layout(prefix, partitions)
+        self.replicas = replicas
+        self.dedupe_window = dedupe_window
+        self.request_timeout = request_timeout
+        self.clock = clock
+        self._nc: NATS | None = None
+        self._js: JetStreamContext | None = None
+        self._dlq: DeadLetterStore | None = None
+        self._reader: GroupReader | None = None
+        self._groups: dict[str, GroupRef] = {}
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect and create the streams that are missing (idempotent)."""
+        if self._nc is None:
+            nc = await self._connect()
+            js = nc.jetstream(timeout=self.request_timeout)
+            pull = PullClient(nc, timeout=self.request_timeout)
+            letters = DeadLetterStore(nc, js, pull, self.layout, self.clock)
+            self._nc, self._js, self._dlq = nc, js, letters
+            self._reader = GroupReader(
+                nc=nc,
+                js=js,
+                pull=pull,
+                letters=letters,
+                layout=self.layout,
+                clock=self.clock,
+                request_timeout=self.request_timeout,
+            )
+        layout = self.layout
+        await self._ensure_stream(
+            StreamConfig(
+                name=layout.events_stream,
+                subjects=layout.events_subjects,
+                duplicate_window=self.dedupe_window,
+            )
+        )
+        await self._ensure_stream(
+            StreamConfig(
+                name=layout.leases_stream,
+                subjects=[f"{layout.prefix}.lease.>"],
+                max_msgs_per_subject=1,
+            )
+        )
+        await self._ensure_stream(
+            StreamConfig(
+                name=layout.dlq_stream,
+                subjects=[f"{layout.prefix}.dlq.>"],
+                max_msgs_per_subject=1,
+                allow_direct=True,
+                duplicate_window=self.dedupe_window,
+            )
+        )
+
+    async def _connect(self) -> NATS:
+        async def on_error(error: Exception) -> None:
+            log.warning("NATS %s: %s: %s", self.url, type(error).__name__, error)
+
+        try:
+            nc = await nats.connect(
+                self.url,
+                name="hybridmesh",
+                error_cb=on_error,
+                connect_timeout=self.request_timeout,
+                max_reconnect_attempts=_CONNECT_ATTEMPTS,
+            )
+        except Exception as error:
+            raise ConfigurationError(
+                f"cannot reach NATS at {self.url}: {type(error).__name__}: {error}"
+            ) from error
+        # Give up quickly at start (above), but once connected keep reconnecting for as long
+        # as it takes: a worker outlives a restart of the NATS server.
+        nc.options["max_reconnect_attempts"] = -1
+        return nc
+
+    async def close(self) -> None:
+        """Close the connection after flushing what is in flight (acks, naks)."""
+        nc = self._nc
+        self._nc = self._js = self._dlq = self._reader = None
+        self._groups.clear()
+        if nc is not None:
+            with contextlib.suppress(Exception):
+                await (nc.drain() if nc.is_connected else nc.close())
+
+    async def _ensure_stream(self, config: StreamConfig) -> None:
+        config.num_replicas = self.replicas
+        config.storage = StorageType.FILE
+        config.retention = RetentionPolicy.LIMITS
+        config.discard = DiscardPolicy.OLD
+        try:
+            await self._jets().add_stream(config)
+        except js_errors.BadRequestError as error:
+            if error.err_code != _STREAM_IN_USE:
+                raise
+            await self._jets().update_stream(config)
+
+    def _jets(self) -> JetStreamContext:
+        if self._js is None:
+            raise ConfigurationError("the NATS event backend is not started (call start())")
+        return self._js
+
+    def _reader_or_fail(self) -> GroupReader:
+        if self._reader is None:
+            raise ConfigurationError("the NATS event backend is not started (call start())")
+        return self._reader
+
+    def _letters(self) -> DeadLetterStore:
+        if self._dlq is None:
+            raise ConfigurationError("the NATS event backend is not started (call start())")
+        return self._dlq
+
+    # -- publishing ------------------------------------------------------------------------
+
+    async def publish(self, events: Sequence[CloudEvent], *, group: str | None = None) -> None:
+        """Append ``events`` in order, pipelined; returns once JetStream stored them all.
+
+        Raises ``ValidationError`` (before sending anything) for an invalid event or a type
+        that is not a valid subject.
+        """
+        for event in events:
+            event.validate()
+            validate_subject(event.type)
+        if not events:
+            return
+        js = self._jets()
+        origin = PUBLISHED if group is None else replay_origin(group_token(group))
+        pending = []
+        for event in events:
+            subject = self.layout.event_subject(
+                origin, partition_of(event, self.layout.partitions), event.type
+            )
+            headers = {"Nats-Msg-Id": message_id(event)} if group is None else None
+            pending.append(await js.publish_async(subject, event.to_json(), headers=headers))
+        async with asyncio.timeout(self.request_timeout + len(events) / 1000):
+            await asyncio.gather(*pending)
+
+    # -- groups ----------------------------------------------------------------------------
+
+    async def ensure_group(self, spec: GroupSpec) -> None:
+        """Create the group's consumers and lease tokens if missing; update the consumers'
+        pattern, ``ack_wait`` and limits. Where a group starts is kept once created."""
+        validate_pattern(spec.pattern)
+        if spec.max_deliveries < 1 or spec.ack_wait <= 0:
+            raise ValidationError(
+                f"group {spec.name!r}: max_deliveries must be at least 1 and ack_wait positive"
+            )
+        layout, token = self.layout, group_token(spec.name)
+        start = DeliverPolicy.NEW if spec.start == "latest" else DeliverPolicy.ALL
+        consumers = [
+            self._ensure_consumer(
+                layout.events_stream,
+                ConsumerConfig(
+                    durable_name=layout.consumer(token, p),
+                    filter_subject=layout.consumer_filter(p, spec.pattern),
+                    deliver_policy=start,
+                    ack_policy=AckPolicy.EXPLICIT,
+                    ack_wait=spec.ack_wait,
+                    max_deliver=-1,
+                    max_ack_pending=_MAX_ACK_PENDING,
+                ),
+            )
+            for p in range(layout.partitions)
+        ]
+        lease = ConsumerConfig(
+            durable_name=layout.lease_consumer(token),
+            filter_subject=layout.lease_filter(token),
+            deliver_policy=DeliverPolicy.ALL,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=spec.ack_wait + LEASE_GRACE,
+            max_deliver=-1,
+        )
+        await asyncio.gather(*consumers, self._ensure_consumer(layout.leases_stream, lease))
+        await asyncio.gather(*(self._plant_lease(token, p) for p in range(layout.partitions)))
+        self._groups[spec.name] = GroupRef(spec, token)
+
+    async def _ensure_consumer(self, stream: str, config: ConsumerConfig) -> None:
+        js = self._jets()
+        assert config.durable_name is not None
+        try:
+            info = await js.consumer_info(stream, config.durable_name)
+        except js_errors.NotFoundError:
+            pass
+        else:  # where it starts cannot change; the rest follows the spec
+            config.deliver_policy = info.config.deliver_policy
+            config.opt_start_seq = info.config.opt_start_seq
+            config.opt_start_time = info.config.opt_start_time
+        await js.add_consumer(stream, config)
+
+    async def _plant_lease(self, token: str, partition: int) -> None:
+        """Publish the partition's lease token unless it exists (never a second one)."""
+        try:
+            await self._jets().publish(
+                self.layout.lease_subject(token, partition),
+                LeaseState().encode(),
+                headers={"Nats-Expected-Last-Subject-Sequence": "0"},
+            )
+        except js_errors.APIError as error:
+            if error.err_code != WRONG_LAST_SEQUENCE:
+                raise
+
+    async def _group(self, spec: GroupSpec) -> GroupRef:
+        group = self._groups.get(spec.name)
+        if group is None or group.spec != spec:
+            await self.ensure_group(spec)
+            group = self._groups[spec.name]
+        return group
+
+    # -- consuming -------------------------------------------------------------------------
+
+    async def fetch(
+        self, spec: GroupSpec, consumer: str, *, max_events: int, wait: float
+    ) -> list[PartitionBatch]:
+        """Lease the partitions that are free and have events, up to ``max_events`` in all,
+        waiting up to ``wait`` seconds for some; one batch per leased partition."""
+        group = await self._group(spec)
+        return await self._reader_or_fail().fetch(group, max_events, wait)
+
+    async def settle(self, batch: PartitionBatch, settlement: Settlement) -> None:
+        """Ack the handled events; retry, dead-letter or release the rest; free the lease.
+
+        Settling a batch whose lease ran out (it took longer than ``ack_wait``) only acks
+        what was handled: the rest has gone to another consumer already.
+        """
+        await self._reader_or_fail().settle(batch, settlement)
+
+    # -- dead letters ----------------------------------------------------------------------
+
+    async def dead_letters(self, *, group: str | None = None, limit: int = 100) -> list[DeadLetter]:
+        """The dead letters (of one group, or all), newest first."""
+        letters = await self._letters().newest(None if group is None else group_token(group), limit)
+        return [d for d in letters if group is None or d.group == group]
+
+    async def get_dead_letter(self, dead_letter_id: str) -> DeadLetter:
+        """One dead letter; raises ``NotFoundError``."""
+        return await self._letters().get(dead_letter_id)
+
+    async def replay(self, dead_letter_id: str) -> DeadLetter:
+        """Publish the dead letter's event again to its group only, and mark it replayed.
+
+        Raises ``NotFoundError``, and ``ValidationError`` when the body is not a CloudEvent.
+        """
+        letter = await self.get_dead_letter(dead_letter_id)
+        event = letter.event or CloudEvent.from_json(letter.body)
+        await self.publish([event], group=letter.group)
+        return await self._letters().mark_replayed(letter)
+
+    async def purge(self, *, group: str | None = None) -> int:
+        """Delete dead letters (of one group, or all); returns how many."""
+        return await self._letters().purge(None if group is None else group_token(group))
+
+
+__all__ = ["NatsEventBackend"]

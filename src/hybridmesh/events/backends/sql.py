@@ -1,0 +1,498 @@
+"""The event log in the state store: SQLite (the embedded default) and PostgreSQL.
+
+Events are rows of ``event_log`` (migration 2), numbered by an ever-growing ``seq`` and
+spread over ``partitions`` partitions by their ``partitionkey`` (or id). Each consumer group
+keeps, per partition, a row in ``event_positions``: the last seq it is done with, the
+attempts made on the next event, when a retry may run, and who holds the partition's lease.
+
+- **publish** appends a whole batch in one transaction. ``(source, id)`` is unique among
+  retained events, so a second publish of the same event is ignored; replays bypass that.
+  On PostgreSQL publishers take an advisory lock, so sequence numbers commit in order (a
+  reader never passes a seq that commits later), and NOTIFY waiting fetches.
+- **fetch** leases free partitions that have events past their position in one UPDATE
+  (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so processes share the work), then reads their
+  events in one SELECT. Events the group does not want are skipped; the position moves past
+  them.
+- **settle** moves the position with an UPDATE that only applies while the batch's lease is
+  still the partition's current one: a consumer whose lease expired and was taken over
+  changes nothing.
+
+Publishes and settles that are in flight together are written together (group commit), so
+a busy consumer pays about one round trip per fetch and one per round of settles.
+
+Every process that shares a database must use the same number of partitions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from hybridmesh.core.clock import SYSTEM_CLOCK, Clock
+from hybridmesh.core.errors import ConfigurationError, NotFoundError, ValidationError
+from hybridmesh.core.ids import new_id
+from hybridmesh.core.serialization import dumps
+from hybridmesh.events.backend import (
+    DeadLetter,
+    Delivery,
+    GroupSpec,
+    PartitionBatch,
+    Settlement,
+)
+from hybridmesh.events.backends import _sql_queries as q
+from hybridmesh.events.backends._sql_retention import TRIM_BATCH, Retention, trim_log
+from hybridmesh.events.backends._sql_wakeup import PostgresListener, Wakeup, wait_for
+from hybridmesh.events.backends._sql_writer import GroupCommit
+from hybridmesh.events.envelope import CloudEvent, EventFormatError
+from hybridmesh.events.subjects import matches, validate_pattern
+from hybridmesh.observability import get_logger
+from hybridmesh.store import Store, Transaction, open_store
+
+Row = tuple[Any, ...]
+
+log = get_logger("hybridmesh.events.sql")
+
+#: Fetches start a background :meth:`SqlEventBackend.trim` at most this often (seconds).
+TRIM_EVERY = 60.0
+
+
+@dataclass(frozen=True)
+class _Lease:
+    """The token of a :class:`PartitionBatch`: what :meth:`SqlEventBackend.settle` needs."""
+
+    partition: int
+    token: str
+    seqs: tuple[int, ...]
+    first_attempt: int
+    read_upto: int  # the highest seq looked at; everything up to it is done when all are
+
+    def attempt(self, index: int) -> int:
+        return self.first_attempt if index == 0 else 1
+
+
+class SqlEventBackend:
+    """An :class:`~hybridmesh.events.backend.EventBackend` on a :class:`Store`.
+
+    ``partitions`` (default 16) bounds how many consumers of one group work in parallel.
+    ``poll_interval`` (default 0.05 s) is how often a waiting fetch looks again by itself:
+    it sees other processes' SQLite writes that way, and retries and expired leases coming
+    due on both databases (publishes in this process, and NOTIFY on PostgreSQL, wake it at
+    once). ``retention`` (default: keep everything) is applied by :meth:`trim`, which
+    fetches start in the background at most once a minute.
+
+    The backend uses the store but does not close it, unless it was opened by :meth:`open`.
+    """
+
+    name = "sql"
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        partitions: int = 16,
+        clock: Clock = SYSTEM_CLOCK,
+        poll_interval: float = 0.05,
+        retention: Retention | None = None,
+    ) -> None:
+        if partitions < 1:
+            raise ConfigurationError("an event log needs at least one partition")
+        if poll_interval <= 0:
+            raise ConfigurationError("poll_interval must be more than 0 seconds")
+        self.store = store
+        self.partitions = partitions
+        self.clock = clock
+        self.poll_interval = poll_interval
+        self.retention = retention
+        self._postgres = store.dialect == "postgresql"
+        self._lease_sql = q.LEASE.format(lock=q.SKIP_LOCKED if self._postgres else "")
+        self._publishes = GroupCommit(self._write_events, "hybridmesh-events-publish")
+        self._settles = GroupCommit(self._write_settles, "hybridmesh-events-settle")
+        self._wakeup = Wakeup()
+        self._listener = (
+            PostgresListener(store.url, q.NOTIFY_CHANNEL, self._wakeup, clock)
+            if self._postgres
+            else None
+        )
+        self._groups: set[str] = set()
+        self._owns_store = False
+        self._closed = False
+        self._last_trim: float | None = None
+        self._trim_task: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def open(
+        cls,
+        url: str | None = None,
+        *,
+        partitions: int = 16,
+        clock: Clock = SYSTEM_CLOCK,
+        poll_interval: float = 0.05,
+        retention: Retention | None = None,
+    ) -> SqlEventBackend:
+        """Open the store at ``url`` (default: the embedded SQLite file), upgrade its
+        schema, and return a backend that closes the store when it is closed."""
+        store = await open_store(url)
+        try:
+            await store.upgrade()
+            backend = cls(
+                store,
+                partitions=partitions,
+                clock=clock,
+                poll_interval=poll_interval,
+                retention=retention,
+            )
+        except BaseException:
+            await store.close()
+            raise
+        backend._owns_store = True
+        return backend
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Create the event tables if they are missing (the store's migrations); on
+        PostgreSQL, start listening for publishes. Idempotent."""
+        await self.store.upgrade()
+        if self._listener is not None:
+            await self._listener.ensure()
+
+    async def close(self) -> None:
+        """Stop listening and trimming; close the store if :meth:`open` opened it."""
+        if self._closed:
+            return
+        self._closed = True
+        self._wakeup.fire()
+        await self._publishes.drain()
+        await self._settles.drain()
+        if self._trim_task is not None:
+            self._trim_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._trim_task
+        if self._listener is not None:
+            await self._listener.close()
+        if self._owns_store:
+            await self.store.close()
+
+    # -- publishing ------------------------------------------------------------------------
+
+    async def publish(self, events: Sequence[CloudEvent], *, group: str | None = None) -> None:
+        """Append ``events`` in one transaction (see the module docstring for dedupe)."""
+        if not events:
+            return
+        for event in events:
+            event.validate()
+        now = self._now()
+        await self._publishes.submit([self._row(event, group, now) for event in events])
+        self._wakeup.fire()
+
+    async def _write_events(self, batches: list[list[Row]]) -> None:
+        rows = [row for batch in batches for row in batch]
+        if self._postgres:
+            async with self.store.transaction() as tx:
+                await self._append(tx, rows)
+        else:
+            await self.store.executemany(q.INSERT_EVENT, rows)  # one hop, one commit
+
+    def _row(self, event: CloudEvent, group: str | None, now: float) -> Row:
+        partition = q.partition_of(event, self.partitions)
+        body = dumps(event.to_dict())
+        return (event.id, event.source, event.type, partition, group, body, now)
+
+    async def _append(self, tx: Transaction, rows: list[Row]) -> None:
+        if self._postgres:
+            await tx.execute("SELECT pg_advisory_xact_lock(?)", q.PUBLISH_LOCK_KEY)
+        await tx.executemany(q.INSERT_EVENT, rows)
+        if self._postgres:
+            await tx.execute("SELECT pg_notify(?, '')", q.NOTIFY_CHANNEL)
+
+    # -- groups ----------------------------------------------------------------------------
+
+    async def ensure_group(self, spec: GroupSpec) -> None:
+        """Create the group (at the oldest retained event, or after the newest, as
+        ``spec.start`` says) or update its settings. Idempotent."""
+        validate_pattern(spec.pattern)
+        now = self._now()
+        async with self.store.transaction() as tx:
+            await tx.execute(
+                q.UPSERT_GROUP,
+                spec.name,
+                spec.pattern,
+                spec.start,
+                spec.max_deliveries,
+                float(spec.ack_wait),
+                now,
+                now,
+            )
+            existing = int(
+                await tx.fetch_value(
+                    "SELECT COUNT(*) FROM event_positions WHERE group_name = ?", spec.name
+                )
+            )
+            if existing == 0:
+                start = 0
+                if spec.start == "latest":
+                    start = int(await tx.fetch_value("SELECT COALESCE(MAX(seq), 0) FROM event_log"))
+                rows = [(spec.name, partition, start) for partition in range(self.partitions)]
+                await tx.executemany(q.INSERT_POSITION, rows)
+            elif existing != self.partitions:
+                raise ConfigurationError(
+                    f"group {spec.name!r} has {existing} partitions in the database but this "
+                    f"backend uses {self.partitions}: every process must use the same number"
+                )
+        self._groups.add(spec.name)
+
+    async def _check_group(self, name: str) -> None:
+        if name in self._groups:
+            return
+        if await self.store.fetch_value("SELECT 1 FROM event_groups WHERE name = ?", name) is None:
+            raise NotFoundError(f"consumer group {name!r} does not exist; ensure_group creates it")
+        self._groups.add(name)
+
+    # -- consuming -------------------------------------------------------------------------
+
+    async def fetch(
+        self, spec: GroupSpec, consumer: str, *, max_events: int, wait: float
+    ) -> list[PartitionBatch]:
+        """Lease up to ``max_events`` events, in batches of one partition each, waiting up
+        to ``wait`` seconds (real time) for some. Raises ``NotFoundError`` for a group that
+        :meth:`ensure_group` never created."""
+        await self._check_group(spec.name)
+        if max_events < 1:
+            return []
+        self._maybe_trim()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(wait, 0.0)
+        if wait > 0 and self._listener is not None:
+            await self._listener.ensure()
+        while True:
+            waiter = self._wakeup.waiter()  # before looking, so no publish slips through
+            batches = await self._lease(spec, consumer, max_events)
+            remaining = deadline - loop.time()
+            if batches or remaining <= 0:
+                return batches
+            await wait_for(waiter, min(remaining, self.poll_interval))
+            if self._closed:
+                return []
+
+    async def _lease(self, spec: GroupSpec, consumer: str, max_events: int) -> list[PartitionBatch]:
+        now = self._now()
+        token = new_id()
+        leased = await self.store.fetch_all(
+            self._lease_sql,
+            consumer,
+            token,
+            now + spec.ack_wait,
+            spec.name,
+            spec.name,
+            now,
+            now,
+            max_events,
+        )
+        if not leased:
+            return []
+        # Share max_events out among the leased partitions, so no read is wasted.
+        each, extra = divmod(max_events, len(leased))
+        narrowing, narrowing_args = q.type_filter(spec.pattern)
+        args: list[Any] = []
+        for index, lease in enumerate(leased):
+            limit = each + (1 if index < extra else 0)
+            args += (spec.name, *narrowing_args, lease["partition"], lease["position"], limit)
+        rows = await self.store.fetch_all(q.read_events_sql(len(leased), narrowing), *args)
+        batches, releases = _plan(spec, token, leased, rows)
+        if releases:
+            await self.store.executemany(q.SETTLE, releases)
+        return batches
+
+    async def settle(self, batch: PartitionBatch, settlement: Settlement) -> None:
+        """Move the partition's position as ``settlement`` says and release the lease; a
+        no-op when the lease was lost (it expired and another consumer took it)."""
+        lease = batch.token
+        if not isinstance(lease, _Lease):
+            raise ValidationError("this batch was not fetched from a SqlEventBackend")
+        seqs = lease.seqs
+        done = max(0, min(settlement.handled, len(seqs)))
+        key = (batch.group, lease.partition, lease.token)
+        letter: Row | None = None
+        if done == len(seqs):
+            row = (lease.read_upto, 0, 0.0, *key)
+        elif settlement.retry_after is not None:
+            not_before = self._now() + settlement.retry_after
+            row = (seqs[done] - 1, lease.attempt(done), not_before, *key)
+        elif settlement.dead_letter is not None:
+            after = seqs[done + 1] - 1 if done + 1 < len(seqs) else lease.read_upto
+            row = (after, 0, 0.0, *key)
+            letter = (*self._dead_letter(batch, lease, done, settlement.dead_letter), *key)
+        else:  # released untouched: the head comes again with the attempts it had
+            row = (seqs[done] - 1, lease.attempt(done) - 1, 0.0, *key)
+        await self._settles.submit((row, letter))
+        if done < len(seqs) and settlement.retry_after is None:
+            self._wakeup.fire()  # the rest of the batch is ready again
+
+    def _dead_letter(self, batch: PartitionBatch, lease: _Lease, index: int, reason: str) -> Row:
+        delivery = batch.deliveries[index]
+        event = delivery.event
+        if delivery.raw:
+            body = delivery.raw.decode(errors="replace")
+        else:
+            body = dumps(event.to_dict()) if event is not None else ""
+        return (
+            new_id(),
+            batch.group,
+            event.id if event else None,
+            event.source if event else None,
+            event.type if event else None,
+            reason,
+            lease.attempt(index),
+            body,
+            self._now(),
+        )
+
+    async def _write_settles(self, items: list[tuple[Row, Row | None]]) -> None:
+        settles = [row for row, _ in items]
+        letters = [letter for _, letter in items if letter is not None]
+        if not letters:
+            await self.store.executemany(q.SETTLE, settles)  # one hop, one commit
+            return
+        async with self.store.transaction() as tx:
+            await tx.executemany(q.INSERT_DEAD_LETTER, letters)  # before SETTLE ends leases
+            await tx.executemany(q.SETTLE, settles)
+
+    # -- dead letters ----------------------------------------------------------------------
+
+    async def dead_letters(self, *, group: str | None = None, limit: int = 100) -> list[DeadLetter]:
+        """The dead letters (of one group, or all), newest first, including those of every
+        settle already made through this backend."""
+        await self._settles.drain()
+        where = " WHERE group_name = ?" if group is not None else ""
+        args = (group,) if group is not None else ()
+        rows = await self.store.fetch_all(
+            f"SELECT {q.DEAD_LETTER_COLUMNS} FROM event_dead_letters{where} "
+            "ORDER BY failed_at DESC, id DESC LIMIT ?",
+            *args,
+            limit,
+        )
+        return [q.dead_letter_from_row(row) for row in rows]
+
+    async def get_dead_letter(self, dead_letter_id: str) -> DeadLetter:
+        """One dead letter; raises ``NotFoundError``."""
+        await self._settles.drain()
+        row = await self.store.fetch_one(_SELECT_DEAD_LETTER, dead_letter_id)
+        if row is None:
+            raise NotFoundError(f"no dead letter {dead_letter_id!r}")
+        return q.dead_letter_from_row(row)
+
+    async def replay(self, dead_letter_id: str) -> DeadLetter:
+        """Append the dead letter's event again, for its group only (no dedupe), and mark
+        it replayed, in one transaction. Raises ``NotFoundError``, and ``ValidationError``
+        when the stored body is not a CloudEvent."""
+        await self._settles.drain()
+        now = self._now()
+        async with self.store.transaction() as tx:
+            row = await tx.fetch_one(_SELECT_DEAD_LETTER, dead_letter_id)
+            if row is None:
+                raise NotFoundError(f"no dead letter {dead_letter_id!r}")
+            letter = q.dead_letter_from_row(row)
+            event = letter.event or CloudEvent.from_json(row["body"])  # raises why it is not
+            await self._append(tx, [self._row(event, letter.group, now)])
+            await tx.execute(
+                "UPDATE event_dead_letters SET replayed_at = ? WHERE id = ?", now, dead_letter_id
+            )
+        self._wakeup.fire()
+        return replace(letter, replayed_at=q.epoch_to_datetime(now))
+
+    async def purge(self, *, group: str | None = None) -> int:
+        """Delete the dead letters (of one group, or all); returns how many."""
+        await self._settles.drain()
+        if group is None:
+            return await self.store.execute("DELETE FROM event_dead_letters")
+        return await self.store.execute(
+            "DELETE FROM event_dead_letters WHERE group_name = ?", group
+        )
+
+    # -- retention -------------------------------------------------------------------------
+
+    async def trim(self) -> int:
+        """Delete the events that :attr:`retention` no longer keeps, oldest first, in
+        batches of :data:`TRIM_BATCH`; returns how many. Without retention, does nothing."""
+        if self.retention is None:
+            return 0
+        return await trim_log(self.store, self.retention, self._now())
+
+    def _maybe_trim(self) -> None:
+        if self.retention is None or self._closed:
+            return
+        if self._trim_task is not None and not self._trim_task.done():
+            return
+        now = self.clock.monotonic()
+        if self._last_trim is not None and now - self._last_trim < TRIM_EVERY:
+            return
+        self._last_trim = now
+        self._trim_task = asyncio.create_task(self._trim_quietly(), name="hybridmesh-events-trim")
+
+    async def _trim_quietly(self) -> None:
+        try:
+            deleted = await self.trim()
+        except Exception:
+            log.exception("trimming the event log failed; trying again in %.0fs", TRIM_EVERY)
+            return
+        if deleted:
+            log.info("trimmed %d events from the log", deleted)
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def _now(self) -> float:
+        # Wall-clock epoch seconds: leases and retry times are compared across processes.
+        return self.clock.now().timestamp()
+
+    def __repr__(self) -> str:
+        return f"<SqlEventBackend {self.store.display_url} partitions={self.partitions}>"
+
+
+_SELECT_DEAD_LETTER = f"SELECT {q.DEAD_LETTER_COLUMNS} FROM event_dead_letters WHERE id = ?"
+
+
+def _plan(
+    spec: GroupSpec, token: str, leased: list[dict[str, Any]], rows: list[dict[str, Any]]
+) -> tuple[list[PartitionBatch], list[Row]]:
+    """Turn the rows read for the ``leased`` partitions into batches (oldest first), and
+    release the partitions that hold nothing the group wants, past what was skipped."""
+    by_partition: dict[int, list[dict[str, Any]]] = {}
+    for row in sorted(rows, key=lambda r: int(r["seq"])):
+        by_partition.setdefault(row["partition"], []).append(row)
+    batches: list[PartitionBatch] = []
+    releases: list[Row] = []
+    for lease in leased:
+        partition, position = lease["partition"], lease["position"]
+        head_attempts = lease["head_attempts"]
+        deliveries: list[Delivery] = []
+        read_upto = position
+        for row in by_partition.get(partition, ()):
+            read_upto = row["seq"]
+            body = row["body"]
+            if body is None or not matches(spec.pattern, row["type"]):
+                continue
+            attempt = 1 if deliveries else head_attempts + 1
+            deliveries.append(_delivery(body, read_upto, attempt))
+        if deliveries:
+            seqs = tuple(int(d.position) for d in deliveries)
+            handle = _Lease(partition, token, seqs, head_attempts + 1, read_upto)
+            batches.append(PartitionBatch(spec.name, str(partition), deliveries, handle))
+        else:
+            releases.append((read_upto, 0, 0.0, spec.name, partition, token))
+    batches.sort(key=lambda batch: int(batch.deliveries[0].position))
+    return batches, releases
+
+
+def _delivery(body: str, seq: int, attempt: int) -> Delivery:
+    raw = body.encode()
+    try:
+        event = CloudEvent.from_json(body)
+    except EventFormatError as error:
+        return Delivery(None, attempt, raw=raw, error=str(error), position=seq)
+    return Delivery(event, attempt, raw=raw, position=seq)
+
+
+__all__ = ["TRIM_BATCH", "TRIM_EVERY", "Retention", "SqlEventBackend"]

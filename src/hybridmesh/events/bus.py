@@ -1,0 +1,397 @@
+"""The event bus: publish CloudEvents, and hand them to subscribed consumer groups.
+
+Delivery is at least once. Within a group, each event goes to one consumer, and events that
+share a ``partitionkey`` are handled in order. A handler answers with :data:`ACK` (or
+``None``), :class:`Drop` (done, not wanted) or :class:`Retry` (again later); an exception is
+a retry. Retries back off exponentially; after the group's ``max_deliveries`` attempts the
+event goes to the dead letters with the reason and the attempts, where it can be listed,
+replayed to its group, or purged. Nothing is dropped silently: an event that cannot even be
+parsed goes to the dead letters too.
+
+The bus works the same on every backend (:mod:`hybridmesh.events.backend`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Literal
+
+from opentelemetry.trace import SpanKind
+
+from hybridmesh.core.clock import SYSTEM_CLOCK, Clock
+from hybridmesh.core.errors import ConfigurationError, Problem, ValidationError
+from hybridmesh.core.ids import new_id
+from hybridmesh.events.backend import (
+    DeadLetter,
+    EventBackend,
+    GroupSpec,
+    PartitionBatch,
+    Settlement,
+)
+from hybridmesh.events.envelope import CloudEvent, EventFormatError
+from hybridmesh.events.subjects import validate_pattern, validate_subject
+from hybridmesh.observability import (
+    MeshMetrics,
+    bind_context,
+    continue_trace,
+    get_logger,
+    inject_headers,
+    start_call_span,
+)
+
+log = get_logger("hybridmesh.events")
+
+
+@dataclass(frozen=True)
+class Ack:
+    """The event was handled."""
+
+
+@dataclass(frozen=True)
+class Drop:
+    """The event is not wanted; it counts as handled and is not retried."""
+
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Handle the event again later: after ``delay`` seconds, or the group's backoff."""
+
+    delay: float | None = None
+    reason: str = ""
+
+
+ACK = Ack()
+HandlerResult = Ack | Drop | Retry | None
+Handler = Callable[[CloudEvent], Awaitable[HandlerResult]]
+
+
+@dataclass
+class Subscription:
+    """A handler attached to a consumer group, and what it has done so far."""
+
+    spec: GroupSpec
+    handler: Handler
+    batch_size: int = 100
+    backoff_initial: float = 0.5
+    backoff_max: float = 60.0
+    handled: int = 0
+    retried: int = 0
+    dead_lettered: int = 0
+    task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    def backoff(self, attempt: int, rng: random.Random) -> float:
+        """The wait before delivery ``attempt + 1``: exponential, with jitter of ±20 %."""
+        base = min(self.backoff_max, self.backoff_initial * 2 ** (attempt - 1))
+        return float(base * (0.8 + 0.4 * rng.random()))
+
+
+class EventBus:
+    """Publishes to and consumes from one :class:`EventBackend`.
+
+    ``consumer`` names this process within its groups (random when not given). Use as an
+    async context manager, or call :meth:`start` and :meth:`close`. :meth:`drain` handles
+    what is pending without background tasks, for scripts and tests.
+    """
+
+    def __init__(
+        self,
+        backend: EventBackend,
+        *,
+        consumer: str | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+        metrics: MeshMetrics | None = None,
+        rng: random.Random | None = None,
+        poll_wait: float = 1.0,
+        owns_backend: bool = True,
+    ) -> None:
+        self.backend = backend
+        self.consumer = consumer or f"consumer-{new_id()[:12]}"
+        self.clock = clock
+        self.metrics = metrics or MeshMetrics.default()
+        self.rng = rng or random.Random()
+        self.poll_wait = poll_wait
+        self.owns_backend = owns_backend
+        self.subscriptions: dict[str, Subscription] = {}
+        self._started = False
+        self._stopping = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        """Whether :meth:`start` has run and :meth:`close` has not."""
+        return self._started
+
+    async def start(self) -> None:
+        """Start the backend and one consuming task per subscription."""
+        if self._started:
+            return
+        await self.backend.start()
+        self._started = True
+        self._stopping = False
+        for sub in self.subscriptions.values():
+            await self.backend.ensure_group(sub.spec)
+            sub.task = asyncio.create_task(self._consume(sub), name=f"bus:{sub.spec.name}")
+
+    async def close(self, *, grace: float = 5.0) -> None:
+        """Stop consuming (batches in hand are finished within ``grace`` seconds; the rest
+        are delivered again later), then close the backend if this bus owns it."""
+        self._stopping = True
+        tasks = [s.task for s in self.subscriptions.values() if s.task is not None]
+        if tasks:
+            _done, pending = await asyncio.wait(tasks, timeout=grace + self.poll_wait)
+            for task in pending:
+                task.cancel()
+            for task in pending:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        for sub in self.subscriptions.values():
+            sub.task = None
+        self._started = False
+        if self.owns_backend:
+            await self.backend.close()
+
+    async def __aenter__(self) -> EventBus:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- publishing ------------------------------------------------------------------------
+
+    async def publish(self, event: CloudEvent) -> CloudEvent:
+        """Append one event; returns it as published (with ``traceparent`` added)."""
+        return (await self.publish_many([event]))[0]
+
+    async def publish_many(self, events: Iterable[CloudEvent]) -> list[CloudEvent]:
+        """Append events in order, in one write. Each is validated first
+        (``EventFormatError`` names the attribute) and gets the current trace context as
+        its ``traceparent`` extension unless it carries one."""
+        ready: list[CloudEvent] = []
+        for event in events:
+            event.validate()
+            _check_type(event)
+            if event.traceparent is None:
+                headers: dict[str, str] = {}
+                inject_headers(headers)
+                event = event.with_extensions(
+                    traceparent=headers["traceparent"], tracestate=headers.get("tracestate")
+                )
+            ready.append(event)
+        if ready:
+            await self.backend.publish(ready)
+            for event in ready:
+                self.metrics.observe_published(event.type)
+        return ready
+
+    # -- consuming -------------------------------------------------------------------------
+
+    def subscribe(
+        self,
+        pattern: str,
+        handler: Handler,
+        *,
+        group: str,
+        start: Literal["earliest", "latest"] = "earliest",
+        max_deliveries: int = 5,
+        ack_wait: float = 30.0,
+        batch_size: int = 100,
+        backoff_initial: float = 0.5,
+        backoff_max: float = 60.0,
+    ) -> Subscription:
+        """Have ``handler`` receive events whose type matches ``pattern`` (NATS rules:
+        ``user.*``, ``order.>``), as consumer group ``group``.
+
+        Every group receives every matching event once; the consumers of one group (in this
+        and other processes) share them. If the bus is running, consuming starts at once.
+        """
+        validate_pattern(pattern)
+        if group in self.subscriptions:
+            raise ConfigurationError(f"group {group!r} is already subscribed on this bus")
+        if max_deliveries < 1:
+            raise ConfigurationError("max_deliveries must be at least 1")
+        sub = Subscription(
+            GroupSpec(group, pattern, start, max_deliveries, ack_wait),
+            handler,
+            batch_size,
+            backoff_initial,
+            backoff_max,
+        )
+        self.subscriptions[group] = sub
+        if self._started:
+            sub.task = asyncio.create_task(self._start_one(sub), name=f"bus:{group}")
+        return sub
+
+    async def _start_one(self, sub: Subscription) -> None:
+        await self.backend.ensure_group(sub.spec)
+        await self._consume(sub)
+
+    async def _consume(self, sub: Subscription) -> None:
+        while not self._stopping:
+            try:
+                batches = await self.backend.fetch(
+                    sub.spec, self.consumer, max_events=sub.batch_size, wait=self.poll_wait
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("group %s: fetching events failed; trying again", sub.spec.name)
+                await self.clock.sleep(1.0)
+                continue
+            if batches:
+                await self._process_all(sub, batches)
+
+    async def drain(self, *, max_seconds: float = 30.0) -> int:
+        """Handle what is pending for every subscription, without background tasks, until
+        a round finds nothing ready. Returns how many deliveries were handled."""
+        if not self._started:
+            await self.backend.start()
+            for sub in self.subscriptions.values():
+                await self.backend.ensure_group(sub.spec)
+        total = 0
+        deadline = self.clock.monotonic() + max_seconds
+        while self.clock.monotonic() < deadline:
+            progressed = 0
+            for sub in self.subscriptions.values():
+                batches = await self.backend.fetch(
+                    sub.spec, self.consumer, max_events=sub.batch_size, wait=0
+                )
+                if batches:
+                    progressed += await self._process_all(sub, batches)
+            if not progressed:
+                break
+            total += progressed
+        return total
+
+    async def _process_all(self, sub: Subscription, batches: list[PartitionBatch]) -> int:
+        if len(batches) == 1:
+            return await self._process(sub, batches[0])
+        counts = await asyncio.gather(*(self._process(sub, b) for b in batches))
+        return sum(counts)
+
+    async def _process(self, sub: Subscription, batch: PartitionBatch) -> int:
+        """Handle one partition's deliveries in order; settle once. Returns how many
+        deliveries were dealt with (handled, retried or dead-lettered)."""
+        group = sub.spec.name
+        handled = 0
+        settlement: Settlement | None = None
+        for delivery in batch.deliveries:
+            event = delivery.event
+            if event is None:
+                reason = f"malformed event: {delivery.error or 'not a CloudEvent'}"
+                log.error("group %s: %s", group, reason)
+                settlement = Settlement(handled, dead_letter=reason)
+                sub.dead_lettered += 1
+                self.metrics.observe_handled(group, "dead_letter", 0.0)
+                break
+            began = self.clock.monotonic()
+            outcome = await self._handle(sub, event, delivery.attempt)
+            elapsed = self.clock.monotonic() - began
+            if isinstance(outcome, Retry):
+                if delivery.attempt >= sub.spec.max_deliveries:
+                    why = outcome.reason or "the handler asked for a retry"
+                    reason = f"{why} (gave up after {delivery.attempt} attempts)"
+                    log.error("group %s: event %s dead-lettered: %s", group, event.id, reason)
+                    settlement = Settlement(handled, dead_letter=reason)
+                    sub.dead_lettered += 1
+                    self.metrics.observe_handled(group, "dead_letter", elapsed)
+                else:
+                    delay = (
+                        outcome.delay
+                        if outcome.delay is not None
+                        else sub.backoff(delivery.attempt, self.rng)
+                    )
+                    settlement = Settlement(handled, retry_after=delay)
+                    sub.retried += 1
+                    self.metrics.observe_handled(group, "retry", elapsed)
+                break
+            handled += 1
+            sub.handled += 1
+            self.metrics.observe_handled(
+                group, "drop" if isinstance(outcome, Drop) else "ack", elapsed
+            )
+        await self.backend.settle(batch, settlement or Settlement(handled))
+        return handled + (1 if settlement is not None else 0)
+
+    async def _handle(self, sub: Subscription, event: CloudEvent, attempt: int) -> HandlerResult:
+        carrier = {"traceparent": event.traceparent or ""}
+        tracestate = event.extensions.get("tracestate")
+        if tracestate:
+            carrier["tracestate"] = str(tracestate)
+        with (
+            continue_trace(carrier),
+            bind_context(request_id=event.id, source_service=event.source),
+            start_call_span(
+                f"handle {event.type}",
+                attributes={
+                    "messaging.consumer.group.name": sub.spec.name,
+                    "messaging.message.id": event.id,
+                    "hybridmesh.attempt": attempt,
+                },
+                kind=SpanKind.CONSUMER,
+            ),
+        ):
+            try:
+                result = await sub.handler(event)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                log.warning(
+                    "group %s: handler failed on %s %s (attempt %d): %s",
+                    sub.spec.name,
+                    event.type,
+                    event.id,
+                    attempt,
+                    error,
+                )
+                return Retry(reason=f"{type(error).__name__}: {error}")
+        return ACK if result is None else result
+
+    # -- dead letters ----------------------------------------------------------------------
+
+    async def dead_letters(self, *, group: str | None = None, limit: int = 100) -> list[DeadLetter]:
+        """The dead letters, newest first."""
+        return await self.backend.dead_letters(group=group, limit=limit)
+
+    async def dead_letter(self, dead_letter_id: str) -> DeadLetter:
+        return await self.backend.get_dead_letter(dead_letter_id)
+
+    async def replay(self, dead_letter_id: str) -> DeadLetter:
+        """Deliver a dead letter's event again to its own group."""
+        return await self.backend.replay(dead_letter_id)
+
+    async def purge(self, *, group: str | None = None) -> int:
+        return await self.backend.purge(group=group)
+
+
+def _check_type(event: CloudEvent) -> None:
+    """On the bus an event's type is its subject: dot-separated tokens, no wildcards."""
+    try:
+        validate_subject(event.type)
+    except ValidationError as error:
+        raise EventFormatError([Problem(str(error), field="type")]) from None
+
+
+__all__ = [
+    "ACK",
+    "Ack",
+    "Drop",
+    "EventBus",
+    "Handler",
+    "HandlerResult",
+    "Retry",
+    "Subscription",
+]

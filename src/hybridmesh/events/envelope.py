@@ -1,0 +1,424 @@
+"""CloudEvents 1.0: the envelope every event on the bus travels in.
+
+:class:`CloudEvent` holds the context attributes (``id``, ``source``, ``specversion``,
+``type``, ``subject``, ``time``, ``datacontenttype``, ``dataschema``), the ``data`` and the
+extensions. hybridmesh uses three extensions: ``traceparent`` and ``tracestate`` (the W3C
+distributed tracing extension) and ``partitionkey`` (events with the same key are handled in
+order within a consumer group).
+
+Three wire forms, as the CloudEvents JSON format and HTTP binding define them:
+
+- structured mode: one JSON object (``application/cloudevents+json``);
+- batch mode: a JSON array of such objects (``application/cloudevents-batch+json``);
+- HTTP binary mode: attributes in ``ce-*`` headers, the data as the body.
+
+Everything that decodes raises :class:`EventFormatError` naming the offending attribute.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote, unquote
+
+from hybridmesh.core.errors import Problem, ValidationError
+from hybridmesh.core.serialization import dumpb, loads
+
+SPEC_VERSION = "1.0"
+STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
+BATCH_CONTENT_TYPE = "application/cloudevents-batch+json"
+JSON_CONTENT_TYPE = "application/json"
+
+#: Context attributes defined by the specification (everything else is an extension).
+CONTEXT_ATTRIBUTES = frozenset(
+    {"id", "source", "specversion", "type", "subject", "time", "datacontenttype", "dataschema"}
+)
+_REQUIRED = ("id", "source", "specversion", "type")
+_EXTENSION_NAME = re.compile(r"^[a-z0-9]{1,20}$")
+_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+#: Characters a ``ce-*`` header value may carry unencoded (printable ASCII but space, '"', '%').
+_HEADER_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in '"%')
+
+ExtensionValue = str | int | bool
+
+
+class EventFormatError(ValidationError):
+    """Input that is not a valid CloudEvent; each problem names the attribute."""
+
+
+def _problem(message: str, attribute: str | None = None, index: int | None = None) -> Problem:
+    if index is None:
+        return Problem(message, field=attribute)
+    return Problem(message, field=f"[{index}].{attribute}" if attribute else f"[{index}]")
+
+
+def _format_time(value: datetime) -> str:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    text = value.astimezone(UTC).isoformat(timespec="microseconds")
+    return text.replace("+00:00", "Z")
+
+
+def _parse_time(text: str) -> datetime:
+    if not _TIME.match(text):
+        raise ValueError(f"{text!r} is not an RFC 3339 timestamp")
+    return datetime.fromisoformat(text.replace("z", "Z").replace("Z", "+00:00").replace("t", "T"))
+
+
+def _is_json(content_type: str | None) -> bool:
+    if content_type is None:
+        return True
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or media.endswith("+json") or media == "text/json"
+
+
+def _is_text(content_type: str | None) -> bool:
+    return content_type is not None and content_type.strip().lower().startswith("text/")
+
+
+@dataclass(frozen=True, slots=True)
+class CloudEvent:
+    """One event. Construct with :meth:`create`, or directly when every attribute is known.
+
+    ``data`` is any JSON value when ``datacontenttype`` is JSON (the default), ``bytes`` or
+    (for ``text/*``) a string otherwise. ``time`` is a timezone-aware datetime. Extension
+    names are 1 to 20 lower-case letters or digits; values are strings, integers or booleans.
+    """
+
+    type: str
+    source: str
+    id: str
+    time: datetime | None = None
+    subject: str | None = None
+    datacontenttype: str | None = None
+    dataschema: str | None = None
+    data: Any = None
+    extensions: Mapping[str, ExtensionValue] = field(default_factory=dict)
+    specversion: str = SPEC_VERSION
+
+    @classmethod
+    def create(
+        cls,
+        type: str,
+        source: str,
+        data: Any = None,
+        *,
+        id: str | None = None,
+        subject: str | None = None,
+        time: datetime | None = None,
+        partition_key: str | None = None,
+        datacontenttype: str | None = None,
+        dataschema: str | None = None,
+        extensions: Mapping[str, ExtensionValue] | None = None,
+    ) -> CloudEvent:
+        """A new event with a random id and the current time; validated."""
+        ext = dict(extensions or {})
+        if partition_key is not None:
+            ext["partitionkey"] = partition_key
+        if datacontenttype is None and data is not None:
+            datacontenttype = (
+                "application/octet-stream" if isinstance(data, bytes) else JSON_CONTENT_TYPE
+            )
+        event = cls(
+            type=type,
+            source=source,
+            id=id or str(uuid.uuid4()),
+            time=time or datetime.now(UTC),
+            subject=subject,
+            datacontenttype=datacontenttype,
+            dataschema=dataschema,
+            data=data,
+            extensions=ext,
+        )
+        event.validate()
+        return event
+
+    # -- accessors -------------------------------------------------------------------------
+
+    @property
+    def partition_key(self) -> str | None:
+        """The ``partitionkey`` extension: events sharing it are handled in order."""
+        value = self.extensions.get("partitionkey")
+        return None if value is None else str(value)
+
+    @property
+    def traceparent(self) -> str | None:
+        value = self.extensions.get("traceparent")
+        return None if value is None else str(value)
+
+    def with_extensions(self, **extensions: ExtensionValue | None) -> CloudEvent:
+        """A copy with extensions set (a value of None removes one)."""
+        merged = dict(self.extensions)
+        for name, value in extensions.items():
+            if value is None:
+                merged.pop(name, None)
+            else:
+                merged[name] = value
+        return replace(self, extensions=merged)
+
+    def problems(self) -> list[Problem]:
+        """Everything wrong with this event (empty when valid)."""
+        found: list[Problem] = []
+        for name in ("id", "source", "type"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value:
+                found.append(_problem("required attribute is missing or empty", name))
+        if self.specversion != SPEC_VERSION:
+            found.append(
+                _problem(
+                    f"unsupported specversion {self.specversion!r}; expected 1.0", "specversion"
+                )
+            )
+        if self.time is not None and not isinstance(self.time, datetime):
+            found.append(_problem("must be a datetime", "time"))
+        for name in ("subject", "datacontenttype", "dataschema"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value):
+                found.append(_problem("must be a non-empty string when present", name))
+        for name, value in self.extensions.items():
+            if name in CONTEXT_ATTRIBUTES or name in ("data", "data_base64"):
+                found.append(_problem("an extension may not reuse a reserved name", name))
+            elif not _EXTENSION_NAME.fullmatch(name):
+                found.append(
+                    _problem("extension names are 1-20 lower-case letters or digits", name)
+                )
+            elif not isinstance(value, str | int | bool):
+                found.append(_problem("extension values are strings, integers or booleans", name))
+        if (
+            isinstance(self.data, bytes)
+            and isinstance(self.datacontenttype, str)
+            and self.datacontenttype
+            and _is_json(self.datacontenttype)
+        ):
+            found.append(_problem("bytes data needs a non-JSON datacontenttype", "datacontenttype"))
+        return found
+
+    def validate(self) -> CloudEvent:
+        """Return self, or raise :class:`EventFormatError` listing every problem."""
+        found = self.problems()
+        if found:
+            raise EventFormatError(found)
+        return self
+
+    # -- structured mode -------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-format object (structured mode)."""
+        out: dict[str, Any] = {
+            "specversion": self.specversion,
+            "id": self.id,
+            "source": self.source,
+            "type": self.type,
+        }
+        if self.subject is not None:
+            out["subject"] = self.subject
+        if self.time is not None:
+            out["time"] = _format_time(self.time)
+        if self.datacontenttype is not None:
+            out["datacontenttype"] = self.datacontenttype
+        if self.dataschema is not None:
+            out["dataschema"] = self.dataschema
+        out.update(self.extensions)
+        if isinstance(self.data, bytes):
+            out["data_base64"] = base64.b64encode(self.data).decode("ascii")
+        elif self.data is not None:
+            if _is_json(self.datacontenttype):
+                out["data"] = self.data
+            else:
+                out["data"] = str(self.data)
+        return out
+
+    def to_json(self) -> bytes:
+        """Structured mode, encoded."""
+        return dumpb(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, obj: Any, *, index: int | None = None) -> CloudEvent:
+        """Parse a JSON-format object; raises :class:`EventFormatError`."""
+        if not isinstance(obj, Mapping):
+            raise EventFormatError([_problem("a CloudEvent must be a JSON object", None, index)])
+        # JSON format 2.2: a null value MUST be treated as if the member were absent.
+        obj = {k: v for k, v in obj.items() if v is not None}
+        problems: list[Problem] = []
+        for name in _REQUIRED:
+            value = obj.get(name)
+            if not isinstance(value, str) or not value:
+                problems.append(_problem("required attribute is missing or empty", name, index))
+        if problems:
+            raise EventFormatError(problems)
+        time: datetime | None = None
+        if obj.get("time") is not None:
+            try:
+                time = _parse_time(str(obj["time"]))
+            except ValueError as error:
+                problems.append(_problem(str(error), "time", index))
+        if "data" in obj and "data_base64" in obj:
+            problems.append(_problem("has both data and data_base64", "data", index))
+        data: Any = obj.get("data")
+        if "data_base64" in obj:
+            try:
+                if not isinstance(obj["data_base64"], str):
+                    raise ValueError("not a string")
+                data = base64.b64decode(obj["data_base64"], validate=True)
+            except ValueError:
+                problems.append(_problem("is not valid base64", "data_base64", index))
+        extensions = {
+            k: v
+            for k, v in obj.items()
+            if k not in CONTEXT_ATTRIBUTES and k not in ("data", "data_base64")
+        }
+        if problems:
+            raise EventFormatError(problems)
+        event = cls(
+            type=obj["type"],
+            source=obj["source"],
+            id=obj["id"],
+            time=time,
+            subject=obj.get("subject"),
+            datacontenttype=obj.get("datacontenttype"),
+            dataschema=obj.get("dataschema"),
+            data=data,
+            extensions=extensions,
+            specversion=obj["specversion"],
+        )
+        found = event.problems()
+        if found:
+            raise EventFormatError(
+                [
+                    replace(p, field=f"[{index}].{p.field}" if index is not None else p.field)
+                    for p in found
+                ]
+            )
+        return event
+
+    @classmethod
+    def from_json(cls, body: bytes | str) -> CloudEvent:
+        """Parse structured mode; raises :class:`EventFormatError` for bad JSON too."""
+        return cls.from_dict(_load_json(body))
+
+    # -- HTTP binary mode ------------------------------------------------------------------
+
+    def to_binary(self) -> tuple[dict[str, str], bytes]:
+        """HTTP binary mode: ``ce-*`` headers and the data as the body."""
+        headers: dict[str, str] = {}
+        for name, value in self.to_dict().items():
+            if name in ("data", "data_base64", "datacontenttype"):
+                continue
+            text = str(value).lower() if isinstance(value, bool) else str(value)
+            headers[f"ce-{name}"] = quote(text, safe=_HEADER_SAFE)
+        if self.datacontenttype is not None:
+            headers["Content-Type"] = self.datacontenttype
+        elif isinstance(self.data, bytes):
+            headers["Content-Type"] = "application/octet-stream"
+        elif self.data is not None:
+            headers["Content-Type"] = JSON_CONTENT_TYPE
+        if self.data is None:
+            body = b""
+        elif isinstance(self.data, bytes):
+            body = self.data
+        elif _is_json(self.datacontenttype):
+            body = dumpb(self.data)
+        else:
+            body = str(self.data).encode()
+        return headers, body
+
+    @classmethod
+    def from_binary(cls, headers: Mapping[str, str], body: bytes) -> CloudEvent:
+        """Parse HTTP binary mode (header names case-insensitive)."""
+        attrs: dict[str, Any] = {}
+        for key, value in headers.items():
+            lower = key.lower()
+            if lower.startswith("ce-"):
+                try:
+                    attrs[lower[3:]] = unquote(value, errors="strict")
+                except UnicodeDecodeError:
+                    raise EventFormatError(
+                        [_problem("header value is not percent-encoded UTF-8", lower[3:])]
+                    ) from None
+        content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), None)
+        if content_type is not None:
+            attrs["datacontenttype"] = content_type
+        if body:
+            if _is_json(content_type):
+                try:
+                    attrs["data"] = loads(body)
+                except ValueError as error:
+                    raise EventFormatError(
+                        [_problem(f"body is not JSON: {error}", "data")]
+                    ) from None
+            elif _is_text(content_type):
+                try:
+                    attrs["data"] = body.decode("utf-8")
+                except UnicodeDecodeError:
+                    attrs["data_base64"] = base64.b64encode(body).decode("ascii")
+            else:
+                attrs["data_base64"] = base64.b64encode(body).decode("ascii")
+        return cls.from_dict(attrs)
+
+
+def _load_json(body: bytes | str) -> Any:
+    try:
+        return loads(body)
+    except ValueError as error:
+        raise EventFormatError([Problem(f"not valid JSON: {error}")]) from None
+
+
+def to_batch(events: Iterable[CloudEvent]) -> bytes:
+    """Batch mode: a JSON array of structured events."""
+    return dumpb([e.to_dict() for e in events])
+
+
+def from_batch(body: bytes | str) -> list[CloudEvent]:
+    """Parse batch mode; every bad event is reported, by index."""
+    items = _load_json(body)
+    if not isinstance(items, list):
+        raise EventFormatError([Problem("a batch must be a JSON array of CloudEvents")])
+    events: list[CloudEvent] = []
+    problems: list[Problem] = []
+    for index, item in enumerate(items):
+        try:
+            events.append(CloudEvent.from_dict(item, index=index))
+        except EventFormatError as error:
+            problems.extend(error.problems)
+    if problems:
+        raise EventFormatError(problems)
+    return events
+
+
+def from_http(headers: Mapping[str, str], body: bytes) -> list[CloudEvent]:
+    """Parse an HTTP request in any mode: structured, batch or binary (by Content-Type)."""
+    content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media == STRUCTURED_CONTENT_TYPE:
+        return [CloudEvent.from_json(body)]
+    if media == BATCH_CONTENT_TYPE:
+        return from_batch(body)
+    if any(k.lower().startswith("ce-") for k in headers):
+        return [CloudEvent.from_binary(headers, body)]
+    raise EventFormatError(
+        [
+            Problem(
+                "not a CloudEvent: send application/cloudevents+json, "
+                "application/cloudevents-batch+json, or binary mode with ce-* headers",
+                field="content-type",
+            )
+        ]
+    )
+
+
+__all__ = [
+    "BATCH_CONTENT_TYPE",
+    "JSON_CONTENT_TYPE",
+    "SPEC_VERSION",
+    "STRUCTURED_CONTENT_TYPE",
+    "CloudEvent",
+    "EventFormatError",
+    "from_batch",
+    "from_http",
+    "to_batch",
+]

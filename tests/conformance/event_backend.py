@@ -1,0 +1,309 @@
+"""One conformance suite for every event backend.
+
+A backend's test module subclasses :class:`EventBackendConformance` as ``Test…`` and provides
+two fixtures: ``backend`` (a started backend on fresh storage) and ``make_backend`` (an async
+factory for another started backend on the *same* storage, as a second process would open
+it). The tests drive the backend through the :class:`~hybridmesh.events.bus.EventBus`, as
+users do, and through the protocol where the bus hides what must be checked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from hybridmesh.core.errors import NotFoundError
+from hybridmesh.events.backend import EventBackend, GroupSpec, Settlement
+from hybridmesh.events.bus import Drop, EventBus, Retry
+from hybridmesh.events.envelope import CloudEvent
+
+MakeBackend = Callable[[], Awaitable[EventBackend]]
+
+
+def event(type_: str = "user.registered", key: str | None = None, **data: Any) -> CloudEvent:
+    return CloudEvent.create(type_, "/tests", data or {"n": 0}, partition_key=key)
+
+
+def bus_on(backend: EventBackend) -> EventBus:
+    return EventBus(backend, poll_wait=0.05, owns_backend=False)
+
+
+async def wait_for(condition: Callable[[], bool], seconds: float = 10.0) -> None:
+    async with asyncio.timeout(seconds):
+        while not condition():  # noqa: ASYNC110 - polling another process
+            await asyncio.sleep(0.02)
+
+
+def group_name() -> str:
+    return f"g{uuid.uuid4().hex[:10]}"
+
+
+class EventBackendConformance:
+    """The behaviour every backend must show."""
+
+    async def test_a_published_event_is_delivered_once_and_acknowledged(
+        self, backend: EventBackend
+    ) -> None:
+        spec = GroupSpec(group_name())
+        await backend.ensure_group(spec)
+        sent = event(n=1)
+        await backend.publish([sent])
+        batches = await backend.fetch(spec, "c1", max_events=10, wait=2.0)
+        deliveries = [d for b in batches for d in b.deliveries]
+        assert [d.event.id for d in deliveries if d.event] == [sent.id]
+        assert deliveries[0].attempt == 1
+        assert deliveries[0].event is not None and deliveries[0].event.data == {"n": 1}
+        for batch in batches:
+            await backend.settle(batch, Settlement(len(batch.deliveries)))
+        assert await backend.fetch(spec, "c1", max_events=10, wait=0.2) == []
+
+    async def test_patterns_follow_nats_rules(self, backend: EventBackend) -> None:
+        got: dict[str, list[str]] = {"one": [], "many": []}
+        bus = bus_on(backend)
+
+        async def one(e: CloudEvent) -> None:
+            got["one"].append(e.type)
+
+        async def many(e: CloudEvent) -> None:
+            got["many"].append(e.type)
+
+        bus.subscribe("user.*", one, group=group_name())
+        bus.subscribe("order.>", many, group=group_name())
+        await bus.publish_many(
+            [
+                event("user.registered"),
+                event("user.profile.updated"),
+                event("order.created"),
+                event("order.payment.failed"),
+                event("inventory.reserved"),
+            ]
+        )
+        await bus.drain()
+        assert got["one"] == ["user.registered"]
+        assert sorted(got["many"]) == ["order.created", "order.payment.failed"]
+
+    async def test_every_group_receives_every_event(self, backend: EventBackend) -> None:
+        seen: dict[str, list[str]] = {"a": [], "b": []}
+        bus = bus_on(backend)
+        for name in seen:
+
+            async def handler(e: CloudEvent, name: str = name) -> None:
+                seen[name].append(e.id)
+
+            bus.subscribe(">", handler, group=group_name() + name)
+        events = [event(n=i) for i in range(10)]
+        await bus.publish_many(events)
+        await bus.drain()
+        assert sorted(seen["a"]) == sorted(e.id for e in events)
+        assert sorted(seen["b"]) == sorted(e.id for e in events)
+
+    async def test_the_same_source_and_id_is_published_once(self, backend: EventBackend) -> None:
+        seen: list[str] = []
+        bus = bus_on(backend)
+
+        async def handler(e: CloudEvent) -> None:
+            seen.append(e.id)
+
+        bus.subscribe(">", handler, group=group_name())
+        first = event()
+        await bus.publish(first)
+        await bus.publish(first)
+        await bus.drain()
+        assert seen == [first.id]
+
+    async def test_order_is_kept_per_partition_key(self, backend: EventBackend) -> None:
+        seen: dict[str, list[int]] = {"a": [], "b": []}
+        bus = bus_on(backend)
+
+        async def handler(e: CloudEvent) -> None:
+            await asyncio.sleep(0)
+            seen[e.partition_key or "?"].append(e.data["n"])
+
+        bus.subscribe(">", handler, group=group_name(), batch_size=7)
+        await bus.publish_many(
+            [event("order.updated", key="ab"[i % 2], n=i // 2) for i in range(60)]
+        )
+        await bus.drain()
+        assert seen["a"] == list(range(30))
+        assert seen["b"] == list(range(30))
+
+    async def test_a_retried_event_holds_back_later_events_with_its_key(
+        self, backend: EventBackend
+    ) -> None:
+        seen: list[tuple[int, int]] = []
+        failed_once: set[int] = set()
+        bus = bus_on(backend)
+
+        async def handler(e: CloudEvent) -> Retry | None:
+            n = e.data["n"]
+            if n == 1 and n not in failed_once:
+                failed_once.add(n)
+                seen.append((n, 0))
+                return Retry(delay=0.3)
+            seen.append((n, 1))
+            return None
+
+        bus.subscribe(">", handler, group=group_name())
+        await bus.publish_many([event("order.updated", key="k", n=i) for i in range(4)])
+        async with bus:
+            await wait_for(lambda: len(seen) == 5)
+        assert seen == [(0, 1), (1, 0), (1, 1), (2, 1), (3, 1)]
+
+    async def test_a_handler_error_is_retried_with_backoff_then_succeeds(
+        self, backend: EventBackend
+    ) -> None:
+        attempts: list[int] = []
+        bus = bus_on(backend)
+
+        async def handler(e: CloudEvent) -> None:
+            attempts.append(len(attempts) + 1)
+            if len(attempts) < 3:
+                raise RuntimeError("database is down")
+
+        sub = bus.subscribe(">", handler, group=group_name(), backoff_initial=0.05)
+        await bus.publish(event())
+        async with bus:
+            await wait_for(lambda: sub.handled == 1)
+        assert attempts == [1, 2, 3]
+        assert sub.retried == 2
+        assert await bus.dead_letters(group=sub.spec.name) == []
+
+    async def test_dropped_events_count_as_handled(self, backend: EventBackend) -> None:
+        calls: list[str] = []
+        bus = bus_on(backend)
+
+        async def handler(e: CloudEvent) -> Drop:
+            calls.append(e.id)
+            return Drop("not for us")
+
+        sub = bus.subscribe(">", handler, group=group_name())
+        await bus.publish(event())
+        await bus.drain()
+        await bus.drain()
+        assert len(calls) == 1 and sub.handled == 1
+
+    async def test_an_event_that_keeps_failing_goes_to_the_dead_letters_and_replays(
+        self, backend: EventBackend
+    ) -> None:
+        broken = True
+        handled: list[str] = []
+        other: list[str] = []
+        bus = bus_on(backend)
+
+        async def handler(e: CloudEvent) -> None:
+            if broken:
+                raise ValueError("price is negative")
+            handled.append(e.id)
+
+        async def bystander(e: CloudEvent) -> None:
+            other.append(e.id)
+
+        group = group_name()
+        sub = bus.subscribe(
+            ">", handler, group=group, max_deliveries=3, backoff_initial=0.01, backoff_max=0.05
+        )
+        bus.subscribe(">", bystander, group=group_name())
+        poison = event("order.created", key="k", n=1)
+        after = event("order.created", key="k", n=2)
+        await bus.publish_many([poison, after])
+        async with bus:
+            await wait_for(lambda: sub.dead_lettered == 1)
+            letters = await bus.dead_letters(group=group)
+            assert len(letters) == 1
+            letter = letters[0]
+            assert letter.event is not None and letter.event.id == poison.id
+            assert letter.attempts == 3
+            assert "price is negative" in letter.reason and "3 attempts" in letter.reason
+            assert (await bus.dead_letter(letter.id)).group == group
+            broken = False
+            await wait_for(lambda: after.id in handled)  # the key was not blocked for good
+            replayed = await bus.replay(letter.id)
+            assert replayed.replayed_at is not None
+            await wait_for(lambda: poison.id in handled)
+            await asyncio.sleep(0.3)
+        assert handled.count(poison.id) == 1
+        assert sorted(other) == sorted([poison.id, after.id])  # replay went to its group only
+        assert await bus.purge(group=group) == 1
+        assert await bus.dead_letters(group=group) == []
+        with pytest.raises(NotFoundError):
+            await bus.dead_letter(letter.id)
+
+    async def test_an_unsettled_batch_is_delivered_again_with_a_higher_attempt(
+        self, backend: EventBackend
+    ) -> None:
+        spec = GroupSpec(group_name(), ack_wait=1.0)
+        await backend.ensure_group(spec)
+        sent = event()
+        await backend.publish([sent])
+        first = await backend.fetch(spec, "dies", max_events=10, wait=2.0)
+        assert [d.attempt for b in first for d in b.deliveries] == [1]
+        assert await backend.fetch(spec, "lives", max_events=10, wait=0.2) == []  # leased
+        again: list[Any] = []
+        async with asyncio.timeout(10):
+            while not again:
+                again = await backend.fetch(spec, "lives", max_events=10, wait=0.5)
+        deliveries = [d for b in again for d in b.deliveries]
+        assert deliveries[0].event is not None and deliveries[0].event.id == sent.id
+        assert deliveries[0].attempt == 2
+        for batch in again:
+            await backend.settle(batch, Settlement(len(batch.deliveries)))
+
+    async def test_consumers_of_one_group_share_the_work(
+        self, backend: EventBackend, make_backend: MakeBackend
+    ) -> None:
+        second = await make_backend()
+        group = group_name()
+        seen: dict[str, list[int]] = {"one": [], "two": []}
+        buses = []
+        for name, b in (("one", backend), ("two", second)):
+
+            async def handler(e: CloudEvent, name: str = name) -> None:
+                await asyncio.sleep(0.002)
+                seen[name].append(e.data["n"])
+
+            bus = bus_on(b)
+            bus.subscribe(">", handler, group=group, batch_size=10)
+            buses.append(bus)
+        await buses[0].publish_many([event(key=f"k{i % 16}", n=i) for i in range(200)])
+        async with buses[0], buses[1]:
+            await wait_for(lambda: len(seen["one"]) + len(seen["two"]) >= 200, 20)
+            await asyncio.sleep(0.2)
+        everything = seen["one"] + seen["two"]
+        assert sorted(everything) == list(range(200))  # each once
+        assert seen["one"] and seen["two"]  # both worked
+        await second.close()
+
+    async def test_a_group_that_starts_latest_skips_older_events(
+        self, backend: EventBackend
+    ) -> None:
+        old = event(n=1)
+        await backend.publish([old])
+        seen: list[str] = []
+        bus = bus_on(backend)
+
+        async def handler(e: CloudEvent) -> None:
+            seen.append(e.id)
+
+        bus.subscribe(">", handler, group=group_name(), start="latest")
+        await bus.drain()
+        new = event(n=2)
+        await bus.publish(new)
+        await bus.drain()
+        assert seen == [new.id]
+
+    async def test_published_events_carry_trace_context(self, backend: EventBackend) -> None:
+        seen: list[CloudEvent] = []
+        bus = bus_on(backend)
+
+        async def handler(e: CloudEvent) -> None:
+            seen.append(e)
+
+        bus.subscribe(">", handler, group=group_name())
+        published = await bus.publish(event())
+        await bus.drain()
+        assert published.traceparent is not None
+        assert seen[0].traceparent == published.traceparent

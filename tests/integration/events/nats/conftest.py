@@ -1,0 +1,93 @@
+"""Fixtures for the JetStream backend tests.
+
+They connect to ``HYBRIDMESH_TEST_NATS_URL`` (default ``nats://127.0.0.1:4222``), a NATS
+server with JetStream. Each test gets its own random prefix, so its streams are its own, and
+deletes them afterwards. When the server is unreachable the tests skip, unless
+``HYBRIDMESH_REQUIRE_SERVICES=1`` is set (as CI does), in which case they fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import nats
+import pytest
+
+from hybridmesh.events.backends.nats import NatsEventBackend
+
+NATS_URL = os.environ.get("HYBRIDMESH_TEST_NATS_URL", "nats://127.0.0.1:4222")
+REQUIRE_SERVICES = os.environ.get("HYBRIDMESH_REQUIRE_SERVICES", "") not in ("", "0", "false")
+
+pytestmark = pytest.mark.nats
+
+
+@pytest.fixture
+async def nats_url() -> str:
+    """The URL of a reachable NATS server with JetStream (or the test skips / fails)."""
+    try:
+        connecting = nats.connect(NATS_URL, connect_timeout=2, max_reconnect_attempts=1)
+        nc = await asyncio.wait_for(connecting, 5)
+        try:
+            await nc.jetstream().account_info()
+        finally:
+            await nc.close()
+    except Exception as error:
+        message = f"NATS JetStream is not reachable: {type(error).__name__}: {error}"
+        if REQUIRE_SERVICES:
+            pytest.fail(f"{message} (HYBRIDMESH_REQUIRE_SERVICES is set)", pytrace=False)
+        pytest.skip(message)
+    return NATS_URL
+
+
+@pytest.fixture
+async def prefix(nats_url: str) -> AsyncIterator[str]:
+    """A fresh prefix; its streams are deleted after the test."""
+    name = f"t{uuid.uuid4().hex[:12]}"
+    yield name
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        for suffix in ("EVENTS", "LEASES", "DLQ"):
+            with contextlib.suppress(Exception):
+                await js.delete_stream(f"{name.upper()}_{suffix}")
+    finally:
+        await nc.close()
+
+
+MakeNats = Callable[..., Awaitable[NatsEventBackend]]
+
+
+@pytest.fixture
+async def make_nats(nats_url: str, prefix: str) -> AsyncIterator[MakeNats]:
+    """Start another backend on the test's streams, as another process would; all are
+    closed after the test."""
+    opened: list[NatsEventBackend] = []
+
+    async def make(**options: object) -> NatsEventBackend:
+        backend = NatsEventBackend(nats_url, prefix=prefix, **options)  # type: ignore[arg-type]
+        await backend.start()
+        opened.append(backend)
+        return backend
+
+    yield make
+    for backend in opened:
+        await backend.close()
+
+
+@pytest.fixture
+async def backend(make_nats: MakeNats) -> NatsEventBackend:
+    return await make_nats()
+
+
+@pytest.fixture
+def make_backend(make_nats: MakeNats) -> Callable[[], Awaitable[NatsEventBackend]]:
+    """The conformance suite's factory: another started backend on the same streams."""
+
+    async def make() -> NatsEventBackend:
+        return await make_nats()
+
+    return make

@@ -1,0 +1,154 @@
+"""Processes killed with SIGKILL at any point lose nothing.
+
+A relay is killed repeatedly while it moves the outbox to the log; a consumer is killed in
+the middle of a batch. Both run as real child processes on a real SQLite file (shared with
+this test through WAL), so the kill is as abrupt as it gets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from hybridmesh.events import CloudEvent, EventBus, IdempotentConsumer, Outbox
+from hybridmesh.events.backends.sql import SqlEventBackend
+from hybridmesh.store import open_store
+
+RELAY = textwrap.dedent(
+    """
+    import asyncio, sys
+    from hybridmesh.events import EventBus, OutboxRelay
+    from hybridmesh.events.backends.sql import SqlEventBackend
+    from hybridmesh.store import open_store
+
+    async def main(url):
+        store = await open_store(url)
+        bus = EventBus(SqlEventBackend(store), owns_backend=False)
+        relay = OutboxRelay(store, bus, batch_size=37, poll_interval=0.01)
+        print("ready", flush=True)
+        await relay.run()
+
+    asyncio.run(main(sys.argv[1]))
+    """
+)
+
+CONSUMER = textwrap.dedent(
+    """
+    import asyncio, sys
+    from hybridmesh.events import EventBus, IdempotentConsumer
+    from hybridmesh.events.backends.sql import SqlEventBackend
+    from hybridmesh.store import open_store
+
+    async def main(url):
+        store = await open_store(url)
+        receipts = IdempotentConsumer(store, "ledger")
+        bus = EventBus(SqlEventBackend(store), owns_backend=False, poll_wait=0.05)
+
+        async def handle(event):
+            async with receipts.claim(event) as tx:
+                if tx is not None:
+                    await tx.execute("INSERT INTO ledger (event_id) VALUES (?)", event.id)
+            await asyncio.sleep(0.004)  # slow enough to be killed mid-batch
+
+        bus.subscribe(">", handle, group="ledger", ack_wait=1.0, batch_size=50)
+        print("ready", flush=True)
+        async with bus:
+            await asyncio.Event().wait()
+
+    asyncio.run(main(sys.argv[1]))
+    """
+)
+
+
+def _spawn(script: str, url: str) -> subprocess.Popen[str]:
+    child = subprocess.Popen(
+        [sys.executable, "-c", script, url],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == "ready"
+    return child
+
+
+def _kill(child: subprocess.Popen[str]) -> None:
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=10)
+
+
+async def test_a_relay_killed_at_any_point_loses_nothing(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'mesh.db'}"
+    store = await open_store(url)
+    await store.upgrade()
+    outbox = Outbox(store)
+    total = 3000
+    for start in range(0, total, 100):
+        async with store.transaction() as tx:
+            await outbox.add(
+                tx,
+                [
+                    CloudEvent.create("order.created", "/orders", {"n": n})
+                    for n in range(start, start + 100)
+                ],
+            )
+    rng = random.Random(7)
+    for _ in range(4):
+        child = _spawn(RELAY, url)
+        await asyncio.sleep(rng.uniform(0.05, 0.4))
+        _kill(child)
+    child = _spawn(RELAY, url)
+    async with asyncio.timeout(60):
+        while await outbox.pending():  # noqa: ASYNC110 - polling another process
+            await asyncio.sleep(0.05)
+    _kill(child)
+
+    seen: list[int] = []
+    bus = EventBus(SqlEventBackend(store), owns_backend=False)
+
+    async def handler(e: CloudEvent) -> None:
+        seen.append(e.data["n"])
+
+    bus.subscribe(">", handler, group="check", batch_size=1000)
+    await bus.drain(max_seconds=60)
+    assert sorted(seen) == list(range(total))  # every event, each once
+    await store.close()
+
+
+async def test_a_consumer_killed_mid_batch_loses_nothing(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'mesh.db'}"
+    store = await open_store(url)
+    await store.upgrade()
+    await store.execute("CREATE TABLE ledger (event_id TEXT NOT NULL)")
+    total = 600
+    backend = SqlEventBackend(store)
+    bus = EventBus(backend, owns_backend=False)
+    events = [CloudEvent.create("payment.captured", "/payments", {"n": n}) for n in range(total)]
+    await bus.publish_many(events)
+
+    child = _spawn(CONSUMER, url)
+    async with asyncio.timeout(30):
+        while (await store.fetch_value("SELECT COUNT(*) FROM ledger")) < 100:  # noqa: ASYNC110 - polling another process
+            await asyncio.sleep(0.02)
+    _kill(child)  # with a batch in hand: its lease must expire and the batch come again
+    handled_before = await store.fetch_value("SELECT COUNT(*) FROM ledger")
+    assert handled_before < total
+
+    child = _spawn(CONSUMER, url)
+    async with asyncio.timeout(60):
+        while (await store.fetch_value("SELECT COUNT(*) FROM ledger")) < total:  # noqa: ASYNC110 - polling another process
+            await asyncio.sleep(0.05)
+    await asyncio.sleep(1.5)  # a late duplicate would show up now
+    _kill(child)
+    rows = await store.fetch_all("SELECT event_id FROM ledger")
+    ids = [r["event_id"] for r in rows]
+    assert len(ids) == total and set(ids) == {e.id for e in events}
+    receipts = IdempotentConsumer(store, "ledger")
+    assert all([await receipts.seen(e) for e in events[:5]])
+    await store.close()
