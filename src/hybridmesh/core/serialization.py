@@ -1,11 +1,18 @@
-"""JSON in and out, one way everywhere (compact, UTF-8, datetimes as ISO 8601)."""
+"""JSON in and out, one way everywhere (compact, UTF-8, datetimes as ISO 8601).
+
+orjson does the work: events and answers are encoded and decoded on every hot path, where it
+is several times faster than the standard library.
+"""
 
 from __future__ import annotations
 
-import json
 from datetime import date, datetime
 from enum import Enum
 from typing import Any
+
+import orjson
+
+_OPTIONS = orjson.OPT_NON_STR_KEYS
 
 
 def _default(value: Any) -> Any:
@@ -22,17 +29,17 @@ def _default(value: Any) -> Any:
 
 def dumps(value: Any) -> str:
     """Compact JSON text."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=_default)
+    return orjson.dumps(value, default=_default, option=_OPTIONS).decode()
 
 
 def dumpb(value: Any) -> bytes:
     """Compact JSON as UTF-8 bytes."""
-    return dumps(value).encode()
+    return orjson.dumps(value, default=_default, option=_OPTIONS)
 
 
 def loads(text: str | bytes) -> Any:
-    """Parse JSON text or bytes."""
-    return json.loads(text)
+    """Parse JSON text or bytes; raises ``ValueError`` when it is not JSON."""
+    return orjson.loads(text)
 
 
 __all__ = ["dumpb", "dumps", "loads"]

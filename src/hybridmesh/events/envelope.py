@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import base64
 import re
-import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -27,6 +26,7 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 from hybridmesh.core.errors import Problem, ValidationError
+from hybridmesh.core.ids import uuid7
 from hybridmesh.core.serialization import dumpb, loads
 
 SPEC_VERSION = "1.0"
@@ -39,6 +39,7 @@ CONTEXT_ATTRIBUTES = frozenset(
     {"id", "source", "specversion", "type", "subject", "time", "datacontenttype", "dataschema"}
 )
 _REQUIRED = ("id", "source", "specversion", "type")
+_STORED_KNOWN = CONTEXT_ATTRIBUTES | {"data", "data_base64"}
 _EXTENSION_NAME = re.compile(r"^[a-z0-9]{1,20}$")
 _TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
 #: Characters a ``ce-*`` header value may carry unencoded (printable ASCII but space, '"', '%').
@@ -100,6 +101,9 @@ class CloudEvent:
     data: Any = None
     extensions: Mapping[str, ExtensionValue] = field(default_factory=dict)
     specversion: str = SPEC_VERSION
+    #: Set once :meth:`validate` has passed, so an event is checked once on its way through
+    #: the bus rather than at every layer. Not part of equality.
+    _valid: bool = field(default=False, repr=False, compare=False)
 
     @classmethod
     def create(
@@ -116,7 +120,7 @@ class CloudEvent:
         dataschema: str | None = None,
         extensions: Mapping[str, ExtensionValue] | None = None,
     ) -> CloudEvent:
-        """A new event with a random id and the current time; validated."""
+        """A new event with a time-ordered id (UUID v7) and the current time; validated."""
         ext = dict(extensions or {})
         if partition_key is not None:
             ext["partitionkey"] = partition_key
@@ -127,7 +131,7 @@ class CloudEvent:
         event = cls(
             type=type,
             source=source,
-            id=id or str(uuid.uuid4()),
+            id=id or uuid7(),
             time=time or datetime.now(UTC),
             subject=subject,
             datacontenttype=datacontenttype,
@@ -159,7 +163,7 @@ class CloudEvent:
                 merged.pop(name, None)
             else:
                 merged[name] = value
-        return replace(self, extensions=merged)
+        return replace(self, extensions=merged, _valid=False)
 
     def problems(self) -> list[Problem]:
         """Everything wrong with this event (empty when valid)."""
@@ -200,9 +204,12 @@ class CloudEvent:
 
     def validate(self) -> CloudEvent:
         """Return self, or raise :class:`EventFormatError` listing every problem."""
+        if self._valid:
+            return self
         found = self.problems()
         if found:
             raise EventFormatError(found)
+        object.__setattr__(self, "_valid", True)
         return self
 
     # -- structured mode -------------------------------------------------------------------
@@ -294,12 +301,46 @@ class CloudEvent:
                     for p in found
                 ]
             )
+        object.__setattr__(event, "_valid", True)
         return event
 
     @classmethod
     def from_json(cls, body: bytes | str) -> CloudEvent:
         """Parse structured mode; raises :class:`EventFormatError` for bad JSON too."""
         return cls.from_dict(_load_json(body))
+
+    @classmethod
+    def from_stored(cls, body: bytes | str) -> CloudEvent:
+        """Parse an event that this library validated and wrote itself (a backend's log).
+
+        Skips re-validating what :meth:`validate` already checked before the event was
+        stored; anything unexpected falls back to :meth:`from_json`, which raises
+        :class:`EventFormatError` for a body that is not a CloudEvent after all.
+        """
+        obj = _load_json(body)
+        if not isinstance(obj, dict) or "data_base64" in obj or None in obj.values():
+            return cls.from_json(body)
+        try:
+            extensions = obj.copy()
+            for name in _STORED_KNOWN.intersection(obj):
+                del extensions[name]
+            text = obj.get("time")
+            event = cls(
+                type=obj["type"],
+                source=obj["source"],
+                id=obj["id"],
+                time=datetime.fromisoformat(text) if text is not None else None,
+                subject=obj.get("subject"),
+                datacontenttype=obj.get("datacontenttype"),
+                dataschema=obj.get("dataschema"),
+                data=obj.get("data"),
+                extensions=extensions,
+                specversion=obj["specversion"],
+                _valid=True,
+            )
+        except (KeyError, TypeError, ValueError):
+            return cls.from_json(body)
+        return event
 
     # -- HTTP binary mode ------------------------------------------------------------------
 

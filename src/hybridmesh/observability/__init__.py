@@ -23,6 +23,7 @@ from hybridmesh.observability.tracing import (
     inject_headers,
     shutdown_tracing,
     start_call_span,
+    tracing_records,
 )
 
 __all__ = [
@@ -42,4 +43,5 @@ __all__ = [
     "inject_headers",
     "shutdown_tracing",
     "start_call_span",
+    "tracing_records",
 ]

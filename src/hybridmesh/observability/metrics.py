@@ -119,13 +119,13 @@ class MeshMetrics:
             registry=self.registry,
         )
         self._event_handle_seconds = Histogram(
-            "hybridmesh_event_handle_seconds",
-            "Time a handler took per event, by consumer group.",
+            "hybridmesh_event_batch_seconds",
+            "Time to handle one partition batch (one or more events in order), by group.",
             ["group"],
             buckets=CALL_DURATION_BUCKETS,
             registry=self.registry,
         )
-        self._event_children: dict[tuple[str, str], tuple[Any, Any]] = {}
+        self._event_children: dict[tuple[str, str], Any] = {}
         # observe_call is on every call's path; ``.labels()`` validates and locks each time,
         # so the children are looked up once per label combination and kept here.
         self._call_children: dict[tuple[str, str, str, str], tuple[Any, Any]] = {}
@@ -158,18 +158,18 @@ class MeshMetrics:
         """Count ``count`` events of ``event_type`` appended to the bus."""
         self._events_published.labels(event_type).inc(count)
 
-    def observe_handled(self, group: str, outcome: str, seconds: float) -> None:
-        """Count one delivery handled by ``group`` and how long its handler took."""
+    def observe_handled(self, group: str, outcome: str, count: int = 1) -> None:
+        """Count ``count`` deliveries handled by ``group`` with ``outcome``."""
         key = (group, outcome)
-        children = self._event_children.get(key)
-        if children is None:
-            children = (
-                self._events_handled.labels(group, outcome),
-                self._event_handle_seconds.labels(group),
-            )
-            self._event_children[key] = children
-        children[0].inc()
-        children[1].observe(seconds)
+        counter = self._event_children.get(key)
+        if counter is None:
+            counter = self._events_handled.labels(group, outcome)
+            self._event_children[key] = counter
+        counter.inc(count)
+
+    def observe_batch(self, group: str, seconds: float) -> None:
+        """Record how long ``group`` took over one partition batch."""
+        self._event_handle_seconds.labels(group).observe(seconds)
 
     def observe_retry(self, target: str) -> None:
         """Count one retried attempt against ``target``."""

@@ -16,6 +16,7 @@ import sys
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from functools import lru_cache
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -163,6 +164,12 @@ class _PropagatingSpan:
 _UNTRACED = nullcontext(INVALID_SPAN)
 
 
+def tracing_records() -> bool:
+    """Whether spans are recorded (tracing configured with an exporter). Hot loops use it to
+    skip building spans nobody will read."""
+    return _state.recording
+
+
 def start_call_span(
     name: str,
     attributes: Mapping[str, Any] | None = None,
@@ -249,19 +256,54 @@ def extract_context(headers: Mapping[str, str]) -> Context:
     return _PROPAGATOR.extract(carrier)
 
 
-@contextmanager
-def continue_trace(carrier: Mapping[str, str]) -> Iterator[None]:
+class continue_trace:
     """Make the trace context in ``carrier`` (``traceparent``/``tracestate``) current for
     the ``with`` block, so spans started inside are its children. A carrier without a valid
-    ``traceparent`` changes nothing."""
-    if not carrier.get("traceparent"):
-        yield
-        return
-    token = otel_context.attach(extract_context(carrier))
+    ``traceparent`` changes nothing. Cheap: consumers run it for every event."""
+
+    __slots__ = ("_carrier", "_token")
+
+    def __init__(self, carrier: Mapping[str, str]) -> None:
+        self._carrier = carrier
+        self._token: object = None
+
+    def __enter__(self) -> None:
+        carrier = self._carrier
+        value = carrier.get("traceparent")
+        if not value:
+            return
+        context = extract_context(carrier) if carrier.get("tracestate") else _remote_context(value)
+        if context is not None:
+            self._token = otel_context.attach(context)
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._token is not None:
+            otel_context.detach(self._token)  # type: ignore[arg-type]
+            self._token = None
+
+
+@lru_cache(maxsize=1024)
+def _remote_context(traceparent: str) -> Context | None:
+    """The context whose current span is the remote parent ``traceparent`` names. Cached:
+    events published together share one, and contexts are immutable."""
+    parent = _parse_traceparent(traceparent)
+    if parent is None:
+        return None
+    return trace.set_span_in_context(NonRecordingSpan(parent))
+
+
+def _parse_traceparent(value: str) -> SpanContext | None:
+    """A remote span context from a W3C ``traceparent`` (version 00 layout), or None."""
+    parts = value.strip().split("-")
+    if len(parts) < 4 or len(parts[1]) != 32 or len(parts[2]) != 16 or len(parts[3]) != 2:
+        return None
     try:
-        yield
-    finally:
-        otel_context.detach(token)
+        trace_id, span_id, flags = int(parts[1], 16), int(parts[2], 16), int(parts[3], 16)
+    except ValueError:
+        return None
+    if not trace_id or not span_id or parts[0] == "ff":
+        return None
+    return SpanContext(trace_id, span_id, True, TraceFlags(flags & 0x01))
 
 
 def current_trace_id() -> str | None:

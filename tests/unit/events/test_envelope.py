@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
@@ -115,11 +116,13 @@ RoundTrip = Callable[[CloudEvent], CloudEvent]
 
 
 class TestCreate:
-    def test_id_is_a_fresh_uuid4(self) -> None:
+    def test_id_is_a_fresh_time_ordered_uuid7(self) -> None:
         first = CloudEvent.create("order.created", "/orders")
+        time.sleep(0.002)
         second = CloudEvent.create("order.created", "/orders")
-        assert uuid.UUID(first.id).version == 4
+        assert uuid.UUID(first.id).version == 7
         assert first.id != second.id
+        assert first.id < second.id  # later milliseconds sort later
 
     def test_explicit_id_is_kept(self) -> None:
         assert CloudEvent.create("order.created", "/orders", id="abc").id == "abc"

@@ -3,19 +3,23 @@
 A fetch takes the group's free lease tokens (:mod:`._nats_lease`), pulls each leased
 partition's consumer with ``no_wait``, and returns one batch per partition that had events;
 the leases of the others go back at once. When nothing is ready it waits on a
-:class:`~._nats_pull.Doorbell` (new publishes), the end of a retry delay, or, while other
+:class:`~._nats_wire.Doorbell` (new publishes), the end of a retry delay, or, while other
 processes hold leases, a short poll.
 
-Settling acks the handled events and naks the rest in log order (the retried one with its
-delay), then releases the lease, carrying the retry delay and the released events' counts in
-the next token. JetStream queues redeliveries in the order they were nak'd or expired, so
-keeping that order is what keeps events with one key in order.
+Settling acks the handled events, naks the rest in log order, and releases the lease,
+carrying the released events' counts and, for a retry, the time before which the partition
+stays closed, in the next token. The first fetcher to see that token naks it with the
+remaining delay, so the server holds the whole partition back: the retried event and every
+later one, whatever its key.
+
+JetStream redelivers in the order events were nak'd (or expired), not in log order, so the
+events themselves are nak'd at once, in log order: nak'd with a delay, the retried event
+would queue up behind the ones released after it. The delay lives in the lease instead.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -30,7 +34,7 @@ from hybridmesh.events.backend import Delivery, GroupSpec, PartitionBatch, Settl
 from hybridmesh.events.backends._nats_dlq import DeadLetterStore
 from hybridmesh.events.backends._nats_layout import PUBLISHED, Layout, ack_info, replay_origin
 from hybridmesh.events.backends._nats_lease import Held, Lease, LeaseState
-from hybridmesh.events.backends._nats_pull import Doorbell, PullClient
+from hybridmesh.events.backends._nats_wire import Doorbell, PullClient
 from hybridmesh.events.envelope import CloudEvent
 from hybridmesh.events.subjects import matches
 from hybridmesh.observability import get_logger
@@ -39,8 +43,9 @@ log = get_logger("hybridmesh.events.nats")
 
 WRONG_LAST_SEQUENCE = 10071  # a lease token exists already / was replaced meanwhile
 LEASE_GRACE = 0.2  # a lease outlives its events' ack_wait by this much, so they expire first
-_RETRY_GRACE = 0.05  # a retried partition stays leased this much past the nak delays
-_CONTENDED_POLL = 0.1  # how often to look again while other processes hold leases
+_CONTENDED_WAIT = 0.1  # how long to queue for a lease held elsewhere before looking again
+# NATS 2.9 may never answer a pull request that expires within a millisecond or so.
+_MIN_QUEUE_WAIT = 0.02
 _DRAIN_PULL = 100  # pull size while taking all of a partition's queued redeliveries
 
 
@@ -120,9 +125,11 @@ class GroupReader:
             return []
         deadline = self.clock.monotonic() + max(0.0, wait)
         bell: Doorbell | None = None
+        queued: list[Msg] = []
         try:
             while True:
-                found = await self._sweep(group, max_events)
+                found = await self._sweep(group, max_events, queued)
+                queued = []
                 if found.batches:
                     return found.batches
                 left = deadline - self.clock.monotonic()
@@ -133,22 +140,33 @@ class GroupReader:
                 if bell is None:
                     bell = await Doorbell.open(self._nc, self.layout.doorbell(group.spec.pattern))
                     continue  # look once more: a publish before the bell was open is missed
-                nap = left
-                if found.wake_in is not None:
-                    nap = min(nap, found.wake_in)
-                if found.contended:
-                    nap = min(nap, _CONTENDED_POLL)
-                await bell.wait(nap)
+                if found.contended and left >= _MIN_QUEUE_WAIT:
+                    # Queue for a lease: the server hands a released token to the request
+                    # that waited longest, so a busy process cannot starve this one.
+                    queued = await self._queue_for_lease(group, min(left, _CONTENDED_WAIT))
+                    continue
+                await bell.wait(left if found.wake_in is None else min(left, found.wake_in))
         finally:
             if bell is not None:
                 await bell.close()
 
-    async def _sweep(self, group: GroupRef, max_events: int) -> _Round:
+    async def _queue_for_lease(self, group: GroupRef, seconds: float) -> list[Msg]:
+        layout = self.layout
+        try:
+            return await self._pull.pull(
+                layout.leases_stream, layout.lease_consumer(group.token), 1, expires=seconds
+            )
+        except TimeoutError:  # unanswered; a token it gets later comes back after ack_wait
+            log.warning("group %s: a wait for a lease went unanswered", group.spec.name)
+            return []
+
+    async def _sweep(self, group: GroupRef, max_events: int, queued: list[Msg]) -> _Round:
         """Look until some events are found or every free partition was looked at (one look
-        pulls at most ``max_events`` partitions)."""
+        pulls at most ``max_events`` partitions). ``queued`` are lease tokens in hand."""
         summary = _Round()
         for _ in range(-(-self.layout.partitions // max_events)):
-            found = await self._look(group, max_events)
+            found = await self._look(group, max_events, queued)
+            queued = []
             if found.batches:
                 return found
             summary.contended = summary.contended or found.contended
@@ -159,11 +177,11 @@ class GroupReader:
                 break
         return summary
 
-    async def _look(self, group: GroupRef, max_events: int) -> _Round:
+    async def _look(self, group: GroupRef, max_events: int, queued: list[Msg]) -> _Round:
         """Take free leases, pull their partitions, keep the leases that found events."""
         layout, pull = self.layout, self._pull
         taken_at = self.clock.monotonic()
-        tokens = await pull.pull(
+        tokens = queued + await pull.pull(
             layout.leases_stream, layout.lease_consumer(group.token), layout.partitions
         )
         found = _Round(contended=len(tokens) < layout.partitions)
@@ -274,22 +292,17 @@ class GroupReader:
             if origin != PUBLISHED and origin != group.replay_origin:
                 await msg.ack()  # a replay meant for another group
                 continue
+            if len(lease.handed) >= count:
+                lease.tail.append(Held(seq, msg))
+                continue
             event, error = _parse(msg.data)
             if event is not None and not matches(pattern, event.type):
-                await msg.ack()
+                await msg.ack()  # its subject matched, its type does not: not for this group
                 continue
-            held = Held(seq, msg)
-            if len(lease.handed) < count:
-                held.delivery = Delivery(
-                    event,
-                    lease.state.attempt(seq, delivered),
-                    raw=msg.data if event is None else b"",
-                    error=error,
-                    position=seq,
-                )
-                lease.handed.append(held)
-            else:
-                lease.tail.append(held)
+            attempt = lease.state.attempt(seq, delivered)
+            raw = msg.data if event is None else b""
+            delivery = Delivery(event, attempt, raw=raw, error=error, position=seq)
+            lease.handed.append(Held(seq, msg, delivery))
         return bool(lease.handed)  # the tail only fills once the batch is full
 
     async def settle(self, batch: PartitionBatch, settlement: Settlement) -> None:
@@ -320,17 +333,16 @@ class GroupReader:
         rest = handed[done:] + lease.tail  # naked in log order, so they return in log order
         released = rest  # their deliveries were not attempts
         head = handed[done] if done < len(handed) else None
-        delay = not_before = 0.0
+        not_before = 0.0
         if head is not None and settlement.dead_letter is not None:
             await self._bury(lease, head, settlement.dead_letter)
             await head.msg.term()
             finished.append(head.seq)
             rest = released = rest[1:]
         elif head is not None and settlement.retry_after is not None:
-            delay = max(0.0, settlement.retry_after)
-            not_before = self.clock.now().timestamp() + delay + _RETRY_GRACE
+            not_before = self.clock.now().timestamp() + max(0.0, settlement.retry_after)
             released = rest[1:]
-        await self._nak_all([h.msg for h in rest], delay)
+        await self._nak_all([h.msg for h in rest])
         state = lease.state.after(
             first=handed[0].seq,
             finished=finished,
@@ -339,18 +351,15 @@ class GroupReader:
         )
         await self._release(lease, state)
 
-    async def _nak_all(self, msgs: Sequence[Msg], delay: float = 0.0) -> None:
-        """Nak each (with ``delay``), in order. The last one waits for the server's answer:
-        a consumer handles acks in order, so when this returns all of them took effect and
-        the next pull, from any process, sees them."""
+    async def _nak_all(self, msgs: Sequence[Msg]) -> None:
+        """Nak each, in order. The last one waits for the server's answer: a consumer handles
+        acks in order, so when this returns all of them took effect and the next pull, from
+        any process, sees them."""
         if not msgs:
             return
         for msg in msgs[:-1]:
-            await msg.nak(delay=delay or None)
-        payload = b"-NAK"
-        if delay:
-            payload += b" " + json.dumps({"delay": int(delay * 1e9)}).encode()
-        await self._nc.request(msgs[-1].reply, payload, timeout=self.request_timeout)
+            await msg.nak()
+        await self._nc.request(msgs[-1].reply, b"-NAK", timeout=self.request_timeout)
 
     async def _release(self, lease: Lease, state: LeaseState) -> None:
         """Free the lease; when its state changed, by publishing the next token in its place."""

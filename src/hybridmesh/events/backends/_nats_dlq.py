@@ -25,7 +25,7 @@ from hybridmesh.core.clock import Clock
 from hybridmesh.core.errors import NotFoundError
 from hybridmesh.events.backend import DeadLetter
 from hybridmesh.events.backends._nats_layout import Layout
-from hybridmesh.events.backends._nats_pull import API_PREFIX, PullClient, PullError
+from hybridmesh.events.backends._nats_wire import API_PREFIX, JetStreamError, PullClient
 from hybridmesh.events.envelope import CloudEvent
 
 GROUP = "Hm-Group"
@@ -154,7 +154,7 @@ class DeadLetterStore:
                 out.extend((dict(m.headers or {}), m.data) for m in page)
                 if len(page) < _PAGE:
                     return out
-        except PullError:
+        except JetStreamError:
             return out
         finally:
             with contextlib.suppress(Exception):

@@ -1,17 +1,19 @@
 """Partition leases of the JetStream backend.
 
 JetStream has no "one consumer at a time per partition" on NATS 2.9 (pinned consumers came
-in 2.11), and ``max_ack_pending`` does not give it either: a second fetcher gets the events
-after the first one's batch, and a retried event's later same-key events slip out while it
-waits. So every group has one *lease token* per partition, a message in the leases stream
-read by the group's lease consumer:
+in 2.11). ``max_ack_pending=1`` gives it at one event per round trip; any larger value does
+not: a second fetcher gets the events after the first one's batch, and while a retried event
+waits, the events after it are delivered. So every group has one *lease token* per
+partition, a message in the leases stream read by the group's lease consumer:
 
 - fetching the token (it is then in flight, unacknowledged) takes the lease; nobody else
   can fetch it;
 - the lease ends by itself when the token's ``ack_wait`` runs out (the holder died), a little
   after the leased events' own ``ack_wait``, so those are back in the queue first;
 - releasing is a ``nak`` of the token, or, when what it carries changes, publishing the
-  next token on the same subject (one message per subject, so it replaces the old one).
+  next token on the same subject (one message per subject, so it replaces the old one);
+- a retry's delay closes the partition: whoever fetches a token whose ``not_before`` lies
+  ahead naks it with the remaining delay, so the server keeps it until then.
 
 The token carries :class:`LeaseState`: when the partition may be pulled again (a retry's
 delay) and, per event, how many of its deliveries were not attempts (it was released

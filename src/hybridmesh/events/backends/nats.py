@@ -13,9 +13,10 @@ same-key events in order across processes and behind a retried event:
 
 - ``fetch`` takes free lease tokens, pulls each leased partition (``no_wait``), and returns one
   batch per partition that had events;
-- ``settle`` acks the handled events, naks the retried one with the delay (the events after
-  it are nak'd too, so they come back behind it, and the lease is held for the delay),
-  stores a dead letter before terminating its event, and releases the lease;
+- ``settle`` acks the handled events, stores a dead letter before terminating its event,
+  naks the rest in log order (they come back in that order) and releases the lease; for a
+  retry the lease token carries the delay and is nak'd with it, so the whole partition (the
+  retried event and everything after it) waits on the server;
 - an unsettled batch expires after ``ack_wait``: JetStream delivers it again, with its
   delivery count (the attempt) one higher, to whichever process takes the lease next.
 
@@ -32,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import nats
 from nats.aio.client import Client as NATS
@@ -71,7 +73,7 @@ from hybridmesh.events.backends._nats_layout import (
     replay_origin,
 )
 from hybridmesh.events.backends._nats_lease import LeaseState
-from hybridmesh.events.backends._nats_pull import PullClient
+from hybridmesh.events.backends._nats_wire import Publisher, PullClient
 from hybridmesh.events.envelope import CloudEvent
 from hybridmesh.events.subjects import validate_pattern, validate_subject
 from hybridmesh.observability import get_logger
@@ -81,6 +83,17 @@ log = get_logger("hybridmesh.events.nats")
 _STREAM_IN_USE = 10058  # the stream exists with another configuration
 _MAX_ACK_PENDING = 20_000
 _CONNECT_ATTEMPTS = 3  # at start; after that, reconnects never stop
+
+
+@dataclass(frozen=True)
+class _Connection:
+    """What a started backend works with."""
+
+    nc: NATS
+    js: JetStreamContext
+    publisher: Publisher
+    reader: GroupReader
+    letters: DeadLetterStore
 
 
 class NatsEventBackend:
@@ -116,23 +129,20 @@ class NatsEventBackend:
         self.dedupe_window = dedupe_window
         self.request_timeout = request_timeout
         self.clock = clock
-        self._nc: NATS | None = None
-        self._js: JetStreamContext | None = None
-        self._dlq: DeadLetterStore | None = None
-        self._reader: GroupReader | None = None
+        self._conn: _Connection | None = None
         self._groups: dict[str, GroupRef] = {}
+        self._subjects: set[str] = set()
 
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Connect and create the streams that are missing (idempotent)."""
-        if self._nc is None:
+        if self._conn is None:
             nc = await self._connect()
             js = nc.jetstream(timeout=self.request_timeout)
             pull = PullClient(nc, timeout=self.request_timeout)
             letters = DeadLetterStore(nc, js, pull, self.layout, self.clock)
-            self._nc, self._js, self._dlq = nc, js, letters
-            self._reader = GroupReader(
+            reader = GroupReader(
                 nc=nc,
                 js=js,
                 pull=pull,
@@ -141,6 +151,8 @@ class NatsEventBackend:
                 clock=self.clock,
                 request_timeout=self.request_timeout,
             )
+            publisher = Publisher(nc, timeout=self.request_timeout)
+            self._conn = _Connection(nc, js, publisher, reader, letters)
         layout = self.layout
         await self._ensure_stream(
             StreamConfig(
@@ -189,12 +201,11 @@ class NatsEventBackend:
 
     async def close(self) -> None:
         """Close the connection after flushing what is in flight (acks, naks)."""
-        nc = self._nc
-        self._nc = self._js = self._dlq = self._reader = None
+        conn, self._conn = self._conn, None
         self._groups.clear()
-        if nc is not None:
+        if conn is not None:
             with contextlib.suppress(Exception):
-                await (nc.drain() if nc.is_connected else nc.close())
+                await (conn.nc.drain() if conn.nc.is_connected else conn.nc.close())
 
     async def _ensure_stream(self, config: StreamConfig) -> None:
         config.num_replicas = self.replicas
@@ -202,26 +213,16 @@ class NatsEventBackend:
         config.retention = RetentionPolicy.LIMITS
         config.discard = DiscardPolicy.OLD
         try:
-            await self._jets().add_stream(config)
+            await self._connected().js.add_stream(config)
         except js_errors.BadRequestError as error:
             if error.err_code != _STREAM_IN_USE:
                 raise
-            await self._jets().update_stream(config)
+            await self._connected().js.update_stream(config)
 
-    def _jets(self) -> JetStreamContext:
-        if self._js is None:
+    def _connected(self) -> _Connection:
+        if self._conn is None:
             raise ConfigurationError("the NATS event backend is not started (call start())")
-        return self._js
-
-    def _reader_or_fail(self) -> GroupReader:
-        if self._reader is None:
-            raise ConfigurationError("the NATS event backend is not started (call start())")
-        return self._reader
-
-    def _letters(self) -> DeadLetterStore:
-        if self._dlq is None:
-            raise ConfigurationError("the NATS event backend is not started (call start())")
-        return self._dlq
+        return self._conn
 
     # -- publishing ------------------------------------------------------------------------
 
@@ -233,20 +234,24 @@ class NatsEventBackend:
         """
         for event in events:
             event.validate()
-            validate_subject(event.type)
+            if event.type not in self._subjects:
+                validate_subject(event.type)
+                if len(self._subjects) < 10_000:  # a cache of the few types a service sends
+                    self._subjects.add(event.type)
         if not events:
             return
-        js = self._jets()
         origin = PUBLISHED if group is None else replay_origin(group_token(group))
-        pending = []
-        for event in events:
-            subject = self.layout.event_subject(
-                origin, partition_of(event, self.layout.partitions), event.type
-            )
-            headers = {"Nats-Msg-Id": message_id(event)} if group is None else None
-            pending.append(await js.publish_async(subject, event.to_json(), headers=headers))
-        async with asyncio.timeout(self.request_timeout + len(events) / 1000):
-            await asyncio.gather(*pending)
+        partitions = self.layout.partitions
+        await self._connected().publisher.publish(
+            [
+                (
+                    self.layout.event_subject(origin, partition_of(e, partitions), e.type),
+                    e.to_json(),
+                    {"Nats-Msg-Id": message_id(e)} if group is None else None,
+                )
+                for e in events
+            ]
+        )
 
     # -- groups ----------------------------------------------------------------------------
 
@@ -288,7 +293,7 @@ class NatsEventBackend:
         self._groups[spec.name] = GroupRef(spec, token)
 
     async def _ensure_consumer(self, stream: str, config: ConsumerConfig) -> None:
-        js = self._jets()
+        js = self._connected().js
         assert config.durable_name is not None
         try:
             info = await js.consumer_info(stream, config.durable_name)
@@ -303,7 +308,7 @@ class NatsEventBackend:
     async def _plant_lease(self, token: str, partition: int) -> None:
         """Publish the partition's lease token unless it exists (never a second one)."""
         try:
-            await self._jets().publish(
+            await self._connected().js.publish(
                 self.layout.lease_subject(token, partition),
                 LeaseState().encode(),
                 headers={"Nats-Expected-Last-Subject-Sequence": "0"},
@@ -327,7 +332,7 @@ class NatsEventBackend:
         """Lease the partitions that are free and have events, up to ``max_events`` in all,
         waiting up to ``wait`` seconds for some; one batch per leased partition."""
         group = await self._group(spec)
-        return await self._reader_or_fail().fetch(group, max_events, wait)
+        return await self._connected().reader.fetch(group, max_events, wait)
 
     async def settle(self, batch: PartitionBatch, settlement: Settlement) -> None:
         """Ack the handled events; retry, dead-letter or release the rest; free the lease.
@@ -335,18 +340,19 @@ class NatsEventBackend:
         Settling a batch whose lease ran out (it took longer than ``ack_wait``) only acks
         what was handled: the rest has gone to another consumer already.
         """
-        await self._reader_or_fail().settle(batch, settlement)
+        await self._connected().reader.settle(batch, settlement)
 
     # -- dead letters ----------------------------------------------------------------------
 
     async def dead_letters(self, *, group: str | None = None, limit: int = 100) -> list[DeadLetter]:
         """The dead letters (of one group, or all), newest first."""
-        letters = await self._letters().newest(None if group is None else group_token(group), limit)
+        token = None if group is None else group_token(group)
+        letters = await self._connected().letters.newest(token, limit)
         return [d for d in letters if group is None or d.group == group]
 
     async def get_dead_letter(self, dead_letter_id: str) -> DeadLetter:
         """One dead letter; raises ``NotFoundError``."""
-        return await self._letters().get(dead_letter_id)
+        return await self._connected().letters.get(dead_letter_id)
 
     async def replay(self, dead_letter_id: str) -> DeadLetter:
         """Publish the dead letter's event again to its group only, and mark it replayed.
@@ -356,11 +362,11 @@ class NatsEventBackend:
         letter = await self.get_dead_letter(dead_letter_id)
         event = letter.event or CloudEvent.from_json(letter.body)
         await self.publish([event], group=letter.group)
-        return await self._letters().mark_replayed(letter)
+        return await self._connected().letters.mark_replayed(letter)
 
     async def purge(self, *, group: str | None = None) -> int:
         """Delete dead letters (of one group, or all); returns how many."""
-        return await self._letters().purge(None if group is None else group_token(group))
+        return await self._connected().letters.purge(None if group is None else group_token(group))
 
 
 __all__ = ["NatsEventBackend"]

@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from hybridmesh.core.clock import SYSTEM_CLOCK, Clock
@@ -37,40 +37,24 @@ from hybridmesh.core.ids import new_id
 from hybridmesh.core.serialization import dumps
 from hybridmesh.events.backend import (
     DeadLetter,
-    Delivery,
     GroupSpec,
     PartitionBatch,
     Settlement,
 )
 from hybridmesh.events.backends import _sql_queries as q
+from hybridmesh.events.backends._sql_batches import Lease, Row, plan_batches, settle_rows
 from hybridmesh.events.backends._sql_retention import TRIM_BATCH, Retention, trim_log
 from hybridmesh.events.backends._sql_wakeup import PostgresListener, Wakeup, wait_for
 from hybridmesh.events.backends._sql_writer import GroupCommit
-from hybridmesh.events.envelope import CloudEvent, EventFormatError
-from hybridmesh.events.subjects import matches, validate_pattern
+from hybridmesh.events.envelope import CloudEvent
+from hybridmesh.events.subjects import validate_pattern
 from hybridmesh.observability import get_logger
 from hybridmesh.store import Store, Transaction, open_store
-
-Row = tuple[Any, ...]
 
 log = get_logger("hybridmesh.events.sql")
 
 #: Fetches start a background :meth:`SqlEventBackend.trim` at most this often (seconds).
 TRIM_EVERY = 60.0
-
-
-@dataclass(frozen=True)
-class _Lease:
-    """The token of a :class:`PartitionBatch`: what :meth:`SqlEventBackend.settle` needs."""
-
-    partition: int
-    token: str
-    seqs: tuple[int, ...]
-    first_attempt: int
-    read_upto: int  # the highest seq looked at; everything up to it is done when all are
-
-    def attempt(self, index: int) -> int:
-        return self.first_attempt if index == 0 else 1
 
 
 class SqlEventBackend:
@@ -293,62 +277,44 @@ class SqlEventBackend:
         )
         if not leased:
             return []
-        # Share max_events out among the leased partitions, so no read is wasted.
+        try:
+            rows = await self._read(spec, leased, max_events)
+        except BaseException:
+            # Cancelled or failed between lease and delivery: give the partitions back now
+            # rather than after ack_wait (as they were: a taken-over head keeps its count).
+            back = [
+                (row["position"], row["head_attempts"], 0.0, spec.name, row["partition"], token)
+                for row in leased
+            ]
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.store.executemany(q.SETTLE, back))
+            raise
+        batches, releases = plan_batches(spec, token, leased, rows)
+        if releases:
+            await self.store.executemany(q.SETTLE, releases)
+        return batches
+
+    async def _read(
+        self, spec: GroupSpec, leased: list[dict[str, Any]], max_events: int
+    ) -> list[dict[str, Any]]:
+        """Up to ``max_events`` events past the positions of the ``leased`` partitions, in
+        one statement; each partition gets its share (there are at most ``max_events``)."""
         each, extra = divmod(max_events, len(leased))
         narrowing, narrowing_args = q.type_filter(spec.pattern)
         args: list[Any] = []
         for index, lease in enumerate(leased):
             limit = each + (1 if index < extra else 0)
             args += (spec.name, *narrowing_args, lease["partition"], lease["position"], limit)
-        rows = await self.store.fetch_all(q.read_events_sql(len(leased), narrowing), *args)
-        batches, releases = _plan(spec, token, leased, rows)
-        if releases:
-            await self.store.executemany(q.SETTLE, releases)
-        return batches
+        return await self.store.fetch_all(q.read_events_sql(len(leased), narrowing), *args)
 
     async def settle(self, batch: PartitionBatch, settlement: Settlement) -> None:
         """Move the partition's position as ``settlement`` says and release the lease; a
         no-op when the lease was lost (it expired and another consumer took it)."""
-        lease = batch.token
-        if not isinstance(lease, _Lease):
+        if not isinstance(batch.token, Lease):
             raise ValidationError("this batch was not fetched from a SqlEventBackend")
-        seqs = lease.seqs
-        done = max(0, min(settlement.handled, len(seqs)))
-        key = (batch.group, lease.partition, lease.token)
-        letter: Row | None = None
-        if done == len(seqs):
-            row = (lease.read_upto, 0, 0.0, *key)
-        elif settlement.retry_after is not None:
-            not_before = self._now() + settlement.retry_after
-            row = (seqs[done] - 1, lease.attempt(done), not_before, *key)
-        elif settlement.dead_letter is not None:
-            after = seqs[done + 1] - 1 if done + 1 < len(seqs) else lease.read_upto
-            row = (after, 0, 0.0, *key)
-            letter = (*self._dead_letter(batch, lease, done, settlement.dead_letter), *key)
-        else:  # released untouched: the head comes again with the attempts it had
-            row = (seqs[done] - 1, lease.attempt(done) - 1, 0.0, *key)
-        await self._settles.submit((row, letter))
-        if done < len(seqs) and settlement.retry_after is None:
+        await self._settles.submit(settle_rows(batch, settlement, self._now()))
+        if settlement.retry_after is None and settlement.handled < len(batch.deliveries):
             self._wakeup.fire()  # the rest of the batch is ready again
-
-    def _dead_letter(self, batch: PartitionBatch, lease: _Lease, index: int, reason: str) -> Row:
-        delivery = batch.deliveries[index]
-        event = delivery.event
-        if delivery.raw:
-            body = delivery.raw.decode(errors="replace")
-        else:
-            body = dumps(event.to_dict()) if event is not None else ""
-        return (
-            new_id(),
-            batch.group,
-            event.id if event else None,
-            event.source if event else None,
-            event.type if event else None,
-            reason,
-            lease.attempt(index),
-            body,
-            self._now(),
-        )
 
     async def _write_settles(self, items: list[tuple[Row, Row | None]]) -> None:
         settles = [row for row, _ in items]
@@ -452,47 +418,6 @@ class SqlEventBackend:
 
 
 _SELECT_DEAD_LETTER = f"SELECT {q.DEAD_LETTER_COLUMNS} FROM event_dead_letters WHERE id = ?"
-
-
-def _plan(
-    spec: GroupSpec, token: str, leased: list[dict[str, Any]], rows: list[dict[str, Any]]
-) -> tuple[list[PartitionBatch], list[Row]]:
-    """Turn the rows read for the ``leased`` partitions into batches (oldest first), and
-    release the partitions that hold nothing the group wants, past what was skipped."""
-    by_partition: dict[int, list[dict[str, Any]]] = {}
-    for row in sorted(rows, key=lambda r: int(r["seq"])):
-        by_partition.setdefault(row["partition"], []).append(row)
-    batches: list[PartitionBatch] = []
-    releases: list[Row] = []
-    for lease in leased:
-        partition, position = lease["partition"], lease["position"]
-        head_attempts = lease["head_attempts"]
-        deliveries: list[Delivery] = []
-        read_upto = position
-        for row in by_partition.get(partition, ()):
-            read_upto = row["seq"]
-            body = row["body"]
-            if body is None or not matches(spec.pattern, row["type"]):
-                continue
-            attempt = 1 if deliveries else head_attempts + 1
-            deliveries.append(_delivery(body, read_upto, attempt))
-        if deliveries:
-            seqs = tuple(int(d.position) for d in deliveries)
-            handle = _Lease(partition, token, seqs, head_attempts + 1, read_upto)
-            batches.append(PartitionBatch(spec.name, str(partition), deliveries, handle))
-        else:
-            releases.append((read_upto, 0, 0.0, spec.name, partition, token))
-    batches.sort(key=lambda batch: int(batch.deliveries[0].position))
-    return batches, releases
-
-
-def _delivery(body: str, seq: int, attempt: int) -> Delivery:
-    raw = body.encode()
-    try:
-        event = CloudEvent.from_json(body)
-    except EventFormatError as error:
-        return Delivery(None, attempt, raw=raw, error=str(error), position=seq)
-    return Delivery(event, attempt, raw=raw, position=seq)
 
 
 __all__ = ["TRIM_BATCH", "TRIM_EVERY", "Retention", "SqlEventBackend"]

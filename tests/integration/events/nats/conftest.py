@@ -25,16 +25,19 @@ REQUIRE_SERVICES = os.environ.get("HYBRIDMESH_REQUIRE_SERVICES", "") not in ("",
 pytestmark = pytest.mark.nats
 
 
-@pytest.fixture
-async def nats_url() -> str:
-    """The URL of a reachable NATS server with JetStream (or the test skips / fails)."""
+async def _check_jetstream(url: str) -> None:
+    nc = await asyncio.wait_for(nats.connect(url, connect_timeout=2, max_reconnect_attempts=1), 5)
     try:
-        connecting = nats.connect(NATS_URL, connect_timeout=2, max_reconnect_attempts=1)
-        nc = await asyncio.wait_for(connecting, 5)
-        try:
-            await nc.jetstream().account_info()
-        finally:
-            await nc.close()
+        await nc.jetstream().account_info()
+    finally:
+        await nc.close()
+
+
+@pytest.fixture(scope="session")
+def nats_url() -> str:
+    """The URL of a reachable NATS server with JetStream (or the tests skip / fail)."""
+    try:
+        asyncio.run(_check_jetstream(NATS_URL))
     except Exception as error:
         message = f"NATS JetStream is not reachable: {type(error).__name__}: {error}"
         if REQUIRE_SERVICES:

@@ -123,7 +123,10 @@ async def test_a_leased_partition_is_not_handed_to_another_process(
     assert numbers(await second.fetch(group, "two", max_events=10, wait=1)) == [2, 3]
 
 
-async def test_a_retry_waits_its_delay_and_holds_back_its_key(backend: NatsEventBackend) -> None:
+async def test_a_retry_waits_its_delay_and_holds_back_its_key(
+    backend: NatsEventBackend, make_nats: MakeNats
+) -> None:
+    other = await make_nats()
     group = spec()
     await backend.ensure_group(group)
     await backend.publish([event(key="k", n=i) for i in range(3)])
@@ -133,6 +136,7 @@ async def test_a_retry_waits_its_delay_and_holds_back_its_key(backend: NatsEvent
     await backend.settle(batches[0], Settlement(1, retry_after=0.5))
     await backend.publish([event(key="k", n=3)])
     assert await backend.fetch(group, "c", max_events=10, wait=0.2) == []
+    assert await other.fetch(group, "other", max_events=10, wait=0.1) == []
     again = await backend.fetch(group, "c", max_events=10, wait=3)
     assert time.monotonic() - began >= 0.5
     assert numbers(again) == [1, 2, 3]

@@ -6,16 +6,23 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from tests.integration.events.sql.conftest import MakeSql
 
 from hybridmesh.core.clock import SYSTEM_CLOCK, FakeClock
-from hybridmesh.core.errors import ConfigurationError, NotFoundError, ValidationError
+from hybridmesh.core.errors import (
+    ConfigurationError,
+    NotFoundError,
+    StoreError,
+    ValidationError,
+)
 from hybridmesh.events.backend import Delivery, GroupSpec, PartitionBatch, Settlement
 from hybridmesh.events.backends.sql import Retention, SqlEventBackend
 from hybridmesh.events.envelope import CloudEvent
+
+MakeSql = Callable[..., Awaitable[SqlEventBackend]]  # the make_sql fixture (conftest.py)
 
 
 def ev(
@@ -68,6 +75,12 @@ async def log_size(backend: SqlEventBackend) -> int:
     return int(await backend.store.fetch_value("SELECT COUNT(*) FROM event_log"))
 
 
+async def until_log_size(backend: SqlEventBackend, expected: int) -> None:
+    async with asyncio.timeout(5):
+        while await log_size(backend) != expected:  # noqa: ASYNC110 - a trim task runs
+            await asyncio.sleep(0.02)
+
+
 # -- publishing -----------------------------------------------------------------------------
 
 
@@ -97,6 +110,34 @@ async def test_the_same_source_and_id_is_appended_once(sql: SqlEventBackend) -> 
 
     assert sorted(await consume_all(sql, spec)) == ["evt-1", "evt-1"]
     assert await log_size(sql) == 2
+
+
+async def test_concurrent_publishes_keep_each_calls_order(sql: SqlEventBackend) -> None:
+    spec = GroupSpec("g")
+    await sql.ensure_group(spec)
+    calls = [[ev(key=f"k{c}", n=i) for i in range(5)] for c in range(20)]
+    duplicate = ev(id="twice")
+
+    await asyncio.gather(
+        *(sql.publish(events) for events in calls),
+        sql.publish([duplicate]),
+        sql.publish([duplicate]),
+    )
+
+    seen = await consume_all(sql, spec)
+    for events in calls:
+        mine = [i for i in seen if i in {e.id for e in events}]
+        assert mine == [e.id for e in events]
+    assert seen.count("twice") == 1
+    assert len(seen) == 101
+
+
+async def test_a_failed_write_raises_to_every_publisher_waiting_on_it(
+    sql: SqlEventBackend,
+) -> None:
+    await sql.store.close()
+    results = await asyncio.gather(sql.publish([ev()]), sql.publish([ev()]), return_exceptions=True)
+    assert [type(r) for r in results] == [StoreError, StoreError]
 
 
 async def test_publish_validates_before_appending_anything(sql: SqlEventBackend) -> None:
@@ -222,6 +263,40 @@ async def test_concurrent_fetches_never_lease_the_same_partition(make_sql: MakeS
     assert not set(ids(first)) & set(ids(second))
 
 
+async def test_publishes_racing_a_reader_lose_nothing(make_sql: MakeSql) -> None:
+    # On PostgreSQL, sequence numbers are taken before commit: without the publish lock a
+    # reader could pass a seq whose transaction commits a moment later, and skip it for good.
+    publishers = [await make_sql(clock=SYSTEM_CLOCK) for _ in range(4)]
+    reader = await make_sql(clock=SYSTEM_CLOCK)
+    spec = GroupSpec("g")
+    await reader.ensure_group(spec)
+    sent: list[str] = []
+    seen: Counter[str] = Counter()
+    done = asyncio.Event()
+
+    async def publish(backend: SqlEventBackend, index: int) -> None:
+        for round_ in range(25):
+            events = [ev(key=f"k{i % 3}", n=i) for i in range(8)]
+            sent.extend(e.id for e in events)
+            await backend.publish(events)
+            if round_ % 5 == index:
+                await asyncio.sleep(0.001)
+
+    async def read() -> None:
+        while not (done.is_set() and len(seen) == len(sent)):
+            batches = await reader.fetch(spec, "reader", max_events=50, wait=0.05)
+            seen.update(ids(batches))
+            await settle_all(reader, batches)
+
+    async with asyncio.timeout(30):
+        reading = asyncio.create_task(read())
+        await asyncio.gather(*(publish(b, i) for i, b in enumerate(publishers)))
+        done.set()
+        await reading
+
+    assert set(seen) == set(sent) and set(seen.values()) == {1}
+
+
 # -- leases, retries, releases --------------------------------------------------------------
 
 
@@ -287,6 +362,25 @@ async def test_the_same_consumer_cannot_settle_a_lease_it_lost_to_itself(
     clock.advance(6)
     assert [d.attempt for d in flat(await take(sql, spec, "other"))] == [3]
     assert new
+
+
+async def test_a_fetch_that_fails_after_leasing_gives_the_partitions_back(
+    make_sql: MakeSql, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    failing, healthy = await make_sql(), await make_sql()
+    spec = GroupSpec("g", ack_wait=300)
+    await failing.ensure_group(spec)
+    await failing.publish([ev(key="k")])
+
+    async def broken_read(*args: Any) -> list[dict[str, Any]]:
+        raise asyncio.CancelledError
+
+    monkeypatch.setattr(failing, "_read", broken_read)
+    with pytest.raises(asyncio.CancelledError):
+        await take(failing, spec)
+
+    again = await take(healthy, spec)  # at once, not after ack_wait
+    assert [d.attempt for d in flat(again)] == [1]
 
 
 async def test_a_retry_holds_back_later_events_with_the_same_key(
@@ -484,14 +578,14 @@ async def test_fetch_trims_in_the_background_at_most_once_a_minute(
     await sql.publish([ev(n=2)])
 
     await take(sql, spec)
-    await _until(lambda: _count(sql), 1)
+    await until_log_size(sql, 1)
     await sql.publish([ev(n=3)])
     await take(sql, spec)
     await asyncio.sleep(0.1)
     assert await log_size(sql) == 2  # not yet a minute
     clock.advance(61)
     await take(sql, spec)
-    await _until(lambda: _count(sql), 1)
+    await until_log_size(sql, 1)
 
 
 # -- waking waiting fetches -----------------------------------------------------------------
@@ -537,50 +631,3 @@ async def test_close_ends_a_waiting_fetch(make_sql: MakeSql) -> None:
     await asyncio.sleep(0.2)
     await sql.close()
     assert await asyncio.wait_for(waiting, 5) == []
-
-
-# -- helpers --------------------------------------------------------------------------------
-
-
-async def _count(sql: SqlEventBackend) -> int:
-    return await log_size(sql)
-
-
-async def _until(probe: Any, expected: int, seconds: float = 5.0) -> None:
-    async with asyncio.timeout(seconds):
-        while await probe() != expected:  # noqa: ASYNC110 - the trim runs in a task of its own
-            await asyncio.sleep(0.02)
-
-
-async def test_publishes_racing_a_reader_lose_nothing(make_sql: MakeSql) -> None:
-    # On PostgreSQL, sequence numbers are taken before commit: without the publish lock a
-    # reader could pass a seq whose transaction commits a moment later, and skip it for good.
-    publishers = [await make_sql(clock=SYSTEM_CLOCK) for _ in range(4)]
-    reader = await make_sql(clock=SYSTEM_CLOCK)
-    spec = GroupSpec("g")
-    await reader.ensure_group(spec)
-    sent: list[str] = []
-    seen: Counter[str] = Counter()
-    done = asyncio.Event()
-
-    async def publish(backend: SqlEventBackend, index: int) -> None:
-        for round_ in range(25):
-            events = [ev(key=f"k{i % 3}", n=i) for i in range(8)]
-            sent.extend(e.id for e in events)
-            await backend.publish(events)
-            if round_ % 5 == index:
-                await asyncio.sleep(0.001)
-
-    async def read() -> None:
-        while not (done.is_set() and len(seen) == len(sent)):
-            batches = await reader.fetch(spec, "reader", max_events=50, wait=0.05)
-            seen.update(ids(batches))
-            await settle_all(reader, batches)
-
-    async with asyncio.timeout(30):
-        reading = asyncio.create_task(read())
-        await asyncio.gather(*(publish(b, i) for i, b in enumerate(publishers)))
-        done.set()
-        await reading
-
-    assert set(seen) == set(sent) and set(seen.values()) == {1}

@@ -1,0 +1,182 @@
+"""The JetStream requests the backend makes itself, where nats-py's helpers do not fit.
+
+- :class:`PullClient`: nats-py's ``PullSubscription.fetch`` turns into a lingering pull
+  request when nothing is ready, and that request keeps leasing messages after the caller
+  has given up. The backend holds a lease per partition and must know exactly what it
+  pulled, so it asks with ``no_wait`` only.
+- :class:`Publisher`: pipelined publishes whose acks are only counted, without a future per
+  message (``publish_async``), for batches of events.
+- :class:`Doorbell`: a core-NATS subscription on the event subjects, to wake a waiting fetch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+from hybridmesh.core.errors import HybridMeshError
+
+API_PREFIX = "$JS.API"
+_FINISHED = ("404", "408")  # no messages / the no-wait request is over
+_HEARTBEAT = "100"
+
+
+class JetStreamError(HybridMeshError):
+    """JetStream refused a request (consumer or stream missing, limits exceeded, ...)."""
+
+
+@dataclass
+class _Request:
+    batch: int
+    done: asyncio.Future[None]
+    messages: list[Msg] = field(default_factory=list)
+
+    async def receive(self, msg: Msg) -> None:
+        if self.done.done():
+            return  # an abandoned request: the message expires and comes again
+        # Status lines (no messages, timeout, heartbeat) carry no ack subject; a delivery
+        # always does, whatever headers its publisher set.
+        status = msg.headers.get("Status") if msg.headers and not msg.reply else None
+        if status is None:
+            self.messages.append(msg)
+            if len(self.messages) >= self.batch:
+                self.done.set_result(None)
+        elif status in _FINISHED or (status == "409" and self.messages):
+            self.done.set_result(None)
+        elif status != _HEARTBEAT:
+            description = msg.headers.get("Description", "") if msg.headers else ""
+            self.done.set_exception(JetStreamError(f"pull refused: {status} {description}"))
+
+
+class PullClient:
+    """No-wait pull requests for any number of consumers.
+
+    JetStream delivers pulled messages under their own subjects, so each request has its
+    own inbox subscription (SUB and UNSUB are one-way protocol lines, no round trip).
+    """
+
+    def __init__(self, nc: NATS, *, timeout: float = 10.0) -> None:
+        self._nc = nc
+        self._timeout = timeout
+
+    async def pull(
+        self, stream: str, consumer: str, batch: int, *, expires: float | None = None
+    ) -> list[Msg]:
+        """Up to ``batch`` messages that are ready now, in delivery order. With ``expires``,
+        the request waits up to that long on the server for the first ones (it is queued
+        with other waiting requests, first come first served).
+
+        Raises :class:`JetStreamError`, or ``TimeoutError`` when the server does not answer
+        (what it delivers later is then left to expire)."""
+        request = _Request(batch, asyncio.get_running_loop().create_future())
+        inbox = self._nc.new_inbox()
+        sub = await self._nc.subscribe(inbox, cb=request.receive)
+        ask: dict[str, int | bool] = {"batch": batch, "no_wait": True}
+        if expires is not None:
+            ask = {"batch": batch, "expires": max(1_000_000, int(expires * 1e9))}
+        try:
+            await self._nc.publish(
+                f"{API_PREFIX}.CONSUMER.MSG.NEXT.{stream}.{consumer}",
+                json.dumps(ask).encode(),
+                reply=inbox,
+            )
+            async with asyncio.timeout(self._timeout + (expires or 0.0)):
+                await request.done
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+        return request.messages
+
+
+@dataclass
+class _Acks:
+    expected: int
+    done: asyncio.Future[None]
+    received: int = 0
+    error: str | None = None
+    progress: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def receive(self, msg: Msg) -> None:
+        self.received += 1
+        if msg.headers and msg.headers.get("Status") == "503":
+            self.error = self.error or "no stream answered (is the backend started?)"
+        elif b'"error"' in msg.data:
+            error = json.loads(msg.data).get("error", {})
+            self.error = self.error or f"{error.get('description', error)}"
+        self.progress.set()
+        if self.received >= self.expected and not self.done.done():
+            self.done.set_result(None)
+
+
+class Publisher:
+    """Publishes batches to JetStream, pipelined: at most ``window`` unacknowledged."""
+
+    def __init__(self, nc: NATS, *, timeout: float = 10.0, window: int = 4096) -> None:
+        self._nc = nc
+        self._timeout = timeout
+        self._window = window
+
+    async def publish(self, messages: Sequence[tuple[str, bytes, dict[str, str] | None]]) -> None:
+        """Publish ``(subject, payload, headers)`` in order; returns when JetStream stored
+        them all (a duplicate ``Nats-Msg-Id`` counts as stored). Raises
+        :class:`JetStreamError`, or ``TimeoutError``."""
+        if not messages:
+            return
+        acks = _Acks(len(messages), asyncio.get_running_loop().create_future())
+        inbox = self._nc.new_inbox()
+        sub = await self._nc.subscribe(inbox, cb=acks.receive)
+        try:
+            async with asyncio.timeout(self._timeout + len(messages) / 1000):
+                for sent, (subject, payload, headers) in enumerate(messages):
+                    while sent - acks.received >= self._window:
+                        acks.progress.clear()
+                        await acks.progress.wait()
+                    await self._nc.publish(subject, payload, reply=inbox, headers=headers)
+                await acks.done
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+        if acks.error is not None:
+            raise JetStreamError(f"publish refused: {acks.error}")
+
+
+class Doorbell:
+    """Rings when anything is published on ``subject`` (a core-NATS subscription)."""
+
+    def __init__(self) -> None:
+        self._rang = asyncio.Event()
+        self._sub: Subscription | None = None
+
+    @classmethod
+    async def open(cls, nc: NATS, subject: str) -> Doorbell:
+        """Subscribe; once this returns, no publish on ``subject`` goes unnoticed."""
+        bell = cls()
+        bell._sub = await nc.subscribe(subject, cb=bell._ring)
+        await nc.flush()
+        return bell
+
+    async def _ring(self, msg: Msg) -> None:
+        self._rang.set()
+
+    async def wait(self, seconds: float) -> None:
+        """Until it rings or ``seconds`` pass."""
+        if seconds > 0 and not self._rang.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._rang.wait(), seconds)
+        self._rang.clear()
+
+    async def close(self) -> None:
+        if self._sub is not None:
+            with contextlib.suppress(Exception):
+                await self._sub.unsubscribe()
+            self._sub = None
+
+
+__all__ = ["Doorbell", "JetStreamError", "Publisher", "PullClient"]
