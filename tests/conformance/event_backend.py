@@ -311,3 +311,27 @@ class EventBackendConformance:
         await bus.drain()
         assert published.traceparent is not None
         assert seen[0].traceparent == published.traceparent
+
+    async def test_a_deleted_group_starts_over(self, backend: EventBackend) -> None:
+        group = group_name()
+        seen: list[str] = []
+        bus = bus_on(backend)
+
+        async def handler(e: CloudEvent) -> None:
+            seen.append(e.id)
+
+        bus.subscribe(">", handler, group=group, ephemeral=True)
+        sent = await bus.publish(event())
+        async with bus:
+            await wait_for(lambda: sent.id in seen)
+        # Closing the bus deleted the ephemeral group: made again, it starts from the start.
+        spec = GroupSpec(group)
+        await backend.ensure_group(spec)
+        again: list[str] = []
+        async with asyncio.timeout(10):
+            while sent.id not in again:
+                for batch in await backend.fetch(spec, "c", max_events=1000, wait=0.2):
+                    again.extend(d.event.id for d in batch.deliveries if d.event)
+                    await backend.settle(batch, Settlement(len(batch.deliveries)))
+        await backend.delete_group(group)
+        await backend.delete_group(group)  # deleting twice is fine

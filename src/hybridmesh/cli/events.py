@@ -109,6 +109,7 @@ def tail(pattern: str, start: str, group: str | None, count: int | None, as_json
             show,
             group=group or f"tail-{new_id()[:12]}",
             start="latest" if start == "latest" else "earliest",
+            ephemeral=group is None,
         )
         async with bus:
             if not as_json:

@@ -141,6 +141,11 @@ class EventBackend(Protocol):
         """Create the group's durable position if it does not exist; update its settings."""
         ...
 
+    async def delete_group(self, name: str) -> None:
+        """Forget a group and its positions (its dead letters stay). For groups that live
+        as long as one process, such as a tail or a WebSocket hub. Unknown names are fine."""
+        ...
+
     async def fetch(
         self, spec: GroupSpec, consumer: str, *, max_events: int, wait: float
     ) -> list[PartitionBatch]:

@@ -86,6 +86,7 @@ class Subscription:
     batch_size: int = 100
     backoff_initial: float = 0.5
     backoff_max: float = 60.0
+    ephemeral: bool = False
     handled: int = 0
     retried: int = 0
     dead_lettered: int = 0
@@ -159,6 +160,11 @@ class EventBus:
                     await task
         for sub in self.subscriptions.values():
             sub.task = None
+            if sub.ephemeral:
+                try:
+                    await self.backend.delete_group(sub.spec.name)
+                except Exception:
+                    log.exception("could not delete ephemeral group %s", sub.spec.name)
         self._started = False
         if self.owns_backend:
             await self.backend.close()
@@ -217,12 +223,14 @@ class EventBus:
         batch_size: int = 100,
         backoff_initial: float = 0.5,
         backoff_max: float = 60.0,
+        ephemeral: bool = False,
     ) -> Subscription:
         """Have ``handler`` receive events whose type matches ``pattern`` (NATS rules:
         ``user.*``, ``order.>``), as consumer group ``group``.
 
         Every group receives every matching event once; the consumers of one group (in this
-        and other processes) share them. If the bus is running, consuming starts at once.
+        and other processes) share them. If the bus is running, consuming starts at once. An
+        ``ephemeral`` group is deleted when this bus closes (a tail, a per-process fan-out).
         """
         validate_pattern(pattern)
         if group in self.subscriptions:
@@ -235,6 +243,7 @@ class EventBus:
             batch_size,
             backoff_initial,
             backoff_max,
+            ephemeral,
         )
         self.subscriptions[group] = sub
         if self._started:

@@ -242,7 +242,7 @@ class WebSocketHub:
             if sub.handler is self:
                 return sub
         name = group or f"ws-hub-{new_id()[:12]}"
-        return bus.subscribe(pattern, self, group=name, start="latest")
+        return bus.subscribe(pattern, self, group=name, start="latest", ephemeral=True)
 
     async def __call__(self, event: CloudEvent) -> None:
         """The bus handler: :meth:`dispatch`."""

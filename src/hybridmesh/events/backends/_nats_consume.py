@@ -2,9 +2,10 @@
 
 A fetch takes the group's free lease tokens (:mod:`._nats_lease`), pulls each leased
 partition's consumer with ``no_wait``, and returns one batch per partition that had events;
-the leases of the others go back at once. When nothing is ready it waits on a
-:class:`~._nats_wire.Doorbell` (new publishes), the end of a retry delay, or, while other
-processes hold leases, a short poll.
+the leases of the others go back at once. When nothing is ready it waits for a
+:class:`~._nats_wire.Doorbell` (new publishes) or the end of a retry delay; while other
+processes hold leases, it queues for one (a waiting pull on the lease consumer, which the
+server serves first come, first served, so a busy process cannot starve the others).
 
 Settling acks the handled events, naks the rest in log order, and releases the lease,
 carrying the released events' counts and, for a retry, the time before which the partition
@@ -330,7 +331,7 @@ class GroupReader:
             )
             return
         finished = [h.seq for h in handed[:done]]
-        rest = handed[done:] + lease.tail  # naked in log order, so they return in log order
+        rest = handed[done:] + lease.tail  # nak'd in log order, so they return in log order
         released = rest  # their deliveries were not attempts
         head = handed[done] if done < len(handed) else None
         not_before = 0.0

@@ -104,6 +104,9 @@ class MemoryEventBackend:
             self._groups[spec.name] = group
         group.spec = spec
 
+    async def delete_group(self, name: str) -> None:
+        self._groups.pop(name, None)
+
     def _now(self) -> float:
         return self.clock.now().timestamp()
 

@@ -20,12 +20,16 @@ same-key events in order across processes and behind a retried event:
 - an unsettled batch expires after ``ack_wait``: JetStream delivers it again, with its
   delivery count (the attempt) one higher, to whichever process takes the lease next.
 
+``Delivery.attempt`` is JetStream's delivery count less the deliveries that were releases
+(events handed back untouched behind a retried one), which the lease token keeps count of.
+
 The server's ``max_deliver`` is unlimited: the bus decides when an event is dead (after the
 group's ``max_deliveries`` attempts), so nothing is dropped by the server without a dead
 letter. Messages on event subjects that are not CloudEvents (someone published raw bytes)
 come out as deliveries with ``event=None`` and go to the dead letters.
 
-All processes of a deployment must use the same ``prefix`` and ``partitions``.
+All processes of a deployment must use the same ``prefix`` and ``partitions``. The events
+stream has no limits by default (events stay until an operator sets ``max_age`` or similar).
 """
 
 from __future__ import annotations
@@ -73,7 +77,7 @@ from hybridmesh.events.backends._nats_layout import (
     replay_origin,
 )
 from hybridmesh.events.backends._nats_lease import LeaseState
-from hybridmesh.events.backends._nats_wire import Publisher, PullClient
+from hybridmesh.events.backends._nats_wire import JetStreamError, Publisher, PullClient
 from hybridmesh.events.envelope import CloudEvent
 from hybridmesh.events.subjects import validate_pattern, validate_subject
 from hybridmesh.observability import get_logger
@@ -292,6 +296,25 @@ class NatsEventBackend:
         await asyncio.gather(*(self._plant_lease(token, p) for p in range(layout.partitions)))
         self._groups[spec.name] = GroupRef(spec, token)
 
+    async def delete_group(self, name: str) -> None:
+        """Delete the group's consumers and lease tokens (its dead letters stay); made again,
+        the group starts over. Unknown names are fine."""
+        js, layout, token = self._connected().js, self.layout, group_token(name)
+        self._groups.pop(name, None)
+
+        async def delete(stream: str, consumer: str) -> None:
+            with contextlib.suppress(js_errors.NotFoundError):
+                await js.delete_consumer(stream, consumer)
+
+        await delete(layout.leases_stream, layout.lease_consumer(token))
+        await asyncio.gather(
+            *(
+                delete(layout.events_stream, layout.consumer(token, p))
+                for p in range(layout.partitions)
+            )
+        )
+        await js.purge_stream(layout.leases_stream, subject=layout.lease_filter(token))
+
     async def _ensure_consumer(self, stream: str, config: ConsumerConfig) -> None:
         js = self._connected().js
         assert config.durable_name is not None
@@ -332,7 +355,13 @@ class NatsEventBackend:
         """Lease the partitions that are free and have events, up to ``max_events`` in all,
         waiting up to ``wait`` seconds for some; one batch per leased partition."""
         group = await self._group(spec)
-        return await self._connected().reader.fetch(group, max_events, wait)
+        try:
+            return await self._connected().reader.fetch(group, max_events, wait)
+        except (JetStreamError, TimeoutError):
+            # A pull on a deleted consumer is refused or goes unanswered: another process may
+            # have deleted the group. The next fetch makes it again (ensure_group).
+            self._groups.pop(spec.name, None)
+            raise
 
     async def settle(self, batch: PartitionBatch, settlement: Settlement) -> None:
         """Ack the handled events; retry, dead-letter or release the rest; free the lease.

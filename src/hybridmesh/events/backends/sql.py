@@ -194,6 +194,12 @@ class SqlEventBackend:
 
     # -- groups ----------------------------------------------------------------------------
 
+    async def delete_group(self, name: str) -> None:
+        """Forget group ``name`` and its positions; its dead letters stay."""
+        async with self.store.transaction() as tx:
+            await tx.execute("DELETE FROM event_positions WHERE group_name = ?", name)
+            await tx.execute("DELETE FROM event_groups WHERE name = ?", name)
+
     async def ensure_group(self, spec: GroupSpec) -> None:
         """Create the group (at the oldest retained event, or after the newest, as
         ``spec.start`` says) or update its settings. Idempotent."""

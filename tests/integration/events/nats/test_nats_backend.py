@@ -15,6 +15,7 @@ import pytest
 
 from hybridmesh.core.errors import NotFoundError, ValidationError
 from hybridmesh.events.backend import Delivery, GroupSpec, PartitionBatch, Settlement
+from hybridmesh.events.backends._nats_wire import JetStreamError
 from hybridmesh.events.backends.nats import NatsEventBackend
 from hybridmesh.events.envelope import CloudEvent
 
@@ -259,3 +260,19 @@ async def test_start_and_ensure_group_are_idempotent(make_nats: MakeNats) -> Non
 async def test_an_event_type_that_is_not_a_subject_is_refused(backend: NatsEventBackend) -> None:
     with pytest.raises(ValidationError):
         await backend.publish([event("user registered")])
+
+
+async def test_a_process_that_still_uses_a_deleted_group_makes_it_again(
+    backend: NatsEventBackend, make_nats: MakeNats
+) -> None:
+    other = await make_nats(request_timeout=1.0)
+    group = spec()
+    await backend.ensure_group(group)
+    await other.ensure_group(group)
+    await backend.publish([event(n=1)])
+    assert await consume_all(backend, group) == [1]
+    await backend.delete_group(group.name)
+    await backend.delete_group("never-made")
+    with pytest.raises((JetStreamError, TimeoutError)):  # its consumers are gone
+        await other.fetch(group, "c", max_events=10, wait=0.1)
+    assert await consume_all(other, group) == [1]  # made again: it starts over
