@@ -32,9 +32,11 @@ def dumps(value: Any) -> str:
     return orjson.dumps(value, default=_default, option=_OPTIONS).decode()
 
 
-def dumpb(value: Any) -> bytes:
-    """Compact JSON as UTF-8 bytes."""
-    return orjson.dumps(value, default=_default, option=_OPTIONS)
+def dumpb(value: Any, *, utc_z: bool = False) -> bytes:
+    """Compact JSON as UTF-8 bytes. With ``utc_z``, aware datetimes in UTC are written
+    RFC 3339 style with ``Z`` (and are encoded natively, which is faster)."""
+    option = _OPTIONS | orjson.OPT_UTC_Z if utc_z else _OPTIONS
+    return orjson.dumps(value, default=_default, option=option)
 
 
 def loads(text: str | bytes) -> Any:

@@ -402,23 +402,16 @@ class EventBus:
 
 
 def _with_trace(event: CloudEvent, trace: dict[str, str]) -> CloudEvent:
-    """``event`` with the trace extensions added; built field by field, because
-    ``dataclasses.replace`` costs several times more on this per-event path."""
+    """``event`` with the trace extensions added.
+
+    The event is completed in place rather than copied: it is about to be published in this
+    very form, and copying a dataclass per event measurably slows publishing. An event
+    only ever gains extensions it did not have.
+    """
     extensions = dict(event.extensions)
     extensions.update(trace)
-    return CloudEvent(
-        event.type,
-        event.source,
-        event.id,
-        event.time,
-        event.subject,
-        event.datacontenttype,
-        event.dataschema,
-        event.data,
-        extensions,
-        event.specversion,
-        True,
-    )
+    object.__setattr__(event, "extensions", extensions)
+    return event
 
 
 @lru_cache(maxsize=4096)

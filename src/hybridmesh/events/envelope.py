@@ -39,7 +39,7 @@ CONTEXT_ATTRIBUTES = frozenset(
     {"id", "source", "specversion", "type", "subject", "time", "datacontenttype", "dataschema"}
 )
 _REQUIRED = ("id", "source", "specversion", "type")
-_STORED_KNOWN = CONTEXT_ATTRIBUTES | {"data", "data_base64"}
+_STORED_KNOWN_ORDER = (*sorted(CONTEXT_ATTRIBUTES), "data", "data_base64")
 _EXTENSION_NAME = re.compile(r"^[a-z0-9]{1,20}$")
 _TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
 #: Characters a ``ce-*`` header value may carry unencoded (printable ASCII but space, '"', '%').
@@ -216,6 +216,9 @@ class CloudEvent:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-format object (structured mode)."""
+        return self._json_object(native_time=False)
+
+    def _json_object(self, *, native_time: bool) -> dict[str, Any]:
         out: dict[str, Any] = {
             "specversion": self.specversion,
             "id": self.id,
@@ -224,8 +227,11 @@ class CloudEvent:
         }
         if self.subject is not None:
             out["subject"] = self.subject
-        if self.time is not None:
-            out["time"] = _format_time(self.time)
+        time = self.time
+        if time is not None:
+            # The encoder writes an aware UTC datetime as RFC 3339 itself, faster.
+            utc = native_time and time.tzinfo is UTC
+            out["time"] = time if utc else _format_time(time)
         if self.datacontenttype is not None:
             out["datacontenttype"] = self.datacontenttype
         if self.dataschema is not None:
@@ -242,7 +248,7 @@ class CloudEvent:
 
     def to_json(self) -> bytes:
         """Structured mode, encoded."""
-        return dumpb(self.to_dict())
+        return dumpb(self._json_object(native_time=True), utc_z=True)
 
     @classmethod
     def from_dict(cls, obj: Any, *, index: int | None = None) -> CloudEvent:
@@ -322,8 +328,9 @@ class CloudEvent:
             return cls.from_json(body)
         try:
             extensions = obj.copy()
-            for name in _STORED_KNOWN.intersection(obj):
-                del extensions[name]
+            pop = extensions.pop
+            for name in _STORED_KNOWN_ORDER:
+                pop(name, None)
             text = obj.get("time")
             event = cls(
                 type=obj["type"],

@@ -34,7 +34,6 @@ from typing import Any
 from hybridmesh.core.clock import SYSTEM_CLOCK, Clock
 from hybridmesh.core.errors import ConfigurationError, NotFoundError, ValidationError
 from hybridmesh.core.ids import new_id
-from hybridmesh.core.serialization import dumps
 from hybridmesh.events.backend import (
     DeadLetter,
     GroupSpec,
@@ -182,7 +181,7 @@ class SqlEventBackend:
 
     def _row(self, event: CloudEvent, group: str | None, now: float) -> Row:
         partition = q.partition_of(event, self.partitions)
-        body = dumps(event.to_dict())
+        body = event.to_json().decode()
         return (event.id, event.source, event.type, partition, group, body, now)
 
     async def _append(self, tx: Transaction, rows: list[Row]) -> None:
