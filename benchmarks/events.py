@@ -64,7 +64,8 @@ FASTSTREAM_GOAL = 1.0
 PublishChunk = Callable[[int, int], Awaitable[None]]
 
 SECTIONS = {
-    "sqlite": "SQL log, SQLite",
+    "sqlite": "SQL log, SQLite, one process",
+    "sqlite_2p": "SQL log, SQLite, publisher and consumer processes",
     "postgresql": "SQL log, PostgreSQL",
     "jetstream": "JetStream bus",
     "nats_py": "raw nats-py (JetStream)",
@@ -205,6 +206,95 @@ async def _bus_run(
 
     async with bus:
         return await _drive(publish_chunk, tally, progress, task)
+
+
+# The consuming process of the two-process SQLite section: it handles every event, then
+# prints what it saw as one JSON line.
+_CONSUMER = """
+import asyncio, json, sys, time
+from hybridmesh.events import EventBus
+from hybridmesh.events.backends.sql import SqlEventBackend
+
+async def main(url, count, fetch):
+    backend = await SqlEventBackend.open(url, poll_interval=0.01)
+    bus = EventBus(backend, poll_wait=0.2)
+    seen = bytearray(count)
+    latencies, done, state = [], asyncio.Event(), {"handled": 0, "dups": 0, "last": 0.0}
+
+    async def handler(event):
+        now = time.time()
+        n = event.data["n"]
+        if seen[n]:
+            state["dups"] += 1
+            return
+        seen[n] = 1
+        latencies.append(now - event.data["ts"])
+        state["handled"] += 1
+        state["last"] = now
+        if state["handled"] == count:
+            done.set()
+
+    bus.subscribe("bench.>", handler, group="bench", batch_size=fetch)
+    async with bus:
+        print("ready", flush=True)
+        await done.wait()
+    print(json.dumps({**state, "latencies": latencies}), flush=True)
+
+asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3])))
+"""
+
+
+async def _sqlite_two_processes(count: int, progress: Progress, task: TaskID) -> dict[str, Any]:
+    """The embedded log as a deployment splits it: the publishing service in one process,
+    a consuming worker in another, sharing the SQLite file (WAL lets them overlap)."""
+    from hybridmesh.events.backends.sql import SqlEventBackend
+
+    with tempfile.TemporaryDirectory(prefix="hm-bench-") as folder:
+        url = f"sqlite:///{Path(folder) / 'events.db'}"
+        backend = await SqlEventBackend.open(url)
+        child = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            _CONSUMER,
+            url,
+            str(count),
+            str(FETCH),
+            stdout=asyncio.subprocess.PIPE,
+            limit=1 << 26,  # its last line carries every latency
+        )
+        assert child.stdout is not None
+        try:
+            ready = await asyncio.wait_for(child.stdout.readline(), STALL_SECONDS)
+            if ready.strip() != b"ready":
+                raise RuntimeError("the consumer process did not start")
+            bus = EventBus(backend, owns_backend=False)
+            first = time.time()
+            began = time.perf_counter()
+            for start in range(0, count, CHUNK):
+                published = time.time()
+                size = min(CHUNK, count - start)
+                await bus.publish_many([_event(n, published) for n in range(start, start + size)])
+                progress.update(task, completed=start + size)
+            publish_seconds = time.perf_counter() - began
+            line = await asyncio.wait_for(child.stdout.readline(), STALL_SECONDS * 5)
+            seen = json.loads(line)
+        finally:
+            if child.returncode is None:
+                child.kill()
+            await child.wait()
+            await backend.close()
+    summary = LatencySummary.of(seen["latencies"], seen["last"] - first)
+    return {
+        "events": count,
+        "seconds": summary.seconds,
+        "throughput": summary.throughput,
+        "publish_seconds": round(publish_seconds, 4),
+        "publish_rate": round(count / publish_seconds, 1),
+        "p50_ms": summary.p50_ms,
+        "p95_ms": summary.p95_ms,
+        "p99_ms": summary.p99_ms,
+        "duplicates": seen["dups"],
+    }
 
 
 @contextlib.asynccontextmanager
@@ -395,6 +485,7 @@ async def run(*, quick: bool = False) -> dict[str, Any]:
     configure_tracing()  # the defaults: trace context propagates, spans are not recorded
     sections: dict[str, Section] = {
         "sqlite": _on_bus(_sqlite_backend),
+        "sqlite_2p": _sqlite_two_processes,
         "postgresql": _on_bus(_postgres_backend),
         "jetstream": _on_bus(_nats_backend),
         "nats_py": _nats_py_run,
@@ -404,7 +495,7 @@ async def run(*, quick: bool = False) -> dict[str, Any]:
     # whose order alternates, and each keeps its best round (load elsewhere on the machine
     # only ever slows a round down).
     trio = ["jetstream", "nats_py", "faststream"]
-    schedule = ["sqlite", "postgresql"]
+    schedule = ["sqlite", "sqlite_2p", "postgresql"]
     for r in range(rounds):
         schedule += trio if r % 2 == 0 else trio[::-1]
     results: dict[str, Any] = {
@@ -462,6 +553,7 @@ def _goals(runs: dict[str, Any]) -> dict[str, Any]:
     vs_raw = ratio(bus, _throughput(runs, "nats_py"))
     vs_fs = ratio(bus, _throughput(runs, "faststream"))
     sqlite = _throughput(runs, "sqlite")
+    split = _throughput(runs, "sqlite_2p")
     return {
         "jetstream_vs_nats_py": {
             "ratio": vs_raw,
@@ -477,6 +569,11 @@ def _goals(runs: dict[str, Any]) -> dict[str, Any]:
             "value": sqlite,
             "goal": SQLITE_GOAL,
             "met": None if sqlite is None else sqlite >= SQLITE_GOAL,
+        },
+        "sqlite_two_processes_events_per_second": {
+            "value": split,
+            "goal": SQLITE_GOAL,
+            "met": None if split is None else split >= SQLITE_GOAL,
         },
     }
 
@@ -502,7 +599,10 @@ def _markdown(results: dict[str, Any], quick: bool) -> str:
         "consuming goes on. The peers run on the same NATS server in the same run with "
         "bodies of the same size: raw nats-py (`publish_async`, confirmed per chunk; durable "
         "pull consumer, `fetch` + `ack` per message) and FastStream (`NatsBroker`, JetStream "
-        f"batch pull subscriber, ack after the handler).{rounds} "
+        f"batch pull subscriber, ack after the handler).{rounds} The second SQLite row "
+        "runs the consumer group in its own process on the same database file, as a "
+        "deployment runs a worker beside the publishing service; the other rows run "
+        "publisher and consumer in one process. "
         f"Command: `make bench` (`python -m benchmarks events{flag}`). "
         f"Machine: {info['cpus']} CPUs, Python {info['python']}, {info['date']}; load "
         f"average {results['load_before'][0]:.2f} before, {results['load_after'][0]:.2f} after."
@@ -523,13 +623,15 @@ def _markdown(results: dict[str, Any], quick: bool) -> str:
     def fmt(value: float | None) -> str:
         return "n/a" if value is None else f"{value:.2f}"
 
-    raw, fs, lite = (
+    raw, fs, lite, split = (
         goals["jetstream_vs_nats_py"],
         goals["jetstream_vs_faststream"],
         goals["sqlite_events_per_second"],
+        goals["sqlite_two_processes_events_per_second"],
     )
     extra = {
         "sqlite": ("—", f"≥ {SQLITE_GOAL:,.0f} events/s ({verdict(lite['met'])})"),
+        "sqlite_2p": ("—", f"≥ {SQLITE_GOAL:,.0f} events/s ({verdict(split['met'])})"),
         "postgresql": ("—", "—"),
         "jetstream": (
             f"{fmt(raw['ratio'])} vs nats-py; {fmt(fs['ratio'])} vs FastStream",
