@@ -71,10 +71,19 @@ INTERNAL_ERROR = 1011
 
 @dataclass(frozen=True)
 class Principal:
-    """Who a token belongs to: a user (or none, for a service) and the extra rooms it may join."""
+    """Who a token belongs to: a user (or none, for a service), the extra rooms it may join,
+    and the event patterns it may subscribe to (``None``: any pattern)."""
 
     user_id: str | None = None
     rooms: frozenset[str] = frozenset()
+    patterns: frozenset[str] | None = None
+
+    def may_subscribe(self, pattern: str) -> bool:
+        """Whether this principal may subscribe to ``pattern``: it must be one of the allowed
+        patterns, or narrower than one (``user.registered`` under ``user.*``)."""
+        if self.patterns is None:
+            return True
+        return any(_covers(allowed, pattern) for allowed in self.patterns)
 
     def may_join(self, room: str) -> bool:
         """Whether this principal may join ``room``: its own user room, or a listed room."""
@@ -99,6 +108,21 @@ class StaticTokens:
 def allow_any(token: str) -> Principal | None:
     """For development only: any non-empty token is accepted as the user of that id."""
     return Principal(user_id=token) if token else None
+
+
+def _covers(allowed: str, pattern: str) -> bool:
+    """Whether every subject ``pattern`` matches is also matched by ``allowed``."""
+    if allowed == pattern:
+        return True
+    want, have = allowed.split("."), pattern.split(".")
+    for index, token in enumerate(want):
+        if token == ">":
+            return len(have) > index
+        if index >= len(have) or have[index] == ">":
+            return False
+        if token != "*" and (have[index] == "*" or token != have[index]):
+            return False
+    return len(have) == len(want)
 
 
 def user_room(user_id: str) -> str:
@@ -399,6 +423,9 @@ class WebSocketHub:
             return {"type": "pong"}
         if action == "subscribe":
             wanted = _patterns_in(message) - client.patterns
+            refused = sorted(p for p in wanted if not client.principal.may_subscribe(p))
+            if refused:
+                raise _Refused(f"not allowed to subscribe to {', '.join(refused)}")
             if len(client.patterns) + len(wanted) > self.max_patterns:
                 raise _Refused(f"at most {self.max_patterns} patterns per connection")
             for pattern in wanted:

@@ -223,3 +223,21 @@ async def test_closing_the_hub_closes_clients_with_1001(served: Served) -> None:
 def test_the_users_an_event_names(subject: str | None, data: Any, users: set[str]) -> None:
     named = CloudEvent.create("x.y", "/tests", data, subject=subject)
     assert users_named_by(named) == users
+
+
+async def test_a_principal_subscribes_only_within_its_allowed_patterns(
+    serve: Callable[..., Any],
+) -> None:
+    tokens = StaticTokens({"ops": Principal(user_id="7", patterns=frozenset({"user.*"}))})
+    async with serve(authenticate=tokens) as served:
+        ws = await connect(served, token="ops")
+        await request(ws, {"action": "subscribe", "patterns": ["user.*"]}, "subscribed")
+        await request(ws, {"action": "subscribe", "patterns": ["user.registered"]}, "subscribed")
+        for too_wide in (">", "order.*", "user.>"):
+            await ws.send_json({"action": "subscribe", "patterns": [too_wide]})
+            refused = await next_of_type(ws, "error")
+            assert "not allowed" in refused["message"] and too_wide in refused["message"]
+        published = await served.bus.publish(event("user.registered"))
+        message = await next_of_type(ws, "event")
+        assert message["event"]["id"] == published.id
+        await ws.close()
