@@ -13,20 +13,20 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
+_VARIANT = "89ab"  # the RFC 9562 variant (binary 10xx) as the first hex digit of a group
+
+
 def uuid7() -> str:
-    """A UUID version 7 (RFC 9562): 48 bits of Unix milliseconds, then random bits.
+    """A UUID version 7 (RFC 9562): 48 bits of Unix milliseconds, then 74 random bits.
 
     Ids made one after another sort in time order, so indexes on them grow at the end
     instead of splitting pages at random: the event log's dedupe index inserts several times
-    faster with them than with version 4 ids.
+    faster with them than with version 4 ids. Built as text directly: this runs once per
+    event.
     """
-    millis = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
-    value = (millis & 0xFFFF_FFFF_FFFF) << 80 | rand
-    value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
-    value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 9562 variant
-    h = f"{value:032x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    ms = f"{(time.time_ns() // 1_000_000) & 0xFFFF_FFFF_FFFF:012x}"
+    r = os.urandom(10).hex()
+    return f"{ms[:8]}-{ms[8:]}-7{r[1:4]}-{_VARIANT[int(r[4], 16) & 3]}{r[5:8]}-{r[8:]}"
 
 
 def new_request_id() -> str:
