@@ -266,8 +266,18 @@ class EventBus:
                 log.exception("group %s: fetching events failed; trying again", sub.spec.name)
                 await self.clock.sleep(1.0)
                 continue
-            if batches:
+            if not batches:
+                continue
+            try:
                 await self._process_all(sub, batches)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # A settle that failed leaves its lease to expire: the batch comes again.
+                log.exception(
+                    "group %s: settling a batch failed; it will be redelivered", sub.spec.name
+                )
+                await self.clock.sleep(1.0)
 
     async def drain(self, *, max_seconds: float = 30.0) -> int:
         """Handle what is pending for every subscription, without background tasks, until
