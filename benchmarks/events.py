@@ -152,7 +152,18 @@ async def _drive(
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await publishing
     progress.update(task, completed=count)
-    summary = LatencySummary.of(tally.latencies, tally.last - first_publish)
+    return _result(
+        count,
+        LatencySummary.of(tally.latencies, tally.last - first_publish),
+        publish_seconds,
+        tally.duplicates,
+    )
+
+
+def _result(
+    count: int, summary: LatencySummary, publish_seconds: float, duplicates: int
+) -> dict[str, Any]:
+    """One section's figures, the same keys for every section."""
     return {
         "events": count,
         "seconds": summary.seconds,
@@ -162,7 +173,7 @@ async def _drive(
         "p50_ms": summary.p50_ms,
         "p95_ms": summary.p95_ms,
         "p99_ms": summary.p99_ms,
-        "duplicates": tally.duplicates,
+        "duplicates": duplicates,
     }
 
 
@@ -287,17 +298,7 @@ async def _sqlite_two_processes(count: int, progress: Progress, task: TaskID) ->
             await child.wait()
             await backend.close()
     summary = LatencySummary.of(seen["latencies"], seen["last"] - first)
-    return {
-        "events": count,
-        "seconds": summary.seconds,
-        "throughput": summary.throughput,
-        "publish_seconds": round(publish_seconds, 4),
-        "publish_rate": round(count / publish_seconds, 1),
-        "p50_ms": summary.p50_ms,
-        "p95_ms": summary.p95_ms,
-        "p99_ms": summary.p99_ms,
-        "duplicates": seen["dups"],
-    }
+    return _result(count, summary, publish_seconds, seen["dups"])
 
 
 @contextlib.asynccontextmanager

@@ -1,10 +1,6 @@
 """The hybrid client: strategy by architecture, resilience per target, transports by pattern."""
 
-from hybridmesh.client._client import (
-    LEGACY_MAX_TIMEOUT,
-    UNREGISTERED_SOURCE_ARCHITECTURE,
-    HybridClient,
-)
+from hybridmesh.client._client import UNREGISTERED_SOURCE_ARCHITECTURE, HybridClient
 from hybridmesh.client.cache import CachedAnswer, ResponseCache
 from hybridmesh.client.models import CommunicationRequest, CommunicationResponse
 from hybridmesh.client.strategy import (
@@ -14,6 +10,7 @@ from hybridmesh.client.strategy import (
     forced_strategy,
     select_strategy,
 )
+from hybridmesh.resilience import LEGACY_MAX_TIMEOUT
 
 __all__ = [
     "LEGACY_MAX_TIMEOUT",

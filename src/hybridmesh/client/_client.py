@@ -61,8 +61,6 @@ from hybridmesh.transports import (
 #: Architecture assumed for a caller that is not in the registry (a platform component such
 #: as the saga orchestrator, or a script).
 UNREGISTERED_SOURCE_ARCHITECTURE = "microservice"
-#: A traditional monolith never gets a longer timeout than this, whatever the request asks.
-LEGACY_MAX_TIMEOUT = 60.0
 _HTTP_PATTERNS = frozenset({"rest", "graphql"})
 
 log = get_logger("hybridmesh.client")
@@ -107,7 +105,7 @@ class HybridClient:
                 "graphql": GraphQLTransport(self._http),
             }
         self.transports: dict[str, Transport] = dict(transports)
-        self.policies = PolicySet(clock=clock, rng=rng, on_breaker_change=self._breaker_changed)
+        self.policies = PolicySet(clock=clock, on_breaker_change=self._breaker_changed)
         self._rng = rng or random.Random()
         self._policy_cache: dict[tuple[Any, ...], ResiliencePolicy] = {}
         # Keyed by the policy's identity: resolved policies are cached and kept alive above,
@@ -403,11 +401,9 @@ class HybridClient:
             )
         policy = apply_overrides(policy, target_def.resilience)
         if request.timeout is not None or request.retries is not None:
-            timeout = request.timeout
-            if timeout is not None and target_def.architecture == "traditional-monolith":
-                timeout = min(timeout, LEGACY_MAX_TIMEOUT)
+            # The architecture's ``max_timeout`` (60 s for a traditional monolith) caps this.
             policy = apply_overrides(
-                policy, ResilienceOverrides(timeout=timeout, retries=request.retries)
+                policy, ResilienceOverrides(timeout=request.timeout, retries=request.retries)
             )
         if len(self._policy_cache) > 4096:
             self._policy_cache.clear()
@@ -483,4 +479,4 @@ def _cache_key(target: str, request: CommunicationRequest) -> tuple[Any, ...]:
     return (target, request.method, request.endpoint, params, request.query or "", variables)
 
 
-__all__ = ["LEGACY_MAX_TIMEOUT", "UNREGISTERED_SOURCE_ARCHITECTURE", "HybridClient"]
+__all__ = ["UNREGISTERED_SOURCE_ARCHITECTURE", "HybridClient"]

@@ -7,7 +7,12 @@ from typing import Any
 
 import yaml
 
-from hybridmesh.registry.models import ALL_SERVICES, DependencyType, ServiceDefinition
+from hybridmesh.registry.models import (
+    ALL_SERVICES,
+    Architecture,
+    DependencyType,
+    ServiceDefinition,
+)
 
 ANNOTATION_PREFIX = "hybridmesh.dev"
 
@@ -64,46 +69,52 @@ def _node(name: str) -> str:
     return name.replace("-", "_")
 
 
+def _layout(
+    definitions: Iterable[ServiceDefinition],
+) -> tuple[dict[Architecture, list[str]], list[tuple[str, str, DependencyType]]]:
+    """The services grouped by architecture, and the dependency edges between known ones."""
+    defs = list(definitions)
+    groups: dict[Architecture, list[str]] = {}
+    for d in sorted(defs, key=lambda d: d.architecture):
+        groups.setdefault(d.architecture, []).append(d.name)
+    known = {d.name for d in defs}
+    edges = [
+        (d.name, dep.service, dep.type)
+        for d in defs
+        for dep in d.dependencies
+        if dep.service in known
+    ]
+    return groups, edges
+
+
 def to_mermaid(definitions: Iterable[ServiceDefinition]) -> str:
     """A Mermaid flowchart: one subgraph per architecture, an edge per dependency
     (solid sync, dotted async, thick batch)."""
-    defs = list(definitions)
+    groups, edges = _layout(definitions)
     lines = ["flowchart LR"]
-    for arch in sorted({d.architecture for d in defs}):
+    for arch, names in groups.items():
         lines.append(f"  subgraph {_node(arch.value)}[{arch.value}]")
-        for d in defs:
-            if d.architecture is arch:
-                lines.append(f"    {_node(d.name)}[{d.name}]")
+        lines.extend(f"    {_node(name)}[{name}]" for name in names)
         lines.append("  end")
-    known = {d.name for d in defs}
-    for d in defs:
-        for dep in d.dependencies:
-            if dep.service in known:
-                lines.append(
-                    f"  {_node(d.name)} {_ARROWS[dep.type]}|{dep.type.value}| {_node(dep.service)}"
-                )
+    lines.extend(
+        f"  {_node(src)} {_ARROWS[kind]}|{kind.value}| {_node(dst)}" for src, dst, kind in edges
+    )
     return "\n".join(lines) + "\n"
 
 
 def to_dot(definitions: Iterable[ServiceDefinition]) -> str:
     """A Graphviz digraph with one cluster per architecture."""
-    defs = list(definitions)
+    groups, edges = _layout(definitions)
     lines = ["digraph hybridmesh {", "  rankdir=LR;", "  node [shape=box];"]
-    for arch in sorted({d.architecture for d in defs}):
+    for arch, names in groups.items():
         lines.append(f'  subgraph "cluster_{arch.value}" {{')
         lines.append(f'    label="{arch.value}";')
-        for d in defs:
-            if d.architecture is arch:
-                lines.append(f'    "{d.name}";')
+        lines.extend(f'    "{name}";' for name in names)
         lines.append("  }")
-    known = {d.name for d in defs}
-    for d in defs:
-        for dep in d.dependencies:
-            if dep.service in known:
-                lines.append(
-                    f'  "{d.name}" -> "{dep.service}" '
-                    f'[label="{dep.type.value}", style={_DOT_STYLE[dep.type]}];'
-                )
+    lines.extend(
+        f'  "{src}" -> "{dst}" [label="{kind.value}", style={_DOT_STYLE[kind]}];'
+        for src, dst, kind in edges
+    )
     lines.append("}")
     return "\n".join(lines) + "\n"
 

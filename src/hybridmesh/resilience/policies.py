@@ -9,7 +9,6 @@ few concurrent calls), and serverless functions allow for cold starts.
 from __future__ import annotations
 
 import dataclasses
-import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -196,11 +195,9 @@ class PolicySet:
         self,
         *,
         clock: Clock = SYSTEM_CLOCK,
-        rng: random.Random | None = None,
         on_breaker_change: BreakerListener | None = None,
     ) -> None:
         self.clock = clock
-        self.rng = rng or random.Random()
         self.on_breaker_change = on_breaker_change
         self._breakers: dict[str, CircuitBreaker] = {}
         self._bulkheads: dict[str, Bulkhead] = {}

@@ -12,7 +12,7 @@ import contextlib
 import itertools
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from hybridmesh.core.clock import SYSTEM_CLOCK, Clock
 from hybridmesh.core.errors import NotFoundError
@@ -213,8 +213,6 @@ class MemoryEventBackend:
         letter = await self.get_dead_letter(dead_letter_id)
         event = letter.event or CloudEvent.from_json(letter.body)
         await self.publish([event], group=letter.group)
-        from dataclasses import replace
-
         replayed = replace(letter, replayed_at=self.clock.now())
         self._dead[letter.id] = replayed
         return replayed
