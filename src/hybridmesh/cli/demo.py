@@ -12,7 +12,8 @@ from hybridmesh.core.errors import HybridMeshError
 def demo() -> None:
     """Start the reference services on local ports, load the registry and make real
     cross-architecture calls, with a fault injected so retries, the circuit breaker and
-    the fallback show. Exits 0 when every step behaved as expected."""
+    the fallback show; then follow an event from an outbox to WebSocket and analytics, and a
+    poison event to the dead letters and back. Exits 0 when every step behaved as expected."""
     from hybridmesh.demo import run_demo
 
     report = run(run_demo(get_ctx().settings, console))

@@ -1,10 +1,11 @@
 """The demo: the Tanqory reference system, started on local ports, called through the client.
 
-It starts real services (user-service, inventory-management, legacy-erp), each with its own
-SQLite database, loads the reference registry into the store, and makes real
-cross-architecture calls. Then it injects a fault into legacy-erp so the client's retries,
-circuit breaker and cached-answer fallback show, clears the fault, and watches the breaker
-close again.
+It starts real services (user-service, inventory-management, legacy-erp,
+notification-services, analytics-reporting), each with its own SQLite database, loads the
+reference registry into the store, and makes real cross-architecture calls. Then it injects a
+fault into legacy-erp so the client's retries, circuit breaker and cached-answer fallback
+show, clears the fault, and watches the breaker close again. Last comes the events part
+(:mod:`hybridmesh.demo.events_walkthrough`).
 """
 
 from __future__ import annotations
