@@ -32,16 +32,26 @@ def cli(ctx: click.Context, database_url: str | None) -> None:
 
 
 def _register_commands() -> None:
+    from hybridmesh.cli.batch import batch
     from hybridmesh.cli.db import db
     from hybridmesh.cli.demo import demo
     from hybridmesh.cli.events import dlq, events
+    from hybridmesh.cli.orchestration import definitions, executions, saga, worker, workflow
     from hybridmesh.cli.registry import registry
+    from hybridmesh.cli.review import review
     from hybridmesh.cli.serve import serve
 
     cli.add_command(db)
     cli.add_command(registry)
     cli.add_command(events)
     cli.add_command(dlq)
+    cli.add_command(definitions)
+    cli.add_command(saga)
+    cli.add_command(workflow)
+    cli.add_command(executions)
+    cli.add_command(review)
+    cli.add_command(batch)
+    cli.add_command(worker)
     cli.add_command(serve)
     cli.add_command(demo)
 

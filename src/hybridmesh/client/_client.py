@@ -429,6 +429,8 @@ class HybridClient:
             headers["Idempotency-Key"] = request.idempotency_key or idempotency_key(
                 source, target, request_id
             )
+        elif request.idempotency_key:  # a query or a batch record the caller keys itself
+            headers["Idempotency-Key"] = request.idempotency_key
         return headers
 
     @staticmethod
@@ -450,6 +452,7 @@ class HybridClient:
             query=request.query,
             variables=request.variables,
             event_type=request.event_type,
+            operation=request.operation,
         )
 
     def _breaker_changed(self, name: str, old: BreakerState, new: BreakerState) -> None:

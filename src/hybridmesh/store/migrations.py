@@ -103,6 +103,141 @@ _RECEIPTS = (
     "CREATE INDEX event_receipts_age ON event_receipts (consumer, handled_at)",
 )
 
+# Durable orchestration (orchestration/): versioned plans, executions with their state and
+# lease, and each execution's append-only history. Times are epoch seconds.
+_ORCHESTRATION = (
+    """
+    CREATE TABLE orch_definitions (
+        kind TEXT NOT NULL, -- saga or workflow
+        name TEXT NOT NULL, -- the saga type or workflow id
+        version INTEGER NOT NULL,
+        digest TEXT NOT NULL, -- of the plan's JSON: a changed definition gets a new version
+        body TEXT NOT NULL, -- the plan, as JSON
+        source TEXT, -- file:line it was loaded from, when it came from YAML
+        created_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (kind, name, version)
+    )
+    """,
+    """
+    CREATE TABLE orch_executions (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        name TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        input TEXT NOT NULL, -- JSON
+        state TEXT NOT NULL, -- JSON: each step's state and the context
+        error TEXT,
+        trace_context TEXT, -- the W3C traceparent of the execution's span
+        wake_at DOUBLE PRECISION, -- due for a worker from then on; NULL: waits for an event
+        lease_owner TEXT,
+        lease_until DOUBLE PRECISION,
+        history_seq INTEGER NOT NULL DEFAULT 0, -- the last seq written to orch_history
+        signals INTEGER NOT NULL DEFAULT 0, -- 1 while orch_signals holds rows for it
+        created_at DOUBLE PRECISION NOT NULL,
+        updated_at DOUBLE PRECISION NOT NULL,
+        ended_at DOUBLE PRECISION
+    )
+    """,
+    "CREATE INDEX orch_executions_due ON orch_executions (wake_at)",
+    "CREATE INDEX orch_executions_status ON orch_executions (status, created_at)",
+    # What arrives for an execution from outside while a worker may hold it: a step's
+    # completion event, a cancel request. The worker holding it consumes them.
+    """
+    CREATE TABLE orch_signals (
+        id TEXT PRIMARY KEY,
+        execution_id TEXT NOT NULL,
+        kind TEXT NOT NULL, -- step_completed, step_failed, cancel
+        step_id TEXT,
+        data TEXT, -- JSON
+        at DOUBLE PRECISION NOT NULL
+    )
+    """,
+    "CREATE INDEX orch_signals_execution ON orch_signals (execution_id, at)",
+    """
+    CREATE TABLE orch_history (
+        execution_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        type TEXT NOT NULL,
+        step_id TEXT,
+        attempt INTEGER,
+        data TEXT, -- JSON
+        at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (execution_id, seq)
+    )
+    """,
+)
+
+# The manual review queue (review/): what needs a person, and everything done to it.
+_REVIEW = (
+    """
+    CREATE TABLE review_items (
+        id TEXT PRIMARY KEY,
+        origin TEXT NOT NULL, -- saga, workflow, batch or dlq
+        origin_ref TEXT, -- the execution, batch record or dead letter it came from
+        reason TEXT NOT NULL,
+        payload TEXT NOT NULL, -- JSON
+        status TEXT NOT NULL, -- open, retried, resolved or discarded
+        action_seq INTEGER NOT NULL DEFAULT 0, -- the seq of its last row in review_actions
+        retry_until DOUBLE PRECISION, -- a retry in progress holds the item until then
+        created_at DOUBLE PRECISION NOT NULL,
+        updated_at DOUBLE PRECISION NOT NULL
+    )
+    """,
+    "CREATE INDEX review_items_status ON review_items (status, created_at)",
+    "CREATE INDEX review_items_origin ON review_items (origin, origin_ref)",
+    """
+    CREATE TABLE review_actions (
+        item_id TEXT NOT NULL,
+        seq INTEGER NOT NULL, -- 1 for created, then one more per action
+        action TEXT NOT NULL, -- created, retried, retry_failed, resolved, discarded
+        actor TEXT,
+        note TEXT,
+        at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (item_id, seq)
+    )
+    """,
+)
+
+# Batch integration with legacy systems (batch/): queued records and the runs that carried
+# them (a file in the exchange directory, or a POST to a bulk endpoint).
+_BATCH = (
+    """
+    CREATE TABLE batch_records (
+        id TEXT PRIMARY KEY,
+        target TEXT NOT NULL,
+        operation TEXT NOT NULL,
+        payload TEXT NOT NULL, -- JSON
+        idempotency_key TEXT,
+        status TEXT NOT NULL, -- queued, sent, acknowledged, failed
+        run_id TEXT,
+        error TEXT,
+        created_at DOUBLE PRECISION NOT NULL,
+        updated_at DOUBLE PRECISION NOT NULL
+    )
+    """,
+    "CREATE INDEX batch_records_queue ON batch_records (target, operation, status, created_at)",
+    "CREATE INDEX batch_records_run ON batch_records (run_id)",
+    # Enqueueing the same key twice for one queue keeps the first record only.
+    "CREATE UNIQUE INDEX batch_records_dedupe ON batch_records (target, operation, "
+    "idempotency_key) WHERE idempotency_key IS NOT NULL",
+    """
+    CREATE TABLE batch_runs (
+        id TEXT PRIMARY KEY,
+        target TEXT NOT NULL,
+        operation TEXT NOT NULL,
+        format TEXT NOT NULL, -- csv, xml or http
+        location TEXT NOT NULL, -- the file written, or the URL posted to
+        records INTEGER NOT NULL,
+        status TEXT NOT NULL, -- sent, acknowledged, partially_failed, failed
+        error TEXT, -- why a run failed: not delivered (records requeued), or all rejected
+        created_at DOUBLE PRECISION NOT NULL,
+        acknowledged_at DOUBLE PRECISION
+    )
+    """,
+    "CREATE INDEX batch_runs_status ON batch_runs (status, created_at)",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         version=1,
@@ -139,6 +274,9 @@ MIGRATIONS: tuple[Migration, ...] = (
             "postgresql": (_outbox("BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"), *_RECEIPTS),
         },
     ),
+    Migration(version=4, name="orchestration", statements=_ORCHESTRATION),
+    Migration(version=5, name="review queue", statements=_REVIEW),
+    Migration(version=6, name="batch integration", statements=_BATCH),
 )
 """Every migration, in version order. :meth:`Store.upgrade` applies the missing ones."""
 

@@ -30,6 +30,8 @@ class OutboundRequest:
     operation_name: str | None = None
     #: Event type, for the events transport.
     event_type: str | None = None
+    #: Operation name, for the batch transport.
+    operation: str | None = None
 
     @property
     def url(self) -> str:

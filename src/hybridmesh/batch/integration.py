@@ -1,0 +1,669 @@
+"""Batch integration with legacy systems: queue operations, deliver them in runs, read the
+results back.
+
+Operations are queued per (target, operation). A run of ``limit`` records (default
+10,000) goes out as soon as that many are queued; the whole queue is flushed when its cron
+schedule is due, or on demand (:meth:`flush`). Each run, of at most ``limit`` records, is
+delivered as
+
+- a file ``<exchange_dir>/<target>/outbox/<operation>-<run_id>.csv`` (or ``.xml``), which
+  appears whole (written under a hidden name, then renamed); or
+- one POST of JSON to the target's bulk endpoint, with ``Idempotency-Key: <run_id>``, whose
+  answer gives each record's result at once.
+
+The legacy side answers files with result files in ``<exchange_dir>/<target>/inbox/``
+(see :mod:`hybridmesh.batch.formats`); :meth:`collect_results` applies them and moves each
+file to ``inbox/processed/`` (or ``inbox/rejected/`` when malformed).
+
+Nothing accepted is lost: a record is queued until a run carries it; a run that cannot be
+delivered puts its records back in the queue; every record ends ``acknowledged``, or
+``failed`` with an open item in the review queue, filed in the same transaction. Delivery
+is at least once: after a crash between writing a file and recording its run, the records
+go out again in a later run, under the same record ids and idempotency keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+import aiohttp
+
+from hybridmesh.batch.formats import (
+    RESULT_SUFFIXES,
+    ResultFileError,
+    csv_export,
+    parse_bulk_answer,
+    read_results,
+    write_atomic,
+    xml_export,
+)
+from hybridmesh.batch.queue import (
+    BatchLedger,
+    BatchRecord,
+    BatchRun,
+    RecordStatus,
+    Settlement,
+    check_record,
+    ordered_id,
+)
+from hybridmesh.core.clock import SYSTEM_CLOCK, Clock
+from hybridmesh.core.cron import CronSchedule
+from hybridmesh.core.errors import ConfigurationError, HybridMeshError, Problem, ValidationError
+from hybridmesh.core.serialization import dumpb
+from hybridmesh.observability import get_logger
+from hybridmesh.review import ReviewItem, ReviewQueue
+from hybridmesh.store import Store, Transaction
+from hybridmesh.transports import HttpSession
+
+BatchFormat = Literal["csv", "xml", "http"]
+
+#: Every operation of a target, in :attr:`BatchTarget.operation`.
+ANY_OPERATION = "*"
+DEFAULT_LIMIT = 10_000
+#: Where files are exchanged with legacy systems when nothing else is configured (the CLI
+#: reads ``HYBRIDMESH_EXCHANGE_DIR``).
+DEFAULT_EXCHANGE_DIR = ".hybridmesh/exchange"
+
+log = get_logger("hybridmesh.batch")
+
+
+@dataclass(frozen=True)
+class BatchTarget:
+    """How the queues of one target (and one operation, or every one: ``"*"``) are delivered.
+
+    ``format`` is ``csv`` (default), ``xml`` or ``http`` (a POST to ``endpoint``).
+    ``schedule`` is a cron expression (UTC) for regular flushes of the whole queue; without
+    one, records wait for a full run or for :meth:`BatchIntegration.flush`. ``limit``
+    (default 10,000) is the size of a full run, and caps every run. ``fields`` fixes the payload
+    fields exported, in order (CSV columns, XML field elements); by default CSV has a column
+    for every payload key of the run (sorted), XML every key of each record.
+
+    Raises :class:`ValidationError` for a bad schedule, format, limit or a missing endpoint.
+    """
+
+    target: str
+    operation: str = ANY_OPERATION
+    format: BatchFormat = "csv"
+    schedule: str | None = None
+    limit: int = DEFAULT_LIMIT
+    endpoint: str | None = None
+    fields: tuple[str, ...] | None = None
+    cron: CronSchedule | None = field(init=False, default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        where = f"batch target {self.target}/{self.operation}"
+        problems: list[Problem] = []
+        if self.format not in ("csv", "xml", "http"):
+            problems.append(Problem(f"{where}: use csv, xml or http", field="format"))
+        if self.format == "http" and not self.endpoint:
+            problems.append(
+                Problem(f"{where}: the http format needs an endpoint", field="endpoint")
+            )
+        if self.limit < 1:
+            problems.append(Problem(f"{where}: must be at least 1", field="limit"))
+        if problems:
+            raise ValidationError(problems)
+        if self.schedule is not None:
+            object.__setattr__(self, "cron", CronSchedule.parse(self.schedule))
+
+
+@dataclass
+class CollectReport:
+    """What one pass over the inboxes did."""
+
+    #: Files applied, now in ``inbox/processed``.
+    files: list[str] = field(default_factory=list)
+    #: Malformed files, now in ``inbox/rejected``, each with what is wrong (file:line: …).
+    rejected: dict[str, str] = field(default_factory=dict)
+    acknowledged: int = 0
+    failed: int = 0
+    #: Result ids that matched no record of the file's target.
+    unknown: list[str] = field(default_factory=list)
+    #: Results for records that were not awaiting one (repeated results, say).
+    ignored: int = 0
+
+    @property
+    def records(self) -> int:
+        """Records settled (acknowledged or failed)."""
+        return self.acknowledged + self.failed
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "files": self.files,
+            "rejected": self.rejected,
+            "acknowledged": self.acknowledged,
+            "failed": self.failed,
+            "unknown": self.unknown,
+            "ignored": self.ignored,
+        }
+
+
+class BatchIntegration:
+    """Queues operations for legacy systems and delivers them in batches.
+
+    ``exchange_dir`` holds each target's ``outbox`` and ``inbox``. ``review`` receives the
+    records that fail (default: a :class:`ReviewQueue` on the same store). ``targets``
+    configures delivery per target and operation (unlisted ones: CSV, no schedule, 10,000
+    records). ``http`` is the session bulk POSTs use (default: one of its own, closed by
+    :meth:`close`); each POST may take ``http_timeout`` seconds (default 60). The loop
+    (:meth:`run`) reads result files every ``poll_interval`` seconds (default 5). ``ids``
+    names records and runs (default: version 7 UUIDs, in the order they are made). Store
+    failures raise :class:`~hybridmesh.core.errors.StoreError`.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        exchange_dir: Path | str,
+        review: ReviewQueue | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+        targets: Sequence[BatchTarget] = (),
+        http: HttpSession | aiohttp.ClientSession | None = None,
+        poll_interval: float = 5.0,
+        http_timeout: float = 60.0,
+        ids: Callable[[], str] = ordered_id,
+    ) -> None:
+        if poll_interval <= 0 or http_timeout <= 0:
+            raise ConfigurationError("poll_interval and http_timeout must be more than 0")
+        self.store = store
+        self.exchange_dir = Path(exchange_dir)
+        self.review = review if review is not None else ReviewQueue(store, clock=clock)
+        self.ledger = BatchLedger(store, clock=clock, ids=ids)
+        self.poll_interval = poll_interval
+        self.http_timeout = http_timeout
+        self._clock = clock
+        self._targets: dict[tuple[str, str], BatchTarget] = {}
+        for config in targets:
+            key = (config.target, config.operation)
+            if key in self._targets:
+                raise ConfigurationError(f"batch target {key[0]}/{key[1]} is configured twice")
+            self._targets[key] = config
+        now = clock.now()
+        self._next_due: dict[BatchTarget, datetime] = {
+            config: config.cron.next_after(now)
+            for config in self._targets.values()
+            if config.cron is not None
+        }
+        self._http = http if http is not None else HttpSession()
+        self._owns_http = http is None
+        self._flushing: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._loop: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+
+    # -- queueing --------------------------------------------------------------------------
+
+    def target_for(self, target: str, operation: str) -> BatchTarget:
+        """The delivery settings of a queue: its own, its target's ``"*"``, or the default."""
+        return (
+            self._targets.get((target, operation))
+            or self._targets.get((target, ANY_OPERATION))
+            or BatchTarget(target, operation)
+        )
+
+    async def enqueue(
+        self,
+        target: str,
+        operation: str,
+        payload: Any,
+        *,
+        idempotency_key: str | None = None,
+        tx: Transaction | None = None,
+    ) -> BatchRecord:
+        """Queue one operation; return its record.
+
+        ``payload`` is a JSON object (None counts as ``{}``); its keys ``record_id`` and
+        ``idempotency_key`` are reserved. With an ``idempotency_key`` already queued for this
+        target and operation, nothing is added and the first record is returned, whatever
+        its status. With ``tx``, the record is written in the caller's transaction.
+
+        When the queue holds ``limit`` records, a run of them starts in the background (see
+        :meth:`drain`); the scheduler catches up on queues filled inside a ``tx``.
+        Raises :class:`ValidationError` for a bad name, key or payload.
+        """
+        data = check_record(target, operation, payload, idempotency_key)
+        record, created = await self.ledger.add(target, operation, data, idempotency_key, tx=tx)
+        if created and tx is None and (target, operation) not in self._flushing:
+            config = self.target_for(target, operation)
+            if await self.ledger.queue_size(target, operation) >= config.limit:
+                self._flush_in_background(target, operation)
+        return record
+
+    def _flush_in_background(self, target: str, operation: str) -> None:
+        key = (target, operation)
+        if key in self._flushing:  # another enqueue got there while this one counted
+            return
+
+        async def flush() -> None:
+            try:
+                await self._flush_queue(target, operation, full_only=True)
+            except (HybridMeshError, OSError):
+                log.exception("flushing the full queue %s/%s failed; it stays queued", *key)
+            finally:
+                del self._flushing[key]
+
+        self._flushing[key] = asyncio.create_task(flush(), name=f"batch-flush-{target}-{operation}")
+
+    async def drain(self) -> None:
+        """Wait for the flushes that :meth:`enqueue` started in the background."""
+        while self._flushing:
+            await asyncio.gather(*self._flushing.values(), return_exceptions=True)
+
+    # -- delivering ------------------------------------------------------------------------
+
+    async def flush(
+        self, target: str | None = None, operation: str | None = None
+    ) -> list[BatchRun]:
+        """Deliver every queued record (of ``target`` and ``operation``, when given) now.
+
+        Returns the runs made, oldest first. A run that could not be delivered is among
+        them with status ``failed``; its records are queued again for the next flush.
+        Concurrent flushes, in this process or others, never put a record in two runs.
+        Raises :class:`OSError` when a file cannot be written (its records stay queued).
+        """
+        sizes = await self.ledger.queue_sizes()
+        runs: list[BatchRun] = []
+        for queue_target, queue_operation in sorted(sizes):
+            if target is not None and queue_target != target:
+                continue
+            if operation is not None and queue_operation != operation:
+                continue
+            runs.extend(await self._flush_queue(queue_target, queue_operation))
+        return runs
+
+    async def _flush_queue(
+        self, target: str, operation: str, *, full_only: bool = False
+    ) -> list[BatchRun]:
+        """Deliver the queue in runs of up to ``limit`` records; with ``full_only``, only
+        while a whole run's worth is queued (the rest waits for the schedule)."""
+        config = self.target_for(target, operation)
+        deliver = self._post_run if config.format == "http" else self._write_run
+        runs: list[BatchRun] = []
+        while True:
+            if full_only and await self.ledger.queue_size(target, operation) < config.limit:
+                return runs
+            outcome = await deliver(config, target, operation)
+            if outcome is None:
+                return runs
+            run, delivered = outcome
+            runs.append(run)
+            if not delivered:
+                return runs  # the endpoint is down: its records wait for the next flush
+
+    async def _write_run(
+        self, config: BatchTarget, target: str, operation: str
+    ) -> tuple[BatchRun, bool] | None:
+        run_id = self.ledger.new_id()
+        path = self.exchange_dir / target / "outbox" / f"{operation}-{run_id}.{config.format}"
+        written = committing = False
+        try:
+            # One transaction: the claim commits only once the file is in place.
+            async with self.store.transaction() as tx:
+                records = await self.ledger.claim(tx, target, operation, run_id, config.limit)
+                if not records:
+                    return None
+                created = self._clock.now()
+
+                def export() -> None:
+                    if config.format == "xml":
+                        data = xml_export(
+                            records,
+                            target=target,
+                            operation=operation,
+                            run_id=run_id,
+                            created=created,
+                            fields=config.fields,
+                        )
+                    else:
+                        data = csv_export(records, config.fields)
+                    write_atomic(path, data)
+
+                await asyncio.to_thread(export)
+                written = True
+                run = await self.ledger.add_run(
+                    tx, run_id, target, operation, config.format, str(path), len(records)
+                )
+                committing = True
+        except BaseException:
+            if written and not committing:
+                # Rolled back for certain: take the file away so it is not processed twice.
+                # (If the COMMIT itself failed, it may have happened: the file stays.)
+                with contextlib.suppress(OSError):
+                    await asyncio.to_thread(path.unlink)
+            raise
+        log.info(
+            "batch run %s: %d record(s) of %s/%s to %s",
+            run.id,
+            run.records,
+            target,
+            operation,
+            path,
+        )
+        return run, True
+
+    async def _post_run(
+        self, config: BatchTarget, target: str, operation: str
+    ) -> tuple[BatchRun, bool] | None:
+        assert config.endpoint is not None  # BatchTarget checks it
+        run_id = self.ledger.new_id()
+        async with self.store.transaction() as tx:
+            records = await self.ledger.claim(tx, target, operation, run_id, config.limit)
+            if not records:
+                return None
+            await self.ledger.add_run(
+                tx, run_id, target, operation, "http", config.endpoint, len(records)
+            )
+        body = {
+            "run_id": run_id,
+            "target": target,
+            "operation": operation,
+            "records": [
+                {"record_id": r.id, "idempotency_key": r.idempotency_key, "payload": r.payload}
+                for r in records
+            ],
+        }
+        try:
+            status, reason, answer = await self._post(config.endpoint, run_id, dumpb(body))
+        except (aiohttp.ClientError, TimeoutError, OSError) as failure:
+            why = f"{type(failure).__name__}: {failure}" if str(failure) else type(failure).__name__
+            undelivered = await self._undelivered(
+                run_id, f"no answer from {config.endpoint}: {why}"
+            )
+            return undelivered, False
+        if not 200 <= status < 300:
+            text = answer[:200].decode("utf-8", "replace")
+            why = f"{config.endpoint} answered {status} {reason}: {text}".rstrip(": ")
+            return await self._undelivered(run_id, why), False
+        source = f"answer of {config.endpoint} to run {run_id}"
+        try:
+            results = parse_bulk_answer(answer, source)
+            missing = "no result for this record in the bulk answer"
+        except ResultFileError as error:
+            # Delivered but not understood: a person decides, rather than sending it twice.
+            results, missing = [], f"the bulk answer could not be read: {error}"
+        async with self.store.transaction() as tx:
+            settlement = await self.ledger.settle(
+                tx, target, results, missing_from_run=run_id, missing_reason=missing
+            )
+            await self._file_failures(tx, settlement)
+        self._report(source, settlement)
+        return await self.ledger.run(run_id), True
+
+    async def _post(self, url: str, run_id: str, body: bytes) -> tuple[int, str, bytes]:
+        session = self._http.get() if isinstance(self._http, HttpSession) else self._http
+        headers = {
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "Idempotency-Key": run_id,
+        }
+        timeout = aiohttp.ClientTimeout(total=self.http_timeout)
+        async with session.post(url, data=body, headers=headers, timeout=timeout) as response:
+            return response.status, response.reason or "", await response.read()
+
+    async def _undelivered(self, run_id: str, error: str) -> BatchRun:
+        run = await self.ledger.fail_run(run_id, error)
+        log.warning("batch run %s not delivered (%s); its records are queued again", run_id, error)
+        return run
+
+    async def recover_stale_runs(self) -> list[BatchRun]:
+        """Queue again the records of bulk POSTs that never got an answer recorded (the
+        process stopped mid-request); a POST is given ``5 * http_timeout`` seconds."""
+        recovered = []
+        for run_id in await self.ledger.stale_runs("http", 5 * self.http_timeout):
+            recovered.append(
+                await self._undelivered(run_id, "no answer was recorded; the POST is presumed lost")
+            )
+        return recovered
+
+    # -- results ---------------------------------------------------------------------------
+
+    async def collect_results(self) -> CollectReport:
+        """Apply every result file in the targets' inboxes, oldest name first.
+
+        A file is moved to ``inbox/processed/`` once its results are committed, or to
+        ``inbox/rejected/`` when it is malformed (logged with file and line; no result of it
+        is applied). Result ids that match no record of the target are logged and counted,
+        not fatal. A file that cannot be applied now (the store is down) stays for the next
+        pass. Never raises for a bad file.
+        """
+        report = CollectReport()
+        for target, path in await asyncio.to_thread(self._inbox_files):
+            try:
+                await self._collect_file(target, path, report)
+            except (HybridMeshError, OSError):
+                log.exception("result file %s could not be applied; will try again", path)
+        return report
+
+    def _inbox_files(self) -> list[tuple[str, Path]]:
+        found: list[tuple[str, Path]] = []
+        if not self.exchange_dir.is_dir():
+            return found
+        for folder in sorted(self.exchange_dir.iterdir()):
+            inbox = folder / "inbox"
+            if not inbox.is_dir():
+                continue
+            for path in sorted(inbox.iterdir()):
+                # Hidden names are files the legacy side is still writing.
+                if (
+                    path.is_file()
+                    and not path.name.startswith(".")
+                    and path.suffix.lower() in RESULT_SUFFIXES
+                ):
+                    found.append((folder.name, path))
+        return found
+
+    async def _collect_file(self, target: str, path: Path, report: CollectReport) -> None:
+        data = await asyncio.to_thread(path.read_bytes)
+        try:
+            results = await asyncio.to_thread(read_results, str(path), data)
+        except ResultFileError as error:
+            moved = await asyncio.to_thread(_move, path, path.parent / "rejected")
+            log.error("rejected result file %s (moved to %s): %s", path, moved, error)
+            report.rejected[str(path)] = str(error)
+            return
+        async with self.store.transaction() as tx:
+            settlement = await self.ledger.settle(tx, target, results)
+            await self._file_failures(tx, settlement)
+        await asyncio.to_thread(_move, path, path.parent / "processed")
+        self._report(str(path), settlement)
+        report.files.append(str(path))
+        report.acknowledged += len(settlement.acknowledged)
+        report.failed += len(settlement.failed)
+        report.unknown.extend(settlement.unknown)
+        report.ignored += len(settlement.ignored)
+
+    async def _file_failures(self, tx: Transaction, settlement: Settlement) -> None:
+        for record in settlement.failed:
+            await self.review.add(
+                "batch",
+                record.error or "failed",
+                {
+                    "target": record.target,
+                    "operation": record.operation,
+                    "record_id": record.id,
+                    "run_id": record.run_id,
+                    "idempotency_key": record.idempotency_key,
+                    "payload": record.payload,
+                },
+                origin_ref=record.id,
+                tx=tx,
+            )
+
+    @staticmethod
+    def _report(source: str, settlement: Settlement) -> None:
+        log.info(
+            "%s: %d acknowledged, %d failed (sent for review)",
+            source,
+            len(settlement.acknowledged),
+            len(settlement.failed),
+        )
+        if settlement.unknown:
+            shown = ", ".join(settlement.unknown[:10])
+            more = (
+                f" and {len(settlement.unknown) - 10} more" if len(settlement.unknown) > 10 else ""
+            )
+            log.warning("%s: no record matches result id(s) %s%s", source, shown, more)
+
+    # -- records ---------------------------------------------------------------------------
+
+    async def records(
+        self,
+        status: RecordStatus | str | None = None,
+        target: str | None = None,
+        limit: int = 100,
+    ) -> list[BatchRecord]:
+        """Records, newest first, optionally of one status and target."""
+        return await self.ledger.records(status=status, target=target, limit=limit)
+
+    async def record(self, record_id: str) -> BatchRecord:
+        """One record; :class:`~hybridmesh.core.errors.NotFoundError` when there is none."""
+        return await self.ledger.get(record_id)
+
+    async def runs(self, limit: int = 100) -> list[BatchRun]:
+        """Runs, newest first."""
+        return await self.ledger.runs(limit=limit)
+
+    async def requeue(self, record_id: str) -> BatchRecord:
+        """Queue a failed record again, for the next run of its queue (idempotent).
+
+        Raises :class:`~hybridmesh.core.errors.NotFoundError` for an unknown record and
+        :class:`ValidationError` for one that is sent or acknowledged.
+        """
+        record = await self.ledger.requeue(record_id)
+        log.info("batch record %s queued again", record_id)
+        return record
+
+    # -- the loop --------------------------------------------------------------------------
+
+    async def run_due(self) -> list[BatchRun]:
+        """One pass of the scheduler: flush the queues whose schedule is due, deliver full
+        runs of the others, and requeue the records of bulk POSTs that never got an answer."""
+        await self.recover_stale_runs()
+        now = self._clock.now()
+        due = {config for config, when in self._next_due.items() if when <= now}
+        runs: list[BatchRun] = []
+        for (target, operation), size in sorted((await self.ledger.queue_sizes()).items()):
+            config = self.target_for(target, operation)
+            if config in due:
+                runs.extend(await self._flush_queue(target, operation))
+            elif size >= config.limit:
+                runs.extend(await self._flush_queue(target, operation, full_only=True))
+        for config in due:
+            assert config.cron is not None
+            self._next_due[config] = config.cron.next_after(now)
+        return runs
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Flush on schedule and collect results until ``stop`` is set. A failing pass is
+        logged and the loop goes on."""
+        next_collect = self._clock.monotonic()
+        while not stop.is_set():
+            if self._clock.monotonic() >= next_collect:
+                await self._guarded(self.collect_results)
+                next_collect = self._clock.monotonic() + self.poll_interval
+            await self._guarded(self.run_due)
+            wait = next_collect - self._clock.monotonic()
+            if self._next_due:
+                until_due = min(self._next_due.values()) - self._clock.now()
+                wait = min(wait, until_due.total_seconds())
+            await self._sleep(max(wait, 0.0), stop)
+
+    async def _guarded(self, step: Callable[[], Awaitable[Any]]) -> None:
+        try:
+            await step()
+        except Exception:
+            log.exception("batch integration: %s failed; trying again later", step.__name__)
+
+    async def _sleep(self, seconds: float, stop: asyncio.Event) -> None:
+        sleeper = asyncio.ensure_future(self._clock.sleep(seconds))
+        stopper = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (sleeper, stopper):
+                task.cancel()
+            await asyncio.gather(sleeper, stopper, return_exceptions=True)
+
+    def start(self) -> asyncio.Task[None]:
+        """Run the loop in a task until :meth:`stop` (a second call returns the same task)."""
+        if self._loop is None or self._loop.done():
+            self._stop = asyncio.Event()
+            self._loop = asyncio.create_task(self.run(self._stop), name="hybridmesh-batch")
+        return self._loop
+
+    async def stop(self) -> None:
+        """Stop the loop started by :meth:`start` and wait for it, and for background
+        flushes."""
+        self._stop.set()
+        if self._loop is not None:
+            await self._loop
+            self._loop = None
+        await self.drain()
+
+    async def close(self) -> None:
+        """Stop, and close the HTTP session if it is this integration's own. Idempotent."""
+        await self.stop()
+        if self._owns_http and isinstance(self._http, HttpSession):
+            await self._http.close()
+
+    async def __aenter__(self) -> BatchIntegration:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+def review_retry_handler(integration: BatchIntegration) -> Callable[[ReviewItem], Awaitable[None]]:
+    """The review queue's retry handler for ``batch`` items: queues the failed record
+    (``origin_ref``) again, so the next run of its queue carries it.
+
+    Register it with ``queue.register_retry("batch", review_retry_handler(integration))``.
+    Raises :class:`ValidationError` for an item without a record id, or a record that is
+    not failed; :class:`~hybridmesh.core.errors.NotFoundError` for an unknown record.
+    """
+
+    async def retry(item: ReviewItem) -> None:
+        if not item.origin_ref:
+            raise ValidationError(
+                [Problem(f"review item {item.id} names no batch record", field="origin_ref")]
+            )
+        await integration.requeue(item.origin_ref)
+
+    return retry
+
+
+def _move(path: Path, folder: Path) -> Path:
+    """Move ``path`` into ``folder`` without replacing a file of the same name there."""
+    folder.mkdir(parents=True, exist_ok=True)
+    destination = folder / path.name
+    counter = 1
+    while destination.exists():
+        destination = folder / f"{path.stem}.{counter}{path.suffix}"
+        counter += 1
+    shutil.move(path, destination)
+    return destination
+
+
+__all__ = [
+    "ANY_OPERATION",
+    "DEFAULT_EXCHANGE_DIR",
+    "DEFAULT_LIMIT",
+    "BatchFormat",
+    "BatchIntegration",
+    "BatchTarget",
+    "CollectReport",
+    "review_retry_handler",
+]

@@ -1,0 +1,426 @@
+"""Load saga and workflow definitions from YAML, with errors that name the file, the line and
+the field.
+
+A path is a file or a folder (every ``*.yaml`` / ``*.yml`` in it, recursively, in name
+order). A file holds one definition (a mapping), several (a list, ``sagas:`` and
+``workflows:`` lists, or several YAML documents), or nothing. A mapping with ``saga_type``
+is a saga; one with ``workflow_id`` is a workflow.
+
+Keys are the fields of :mod:`hybridmesh.orchestration.definitions`, in snake_case or in the
+seed's camelCase (``stepId``, ``retryPolicy``, ``maxAttempts``); keys inside payloads are
+left as written. A field without a default is required; an unknown key is an error.
+
+Errors: bad YAML, a missing or unknown field, a value of the wrong type, everything
+:func:`~hybridmesh.orchestration.definitions.validate` finds, and a saga type or workflow id
+defined twice. Errors and warnings name the field as the file spells it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+import types
+from collections.abc import Iterator, Mapping
+from dataclasses import MISSING, dataclass, field
+from pathlib import Path
+from typing import Any, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+from hybridmesh.core.errors import Problem, ValidationError
+from hybridmesh.orchestration.definitions import (
+    Definition,
+    SagaDefinition,
+    WorkflowDefinition,
+    definition_key,
+    validate,
+)
+from hybridmesh.orchestration.plan import Kind
+from hybridmesh.registry import ServiceRegistry
+from hybridmesh.registry.loader import Location, _files, _line_of, _lines
+
+_KINDS: dict[str, type[Definition]] = {
+    "saga_type": SagaDefinition,
+    "workflow_id": WorkflowDefinition,
+}
+_LISTS: dict[str, type[Definition]] = {"sagas": SagaDefinition, "workflows": WorkflowDefinition}
+
+
+@dataclass(frozen=True)
+class LoadedDefinition:
+    """A valid definition and where it was written."""
+
+    definition: Definition
+    file: str
+    line: int
+    lines: dict[Location, int] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def kind(self) -> Kind:
+        return definition_key(self.definition)[0]
+
+    @property
+    def name(self) -> str:
+        """The saga type or the workflow id."""
+        return definition_key(self.definition)[1]
+
+    @property
+    def source(self) -> str:
+        """``file:line``, as the catalog records it."""
+        return f"{self.file}:{self.line}"
+
+    def line_of(self, *loc: str | int) -> int:
+        """The line of a field (``"steps", 1, "timeout"``); the definition's line if unknown."""
+        return _line_of(self.lines, loc) or self.line
+
+
+@dataclass
+class DefinitionLoad:
+    """What a load found: the valid definitions, the errors and the warnings."""
+
+    definitions: list[LoadedDefinition] = field(default_factory=list)
+    errors: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def raise_for_errors(self) -> DefinitionLoad:
+        """Raise :class:`~hybridmesh.core.errors.ValidationError` listing every error, if any;
+        return the load otherwise."""
+        if self.errors:
+            raise ValidationError(self.errors)
+        return self
+
+
+def load_definitions(
+    path: str | Path, *, registry: ServiceRegistry | None = None
+) -> DefinitionLoad:
+    """Parse and check every definition under ``path``; never raises for bad input.
+
+    With a ``registry``, every service a step names must be registered in it. Call
+    :meth:`DefinitionLoad.raise_for_errors` to turn errors into an exception.
+    """
+    root = Path(path)
+    result = DefinitionLoad()
+    if not root.exists():
+        result.errors.append(Problem("no such file or folder", str(root)))
+        return result
+    files = _files(root)
+    if not files:
+        result.errors.append(Problem("no *.yaml or *.yml files found", str(root)))
+        return result
+    for file in files:
+        _load_file(file, registry, result)
+    return result
+
+
+def definition_from_dict(
+    data: Mapping[str, Any], *, registry: ServiceRegistry | None = None
+) -> Definition:
+    """A saga or workflow from plain data, keys in snake_case or camelCase, validated.
+
+    Raises :class:`~hybridmesh.core.errors.ValidationError` naming each bad field; warnings
+    are not raised (call :func:`~hybridmesh.orchestration.definitions.validate` for them).
+    """
+    reader = _Reader()
+    definition = reader.definition(data, (), None)
+    if definition is None:
+        raise ValidationError(reader.problems)
+    errors = [p for p in validate(definition, registry=registry) if p.severity == "error"]
+    if errors:
+        raise ValidationError(errors)
+    return definition
+
+
+# ------------------------------------------------------------------------------ files
+
+
+def _load_file(path: Path, registry: ServiceRegistry | None, result: DefinitionLoad) -> None:
+    file = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        result.errors.append(Problem(f"cannot read: {error.strerror or error}", file))
+        return
+    try:
+        nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+        documents = list(yaml.safe_load_all(text))
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        reason = getattr(error, "problem", None) or str(error)
+        result.errors.append(Problem(f"invalid YAML: {reason}", file, line))
+        return
+    for node, document in zip(nodes, documents, strict=True):
+        lines: dict[Location, int] = {}
+        if node is not None:
+            _lines(node, (), lines)
+        where = _Where(file, lines)
+        for entry, prefix, kind in _entries(document, where, result):
+            _load_entry(entry, where.inside(prefix), kind, registry, result)
+
+
+def _entries(
+    document: Any, where: _Where, result: DefinitionLoad
+) -> Iterator[tuple[Any, Location, type[Definition] | None]]:
+    """The definitions of one YAML document: each with its location and, inside ``sagas:`` or
+    ``workflows:``, its kind."""
+    if document is None:
+        return
+    if isinstance(document, list):
+        for index, item in enumerate(document):
+            yield item, (index,), None
+        return
+    if isinstance(document, dict) and not _has_kind(document) and set(document) & set(_LISTS):
+        for key, value in document.items():
+            kind = _LISTS.get(key)
+            if kind is None:
+                message = "unknown field; a file of several definitions has sagas: and workflows:"
+                result.errors.append(where.problem(Problem(message, field=str(key))))
+            elif not isinstance(value, list):
+                result.errors.append(where.problem(Problem("must be a list", field=key)))
+            else:
+                for index, item in enumerate(value):
+                    yield item, (key, index), kind
+        return
+    yield document, (), None
+
+
+def _has_kind(data: Mapping[Any, Any]) -> bool:
+    return any(isinstance(key, str) and _snake(key) in _KINDS for key in data)
+
+
+def _load_entry(
+    entry: Any,
+    where: _Where,
+    kind: type[Definition] | None,
+    registry: ServiceRegistry | None,
+    result: DefinitionLoad,
+) -> None:
+    reader = _Reader()
+    definition = reader.definition(entry, (), kind)
+    found = reader.problems if definition is None else validate(definition, registry=registry)
+    located = sorted((where.problem(p) for p in found), key=lambda p: p.line or 0)
+    for problem in located:
+        (result.errors if problem.severity == "error" else result.warnings).append(problem)
+    if definition is None or any(p.severity == "error" for p in found):
+        return
+    loaded = LoadedDefinition(definition, where.file, where.line(()) or 1, where.canonical)
+    for earlier in result.definitions:
+        if (earlier.kind, earlier.name) == (loaded.kind, loaded.name):
+            name_field = "saga_type" if loaded.kind is Kind.SAGA else "workflow_id"
+            message = (
+                f"duplicate {loaded.kind.value} {loaded.name!r}; first defined at {earlier.source}"
+            )
+            result.errors.append(where.problem(Problem(message, field=name_field)))
+            return
+    result.definitions.append(loaded)
+
+
+# --------------------------------------------------------------------------- locations
+
+
+_FIELD_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def _field(loc: Location) -> str:
+    """``("steps", 1, "dependencies", 0)`` as ``steps[1].dependencies[0]``."""
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else part
+    return text
+
+
+def _location(field_name: str) -> Location:
+    """The reverse of :func:`_field`."""
+    return tuple(int(index) if index else name for name, index in _FIELD_PART.findall(field_name))
+
+
+class _Where:
+    """Lines and spellings of one definition's fields, by their canonical location."""
+
+    def __init__(self, file: str, lines: dict[Location, int]) -> None:
+        self.file = file
+        self.canonical: dict[Location, int] = {}
+        self.written: dict[Location, Location] = {}
+        for loc, line in lines.items():
+            snake = tuple(_snake(part) if isinstance(part, str) else part for part in loc)
+            self.canonical.setdefault(snake, line)
+            self.written.setdefault(snake, loc)
+            # Problems about a key itself (unknown, given twice) name it as written.
+            self.canonical.setdefault(loc, line)
+            self.written.setdefault(loc, loc)
+        #: Whether the file writes keys in camelCase: fields it lacks are named the same way.
+        self.camel = any(loc != self.written[loc] for loc in self.written)
+
+    def inside(self, prefix: Location) -> _Where:
+        """The same file, seen from the definition at ``prefix``."""
+        inner = _Where(self.file, {})
+        size = len(prefix)
+        for loc, line in self.canonical.items():
+            if loc[:size] == prefix:
+                inner.canonical[loc[size:]] = line
+                inner.written[loc[size:]] = self.written[loc][size:]
+        inner.camel = self.camel
+        return inner
+
+    def line(self, loc: Location) -> int | None:
+        return _line_of(self.canonical, loc)
+
+    def spelled(self, loc: Location) -> Location:
+        """``loc`` spelled as in the file, as far as the file has it."""
+        end = len(loc)
+        while end and loc[:end] not in self.written:
+            end -= 1
+        rest = loc[end:]
+        if self.camel:
+            rest = tuple(_camel(part) if isinstance(part, str) else part for part in rest)
+        return (*self.written.get(loc[:end], ()), *rest)
+
+    def problem(self, problem: Problem) -> Problem:
+        loc = _location(problem.field) if problem.field else ()
+        return Problem(
+            problem.message,
+            self.file,
+            self.line(loc),
+            _field(self.spelled(loc)) or None,
+            problem.severity,
+        )
+
+
+# ----------------------------------------------------------------------------- reading
+
+_CAMEL = re.compile(r"[a-z][a-z0-9]*(?:[A-Z][a-z0-9]*)+")
+_BAD: Any = object()
+
+
+def _snake(key: str) -> str:
+    """``maxAttempts`` as ``max_attempts``; any other key unchanged."""
+    if not _CAMEL.fullmatch(key):
+        return key
+    return re.sub(r"([A-Z])", r"_\1", key).lower()
+
+
+def _camel(name: str) -> str:
+    """``max_attempts`` as ``maxAttempts``."""
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+class _Reader:
+    """Builds definitions from plain data, noting each problem at its field."""
+
+    def __init__(self) -> None:
+        self.problems: list[Problem] = []
+
+    def bad(self, loc: Location, message: str) -> Any:
+        self.problems.append(Problem(message, field=_field(loc) or None))
+        return _BAD
+
+    def definition(
+        self, data: Any, loc: Location, kind: type[Definition] | None
+    ) -> Definition | None:
+        if not isinstance(data, Mapping):
+            self.bad(loc, "a definition must be a mapping")
+            return None
+        if kind is None:
+            kinds = {_KINDS[k] for k in map(_snake, filter(_is_str, data)) if k in _KINDS}
+            if len(kinds) != 1:
+                self.bad(
+                    loc,
+                    "a definition is a saga (with saga_type) or a workflow (with workflow_id)"
+                    + (", not both" if kinds else ""),
+                )
+                return None
+            (kind,) = kinds
+        built = self.instance(kind, data, loc)
+        return built if isinstance(built, SagaDefinition | WorkflowDefinition) else None
+
+    def instance(self, cls: type[Any], data: Any, loc: Location) -> Any:
+        """An instance of dataclass ``cls`` from the mapping ``data``, or ``_BAD``."""
+        if not isinstance(data, Mapping):
+            return self.bad(loc, "must be a mapping")
+        names = [f.name for f in dataclasses.fields(cls)]
+        given: dict[str, Any] = {}
+        spelling: dict[str, str] = {}
+        count = len(self.problems)
+        for key, value in data.items():
+            written = str(key)
+            name = _snake(written)
+            if name not in names:
+                self.bad((*loc, written), _unknown(written, names))
+            elif name in spelling:
+                self.bad((*loc, written), f"given twice, as {spelling[name]!r} and {key!r}")
+            else:
+                spelling[name] = key
+                given[name] = value
+        values: dict[str, Any] = {}
+        for item in dataclasses.fields(cls):
+            if item.name in given:
+                hint = get_type_hints(cls)[item.name]
+                values[item.name] = self.value(hint, given[item.name], (*loc, item.name))
+            elif item.default is MISSING and item.default_factory is MISSING:
+                self.bad((*loc, item.name), "required field is missing")
+        return cls(**values) if len(self.problems) == count else _BAD
+
+    def value(self, hint: Any, data: Any, loc: Location) -> Any:
+        """``data`` as type ``hint``, or ``_BAD``."""
+        origin = get_origin(hint)
+        if origin in (Union, types.UnionType):
+            options = [option for option in get_args(hint) if option is not type(None)]
+            if data is None and len(options) < len(get_args(hint)):
+                return None
+            (hint,) = options
+            origin = get_origin(hint)
+        if origin is tuple:
+            if not isinstance(data, list | tuple):
+                return self.bad(loc, "must be a list")
+            item_hint = get_args(hint)[0]
+            items = [self.value(item_hint, item, (*loc, i)) for i, item in enumerate(data)]
+            return _BAD if _BAD in items else tuple(items)
+        if origin is Mapping:
+            return dict(data) if isinstance(data, Mapping) else self.bad(loc, "must be a mapping")
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+            return self.instance(hint, data, loc)
+        if hint is Any:
+            return data
+        return self.scalar(hint, data, loc)
+
+    def scalar(self, hint: Any, data: Any, loc: Location) -> Any:
+        if hint is bool:
+            return data if isinstance(data, bool) else self.bad(loc, "must be true or false")
+        if hint is int:
+            if isinstance(data, int) and not isinstance(data, bool):
+                return data
+            return self.bad(loc, "must be a whole number")
+        if hint is float:
+            if isinstance(data, int | float) and not isinstance(data, bool):
+                return float(data)
+            return self.bad(loc, "must be a number")
+        if hint is str:
+            return data if isinstance(data, str) else self.bad(loc, "must be a string")
+        raise TypeError(f"no reader for fields of type {hint!r}")
+
+
+def _is_str(key: object) -> bool:
+    return isinstance(key, str)
+
+
+def _unknown(written: str, names: list[str]) -> str:
+    """An unknown key's message, suggesting the closest field in the key's own style."""
+    close = difflib.get_close_matches(_snake(written), names, n=1)
+    if not close:
+        return "unknown field"
+    name = _camel(close[0]) if _snake(written) != written else close[0]
+    return f"unknown field; did you mean {name!r}?"
+
+
+__all__ = [
+    "DefinitionLoad",
+    "LoadedDefinition",
+    "definition_from_dict",
+    "load_definitions",
+]

@@ -1,0 +1,75 @@
+"""Payload templates: ``{{ input.user_id }}``, ``{{ context.create-user-account.id }}``.
+
+A string that is one template and nothing else becomes the value it names, with its type (a
+number stays a number, a mapping a mapping); a template inside a longer string is replaced
+by the value's text. Names are dotted paths from ``input`` (what the execution started
+with), ``context`` (the workflow context: the input, each completed step's result under its
+step id, and the ``context_updates`` steps returned), ``steps`` (each step's ``status`` and
+``result``) and ``execution_id``. A path that leads nowhere is an error that names it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from hybridmesh.core.errors import ValidationError
+from hybridmesh.core.serialization import dumps
+
+_TEMPLATE = re.compile(r"\{\{\s*([A-Za-z_][\w.\-]*)\s*\}\}")
+_MISSING = object()
+
+
+def render(value: Any, scope: Mapping[str, Any]) -> Any:
+    """``value`` with every template replaced; mappings and lists are rendered deeply.
+    Raises ``ValidationError`` for a path that names nothing."""
+    if isinstance(value, str):
+        return _render_string(value, scope)
+    if isinstance(value, Mapping):
+        return {key: render(item, scope) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [render(item, scope) for item in value]
+    return value
+
+
+def _render_string(text: str, scope: Mapping[str, Any]) -> Any:
+    if "{{" not in text:
+        return text
+    whole = _TEMPLATE.fullmatch(text.strip())
+    if whole:
+        return lookup(whole.group(1), scope)
+
+    def replace(match: re.Match[str]) -> str:
+        found = lookup(match.group(1), scope)
+        return found if isinstance(found, str) else _text(found)
+
+    return _TEMPLATE.sub(replace, text)
+
+
+def lookup(path: str, scope: Mapping[str, Any]) -> Any:
+    """The value at dotted ``path`` in ``scope``; ``ValidationError`` when there is none."""
+    current: Any = scope
+    walked: list[str] = []
+    for part in path.split("."):
+        walked.append(part)
+        found: Any = _MISSING
+        if isinstance(current, Mapping):
+            found = current.get(part, _MISSING)
+        elif isinstance(current, list) and part.isdigit() and int(part) < len(current):
+            found = current[int(part)]
+        if found is _MISSING:
+            raise ValidationError(f"template {{{{ {path} }}}}: nothing at {'.'.join(walked)!r}")
+        current = found
+    return current
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool | int | float):
+        return str(value).lower() if isinstance(value, bool) else str(value)
+    return dumps(value)
+
+
+__all__ = ["lookup", "render"]

@@ -1,0 +1,160 @@
+"""One hybridmesh process, assembled from settings: the store, the registry, the hybrid
+client, the bus, the review queue, the batch integration, the functions and the engine.
+
+The CLI's ``worker``, ``saga start`` and ``workflow start`` and the demo build the same
+pieces the same way through :class:`Runtime`, so a definition that runs in one runs in all.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from hybridmesh.batch import (
+    DEFAULT_EXCHANGE_DIR,
+    BatchIntegration,
+    BatchTransport,
+    review_retry_handler,
+)
+from hybridmesh.client import HybridClient
+from hybridmesh.core.clock import SYSTEM_CLOCK, Clock
+from hybridmesh.core.errors import ValidationError
+from hybridmesh.core.settings import Settings
+from hybridmesh.events import EventBus, EventTransport, open_bus
+from hybridmesh.functions import FunctionRegistry
+from hybridmesh.orchestration import Orchestrator, StepRunner
+from hybridmesh.orchestration.catalog import DefinitionCatalog
+from hybridmesh.orchestration.loader import load_definitions
+from hybridmesh.orchestration.plan import Plan
+from hybridmesh.registry import RegistryCatalog, ServiceRegistry
+from hybridmesh.review import ReviewItem, ReviewQueue, dead_letter_retry
+from hybridmesh.store import Store, open_store
+
+
+@dataclass
+class Runtime:
+    """The parts of a running process. Open with :meth:`open`, close with :meth:`close`
+    (or ``async with``)."""
+
+    settings: Settings
+    store: Store
+    registry: ServiceRegistry
+    client: HybridClient
+    bus: EventBus | None
+    catalog: DefinitionCatalog
+    review: ReviewQueue
+    batch: BatchIntegration
+    functions: FunctionRegistry
+    engine: Orchestrator
+
+    @classmethod
+    async def open(
+        cls,
+        settings: Settings | None = None,
+        *,
+        events: bool = True,
+        functions: FunctionRegistry | None = None,
+        registry: ServiceRegistry | None = None,
+        exchange_dir: Path | str | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+        worker_id: str | None = None,
+        max_executions: int = 200,
+        lease_seconds: float = 30.0,
+    ) -> Runtime:
+        """Open the store (and upgrade its schema), read the registry (the stored one, else
+        ``settings.registry_path``), and wire the rest. ``events=False`` leaves the bus out:
+        the engine's events then wait in the outbox for a worker that has one."""
+        settings = settings or Settings()
+        store = await open_store(settings.database_url)
+        try:
+            await store.upgrade()
+            if registry is None:
+                registry = await RegistryCatalog(store).registry()
+                if not len(registry) and settings.registry_path:
+                    registry = ServiceRegistry.from_path(settings.registry_path)
+            bus = await open_bus(settings) if events else None
+        except BaseException:
+            await store.close()
+            raise
+        review = ReviewQueue(store, clock=clock)
+        folder = exchange_dir or os.environ.get("HYBRIDMESH_EXCHANGE_DIR") or DEFAULT_EXCHANGE_DIR
+        batch = BatchIntegration(store, exchange_dir=Path(folder), review=review, clock=clock)
+        functions = functions or FunctionRegistry(clock=clock)
+        client = HybridClient(registry, clock=clock)
+        client.add_transport(BatchTransport(batch))
+        if bus is not None:
+            client.add_transport(EventTransport(bus))
+        catalog = DefinitionCatalog(store, clock)
+        runner = StepRunner(client, registry, functions=functions, batch=batch)
+        engine = Orchestrator(
+            store,
+            catalog,
+            runner,
+            bus=bus,
+            review=review,
+            clock=clock,
+            worker_id=worker_id,
+            max_executions=max_executions,
+            lease_seconds=lease_seconds,
+        )
+        runtime = cls(
+            settings, store, registry, client, bus, catalog, review, batch, functions, engine
+        )
+        runtime._register_retries()
+        return runtime
+
+    def _register_retries(self) -> None:
+        engine = self.engine
+
+        async def retry_execution(item: ReviewItem) -> None:
+            if not item.origin_ref:
+                raise ValidationError(f"review item {item.id} names no execution")
+            await engine.retry_compensations(item.origin_ref)
+
+        self.review.register_retry("saga", retry_execution)
+        self.review.register_retry("workflow", retry_execution)
+        self.review.register_retry("batch", review_retry_handler(self.batch))
+        if self.bus is not None:
+            self.review.register_retry("dlq", dead_letter_retry(self.bus))
+
+    async def load_definitions(self, path: Path | str) -> list[Plan]:
+        """Validate the definitions at ``path`` (a file or a folder) against the registry
+        and register each as a version in the catalog. Raises ``ValidationError`` naming
+        file, line and field, and registers nothing, when any of them is invalid."""
+        loaded = load_definitions(path, registry=self.registry)
+        loaded.raise_for_errors()
+        plans = []
+        for item in loaded.definitions:
+            plans.append(
+                await self.catalog.register_definition(
+                    item.definition, registry=self.registry, source=f"{item.file}:{item.line}"
+                )
+            )
+        return plans
+
+    async def close(self) -> None:
+        """Stop the worker and the batch scheduler, close the client, the bus and the
+        store. Idempotent."""
+        await self.engine.stop()
+        await self.batch.close()
+        await self.functions.close()
+        await self.client.close()
+        if self.bus is not None:
+            await self.bus.close()
+        await self.store.close()
+
+    async def __aenter__(self) -> Runtime:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+__all__ = ["Runtime"]

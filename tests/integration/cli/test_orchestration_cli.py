@@ -1,0 +1,200 @@
+"""``hybridmesh definitions|saga|workflow|executions``: from YAML to a finished saga."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+SAGA = """
+saga_type: shop-order
+steps:
+  - step_id: reserve
+    service_name: stock
+    operation: reserve
+    payload: {{sku: "{{{{ input.sku }}}}"}}
+    compensation_operation: release
+    timeout: 2000
+    retry_policy: {{max_attempts: 1, backoff_ms: 10}}
+  - step_id: charge
+    service_name: payments
+    operation: charge
+    payload: {{amount: "{{{{ input.amount }}}}"}}
+    timeout: 2000
+    retry_policy: {{max_attempts: 1, backoff_ms: 10}}
+"""
+
+SERVICES = """
+- name: stock
+  architecture: modular-monolith
+  version: v1
+  base_url: {url}
+- name: payments
+  architecture: microservice
+  version: v1
+  base_url: {url}
+"""
+
+
+@pytest.fixture
+def shop() -> Iterator[tuple[str, list[str]]]:
+    """The services the saga calls, on loopback, in a thread of their own (the CLI runs
+    its own event loop)."""
+    calls: list[str] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        calls.append(request.path)
+        body = await request.json()
+        if request.path.endswith("/charge") and float(body.get("amount", 0)) > 100:
+            return web.json_response({"title": "declined"}, status=402)
+        return web.json_response({"ok": True})
+
+    loop = asyncio.new_event_loop()
+    app = web.Application()
+    app.router.add_post("/operations/{op}", handle)
+    runner = web.AppRunner(app, access_log=None)
+
+    async def begin() -> str:
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        return f"http://127.0.0.1:{runner.addresses[0][1]}"
+
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    url = asyncio.run_coroutine_threadsafe(begin(), loop).result(10)
+    try:
+        yield url, calls
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.setenv("HYBRIDMESH_DATABASE_URL", f"sqlite:///{tmp_path / 'mesh.db'}")
+    monkeypatch.setenv("HYBRIDMESH_EXCHANGE_DIR", str(tmp_path / "exchange"))
+    monkeypatch.delenv("HYBRIDMESH_EVENTS_URL", raising=False)
+    yield tmp_path
+
+
+@pytest.fixture
+def main(capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str]]:
+    def call(*args: str) -> tuple[int, str, str]:
+        from hybridmesh.cli.main import main as entry
+
+        with pytest.raises(SystemExit) as done:
+            entry(list(args))
+        out, err = capsys.readouterr()
+        return int(done.value.code or 0), out, err
+
+    return call
+
+
+def test_a_saga_from_yaml_completes_and_shows_its_timeline(
+    workspace: Path, shop: tuple[str, list[str]], main: Callable[..., tuple[int, str, str]]
+) -> None:
+    url, calls = shop
+    (workspace / "services.yaml").write_text(SERVICES.format(url=url))
+    (workspace / "shop.yaml").write_text(SAGA.format())
+    (workspace / "order.json").write_text(json.dumps({"sku": "A-1", "amount": 10}))
+    assert main("registry", "load", str(workspace / "services.yaml"))[0] == 0
+    code, out, _ = main("definitions", "load", str(workspace / "shop.yaml"), "--json")
+    assert code == 0
+    assert json.loads(out) == [{"kind": "saga", "name": "shop-order", "version": 1}]
+
+    code, out, _ = main(
+        "saga", "start", "shop-order", "--input", str(workspace / "order.json"), "--json"
+    )
+    assert code == 0, out
+    execution = json.loads(out)
+    assert execution["status"] == "completed"
+    assert calls == ["/operations/reserve", "/operations/charge"]
+
+    code, out, _ = main("executions", "show", execution["id"], "--json")
+    shown = json.loads(out)
+    timeline = [h["type"] for h in shown["history"]]
+    assert (timeline[0], timeline[-1]) == ("execution.started", "execution.completed")
+    code, out, _ = main("executions", "show", execution["id"])
+    assert code == 0 and "history" in out and "step.completed" in out
+
+    code, out, _ = main("executions", "list", "--status", "completed", "--json")
+    assert [e["id"] for e in json.loads(out)] == [execution["id"]]
+
+
+def test_a_declined_payment_compensates_and_exits_1(
+    workspace: Path, shop: tuple[str, list[str]], main: Callable[..., tuple[int, str, str]]
+) -> None:
+    url, calls = shop
+    (workspace / "services.yaml").write_text(SERVICES.format(url=url))
+    (workspace / "shop.yaml").write_text(SAGA.format())
+    (workspace / "order.yaml").write_text("sku: A-1\namount: 500\n")
+    main("registry", "load", str(workspace / "services.yaml"))
+    code, out, _ = main(
+        "saga",
+        "start",
+        "shop-order",
+        "--definitions",
+        str(workspace / "shop.yaml"),
+        "--input",
+        str(workspace / "order.yaml"),
+        "--json",
+    )
+    assert code == 1
+    assert json.loads(out)["status"] == "compensated"
+    assert calls == ["/operations/reserve", "/operations/charge", "/operations/release"]
+
+
+def test_bad_definitions_exit_2_naming_file_line_and_field(
+    workspace: Path, main: Callable[..., tuple[int, str, str]]
+) -> None:
+    (workspace / "bad.yaml").write_text(
+        "saga_type: broken\nsteps:\n  - step_id: a\n    service_name: nowhere\n"
+        "    operation: x\n    retry_policy: {max_attempts: 0}\n"
+    )
+    code, _, err = main("definitions", "validate", str(workspace / "bad.yaml"))
+    assert code == 2
+    assert "bad.yaml:4" in err and "nowhere" in err
+    assert "bad.yaml:6" in err and "max_attempts" in err
+
+
+def test_bad_input_file_exits_2(workspace: Path, main: Callable[..., tuple[int, str, str]]) -> None:
+    (workspace / "in.json").write_text("{not json")
+    code, _, err = main("saga", "start", "shop-order", "--input", str(workspace / "in.json"))
+    assert code == 2
+    assert "in.json" in err
+
+
+def test_unknown_execution_exits_1(
+    workspace: Path, main: Callable[..., tuple[int, str, str]]
+) -> None:
+    code, _, err = main("executions", "show", "nope")
+    assert code == 1
+    assert "no execution 'nope'" in err
+
+
+def test_detached_start_waits_for_a_worker_and_cancel_applies_there(
+    workspace: Path, main: Callable[..., tuple[int, str, str]]
+) -> None:
+    (workspace / "s.yaml").write_text(
+        "- name: stock\n  architecture: modular-monolith\n  version: v1\n"
+        "  base_url: http://127.0.0.1:9\n"
+    )
+    (workspace / "shop.yaml").write_text(
+        "saga_type: parked\nsteps:\n  - step_id: reserve\n    service_name: stock\n"
+        "    operation: reserve\n"
+    )
+    main("registry", "load", str(workspace / "s.yaml"))
+    main("definitions", "load", str(workspace / "shop.yaml"))
+    code, out, _ = main("saga", "start", "parked", "--detach", "--json")
+    assert code == 0
+    started = json.loads(out)
+    assert started["status"] == "running"
+    code, out, _ = main("executions", "list", "--status", "running", "--json")
+    assert [e["id"] for e in json.loads(out)] == [started["id"]]
+    assert main("executions", "cancel", started["id"])[0] == 0

@@ -1,0 +1,332 @@
+"""The engine end to end: real services on loopback, the store on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from tests.integration.orchestration.conftest import Rig, until
+
+from hybridmesh.core.ids import idempotency_key
+from hybridmesh.events import CloudEvent
+from hybridmesh.observability import configure_tracing, shutdown_tracing
+from hybridmesh.orchestration import (
+    Completion,
+    ErrorHandling,
+    Kind,
+    Operation,
+    Plan,
+    PlanStep,
+    RetrySpec,
+    Status,
+)
+
+FAST = RetrySpec(max_attempts=3, backoff_ms=20, multiplier=2.0)
+
+
+def op(name: str, payload: dict[str, Any] | None = None) -> Operation:
+    return Operation(endpoint=f"/operations/{name}", payload=payload or {})
+
+
+def saga_step(step_id: str, service: str, *, undo: str | None = None, **options: Any) -> PlanStep:
+    options.setdefault("retry", FAST)
+    return PlanStep(
+        step_id=step_id,
+        name=step_id,
+        service=service,
+        architecture=None,
+        operation=op(step_id, {"order": "{{ input.order_id }}"}),
+        compensation=op(undo, {"order": "{{ input.order_id }}"}) if undo else None,
+        **options,
+    )
+
+
+def saga(*steps: PlanStep, name: str = "order") -> Plan:
+    chained = []
+    previous: tuple[str, ...] = ()
+    for s in steps:
+        chained.append(
+            PlanStep(**{**{f: getattr(s, f) for f in s.__slots__}, "dependencies": previous})
+        )
+        previous = (s.step_id,)
+    return Plan(Kind.SAGA, name, 1, tuple(chained), ErrorHandling.COMPENSATION)
+
+
+ORDER = saga(
+    saga_step("reserve", "inventory", undo="release"),
+    saga_step("charge", "payments", undo="refund"),
+    saga_step("confirm", "users"),
+)
+
+
+async def events_of(rig: Rig, *types: str) -> list[Any]:
+    """The engine's events published so far, as (type, data), waiting for ``types``."""
+    seen: list[Any] = []
+
+    async def collect(event: Any) -> None:
+        seen.append((event.type, event.data))
+
+    rig.bus.subscribe("saga.>", collect, group=f"t-{len(types)}-{id(seen)}")
+    rig.bus.subscribe("workflow.>", collect, group=f"w-{len(types)}-{id(seen)}")
+    await until(lambda: all(any(t == s[0] for s in seen) for t in types))
+    return seen
+
+
+async def test_saga_completes_with_one_idempotency_key_per_step(rig: Rig) -> None:
+    engine = rig.engine()
+    await engine.register(ORDER)
+    async with engine:
+        execution_id = await engine.start_saga("order", {"order_id": "o-1"})
+        done = await engine.wait(execution_id, timeout=10)
+    assert done.status is Status.COMPLETED
+    assert rig.ops.paths() == ["/operations/reserve", "/operations/charge", "/operations/confirm"]
+    for call in rig.ops.calls:
+        assert call.key == idempotency_key(execution_id, call.step or "")
+        assert call.execution == execution_id
+        assert call.body == {"order": "o-1"}
+    history = [h.type for h in await engine.history(execution_id)]
+    assert history[0] == "execution.started"
+    assert history[-1] == "execution.completed"
+    assert history.count("step.completed") == 3
+
+
+async def test_every_step_is_a_child_of_the_executions_trace(rig: Rig) -> None:
+    exporter = InMemorySpanExporter()
+    configure_tracing(exporter=exporter)
+    try:
+        engine = rig.engine()
+        await engine.register(ORDER)
+        async with engine:
+            execution_id = await engine.start_saga("order", {"order_id": "o-1"})
+            execution = await engine.wait(execution_id, timeout=10)
+    finally:
+        shutdown_tracing()
+    assert execution.trace_context is not None
+    trace_id = execution.trace_context.split("-")[1]
+    assert {c.traceparent.split("-")[1] for c in rig.ops.calls if c.traceparent} == {trace_id}
+    spans = exporter.get_finished_spans()
+    root = next(s for s in spans if s.name == "saga order")
+    steps = [s for s in spans if s.name.startswith("step ")]
+    assert sorted(s.name for s in steps) == ["step charge", "step confirm", "step reserve"]
+    assert all(s.parent is not None and s.parent.span_id == root.context.span_id for s in steps)
+
+
+async def test_payment_failure_compensates_in_reverse_and_publishes(rig: Rig) -> None:
+    rig.ops.fail("/operations/charge", 402)  # a definite refusal: no retry, no refund
+    engine = rig.engine()
+    await engine.register(ORDER)
+    async with engine:
+        execution_id = await engine.start_saga("order", {"order_id": "o-2"})
+        done = await engine.wait(execution_id, timeout=10)
+        seen = await events_of(rig, "saga.compensated")
+    assert done.status is Status.COMPENSATED
+    assert rig.ops.paths() == ["/operations/reserve", "/operations/charge", "/operations/release"]
+    release = rig.ops.calls[-1]
+    assert release.key == idempotency_key(execution_id, "reserve", "compensation")
+    assert done.error is not None and "step charge failed" in done.error
+    compensated = [data for kind, data in seen if kind == "saga.compensated"]
+    assert compensated[0]["saga_id"] == execution_id
+
+
+async def test_retries_wait_and_reuse_the_key(rig: Rig) -> None:
+    rig.ops.fail("/operations/charge", 503, 503)
+    engine = rig.engine()
+    await engine.register(ORDER)
+    async with engine:
+        execution_id = await engine.start_saga("order", {"order_id": "o-3"})
+        done = await engine.wait(execution_id, timeout=10)
+    assert done.status is Status.COMPLETED
+    charges = [c for c in rig.ops.calls if c.path == "/operations/charge"]
+    assert len(charges) == 3
+    assert len({c.key for c in charges}) == 1
+    history = [(h.type, h.step_id, h.attempt) for h in await engine.history(execution_id)]
+    assert ("step.retried", "charge", 1) in history
+    assert ("step.retried", "charge", 2) in history
+    assert ("step.completed", "charge", 3) in history
+
+
+async def test_compensation_that_keeps_failing_goes_to_review(rig: Rig) -> None:
+    rig.ops.fail("/operations/confirm", 400)
+    rig.ops.fail("/operations/refund", 500, 500, 500)
+    engine = rig.engine()
+    await engine.register(ORDER)
+    async with engine:
+        execution_id = await engine.start_saga("order", {"order_id": "o-4"})
+        done = await engine.wait(execution_id, timeout=10)
+        assert done.status is Status.COMPENSATION_FAILED
+        # The other compensation still ran.
+        assert rig.ops.paths()[-1] == "/operations/release"
+        items = await rig.review.list(origin="saga")
+        assert [item.origin_ref for item in items] == [execution_id]
+        assert "refund" not in items[0].reason or "charge" in items[0].reason
+        # The cause is fixed; retrying runs the failed compensation again.
+        await engine.retry_compensations(execution_id)
+        again = await engine.wait(execution_id, timeout=10)
+    assert again.status is Status.COMPENSATED
+    assert rig.ops.paths()[-1] == "/operations/refund"
+
+
+async def test_a_restarted_worker_resumes_the_interrupted_step_with_the_same_key(
+    rig: Rig,
+) -> None:
+    rig.ops.delays["/operations/charge"] = 2.0  # the first worker dies during this call
+    first = rig.engine(lease_seconds=0.5)
+    await first.register(ORDER)
+    await first.start_worker()
+    execution_id = await first.start_saga("order", {"order_id": "o-5"})
+    await until(lambda: "/operations/charge" in rig.ops.paths())
+    # Killed: tasks gone, nothing released, nothing saved.
+    for task in [first._worker, *first._helpers, *first._driving.values()]:
+        assert task is not None
+        task.cancel()
+    first._worker = None
+    first._helpers.clear()
+    rig.ops.delays.clear()
+    second = rig.engine(lease_seconds=5)
+    async with second:
+        done = await second.wait(execution_id, timeout=10)
+    assert done.status is Status.COMPLETED
+    assert rig.ops.paths() == [
+        "/operations/reserve",
+        "/operations/charge",
+        "/operations/charge",
+        "/operations/confirm",
+    ]
+    charges = [c for c in rig.ops.calls if c.path == "/operations/charge"]
+    assert charges[0].key == charges[1].key
+    history = [(h.type, h.step_id) for h in await second.history(execution_id)]
+    assert ("step.recovered", "charge") in history
+
+
+async def test_in_flight_executions_keep_their_version(rig: Rig) -> None:
+    waiting = saga(
+        saga_step(
+            "reserve",
+            "inventory",
+            completion=Completion.EVENT,
+            completion_timeout_ms=30_000,
+        ),
+        name="versioned",
+    )
+    engine = rig.engine()
+    v1 = await engine.register(waiting)
+    async with engine:
+        old = await engine.start_saga("versioned", {"order_id": "o-6"})
+
+        async def waiting() -> bool:
+            return (await engine.get(old)).step("reserve").status == "waiting"
+
+        await until(waiting)
+        v2 = await engine.register(saga(saga_step("other", "users"), name="versioned"))
+        assert (v1.version, v2.version) == (1, 2)
+        new = await engine.start_saga("versioned", {"order_id": "o-7"})
+        assert (await engine.wait(new, timeout=10)).version == 2
+        await rig.bus.publish(
+            CloudEvent.create(
+                "saga.step.completed",
+                "inventory",
+                {"saga_id": old, "step_id": "reserve", "result": {"reserved": 2}},
+            )
+        )
+        done = await engine.wait(old, timeout=10)
+    assert done.version == 1
+    assert done.status is Status.COMPLETED
+    assert done.step("reserve").result == {"reserved": 2}
+
+
+async def test_start_with_the_same_id_starts_once(rig: Rig) -> None:
+    engine = rig.engine()
+    await engine.register(ORDER)
+    async with engine:
+        first = await engine.start_saga("order", {"order_id": "o-8"}, execution_id="order-o-8")
+        second = await engine.start_saga("order", {"order_id": "o-8"}, execution_id="order-o-8")
+        await engine.wait(first, timeout=10)
+    assert first == second == "order-o-8"
+    assert rig.ops.paths().count("/operations/reserve") == 1
+
+
+async def test_cancel_compensates_and_ends_cancelled(rig: Rig) -> None:
+    rig.ops.delays["/operations/charge"] = 0.3
+    engine = rig.engine()
+    await engine.register(ORDER)
+    async with engine:
+        execution_id = await engine.start_saga("order", {"order_id": "o-9"})
+        await until(lambda: "/operations/charge" in rig.ops.paths())
+        await engine.cancel(execution_id, "customer changed their mind")
+        done = await engine.wait(execution_id, timeout=10)
+    assert done.status is Status.CANCELLED
+    assert "/operations/release" in rig.ops.paths()
+    assert "/operations/confirm" not in rig.ops.paths()
+
+
+async def test_workflow_runs_parallel_steps_and_passes_context(rig: Rig) -> None:
+    rig.ops.answers["/users"] = lambda body: {"id": "u-1", "context_updates": {"user_id": "u-1"}}
+    rig.ops.fail("/analytics", 500, 500)  # optional: its failure does not fail the workflow
+
+    def wf_step(step_id: str, service: str, endpoint: str, *deps: str, **kw: Any) -> PlanStep:
+        return PlanStep(
+            step_id=step_id,
+            name=step_id,
+            service=service,
+            architecture=None,
+            operation=Operation(endpoint=endpoint, payload=kw.pop("payload", {})),
+            dependencies=deps,
+            retry=RetrySpec(max_attempts=2, backoff_ms=10),
+            **kw,
+        )
+
+    plan = Plan(
+        Kind.WORKFLOW,
+        "onboarding",
+        1,
+        (
+            wf_step("create", "users", "/users", payload={"email": "{{ input.email }}"}),
+            wf_step(
+                "welcome",
+                "inventory",
+                "/welcome",
+                "create",
+                payload={"user": "{{ context.user_id }}"},
+            ),
+            wf_step("track", "payments", "/analytics", "create", optional=True),
+            wf_step("report", "users", "/report", "welcome", "track"),
+        ),
+        ErrorHandling.CONTINUE_ON_ERROR,
+    )
+    engine = rig.engine()
+    await engine.register(plan)
+    async with engine:
+        execution_id = await engine.start_workflow("onboarding", {"email": "a@example.com"})
+        done = await engine.wait(execution_id, timeout=10)
+        seen = await events_of(rig, "workflow.completed")
+    assert done.status is Status.COMPLETED
+    assert done.step("track").status == "failed"
+    assert done.context["user_id"] == "u-1"
+    bodies = {c.path: c.body for c in rig.ops.calls}
+    assert bodies["/users"] == {"email": "a@example.com"}
+    assert bodies["/welcome"] == {"user": "u-1"}
+    assert rig.ops.paths()[-1] == "/report"  # after both welcome and the failed optional
+    assert any(kind == "workflow.started" for kind, _ in seen)
+
+
+async def test_execution_timeout_fails_a_saga_into_compensation(rig: Rig) -> None:
+    rig.ops.delays["/operations/charge"] = 1.0
+    plan = Plan(
+        Kind.SAGA,
+        "slow",
+        1,
+        saga(
+            saga_step("reserve", "inventory", undo="release"),
+            saga_step("charge", "payments", undo="refund", timeout_ms=10_000),
+        ).steps,
+        ErrorHandling.COMPENSATION,
+        timeout_ms=500,
+    )
+    engine = rig.engine()
+    await engine.register(plan)
+    async with engine:
+        execution_id = await engine.start_saga("slow", {"order_id": "o-10"})
+        done = await engine.wait(execution_id, timeout=10)
+    assert done.status is Status.COMPENSATED
+    assert done.error == "execution timed out after 500 ms"
+    assert rig.ops.paths()[-2:] == ["/operations/refund", "/operations/release"]
