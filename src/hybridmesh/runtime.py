@@ -7,6 +7,8 @@ pieces the same way through :class:`Runtime`, so a definition that runs in one r
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,10 +22,10 @@ from hybridmesh.batch import (
 )
 from hybridmesh.client import HybridClient
 from hybridmesh.core.clock import SYSTEM_CLOCK, Clock
-from hybridmesh.core.errors import ValidationError
+from hybridmesh.core.errors import ConfigurationError, ValidationError
 from hybridmesh.core.settings import Settings
 from hybridmesh.events import EventBus, EventTransport, open_bus
-from hybridmesh.functions import FunctionRegistry
+from hybridmesh.functions import FunctionRegistry, FunctionTriggers
 from hybridmesh.orchestration import Orchestrator, StepRunner
 from hybridmesh.orchestration.catalog import DefinitionCatalog
 from hybridmesh.orchestration.loader import load_definitions
@@ -47,6 +49,7 @@ class Runtime:
     review: ReviewQueue
     batch: BatchIntegration
     functions: FunctionRegistry
+    triggers: FunctionTriggers
     engine: Orchestrator
 
     @classmethod
@@ -99,8 +102,19 @@ class Runtime:
             max_executions=max_executions,
             lease_seconds=lease_seconds,
         )
+        triggers = FunctionTriggers(functions, bus=bus, clock=clock)
         runtime = cls(
-            settings, store, registry, client, bus, catalog, review, batch, functions, engine
+            settings,
+            store,
+            registry,
+            client,
+            bus,
+            catalog,
+            review,
+            batch,
+            functions,
+            triggers,
+            engine,
         )
         runtime._register_retries()
         return runtime
@@ -134,10 +148,24 @@ class Runtime:
             )
         return plans
 
+    def use_functions(self, spec: str) -> None:
+        """Import ``MODULE:CALLABLE`` and call it with the function registry (and the
+        triggers, if it takes two arguments), so it registers functions (and their event or
+        cron triggers). Raises
+        ``ConfigurationError`` when it cannot be imported."""
+        module_name, _, attribute = spec.partition(":")
+        try:
+            setup = getattr(importlib.import_module(module_name), attribute or "register")
+        except (ImportError, AttributeError) as error:
+            raise ConfigurationError(f"--functions {spec!r}: {error}") from None
+        takes_triggers = len(inspect.signature(setup).parameters) >= 2
+        setup(self.functions, self.triggers) if takes_triggers else setup(self.functions)
+
     async def close(self) -> None:
-        """Stop the worker and the batch scheduler, close the client, the bus and the
-        store. Idempotent."""
+        """Stop the worker, the triggers and the batch scheduler, close the client, the bus
+        and the store. Idempotent."""
         await self.engine.stop()
+        await self.triggers.stop()
         await self.batch.close()
         await self.functions.close()
         await self.client.close()

@@ -51,11 +51,14 @@ async def _with_runtime(
     *,
     definitions: Path | None = None,
     events: bool = True,
+    functions: str | None = None,
 ) -> T:
     from hybridmesh.runtime import Runtime
 
     runtime = await Runtime.open(get_ctx().settings, events=events)
     try:
+        if functions is not None:
+            runtime.use_functions(functions)
         if definitions is not None:
             await runtime.load_definitions(definitions)
         return await work(runtime)
@@ -82,6 +85,14 @@ def _read_input(path: Path | None) -> dict[str, Any]:
         raise ValidationError([Problem("the input must be a mapping (a JSON object)", file=name)])
     return data
 
+
+_functions_option = click.option(
+    "--functions",
+    "functions_spec",
+    metavar="MODULE:CALLABLE",
+    default=None,
+    help="Call CALLABLE(functions, triggers) to register the serverless functions steps use.",
+)
 
 # -- definitions ---------------------------------------------------------------------------
 
@@ -216,6 +227,7 @@ def _start_options(function: Callable[..., Any]) -> Callable[..., Any]:
                 help="Seconds to wait for the end (without --detach).",
             ),
             _definitions_option,
+            _functions_option,
             json_option,
         ]
     ):
@@ -259,6 +271,7 @@ def _start(
     detach: bool,
     timeout: float,
     definitions_path: Path | None,
+    functions_spec: str | None,
     as_json: bool,
 ) -> None:
     data = _read_input(input_path)
@@ -284,7 +297,7 @@ def _start(
             return waiting.result()
 
     try:
-        result = run(_with_runtime(go, definitions=definitions_path))
+        result = run(_with_runtime(go, definitions=definitions_path, functions=functions_spec))
     except TimeoutError:
         raise click.ClickException(
             f"the {kind} did not end within {timeout:g} s; it goes on in any worker"
@@ -451,17 +464,20 @@ def _details(data: Any) -> str:
     help="On SIGTERM, seconds to let steps in flight finish before releasing them.",
 )
 @click.option("--worker-id", default=None, help="This worker's name in leases and logs.")
+@_functions_option
 @_definitions_option
 def worker(
     max_executions: int,
     lease: float,
     grace: float,
     worker_id: str | None,
+    functions_spec: str | None,
     definitions_path: Path | None,
 ) -> None:
     """Run sagas and workflows (shared with other workers through leases), flush legacy
-    batches on their schedules, and publish the engine's events, until SIGTERM or Ctrl-C."""
-    run(_work(max_executions, lease, grace, worker_id, definitions_path))
+    batches on their schedules, run function triggers, and publish the engine's events,
+    until SIGTERM or Ctrl-C."""
+    run(_work(max_executions, lease, grace, worker_id, functions_spec, definitions_path))
 
 
 async def _work(
@@ -469,6 +485,7 @@ async def _work(
     lease: float,
     grace: float,
     worker_id: str | None,
+    functions_spec: str | None,
     definitions_path: Path | None,
 ) -> None:
     from hybridmesh.observability import configure_logging, configure_tracing, shutdown_tracing
@@ -488,9 +505,12 @@ async def _work(
         if definitions_path is not None:
             for plan in await runtime.load_definitions(definitions_path):
                 console.print(f"loaded {plan.kind.value} {plan.name} v{plan.version}")
+        if functions_spec is not None:
+            runtime.use_functions(functions_spec)
         if runtime.bus is not None:
             await runtime.bus.start()
         await runtime.engine.start_worker()
+        await runtime.triggers.start()
         runtime.batch.start()
         console.print(
             f"worker {runtime.engine.worker_id} running (SIGTERM or Ctrl-C to stop)",

@@ -56,6 +56,8 @@ class SagaStep:
     retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
     completion: str = "sync"
     completion_timeout: int | None = None
+    #: All attempts together, waits included (ms; None: no bound beyond the attempts).
+    total_timeout: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +116,8 @@ class WorkflowStep:
     timeout: int = 30_000
     retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
     compensation: WorkflowOperation | None = None
+    #: All attempts together, waits included (ms; None: no bound beyond the attempts).
+    total_timeout: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,7 +196,7 @@ class _Checks:
                 self.warning(
                     f"{at}.compensation_payload", "unused: there is no compensation_operation"
                 )
-            self.step_limits(at, step.timeout, step.retry_policy)
+            self.step_limits(at, step.timeout, step.retry_policy, step.total_timeout)
             self.choice(f"{at}.completion", step.completion, tuple(Completion))
             if step.completion_timeout is not None:
                 self.positive(f"{at}.completion_timeout", step.completion_timeout)
@@ -226,7 +230,7 @@ class _Checks:
             for number, dependency in enumerate(step.dependencies):
                 if dependency not in known:
                     self.error(f"{at}.dependencies[{number}]", f"unknown step {dependency!r}")
-            self.step_limits(at, step.timeout, step.retry_policy)
+            self.step_limits(at, step.timeout, step.retry_policy, step.total_timeout)
         for cycle in dependency_cycles([(s.step_id, s.dependencies) for s in workflow.steps]):
             self.error(
                 f"steps[{ids.index(cycle[0])}].dependencies",
@@ -300,8 +304,12 @@ class _Checks:
         if not operation.endpoint.startswith("/"):
             self.error(f"{at}.endpoint", "must start with '/'")
 
-    def step_limits(self, at: str, timeout: int, retry: RetryPolicy) -> None:
+    def step_limits(
+        self, at: str, timeout: int, retry: RetryPolicy, total: int | None = None
+    ) -> None:
         self.positive(f"{at}.timeout", timeout)
+        if total is not None:
+            self.positive(f"{at}.total_timeout", total)
         where = f"{at}.retry_policy"
         if retry.max_attempts < 1:
             self.error(f"{where}.max_attempts", "must be at least 1")
@@ -441,6 +449,7 @@ def _saga_plan(saga: SagaDefinition, registry: ServiceRegistry | None, version: 
                 compensation=compensation,
                 completion=Completion(step.completion),
                 completion_timeout_ms=step.completion_timeout,
+                total_timeout_ms=step.total_timeout,
             )
         )
     return Plan(
@@ -495,6 +504,7 @@ def _workflow_plan(
                     if compensation is not None
                     else None
                 ),
+                total_timeout_ms=step.total_timeout,
             )
         )
     return Plan(
