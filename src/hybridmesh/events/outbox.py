@@ -20,9 +20,13 @@ from hybridmesh.core.serialization import loads
 from hybridmesh.events.bus import EventBus
 from hybridmesh.events.envelope import CloudEvent, EventFormatError
 from hybridmesh.observability import get_logger
-from hybridmesh.store import Store, Transaction
+from hybridmesh.store import Statement, Store, Transaction
 
 log = get_logger("hybridmesh.events.outbox")
+
+_INSERT = (
+    "INSERT INTO event_outbox (event_id, source, type, body, created_at) VALUES (?, ?, ?, ?, ?)"
+)
 
 
 class Outbox:
@@ -34,18 +38,19 @@ class Outbox:
 
     async def add(self, tx: Transaction, events: Iterable[CloudEvent]) -> int:
         """Queue ``events`` (validated) in ``tx``; they are published after it commits."""
+        statement = self.statement(events)
+        if statement.rows:
+            await tx.executemany(statement.sql, statement.rows)
+        return len(statement.rows or ())
+
+    def statement(self, events: Iterable[CloudEvent]) -> Statement:
+        """The insert that queues ``events`` (validated), for a :meth:`Store.batch`."""
         now = self.clock.now().isoformat()
         rows = []
         for event in events:
             event.validate()
             rows.append((event.id, event.source, event.type, event.to_json().decode(), now))
-        if rows:
-            await tx.executemany(
-                "INSERT INTO event_outbox (event_id, source, type, body, created_at) "
-                "VALUES (?, ?, ?, ?, ?)",
-                rows,
-            )
-        return len(rows)
+        return Statement(_INSERT, rows=rows)
 
     async def pending(self) -> int:
         """How many events wait to be published."""

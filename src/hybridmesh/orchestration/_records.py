@@ -47,7 +47,8 @@ WHERE id IN (
     WHERE wake_at <= ? AND (lease_owner IS NULL OR lease_until <= ?)
     ORDER BY wake_at LIMIT ?{lock}
 )
-RETURNING id, kind, name, version, status, input, state, trace_context, history_seq, signals
+RETURNING id, kind, name, version, status, input, state, trace_context, history_seq, signals,
+    created_at
 """
 SKIP_LOCKED = " FOR UPDATE SKIP LOCKED"
 
@@ -70,6 +71,7 @@ WAKE_FOR_SIGNAL = (
     "UPDATE orch_executions SET signals = 1, wake_at = ? "
     "WHERE id = ? AND status IN ('running', 'compensating')"
 )
+DELETE_SIGNAL = "DELETE FROM orch_signals WHERE id = ?"
 SELECT_SIGNALS = (
     "SELECT id, kind, step_id, data FROM orch_signals WHERE execution_id = ? ORDER BY at, id"
 )
@@ -161,18 +163,7 @@ class Execution:
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Execution:
         state = ExecutionState.from_dict(loads(row["state"]))
-        steps = tuple(
-            StepView(
-                step_id=step_id,
-                status=s.status.value,
-                attempt=s.attempt,
-                result=s.result,
-                error=s.error,
-                compensation=s.comp.value,
-                compensation_error=s.comp_error,
-            )
-            for step_id, s in state.steps.items()
-        )
+        steps = _step_views(state)
         created = _time(row["created_at"])
         updated = _time(row["updated_at"])
         assert created is not None and updated is not None  # NOT NULL columns
@@ -193,6 +184,55 @@ class Execution:
             wake_at=_time(row["wake_at"]),
             lease_owner=row["lease_owner"],
         )
+
+
+def _step_views(state: ExecutionState) -> tuple[StepView, ...]:
+    return tuple(
+        StepView(
+            step_id=step_id,
+            status=s.status.value,
+            attempt=s.attempt,
+            result=s.result,
+            error=s.error,
+            compensation=s.comp.value,
+            compensation_error=s.comp_error,
+        )
+        for step_id, s in state.steps.items()
+    )
+
+
+def ended_execution(
+    *,
+    id: str,
+    kind: str,
+    name: str,
+    version: int,
+    status: Status,
+    input: Any,
+    state: ExecutionState,
+    trace_context: str | None,
+    created_at: float,
+    ended_at: float,
+) -> Execution:
+    """The view of an execution its worker just saved as ended, without reading it back."""
+    created = _time(created_at)
+    ended = _time(ended_at)
+    assert created is not None and ended is not None
+    return Execution(
+        id=id,
+        kind=kind,
+        name=name,
+        version=version,
+        status=status,
+        input=input,
+        context=state.context,
+        steps=_step_views(state),
+        error=state.failure,
+        trace_context=trace_context,
+        created_at=created,
+        updated_at=ended,
+        ended_at=ended,
+    )
 
 
 @dataclass(frozen=True)

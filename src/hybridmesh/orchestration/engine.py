@@ -23,7 +23,7 @@ import contextlib
 import os
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from hybridmesh.core.clock import SYSTEM_CLOCK, Clock
@@ -42,13 +42,14 @@ from hybridmesh.orchestration._machine import (
     Status,
     StepCall,
 )
-from hybridmesh.orchestration._records import Execution, HistoryEvent
+from hybridmesh.orchestration._records import Execution, HistoryEvent, ended_execution
 from hybridmesh.orchestration.catalog import DefinitionCatalog
 from hybridmesh.orchestration.plan import Kind, Plan
 from hybridmesh.orchestration.steps import ORCHESTRATOR, Attempt, StepRunner, classify
-from hybridmesh.orchestration.templates import render
+from hybridmesh.orchestration.templates import has_templates, render
 from hybridmesh.review import ReviewQueue
-from hybridmesh.store import Store, Transaction
+from hybridmesh.store import BatchResult, Statement, Store
+from hybridmesh.store.group_commit import GroupCommit
 
 log = get_logger("hybridmesh.orchestration")
 
@@ -73,11 +74,17 @@ class _Live:
     machine: Machine
     trace: str | None
     seq: int
+    created: float
     signals: bool = False  # signals wait in orch_signals
     recovered: bool = False  # claimed from the store, not started here
     consumed: list[tuple[str]] = field(default_factory=list)  # signals applied, not yet saved
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)  # a signal came
-    tasks: dict[asyncio.Task[tuple[bool, Any]], StepCall] = field(default_factory=dict)
+    ended: Execution | None = None  # saved as ended by this worker
+    tasks: dict[StepCall, asyncio.Task[None]] = field(default_factory=dict)
+    #: Attempts that ended, as (call, ok, result or Failure); None: a signal came.
+    outcomes: asyncio.Queue[tuple[StepCall, bool, Any] | None] = field(
+        default_factory=asyncio.Queue
+    )
 
 
 class Orchestrator:
@@ -125,9 +132,12 @@ class Orchestrator:
         )
         self._outbox = Outbox(store, clock=clock) if bus is not None else None
         self._relay = OutboxRelay(store, bus, clock=clock) if bus is not None else None
+        self._writes: GroupCommit[list[Statement], list[BatchResult]] = GroupCommit(
+            self._commit, "hybridmesh-orchestrator-writes"
+        )
         self._driving: dict[str, asyncio.Task[None]] = {}
         self._lives: dict[str, _Live] = {}
-        self._endings: dict[str, asyncio.Future[Status]] = {}
+        self._endings: dict[str, asyncio.Future[Execution | None]] = {}
         self._poke = asyncio.Event()
         self._relay_poke = asyncio.Event()
         self._stopping = False
@@ -174,31 +184,41 @@ class Orchestrator:
         trace = carrier.get("traceparent")
         local = self._worker is not None and not self._stopping
         started = Record("execution.started", data={"version": plan.version, "input": data})
-        async with self.store.transaction() as tx:
-            inserted = await tx.execute(
+        statements = [
+            Statement(
                 sql.INSERT_EXECUTION,
-                execution_id,
-                plan.kind.value,
-                plan.name,
-                plan.version,
-                Status.RUNNING.value,
-                dumps(data),
-                dumps(state.to_dict()),
-                trace,
-                now,
-                self.worker_id if local else None,
-                now + self.lease_seconds if local else None,
-                1,
-                now,
-                now,
-            )
-            if not inserted:
-                return execution_id  # already started: the same request came again
-            await self._write_history(tx, execution_id, 0, [started], now)
-            await self._emit(tx, plan, execution_id, "started", {"input": data})
+                (
+                    execution_id,
+                    plan.kind.value,
+                    plan.name,
+                    plan.version,
+                    Status.RUNNING.value,
+                    dumps(data),
+                    dumps(state.to_dict()),
+                    trace,
+                    now,
+                    self.worker_id if local else None,
+                    now + self.lease_seconds if local else None,
+                    1,
+                    now,
+                    now,
+                ),
+            ),
+            Statement(
+                sql.INSERT_HISTORY, rows=_history_rows(execution_id, 0, [started], now), after=0
+            ),
+        ]
+        event = self._event(plan, execution_id, "started", {"input": data})
+        if event is not None:
+            statements.append(replace(event, after=0))
+        results = await self._writes.submit(statements)
+        if not results[0]:
+            return execution_id  # already started: the same request came again
+        if event is not None:
+            self._relay_poke.set()
         log.info("started %s %s v%d as %s", plan.kind.value, plan.name, plan.version, execution_id)
         if local:
-            live = _Live(execution_id, plan, data, machine, trace, seq=1)
+            live = _Live(execution_id, plan, data, machine, trace, seq=1, created=now)
             self._spawn(live)
         else:
             self._poke.set()
@@ -271,7 +291,9 @@ class Orchestrator:
             while True:
                 future = self._endings.get(execution_id)
                 if future is not None:
-                    await asyncio.shield(future)
+                    ended = await asyncio.shield(future)
+                    if ended is not None:
+                        return ended
                 execution = await self.get(execution_id)
                 if execution.ended:
                     return execution
@@ -351,6 +373,7 @@ class Orchestrator:
         if live is not None:
             live.signals = True
             live.wakeup.set()
+            live.outcomes.put_nowait(None)
 
     async def on_step_event(self, event: CloudEvent) -> None:
         """Bus handler for ``saga.step.completed`` / ``saga.step.failed``: the data names
@@ -463,6 +486,7 @@ class Orchestrator:
                 machine,
                 row["trace_context"],
                 seq=int(row["history_seq"]),
+                created=float(row["created_at"]),
                 signals=bool(row["signals"]),
                 recovered=True,
             )
@@ -508,7 +532,7 @@ class Orchestrator:
             self._lives.pop(live.id, None)
             future = self._endings.pop(live.id, None)
             if future is not None and not future.done():
-                future.set_result(live.machine.status)
+                future.set_result(live.ended)
             self._poke.set()
 
         task.add_done_callback(done)
@@ -530,14 +554,26 @@ class Orchestrator:
                     await self._save(live, release=True, wake=now)
                     return
                 calls += machine.advance(now)
-                for task, call in list(live.tasks.items()):
+                for call, task in list(live.tasks.items()):
                     if not machine.in_flight(call):
                         task.cancel()  # abandoned: the execution timed out or was cancelled
-                        del live.tasks[task]
+                        del live.tasks[call]
                 if machine.status.terminal:
-                    for task in live.tasks:
+                    for task in live.tasks.values():
                         task.cancel()
                     await self._save(live, release=True, wake=None)
+                    live.ended = ended_execution(
+                        id=live.id,
+                        kind=live.plan.kind.value,
+                        name=live.plan.name,
+                        version=live.plan.version,
+                        status=machine.status,
+                        input=live.input,
+                        state=machine.state,
+                        trace_context=live.trace,
+                        created_at=live.created,
+                        ended_at=self._now(),
+                    )
                     return
                 wake = machine.wake_at()
                 if not calls and not live.tasks:
@@ -554,8 +590,7 @@ class Orchestrator:
                     continue
                 await self._save(live, release=False, wake=now)
                 for call in calls:
-                    task = asyncio.create_task(self._attempt(live, call))
-                    live.tasks[task] = call
+                    live.tasks[call] = asyncio.create_task(self._attempt(live, call))
                 calls = []
                 await self._collect(live, None if wake is None else max(0.0, wake - now))
         except _LeaseLost:
@@ -565,40 +600,40 @@ class Orchestrator:
         except Exception:
             log.exception("execution %s: the worker failed; it is released", live.id)
         finally:
-            for task in live.tasks:
+            for task in live.tasks.values():
                 task.cancel()
 
     async def _collect(self, live: _Live, within: float | None) -> None:
         """Wait for the first running attempt to end (or ``timeout``), and record the ones
         that ended."""
-        if not live.tasks:
+        if not live.tasks or live.signals:
             return
-        live.wakeup.clear()
-        if live.signals:
-            return
-        woken = asyncio.ensure_future(live.wakeup.wait())
-        try:
-            await asyncio.wait(
-                [*live.tasks, woken], timeout=within, return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            woken.cancel()
+        if within is None:
+            first = await live.outcomes.get()
+        else:
+            try:
+                async with asyncio.timeout(within):
+                    first = await live.outcomes.get()
+            except TimeoutError:
+                return
+        ended = [first]
+        while not live.outcomes.empty():
+            ended.append(live.outcomes.get_nowait())
         now = self._now()
-        for task in [task for task in live.tasks if task.done()]:
-            call = live.tasks.pop(task)
-            if task.cancelled():
-                continue
-            ok, outcome = task.result()
-            if ok:
-                step = live.plan.step(call.step_id)
-                if step.completion.value == "event" and not call.compensation:
-                    live.machine.accepted(call, outcome, now)
-                else:
-                    live.machine.succeeded(call, outcome, now)
-            else:
+        for item in ended:
+            if item is None:
+                continue  # a signal: the loop applies it
+            call, ok, outcome = item
+            live.tasks.pop(call, None)
+            if not ok:
                 live.machine.failed(call, outcome, now)
+            elif call.compensation or live.plan.step(call.step_id).completion.value != "event":
+                live.machine.succeeded(call, outcome, now)
+            else:
+                live.machine.accepted(call, outcome, now)
 
-    async def _attempt(self, live: _Live, call: StepCall) -> tuple[bool, Any]:
+    async def _attempt(self, live: _Live, call: StepCall) -> None:
+        """Make one attempt and queue its outcome for the driver."""
         step = live.plan.step(call.step_id)
         operation = step.compensation if call.compensation else step.operation
         assert operation is not None
@@ -616,13 +651,17 @@ class Orchestrator:
             ),
         ):
             try:
-                payload = render(operation.payload, self._scope(live))
+                payload = (
+                    render(operation.payload, self._scope(live))
+                    if has_templates(operation.payload)
+                    else operation.payload
+                )
                 attempt = Attempt(
                     live.id, step, operation, payload, call.compensation, call.attempt
                 )
-                limit = self.runner.timeout_ms(step) / 1000 * 2 + 5  # the target's own is less
-                async with asyncio.timeout(limit):
-                    return True, await self.runner.run(attempt)
+                # The client, the functions and the batch queue bound each attempt by the
+                # step's timeout themselves.
+                result = await self.runner.run(attempt)
             except asyncio.CancelledError:
                 raise
             except Exception as error:
@@ -635,7 +674,9 @@ class Orchestrator:
                     call.attempt,
                     failure.message,
                 )
-                return False, failure
+                live.outcomes.put_nowait((call, False, failure))
+            else:
+                live.outcomes.put_nowait((call, True, result))
 
     def _scope(self, live: _Live) -> dict[str, Any]:
         state = live.machine.state
@@ -704,6 +745,9 @@ class Orchestrator:
         return bool(rows and rows[0]["signals"])
 
     async def _save(self, live: _Live, *, release: bool, wake: float | None) -> None:
+        """Save the execution's state, its new history and what its ending publishes, in
+        one transaction shared with other executions' saves (group commit); only while
+        this worker holds the lease (else :class:`_LeaseLost`)."""
         machine = live.machine
         records = machine.take_history()
         consumed = live.consumed
@@ -711,58 +755,85 @@ class Orchestrator:
             return
         now = self._now()
         status = machine.status
-        ended = now if status.terminal else None
-        async with self.store.transaction() as tx:
-            if consumed:
-                await tx.executemany("DELETE FROM orch_signals WHERE id = ?", consumed)
-            rows = await tx.fetch_all(
-                sql.SAVE,
+        flag = 1 if release else 0
+        save = Statement(
+            sql.SAVE,
+            (
                 status.value,
                 dumps(machine.state.to_dict()),
                 machine.state.failure,
                 live.seq + len(records),
                 now,
-                ended,
+                now if status.terminal else None,
                 live.id,
-                1 if release else 0,
+                flag,
                 live.id,
                 now,
                 wake,
-                1 if release else 0,
-                1 if release else 0,
+                flag,
+                flag,
                 live.id,
                 self.worker_id,
-            )
-            if not rows:
-                raise _LeaseLost(live.id)
-            await self._write_history(tx, live.id, live.seq, records, now)
-            for record in records:
-                await self._on_record(tx, live, record)
+            ),
+            fetch=True,
+        )
+        statements = [save]
+        if consumed:
+            statements.append(Statement(sql.DELETE_SIGNAL, rows=consumed, after=0))
+        if records:
+            rows = _history_rows(live.id, live.seq, records, now)
+            statements.append(Statement(sql.INSERT_HISTORY, rows=rows, after=0))
+        ending = next((r for r in records if r.type in _ENDINGS), None)
+        if ending is not None:
+            outcome = ending.type.split(".", 1)[1]
+            event = self._event(live.plan, live.id, outcome, dict(ending.data or {}))
+            if event is not None:
+                statements.append(replace(event, after=0))
+        if status is Status.COMPENSATION_FAILED and self.review is not None and ending:
+            saved = await self._save_for_review(live, statements)
+        else:
+            saved = await self._writes.submit(statements)
+        rows_back = saved[0]
+        if not isinstance(rows_back, list) or not rows_back:
+            raise _LeaseLost(live.id)
+        if ending is not None:
+            self._relay_poke.set()
         live.seq += len(records)
         live.consumed = []
-        live.signals = bool(rows[0]["signals"])
+        live.signals = bool(rows_back[0]["signals"])
 
-    async def _on_record(self, tx: Transaction, live: _Live, record: Record) -> None:
-        """What an ending adds to the same transaction: its event, and a review item for
-        compensations that keep failing."""
-        if not record.type.startswith("execution.") or record.type in (
-            "execution.started",
-            "execution.cancel_requested",
-            "execution.compensating",
-        ):
-            return
-        outcome = record.type.split(".", 1)[1]
-        data = dict(record.data or {})
-        await self._emit(tx, live.plan, live.id, outcome, data)
-        if outcome == Status.COMPENSATION_FAILED.value and self.review is not None:
-            failed = {
-                step_id: s.comp_error
-                for step_id, s in live.machine.state.steps.items()
-                if s.comp.value == "failed"
-            }
+    async def _commit(self, changes: list[list[Statement]]) -> list[list[BatchResult]]:
+        """Write several executions' changes in one batch (group commit)."""
+        flat: list[Statement] = []
+        spans: list[tuple[int, int]] = []
+        for statements in changes:
+            base = len(flat)
+            spans.append((base, len(statements)))
+            for statement in statements:
+                shifted = None if statement.after is None else statement.after + base
+                flat.append(replace(statement, after=shifted))
+        results = await self.store.batch(flat)
+        return [results[base : base + count] for base, count in spans]
+
+    async def _save_for_review(self, live: _Live, statements: list[Statement]) -> list[BatchResult]:
+        """Save a compensation that keeps failing together with its review item."""
+        assert self.review is not None
+        failed = {
+            step_id: s.comp_error
+            for step_id, s in live.machine.state.steps.items()
+            if s.comp.value == "failed"
+        }
+        kind = live.plan.kind
+        async with self.store.transaction() as tx:
+            first = statements[0]
+            rows = await tx.fetch_all(first.sql, *first.args)
+            if not rows:
+                return [rows]
+            for statement in statements[1:]:
+                await tx.executemany(statement.sql, statement.rows or [statement.args])
             await self.review.add(
-                "saga" if live.plan.kind is Kind.SAGA else "workflow",
-                f"{live.plan.kind.value} {live.plan.name} could not be compensated: "
+                "saga" if kind is Kind.SAGA else "workflow",
+                f"{kind.value} {live.plan.name} could not be compensated: "
                 + "; ".join(f"{step_id}: {error}" for step_id, error in failed.items()),
                 {
                     "execution_id": live.id,
@@ -774,12 +845,14 @@ class Orchestrator:
                 origin_ref=live.id,
                 tx=tx,
             )
+        return [rows]
 
-    async def _emit(
-        self, tx: Transaction, plan: Plan, execution_id: str, outcome: str, data: dict[str, Any]
-    ) -> None:
+    def _event(
+        self, plan: Plan, execution_id: str, outcome: str, data: dict[str, Any]
+    ) -> Statement | None:
+        """The outbox insert of the event for ``outcome`` (None without a bus)."""
         if self._outbox is None:
-            return
+            return None
         key = "saga_id" if plan.kind is Kind.SAGA else "execution_id"
         body = {
             key: execution_id,
@@ -799,30 +872,31 @@ class Orchestrator:
             subject=execution_id,
             extensions={"partitionkey": execution_id},
         )
-        await self._outbox.add(tx, [event])
-        self._relay_poke.set()
-
-    async def _write_history(
-        self, tx: Transaction, execution_id: str, seq: int, records: list[Record], now: float
-    ) -> None:
-        if not records:
-            return
-        rows = [
-            (
-                execution_id,
-                seq + index,
-                record.type,
-                record.step_id,
-                record.attempt,
-                dumps(record.data) if record.data is not None else None,
-                now,
-            )
-            for index, record in enumerate(records, start=1)
-        ]
-        await tx.executemany(sql.INSERT_HISTORY, rows)
+        return self._outbox.statement([event])
 
     def _now(self) -> float:
         return self.clock.now().timestamp()
+
+
+#: The history records that end an execution: each publishes its event.
+_ENDINGS = frozenset(f"execution.{status.value}" for status in Status if status.terminal)
+
+
+def _history_rows(
+    execution_id: str, seq: int, records: list[Record], now: float
+) -> list[tuple[Any, ...]]:
+    return [
+        (
+            execution_id,
+            seq + index,
+            record.type,
+            record.step_id,
+            record.attempt,
+            dumps(record.data) if record.data is not None else None,
+            now,
+        )
+        for index, record in enumerate(records, start=1)
+    ]
 
 
 __all__ = ["HOLD_SECONDS", "STEP_EVENTS_GROUP", "Orchestrator"]

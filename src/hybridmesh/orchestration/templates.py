@@ -33,6 +33,17 @@ def render(value: Any, scope: Mapping[str, Any]) -> Any:
     return value
 
 
+def has_templates(value: Any) -> bool:
+    """Whether ``value`` holds a template anywhere (rendering it would change it)."""
+    if isinstance(value, str):
+        return "{{" in value
+    if isinstance(value, Mapping):
+        return any(has_templates(item) for item in value.values())
+    if isinstance(value, list | tuple):
+        return any(has_templates(item) for item in value)
+    return False
+
+
 def _render_string(text: str, scope: Mapping[str, Any]) -> Any:
     if "{{" not in text:
         return text
@@ -72,4 +83,4 @@ def _text(value: Any) -> str:
     return dumps(value)
 
 
-__all__ = ["lookup", "render"]
+__all__ = ["has_templates", "lookup", "render"]

@@ -14,7 +14,7 @@ SQL uses ``?`` placeholders on every backend. Failures raise
 :class:`~hybridmesh.core.errors.ConfigurationError`.
 """
 
-from hybridmesh.store._base import Migration, Store, Transaction
+from hybridmesh.store._base import BatchResult, Migration, Statement, Store, Transaction
 from hybridmesh.store._open import open_store
 from hybridmesh.store.migrations import MIGRATIONS
 from hybridmesh.store.postgres import PostgresStore
@@ -22,9 +22,11 @@ from hybridmesh.store.sqlite import SQLiteStore
 
 __all__ = [
     "MIGRATIONS",
+    "BatchResult",
     "Migration",
     "PostgresStore",
     "SQLiteStore",
+    "Statement",
     "Store",
     "Transaction",
     "open_store",

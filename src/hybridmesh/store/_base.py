@@ -41,6 +41,26 @@ class Migration:
         return self.dialect_statements.get(dialect, self.statements)
 
 
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """One statement of :meth:`Store.batch`.
+
+    ``rows`` runs it once per row (as ``executemany``) instead of once with ``args``;
+    ``fetch`` returns its rows instead of the count of rows it changed; ``after`` (the index
+    of an earlier statement) runs it only when that one returned rows or changed some.
+    """
+
+    sql: str
+    args: Sequence[Any] = ()
+    rows: Sequence[Sequence[Any]] | None = None
+    fetch: bool = False
+    after: int | None = None
+
+
+#: What :meth:`Store.batch` gives back per statement: its rows, its count, or None (skipped).
+BatchResult = list[dict[str, Any]] | int | None
+
+
 class Transaction(Protocol):
     """The queries of a :class:`Store`, bound to one open transaction.
 
@@ -140,6 +160,27 @@ class Store(Queries):
     async def close(self) -> None:
         """Release the connection(s). Idempotent; the store is unusable afterwards."""
 
+    async def batch(self, statements: Sequence[Statement]) -> list[BatchResult]:
+        """Run ``statements`` in order in one transaction; one result per statement.
+
+        The same as a :meth:`transaction` running them one by one, but backends may run it
+        in one round trip (SQLite: one hop to its thread), so hot writers put a whole
+        change in one batch, and several changes in one (see ``group_commit``).
+        """
+        results: list[BatchResult] = []
+        async with self.transaction() as tx:
+            for statement in statements:
+                if not batch_due(statement, results):
+                    results.append(None)
+                elif statement.rows is not None:
+                    await tx.executemany(statement.sql, statement.rows)
+                    results.append(len(statement.rows))
+                elif statement.fetch:
+                    results.append(await tx.fetch_all(statement.sql, *statement.args))
+                else:
+                    results.append(await tx.execute(statement.sql, *statement.args))
+        return results
+
     # -- schema -------------------------------------------------------------------------
 
     @abstractmethod
@@ -209,6 +250,15 @@ class Store(Queries):
 _APPLIED_SQL = "SELECT version FROM schema_migrations"
 
 
+def batch_due(statement: Statement, results: Sequence[BatchResult]) -> bool:
+    """Whether ``statement`` runs, given the results of the statements before it."""
+    if statement.after is None:
+        return True
+    if not 0 <= statement.after < len(results):
+        raise ValueError(f"Statement.after={statement.after} does not name an earlier statement")
+    return bool(results[statement.after])
+
+
 def check_migrations(migrations: Sequence[Migration]) -> None:
     """Raise ValueError unless versions are positive and strictly increasing."""
     previous = 0
@@ -252,10 +302,13 @@ def store_error(dialect: str, sql: str, error: BaseException) -> StoreError:
 
 __all__ = [
     "SCHEMA_TABLE_SQL",
+    "BatchResult",
     "Migration",
     "Queries",
+    "Statement",
     "Store",
     "Transaction",
+    "batch_due",
     "check_migrations",
     "first_line",
     "mask_password",

@@ -19,7 +19,16 @@ from typing import Any, TypeVar
 
 from hybridmesh.core.clock import SYSTEM_CLOCK, Clock
 from hybridmesh.core.errors import ConfigurationError, StoreError
-from hybridmesh.store._base import Migration, Queries, Store, Transaction, store_error
+from hybridmesh.store._base import (
+    BatchResult,
+    Migration,
+    Queries,
+    Statement,
+    Store,
+    Transaction,
+    batch_due,
+    store_error,
+)
 from hybridmesh.store.migrations import MIGRATIONS
 
 T = TypeVar("T")
@@ -122,6 +131,12 @@ class SQLiteStore(Store):
                 handle.active = False
                 await self._rollback()
                 raise
+
+    async def batch(self, statements: Sequence[Statement]) -> list[BatchResult]:
+        """Run ``statements`` in one transaction, in one hop to the connection's thread."""
+        work = list(statements)
+        async with self._exclusive():
+            return await self._call(work[0].sql if work else "", partial(_batch, work))
 
     async def close(self) -> None:
         if self._closed:
@@ -274,6 +289,30 @@ def _fetch_all(sql: str, args: Sequence[Any], conn: sqlite3.Connection) -> list[
         return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
     finally:
         cursor.close()
+
+
+def _batch(statements: list[Statement], conn: sqlite3.Connection) -> list[BatchResult]:
+    results: list[BatchResult] = []
+    conn.execute(_BEGIN)
+    try:
+        for statement in statements:
+            try:
+                if not batch_due(statement, results):
+                    results.append(None)
+                elif statement.rows is not None:
+                    conn.executemany(statement.sql, statement.rows).close()
+                    results.append(len(statement.rows))
+                elif statement.fetch:
+                    results.append(_fetch_all(statement.sql, statement.args, conn))
+                else:
+                    results.append(_execute(statement.sql, statement.args, conn))
+            except sqlite3.Error as error:
+                raise store_error("sqlite", statement.sql, error) from error
+    except BaseException:
+        _rollback(conn)
+        raise
+    conn.execute("COMMIT")
+    return results
 
 
 def _rollback(conn: sqlite3.Connection) -> None:

@@ -44,11 +44,11 @@ from hybridmesh.events.backends import _sql_queries as q
 from hybridmesh.events.backends._sql_batches import Lease, Row, plan_batches, settle_rows
 from hybridmesh.events.backends._sql_retention import TRIM_BATCH, Retention, trim_log
 from hybridmesh.events.backends._sql_wakeup import PostgresListener, Wakeup, wait_for
-from hybridmesh.events.backends._sql_writer import GroupCommit
 from hybridmesh.events.envelope import CloudEvent
 from hybridmesh.events.subjects import validate_pattern
 from hybridmesh.observability import get_logger
 from hybridmesh.store import Store, Transaction, open_store
+from hybridmesh.store.group_commit import GroupCommit
 
 log = get_logger("hybridmesh.events.sql")
 
@@ -91,8 +91,12 @@ class SqlEventBackend:
         self.retention = retention
         self._postgres = store.dialect == "postgresql"
         self._lease_sql = q.LEASE.format(lock=q.SKIP_LOCKED if self._postgres else "")
-        self._publishes = GroupCommit(self._write_events, "hybridmesh-events-publish")
-        self._settles = GroupCommit(self._write_settles, "hybridmesh-events-settle")
+        self._publishes: GroupCommit[list[Row], None] = GroupCommit(
+            self._write_events, "hybridmesh-events-publish"
+        )
+        self._settles: GroupCommit[tuple[Row, Row | None], None] = GroupCommit(
+            self._write_settles, "hybridmesh-events-settle"
+        )
         self._wakeup = Wakeup()
         self._listener = (
             PostgresListener(store.url, q.NOTIFY_CHANNEL, self._wakeup, clock)
