@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from hybridmesh.core.errors import StoreError
-from hybridmesh.store import MIGRATIONS, Store, open_store
+from hybridmesh.store import MIGRATIONS, Statement, Store, open_store
 
 NOW = "2026-01-01T00:00:00+00:00"
 
@@ -253,3 +253,32 @@ async def test_data_survives_close_and_reopen(database_url: str) -> None:
 async def test_store_reports_its_dialect_and_url(store: Store, database_url: str) -> None:
     assert store.url == database_url
     assert store.dialect == database_url.split(":")[0]
+
+
+async def test_batch_runs_statements_in_order_and_returns_each_result(store: Store) -> None:
+    results = await store.batch(
+        [
+            Statement(
+                "INSERT INTO services (name, architecture, version, base_url, definition, "
+                "updated_at) VALUES (?, 'microservice', 'v1', 'http://x', '{}', 'now')",
+                ("a",),
+            ),
+            Statement("SELECT name FROM services WHERE name = ?", ("a",), fetch=True),
+            Statement("SELECT name FROM services WHERE name = ?", ("zz",), fetch=True),
+            Statement("UPDATE services SET owner = 'me' WHERE name = ?", ("a",), after=2),
+            Statement("UPDATE services SET owner = ? WHERE name = ?", rows=[("x", "a")], after=1),
+        ]
+    )
+    assert results == [1, [{"name": "a"}], [], None, 1]
+    assert await store.fetch_value("SELECT owner FROM services WHERE name = 'a'") == "x"
+
+
+async def test_a_failing_batch_changes_nothing(store: Store) -> None:
+    insert = Statement(
+        "INSERT INTO services (name, architecture, version, base_url, definition, updated_at) "
+        "VALUES (?, 'microservice', 'v1', 'http://x', '{}', 'now')",
+        ("b",),
+    )
+    with pytest.raises(StoreError, match="services"):
+        await store.batch([insert, insert])  # the second violates the primary key
+    assert await store.fetch_value("SELECT COUNT(*) FROM services") == 0
