@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from hybridmesh.core.serialization import loads
-from hybridmesh.orchestration._machine import ExecutionState, Status
+from hybridmesh.core.serialization import dumps, loads
+from hybridmesh.orchestration._machine import ExecutionState, Record, Status
 
 INSERT_EXECUTION = """
 INSERT INTO orch_executions (id, kind, name, version, status, input, state, error,
@@ -270,4 +270,22 @@ class HistoryEvent:
         )
 
 
-__all__ = ["Execution", "HistoryEvent", "StepView"]
+def history_rows(
+    execution_id: str, seq: int, records: list[Record], now: float
+) -> list[tuple[Any, ...]]:
+    """The ``orch_history`` rows of ``records``, numbered after ``seq``."""
+    return [
+        (
+            execution_id,
+            seq + index,
+            record.type,
+            record.step_id,
+            record.attempt,
+            dumps(record.data) if record.data is not None else None,
+            now,
+        )
+        for index, record in enumerate(records, start=1)
+    ]
+
+
+__all__ = ["Execution", "HistoryEvent", "StepView", "ended_execution", "history_rows"]

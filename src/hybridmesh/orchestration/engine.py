@@ -23,7 +23,7 @@ import contextlib
 import os
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 from hybridmesh.core.clock import SYSTEM_CLOCK, Clock
@@ -32,59 +32,27 @@ from hybridmesh.core.ids import new_id, uuid7
 from hybridmesh.core.serialization import dumps, loads
 from hybridmesh.events import CloudEvent, EventBus, Outbox, OutboxRelay
 from hybridmesh.observability import get_logger
-from hybridmesh.observability.tracing import continue_trace, inject_headers, start_call_span
+from hybridmesh.observability.tracing import inject_headers, start_call_span
 from hybridmesh.orchestration import _records as sql
+from hybridmesh.orchestration._driver import Driver, Live
 from hybridmesh.orchestration._machine import (
     ExecutionState,
-    Failure,
     Machine,
     Record,
     Status,
-    StepCall,
 )
-from hybridmesh.orchestration._records import Execution, HistoryEvent, ended_execution
+from hybridmesh.orchestration._records import Execution, HistoryEvent, history_rows
 from hybridmesh.orchestration.catalog import DefinitionCatalog
 from hybridmesh.orchestration.plan import Kind, Plan
-from hybridmesh.orchestration.steps import ORCHESTRATOR, Attempt, StepRunner, classify
-from hybridmesh.orchestration.templates import has_templates, render
+from hybridmesh.orchestration.steps import ORCHESTRATOR, StepRunner
 from hybridmesh.review import ReviewQueue
 from hybridmesh.store import BatchResult, Statement, Store
 from hybridmesh.store.group_commit import GroupCommit
 
 log = get_logger("hybridmesh.orchestration")
 
-#: A backoff up to this long (seconds) is slept by the worker holding the execution; a
-#: longer one releases it until it is due.
-HOLD_SECONDS = 1.0
 #: The bus group that receives saga.step.completed / saga.step.failed.
 STEP_EVENTS_GROUP = "hybridmesh-orchestrator"
-
-
-class _LeaseLost(Exception):
-    """The execution's lease expired and another worker took it: stop touching it."""
-
-
-@dataclass
-class _Live:
-    """An execution a worker of this engine is driving."""
-
-    id: str
-    plan: Plan
-    input: Any
-    machine: Machine
-    trace: str | None
-    seq: int
-    created: float
-    signals: bool = False  # signals wait in orch_signals
-    recovered: bool = False  # claimed from the store, not started here
-    consumed: list[tuple[str]] = field(default_factory=list)  # signals applied, not yet saved
-    wakeup: asyncio.Event = field(default_factory=asyncio.Event)  # a signal came
-    ended: Execution | None = None  # saved as ended by this worker
-    tasks: dict[StepCall, asyncio.Task[None]] = field(default_factory=dict)
-    #: Attempts that ended, as (call, ok, result or Failure); None: a signal came.
-    outcomes: asyncio.Queue[tuple[StepCall, bool, Any] | None] = field(
-        default_factory=asyncio.Queue
-    )
 
 
 class Orchestrator:
@@ -135,8 +103,9 @@ class Orchestrator:
         self._writes: GroupCommit[list[Statement], list[BatchResult]] = GroupCommit(
             self._commit, "hybridmesh-orchestrator-writes"
         )
+        self._driver = Driver(self)
         self._driving: dict[str, asyncio.Task[None]] = {}
-        self._lives: dict[str, _Live] = {}
+        self._lives: dict[str, Live] = {}
         self._endings: dict[str, asyncio.Future[Execution | None]] = {}
         self._poke = asyncio.Event()
         self._relay_poke = asyncio.Event()
@@ -205,7 +174,7 @@ class Orchestrator:
                 ),
             ),
             Statement(
-                sql.INSERT_HISTORY, rows=_history_rows(execution_id, 0, [started], now), after=0
+                sql.INSERT_HISTORY, rows=history_rows(execution_id, 0, [started], now), after=0
             ),
         ]
         event = self._event(plan, execution_id, "started", {"input": data})
@@ -218,7 +187,7 @@ class Orchestrator:
             self._relay_poke.set()
         log.info("started %s %s v%d as %s", plan.kind.value, plan.name, plan.version, execution_id)
         if local:
-            live = _Live(execution_id, plan, data, machine, trace, seq=1, created=now)
+            live = Live(execution_id, plan, data, machine, trace, seq=1, created=now)
             self._spawn(live)
         else:
             self._poke.set()
@@ -479,7 +448,7 @@ class Orchestrator:
             machine = Machine(
                 plan, Status(row["status"]), state, attempts_of=self.runner.max_attempts
             )
-            live = _Live(
+            live = Live(
                 row["id"],
                 plan,
                 loads(row["input"]),
@@ -521,8 +490,8 @@ class Orchestrator:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._relay_poke.wait(), self._relay.poll_interval)
 
-    def _spawn(self, live: _Live) -> None:
-        task = asyncio.create_task(self._drive(live), name=f"hybridmesh-execution-{live.id}")
+    def _spawn(self, live: Live) -> None:
+        task = asyncio.create_task(self._driver.drive(live), name=f"hybridmesh-execution-{live.id}")
         self._driving[live.id] = task
         self._lives[live.id] = live
         self._endings.setdefault(live.id, asyncio.get_running_loop().create_future())
@@ -539,269 +508,6 @@ class Orchestrator:
 
     # -- driving one execution -------------------------------------------------------------
 
-    async def _drive(self, live: _Live) -> None:
-        machine = live.machine
-        calls: list[StepCall] = machine.recover() if live.recovered else []
-        try:
-            while True:
-                if live.signals:
-                    await self._apply_signals(live)
-                now = self._now()
-                if self._stopping:
-                    if live.tasks:
-                        await self._collect(live, None)
-                        continue
-                    await self._save(live, release=True, wake=now)
-                    return
-                calls += machine.advance(now)
-                for call, task in list(live.tasks.items()):
-                    if not machine.in_flight(call):
-                        task.cancel()  # abandoned: the execution timed out or was cancelled
-                        del live.tasks[call]
-                if machine.status.terminal:
-                    for task in live.tasks.values():
-                        task.cancel()
-                    await self._save(live, release=True, wake=None)
-                    live.ended = ended_execution(
-                        id=live.id,
-                        kind=live.plan.kind.value,
-                        name=live.plan.name,
-                        version=live.plan.version,
-                        status=machine.status,
-                        input=live.input,
-                        state=machine.state,
-                        trace_context=live.trace,
-                        created_at=live.created,
-                        ended_at=self._now(),
-                    )
-                    return
-                wake = machine.wake_at()
-                if not calls and not live.tasks:
-                    if wake is None or wake - now > HOLD_SECONDS:
-                        await self._save(live, release=True, wake=wake)
-                        if not live.signals:
-                            return
-                        live.signals = await self._reclaim(live)
-                        if not live.signals:
-                            return
-                        continue
-                    await self._save(live, release=False, wake=now)
-                    await self._sleep_until(live, wake)
-                    continue
-                await self._save(live, release=False, wake=now)
-                for call in calls:
-                    live.tasks[call] = asyncio.create_task(self._attempt(live, call))
-                calls = []
-                await self._collect(live, None if wake is None else max(0.0, wake - now))
-        except _LeaseLost:
-            log.warning("execution %s: lease lost; another worker has it", live.id)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("execution %s: the worker failed; it is released", live.id)
-        finally:
-            for task in live.tasks.values():
-                task.cancel()
-
-    async def _collect(self, live: _Live, within: float | None) -> None:
-        """Wait for the first running attempt to end (or ``timeout``), and record the ones
-        that ended."""
-        if not live.tasks or live.signals:
-            return
-        if within is None:
-            first = await live.outcomes.get()
-        else:
-            try:
-                async with asyncio.timeout(within):
-                    first = await live.outcomes.get()
-            except TimeoutError:
-                return
-        ended = [first]
-        while not live.outcomes.empty():
-            ended.append(live.outcomes.get_nowait())
-        now = self._now()
-        for item in ended:
-            if item is None:
-                continue  # a signal: the loop applies it
-            call, ok, outcome = item
-            live.tasks.pop(call, None)
-            if not ok:
-                live.machine.failed(call, outcome, now)
-            elif call.compensation or live.plan.step(call.step_id).completion.value != "event":
-                live.machine.succeeded(call, outcome, now)
-            else:
-                live.machine.accepted(call, outcome, now)
-
-    async def _attempt(self, live: _Live, call: StepCall) -> None:
-        """Make one attempt and queue its outcome for the driver."""
-        step = live.plan.step(call.step_id)
-        operation = step.compensation if call.compensation else step.operation
-        assert operation is not None
-        what = "compensate" if call.compensation else "step"
-        with (
-            continue_trace({"traceparent": live.trace} if live.trace else {}),
-            start_call_span(
-                f"{what} {step.step_id}",
-                attributes={
-                    "hybridmesh.execution_id": live.id,
-                    "hybridmesh.step_id": step.step_id,
-                    "hybridmesh.attempt": call.attempt,
-                    "hybridmesh.compensation": call.compensation,
-                },
-            ),
-        ):
-            try:
-                payload = (
-                    render(operation.payload, self._scope(live))
-                    if has_templates(operation.payload)
-                    else operation.payload
-                )
-                attempt = Attempt(
-                    live.id, step, operation, payload, call.compensation, call.attempt
-                )
-                # The client, the functions and the batch queue bound each attempt by the
-                # step's timeout themselves.
-                result = await self.runner.run(attempt)
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
-                failure: Failure = classify(error, step.retry)
-                log.info(
-                    "execution %s: %s %s attempt %d failed: %s",
-                    live.id,
-                    what,
-                    step.step_id,
-                    call.attempt,
-                    failure.message,
-                )
-                live.outcomes.put_nowait((call, False, failure))
-            else:
-                live.outcomes.put_nowait((call, True, result))
-
-    def _scope(self, live: _Live) -> dict[str, Any]:
-        state = live.machine.state
-        return {
-            "input": live.input,
-            "context": state.context,
-            "execution_id": live.id,
-            "steps": {
-                step_id: {"status": s.status.value, "result": s.result}
-                for step_id, s in state.steps.items()
-            },
-        }
-
-    async def _sleep_until(self, live: _Live, wake: float) -> None:
-        delay = max(0.0, wake - self._now())
-        if not delay or live.signals:
-            return
-        live.wakeup.clear()
-        sleeping = asyncio.ensure_future(self.clock.sleep(delay))
-        woken = asyncio.ensure_future(live.wakeup.wait())
-        try:
-            await asyncio.wait([sleeping, woken], return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            sleeping.cancel()
-            woken.cancel()
-
-    async def _apply_signals(self, live: _Live) -> None:
-        rows = await self.store.fetch_all(sql.SELECT_SIGNALS, live.id)
-        now = self._now()
-        machine = live.machine
-        consumed: list[tuple[str]] = []
-        for row in rows:
-            consumed.append((row["id"],))
-            data = loads(row["data"]) if row["data"] else None
-            kind = row["kind"]
-            if kind == "cancel":
-                reason = (data or {}).get("reason", "cancelled by request")
-                machine.cancel(str(reason), now)
-            elif kind == "retry_compensations":
-                machine.status = Status.COMPENSATION_FAILED
-                machine.retry_compensations()
-            elif (
-                kind in ("step_completed", "step_failed")
-                and row["step_id"]
-                and not machine.signal(row["step_id"], kind == "step_completed", data, now)
-            ):
-                log.info(
-                    "execution %s: ignored %s for step %s (not waiting for it)",
-                    live.id,
-                    kind,
-                    row["step_id"],
-                )
-        live.consumed = consumed
-        live.signals = False
-
-    async def _reclaim(self, live: _Live) -> bool:
-        """After releasing, signals had arrived: take the execution back if still free."""
-        now = self._now()
-        rows = await self.store.fetch_all(
-            "UPDATE orch_executions SET lease_owner = ?, lease_until = ? "
-            "WHERE id = ? AND lease_owner IS NULL RETURNING signals",
-            self.worker_id,
-            now + self.lease_seconds,
-            live.id,
-        )
-        return bool(rows and rows[0]["signals"])
-
-    async def _save(self, live: _Live, *, release: bool, wake: float | None) -> None:
-        """Save the execution's state, its new history and what its ending publishes, in
-        one transaction shared with other executions' saves (group commit); only while
-        this worker holds the lease (else :class:`_LeaseLost`)."""
-        machine = live.machine
-        records = machine.take_history()
-        consumed = live.consumed
-        if not records and not release and not consumed:
-            return
-        now = self._now()
-        status = machine.status
-        flag = 1 if release else 0
-        save = Statement(
-            sql.SAVE,
-            (
-                status.value,
-                dumps(machine.state.to_dict()),
-                machine.state.failure,
-                live.seq + len(records),
-                now,
-                now if status.terminal else None,
-                live.id,
-                flag,
-                live.id,
-                now,
-                wake,
-                flag,
-                flag,
-                live.id,
-                self.worker_id,
-            ),
-            fetch=True,
-        )
-        statements = [save]
-        if consumed:
-            statements.append(Statement(sql.DELETE_SIGNAL, rows=consumed, after=0))
-        if records:
-            rows = _history_rows(live.id, live.seq, records, now)
-            statements.append(Statement(sql.INSERT_HISTORY, rows=rows, after=0))
-        ending = next((r for r in records if r.type in _ENDINGS), None)
-        if ending is not None:
-            outcome = ending.type.split(".", 1)[1]
-            event = self._event(live.plan, live.id, outcome, dict(ending.data or {}))
-            if event is not None:
-                statements.append(replace(event, after=0))
-        if status is Status.COMPENSATION_FAILED and self.review is not None and ending:
-            saved = await self._save_for_review(live, statements)
-        else:
-            saved = await self._writes.submit(statements)
-        rows_back = saved[0]
-        if not isinstance(rows_back, list) or not rows_back:
-            raise _LeaseLost(live.id)
-        if ending is not None:
-            self._relay_poke.set()
-        live.seq += len(records)
-        live.consumed = []
-        live.signals = bool(rows_back[0]["signals"])
-
     async def _commit(self, changes: list[list[Statement]]) -> list[list[BatchResult]]:
         """Write several executions' changes in one batch (group commit)."""
         flat: list[Statement] = []
@@ -814,38 +520,6 @@ class Orchestrator:
                 flat.append(replace(statement, after=shifted))
         results = await self.store.batch(flat)
         return [results[base : base + count] for base, count in spans]
-
-    async def _save_for_review(self, live: _Live, statements: list[Statement]) -> list[BatchResult]:
-        """Save a compensation that keeps failing together with its review item."""
-        assert self.review is not None
-        failed = {
-            step_id: s.comp_error
-            for step_id, s in live.machine.state.steps.items()
-            if s.comp.value == "failed"
-        }
-        kind = live.plan.kind
-        async with self.store.transaction() as tx:
-            first = statements[0]
-            rows = await tx.fetch_all(first.sql, *first.args)
-            if not rows:
-                return [rows]
-            for statement in statements[1:]:
-                await tx.executemany(statement.sql, statement.rows or [statement.args])
-            await self.review.add(
-                "saga" if kind is Kind.SAGA else "workflow",
-                f"{kind.value} {live.plan.name} could not be compensated: "
-                + "; ".join(f"{step_id}: {error}" for step_id, error in failed.items()),
-                {
-                    "execution_id": live.id,
-                    "definition": live.plan.name,
-                    "version": live.plan.version,
-                    "failed_compensations": failed,
-                    "input": live.input,
-                },
-                origin_ref=live.id,
-                tx=tx,
-            )
-        return [rows]
 
     def _event(
         self, plan: Plan, execution_id: str, outcome: str, data: dict[str, Any]
@@ -876,27 +550,3 @@ class Orchestrator:
 
     def _now(self) -> float:
         return self.clock.now().timestamp()
-
-
-#: The history records that end an execution: each publishes its event.
-_ENDINGS = frozenset(f"execution.{status.value}" for status in Status if status.terminal)
-
-
-def _history_rows(
-    execution_id: str, seq: int, records: list[Record], now: float
-) -> list[tuple[Any, ...]]:
-    return [
-        (
-            execution_id,
-            seq + index,
-            record.type,
-            record.step_id,
-            record.attempt,
-            dumps(record.data) if record.data is not None else None,
-            now,
-        )
-        for index, record in enumerate(records, start=1)
-    ]
-
-
-__all__ = ["HOLD_SECONDS", "STEP_EVENTS_GROUP", "Orchestrator"]

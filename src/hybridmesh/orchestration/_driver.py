@@ -1,0 +1,365 @@
+"""How a worker drives one execution: make the calls its machine asks for, apply their
+outcomes and the signals that arrive, and save each round (see ``engine``)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from hybridmesh.core.serialization import dumps, loads
+from hybridmesh.observability import get_logger
+from hybridmesh.observability.tracing import continue_trace, start_call_span
+from hybridmesh.orchestration import _records as sql
+from hybridmesh.orchestration._machine import Failure, Machine, Status, StepCall
+from hybridmesh.orchestration._records import Execution, ended_execution, history_rows
+from hybridmesh.orchestration.plan import Kind, Plan
+from hybridmesh.orchestration.steps import Attempt, classify
+from hybridmesh.orchestration.templates import has_templates, render
+from hybridmesh.store import BatchResult, Statement
+
+if TYPE_CHECKING:
+    from hybridmesh.orchestration.engine import Orchestrator
+
+log = get_logger("hybridmesh.orchestration")
+
+#: A backoff up to this long (seconds) is slept by the worker holding the execution; a
+#: longer one releases it until it is due.
+HOLD_SECONDS = 1.0
+
+
+class LeaseLost(Exception):
+    """The execution's lease expired and another worker took it: stop touching it."""
+
+
+@dataclass
+class Live:
+    """An execution a worker of this engine is driving."""
+
+    id: str
+    plan: Plan
+    input: Any
+    machine: Machine
+    trace: str | None
+    seq: int
+    created: float
+    signals: bool = False  # signals wait in orch_signals
+    recovered: bool = False  # claimed from the store, not started here
+    consumed: list[tuple[str]] = field(default_factory=list)  # signals applied, not yet saved
+    wakeup: asyncio.Event = field(default_factory=asyncio.Event)  # a signal came
+    ended: Execution | None = None  # saved as ended by this worker
+    tasks: dict[StepCall, asyncio.Task[None]] = field(default_factory=dict)
+    #: Attempts that ended, as (call, ok, result or Failure); None: a signal came.
+    outcomes: asyncio.Queue[tuple[StepCall, bool, Any] | None] = field(
+        default_factory=asyncio.Queue
+    )
+
+
+class Driver:
+    """Drives executions for one :class:`~hybridmesh.orchestration.engine.Orchestrator`."""
+
+    def __init__(self, engine: Orchestrator) -> None:
+        self.engine = engine
+
+    async def drive(self, live: Live) -> None:
+        """Drive ``live`` as far as it goes: until it ends, waits for a timer or an event
+        (then it is released), the worker stops, or the lease is lost."""
+        machine = live.machine
+        calls: list[StepCall] = machine.recover() if live.recovered else []
+        try:
+            while True:
+                if live.signals:
+                    await self._apply_signals(live)
+                now = self.engine._now()
+                if self.engine._stopping:
+                    if live.tasks:
+                        await self._collect(live, None)
+                        continue
+                    await self._save(live, release=True, wake=now)
+                    return
+                calls += machine.advance(now)
+                for call, task in list(live.tasks.items()):
+                    if not machine.in_flight(call):
+                        task.cancel()  # abandoned: the execution timed out or was cancelled
+                        del live.tasks[call]
+                if machine.status.terminal:
+                    for task in live.tasks.values():
+                        task.cancel()
+                    await self._save(live, release=True, wake=None)
+                    live.ended = ended_execution(
+                        id=live.id,
+                        kind=live.plan.kind.value,
+                        name=live.plan.name,
+                        version=live.plan.version,
+                        status=machine.status,
+                        input=live.input,
+                        state=machine.state,
+                        trace_context=live.trace,
+                        created_at=live.created,
+                        ended_at=self.engine._now(),
+                    )
+                    return
+                wake = machine.wake_at()
+                if not calls and not live.tasks:
+                    if wake is None or wake - now > HOLD_SECONDS:
+                        await self._save(live, release=True, wake=wake)
+                        if not live.signals:
+                            return
+                        live.signals = await self._reclaim(live)
+                        if not live.signals:
+                            return
+                        continue
+                    await self._save(live, release=False, wake=now)
+                    await self._sleep_until(live, wake)
+                    continue
+                await self._save(live, release=False, wake=now)
+                for call in calls:
+                    live.tasks[call] = asyncio.create_task(self._attempt(live, call))
+                calls = []
+                await self._collect(live, None if wake is None else max(0.0, wake - now))
+        except LeaseLost:
+            log.warning("execution %s: lease lost; another worker has it", live.id)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("execution %s: the worker failed; it is released", live.id)
+        finally:
+            for task in live.tasks.values():
+                task.cancel()
+
+    async def _collect(self, live: Live, within: float | None) -> None:
+        """Wait for the first running attempt to end (or ``timeout``), and record the ones
+        that ended."""
+        if not live.tasks or live.signals:
+            return
+        if within is None:
+            first = await live.outcomes.get()
+        else:
+            try:
+                async with asyncio.timeout(within):
+                    first = await live.outcomes.get()
+            except TimeoutError:
+                return
+        ended = [first]
+        while not live.outcomes.empty():
+            ended.append(live.outcomes.get_nowait())
+        now = self.engine._now()
+        for item in ended:
+            if item is None:
+                continue  # a signal: the loop applies it
+            call, ok, outcome = item
+            live.tasks.pop(call, None)
+            if not ok:
+                live.machine.failed(call, outcome, now)
+            elif call.compensation or live.plan.step(call.step_id).completion.value != "event":
+                live.machine.succeeded(call, outcome, now)
+            else:
+                live.machine.accepted(call, outcome, now)
+
+    async def _attempt(self, live: Live, call: StepCall) -> None:
+        """Make one attempt and queue its outcome for the driver."""
+        step = live.plan.step(call.step_id)
+        operation = step.compensation if call.compensation else step.operation
+        assert operation is not None
+        what = "compensate" if call.compensation else "step"
+        with (
+            continue_trace({"traceparent": live.trace} if live.trace else {}),
+            start_call_span(
+                f"{what} {step.step_id}",
+                attributes={
+                    "hybridmesh.execution_id": live.id,
+                    "hybridmesh.step_id": step.step_id,
+                    "hybridmesh.attempt": call.attempt,
+                    "hybridmesh.compensation": call.compensation,
+                },
+            ),
+        ):
+            try:
+                payload = (
+                    render(operation.payload, self._scope(live))
+                    if has_templates(operation.payload)
+                    else operation.payload
+                )
+                attempt = Attempt(
+                    live.id, step, operation, payload, call.compensation, call.attempt
+                )
+                # The client, the functions and the batch queue bound each attempt by the
+                # step's timeout themselves.
+                result = await self.engine.runner.run(attempt)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                failure: Failure = classify(error, step.retry)
+                log.info(
+                    "execution %s: %s %s attempt %d failed: %s",
+                    live.id,
+                    what,
+                    step.step_id,
+                    call.attempt,
+                    failure.message,
+                )
+                live.outcomes.put_nowait((call, False, failure))
+            else:
+                live.outcomes.put_nowait((call, True, result))
+
+    def _scope(self, live: Live) -> dict[str, Any]:
+        state = live.machine.state
+        return {
+            "input": live.input,
+            "context": state.context,
+            "execution_id": live.id,
+            "steps": {
+                step_id: {"status": s.status.value, "result": s.result}
+                for step_id, s in state.steps.items()
+            },
+        }
+
+    async def _sleep_until(self, live: Live, wake: float) -> None:
+        delay = max(0.0, wake - self.engine._now())
+        if not delay or live.signals:
+            return
+        live.wakeup.clear()
+        sleeping = asyncio.ensure_future(self.engine.clock.sleep(delay))
+        woken = asyncio.ensure_future(live.wakeup.wait())
+        try:
+            await asyncio.wait([sleeping, woken], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeping.cancel()
+            woken.cancel()
+
+    async def _apply_signals(self, live: Live) -> None:
+        rows = await self.engine.store.fetch_all(sql.SELECT_SIGNALS, live.id)
+        now = self.engine._now()
+        machine = live.machine
+        consumed: list[tuple[str]] = []
+        for row in rows:
+            consumed.append((row["id"],))
+            data = loads(row["data"]) if row["data"] else None
+            kind = row["kind"]
+            if kind == "cancel":
+                reason = (data or {}).get("reason", "cancelled by request")
+                machine.cancel(str(reason), now)
+            elif kind == "retry_compensations":
+                machine.status = Status.COMPENSATION_FAILED
+                machine.retry_compensations()
+            elif (
+                kind in ("step_completed", "step_failed")
+                and row["step_id"]
+                and not machine.signal(row["step_id"], kind == "step_completed", data, now)
+            ):
+                log.info(
+                    "execution %s: ignored %s for step %s (not waiting for it)",
+                    live.id,
+                    kind,
+                    row["step_id"],
+                )
+        live.consumed = consumed
+        live.signals = False
+
+    async def _reclaim(self, live: Live) -> bool:
+        """After releasing, signals had arrived: take the execution back if still free."""
+        now = self.engine._now()
+        rows = await self.engine.store.fetch_all(
+            "UPDATE orch_executions SET lease_owner = ?, lease_until = ? "
+            "WHERE id = ? AND lease_owner IS NULL RETURNING signals",
+            self.engine.worker_id,
+            now + self.engine.lease_seconds,
+            live.id,
+        )
+        return bool(rows and rows[0]["signals"])
+
+    async def _save(self, live: Live, *, release: bool, wake: float | None) -> None:
+        """Save the execution's state, its new history and what its ending publishes, in
+        one transaction shared with other executions' saves (group commit); only while
+        this worker holds the lease (else :class:`LeaseLost`)."""
+        machine = live.machine
+        records = machine.take_history()
+        consumed = live.consumed
+        if not records and not release and not consumed:
+            return
+        now = self.engine._now()
+        status = machine.status
+        flag = 1 if release else 0
+        save = Statement(
+            sql.SAVE,
+            (
+                status.value,
+                dumps(machine.state.to_dict()),
+                machine.state.failure,
+                live.seq + len(records),
+                now,
+                now if status.terminal else None,
+                live.id,
+                flag,
+                live.id,
+                now,
+                wake,
+                flag,
+                flag,
+                live.id,
+                self.engine.worker_id,
+            ),
+            fetch=True,
+        )
+        statements = [save]
+        if consumed:
+            statements.append(Statement(sql.DELETE_SIGNAL, rows=consumed, after=0))
+        if records:
+            rows = history_rows(live.id, live.seq, records, now)
+            statements.append(Statement(sql.INSERT_HISTORY, rows=rows, after=0))
+        ending = next((r for r in records if r.type in ENDINGS), None)
+        if ending is not None:
+            outcome = ending.type.split(".", 1)[1]
+            event = self.engine._event(live.plan, live.id, outcome, dict(ending.data or {}))
+            if event is not None:
+                statements.append(replace(event, after=0))
+        if status is Status.COMPENSATION_FAILED and self.engine.review is not None and ending:
+            saved = await self._save_for_review(live, statements)
+        else:
+            saved = await self.engine._writes.submit(statements)
+        rows_back = saved[0]
+        if not isinstance(rows_back, list) or not rows_back:
+            raise LeaseLost(live.id)
+        if ending is not None:
+            self.engine._relay_poke.set()
+        live.seq += len(records)
+        live.consumed = []
+        live.signals = bool(rows_back[0]["signals"])
+
+    async def _save_for_review(self, live: Live, statements: list[Statement]) -> list[BatchResult]:
+        """Save a compensation that keeps failing together with its review item."""
+        assert self.engine.review is not None
+        failed = {
+            step_id: s.comp_error
+            for step_id, s in live.machine.state.steps.items()
+            if s.comp.value == "failed"
+        }
+        kind = live.plan.kind
+        async with self.engine.store.transaction() as tx:
+            first = statements[0]
+            rows = await tx.fetch_all(first.sql, *first.args)
+            if not rows:
+                return [rows]
+            for statement in statements[1:]:
+                await tx.executemany(statement.sql, statement.rows or [statement.args])
+            await self.engine.review.add(
+                "saga" if kind is Kind.SAGA else "workflow",
+                f"{kind.value} {live.plan.name} could not be compensated: "
+                + "; ".join(f"{step_id}: {error}" for step_id, error in failed.items()),
+                {
+                    "execution_id": live.id,
+                    "definition": live.plan.name,
+                    "version": live.plan.version,
+                    "failed_compensations": failed,
+                    "input": live.input,
+                },
+                origin_ref=live.id,
+                tx=tx,
+            )
+        return [rows]
+
+
+#: The history records that end an execution: each publishes its event.
+ENDINGS = frozenset(f"execution.{status.value}" for status in Status if status.terminal)
+
+__all__ = ["ENDINGS", "HOLD_SECONDS", "Driver", "LeaseLost", "Live"]
