@@ -550,3 +550,6 @@ class Orchestrator:
 
     def _now(self) -> float:
         return self.clock.now().timestamp()
+
+
+__all__ = ["STEP_EVENTS_GROUP", "Orchestrator"]
