@@ -194,8 +194,11 @@ class EventBackendConformance:
         other: list[str] = []
         bus = bus_on(backend)
 
+        poison = event("order.created", key="k", n=1)
+        after = event("order.created", key="k", n=2)
+
         async def handler(e: CloudEvent) -> None:
-            if broken:
+            if broken and e.id == poison.id:  # only the poison fails, until it is fixed
                 raise ValueError("price is negative")
             handled.append(e.id)
 
@@ -207,8 +210,6 @@ class EventBackendConformance:
             ">", handler, group=group, max_deliveries=3, backoff_initial=0.01, backoff_max=0.05
         )
         bus.subscribe(">", bystander, group=group_name())
-        poison = event("order.created", key="k", n=1)
-        after = event("order.created", key="k", n=2)
         await bus.publish_many([poison, after])
         async with bus:
             await wait_for(lambda: sub.dead_lettered == 1)
@@ -223,8 +224,8 @@ class EventBackendConformance:
             assert letter.attempts == 3
             assert "price is negative" in letter.reason and "3 attempts" in letter.reason
             assert (await bus.dead_letter(letter.id)).group == group
-            broken = False
             await wait_for(lambda: after.id in handled)  # the key was not blocked for good
+            broken = False
             replayed = await bus.replay(letter.id)
             assert replayed.replayed_at is not None
             await wait_for(lambda: poison.id in handled)

@@ -22,6 +22,8 @@ class GroupCommit(Generic[T, R]):
     ``commit`` returns one result per item, in order (or None when there are none);
     :meth:`submit` returns its item's result once the item is committed, or raises what the
     commit raised (every item of a failed commit gets the error: none of them was written).
+    A write that finds nothing committing commits at once in its own task (a lone writer
+    pays no hand-off); the writes that queue behind it are committed together next.
     """
 
     def __init__(
@@ -31,23 +33,44 @@ class GroupCommit(Generic[T, R]):
         self._name = name
         self._queue: list[tuple[T, asyncio.Future[Any]]] = []
         self._task: asyncio.Task[None] | None = None
+        self._busy = False  # a commit is running (inline or in the task)
+        self._idle = asyncio.Event()  # nothing committing, nothing queued
+        self._idle.set()
 
     async def submit(self, item: T) -> R:
+        if not self._busy:
+            self._busy = True
+            self._idle.clear()
+            try:
+                results = await self._commit([item])
+            finally:
+                self._busy = False
+                self._wake()
+            return None if results is None else results[0]  # type: ignore[return-value]
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue.append((item, future))
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run(), name=self._name)
+        self._idle.clear()
+        self._wake()
         result: R = await future
         return result
 
+    def _wake(self) -> None:
+        """Start committing the queued writes unless a commit is already running."""
+        if self._busy:
+            return
+        if not self._queue:
+            self._idle.set()
+        elif self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name=self._name)
+
     async def drain(self) -> None:
         """Wait until everything submitted so far is committed (or failed)."""
-        if self._task is not None:
-            await asyncio.gather(self._task, return_exceptions=True)
+        await self._idle.wait()
 
     async def _run(self) -> None:
-        while self._queue:
+        while self._queue and not self._busy:
             batch, self._queue = self._queue, []
+            self._busy = True
             try:
                 results = await self._commit([item for item, _ in batch])
             except Exception as error:
@@ -58,11 +81,15 @@ class GroupCommit(Generic[T, R]):
                 for _, future in batch + self._queue:
                     future.cancel()
                 self._queue = []
+                self._idle.set()
                 raise
             else:
                 for index, (_, future) in enumerate(batch):
                     if not future.done():  # its submitter may have been cancelled
                         future.set_result(None if results is None else results[index])
+            finally:
+                self._busy = False
+        self._wake()
 
 
 __all__ = ["GroupCommit"]
