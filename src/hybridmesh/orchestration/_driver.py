@@ -4,6 +4,7 @@ outcomes and the signals that arrive, and save each round (see ``engine``)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +49,7 @@ class Live:
     consumed: list[tuple[str]] = field(default_factory=list)  # signals applied, not yet saved
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)  # a signal came
     ended: Execution | None = None  # saved as ended by this worker
+    first_calls: list[StepCall] = field(default_factory=list)  # saved as started by start()
     tasks: dict[StepCall, asyncio.Task[None]] = field(default_factory=dict)
     #: Attempts that ended, as (call, ok, result or Failure); None: a signal came.
     outcomes: asyncio.Queue[tuple[StepCall, bool, Any] | None] = field(
@@ -65,7 +67,7 @@ class Driver:
         """Drive ``live`` as far as it goes: until it ends, waits for a timer or an event
         (then it is released), the worker stops, or the lease is lost."""
         machine = live.machine
-        calls: list[StepCall] = machine.recover() if live.recovered else []
+        calls: list[StepCall] = machine.recover() if live.recovered else live.first_calls
         try:
             while True:
                 if live.signals:
@@ -202,17 +204,8 @@ class Driver:
             else:
                 live.outcomes.put_nowait((call, True, result))
 
-    def _scope(self, live: Live) -> dict[str, Any]:
-        state = live.machine.state
-        return {
-            "input": live.input,
-            "context": state.context,
-            "execution_id": live.id,
-            "steps": {
-                step_id: {"status": s.status.value, "result": s.result}
-                for step_id, s in state.steps.items()
-            },
-        }
+    def _scope(self, live: Live) -> Mapping[str, Any]:
+        return _Scope(live)
 
     async def _sleep_until(self, live: Live, wake: float) -> None:
         delay = max(0.0, wake - self.engine._now())
@@ -357,6 +350,37 @@ class Driver:
                 tx=tx,
             )
         return [rows]
+
+
+class _Scope(Mapping[str, Any]):
+    """What templates see; ``steps`` is only built when a template asks for it."""
+
+    __slots__ = ("_live",)
+
+    def __init__(self, live: Live) -> None:
+        self._live = live
+
+    def __getitem__(self, key: str) -> Any:
+        live = self._live
+        state = live.machine.state
+        if key == "input":
+            return live.input
+        if key == "context":
+            return state.context
+        if key == "execution_id":
+            return live.id
+        if key == "steps":
+            return {
+                step_id: {"status": s.status.value, "result": s.result}
+                for step_id, s in state.steps.items()
+            }
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(("input", "context", "execution_id", "steps"))
+
+    def __len__(self) -> int:
+        return 4
 
 
 #: The history records that end an execution: each publishes its event.

@@ -152,7 +152,10 @@ class Orchestrator:
             inject_headers(carrier, span)
         trace = carrier.get("traceparent")
         local = self._worker is not None and not self._stopping
-        started = Record("execution.started", data={"version": plan.version, "input": data})
+        records = [Record("execution.started", data={"version": plan.version, "input": data})]
+        # A worker in this process starts the first steps in the same write.
+        first_calls = machine.advance(now) if local else []
+        records += machine.take_history()
         statements = [
             Statement(
                 sql.INSERT_EXECUTION,
@@ -168,13 +171,13 @@ class Orchestrator:
                     now,
                     self.worker_id if local else None,
                     now + self.lease_seconds if local else None,
-                    1,
+                    len(records),
                     now,
                     now,
                 ),
             ),
             Statement(
-                sql.INSERT_HISTORY, rows=history_rows(execution_id, 0, [started], now), after=0
+                sql.INSERT_HISTORY, rows=history_rows(execution_id, 0, records, now), after=0
             ),
         ]
         event = self._event(plan, execution_id, "started", {"input": data})
@@ -187,7 +190,8 @@ class Orchestrator:
             self._relay_poke.set()
         log.info("started %s %s v%d as %s", plan.kind.value, plan.name, plan.version, execution_id)
         if local:
-            live = Live(execution_id, plan, data, machine, trace, seq=1, created=now)
+            live = Live(execution_id, plan, data, machine, trace, seq=len(records), created=now)
+            live.first_calls = first_calls
             self._spawn(live)
         else:
             self._poke.set()
@@ -516,8 +520,9 @@ class Orchestrator:
             base = len(flat)
             spans.append((base, len(statements)))
             for statement in statements:
-                shifted = None if statement.after is None else statement.after + base
-                flat.append(replace(statement, after=shifted))
+                if base and statement.after is not None:
+                    statement = replace(statement, after=statement.after + base)
+                flat.append(statement)
         results = await self.store.batch(flat)
         return [results[base : base + count] for base, count in spans]
 
