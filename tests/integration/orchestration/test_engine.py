@@ -170,6 +170,7 @@ async def test_a_restarted_worker_resumes_the_interrupted_step_with_the_same_key
     rig: Rig,
 ) -> None:
     rig.ops.delays["/operations/charge"] = 2.0  # the first worker dies during this call
+    configure_tracing(exporter=InMemorySpanExporter())
     first = rig.engine(lease_seconds=0.5)
     await first.register(ORDER)
     await first.start_worker()
@@ -183,9 +184,16 @@ async def test_a_restarted_worker_resumes_the_interrupted_step_with_the_same_key
     first._helpers.clear()
     rig.ops.delays.clear()
     second = rig.engine(lease_seconds=5)
-    async with second:
-        done = await second.wait(execution_id, timeout=10)
+    try:
+        async with second:
+            done = await second.wait(execution_id, timeout=10)
+    finally:
+        shutdown_tracing()
     assert done.status is Status.COMPLETED
+    # The new worker's calls are still children of the execution's trace.
+    assert done.trace_context is not None
+    trace_id = done.trace_context.split("-")[1]
+    assert {c.traceparent.split("-")[1] for c in rig.ops.calls if c.traceparent} == {trace_id}
     assert rig.ops.paths() == [
         "/operations/reserve",
         "/operations/charge",
