@@ -158,7 +158,12 @@ class Runtime:
             setup = getattr(importlib.import_module(module_name), attribute or "register")
         except (ImportError, AttributeError) as error:
             raise ConfigurationError(f"--functions {spec!r}: {error}") from None
-        takes_triggers = len(inspect.signature(setup).parameters) >= 2
+        positional = [
+            p
+            for p in inspect.signature(setup).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
+        ]
+        takes_triggers = len(positional) >= 2
         setup(self.functions, self.triggers) if takes_triggers else setup(self.functions)
 
     async def close(self) -> None:

@@ -1,10 +1,15 @@
-"""``python -m tanqory.apps [folder]``: run the five reference services until Ctrl-C.
+"""``python -m tanqory.apps [folder]``: run the reference services until Ctrl-C.
 
 Each service keeps its SQLite file in ``folder`` (default ``.tanqory``), so data outlives a
 restart; delete the folder to start fresh. The services share one event bus, the SQL log in
 ``folder/events.db``: user-service publishes to it through its outbox, notification-services
-and analytics-reporting consume it. WebSocket clients of notification-services may use any
-token (it is taken as their user id): this runner is for local use only.
+and analytics-reporting consume it. analytics-reporting correlates with the legacy-erp
+started here. WebSocket clients of notification-services may use any token (it is taken as
+their user id): this runner is for local use only.
+
+order-processing starts last: it runs the order saga on a hybridmesh engine whose store is
+``folder/mesh.db`` and whose registry (``examples/tanqory/services``) points at the
+services started here; legacy batch files go to ``folder/exchange``.
 """
 
 from __future__ import annotations
@@ -14,21 +19,65 @@ import contextlib
 import functools
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
+from hybridmesh.core.settings import Settings
 from hybridmesh.events import EventBus
 from hybridmesh.events.backends.sql import SqlEventBackend
-from tanqory.apps import EVENT_SERVICES, SERVICES, RunningService, user_service
+from hybridmesh.registry import ServiceRegistry
+from hybridmesh.runtime import Runtime
+from tanqory.apps import (
+    EVENT_SERVICES,
+    SERVICES,
+    RunningService,
+    ServiceStarter,
+    analytics_reporting,
+    legacy_erp,
+    order_processing,
+    payment_service,
+    shipping_service,
+    user_service,
+)
+
+#: The registry the order saga's engine reads, before it is pointed at local URLs.
+SERVICES_DIR = Path(__file__).resolve().parents[1] / "services"
+#: What the order saga calls besides the services of SERVICES and EVENT_SERVICES.
+COMMERCE_SERVICES: dict[str, ServiceStarter] = {
+    payment_service.NAME: payment_service.start,
+    shipping_service.NAME: shipping_service.start,
+}
 
 
-def starters(bus: EventBus) -> dict[str, Callable[[Path], Awaitable[RunningService]]]:
-    """Every service's ``start``, wired to ``bus``."""
+def starters(
+    bus: EventBus, urls: Mapping[str, str] | None = None
+) -> dict[str, Callable[[Path], Awaitable[RunningService]]]:
+    """Every service's ``start`` in :data:`SERVICES` and :data:`EVENT_SERVICES`, wired to
+    ``bus``, in the order to start them. ``urls`` holds the URLs of the services started so
+    far; analytics-reporting correlates with the legacy-erp found there."""
     wired: dict[str, Callable[[Path], Awaitable[RunningService]]] = dict(SERVICES)
     wired[user_service.NAME] = functools.partial(user_service.start, publish=bus.publish_many)
     for name, start in EVENT_SERVICES.items():
         wired[name] = functools.partial(start, bus=bus)
+    started = urls if urls is not None else {}
+
+    async def start_analytics(db_path: Path) -> RunningService:
+        erp_url = started.get(legacy_erp.NAME)
+        return await analytics_reporting.start(db_path, bus=bus, erp_url=erp_url)
+
+    wired[analytics_reporting.NAME] = start_analytics
     return wired
+
+
+async def open_runtime(folder: Path, urls: Mapping[str, str]) -> Runtime:
+    """The engine's process parts on ``folder/mesh.db``, calling the services at ``urls``."""
+    registry = ServiceRegistry.from_path(SERVICES_DIR)
+    for name, url in urls.items():
+        registry.with_base_url(name, url)
+    settings = Settings(database_url=f"sqlite:///{folder / 'mesh.db'}")
+    return await Runtime.open(
+        settings, events=False, registry=registry, exchange_dir=folder / "exchange"
+    )
 
 
 async def run(folder: Path) -> None:
@@ -41,16 +90,26 @@ async def run(folder: Path) -> None:
             loop.add_signal_handler(signum, stopping.set)
     bus = EventBus(await SqlEventBackend.open(f"sqlite:///{folder / 'events.db'}"))
     started: list[RunningService] = []
+    urls: dict[str, str] = {}
+    runtime: Runtime | None = None
     try:
-        for name, start in starters(bus).items():
+        for name, start in {**starters(bus, urls), **COMMERCE_SERVICES}.items():
             service = await start(folder / f"{name}.db")
             started.append(service)
+            urls[name] = service.url
             print(f"{service.name:<22} {service.url}", flush=True)
+        runtime = await open_runtime(folder, urls)
+        db_path = folder / f"{order_processing.NAME}.db"
+        service = await order_processing.start(db_path, engine=runtime.engine)
+        started.append(service)
+        print(f"{service.name:<22} {service.url}", flush=True)
         print("Press Ctrl-C to stop.", flush=True)
         await stopping.wait()
     finally:
         for service in reversed(started):
             await service.stop()
+        if runtime is not None:
+            await runtime.close()
         await bus.close()
 
 

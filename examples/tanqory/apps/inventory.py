@@ -8,10 +8,17 @@ Routes (besides the shared ``/healthz`` and ``/_admin/*``):
 - ``GET /inventory``, ``GET /inventory/{sku}`` → ``{sku, name, available, reserved}``.
 - ``POST /inventory/check {items: [{sku, quantity}]}`` → ``{available, items: [...]}``.
 - ``POST /operations/reserve-items {order_id, items}`` → 201 reservation, or 409 with nothing
-  reserved when any item is short.
-- ``POST /operations/release-items {reservation_id}`` → the released reservation; releasing
-  again answers the same.
-- ``GET /inventory/reservations/{id}``.
+  reserved when any item is short. An order reserves once: reserving for it again answers
+  its reservation (200), and reserving for an order whose reservation was released is a 409.
+- ``POST /operations/release-items {reservation_id}`` or ``{order_id}`` → the released
+  reservation; releasing again answers the same. Releasing by an order that reserved
+  nothing is a no-op 200 that records an empty, released reservation for it, so a
+  reservation arriving late, after its saga was compensated, holds no stock. An unknown
+  ``reservation_id`` is a 404.
+- ``GET /inventory/reservations?order_id=``, ``GET /inventory/reservations/{id}``.
+
+Stock held equals what the reservations not released hold: for every SKU, ``reserved`` is
+the sum of its quantities in reservations whose status is ``reserved``.
 
 A fresh database is seeded with SKU-1..SKU-5.
 """
@@ -175,8 +182,35 @@ def _find_reservation(conn: sqlite3.Connection, reservation_id: str) -> dict[str
     }
 
 
-def _reserve(conn: sqlite3.Connection, order_id: str, wanted: dict[str, int]) -> dict[str, Any]:
-    """Holds every item or none: a shortage raises after the updates, so all roll back."""
+def _of_order(conn: sqlite3.Connection, order_id: str) -> dict[str, Any] | None:
+    row = conn.execute(
+        "SELECT seq FROM reservations WHERE order_id = ? ORDER BY seq LIMIT 1", (order_id,)
+    ).fetchone()
+    return _find_reservation(conn, f"RSV-{row['seq']}") if row else None
+
+
+def _list_reservations(conn: sqlite3.Connection, order_id: str | None) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        "SELECT seq FROM reservations WHERE ? IS NULL OR order_id = ? ORDER BY seq",
+        (order_id, order_id),
+    ).fetchall()
+    return [r for row in rows if (r := _find_reservation(conn, f"RSV-{row['seq']}"))]
+
+
+def _reserve(
+    conn: sqlite3.Connection, order_id: str, wanted: dict[str, int]
+) -> tuple[bool, dict[str, Any]]:
+    """Holds every item or none: a shortage raises after the updates, so all roll back.
+    (True, reservation) when made now, (False, it) when the order had reserved before."""
+    existing = _of_order(conn, order_id)
+    if existing is not None:
+        if existing["status"] == "released":
+            raise ProblemError(
+                409,
+                f"the reservation of order {order_id!r} was released; it is not made again",
+                slug="reservation-released",
+            )
+        return False, existing
     short: list[dict[str, Any]] = []
     for sku, quantity in wanted.items():
         updated = conn.execute(
@@ -211,14 +245,29 @@ def _reserve(conn: sqlite3.Connection, order_id: str, wanted: dict[str, int]) ->
         "INSERT INTO reservation_items (reservation_seq, sku, quantity) VALUES (?, ?, ?)",
         [(seq, sku, quantity) for sku, quantity in wanted.items()],
     )
-    return _find_reservation(conn, f"RSV-{seq}") or {}
+    return True, _find_reservation(conn, f"RSV-{seq}") or {}
 
 
-def _release(conn: sqlite3.Connection, reservation_id: str) -> dict[str, Any] | None:
-    """Gives the stock back once; a released reservation is returned unchanged."""
-    reservation = _find_reservation(conn, reservation_id)
+def _release(
+    conn: sqlite3.Connection, reservation_id: str | None, order_id: str | None
+) -> dict[str, Any] | None:
+    """Gives the stock back once; a released reservation is returned unchanged. By order,
+    an order without one gets an empty, released one; an unknown reservation id gives None."""
+    if reservation_id is None:
+        assert order_id is not None
+        if _of_order(conn, order_id) is None:
+            now = utc_now()
+            conn.execute(
+                "INSERT INTO reservations (order_id, status, created_at, released_at)"
+                " VALUES (?, 'released', ?, ?)",
+                (order_id, now, now),
+            )
+        reservation = _of_order(conn, order_id)
+    else:
+        reservation = _find_reservation(conn, reservation_id)
     if reservation is None or reservation["status"] == "released":
         return reservation
+    reservation_id = reservation["reservation_id"]
     conn.executemany(
         "UPDATE stock_items SET reserved = reserved - ? WHERE sku = ?",
         [(i["quantity"], i["sku"]) for i in reservation["items"]],
@@ -238,21 +287,31 @@ async def reserve_items(request: web.Request) -> web.Response:
     wanted = _requested_items(body, errors)
     errors.raise_if_any()
     assert order_id is not None
-    reservation = await database(request).run(_reserve, order_id, wanted)
+    created, reservation = await database(request).run(_reserve, order_id, wanted)
     location = f"/inventory/reservations/{reservation['reservation_id']}"
-    return web.json_response(reservation, status=201, headers={"Location": location})
+    status = 201 if created else 200
+    return web.json_response(reservation, status=status, headers={"Location": location})
 
 
 @routes.post("/operations/release-items")
 async def release_items(request: web.Request) -> web.Response:
+    body = await read_json_object(request)
     errors = FieldErrors()
-    reservation_id = errors.text(await read_json_object(request), "reservation_id")
+    reservation_id = errors.text(body, "reservation_id", required=False)
+    order_id = errors.text(body, "order_id", required=False)
+    if reservation_id is None and order_id is None and not errors.errors:
+        errors.add("reservation_id", "is required (or give order_id)")
     errors.raise_if_any()
-    assert reservation_id is not None
-    reservation = await database(request).run(_release, reservation_id)
+    reservation = await database(request).run(_release, reservation_id, order_id)
     if reservation is None:
-        raise not_found("reservation", reservation_id)
+        raise not_found("reservation", str(reservation_id))
     return web.json_response(reservation)
+
+
+@routes.get("/inventory/reservations")
+async def get_reservations(request: web.Request) -> web.Response:
+    order_id = request.query.get("order_id") or None
+    return web.json_response(await database(request).run(_list_reservations, order_id))
 
 
 @routes.get("/inventory/reservations/{id}")

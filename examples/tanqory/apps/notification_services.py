@@ -24,6 +24,12 @@ and, after ``max_deliveries`` attempts, moves it to the group's dead letters:
 Routes (besides the shared ``/healthz`` and ``/_admin/*``):
 
 - ``GET /notifications?user_id=&limit=``: notifications, oldest first (limit 100, max 500).
+- ``POST /operations/send-order-confirmation {customer_id, order_id, order_details?,
+  tracking_number?}`` → the ``order-confirmation`` e-mail to the customer (201); one per
+  order: asking again answers the first (200). Its ``event_type`` is ``order.confirmed``.
+- ``POST /notifications/email {template, user_id?, email?, channel?}`` → an e-mail from a
+  known template (201); 422 for an unknown template, a channel other than ``email`` or no
+  recipient (``user_id`` or ``email``). Its ``event_type`` is ``notification.requested``.
 - ``GET /ws/notifications?token=…``: WebSocket, with the protocol of
   :mod:`hybridmesh.events.hub`. Each notification arrives as a ``notification.sent``
   CloudEvent (source ``/notification-services``, id and subject the notification id, data the
@@ -37,7 +43,9 @@ Routes (besides the shared ``/healthz`` and ``/_admin/*``):
 from __future__ import annotations
 
 import sqlite3
+import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +113,12 @@ CREATE TABLE IF NOT EXISTS notifications (
 CREATE INDEX IF NOT EXISTS notifications_user ON notifications (user_id, seq);
 """
 
+#: What notifications sent on request (not for an event) record as their cause's type.
+ORDER_CONFIRMED = "order.confirmed"
+REQUESTED = "notification.requested"
+
 routes = web.RouteTableDef()
+HUB = web.AppKey("hub", WebSocketHub)
 
 
 class UndeliverableEvent(Exception):
@@ -162,6 +175,61 @@ def _notification(row: sqlite3.Row) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class Message:
+    """One notification to record: to whom, how, and what caused it (``cause_type`` from
+    ``cause_source`` with id ``cause_id``: an event, or a request)."""
+
+    user_id: str
+    template: str
+    channel: str
+    address: str | None
+    cause_type: str
+    cause_source: str
+    cause_id: str
+
+
+def _insert(conn: sqlite3.Connection, message: Message, now: str) -> dict[str, Any]:
+    cursor = conn.execute(
+        "INSERT INTO notifications (user_id, channel, template, address, status, event_type,"
+        " event_source, event_id, created_at) VALUES (?, ?, ?, ?, 'sent', ?, ?, ?, ?)",
+        (
+            message.user_id,
+            message.channel,
+            message.template,
+            message.address,
+            message.cause_type,
+            message.cause_source,
+            message.cause_id,
+            now,
+        ),
+    )
+    row = conn.execute("SELECT * FROM notifications WHERE seq = ?", (cursor.lastrowid,)).fetchone()
+    return _notification(row)
+
+
+def _send(conn: sqlite3.Connection, message: Message) -> tuple[bool, dict[str, Any]]:
+    """Records a requested notification once per (source, id) of its cause: (True, it)
+    when new, (False, the first) when that cause was handled before."""
+    now = utc_now()
+    receipt = conn.execute(
+        "INSERT OR IGNORE INTO handled_events (source, event_id, handled_at) VALUES (?, ?, ?)",
+        (message.cause_source, message.cause_id, now),
+    )
+    if receipt.rowcount == 0:
+        row = conn.execute(
+            "SELECT * FROM notifications WHERE event_source = ? AND event_id = ?",
+            (message.cause_source, message.cause_id),
+        ).fetchone()
+        return False, _notification(row)
+    return True, _insert(conn, message, now)
+
+
+def _known_template(conn: sqlite3.Connection, template: str) -> bool:
+    found = conn.execute("SELECT 1 FROM templates WHERE template = ?", (template,)).fetchone()
+    return found is not None
+
+
 def _record(
     conn: sqlite3.Connection, event: CloudEvent, user_id: str, address: str | None
 ) -> dict[str, Any] | None:
@@ -179,22 +247,16 @@ def _record(
     ).fetchone()
     if template is None:
         raise TemplateMissing(event.type)
-    cursor = conn.execute(
-        "INSERT INTO notifications (user_id, channel, template, address, status, event_type,"
-        " event_source, event_id, created_at) VALUES (?, ?, ?, ?, 'sent', ?, ?, ?, ?)",
-        (
-            user_id,
-            template["channel"],
-            template["template"],
-            address,
-            event.type,
-            event.source,
-            event.id,
-            now,
-        ),
+    message = Message(
+        user_id,
+        template["template"],
+        template["channel"],
+        address,
+        event.type,
+        event.source,
+        event.id,
     )
-    row = conn.execute("SELECT * FROM notifications WHERE seq = ?", (cursor.lastrowid,)).fetchone()
-    return _notification(row)
+    return _insert(conn, message, now)
 
 
 def _list(conn: sqlite3.Connection, user_id: str | None, limit: int) -> list[dict[str, Any]]:
@@ -290,6 +352,53 @@ async def get_notifications(request: web.Request) -> web.Response:
     return web.json_response(found)
 
 
+async def _deliver(request: web.Request, message: Message) -> web.Response:
+    """Records ``message`` once (see :func:`_send`), pushes it live when new, answers it."""
+    created, notification = await database(request).run(_send, message)
+    if created:
+        await request.app[HUB].dispatch(live_event(notification))
+    return web.json_response(notification, status=201 if created else 200)
+
+
+@routes.post("/operations/send-order-confirmation")
+async def send_order_confirmation(request: web.Request) -> web.Response:
+    """The order confirmation e-mail, once per order however often it is asked for."""
+    errors = FieldErrors()
+    body = await read_json_object(request)
+    customer_id = errors.text(body, "customer_id")
+    order_id = errors.text(body, "order_id")
+    errors.raise_if_any()
+    assert customer_id is not None and order_id is not None
+    message = Message(
+        customer_id, "order-confirmation", "email", None, ORDER_CONFIRMED, request.path, order_id
+    )
+    return await _deliver(request, message)
+
+
+@routes.post("/notifications/email")
+async def send_email(request: web.Request) -> web.Response:
+    """An e-mail from a template; the request's ``Idempotency-Key`` (else a new id) names
+    it, so a retried request sends one."""
+    errors = FieldErrors()
+    body = await read_json_object(request)
+    template = errors.text(body, "template")
+    user_id = errors.text(body, "user_id", required=False)
+    address = errors.email(body, "email", required=False)
+    if user_id is None and address is None and "user_id" not in body:
+        errors.add("user_id", "give the recipient: user_id, or email")
+    channel = errors.text(body, "channel", required=False) or "email"
+    if channel != "email":
+        errors.add("channel", "must be 'email' on this endpoint")
+    if template is not None and not await database(request).run(_known_template, template):
+        errors.add("template", f"unknown template {template!r}")
+    errors.raise_if_any()
+    recipient = user_id or address
+    assert template is not None and recipient is not None
+    ref = request.headers.get("Idempotency-Key") or str(uuid.uuid4())
+    message = Message(recipient, template, "email", address, REQUESTED, request.path, ref)
+    return await _deliver(request, message)
+
+
 @routes.get("/_admin/templates")
 async def get_templates(request: web.Request) -> web.Response:
     return web.json_response(await database(request).run(_templates))
@@ -324,7 +433,7 @@ def _consuming(
     bus: EventBus, tokens: Authenticator, settings: ConsumerSettings | None
 ) -> Callable[[web.Application], None]:
     def configure(app: web.Application) -> None:
-        hub = WebSocketHub(tokens)
+        hub = app[HUB] = WebSocketHub(tokens)
         consumer = ServiceConsumer(
             bus, group=NAME, pattern=">", handler=Notifier(app[DATABASE], hub), settings=settings
         )

@@ -4,8 +4,9 @@ Routes (besides the shared ``/healthz`` and ``/_admin/*``):
 
 - ``POST /users {email, name}`` → 201 user; 422 on a missing or invalid field, 409 when the
   e-mail is taken. ``GET /users?limit=``, ``GET|PATCH|DELETE /users/{id}``.
-- ``POST /operations/validate-user {user_id}`` → ``{valid, user_id}``; valid means the user
-  exists and is active.
+- ``POST /operations/validate-user {user_id}`` → ``{valid: true, user_id}`` for an active
+  user; 404 for an unknown one and 409 ``user-not-active`` for a suspended or deactivated
+  one, so that a saga step calling it fails for good (a 4xx is not retried).
 - ``POST /graphql``: ``user(id)``, ``users(limit)`` and ``registerUser(email, name)``.
 
 A user id is ``U-<n>``, ``n`` counting up from 1 and never reused. A status is ``active``,
@@ -322,8 +323,17 @@ async def validate_user(request: web.Request) -> web.Response:
     errors.raise_if_any()
     assert user_id is not None
     user = await find_user(database(request), user_id)
-    valid = user is not None and user["status"] == "active"
-    return web.json_response({"valid": valid, "user_id": user_id})
+    if user is None:
+        raise not_found("user", user_id)
+    if user["status"] != "active":
+        raise ProblemError(
+            409,
+            f"user {user_id!r} is {user['status']}, not active",
+            slug="user-not-active",
+            user_id=user_id,
+            user_status=user["status"],
+        )
+    return web.json_response({"valid": True, "user_id": user_id})
 
 
 # --- GraphQL --------------------------------------------------------------------------------

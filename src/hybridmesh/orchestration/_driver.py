@@ -177,11 +177,7 @@ class Driver:
             ),
         ):
             try:
-                payload = (
-                    render(operation.payload, self._scope(live))
-                    if has_templates(operation.payload)
-                    else operation.payload
-                )
+                payload = self._payload(live, call, operation.payload)
                 attempt = Attempt(
                     live.id, step, operation, payload, call.compensation, call.attempt
                 )
@@ -203,6 +199,16 @@ class Driver:
                 live.outcomes.put_nowait((call, False, failure))
             else:
                 live.outcomes.put_nowait((call, True, result))
+
+    def _payload(self, live: Live, call: StepCall, payload: Mapping[str, Any]) -> Any:
+        """What the attempt sends. Templates are rendered. A workflow step without any
+        gets the workflow context under its own payload, as the integration guide's engine
+        passes the context to every step ("populated from context")."""
+        if has_templates(payload):
+            return render(payload, self._scope(live))
+        if live.plan.kind is Kind.WORKFLOW and not call.compensation:
+            return {**live.machine.state.context, **payload}
+        return payload
 
     def _scope(self, live: Live) -> Mapping[str, Any]:
         return _Scope(live)

@@ -114,7 +114,8 @@ async def test_validate_user_operation(http: aiohttp.ClientSession, users: Runni
     async with http.post(url, json={"user_id": "U-1"}) as resp:
         assert await resp.json() == {"valid": True, "user_id": "U-1"}
     async with http.post(url, json={"user_id": "U-99"}) as resp:
-        assert await resp.json() == {"valid": False, "user_id": "U-99"}
+        assert resp.status == 404  # a 4xx: a saga step calling it fails for good
+        assert resp.content_type == "application/problem+json"
     async with http.post(url, json={}) as resp:
         assert resp.status == 422
 
