@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -33,6 +34,13 @@ def test_demo_runs_the_reference_system_and_shows_resilience(tmp_path: Path) -> 
     assert "WebSocket client got notification.sent (welcome" in out
     assert "dead letter" in out and "TemplateMissing" in out
     assert "replayed: the order-shipped notification" in out
+    # Sagas and workflows: one order completes, one is compensated, a batch goes to a file.
+    assert "Order with payment accepted: saga order-processing v1" in out
+    assert "payment declined: saga order-processing v1" in out and "-> compensated" in out
+    assert "(stock released)" in out
+    assert "onboarding workflow completed" in out
+    exported = [line for line in out.splitlines() if "legacy-erp batch exported to" in line]
+    assert exported and ".csv" in out
     # The registry it loaded is in the store afterwards.
     listed = subprocess.run(
         [sys.executable, "-m", "hybridmesh", "registry", "list", "--json"],
@@ -56,3 +64,19 @@ def test_demo_runs_the_reference_system_and_shows_resilience(tmp_path: Path) -> 
     assert letters.returncode == 0, letters.stderr
     assert '"group":"notification-services"' in letters.stdout.replace(" ", "")
     assert '"replayed_at":null' not in letters.stdout.replace(" ", "")
+    # The executions are in the store: the CLI lists them.
+    listed = subprocess.run(
+        [sys.executable, "-m", "hybridmesh", "executions", "list", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert listed.returncode == 0, listed.stderr
+    statuses = sorted(e["status"] for e in json.loads(listed.stdout))
+    assert statuses == ["compensated", "completed", "completed"]
+    batch_files = list(
+        (tmp_path / ".hybridmesh" / "exchange" / "legacy-erp" / "outbox").glob("*.csv")
+    )
+    assert len(batch_files) == 1

@@ -13,7 +13,9 @@ def demo() -> None:
     """Start the reference services on local ports, load the registry and make real
     cross-architecture calls, with a fault injected so retries, the circuit breaker and
     the fallback show; then follow an event from an outbox to WebSocket and analytics, and a
-    poison event to the dead letters and back. Exits 0 when every step behaved as expected."""
+    poison event to the dead letters and back; last, run the order saga (one order completes,
+    one is compensated after its payment is declined), the onboarding workflow, and a legacy
+    ERP batch exported to CSV. Exits 0 when every step behaved as expected."""
     from hybridmesh.demo import run_demo
 
     report = run(run_demo(get_ctx().settings, console))

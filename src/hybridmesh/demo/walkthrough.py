@@ -4,8 +4,9 @@ It starts real services (user-service, inventory-management, legacy-erp,
 notification-services, analytics-reporting), each with its own SQLite database, loads the
 reference registry into the store, and makes real cross-architecture calls. Then it injects a
 fault into legacy-erp so the client's retries, circuit breaker and cached-answer fallback
-show, clears the fault, and watches the breaker close again. Last comes the events part
-(:mod:`hybridmesh.demo.events_walkthrough`).
+show, clears the fault, and watches the breaker close again. Then come the events part
+(:mod:`hybridmesh.demo.events_walkthrough`) and the sagas and workflows part
+(:mod:`hybridmesh.demo.orchestration_walkthrough`).
 """
 
 from __future__ import annotations
@@ -24,10 +25,12 @@ from hybridmesh.client import CommunicationRequest, CommunicationResponse, Hybri
 from hybridmesh.core.errors import HybridMeshError
 from hybridmesh.core.settings import Settings
 from hybridmesh.demo.events_walkthrough import EventsReport, show_events
+from hybridmesh.demo.orchestration_walkthrough import OrchestrationReport, show_orchestration
 from hybridmesh.events import EventBus, EventTransport, open_backend
 from hybridmesh.observability import MeshMetrics, configure_logging, configure_tracing
 from hybridmesh.registry import RegistryCatalog, ServiceRegistry, load_definitions, recommend
 from hybridmesh.resilience import ResilienceOverrides
+from hybridmesh.runtime import Runtime
 from hybridmesh.store import open_store
 
 #: Where the demo writes the library's log lines.
@@ -71,6 +74,7 @@ class DemoReport:
     headers_seen: dict[str, str] = field(default_factory=dict)
     services: int = 0
     events: EventsReport = field(default_factory=EventsReport)
+    orchestration: OrchestrationReport = field(default_factory=OrchestrationReport)
     ok: bool = True
 
 
@@ -94,6 +98,8 @@ async def reference_system(workdir: Path, bus: EventBus) -> AsyncIterator[dict[s
         inventory,
         legacy_erp,
         notification_services,
+        payment_service,
+        shipping_service,
         user_service,
     )
     from tanqory.apps._consumer import ConsumerSettings
@@ -111,6 +117,8 @@ async def reference_system(workdir: Path, bus: EventBus) -> AsyncIterator[dict[s
         "analytics-reporting": await analytics_reporting.start(
             workdir / "analytics-reporting.db", bus=bus
         ),
+        "payment-service": await payment_service.start(workdir / "payment-service.db"),
+        "shipping-service": await shipping_service.start(workdir / "shipping-service.db"),
     }
     try:
         yield {name: svc.url for name, svc in started.items()}
@@ -152,11 +160,36 @@ async def run_demo(
                 report.transitions = [(g, a, b) for _, g, a, b in client.breaker_transitions]
                 _show_telemetry(metrics, log_path, console)
                 report.events = await show_events(client, bus, urls, console)
+            report.orchestration = await _sagas_and_workflows(
+                settings, registry, urls, Path(tmp), console
+            )
         await bus.close()
         configure_logging(settings)
     report.ok = _verdict(report)
     _summary(report, console)
     return report
+
+
+async def _sagas_and_workflows(
+    settings: Settings,
+    registry: ServiceRegistry,
+    urls: dict[str, str],
+    workdir: Path,
+    console: Console,
+) -> OrchestrationReport:
+    """Start order-processing on an engine over the demo's store, and run part 6."""
+    from tanqory.apps import order_processing
+
+    async with await Runtime.open(settings, registry=registry) as runtime:
+        await runtime.load_definitions(reference_services_path().parent / "definitions")
+        service = await order_processing.start(
+            workdir / "order-processing.db", engine=runtime.engine
+        )
+        try:
+            registry.with_base_url(service.name, service.url)
+            return await show_orchestration(runtime, {**urls, service.name: service.url}, console)
+        finally:
+            await service.stop()
 
 
 def _show_telemetry(metrics: MeshMetrics, log_path: Path, console: Console) -> None:
@@ -184,6 +217,7 @@ def _verdict(report: DemoReport) -> bool:
     happy = [c for c in report.calls if not c.step.startswith("read during outage")]
     return (
         report.events.ok
+        and report.orchestration.ok
         and all(c.outcome.startswith("ok") for c in happy)
         and any(c.outcome == "cached answer" for c in report.calls)
         and any(b == "open" for _, _, b in report.transitions)
@@ -452,6 +486,18 @@ def _summary(report: DemoReport, console: Console) -> None:
     )
     for note in ev.notes:
         console.print(f"[red]{note}[/red]")
+    orch = report.orchestration
     console.print(
-        "Next: `hybridmesh registry list`, `hybridmesh dlq list`, `hybridmesh events tail '>'`."
+        f"Sagas: order {orch.completed_order or '-'} completed; order "
+        f"{orch.compensated_order or '-'} compensated after its payment was declined (stock "
+        f"{'released' if orch.stock_restored else 'NOT released'}); onboarding workflow "
+        f"{orch.onboarding or '-'}; legacy-erp batch exported to "
+        f"{orch.batch_file if orch.batch_file else '-'}.",
+        highlight=False,
+    )
+    for note in orch.notes:
+        console.print(f"[red]{note}[/red]")
+    console.print(
+        "Next: `hybridmesh registry list`, `hybridmesh dlq list`, `hybridmesh events tail '>'`, "
+        "`hybridmesh executions list`, `hybridmesh batch runs`."
     )
