@@ -16,7 +16,7 @@ from hybridmesh.orchestration._machine import Failure, Machine, Status, StepCall
 from hybridmesh.orchestration._records import Execution, ended_execution, history_rows
 from hybridmesh.orchestration.plan import Kind, Plan
 from hybridmesh.orchestration.steps import Attempt, classify
-from hybridmesh.orchestration.templates import has_templates, render
+from hybridmesh.orchestration.templates import compiled
 from hybridmesh.store import BatchResult, Statement
 
 if TYPE_CHECKING:
@@ -204,8 +204,9 @@ class Driver:
         """What the attempt sends. Templates are rendered. A workflow step without any
         gets the workflow context under its own payload, as the integration guide's engine
         passes the context to every step ("populated from context")."""
-        if has_templates(payload):
-            return render(payload, self._scope(live))
+        renderer = compiled(payload)
+        if renderer is not None:
+            return renderer(self._scope(live))
         if live.plan.kind is Kind.WORKFLOW and not call.compensation:
             return {**live.machine.state.context, **payload}
         return payload

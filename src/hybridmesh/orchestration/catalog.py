@@ -72,6 +72,9 @@ class DefinitionCatalog:
         self.store = store
         self._clock = clock
         self._plans: dict[tuple[Kind, str, int], Plan] = {}
+        self._newest_seen: dict[tuple[Kind, str], tuple[int, float]] = {}
+        #: Seconds a definition's newest version is remembered (see :meth:`get`).
+        self.newest_ttl = 1.0
 
     async def register(
         self, plan: Plan, *, source: str | None = None, explicit_version: bool = False
@@ -111,6 +114,7 @@ class DefinitionCatalog:
                 if not taken or attempt == _ATTEMPTS:
                     raise
                 continue
+            self._newest_seen.pop((plan.kind, plan.name), None)
             return await self.get(plan.kind, plan.name, version)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -168,10 +172,7 @@ class DefinitionCatalog:
         """
         kind = Kind(kind)
         if version is None:
-            newest = await self.store.fetch_one(_NEWEST, kind.value, name)
-            if newest is None:
-                raise NotFoundError(f"no {kind.value} {name!r} in the catalog")
-            version = int(newest["version"])
+            version = await self._newest(kind, name)
         key = (kind, name, version)
         plan = self._plans.get(key)
         if plan is None:
@@ -181,6 +182,21 @@ class DefinitionCatalog:
             plan = Plan.from_dict(loads(row["body"]))
             self._plans[key] = plan
         return plan
+
+    async def _newest(self, kind: Kind, name: str) -> int:
+        """The newest version, read again at most every :attr:`newest_ttl` seconds (a new
+        version registered by another process reaches new executions within that time;
+        one registered through this catalog at once)."""
+        now = self._clock.monotonic()
+        known = self._newest_seen.get((kind, name))
+        if known is not None and now - known[1] < self.newest_ttl:
+            return known[0]
+        newest = await self.store.fetch_one(_NEWEST, kind.value, name)
+        if newest is None:
+            raise NotFoundError(f"no {kind.value} {name!r} in the catalog")
+        version = int(newest["version"])
+        self._newest_seen[(kind, name)] = (version, now)
+        return version
 
     async def _missing(self, kind: Kind, name: str, version: int) -> str:
         known = [entry.version for entry in await self.versions(kind, name)]

@@ -11,7 +11,7 @@ step id, and the ``context_updates`` steps returned), ``steps`` (each step's ``s
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from hybridmesh.core.errors import ValidationError
@@ -31,6 +31,45 @@ def render(value: Any, scope: Mapping[str, Any]) -> Any:
     if isinstance(value, list | tuple):
         return [render(item, scope) for item in value]
     return value
+
+
+Renderer = Callable[[Mapping[str, Any]], Any]
+
+#: Compiled payloads by identity (plans are immutable and cached, so their payloads are
+#: the same objects run after run); the value is kept so its id cannot be reused.
+_COMPILED: dict[int, tuple[Any, Renderer | None]] = {}
+_COMPILED_MAX = 4096
+
+
+def compiled(value: Any) -> Renderer | None:
+    """A function that renders ``value`` for a scope, as :func:`render` does, or None when
+    ``value`` holds no template. Compiled once per payload object."""
+    hit = _COMPILED.get(id(value))
+    if hit is not None and hit[0] is value:
+        return hit[1]
+    renderer = _compile(value) if has_templates(value) else None
+    if len(_COMPILED) >= _COMPILED_MAX:
+        _COMPILED.clear()
+    _COMPILED[id(value)] = (value, renderer)
+    return renderer
+
+
+def _compile(value: Any) -> Renderer:
+    if isinstance(value, str):
+        whole = _TEMPLATE.fullmatch(value.strip())
+        if whole:
+            path = whole.group(1)
+            return lambda scope: lookup(path, scope)
+        if "{{" not in value:
+            return lambda scope: value
+        return lambda scope: _render_string(value, scope)
+    if isinstance(value, Mapping):
+        parts = [(key, _compile(item)) for key, item in value.items()]
+        return lambda scope: {key: part(scope) for key, part in parts}
+    if isinstance(value, list | tuple):
+        items = [_compile(item) for item in value]
+        return lambda scope: [item(scope) for item in items]
+    return lambda scope: value
 
 
 def has_templates(value: Any) -> bool:
@@ -83,4 +122,4 @@ def _text(value: Any) -> str:
     return dumps(value)
 
 
-__all__ = ["has_templates", "lookup", "render"]
+__all__ = ["Renderer", "compiled", "has_templates", "lookup", "render"]
