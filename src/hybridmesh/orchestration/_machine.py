@@ -95,10 +95,19 @@ class StepState:
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"status": self.status.value, "attempt": self.attempt}
-        for name in ("order", "first_started", "retry_at", "deadline", "result", "error"):
-            value = getattr(self, name)
-            if value is not None:
-                data[name] = value
+        # Written out rather than looped: every save serialises every step.
+        if self.order is not None:
+            data["order"] = self.order
+        if self.first_started is not None:
+            data["first_started"] = self.first_started
+        if self.retry_at is not None:
+            data["retry_at"] = self.retry_at
+        if self.deadline is not None:
+            data["deadline"] = self.deadline
+        if self.result is not None:
+            data["result"] = self.result
+        if self.error is not None:
+            data["error"] = self.error
         if self.ambiguous:
             data["ambiguous"] = True
         if self.comp is not CompStatus.NONE:

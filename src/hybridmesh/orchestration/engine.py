@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import os
 import socket
+import time
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
@@ -554,6 +555,9 @@ class Orchestrator:
         return self._outbox.statement([event])
 
     def _now(self) -> float:
+        # Wall-clock epoch seconds: leases and due times are compared across processes.
+        if self.clock is SYSTEM_CLOCK:
+            return time.time()  # the same value, without building a datetime
         return self.clock.now().timestamp()
 
 
