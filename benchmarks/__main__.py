@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import importlib
 
-BENCHMARKS = ["client_overhead", "events"]
+BENCHMARKS = ["client_overhead", "events", "sagas", "reliability"]
 
 
 def main() -> None:

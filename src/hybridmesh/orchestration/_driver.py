@@ -316,7 +316,7 @@ class Driver:
         if status is Status.COMPENSATION_FAILED and self.engine.review is not None and ending:
             saved = await self._save_for_review(live, statements)
         else:
-            saved = await self.engine._writes.submit(statements)
+            saved = await self.engine._writes.submit((live.id, statements))
         rows_back = saved[0]
         if not isinstance(rows_back, list) or not rows_back:
             raise LeaseLost(live.id)

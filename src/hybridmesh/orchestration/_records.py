@@ -38,26 +38,35 @@ WHERE id = ? AND lease_owner = ?
 RETURNING signals
 """
 
-# Claim executions that are due and not held (or whose holder's lease expired), oldest due
-# first.
+# Claim executions that are due and not held (or whose holder's lease expired): those a
+# dead worker held first (they may hold resources, such as reserved stock), then oldest due.
 CLAIM = """
 UPDATE orch_executions SET lease_owner = ?, lease_until = ?
 WHERE id IN (
     SELECT id FROM orch_executions
     WHERE wake_at <= ? AND (lease_owner IS NULL OR lease_until <= ?)
-    ORDER BY wake_at LIMIT ?{lock}
+    ORDER BY lease_owner IS NULL, wake_at LIMIT ?{lock}
 )
 RETURNING id, kind, name, version, status, input, state, trace_context, history_seq, signals,
     created_at
 """
 SKIP_LOCKED = " FOR UPDATE SKIP LOCKED"
 
-RENEW = "UPDATE orch_executions SET lease_until = ? WHERE lease_owner = ? RETURNING id, signals"
+# Renew every lease of a worker. Rows are locked in id order, the order group commits write
+# them in, so a renewal and a batch of saves never deadlock on PostgreSQL.
+RENEW = """
+UPDATE orch_executions SET lease_until = ?
+WHERE id IN (SELECT id FROM orch_executions WHERE lease_owner = ? ORDER BY id{lock})
+RETURNING id, signals
+"""
+#: PostgreSQL: lock the renewed rows in id order.
+FOR_UPDATE = " FOR UPDATE"
 
-RELEASE_ALL = (
-    "UPDATE orch_executions SET lease_owner = NULL, lease_until = NULL, wake_at = ? "
-    "WHERE lease_owner = ? AND wake_at IS NOT NULL"
-)
+RELEASE_ALL = """
+UPDATE orch_executions SET lease_owner = NULL, lease_until = NULL, wake_at = ?
+WHERE id IN (SELECT id FROM orch_executions WHERE lease_owner = ? AND wake_at IS NOT NULL
+             ORDER BY id{lock})
+"""
 
 # Only for an execution that has not ended: a late event for an ended one leaves nothing.
 INSERT_SIGNAL = """

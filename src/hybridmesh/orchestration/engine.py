@@ -96,12 +96,13 @@ class Orchestrator:
         self.lease_seconds = lease_seconds
         self.poll_interval = poll_interval
         self.max_executions = max_executions
-        self._claim_sql = sql.CLAIM.format(
-            lock=sql.SKIP_LOCKED if store.dialect == "postgresql" else ""
-        )
+        postgres = store.dialect == "postgresql"
+        self._claim_sql = sql.CLAIM.format(lock=sql.SKIP_LOCKED if postgres else "")
+        self._renew_sql = sql.RENEW.format(lock=sql.FOR_UPDATE if postgres else "")
+        self._release_sql = sql.RELEASE_ALL.format(lock=sql.FOR_UPDATE if postgres else "")
         self._outbox = Outbox(store, clock=clock) if bus is not None else None
         self._relay = OutboxRelay(store, bus, clock=clock) if bus is not None else None
-        self._writes: GroupCommit[list[Statement], list[BatchResult]] = GroupCommit(
+        self._writes: GroupCommit[tuple[str, list[Statement]], list[BatchResult]] = GroupCommit(
             self._commit, "hybridmesh-orchestrator-writes"
         )
         self._driver = Driver(self)
@@ -184,7 +185,7 @@ class Orchestrator:
         event = self._event(plan, execution_id, "started", {"input": data})
         if event is not None:
             statements.append(replace(event, after=0))
-        results = await self._writes.submit(statements)
+        results = await self._writes.submit((execution_id, statements))
         if not results[0]:
             return execution_id  # already started: the same request came again
         if event is not None:
@@ -399,7 +400,7 @@ class Orchestrator:
             await self._worker
         self._worker = None
         with contextlib.suppress(Exception):
-            await self.store.execute(sql.RELEASE_ALL, self._now(), self.worker_id)
+            await self.store.execute(self._release_sql, self._now(), self.worker_id)
         if self._relay is not None:
             with contextlib.suppress(Exception):
                 while await self._relay.relay_once():
@@ -474,7 +475,7 @@ class Orchestrator:
                 continue
             try:
                 rows = await self.store.fetch_all(
-                    sql.RENEW, self._now() + self.lease_seconds, self.worker_id
+                    self._renew_sql, self._now() + self.lease_seconds, self.worker_id
                 )
             except Exception:
                 log.exception("renewing leases failed")
@@ -513,13 +514,17 @@ class Orchestrator:
 
     # -- driving one execution -------------------------------------------------------------
 
-    async def _commit(self, changes: list[list[Statement]]) -> list[list[BatchResult]]:
-        """Write several executions' changes in one batch (group commit)."""
+    async def _commit(self, changes: list[tuple[str, list[Statement]]]) -> list[list[BatchResult]]:
+        """Write several executions' changes in one batch (group commit), in the order of
+        their execution ids: PostgreSQL locks their rows in that order, the order lease
+        renewals take too, so concurrent writers never deadlock."""
+        order = sorted(range(len(changes)), key=lambda i: changes[i][0])
         flat: list[Statement] = []
-        spans: list[tuple[int, int]] = []
-        for statements in changes:
+        spans: list[tuple[int, int]] = [(0, 0)] * len(changes)
+        for index in order:
+            statements = changes[index][1]
             base = len(flat)
-            spans.append((base, len(statements)))
+            spans[index] = (base, len(statements))
             for statement in statements:
                 if base and statement.after is not None:
                     statement = replace(statement, after=statement.after + base)
