@@ -44,6 +44,7 @@ import aiohttp
 from rich.progress import Progress, TaskID
 
 from benchmarks._report import LatencySummary, machine, write_json, write_section
+from hybridmesh.client import CommunicationRequest, HybridClient
 from hybridmesh.core.settings import Settings
 from hybridmesh.observability import configure_tracing
 from hybridmesh.orchestration import RetryPolicy, SagaDefinition, SagaStep, Status
@@ -66,6 +67,7 @@ DBOS_GOAL = 1.0
 
 ROWS = {
     "raw": "raw aiohttp (5 POSTs, no durability)",
+    "client": "hybrid client (the same 5 calls, no durability)",
     "sqlite": "engine, SQLite",
     "postgresql": "engine, PostgreSQL",
     "dbos": "DBOS Transact, PostgreSQL",
@@ -152,6 +154,46 @@ async def _raw(base_url: str) -> AsyncIterator[_Subject]:
         yield _Subject(saga)
 
 
+def _registry(base_url: str) -> ServiceRegistry:
+    return ServiceRegistry(
+        [
+            ServiceDefinition.model_validate(
+                {
+                    "name": SERVICE,
+                    "architecture": "microservice",
+                    "base_url": base_url,
+                    "version": "v1",
+                    "capabilities": {"synchronous": True},
+                }
+            )
+        ]
+    )
+
+
+@contextlib.asynccontextmanager
+async def _client(base_url: str) -> AsyncIterator[_Subject]:
+    """The calls the engine's steps make, through the hybrid client, with nothing saved:
+    the difference to the engine rows is what durability costs."""
+    async with HybridClient(_registry(base_url)) as client:
+
+        async def saga(n: int) -> None:
+            order_id = f"o-{n}"
+            for step in range(1, STEPS + 1):
+                request = CommunicationRequest(
+                    type="command",
+                    method="POST",
+                    endpoint=f"/operations/step-{step}",
+                    payload={"order_id": order_id},
+                    idempotency_key=f"{n}:{step}",
+                    timeout=10.0,
+                    retries=0,
+                    pattern="rest",
+                )
+                await client.communicate("hybridmesh-orchestrator", SERVICE, request)
+
+        yield _Subject(saga)
+
+
 def _definition() -> SagaDefinition:
     return SagaDefinition(
         saga_type=SAGA_TYPE,
@@ -171,19 +213,7 @@ def _definition() -> SagaDefinition:
 
 @contextlib.asynccontextmanager
 async def _engine(base_url: str, database_url: str, folder: Path) -> AsyncIterator[_Subject]:
-    registry = ServiceRegistry(
-        [
-            ServiceDefinition.model_validate(
-                {
-                    "name": SERVICE,
-                    "architecture": "microservice",
-                    "base_url": base_url,
-                    "version": "v1",
-                    "capabilities": {"synchronous": True},
-                }
-            )
-        ]
-    )
+    registry = _registry(base_url)
     settings = Settings(database_url=database_url, events_url=None)
     runtime = await Runtime.open(settings, registry=registry, exchange_dir=folder / "exchange")
     try:
@@ -300,6 +330,9 @@ def _opener(
     async def open_row() -> AsyncIterator[_Subject]:
         if name == "raw":
             async with _raw(base_url) as subject:
+                yield subject
+        elif name == "client":
+            async with _client(base_url) as subject:
                 yield subject
         elif name == "sqlite":
             with tempfile.TemporaryDirectory(prefix="hm-bench-") as folder:
@@ -456,9 +489,11 @@ def _overhead(runs: dict[str, Any], name: str, serial: bool) -> float | None:
 def _goals(runs: dict[str, Any]) -> dict[str, Any]:
     raw = _figure(runs, "raw", "throughput")
     dbos = _figure(runs, "dbos", "throughput")
-    goals: dict[str, Any] = {}
+    client = _figure(runs, "client", "throughput")
+    goals: dict[str, Any] = {"client_vs_raw": _ratio(client, raw)}
     for name in ("sqlite", "postgresql"):
         ours = _figure(runs, name, "throughput")
+        goals[f"{name}_vs_client"] = _ratio(ours, client)
         vs_raw = _ratio(ours, raw)
         goals[f"{name}_vs_raw"] = {
             "ratio": vs_raw,
@@ -472,7 +507,7 @@ def _goals(runs: dict[str, Any]) -> dict[str, Any]:
             "goal": DBOS_GOAL if name == "postgresql" else None,
             "met": None if vs_dbos is None or name != "postgresql" else vs_dbos >= DBOS_GOAL,
         }
-    for name in ("sqlite", "postgresql", "dbos"):
+    for name in ("client", "sqlite", "postgresql", "dbos"):
         goals[f"{name}_overhead_ms_per_step"] = {
             "serial": _overhead(runs, name, serial=True),
             "concurrent": _overhead(runs, name, serial=False),
@@ -494,9 +529,12 @@ def _markdown(results: dict[str, Any], quick: bool) -> str:
         f"{results['sagas']:,} sagas of {results['steps']} steps, {results['concurrency']} in "
         "flight, against one local aiohttp service answering `POST /operations/{op}` at once "
         "(its own process). *raw* makes the same five POSTs per saga through one aiohttp "
-        "session and saves nothing; the engine rows run a five-step saga definition in this "
-        "process as `hybridmesh worker` wires it (store, hybrid client, events through the "
-        "outbox into the SQL log of the same database), `start_saga` then `wait` per saga; "
+        "session and saves nothing; *hybrid client* makes the five calls the engine's steps "
+        "make (REST, an idempotency key, one attempt each) through the hybrid client and saves "
+        "nothing, so the engine rows against it show what durability costs; the engine rows "
+        "run a five-step saga definition in this process as `hybridmesh worker` wires it "
+        "(store, hybrid client, events through the outbox into the SQL log of the same "
+        "database), `start_saga` then `wait` per saga; "
         "*DBOS* runs a DBOS Transact workflow of five `@DBOS.step()` steps making the same "
         "POSTs, its system database on the same PostgreSQL server. Every row has a fresh "
         f"database and runs {results['warmup']} sagas unmeasured, then {results['serial']} one "
@@ -526,7 +564,10 @@ def _markdown(results: dict[str, Any], quick: bool) -> str:
 
     def engine_cells(name: str) -> tuple[str, str]:
         vs_raw, vs_dbos = goals[f"{name}_vs_raw"], goals[f"{name}_vs_dbos"]
-        ratio = f"{fmt(vs_raw['ratio'])} vs raw; {fmt(vs_dbos['ratio'])} vs DBOS"
+        ratio = (
+            f"{fmt(vs_raw['ratio'])} vs raw; {fmt(goals[f'{name}_vs_client'])} vs client; "
+            f"{fmt(vs_dbos['ratio'])} vs DBOS"
+        )
         goal = f"≥ {RAW_GOAL:.2f} vs raw ({verdict(vs_raw['met'])})"
         if vs_dbos["goal"] is not None:
             goal += f"; ≥ {DBOS_GOAL:.2f} vs DBOS ({verdict(vs_dbos['met'])})"
@@ -535,6 +576,7 @@ def _markdown(results: dict[str, Any], quick: bool) -> str:
     dbos_vs_raw = _ratio(_figure(runs, "dbos", "throughput"), _figure(runs, "raw", "throughput"))
     cells = {
         "raw": ("1.00", "peer"),
+        "client": (f"{fmt(goals['client_vs_raw'])} vs raw", "—"),
         "sqlite": engine_cells("sqlite"),
         "postgresql": engine_cells("postgresql"),
         "dbos": (f"{fmt(dbos_vs_raw)} vs raw", "peer"),

@@ -23,7 +23,7 @@ import contextlib
 import os
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -515,22 +515,33 @@ class Orchestrator:
     # -- driving one execution -------------------------------------------------------------
 
     async def _commit(self, changes: list[tuple[str, list[Statement]]]) -> list[list[BatchResult]]:
-        """Write several executions' changes in one batch (group commit), in the order of
-        their execution ids: PostgreSQL locks their rows in that order, the order lease
-        renewals take too, so concurrent writers never deadlock."""
+        """Write several executions' changes in one batch (group commit).
+
+        Each change is a head statement (the execution's insert or its lease-checked save)
+        and row inserts and deletes that only count when the head did. The heads run first,
+        in the order of their execution ids (PostgreSQL locks the rows in that order, the
+        order lease renewals take too, so concurrent writers never deadlock); then each kind
+        of row statement runs once for every change, each row guarded by its head. Returns,
+        per change, the head's result.
+        """
         order = sorted(range(len(changes)), key=lambda i: changes[i][0])
         flat: list[Statement] = []
-        spans: list[tuple[int, int]] = [(0, 0)] * len(changes)
+        heads = [0] * len(changes)
+        merged: dict[str, tuple[list[Sequence[Any]], list[int]]] = {}
         for index in order:
-            statements = changes[index][1]
-            base = len(flat)
-            spans[index] = (base, len(statements))
-            for statement in statements:
-                if base and statement.after is not None:
-                    statement = replace(statement, after=statement.after + base)
-                flat.append(statement)
+            head, *rest = changes[index][1]
+            heads[index] = len(flat)
+            flat.append(head)
+            for statement in rest:
+                if statement.after != 0 or statement.rows is None:
+                    raise ValueError("a change's other statements must be rows after its head")
+                rows, guards = merged.setdefault(statement.sql, ([], []))
+                rows.extend(statement.rows)
+                guards.extend([heads[index]] * len(statement.rows))
+        for sql_text, (rows, guards) in merged.items():
+            flat.append(Statement(sql_text, rows=rows, rows_after=guards))
         results = await self.store.batch(flat)
-        return [results[base : base + count] for base, count in spans]
+        return [[results[heads[index]]] for index in range(len(changes))]
 
     def _event(
         self, plan: Plan, execution_id: str, outcome: str, data: dict[str, Any]

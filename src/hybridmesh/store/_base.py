@@ -47,7 +47,9 @@ class Statement:
 
     ``rows`` runs it once per row (as ``executemany``) instead of once with ``args``;
     ``fetch`` returns its rows instead of the count of rows it changed; ``after`` (the index
-    of an earlier statement) runs it only when that one returned rows or changed some.
+    of an earlier statement) runs it only when that one returned rows or changed some;
+    ``rows_after`` does the same per row (one index per row), so changes to several things
+    can share one ``executemany``.
     """
 
     sql: str
@@ -55,6 +57,7 @@ class Statement:
     rows: Sequence[Sequence[Any]] | None = None
     fetch: bool = False
     after: int | None = None
+    rows_after: Sequence[int] | None = None
 
 
 #: What :meth:`Store.batch` gives back per statement: its rows, its count, or None (skipped).
@@ -173,8 +176,10 @@ class Store(Queries):
                 if not batch_due(statement, results):
                     results.append(None)
                 elif statement.rows is not None:
-                    await tx.executemany(statement.sql, statement.rows)
-                    results.append(len(statement.rows))
+                    rows = batch_rows(statement, results)
+                    if rows:
+                        await tx.executemany(statement.sql, rows)
+                    results.append(len(rows))
                 elif statement.fetch:
                     results.append(await tx.fetch_all(statement.sql, *statement.args))
                 else:
@@ -250,6 +255,17 @@ class Store(Queries):
 _APPLIED_SQL = "SELECT version FROM schema_migrations"
 
 
+def batch_rows(statement: Statement, results: Sequence[BatchResult]) -> Sequence[Sequence[Any]]:
+    """The rows of ``statement`` whose guard (``rows_after``) let them run."""
+    rows = statement.rows or ()
+    guards = statement.rows_after
+    if guards is None:
+        return rows
+    if len(guards) != len(rows):
+        raise ValueError("Statement.rows_after needs one index per row")
+    return [row for row, guard in zip(rows, guards, strict=True) if results[guard]]
+
+
 def batch_due(statement: Statement, results: Sequence[BatchResult]) -> bool:
     """Whether ``statement`` runs, given the results of the statements before it."""
     if statement.after is None:
@@ -309,6 +325,7 @@ __all__ = [
     "Store",
     "Transaction",
     "batch_due",
+    "batch_rows",
     "check_migrations",
     "first_line",
     "mask_password",

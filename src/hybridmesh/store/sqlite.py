@@ -27,6 +27,7 @@ from hybridmesh.store._base import (
     Store,
     Transaction,
     batch_due,
+    batch_rows,
     store_error,
 )
 from hybridmesh.store.migrations import MIGRATIONS
@@ -300,8 +301,10 @@ def _batch(statements: list[Statement], conn: sqlite3.Connection) -> list[BatchR
                 if not batch_due(statement, results):
                     results.append(None)
                 elif statement.rows is not None:
-                    conn.executemany(statement.sql, statement.rows).close()
-                    results.append(len(statement.rows))
+                    rows = batch_rows(statement, results)
+                    if rows:
+                        conn.executemany(statement.sql, rows).close()
+                    results.append(len(rows))
                 elif statement.fetch:
                     results.append(_fetch_all(statement.sql, statement.args, conn))
                 else:

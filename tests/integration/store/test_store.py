@@ -282,3 +282,20 @@ async def test_a_failing_batch_changes_nothing(store: Store) -> None:
     with pytest.raises(StoreError, match="services"):
         await store.batch([insert, insert])  # the second violates the primary key
     assert await store.fetch_value("SELECT COUNT(*) FROM services") == 0
+
+
+async def test_batch_rows_can_each_wait_for_their_own_earlier_statement(store: Store) -> None:
+    insert = (
+        "INSERT INTO services (name, architecture, version, base_url, definition, updated_at) "
+        "VALUES (?, 'microservice', 'v1', 'http://x', '{}', 'now')"
+    )
+    results = await store.batch(
+        [
+            Statement(insert, ("a",)),
+            Statement("UPDATE services SET owner = 'x' WHERE name = 'nobody'"),
+            Statement(insert, rows=[("b",), ("c",)], rows_after=[0, 1]),
+        ]
+    )
+    assert results == [1, 0, 1]  # c waited for the update, which changed nothing
+    names = await store.fetch_all("SELECT name FROM services ORDER BY name")
+    assert [row["name"] for row in names] == ["a", "b"]
