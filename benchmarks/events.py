@@ -37,6 +37,7 @@ from typing import Any
 
 from rich.progress import Progress, TaskID
 
+from benchmarks._postgres import fresh_database
 from benchmarks._report import LatencySummary, machine, write_json, write_section
 from hybridmesh.events.backend import EventBackend
 from hybridmesh.events.bus import EventBus
@@ -44,8 +45,6 @@ from hybridmesh.events.envelope import CloudEvent
 from hybridmesh.observability import configure_tracing
 
 NATS_URL = "nats://127.0.0.1:4222"
-PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
-PG_URL = "postgresql://postgres@127.0.0.1:5432/{database}"
 
 CHUNK = 1_000  # events per publish_many call (and per confirmed publish round of the peers)
 FETCH = 500  # events per fetch: bus subscription batch_size, nats-py fetch, FastStream pull
@@ -315,24 +314,14 @@ async def _sqlite_backend() -> AsyncIterator[EventBackend]:
 
 @contextlib.asynccontextmanager
 async def _postgres_backend() -> AsyncIterator[EventBackend]:
-    import asyncpg
-
     from hybridmesh.events.backends.sql import SqlEventBackend
 
-    database = f"hm_bench_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(PG_ADMIN_URL)
-    try:
-        await admin.execute(f'CREATE DATABASE "{database}"')
+    async with fresh_database() as url:
+        backend = await SqlEventBackend.open(url)
         try:
-            backend = await SqlEventBackend.open(PG_URL.format(database=database))
-            try:
-                yield backend
-            finally:
-                await backend.close()
+            yield backend
         finally:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-    finally:
-        await admin.close()
+            await backend.close()
 
 
 @contextlib.asynccontextmanager

@@ -37,7 +37,6 @@ import signal
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -48,10 +47,8 @@ import yaml
 from aiohttp import web
 from rich.progress import Progress
 
+from benchmarks._postgres import fresh_database
 from benchmarks._report import machine, write_json, write_section
-
-PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
-PG_URL = "postgresql://postgres@127.0.0.1:5432/{database}"
 
 ORDERS = 1_000
 FAULT_RATE = 0.05
@@ -336,23 +333,6 @@ async def _stop(worker: _Worker, sig: int = signal.SIGTERM, seconds: float = 30.
     return int(worker.process.returncode or 0)
 
 
-@contextlib.asynccontextmanager
-async def _postgres_database() -> AsyncIterator[str]:
-    """A fresh database on the local server, dropped afterwards."""
-    import asyncpg
-
-    database = f"hm_bench_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(PG_ADMIN_URL)
-    try:
-        await admin.execute(f'CREATE DATABASE "{database}"')
-        try:
-            yield PG_URL.format(database=database)
-        finally:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-    finally:
-        await admin.close()
-
-
 # -- the run -------------------------------------------------------------------------------
 
 
@@ -426,7 +406,7 @@ async def run(*, quick: bool = False) -> dict[str, Any]:
         (definitions / f"{SAGA_TYPE}.yaml").write_text(
             yaml.safe_dump(_definition(), sort_keys=False)
         )
-        async with _serve(shop) as base_url, _postgres_database() as database_url:
+        async with _serve(shop) as base_url, fresh_database() as database_url:
             await _save_registry(database_url, base_url)
             settings = Settings(database_url=database_url, events_url=None)
             runtime = await Runtime.open(settings, exchange_dir=folder / "exchange")

@@ -33,7 +33,6 @@ import sys
 import tempfile
 import time
 import traceback
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ from typing import Any
 import aiohttp
 from rich.progress import Progress, TaskID
 
+from benchmarks._postgres import fresh_database
 from benchmarks._report import LatencySummary, machine, write_json, write_section
 from hybridmesh.client import CommunicationRequest, HybridClient
 from hybridmesh.core.settings import Settings
@@ -50,9 +50,6 @@ from hybridmesh.observability import configure_tracing
 from hybridmesh.orchestration import RetryPolicy, SagaDefinition, SagaStep, Status
 from hybridmesh.registry import ServiceDefinition, ServiceRegistry
 from hybridmesh.runtime import Runtime
-
-PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
-PG_URL = "postgresql://postgres@127.0.0.1:5432/{database}"
 
 STEPS = 5
 CONCURRENCY = 64
@@ -306,23 +303,6 @@ def _verdict(expected: int, statuses: dict[str, int], steps: int) -> dict[str, A
     }
 
 
-@contextlib.asynccontextmanager
-async def _postgres_database() -> AsyncIterator[str]:
-    """A fresh database on the local server, dropped afterwards."""
-    import asyncpg
-
-    database = f"hm_bench_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(PG_ADMIN_URL)
-    try:
-        await admin.execute(f'CREATE DATABASE "{database}"')
-        try:
-            yield PG_URL.format(database=database)
-        finally:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-    finally:
-        await admin.close()
-
-
 def _opener(
     name: str, base_url: str
 ) -> Callable[[], contextlib.AbstractAsyncContextManager[_Subject]]:
@@ -342,12 +322,12 @@ def _opener(
         elif name == "postgresql":
             with tempfile.TemporaryDirectory(prefix="hm-bench-") as folder:
                 async with (
-                    _postgres_database() as url,
+                    fresh_database() as url,
                     _engine(base_url, url, Path(folder)) as subject,
                 ):
                     yield subject
         else:
-            async with _postgres_database() as url, _dbos(base_url, url) as subject:
+            async with fresh_database() as url, _dbos(base_url, url) as subject:
                 yield subject
 
     return open_row
