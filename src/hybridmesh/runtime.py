@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -17,6 +18,7 @@ from types import TracebackType
 from hybridmesh.batch import (
     DEFAULT_EXCHANGE_DIR,
     BatchIntegration,
+    BatchTarget,
     BatchTransport,
     review_retry_handler,
 )
@@ -61,6 +63,7 @@ class Runtime:
         functions: FunctionRegistry | None = None,
         registry: ServiceRegistry | None = None,
         exchange_dir: Path | str | None = None,
+        batch_targets: Sequence[BatchTarget] = (),
         clock: Clock = SYSTEM_CLOCK,
         worker_id: str | None = None,
         max_executions: int = 200,
@@ -68,7 +71,8 @@ class Runtime:
     ) -> Runtime:
         """Open the store (and upgrade its schema), read the registry (the stored one, else
         ``settings.registry_path``), and wire the rest. ``events=False`` leaves the bus out:
-        the engine's events then wait in the outbox for a worker that has one."""
+        the engine's events then wait in the outbox for a worker that has one.
+        ``batch_targets`` set how legacy batches go out (formats, cron schedules, limits)."""
         settings = settings or Settings()
         store = await open_store(settings.database_url)
         try:
@@ -83,7 +87,9 @@ class Runtime:
             raise
         review = ReviewQueue(store, clock=clock)
         folder = exchange_dir or os.environ.get("HYBRIDMESH_EXCHANGE_DIR") or DEFAULT_EXCHANGE_DIR
-        batch = BatchIntegration(store, exchange_dir=Path(folder), review=review, clock=clock)
+        batch = BatchIntegration(
+            store, exchange_dir=Path(folder), review=review, clock=clock, targets=batch_targets
+        )
         functions = functions or FunctionRegistry(clock=clock)
         client = HybridClient(registry, clock=clock)
         client.add_transport(BatchTransport(batch))

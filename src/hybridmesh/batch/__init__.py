@@ -18,6 +18,7 @@ Every record ends ``acknowledged``, or ``failed`` with an item in the review que
 for the files.
 """
 
+from hybridmesh.batch.config import load_batch_targets
 from hybridmesh.batch.formats import ResultFileError
 from hybridmesh.batch.integration import (
     ANY_OPERATION,
@@ -53,5 +54,6 @@ __all__ = [
     "RecordStatus",
     "ResultFileError",
     "RunStatus",
+    "load_batch_targets",
     "review_retry_handler",
 ]

@@ -128,6 +128,14 @@ def runs(limit: int, as_json: bool) -> None:
     help="Deliver as (needs --target; default csv).",
 )
 @click.option("--endpoint", default=None, help="The bulk endpoint URL, for --format http.")
+@click.option(
+    "--targets",
+    "targets_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    envvar="HYBRIDMESH_BATCH_TARGETS",
+    default=None,
+    help="YAML file of batch targets, as the worker takes it (env HYBRIDMESH_BATCH_TARGETS).",
+)
 @_exchange_option
 @json_option
 def flush(
@@ -135,13 +143,14 @@ def flush(
     operation: str | None,
     file_format: str | None,
     endpoint: str | None,
+    targets_path: Path | None,
     exchange_dir: Path,
     as_json: bool,
 ) -> None:
     """Deliver the queued records now: one file (or POST) per run."""
-    from hybridmesh.batch import ANY_OPERATION, BatchTarget
+    from hybridmesh.batch import ANY_OPERATION, BatchTarget, load_batch_targets
 
-    targets: list[BatchTarget] = []
+    targets: list[BatchTarget] = load_batch_targets(targets_path) if targets_path else []
     if file_format is not None or endpoint is not None:
         if target is None:
             raise click.UsageError("--format and --endpoint need --target")

@@ -465,6 +465,15 @@ def _details(data: Any) -> str:
 )
 @click.option("--worker-id", default=None, help="This worker's name in leases and logs.")
 @_functions_option
+@click.option(
+    "--batch-targets",
+    "batch_targets_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    envvar="HYBRIDMESH_BATCH_TARGETS",
+    default=None,
+    help="YAML file of legacy batch targets: formats, cron schedules, limits, endpoints "
+    "(env HYBRIDMESH_BATCH_TARGETS).",
+)
 @_definitions_option
 def worker(
     max_executions: int,
@@ -472,12 +481,16 @@ def worker(
     grace: float,
     worker_id: str | None,
     functions_spec: str | None,
+    batch_targets_path: Path | None,
     definitions_path: Path | None,
 ) -> None:
     """Run sagas and workflows (shared with other workers through leases), flush legacy
     batches on their schedules, run function triggers, and publish the engine's events,
     until SIGTERM or Ctrl-C."""
-    run(_work(max_executions, lease, grace, worker_id, functions_spec, definitions_path))
+    from hybridmesh.batch import load_batch_targets
+
+    targets = load_batch_targets(batch_targets_path) if batch_targets_path else []
+    run(_work(max_executions, lease, grace, worker_id, functions_spec, definitions_path, targets))
 
 
 async def _work(
@@ -487,6 +500,7 @@ async def _work(
     worker_id: str | None,
     functions_spec: str | None,
     definitions_path: Path | None,
+    batch_targets: list[Any],
 ) -> None:
     from hybridmesh.observability import configure_logging, configure_tracing, shutdown_tracing
     from hybridmesh.runtime import Runtime
@@ -495,7 +509,11 @@ async def _work(
     configure_logging(settings)
     configure_tracing(settings)
     runtime = await Runtime.open(
-        settings, worker_id=worker_id, max_executions=max_executions, lease_seconds=lease
+        settings,
+        worker_id=worker_id,
+        max_executions=max_executions,
+        lease_seconds=lease,
+        batch_targets=batch_targets,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

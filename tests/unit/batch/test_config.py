@@ -1,0 +1,59 @@
+"""Batch targets from YAML: what a worker's legacy schedules and formats come from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hybridmesh.batch import BatchTarget, load_batch_targets
+from hybridmesh.core.errors import ValidationError
+
+
+def test_targets_load_with_their_schedules_and_formats(tmp_path: Path) -> None:
+    path = tmp_path / "targets.yaml"
+    path.write_text(
+        "targets:\n"
+        "  - target: legacy-erp\n"
+        "    operation: customer-sync\n"
+        "    schedule: '0 2 * * *'\n"
+        "    fields: [customer_id, email]\n"
+        "  - target: legacy-erp\n"
+        "    format: http\n"
+        "    endpoint: http://erp.internal/batch\n"
+        "    limit: 500\n"
+    )
+    first, second = load_batch_targets(path)
+    assert first == BatchTarget(
+        "legacy-erp", "customer-sync", schedule="0 2 * * *", fields=("customer_id", "email")
+    )
+    assert first.cron is not None and str(first.cron) == "0 2 * * *"
+    assert (second.operation, second.format, second.limit) == ("*", "http", 500)
+
+
+def test_a_plain_list_and_an_empty_file_work(tmp_path: Path) -> None:
+    listed = tmp_path / "list.yaml"
+    listed.write_text("- target: erp\n  format: xml\n")
+    assert [t.format for t in load_batch_targets(listed)] == ["xml"]
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    assert load_batch_targets(empty) == []
+
+
+def test_errors_name_file_line_and_field(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        "targets:\n"
+        "  - target: erp\n"
+        "    format: http\n"
+        "  - target: erp\n"
+        "    schedul: '0 2 * * *'\n"
+        "  - target: erp\n"
+        "    schedule: '99 * * * *'\n"
+    )
+    with pytest.raises(ValidationError) as raised:
+        load_batch_targets(path)
+    lines = str(raised.value).splitlines()
+    assert any("bad.yaml:2" in line and "[targets[0].endpoint]" in line for line in lines)
+    assert any("bad.yaml:5" in line and "[targets[1].schedul]" in line for line in lines)
+    assert any("bad.yaml:7" in line and "[targets[2].schedule]" in line for line in lines)
