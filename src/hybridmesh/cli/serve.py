@@ -42,11 +42,21 @@ def _parse_tokens(values: tuple[str, ...]) -> dict[str, str]:
     metavar="NAME=USER_ID",
     help="A WebSocket token and the user it stands for (repeatable).",
 )
-def serve(host: str | None, port: int | None, dev_tokens: bool, tokens: tuple[str, ...]) -> None:
+@click.option(
+    "--worker/--no-worker",
+    default=True,
+    show_default=True,
+    help="Also run sagas and workflows, legacy batches and function triggers in this process "
+    "(the embedded mode); --no-worker when `hybridmesh worker` processes do that.",
+)
+def serve(
+    host: str | None, port: int | None, dev_tokens: bool, tokens: tuple[str, ...], worker: bool
+) -> None:
     """Run the platform's HTTP server: event ingest, WebSocket fan-out, metrics, health.
 
     Serves POST /events (CloudEvents in), GET /ws/events (WebSocket fan-out), GET /metrics
-    and GET /healthz until interrupted (Ctrl-C or SIGTERM), then shuts down gracefully.
+    and GET /healthz until interrupted (Ctrl-C or SIGTERM), then shuts down gracefully. By
+    default it is also a worker: executions started with `--detach` run here.
     """
     if dev_tokens and tokens:
         raise click.UsageError("use either --dev-tokens or --token, not both")
@@ -57,11 +67,15 @@ def serve(host: str | None, port: int | None, dev_tokens: bool, tokens: tuple[st
         )
     table = None if dev_tokens else _parse_tokens(tokens)
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C before the server took over
-        run(_serve(get_ctx().settings, table, host, port))
+        run(_serve(get_ctx().settings, table, host, port, worker))
 
 
 async def _serve(
-    settings: Settings, tokens: dict[str, str] | None, host: str | None, port: int | None
+    settings: Settings,
+    tokens: dict[str, str] | None,
+    host: str | None,
+    port: int | None,
+    worker: bool,
 ) -> None:
     from hybridmesh.api import run_server
     from hybridmesh.events import open_bus
@@ -85,7 +99,18 @@ async def _serve(
     if tokens is not None:
         authenticate = StaticTokens({t: Principal(user_id=u) for t, u in tokens.items()})
     metrics = MeshMetrics.default()
-    bus = await open_bus(settings)
+    runtime = None
+    if worker:
+        from hybridmesh.runtime import Runtime
+
+        runtime = await Runtime.open(settings)
+        assert runtime.bus is not None
+        bus = runtime.bus
+        await runtime.engine.start_worker()
+        await runtime.triggers.start()
+        runtime.batch.start()
+    else:
+        bus = await open_bus(settings)
     hub = WebSocketHub(authenticate, metrics=metrics)
 
     def announce(url: str) -> None:
@@ -96,6 +121,8 @@ async def _serve(
             settings, bus=bus, host=host, port=port, hub=hub, metrics=metrics, ready=announce
         )
     finally:
+        if runtime is not None:
+            await runtime.close()
         shutdown_tracing()
 
 
