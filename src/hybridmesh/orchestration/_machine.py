@@ -24,159 +24,20 @@ the remaining compensations ran; it is never reported as compensated.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from enum import StrEnum
+from dataclasses import dataclass
 from typing import Any
 
+from hybridmesh.orchestration._state import (
+    CompStatus,
+    ExecutionState,
+    Status,
+    StepState,
+    StepStatus,
+)
 from hybridmesh.orchestration.plan import Completion, ErrorHandling, Plan, PlanStep
 
 #: Compensations get at least this many attempts, whatever the step's own policy says.
 MIN_COMPENSATION_ATTEMPTS = 3
-
-
-class Status(StrEnum):
-    """An execution's status. The last five are terminal."""
-
-    RUNNING = "running"
-    COMPENSATING = "compensating"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    COMPENSATED = "compensated"
-    COMPENSATION_FAILED = "compensation_failed"
-    CANCELLED = "cancelled"
-
-    @property
-    def terminal(self) -> bool:
-        return self not in (Status.RUNNING, Status.COMPENSATING)
-
-
-class StepStatus(StrEnum):
-    PENDING = "pending"
-    RUNNING = "running"  # an attempt is in flight
-    WAITING = "waiting"  # the call was accepted; its completion event is awaited
-    RETRYING = "retrying"  # waiting for the backoff to end
-    COMPLETED = "completed"
-    FAILED = "failed"
-    SKIPPED = "skipped"  # a dependency failed (continue-on-error)
-
-    @property
-    def ended(self) -> bool:
-        return self in (StepStatus.COMPLETED, StepStatus.FAILED, StepStatus.SKIPPED)
-
-    @property
-    def active(self) -> bool:
-        return self in (StepStatus.RUNNING, StepStatus.WAITING, StepStatus.RETRYING)
-
-
-class CompStatus(StrEnum):
-    NONE = "none"
-    PENDING = "pending"
-    RUNNING = "running"
-    RETRYING = "retrying"
-    COMPENSATED = "compensated"
-    FAILED = "failed"
-
-
-@dataclass
-class StepState:
-    status: StepStatus = StepStatus.PENDING
-    attempt: int = 0
-    order: int | None = None  # when the step first started, among its execution's steps
-    first_started: float | None = None
-    retry_at: float | None = None
-    deadline: float | None = None  # a waiting step's completion deadline
-    result: Any = None
-    error: str | None = None
-    ambiguous: bool = False  # an attempt may have had effects: compensate it too
-    comp: CompStatus = CompStatus.NONE
-    comp_attempt: int = 0
-    comp_retry_at: float | None = None
-    comp_error: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"status": self.status.value, "attempt": self.attempt}
-        # Written out rather than looped: every save serialises every step.
-        if self.order is not None:
-            data["order"] = self.order
-        if self.first_started is not None:
-            data["first_started"] = self.first_started
-        if self.retry_at is not None:
-            data["retry_at"] = self.retry_at
-        if self.deadline is not None:
-            data["deadline"] = self.deadline
-        if self.result is not None:
-            data["result"] = self.result
-        if self.error is not None:
-            data["error"] = self.error
-        if self.ambiguous:
-            data["ambiguous"] = True
-        if self.comp is not CompStatus.NONE:
-            data["comp"] = self.comp.value
-            data["comp_attempt"] = self.comp_attempt
-            if self.comp_retry_at is not None:
-                data["comp_retry_at"] = self.comp_retry_at
-            if self.comp_error is not None:
-                data["comp_error"] = self.comp_error
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> StepState:
-        return cls(
-            status=StepStatus(data.get("status", "pending")),
-            attempt=int(data.get("attempt", 0)),
-            order=data.get("order"),
-            first_started=data.get("first_started"),
-            retry_at=data.get("retry_at"),
-            deadline=data.get("deadline"),
-            result=data.get("result"),
-            error=data.get("error"),
-            ambiguous=bool(data.get("ambiguous", False)),
-            comp=CompStatus(data.get("comp", "none")),
-            comp_attempt=int(data.get("comp_attempt", 0)),
-            comp_retry_at=data.get("comp_retry_at"),
-            comp_error=data.get("comp_error"),
-        )
-
-
-@dataclass
-class ExecutionState:
-    """What the store keeps of a running execution, besides its status."""
-
-    steps: dict[str, StepState]
-    context: dict[str, Any] = field(default_factory=dict)
-    deadline: float | None = None
-    started: int = 0  # steps started so far (gives each its order)
-    failure: str | None = None  # why the forward phase stopped
-    cancelled: bool = False
-    timed_out: bool = False
-
-    @classmethod
-    def new(cls, plan: Plan, context: dict[str, Any], now: float) -> ExecutionState:
-        deadline = now + plan.timeout_ms / 1000 if plan.timeout_ms else None
-        return cls({s.step_id: StepState() for s in plan.steps}, dict(context), deadline)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "steps": {step_id: s.to_dict() for step_id, s in self.steps.items()},
-            "context": self.context,
-            "deadline": self.deadline,
-            "started": self.started,
-            "failure": self.failure,
-            "cancelled": self.cancelled,
-            "timed_out": self.timed_out,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ExecutionState:
-        return cls(
-            steps={k: StepState.from_dict(v) for k, v in data["steps"].items()},
-            context=dict(data.get("context") or {}),
-            deadline=data.get("deadline"),
-            started=int(data.get("started", 0)),
-            failure=data.get("failure"),
-            cancelled=bool(data.get("cancelled", False)),
-            timed_out=bool(data.get("timed_out", False)),
-        )
 
 
 @dataclass(frozen=True, slots=True)
