@@ -71,7 +71,10 @@ def _read_input(path: Path | None) -> dict[str, Any]:
     if path is None:
         return {}
     name = "<stdin>" if str(path) == "-" else str(path)
-    text = sys.stdin.read() if name == "<stdin>" else path.read_text()
+    try:
+        text = sys.stdin.read() if name == "<stdin>" else path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValidationError([Problem(f"cannot read the input: {error}", file=name)]) from None
     try:
         data = loads(text) if text.lstrip().startswith(("{", "[")) else yaml.safe_load(text)
     except (ValueError, yaml.YAMLError) as error:

@@ -168,6 +168,9 @@ def test_bad_input_file_exits_2(workspace: Path, main: Callable[..., tuple[int, 
     code, _, err = main("saga", "start", "shop-order", "--input", str(workspace / "in.json"))
     assert code == 2
     assert "in.json" in err
+    code, _, err = main("saga", "start", "shop-order", "--input", str(workspace / "none.json"))
+    assert code == 2
+    assert "none.json" in err and "cannot read the input" in err
 
 
 def test_unknown_execution_exits_1(
