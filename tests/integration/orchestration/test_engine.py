@@ -111,6 +111,34 @@ async def test_every_step_is_a_child_of_the_executions_trace(rig: Rig) -> None:
     assert all(s.parent is not None and s.parent.span_id == root.context.span_id for s in steps)
 
 
+async def test_retries_and_compensations_are_children_of_the_executions_trace(rig: Rig) -> None:
+    # A retry, then a refusal. The first attempt may have charged, so the refund runs too.
+    rig.ops.fail("/operations/charge", 503, 402)
+    exporter = InMemorySpanExporter()
+    configure_tracing(exporter=exporter)
+    try:
+        engine = rig.engine()
+        await engine.register(ORDER)
+        async with engine:
+            execution_id = await engine.start_saga("order", {"order_id": "o-t"})
+            done = await engine.wait(execution_id, timeout=10)
+    finally:
+        shutdown_tracing()
+    assert done.status is Status.COMPENSATED
+    spans = exporter.get_finished_spans()
+    root = next(s for s in spans if s.name == "saga order")
+    ours = [s for s in spans if s.name.startswith(("step ", "compensate "))]
+    assert sorted(s.name for s in ours) == [
+        "compensate charge",
+        "compensate reserve",
+        "step charge",
+        "step charge",
+        "step reserve",
+    ]
+    assert all(s.parent is not None and s.parent.span_id == root.context.span_id for s in ours)
+    assert {s.context.trace_id for s in ours} == {root.context.trace_id}
+
+
 async def test_payment_failure_compensates_in_reverse_and_publishes(rig: Rig) -> None:
     rig.ops.fail("/operations/charge", 402)  # a definite refusal: no retry, no refund
     engine = rig.engine()
