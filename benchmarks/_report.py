@@ -62,6 +62,28 @@ def machine() -> dict[str, Any]:
     }
 
 
+def best_rounds(attempts: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Each section's round with the highest throughput (its last failure if none worked),
+    with every round kept under ``rounds`` when there were several."""
+    runs: dict[str, dict[str, Any]] = {}
+    for name, tries in attempts.items():
+        good = [t for t in tries if "error" not in t]
+        best = max(good, key=lambda t: float(t["throughput"])) if good else tries[-1]
+        runs[name] = {**best, "rounds": tries} if len(tries) > 1 else best
+    return runs
+
+
+def figure(runs: dict[str, Any], name: str, key: str = "throughput") -> float | None:
+    """A section's figure, or None when it failed or has none."""
+    value = runs.get(name, {}).get(key)
+    return float(value) if value else None
+
+
+def ratio(ours: float | None, theirs: float | None) -> float | None:
+    """``ours / theirs`` to three places, or None when either is missing."""
+    return round(ours / theirs, 3) if ours and theirs else None
+
+
 def write_json(name: str, payload: dict[str, Any]) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"

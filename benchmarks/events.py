@@ -38,7 +38,15 @@ from typing import Any
 from rich.progress import Progress, TaskID
 
 from benchmarks._postgres import fresh_database
-from benchmarks._report import LatencySummary, machine, write_json, write_section
+from benchmarks._report import (
+    LatencySummary,
+    best_rounds,
+    figure,
+    machine,
+    ratio,
+    write_json,
+    write_section,
+)
 from hybridmesh.events.backend import EventBackend
 from hybridmesh.events.bus import EventBus
 from hybridmesh.events.envelope import CloudEvent
@@ -526,31 +534,19 @@ async def run(*, quick: bool = False) -> dict[str, Any]:
                 print(f"events benchmark: {label} failed: {error!r}", file=sys.stderr)
             progress.remove_task(task)
     results["load_after"] = [round(x, 2) for x in os.getloadavg()]
-    for name, tries in attempts.items():
-        good = [t for t in tries if "error" not in t]
-        best = max(good, key=lambda t: float(t["throughput"])) if good else tries[-1]
-        results["runs"][name] = {**best, "rounds": tries} if len(tries) > 1 else best
+    results["runs"] = best_rounds(attempts)
     results["goals"] = _goals(results["runs"])
     write_json("events", results)
     write_section("events", _markdown(results, quick))
     return results
 
 
-def _throughput(runs: dict[str, Any], name: str) -> float | None:
-    run = runs.get(name, {})
-    value = run.get("throughput")
-    return float(value) if value else None
-
-
 def _goals(runs: dict[str, Any]) -> dict[str, Any]:
-    def ratio(ours: float | None, theirs: float | None) -> float | None:
-        return round(ours / theirs, 3) if ours and theirs else None
-
-    bus = _throughput(runs, "jetstream")
-    vs_raw = ratio(bus, _throughput(runs, "nats_py"))
-    vs_fs = ratio(bus, _throughput(runs, "faststream"))
-    sqlite = _throughput(runs, "sqlite")
-    split = _throughput(runs, "sqlite_2p")
+    bus = figure(runs, "jetstream")
+    vs_raw = ratio(bus, figure(runs, "nats_py"))
+    vs_fs = ratio(bus, figure(runs, "faststream"))
+    sqlite = figure(runs, "sqlite")
+    split = figure(runs, "sqlite_2p")
     return {
         "jetstream_vs_nats_py": {
             "ratio": vs_raw,
@@ -641,7 +637,7 @@ def _markdown(results: dict[str, Any], quick: bool) -> str:
     }
     for name, label in SECTIONS.items():
         run = runs.get(name, {"error": "not run"})
-        ratio, goal = extra[name]
+        shown, goal = extra[name]
         if "error" in run:
             error = str(run["error"]).replace("|", "\\|").replace("\n", " ")[:160]
             lines.append(f"| {label} | failed: {error} | | | | | | — | {goal} |")
@@ -649,6 +645,6 @@ def _markdown(results: dict[str, Any], quick: bool) -> str:
         lines.append(
             f"| {label} | {run['events']:,} | {run['seconds']:.2f} | {run['throughput']:,.0f} "
             f"| {run['publish_rate']:,.0f} | {run['p50_ms']:.1f} | {run['p95_ms']:.1f} "
-            f"| {ratio} | {goal} |"
+            f"| {shown} | {goal} |"
         )
     return "\n".join(lines)

@@ -43,7 +43,15 @@ import aiohttp
 from rich.progress import Progress, TaskID
 
 from benchmarks._postgres import fresh_database
-from benchmarks._report import LatencySummary, machine, write_json, write_section
+from benchmarks._report import (
+    LatencySummary,
+    best_rounds,
+    figure,
+    machine,
+    ratio,
+    write_json,
+    write_section,
+)
 from hybridmesh.client import CommunicationRequest, HybridClient
 from hybridmesh.core.settings import Settings
 from hybridmesh.observability import configure_tracing
@@ -430,10 +438,7 @@ async def run(*, quick: bool = False) -> dict[str, Any]:
                     print(f"sagas benchmark: {label} failed: {error!r}", file=sys.stderr)
                 progress.remove_task(task)
     results["load_after"] = [round(x, 2) for x in os.getloadavg()]
-    for name, tries in attempts.items():
-        good = [t for t in tries if "error" not in t]
-        best = max(good, key=lambda t: float(t["throughput"])) if good else tries[-1]
-        results["runs"][name] = {**best, "rounds": tries} if len(tries) > 1 else best
+    results["runs"] = best_rounds(attempts)
     results["goals"] = _goals(results["runs"])
     write_json("sagas", results)
     write_section("sagas", _markdown(results, quick))
@@ -441,16 +446,6 @@ async def run(*, quick: bool = False) -> dict[str, Any]:
 
 
 # -- goals and the report ------------------------------------------------------------------
-
-
-def _ratio(ours: float | None, theirs: float | None) -> float | None:
-    return round(ours / theirs, 3) if ours and theirs else None
-
-
-def _figure(runs: dict[str, Any], name: str, key: str) -> float | None:
-    run = runs.get(name, {})
-    value = run.get(key)
-    return float(value) if value else None
 
 
 def _overhead(runs: dict[str, Any], name: str, serial: bool) -> float | None:
@@ -467,21 +462,21 @@ def _overhead(runs: dict[str, Any], name: str, serial: bool) -> float | None:
 
 
 def _goals(runs: dict[str, Any]) -> dict[str, Any]:
-    raw = _figure(runs, "raw", "throughput")
-    dbos = _figure(runs, "dbos", "throughput")
-    client = _figure(runs, "client", "throughput")
-    goals: dict[str, Any] = {"client_vs_raw": _ratio(client, raw)}
+    raw = figure(runs, "raw", "throughput")
+    dbos = figure(runs, "dbos", "throughput")
+    client = figure(runs, "client", "throughput")
+    goals: dict[str, Any] = {"client_vs_raw": ratio(client, raw)}
     for name in ("sqlite", "postgresql"):
-        ours = _figure(runs, name, "throughput")
-        goals[f"{name}_vs_client"] = _ratio(ours, client)
-        vs_raw = _ratio(ours, raw)
+        ours = figure(runs, name, "throughput")
+        goals[f"{name}_vs_client"] = ratio(ours, client)
+        vs_raw = ratio(ours, raw)
         goals[f"{name}_vs_raw"] = {
             "ratio": vs_raw,
             "goal": RAW_GOAL,
             "met": None if vs_raw is None else vs_raw >= RAW_GOAL,
         }
         # DESIGN.md sets the DBOS goal for the same PostgreSQL; SQLite's ratio is shown only.
-        vs_dbos = _ratio(ours, dbos)
+        vs_dbos = ratio(ours, dbos)
         goals[f"{name}_vs_dbos"] = {
             "ratio": vs_dbos,
             "goal": DBOS_GOAL if name == "postgresql" else None,
@@ -544,16 +539,16 @@ def _markdown(results: dict[str, Any], quick: bool) -> str:
 
     def engine_cells(name: str) -> tuple[str, str]:
         vs_raw, vs_dbos = goals[f"{name}_vs_raw"], goals[f"{name}_vs_dbos"]
-        ratio = (
+        cell = (
             f"{fmt(vs_raw['ratio'])} vs raw; {fmt(goals[f'{name}_vs_client'])} vs client; "
             f"{fmt(vs_dbos['ratio'])} vs DBOS"
         )
         goal = f"≥ {RAW_GOAL:.2f} vs raw ({verdict(vs_raw['met'])})"
         if vs_dbos["goal"] is not None:
             goal += f"; ≥ {DBOS_GOAL:.2f} vs DBOS ({verdict(vs_dbos['met'])})"
-        return ratio, goal
+        return cell, goal
 
-    dbos_vs_raw = _ratio(_figure(runs, "dbos", "throughput"), _figure(runs, "raw", "throughput"))
+    dbos_vs_raw = ratio(figure(runs, "dbos", "throughput"), figure(runs, "raw", "throughput"))
     cells = {
         "raw": ("1.00", "peer"),
         "client": (f"{fmt(goals['client_vs_raw'])} vs raw", "—"),
@@ -563,7 +558,7 @@ def _markdown(results: dict[str, Any], quick: bool) -> str:
     }
     for name, label in ROWS.items():
         run = runs.get(name, {"error": "not run"})
-        ratio, goal = cells[name]
+        shown, goal = cells[name]
         if "error" in run:
             error = str(run["error"]).replace("|", "\\|").replace("\n", " ")[:160]
             lines.append(f"| {label} | failed: {error} | | | | | | | — | {goal} |")
@@ -576,6 +571,6 @@ def _markdown(results: dict[str, Any], quick: bool) -> str:
         lines.append(
             f"| {label} | {run['sagas']:,} | {run['seconds']:.2f} | {run['throughput']:,.0f} "
             f"| {run['p50_ms']:.1f} | {run['p95_ms']:.1f} | {run['serial']['p50_ms']:.2f} "
-            f"| {overhead} | {ratio} | {goal} |"
+            f"| {overhead} | {shown} | {goal} |"
         )
     return "\n".join(lines)
