@@ -17,7 +17,7 @@ from hybridmesh.orchestration._records import Execution, ended_execution, histor
 from hybridmesh.orchestration.plan import Kind, Plan
 from hybridmesh.orchestration.steps import Attempt, classify
 from hybridmesh.orchestration.templates import compiled
-from hybridmesh.store import BatchResult, Statement
+from hybridmesh.store import Statement
 
 if TYPE_CHECKING:
     from hybridmesh.orchestration.engine import Orchestrator
@@ -313,10 +313,9 @@ class Driver:
             event = self.engine._event(live.plan, live.id, outcome, dict(ending.data or {}))
             if event is not None:
                 statements.append(replace(event, after=0))
-        if status is Status.COMPENSATION_FAILED and self.engine.review is not None and ending:
-            saved = await self._save_for_review(live, statements)
-        else:
-            saved = await self.engine._writes.submit((live.id, statements))
+            if status is Status.COMPENSATION_FAILED:
+                statements += self._review_item(live)
+        saved = await self.engine._writes.submit((live.id, statements))
         rows_back = saved[0]
         if not isinstance(rows_back, list) or not rows_back:
             raise LeaseLost(live.id)
@@ -326,37 +325,31 @@ class Driver:
         live.consumed = []
         live.signals = bool(rows_back[0]["signals"])
 
-    async def _save_for_review(self, live: Live, statements: list[Statement]) -> list[BatchResult]:
-        """Save a compensation that keeps failing together with its review item."""
-        assert self.engine.review is not None
+    def _review_item(self, live: Live) -> list[Statement]:
+        """The review item for compensations that keep failing, filed with the ending."""
+        review = self.engine.review
+        if review is None:
+            return []
         failed = {
             step_id: s.comp_error
             for step_id, s in live.machine.state.steps.items()
             if s.comp.value == "failed"
         }
         kind = live.plan.kind
-        async with self.engine.store.transaction() as tx:
-            first = statements[0]
-            rows = await tx.fetch_all(first.sql, *first.args)
-            if not rows:
-                return [rows]
-            for statement in statements[1:]:
-                await tx.executemany(statement.sql, statement.rows or [statement.args])
-            await self.engine.review.add(
-                "saga" if kind is Kind.SAGA else "workflow",
-                f"{kind.value} {live.plan.name} could not be compensated: "
-                + "; ".join(f"{step_id}: {error}" for step_id, error in failed.items()),
-                {
-                    "execution_id": live.id,
-                    "definition": live.plan.name,
-                    "version": live.plan.version,
-                    "failed_compensations": failed,
-                    "input": live.input,
-                },
-                origin_ref=live.id,
-                tx=tx,
-            )
-        return [rows]
+        _, statements = review.filing(
+            "saga" if kind is Kind.SAGA else "workflow",
+            f"{kind.value} {live.plan.name} could not be compensated: "
+            + "; ".join(f"{step_id}: {error}" for step_id, error in failed.items()),
+            {
+                "execution_id": live.id,
+                "definition": live.plan.name,
+                "version": live.plan.version,
+                "failed_compensations": failed,
+                "input": live.input,
+            },
+            origin_ref=live.id,
+        )
+        return [replace(statement, after=0) for statement in statements]
 
 
 class _Scope(Mapping[str, Any]):

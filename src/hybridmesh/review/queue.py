@@ -36,7 +36,7 @@ from hybridmesh.review.items import (
     check_origin,
     check_status,
 )
-from hybridmesh.store import Store, Transaction
+from hybridmesh.store import Statement, Store, Transaction
 
 #: How long a retry holds its item before another may try (seconds), unless told otherwise.
 DEFAULT_RETRY_LEASE = 300.0
@@ -125,6 +125,24 @@ class ReviewQueue:
         their own. Raises :class:`ValidationError` for an unknown origin, an empty reason or
         a payload that is not a JSON object.
         """
+        item, statements = self.filing(origin, reason, payload, origin_ref=origin_ref)
+        if tx is not None:
+            await _run(tx, statements)
+        else:
+            async with self.store.transaction() as own:
+                await _run(own, statements)
+        return item
+
+    def filing(
+        self,
+        origin: Origin,
+        reason: str,
+        payload: Mapping[str, Any],
+        *,
+        origin_ref: str | None = None,
+    ) -> tuple[ReviewItem, list[Statement]]:
+        """The item :meth:`add` would file, and the inserts that file it, for a writer that
+        batches them with its own change (:meth:`Store.batch`). Validates as :meth:`add`."""
         origin = check_origin(origin)
         if not reason.strip():
             raise ValidationError([Problem("a review item needs a reason", field="reason")])
@@ -136,14 +154,13 @@ class ReviewQueue:
             raise ValidationError([Problem(f"not JSON: {error}", field="payload")]) from None
         item_id = self._new_id()
         now = self._now()
-        args = (item_id, origin, origin_ref, reason, body, now, now)
-        if tx is not None:
-            await self._insert(tx, args)
-        else:
-            async with self.store.transaction() as own:
-                await self._insert(own, args)
+        statements = [
+            # action_seq 1: the created action
+            Statement(_INSERT_ITEM, rows=[(item_id, origin, origin_ref, reason, body, now, now)]),
+            Statement(_APPEND_ACTION, rows=[("created", self.actor, None, now, item_id)]),
+        ]
         at = _datetime(now)
-        return ReviewItem(
+        item = ReviewItem(
             id=item_id,
             origin=origin,
             origin_ref=origin_ref,
@@ -154,11 +171,7 @@ class ReviewQueue:
             updated_at=at,
             actions=(ReviewAction("created", self.actor, None, at),),
         )
-
-    async def _insert(self, tx: Transaction, args: tuple[Any, ...]) -> None:
-        item_id, now = args[0], args[-1]
-        await tx.execute(_INSERT_ITEM, *args)  # action_seq 1: the created action
-        await _append(tx, item_id, "created", self.actor, None, now, bump=False)
+        return item, statements
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -332,6 +345,11 @@ class ReviewQueue:
 
     def __repr__(self) -> str:
         return f"<ReviewQueue {self.store.display_url}>"
+
+
+async def _run(tx: Transaction, statements: list[Statement]) -> None:
+    for statement in statements:
+        await tx.executemany(statement.sql, statement.rows or ())
 
 
 async def _append(
