@@ -47,7 +47,6 @@ class Live:
     signals: bool = False  # signals wait in orch_signals
     recovered: bool = False  # claimed from the store, not started here
     consumed: list[tuple[str]] = field(default_factory=list)  # signals applied, not yet saved
-    wakeup: asyncio.Event = field(default_factory=asyncio.Event)  # a signal came
     ended: Execution | None = None  # saved as ended by this worker
     first_calls: list[StepCall] = field(default_factory=list)  # saved as started by start()
     tasks: dict[StepCall, asyncio.Task[None]] = field(default_factory=dict)
@@ -218,9 +217,8 @@ class Driver:
         delay = max(0.0, wake - self.engine._now())
         if not delay or live.signals:
             return
-        live.wakeup.clear()
         sleeping = asyncio.ensure_future(self.engine.clock.sleep(delay))
-        woken = asyncio.ensure_future(live.wakeup.wait())
+        woken = asyncio.ensure_future(live.outcomes.get())  # nothing runs: only a signal comes
         try:
             await asyncio.wait([sleeping, woken], return_when=asyncio.FIRST_COMPLETED)
         finally:

@@ -347,8 +347,7 @@ class Orchestrator:
         live = self._lives.get(execution_id)
         if live is not None:
             live.signals = True
-            live.wakeup.set()
-            live.outcomes.put_nowait(None)
+            live.outcomes.put_nowait(None)  # wakes the driver, waiting or sleeping
 
     async def on_step_event(self, event: CloudEvent) -> None:
         """Bus handler for ``saga.step.completed`` / ``saga.step.failed``: the data names
