@@ -48,6 +48,7 @@ __all__ = [
     "RunningService",
     "database",
     "not_found",
+    "one_or_404",
     "read_json_object",
     "serve",
     "utc_now",
@@ -89,6 +90,20 @@ def utc_now() -> str:
 def database(request: web.Request) -> ServiceDatabase:
     """The database of the service handling ``request``."""
     return request.app[DATABASE]
+
+
+async def one_or_404(
+    request: web.Request,
+    lookup: Callable[[sqlite3.Connection, str], Any],
+    what: str,
+    key: str = "id",
+) -> web.Response:
+    """``GET …/{key}``: the JSON of ``lookup(conn, key)``, or the 404 naming ``what``."""
+    ident = request.match_info[key]
+    found = await database(request).run(lookup, ident)
+    if found is None:
+        raise not_found(what, ident)
+    return web.json_response(found)
 
 
 @web.middleware

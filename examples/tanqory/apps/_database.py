@@ -90,3 +90,10 @@ class ServiceDatabase:
 
     async def _submit(self, fn: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
+
+def seq_of(ref: str, prefix: str) -> int | None:
+    """The row number in a public id such as ``U-12`` (prefix ``U``); None when ``ref`` is
+    not one of ``prefix``'s ids."""
+    head, _, number = ref.partition("-")
+    return int(number) if head == prefix and number.isdigit() else None

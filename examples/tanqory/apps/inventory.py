@@ -38,10 +38,12 @@ from tanqory.apps._base import (
     RunningService,
     database,
     not_found,
+    one_or_404,
     read_json_object,
     serve,
     utc_now,
 )
+from tanqory.apps._database import seq_of
 
 NAME = "inventory-management"
 
@@ -125,11 +127,7 @@ async def get_inventory(request: web.Request) -> web.Response:
 
 @routes.get("/inventory/{sku}")
 async def get_item(request: web.Request) -> web.Response:
-    sku = request.match_info["sku"]
-    item = await database(request).run(_find_item, sku)
-    if item is None:
-        raise not_found("SKU", sku)
-    return web.json_response(item)
+    return await one_or_404(request, _find_item, "SKU", key="sku")
 
 
 # --- stock ----------------------------------------------------------------------------------
@@ -158,13 +156,8 @@ async def check_stock(request: web.Request) -> web.Response:
 # --- reservations ---------------------------------------------------------------------------
 
 
-def _reservation_seq(reservation_id: str) -> int | None:
-    prefix, _, number = reservation_id.partition("-")
-    return int(number) if prefix == "RSV" and number.isdigit() else None
-
-
 def _find_reservation(conn: sqlite3.Connection, reservation_id: str) -> dict[str, Any] | None:
-    seq = _reservation_seq(reservation_id)
+    seq = seq_of(reservation_id, "RSV")
     row = conn.execute("SELECT * FROM reservations WHERE seq = ?", (seq,)).fetchone()
     if row is None:
         return None
@@ -274,7 +267,7 @@ def _release(
     )
     conn.execute(
         "UPDATE reservations SET status = 'released', released_at = ? WHERE seq = ?",
-        (utc_now(), _reservation_seq(reservation_id)),
+        (utc_now(), seq_of(reservation_id, "RSV")),
     )
     return _find_reservation(conn, reservation_id)
 
@@ -316,11 +309,7 @@ async def get_reservations(request: web.Request) -> web.Response:
 
 @routes.get("/inventory/reservations/{id}")
 async def get_reservation(request: web.Request) -> web.Response:
-    reservation_id = request.match_info["id"]
-    reservation = await database(request).run(_find_reservation, reservation_id)
-    if reservation is None:
-        raise not_found("reservation", reservation_id)
-    return web.json_response(reservation)
+    return await one_or_404(request, _find_reservation, "reservation")
 
 
 async def start(db_path: Path, *, host: str = "127.0.0.1", port: int = 0) -> RunningService:

@@ -31,7 +31,7 @@ from tanqory.apps._base import (
     FieldErrors,
     RunningService,
     database,
-    not_found,
+    one_or_404,
     read_json_object,
     serve,
     utc_now,
@@ -156,11 +156,7 @@ async def get_customers(request: web.Request) -> web.Response:
 
 @routes.get("/erp/customers/{id}")
 async def get_customer(request: web.Request) -> web.Response:
-    customer_id = request.match_info["id"]
-    customer = await database(request).run(_find_customer, customer_id)
-    if customer is None:
-        raise not_found("customer", customer_id)
-    return web.json_response(customer)
+    return await one_or_404(request, _find_customer, "customer")
 
 
 # --- orders and reports ---------------------------------------------------------------------
@@ -223,11 +219,7 @@ async def post_order(request: web.Request) -> web.Response:
 
 @routes.get("/erp/orders/{id}")
 async def get_order(request: web.Request) -> web.Response:
-    order_id = request.match_info["id"]
-    order = await database(request).run(_find_order, order_id)
-    if order is None:
-        raise not_found("order", order_id)
-    return web.json_response(order)
+    return await one_or_404(request, _find_order, "order")
 
 
 @routes.get("/erp/reports/daily")

@@ -34,11 +34,12 @@ from tanqory.apps._base import (
     ProblemError,
     RunningService,
     database,
-    not_found,
+    one_or_404,
     read_json_object,
     serve,
     utc_now,
 )
+from tanqory.apps._database import seq_of
 
 NAME = "payment-service"
 #: Amounts above this are declined unless the rules say otherwise.
@@ -120,9 +121,7 @@ def _by_order(conn: sqlite3.Connection, order_id: str) -> dict[str, Any] | None:
 
 
 def _by_id(conn: sqlite3.Connection, charge_id: str) -> dict[str, Any] | None:
-    prefix, _, number = charge_id.partition("-")
-    seq = int(number) if prefix == "CH" and number.isdigit() else None
-    row = conn.execute("SELECT * FROM charges WHERE seq = ?", (seq,)).fetchone()
+    row = conn.execute("SELECT * FROM charges WHERE seq = ?", (seq_of(charge_id, "CH"),)).fetchone()
     return _charge(row) if row else None
 
 
@@ -253,11 +252,7 @@ async def get_payments(request: web.Request) -> web.Response:
 
 @routes.get("/payments/{id}")
 async def get_payment(request: web.Request) -> web.Response:
-    charge_id = request.match_info["id"]
-    charge = await database(request).run(_by_id, charge_id)
-    if charge is None:
-        raise not_found("charge", charge_id)
-    return web.json_response(charge)
+    return await one_or_404(request, _by_id, "charge")
 
 
 async def get_declines(request: web.Request) -> web.Response:

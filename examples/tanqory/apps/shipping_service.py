@@ -30,11 +30,12 @@ from tanqory.apps._base import (
     ProblemError,
     RunningService,
     database,
-    not_found,
+    one_or_404,
     read_json_object,
     serve,
     utc_now,
 )
+from tanqory.apps._database import seq_of
 
 NAME = "shipping-service"
 ADDRESS_FIELDS = ("street", "city", "postal_code", "country")
@@ -90,8 +91,7 @@ def _by_order(conn: sqlite3.Connection, order_id: str) -> dict[str, Any] | None:
 
 
 def _by_id(conn: sqlite3.Connection, shipment_id: str) -> dict[str, Any] | None:
-    prefix, _, number = shipment_id.partition("-")
-    seq = int(number) if prefix == "SH" and number.isdigit() else None
+    seq = seq_of(shipment_id, "SH")
     row = conn.execute("SELECT * FROM shipments WHERE seq = ?", (seq,)).fetchone()
     shipment = _shipment(row) if row else None
     return shipment if shipment and shipment["shipment_id"] else None
@@ -180,11 +180,7 @@ async def get_shipments(request: web.Request) -> web.Response:
 
 @routes.get("/shipments/{id}")
 async def get_shipment(request: web.Request) -> web.Response:
-    shipment_id = request.match_info["id"]
-    shipment = await database(request).run(_by_id, shipment_id)
-    if shipment is None:
-        raise not_found("shipment", shipment_id)
-    return web.json_response(shipment)
+    return await one_or_404(request, _by_id, "shipment")
 
 
 async def start(db_path: Path, *, host: str = "127.0.0.1", port: int = 0) -> RunningService:

@@ -43,7 +43,7 @@ from tanqory.apps._base import (
     serve,
     utc_now,
 )
-from tanqory.apps._database import ServiceDatabase
+from tanqory.apps._database import ServiceDatabase, seq_of
 from tanqory.apps._outbox import (
     OUTBOX_SCHEMA,
     OutboxRelay,
@@ -150,11 +150,6 @@ def _user(row: sqlite3.Row) -> dict[str, Any]:
     }
 
 
-def _seq(user_id: str) -> int | None:
-    prefix, _, number = user_id.partition("-")
-    return int(number) if prefix == "U" and number.isdigit() else None
-
-
 def _email_taken(email: str) -> ProblemError:
     return ProblemError(409, f"a user with e-mail {email!r} already exists", slug="duplicate-email")
 
@@ -178,7 +173,7 @@ def _insert(
 
 
 def _find(conn: sqlite3.Connection, user_id: str) -> dict[str, Any] | None:
-    row = conn.execute("SELECT * FROM users WHERE seq = ?", (_seq(user_id),)).fetchone()
+    row = conn.execute("SELECT * FROM users WHERE seq = ?", (seq_of(user_id, "U"),)).fetchone()
     return _user(row) if row else None
 
 
@@ -200,7 +195,7 @@ def _update(
     try:
         conn.execute(
             f"UPDATE users SET {assignments}, updated_at = ? WHERE seq = ?",
-            (*changes.values(), utc_now(), _seq(user_id)),
+            (*changes.values(), utc_now(), seq_of(user_id, "U")),
         )
     except sqlite3.IntegrityError as error:
         raise _email_taken(changes.get("email", "")) from error
@@ -215,7 +210,7 @@ def _delete(conn: sqlite3.Connection, user_id: str, announce: Announcements | No
     user = _find(conn, user_id)
     if user is None:
         return False
-    conn.execute("DELETE FROM users WHERE seq = ?", (_seq(user_id),))
+    conn.execute("DELETE FROM users WHERE seq = ?", (seq_of(user_id, "U"),))
     if announce is not None and user["status"] != INACTIVE:
         announce.add(conn, DEACTIVATED, user)
     return True
