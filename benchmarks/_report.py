@@ -6,6 +6,7 @@ import json
 import platform
 import re
 import statistics
+import traceback
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -59,6 +60,23 @@ def machine() -> dict[str, Any]:
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def alternating(names: list[str], rounds: int) -> list[str]:
+    """``names`` ``rounds`` times over, every other round reversed, so no section always
+    runs first (or right after a heavy one)."""
+    schedule: list[str] = []
+    for r in range(rounds):
+        schedule += names if r % 2 == 0 else names[::-1]
+    return schedule
+
+
+def failed_round(error: BaseException) -> dict[str, Any]:
+    """What a round that raised records instead of figures (call it in the ``except``)."""
+    return {
+        "error": f"{type(error).__name__}: {error}".strip(),
+        "traceback": traceback.format_exc(),
     }
 
 

@@ -28,7 +28,6 @@ import os
 import sys
 import tempfile
 import time
-import traceback
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -40,7 +39,9 @@ from rich.progress import Progress, TaskID
 from benchmarks._postgres import fresh_database
 from benchmarks._report import (
     LatencySummary,
+    alternating,
     best_rounds,
+    failed_round,
     figure,
     machine,
     ratio,
@@ -499,9 +500,7 @@ async def run(*, quick: bool = False) -> dict[str, Any]:
     # whose order alternates, and each keeps its best round (load elsewhere on the machine
     # only ever slows a round down).
     trio = ["jetstream", "nats_py", "faststream"]
-    schedule = ["sqlite", "sqlite_2p", "postgresql"]
-    for r in range(rounds):
-        schedule += trio if r % 2 == 0 else trio[::-1]
+    schedule = ["sqlite", "sqlite_2p", "postgresql", *alternating(trio, rounds)]
     results: dict[str, Any] = {
         "benchmark": "events",
         "machine": machine(),
@@ -525,12 +524,7 @@ async def run(*, quick: bool = False) -> dict[str, Any]:
             try:
                 attempts[name].append(await sections[name](count, progress, task))
             except Exception as error:
-                attempts[name].append(
-                    {
-                        "error": f"{type(error).__name__}: {error}".strip(),
-                        "traceback": traceback.format_exc(),
-                    }
-                )
+                attempts[name].append(failed_round(error))
                 print(f"events benchmark: {label} failed: {error!r}", file=sys.stderr)
             progress.remove_task(task)
     results["load_after"] = [round(x, 2) for x in os.getloadavg()]

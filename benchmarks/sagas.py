@@ -32,7 +32,6 @@ import os
 import sys
 import tempfile
 import time
-import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -45,7 +44,9 @@ from rich.progress import Progress, TaskID
 from benchmarks._postgres import fresh_database
 from benchmarks._report import (
     LatencySummary,
+    alternating,
     best_rounds,
+    failed_round,
     figure,
     machine,
     ratio,
@@ -401,9 +402,7 @@ async def run(*, quick: bool = False) -> dict[str, Any]:
     rounds = 1 if quick else ROUNDS
     configure_tracing()  # the defaults: trace context propagates, spans are not recorded
     names = list(ROWS)
-    schedule: list[str] = []
-    for r in range(rounds):
-        schedule += names if r % 2 == 0 else names[::-1]
+    schedule = alternating(names, rounds)
     results: dict[str, Any] = {
         "benchmark": "sagas",
         "machine": machine(),
@@ -429,12 +428,7 @@ async def run(*, quick: bool = False) -> dict[str, Any]:
                         await _run_row(_opener(name, base_url), count, serial, progress, task)
                     )
                 except Exception as error:
-                    attempts[name].append(
-                        {
-                            "error": f"{type(error).__name__}: {error}".strip(),
-                            "traceback": traceback.format_exc(),
-                        }
-                    )
+                    attempts[name].append(failed_round(error))
                     print(f"sagas benchmark: {label} failed: {error!r}", file=sys.stderr)
                 progress.remove_task(task)
     results["load_after"] = [round(x, 2) for x in os.getloadavg()]
