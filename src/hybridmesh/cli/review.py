@@ -55,16 +55,11 @@ async def retry_handlers(
 
         async def reopen_compensations(item: ReviewItem) -> None:
             # Only the store is needed: a worker runs the reopened compensations.
-            from hybridmesh.orchestration import Orchestrator, StepRunner
-            from hybridmesh.orchestration.catalog import DefinitionCatalog
-            from hybridmesh.registry import ServiceRegistry
+            from hybridmesh.orchestration.engine import retry_compensations
 
             if not item.origin_ref:
                 raise ValidationError(f"review item {item.id} names no execution")
-            engine = Orchestrator(
-                store, DefinitionCatalog(store), StepRunner(None, ServiceRegistry())
-            )
-            await engine.retry_compensations(item.origin_ref)
+            await retry_compensations(store, item.origin_ref)
 
         async def requeue_batch_record(item: ReviewItem) -> None:
             from hybridmesh.batch import (

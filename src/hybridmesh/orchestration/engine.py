@@ -213,12 +213,7 @@ class Orchestrator:
 
     async def get(self, execution_id: str) -> Execution:
         """The execution as stored; ``NotFoundError`` when there is none."""
-        row = await self.store.fetch_one(
-            f"SELECT {sql.EXECUTION_COLUMNS} FROM orch_executions WHERE id = ?", execution_id
-        )
-        if row is None:
-            raise NotFoundError(f"no execution {execution_id!r}")
-        return Execution.from_row(row)
+        return await load_execution(self.store, execution_id)
 
     async def executions(
         self,
@@ -299,46 +294,13 @@ class Orchestrator:
     async def retry_compensations(self, execution_id: str) -> Execution:
         """Run the failed compensations of a ``compensation_failed`` execution again (what
         a review item's retry does). Raises ``ValidationError`` in any other status."""
-        execution = await self.get(execution_id)
-        if execution.status is not Status.COMPENSATION_FAILED:
-            raise ValidationError(
-                f"execution {execution_id!r} is {execution.status.value}, "
-                "not compensation_failed: there is nothing to retry"
-            )
-        await self._signal(execution_id, "retry_compensations", None, None, reopen=True)
+        execution = await retry_compensations(self.store, execution_id, clock=self.clock)
+        self._notify(execution_id)
+        self._poke.set()
         return execution
 
-    async def _signal(
-        self,
-        execution_id: str,
-        kind: str,
-        step_id: str | None,
-        data: Any,
-        *,
-        reopen: bool = False,
-    ) -> None:
-        now = self._now()
-        async with self.store.transaction() as tx:
-            if reopen:
-                await tx.execute(
-                    "UPDATE orch_executions SET status = ?, wake_at = ?, ended_at = NULL "
-                    "WHERE id = ? AND status = ?",
-                    Status.COMPENSATING.value,
-                    now,
-                    execution_id,
-                    Status.COMPENSATION_FAILED.value,
-                )
-            await tx.execute(
-                sql.INSERT_SIGNAL,
-                new_id(),
-                execution_id,
-                kind,
-                step_id,
-                dumps(data),
-                now,
-                execution_id,
-            )
-            await tx.execute(sql.WAKE_FOR_SIGNAL, now, execution_id)
+    async def _signal(self, execution_id: str, kind: str, step_id: str | None, data: Any) -> None:
+        await send_signal(self.store, execution_id, kind, step_id, data, now=self._now())
         self._notify(execution_id)
         self._poke.set()
 
@@ -576,4 +538,66 @@ class Orchestrator:
         return self.clock.now().timestamp()
 
 
-__all__ = ["STEP_EVENTS_GROUP", "Orchestrator"]
+async def load_execution(store: Store, execution_id: str) -> Execution:
+    """The execution as stored; ``NotFoundError`` when there is none."""
+    row = await store.fetch_one(
+        f"SELECT {sql.EXECUTION_COLUMNS} FROM orch_executions WHERE id = ?", execution_id
+    )
+    if row is None:
+        raise NotFoundError(f"no execution {execution_id!r}")
+    return Execution.from_row(row)
+
+
+async def send_signal(
+    store: Store,
+    execution_id: str,
+    kind: str,
+    step_id: str | None,
+    data: Any,
+    *,
+    now: float,
+    reopen: bool = False,
+) -> None:
+    """Leave a signal for the worker that holds (or next claims) the execution, and make
+    it due now; with ``reopen``, a ``compensation_failed`` execution is compensating
+    again. A signal for an execution that has ended is dropped."""
+    async with store.transaction() as tx:
+        if reopen:
+            await tx.execute(
+                "UPDATE orch_executions SET status = ?, wake_at = ?, ended_at = NULL "
+                "WHERE id = ? AND status = ?",
+                Status.COMPENSATING.value,
+                now,
+                execution_id,
+                Status.COMPENSATION_FAILED.value,
+            )
+        await tx.execute(
+            sql.INSERT_SIGNAL, new_id(), execution_id, kind, step_id, dumps(data), now, execution_id
+        )
+        await tx.execute(sql.WAKE_FOR_SIGNAL, now, execution_id)
+
+
+async def retry_compensations(
+    store: Store, execution_id: str, *, clock: Clock = SYSTEM_CLOCK
+) -> Execution:
+    """Reopen the failed compensations of a ``compensation_failed`` execution for any
+    worker on ``store`` to run. Needs only the store (the CLI's review retry uses it).
+    Raises ``NotFoundError``, and ``ValidationError`` in any other status."""
+    execution = await load_execution(store, execution_id)
+    if execution.status is not Status.COMPENSATION_FAILED:
+        raise ValidationError(
+            f"execution {execution_id!r} is {execution.status.value}, "
+            "not compensation_failed: there is nothing to retry"
+        )
+    now = clock.now().timestamp()
+    await send_signal(store, execution_id, "retry_compensations", None, None, now=now, reopen=True)
+    return execution
+
+
+__all__ = [
+    "STEP_EVENTS_GROUP",
+    "Orchestrator",
+    "load_execution",
+    "retry_compensations",
+    "send_signal",
+]
