@@ -3,7 +3,7 @@ read-only views of executions and their history that the library and the CLI han
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -138,7 +138,6 @@ class Execution:
     ended_at: datetime | None
     wake_at: datetime | None = None
     lease_owner: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def ended(self) -> bool:
