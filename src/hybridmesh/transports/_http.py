@@ -1,7 +1,13 @@
-"""The aiohttp session the HTTP transports share (DESIGN.md: aiohttp, not httpx, on hot paths)."""
+"""The HTTP clients the transports share, and how their answers become results or errors.
+
+REST calls go through a lean keep-alive :class:`~hybridmesh.transports.http1.Http1Pool`;
+GraphQL, functions and batch calls through an aiohttp session (DESIGN.md: aiohttp, not
+httpx, on hot paths).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
@@ -9,20 +15,23 @@ import aiohttp
 from hybridmesh.core.errors import TransportError
 from hybridmesh.core.serialization import dumps, loads
 from hybridmesh.transports.base import parse_retry_after
+from hybridmesh.transports.http1 import Http1Pool
 
 
 class HttpSession:
-    """A lazily created, pooled ``aiohttp.ClientSession`` that several transports share.
+    """A lazily created, pooled ``aiohttp.ClientSession`` and :class:`Http1Pool` that several
+    transports share.
 
-    ``limit`` bounds open connections in all; ``limit_per_host`` bounds them per target. The
-    session is made on first use so that constructing a client needs no running event loop.
+    ``limit`` bounds the open connections of the session and, separately, of the pool;
+    ``limit_per_host`` bounds the session's per target. Both are made on first use so that
+    constructing a client needs no running event loop.
     """
 
     def __init__(self, *, limit: int = 256, limit_per_host: int = 0) -> None:
         self._limit = limit
         self._limit_per_host = limit_per_host
         self._session: aiohttp.ClientSession | None = None
-        self._owners = 0
+        self._pool: Http1Pool | None = None
 
     def get(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -37,29 +46,39 @@ class HttpSession:
             )
         return self._session
 
+    def pool(self) -> Http1Pool:
+        """The keep-alive HTTP/1.1 pool, made on first use."""
+        if self._pool is None:
+            self._pool = Http1Pool(limit=self._limit)
+        return self._pool
+
     async def close(self) -> None:
+        """Close the session and the pool; both are made afresh if used again."""
         if self._session is not None and not self._session.closed:
             await self._session.close()
         self._session = None
+        if self._pool is not None:
+            await self._pool.close()
+        self._pool = None
 
 
-async def decode_body(response: aiohttp.ClientResponse) -> tuple[Any, str]:
-    """The parsed JSON body (or text) and, for an error status, the raw text of a response.
+def decode_payload(
+    status: int, content_type: str, charset: str | None, raw: bytes
+) -> tuple[Any, str]:
+    """The parsed JSON body (or text) and, for an error status, the raw text of an answer.
 
-    A successful JSON answer is parsed from bytes and not decoded to text as well: that is
-    the hot path.
+    ``content_type`` is the media type without parameters. A successful JSON answer is
+    parsed from bytes and not decoded to text as well: that is the hot path.
     """
-    raw = await response.read()
     if not raw:
         return None, ""
-    ctype = response.content_type or ""
-    if response.status < 400 and ctype.endswith("json"):
+    if status < 400 and content_type.endswith("json"):
         try:
             return loads(raw), ""
         except ValueError:
             pass
-    text = raw.decode(response.charset or "utf-8", errors="replace")
-    if ctype.endswith("json"):
+    text = raw.decode(charset or "utf-8", errors="replace")
+    if content_type.endswith("json"):
         try:
             return loads(raw), text
         except ValueError:
@@ -67,18 +86,38 @@ async def decode_body(response: aiohttp.ClientResponse) -> tuple[Any, str]:
     return text, text
 
 
+async def decode_body(response: aiohttp.ClientResponse) -> tuple[Any, str]:
+    """:func:`decode_payload` for an aiohttp response."""
+    raw = await response.read()
+    return decode_payload(response.status, response.content_type or "", response.charset, raw)
+
+
+def error_from_status(
+    status: int,
+    reason: str | None,
+    text: str,
+    headers: Mapping[str, str],
+    target: str,
+    pattern: str,
+) -> TransportError:
+    """A :class:`TransportError` describing an error status, with its ``Retry-After``."""
+    return TransportError(
+        message=reason or f"HTTP {status}",
+        target=target,
+        pattern=pattern,
+        status=status,
+        body=text,
+        retry_after=parse_retry_after(headers.get("Retry-After")),
+        headers=dict(headers),
+    )
+
+
 def error_from_response(
     response: aiohttp.ClientResponse, text: str, target: str, pattern: str
 ) -> TransportError:
-    """A :class:`TransportError` describing an error status."""
-    return TransportError(
-        message=response.reason or f"HTTP {response.status}",
-        target=target,
-        pattern=pattern,
-        status=response.status,
-        body=text,
-        retry_after=parse_retry_after(response.headers.get("Retry-After")),
-        headers=dict(response.headers),
+    """:func:`error_from_status` for an aiohttp response."""
+    return error_from_status(
+        response.status, response.reason, text, response.headers, target, pattern
     )
 
 
@@ -92,4 +131,11 @@ def connection_error(error: BaseException, target: str, pattern: str) -> Transpo
     )
 
 
-__all__ = ["HttpSession", "connection_error", "decode_body", "error_from_response"]
+__all__ = [
+    "HttpSession",
+    "connection_error",
+    "decode_body",
+    "decode_payload",
+    "error_from_response",
+    "error_from_status",
+]
