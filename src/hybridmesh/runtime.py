@@ -81,7 +81,7 @@ class Runtime:
                 registry = await RegistryCatalog(store).registry()
                 if not len(registry) and settings.registry_path:
                     registry = ServiceRegistry.from_path(settings.registry_path)
-            bus = await open_bus(settings) if events else None
+            bus = await open_bus(settings, store=store) if events else None
         except BaseException:
             await store.close()
             raise

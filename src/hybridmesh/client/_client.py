@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections import deque
 from collections.abc import Mapping
+from contextlib import nullcontext
 from datetime import datetime
+from functools import partial
 from types import TracebackType
 from typing import Any
 
@@ -35,8 +38,10 @@ from hybridmesh.observability import (
     bind_context,
     current_request_id,
     get_logger,
+    inject_child_headers,
     inject_headers,
     start_call_span,
+    tracing_records,
 )
 from hybridmesh.registry import ServiceDefinition, ServiceRegistry
 from hybridmesh.resilience import (
@@ -47,7 +52,6 @@ from hybridmesh.resilience import (
     Retry,
     apply_overrides,
     default_policy,
-    with_timeout,
 )
 from hybridmesh.transports import (
     GraphQLTransport,
@@ -62,6 +66,7 @@ from hybridmesh.transports import (
 #: as the saga orchestrator, or a script).
 UNREGISTERED_SOURCE_ARCHITECTURE = "microservice"
 _HTTP_PATTERNS = frozenset({"rest", "graphql"})
+_NO_SPAN = nullcontext()
 
 log = get_logger("hybridmesh.client")
 
@@ -154,19 +159,22 @@ class HybridClient:
         raised at once, without retries or fallbacks.
         """
         target_def = self.registry.get(target)
-        source_def = self.registry.find(source)
-        source_arch = source_def.architecture if source_def else UNREGISTERED_SOURCE_ARCHITECTURE
         kind = RequestType(request.type)
         if request.pattern:
             strategy = forced_strategy(request.pattern, kind)
         else:
+            source_def = self.registry.find(source)
             strategy = select_strategy(
-                source_arch, target_def.architecture, kind, has_graphql_query=bool(request.query)
+                source_def.architecture if source_def else UNREGISTERED_SOURCE_ARCHITECTURE,
+                target_def.architecture,
+                kind,
+                has_graphql_query=bool(request.query),
             )
         request_id = request.request_id or current_request_id() or new_request_id()
         started = self.clock.monotonic()
-        with (
-            bind_context(request_id=request_id, source_service=source),
+        # Unrecorded spans would only carry context: the attempt's traceparent is written
+        # from the current span directly (``inject_child_headers``), for less.
+        span = (
             start_call_span(
                 f"communicate {target}",
                 attributes={
@@ -175,88 +183,85 @@ class HybridClient:
                     "hybridmesh.strategy": strategy.name,
                     "hybridmesh.request_type": kind.value,
                 },
-            ),
-        ):
-            return await self._run_strategy(
-                source, target_def, request, kind, strategy, request_id, started
             )
-
-    async def _run_strategy(
-        self,
-        source: str,
-        target_def: ServiceDefinition,
-        request: CommunicationRequest,
-        kind: RequestType,
-        strategy: Strategy,
-        request_id: str,
-        started: float,
-    ) -> CommunicationResponse:
-        target = target_def.name
+            if tracing_records()
+            else _NO_SPAN
+        )
         headers = self._headers(source, target, request, kind, request_id)
         failures: list[HybridMeshError] = []
         attempts = [0]
-        for index, step in enumerate(strategy.steps):
-            transport = self.transports.get(step.pattern)
-            if transport is None:
-                failures.append(TransportNotConfiguredError(step.pattern, target))
-                continue
-            policy = self._policy(target_def, kind, step, request)
-            outbound = self._outbound(target_def, request, step.pattern, headers)
-            call_started = self.clock.monotonic()
-            try:
-                answer = await self._run_pattern(
-                    target, step.pattern, transport, policy, outbound, attempts
-                )
-            except HybridMeshError as error:
+        with bind_context(request_id=request_id, source_service=source), span:
+            for index, step in enumerate(strategy.steps):
+                pattern = step.pattern
+                transport = self.transports.get(pattern)
+                if transport is None:
+                    failures.append(TransportNotConfiguredError(pattern, target))
+                    continue
+                policy = self._policy(target_def, kind, step, request)
+                outbound = self._outbound(target_def, request, pattern, headers)
+                guard = target if pattern in _HTTP_PATTERNS else f"{pattern}:{target}"
+                call_started = self.clock.monotonic()
+                try:
+                    if policy.retry.max_attempts <= 1:
+                        answer = await self._attempt(
+                            guard, transport, policy, outbound, headers, attempts, 1
+                        )
+                    else:
+                        answer = await self._retry(guard, policy).call(
+                            partial(
+                                self._attempt, guard, transport, policy, outbound, headers, attempts
+                            )
+                        )
+                except HybridMeshError as error:
+                    self.metrics.observe_call(
+                        source,
+                        target,
+                        pattern,
+                        _outcome(error),
+                        self.clock.monotonic() - call_started,
+                    )
+                    if isinstance(error, TransportError) and error.is_client_error:
+                        raise
+                    failures.append(error)
+                    if index + 1 < len(strategy.steps):
+                        self._fell_back(
+                            source, target, pattern, strategy.steps[index + 1].pattern, error
+                        )
+                    continue
+                now = self.clock.monotonic()
                 self.metrics.observe_call(
                     source,
                     target,
-                    step.pattern,
-                    _outcome(error),
-                    self.clock.monotonic() - call_started,
+                    pattern,
+                    "success" if index == 0 else "fallback",
+                    now - call_started,
                 )
-                if isinstance(error, TransportError) and error.is_client_error:
-                    raise
-                failures.append(error)
-                if index + 1 < len(strategy.steps):
-                    self.metrics.observe_fallback(
-                        source, target, step.pattern, strategy.steps[index + 1].pattern
-                    )
-                    log.warning(
-                        "%s -> %s over %s failed (%s); falling back to %s",
-                        source,
-                        target,
-                        step.pattern,
-                        error,
-                        strategy.steps[index + 1].pattern,
-                    )
-                continue
-            elapsed = self.clock.monotonic() - started
-            self.metrics.observe_call(
-                source,
-                target,
-                step.pattern,
-                "success" if index == 0 else "fallback",
-                self.clock.monotonic() - call_started,
+                if strategy.use_cache:
+                    self.cache.put(_cache_key(target, request), answer.data, answer.status)
+                return CommunicationResponse(
+                    data=answer.data,
+                    status=answer.status,
+                    pattern=pattern,
+                    strategy=strategy.name,
+                    source=source,
+                    target=target,
+                    request_id=request_id,
+                    attempts=attempts[0],
+                    duration=now - started,
+                    fallback_used=index > 0,
+                    headers=answer.headers,
+                    failures=[str(f) for f in failures],
+                )
+            return self._fall_back_or_raise(
+                source, target, request, strategy, request_id, started, failures, attempts[0]
             )
-            if strategy.use_cache:
-                self.cache.put(_cache_key(target, request), answer.data, answer.status)
-            return CommunicationResponse(
-                data=answer.data,
-                status=answer.status,
-                pattern=step.pattern,
-                strategy=strategy.name,
-                source=source,
-                target=target,
-                request_id=request_id,
-                attempts=attempts[0],
-                duration=elapsed,
-                fallback_used=index > 0,
-                headers=answer.headers,
-                failures=[str(f) for f in failures],
-            )
-        return self._fall_back_or_raise(
-            source, target, request, strategy, request_id, started, failures, attempts[0]
+
+    def _fell_back(
+        self, source: str, target: str, pattern: str, then: str, error: HybridMeshError
+    ) -> None:
+        self.metrics.observe_fallback(source, target, pattern, then)
+        log.warning(
+            "%s -> %s over %s failed (%s); falling back to %s", source, target, pattern, error, then
         )
 
     def _fall_back_or_raise(
@@ -301,58 +306,66 @@ class HybridClient:
                 primary.add_note(f"then: {other}")
         raise primary
 
-    async def _run_pattern(
+    async def _attempt(
         self,
-        target: str,
-        pattern: str,
+        guard: str,
         transport: Transport,
         policy: ResiliencePolicy,
         outbound: OutboundRequest,
+        base_headers: dict[str, str],
         attempts: list[int],
+        number: int,
     ) -> TransportResponse:
-        guard_name = target if pattern in _HTTP_PATTERNS else f"{pattern}:{target}"
-        breaker = self.policies.breaker(guard_name, policy.breaker)
-        bulkhead = self.policies.bulkhead(guard_name, policy.bulkhead)
-        limiter = (
-            self.policies.rate_limiter(guard_name, policy.rate_limit) if policy.rate_limit else None
-        )
-        timeout = policy.timeout
-        base_headers = outbound.headers
-        span_name = f"{pattern} {outbound.method} {target}"
-        url = outbound.url
+        """One attempt through the guards named ``guard``, within the policy's timeout.
 
-        async def attempt(number: int) -> TransportResponse:
-            # Local guards first: a call they refuse never reached the target, so it must
-            # not count in the target's breaker.
-            if limiter is not None:
-                await limiter.acquire()
-            async with bulkhead:
-                breaker.acquire()
-                attempts[0] += 1
-                with start_call_span(
-                    span_name,
+        Written as one coroutine on purpose: every level of ``await`` between the caller
+        and the transport is paid again each time the call resumes.
+        """
+        policies = self.policies
+        # Local guards first: a call they refuse never reached the target, so it must not
+        # count in the target's breaker.
+        if policy.rate_limit:
+            await policies.rate_limiter(guard, policy.rate_limit).acquire()
+        breaker = policies.breaker(guard, policy.breaker)
+        async with policies.bulkhead(guard, policy.bulkhead):
+            breaker.acquire()
+            attempts[0] += 1
+            headers = dict(base_headers)
+            outbound.headers = headers
+            span = (
+                start_call_span(
+                    f"{transport.pattern} {outbound.method} {outbound.target}",
                     attributes={
-                        "hybridmesh.pattern": pattern,
+                        "hybridmesh.pattern": transport.pattern,
                         "hybridmesh.attempt": number,
                         "http.request.method": outbound.method,
-                        "url.full": url,
+                        "url.full": outbound.url,
                     },
-                ) as span:
-                    headers = dict(base_headers)
-                    inject_headers(headers, span)
-                    outbound.headers = headers
-                    began = self.clock.monotonic()
-                    try:
-                        answer = await with_timeout(transport.send(outbound), timeout, guard_name)
-                    except BaseException as error:
-                        breaker.record_failure(self.clock.monotonic() - began, error)
-                        raise
-                    breaker.record_success(self.clock.monotonic() - began)
-                    return answer
-
-        if policy.retry.max_attempts <= 1:
-            return await attempt(1)
-        return await self._retry(guard_name, policy).call(attempt)
+                )
+                if tracing_records()
+                else None
+            )
+            with span or _NO_SPAN as current:
+                if span is None:
+                    inject_child_headers(headers)
+                else:
+                    inject_headers(headers, current)
+                timeout = policy.timeout
+                began = self.clock.monotonic()
+                try:
+                    if timeout is None:
+                        answer = await transport.send(outbound)
+                    else:
+                        try:
+                            async with asyncio.timeout(timeout):
+                                answer = await transport.send(outbound)
+                        except TimeoutError as error:
+                            raise CallTimeoutError(guard, timeout) from error
+                except BaseException as error:
+                    breaker.record_failure(self.clock.monotonic() - began, error)
+                    raise
+                breaker.record_success(self.clock.monotonic() - began)
+                return answer
 
     # -- helpers ---------------------------------------------------------------------------
 

@@ -32,17 +32,26 @@ from hybridmesh.events.idempotency import IdempotentConsumer
 from hybridmesh.events.outbox import Outbox, OutboxRelay
 from hybridmesh.events.subjects import matches, validate_pattern, validate_subject
 from hybridmesh.events.transport import EventTransport
+from hybridmesh.store import Store
 
 
-async def open_backend(settings: Settings | None = None) -> EventBackend:
-    """The backend the settings name, started."""
+async def open_backend(
+    settings: Settings | None = None, *, store: Store | None = None
+) -> EventBackend:
+    """The backend the settings name, started. ``store`` is the state store already open on
+    ``settings.database_url``: the SQL log kept in that database uses it rather than a
+    connection of its own, so the log's and the state's writes share one writer (and can
+    share a transaction)."""
     settings = settings or Settings()
     url = settings.events_url
     backend: EventBackend
     if url is None or url.startswith(("sqlite:", "postgres")):
         from hybridmesh.events.backends.sql import SqlEventBackend
 
-        backend = await SqlEventBackend.open(url or settings.database_url)
+        if store is not None and (url is None or url == settings.database_url):
+            backend = SqlEventBackend(store)
+        else:
+            backend = await SqlEventBackend.open(url or settings.database_url)
     elif url.startswith(("nats://", "tls://")):
         from hybridmesh.events.backends.nats import NatsEventBackend
 
@@ -56,9 +65,12 @@ async def open_backend(settings: Settings | None = None) -> EventBackend:
     return backend
 
 
-async def open_bus(settings: Settings | None = None, *, consumer: str | None = None) -> EventBus:
-    """An :class:`EventBus` on the backend the settings name (not yet consuming)."""
-    return EventBus(await open_backend(settings), consumer=consumer)
+async def open_bus(
+    settings: Settings | None = None, *, consumer: str | None = None, store: Store | None = None
+) -> EventBus:
+    """An :class:`EventBus` on the backend the settings name (not yet consuming); ``store``
+    as for :func:`open_backend`."""
+    return EventBus(await open_backend(settings, store=store), consumer=consumer)
 
 
 __all__ = [

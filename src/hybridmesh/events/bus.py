@@ -35,7 +35,7 @@ from hybridmesh.events.backend import (
     Settlement,
 )
 from hybridmesh.events.envelope import CloudEvent, EventFormatError
-from hybridmesh.events.subjects import validate_pattern, validate_subject
+from hybridmesh.events.subjects import matches, validate_pattern, validate_subject
 from hybridmesh.observability import (
     MeshMetrics,
     bind_context,
@@ -45,6 +45,7 @@ from hybridmesh.observability import (
     start_call_span,
     tracing_records,
 )
+from hybridmesh.store import Statement, Store
 
 log = get_logger("hybridmesh.events")
 #: Stands in for the consumer span when spans are not recorded: the publisher's trace
@@ -191,23 +192,44 @@ class EventBus:
         """Append events in order, in one write. Each is validated first
         (``EventFormatError`` names the attribute) and gets the current trace context as
         its ``traceparent`` extension unless it carries one."""
-        ready: list[CloudEvent] = []
-        trace: dict[str, str] = {}
-        counts: dict[str, int] = {}
-        for event in events:
-            event.validate()
-            _check_type(event.type)
-            if event.traceparent is None:
-                if not trace:
-                    inject_headers(trace)  # one trace context for the whole call
-                event = _with_trace(event, trace)
-            ready.append(event)
-            counts[event.type] = counts.get(event.type, 0) + 1
+        ready = _prepared(events)
         if ready:
             await self.backend.publish(ready)
-            for event_type, count in counts.items():
-                self.metrics.observe_published(event_type, count)
+            self._count(ready)
         return ready
+
+    def append_statement(self, store: Store, events: Iterable[CloudEvent]) -> Statement | None:
+        """When this bus's log is kept in ``store`` (the SQL log on SQLite), the statement
+        that appends ``events`` (prepared as :meth:`publish_many` prepares them) within a
+        batch of writes to ``store``: they are published in the writer's own transaction,
+        with no outbox to relay. None otherwise: write them to an outbox then. Once the
+        batch committed, call :meth:`appended` with the events."""
+        append = getattr(self.backend, "append_statement", None)
+        if append is None or getattr(self.backend, "store", None) is not store:
+            return None
+        statement: Statement | None = append(_prepared(events))
+        return statement
+
+    def appended(self, events: Iterable[CloudEvent]) -> None:
+        """Events of an :meth:`append_statement` were committed: count them, and wake this
+        process's consumers if one of them takes one of the events (consumers elsewhere,
+        and these for the events they skip, find them at their next poll)."""
+        ready = list(events)
+        wake = getattr(self.backend, "appended", None)
+        if wake is not None and any(
+            matches(sub.spec.pattern, event.type)
+            for sub in self.subscriptions.values()
+            for event in ready
+        ):
+            wake()
+        self._count(ready)
+
+    def _count(self, events: list[CloudEvent]) -> None:
+        counts: dict[str, int] = {}
+        for event in events:
+            counts[event.type] = counts.get(event.type, 0) + 1
+        for event_type, count in counts.items():
+            self.metrics.observe_published(event_type, count)
 
     # -- consuming -------------------------------------------------------------------------
 
@@ -409,6 +431,22 @@ class EventBus:
 
     async def purge(self, *, group: str | None = None) -> int:
         return await self.backend.purge(group=group)
+
+
+def _prepared(events: Iterable[CloudEvent]) -> list[CloudEvent]:
+    """``events`` validated (``EventFormatError`` names the attribute), each with the current
+    trace context as its ``traceparent`` extension unless it carries one."""
+    ready: list[CloudEvent] = []
+    trace: dict[str, str] = {}
+    for event in events:
+        event.validate()
+        _check_type(event.type)
+        if event.traceparent is None:
+            if not trace:
+                inject_headers(trace)  # one trace context for the whole call
+            event = _with_trace(event, trace)
+        ready.append(event)
+    return ready
 
 
 def _with_trace(event: CloudEvent, trace: dict[str, str]) -> CloudEvent:

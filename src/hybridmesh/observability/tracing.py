@@ -233,6 +233,20 @@ def inject_headers(headers: dict[str, str], span: Span | None = None) -> None:
         headers["tracestate"] = span_context.trace_state.to_header()
 
 
+def inject_child_headers(headers: dict[str, str]) -> None:
+    """Write the ``traceparent`` (and ``tracestate``) that a child of the current span would
+    carry, without making that span: the current trace id (a fresh one without a current
+    span) and a fresh span id. This is what an unrecorded call span propagates, for less:
+    hot paths use it when :func:`tracing_records` is false."""
+    parent = trace.get_current_span().get_span_context()
+    if not parent.is_valid:
+        headers["traceparent"] = f"00-{_random_trace_id()}-{_random_span_id()}-01"
+        return
+    headers["traceparent"] = f"00-{parent.trace_id:032x}-{_getrandbits(64) or 1:016x}-01"
+    if parent.trace_state:
+        headers["tracestate"] = parent.trace_state.to_header()
+
+
 def _random_trace_id() -> str:
     while (value := new_trace_id()) == _ZERO_TRACE_ID:
         pass
@@ -320,6 +334,7 @@ __all__ = [
     "current_trace_id",
     "extract_context",
     "get_tracer",
+    "inject_child_headers",
     "inject_headers",
     "shutdown_tracing",
     "start_call_span",

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from hybridmesh.core.serialization import dumps, loads
 from hybridmesh.observability import get_logger
-from hybridmesh.observability.tracing import continue_trace, start_call_span
+from hybridmesh.observability.tracing import continue_trace, start_call_span, tracing_records
 from hybridmesh.orchestration import _records as sql
 from hybridmesh.orchestration._machine import Failure, Machine, Status, StepCall
 from hybridmesh.orchestration._records import Execution, ended_execution, history_rows
@@ -27,6 +28,8 @@ log = get_logger("hybridmesh.orchestration")
 #: A backoff up to this long (seconds) is slept by the worker holding the execution; a
 #: longer one releases it until it is due.
 HOLD_SECONDS = 1.0
+
+_NO_SPAN = nullcontext()
 
 
 class LeaseLost(Exception):
@@ -163,8 +166,9 @@ class Driver:
         operation = step.compensation if call.compensation else step.operation
         assert operation is not None
         what = "compensate" if call.compensation else "step"
-        with (
-            continue_trace({"traceparent": live.trace} if live.trace else {}),
+        # Unrecorded, the step's span would only carry context: the client writes the
+        # outbound traceparent from the execution's context directly.
+        span = (
             start_call_span(
                 f"{what} {step.step_id}",
                 attributes={
@@ -173,8 +177,11 @@ class Driver:
                     "hybridmesh.attempt": call.attempt,
                     "hybridmesh.compensation": call.compensation,
                 },
-            ),
-        ):
+            )
+            if tracing_records()
+            else _NO_SPAN
+        )
+        with continue_trace({"traceparent": live.trace} if live.trace else {}), span:
             try:
                 payload = self._payload(live, call, operation.payload)
                 attempt = Attempt(
@@ -306,19 +313,22 @@ class Driver:
             rows = history_rows(live.id, live.seq, records, now)
             statements.append(Statement(sql.INSERT_HISTORY, rows=rows, after=0))
         ending = next((r for r in records if r.type in ENDINGS), None)
+        event = None
         if ending is not None:
             outcome = ending.type.split(".", 1)[1]
-            event = self.engine._event(live.plan, live.id, outcome, dict(ending.data or {}))
+            event = self.engine._event(
+                live.plan, live.id, live.trace, outcome, dict(ending.data or {})
+            )
             if event is not None:
-                statements.append(replace(event, after=0))
+                statements.append(replace(event.statement, after=0))
             if status is Status.COMPENSATION_FAILED:
                 statements += self._review_item(live)
         saved = await self.engine._writes.submit((live.id, statements))
         rows_back = saved[0]
         if not isinstance(rows_back, list) or not rows_back:
             raise LeaseLost(live.id)
-        if ending is not None:
-            self.engine._relay_poke.set()
+        if event is not None:
+            self.engine._published(event)
         live.seq += len(records)
         live.consumed = []
         live.signals = bool(rows_back[0]["signals"])
@@ -357,6 +367,13 @@ class _Scope(Mapping[str, Any]):
 
     def __init__(self, live: Live) -> None:
         self._live = live
+
+    def get(self, key: str, default: Any = None) -> Any:
+        # Templates look names up with ``get``: answer it without the KeyError detour.
+        try:
+            return self[key]
+        except KeyError:
+            return default
 
     def __getitem__(self, key: str) -> Any:
         live = self._live

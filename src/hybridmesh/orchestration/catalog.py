@@ -8,9 +8,11 @@ again is a no-op, so every process may register its definitions at start-up.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import orjson
@@ -73,6 +75,7 @@ class DefinitionCatalog:
         self._clock = clock
         self._plans: dict[tuple[Kind, str, int], Plan] = {}
         self._newest_seen: dict[tuple[Kind, str], tuple[int, float]] = {}
+        self._reading: dict[tuple[Kind, str], asyncio.Future[int]] = {}
         #: Seconds a definition's newest version is remembered (see :meth:`get`).
         self.newest_ttl = 1.0
 
@@ -115,6 +118,7 @@ class DefinitionCatalog:
                     raise
                 continue
             self._newest_seen.pop((plan.kind, plan.name), None)
+            self._reading.pop((plan.kind, plan.name), None)  # it may predate this version
             return await self.get(plan.kind, plan.name, version)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -191,12 +195,27 @@ class DefinitionCatalog:
         known = self._newest_seen.get((kind, name))
         if known is not None and now - known[1] < self.newest_ttl:
             return known[0]
+        # One read for everyone who finds the entry stale at once (a busy engine starts
+        # dozens of executions in the same instant).
+        reading = self._reading.get((kind, name))
+        if reading is None:
+            reading = asyncio.ensure_future(self._read_newest(kind, name, now))
+            self._reading[(kind, name)] = reading
+            reading.add_done_callback(partial(self._read, (kind, name)))
+        return await asyncio.shield(reading)
+
+    async def _read_newest(self, kind: Kind, name: str, now: float) -> int:
         newest = await self.store.fetch_one(_NEWEST, kind.value, name)
         if newest is None:
             raise NotFoundError(f"no {kind.value} {name!r} in the catalog")
         version = int(newest["version"])
-        self._newest_seen[(kind, name)] = (version, now)
+        if self._reading.get((kind, name)) is not None:  # not overtaken by a registration
+            self._newest_seen[(kind, name)] = (version, now)
         return version
+
+    def _read(self, key: tuple[Kind, str], reading: asyncio.Future[int]) -> None:
+        if self._reading.get(key) is reading:
+            del self._reading[key]
 
     async def _missing(self, kind: Kind, name: str, version: int) -> str:
         known = [entry.version for entry in await self.versions(kind, name)]

@@ -25,7 +25,7 @@ import socket
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from hybridmesh.core.clock import SYSTEM_CLOCK, Clock
 from hybridmesh.core.errors import ConfigurationError, NotFoundError, ValidationError
@@ -54,6 +54,14 @@ log = get_logger("hybridmesh.orchestration")
 
 #: The bus group that receives saga.step.completed / saga.step.failed.
 STEP_EVENTS_GROUP = "hybridmesh-orchestrator"
+
+
+class Publication(NamedTuple):
+    """An event the engine publishes with an execution's write, and the insert that does."""
+
+    event: CloudEvent
+    statement: Statement
+    inline: bool  # appended to the bus's log directly (not through the outbox)
 
 
 class Orchestrator:
@@ -182,14 +190,14 @@ class Orchestrator:
                 sql.INSERT_HISTORY, rows=history_rows(execution_id, 0, records, now), after=0
             ),
         ]
-        event = self._event(plan, execution_id, "started", {"input": data})
+        event = self._event(plan, execution_id, trace, "started", {"input": data})
         if event is not None:
-            statements.append(replace(event, after=0))
+            statements.append(replace(event.statement, after=0))
         results = await self._writes.submit((execution_id, statements))
         if not results[0]:
             return execution_id  # already started: the same request came again
         if event is not None:
-            self._relay_poke.set()
+            self._published(event)
         log.info("started %s %s v%d as %s", plan.kind.value, plan.name, plan.version, execution_id)
         if local:
             live = Live(execution_id, plan, data, machine, trace, seq=len(records), created=now)
@@ -464,12 +472,16 @@ class Orchestrator:
         self._endings.setdefault(live.id, asyncio.get_running_loop().create_future())
 
         def done(_: asyncio.Task[None]) -> None:
+            full = len(self._driving) >= self.max_executions
             self._driving.pop(live.id, None)
             self._lives.pop(live.id, None)
             future = self._endings.pop(live.id, None)
             if future is not None and not future.done():
                 future.set_result(live.ended)
-            self._poke.set()
+            if full:
+                # Executions may wait that a full worker could not claim: claim now, not at
+                # the next poll. (Claiming after every ending costs a query per execution.)
+                self._poke.set()
 
         task.add_done_callback(done)
 
@@ -505,10 +517,18 @@ class Orchestrator:
         return [[results[heads[index]]] for index in range(len(changes))]
 
     def _event(
-        self, plan: Plan, execution_id: str, outcome: str, data: dict[str, Any]
-    ) -> Statement | None:
-        """The outbox insert of the event for ``outcome`` (None without a bus)."""
-        if self._outbox is None:
+        self,
+        plan: Plan,
+        execution_id: str,
+        trace: str | None,
+        outcome: str,
+        data: dict[str, Any],
+    ) -> Publication | None:
+        """The event for ``outcome``, in the execution's trace (``trace``, its
+        traceparent), and the insert that publishes it with the execution's write: into the
+        bus's log when the store keeps it, else into the outbox (None without a bus). Once
+        written, :meth:`_published` it."""
+        if self._outbox is None or self.bus is None:
             return None
         key = "saga_id" if plan.kind is Kind.SAGA else "execution_id"
         body = {
@@ -527,9 +547,24 @@ class Orchestrator:
             ORCHESTRATOR,
             body,
             subject=execution_id,
-            extensions={"partitionkey": execution_id},
+            extensions=(
+                {"partitionkey": execution_id, "traceparent": trace}
+                if trace
+                else {"partitionkey": execution_id}
+            ),
         )
-        return self._outbox.statement([event])
+        statement = self.bus.append_statement(self.store, [event])
+        if statement is not None:
+            return Publication(event, statement, inline=True)
+        return Publication(event, self._outbox.statement([event]), inline=False)
+
+    def _published(self, publication: Publication) -> None:
+        """A publication's insert was committed: tell the bus, or the relay."""
+        if publication.inline:
+            assert self.bus is not None
+            self.bus.appended([publication.event])
+        else:
+            self._relay_poke.set()
 
     def _now(self) -> float:
         # Wall-clock epoch seconds: leases and due times are compared across processes.

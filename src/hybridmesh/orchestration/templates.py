@@ -58,13 +58,15 @@ def _compile(value: Any) -> Renderer:
     if isinstance(value, str):
         whole = _TEMPLATE.fullmatch(value.strip())
         if whole:
-            path = whole.group(1)
-            return lambda scope: lookup(path, scope)
+            return _getter(whole.group(1))
         if "{{" not in value:
             return lambda scope: value
         return lambda scope: _render_string(value, scope)
     if isinstance(value, Mapping):
         parts = [(key, _compile(item)) for key, item in value.items()]
+        if len(parts) == 1:  # the common payload: one field from the input or context
+            (key, part), *_ = parts
+            return lambda scope: {key: part(scope)}
         return lambda scope: {key: part(scope) for key, part in parts}
     if isinstance(value, list | tuple):
         items = [_compile(item) for item in value]
@@ -95,6 +97,25 @@ def _render_string(text: str, scope: Mapping[str, Any]) -> Any:
         return found if isinstance(found, str) else _text(found)
 
     return _TEMPLATE.sub(replace, text)
+
+
+def _getter(path: str) -> Renderer:
+    """:func:`lookup` of ``path``, split once; plain dicts are walked without the
+    ``Mapping`` protocol's detour."""
+    first, *rest = path.split(".")
+
+    def get(scope: Mapping[str, Any]) -> Any:
+        current: Any = scope.get(first, _MISSING)
+        for part in rest:
+            if type(current) is not dict:
+                break
+            current = current.get(part, _MISSING)
+        else:
+            if current is not _MISSING:
+                return current
+        return lookup(path, scope)  # the general walk, and its error
+
+    return get
 
 
 def lookup(path: str, scope: Mapping[str, Any]) -> Any:

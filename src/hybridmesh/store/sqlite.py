@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from functools import partial
 from pathlib import Path
@@ -30,6 +29,7 @@ from hybridmesh.store._base import (
     batch_rows,
     store_error,
 )
+from hybridmesh.store._thread import ConnectionThread
 from hybridmesh.store.migrations import MIGRATIONS
 
 T = TypeVar("T")
@@ -77,7 +77,7 @@ class SQLiteStore(Store):
     ) -> None:
         super().__init__(url, migrations, clock)
         self.path = sqlite_path(url)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hybridmesh-sqlite")
+        self._thread = ConnectionThread("hybridmesh-sqlite")
         self._conn: sqlite3.Connection | None = None
         self._lock = asyncio.Lock()
         self._holder: asyncio.Task[Any] | None = None
@@ -96,11 +96,10 @@ class SQLiteStore(Store):
         Raises :class:`StoreError` when the file cannot be created or opened.
         """
         store = cls(url, migrations=migrations, clock=clock)
-        loop = asyncio.get_running_loop()
         try:
-            store._conn = await loop.run_in_executor(store._executor, _connect, store.path)
+            store._conn = await store._thread.submit(partial(_connect, store.path))
         except (sqlite3.Error, OSError) as error:
-            store._executor.shutdown(wait=False)
+            store._thread.shutdown()
             raise StoreError(f"sqlite: cannot open database {store.path!r}: {error}") from error
         return store
 
@@ -148,13 +147,12 @@ class SQLiteStore(Store):
         async with self._lock:  # let a running transaction finish first
             conn, self._conn = self._conn, None
             if conn is not None:
-                loop = asyncio.get_running_loop()
                 try:
-                    await loop.run_in_executor(self._executor, conn.close)
+                    await self._thread.submit(conn.close)
                 except sqlite3.Error as error:
                     raise StoreError(f"sqlite: error closing {self.path!r}: {error}") from error
                 finally:
-                    self._executor.shutdown(wait=False)
+                    self._thread.shutdown()
 
     # -- schema -------------------------------------------------------------------------
 
@@ -191,9 +189,8 @@ class SQLiteStore(Store):
         conn = self._conn
         if conn is None:
             raise StoreError(f"sqlite: the store {self.path!r} is closed (or was never opened)")
-        loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._executor, work, conn)
+            return await self._thread.submit(partial(work, conn))
         except sqlite3.Error as error:
             raise store_error(self.dialect, sql, error) from error
 
@@ -201,10 +198,9 @@ class SQLiteStore(Store):
         conn = self._conn
         if conn is None:
             return
-        loop = asyncio.get_running_loop()
         # The error that caused the rollback is the one worth raising.
         with suppress(sqlite3.Error):
-            await loop.run_in_executor(self._executor, _rollback, conn)
+            await self._thread.submit(partial(_rollback, conn))
 
 
 class _SQLiteTransaction(Queries):

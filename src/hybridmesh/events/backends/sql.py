@@ -47,7 +47,7 @@ from hybridmesh.events.backends._sql_wakeup import PostgresListener, Wakeup, wai
 from hybridmesh.events.envelope import CloudEvent
 from hybridmesh.events.subjects import validate_pattern
 from hybridmesh.observability import get_logger
-from hybridmesh.store import Store, Transaction, open_store
+from hybridmesh.store import Statement, Store, Transaction, open_store
 from hybridmesh.store.group_commit import GroupCommit
 
 log = get_logger("hybridmesh.events.sql")
@@ -173,6 +173,22 @@ class SqlEventBackend:
             event.validate()
         now = self._now()
         await self._publishes.submit([self._row(event, group, now) for event in events])
+        self._wakeup.fire()
+
+    def append_statement(
+        self, events: Sequence[CloudEvent], *, group: str | None = None
+    ) -> Statement | None:
+        """The insert that appends ``events`` (already validated, as the bus does) within a
+        caller's batch of writes to this backend's store; call :meth:`appended` once it
+        committed. None on PostgreSQL, where an append takes the publish lock first: use an
+        outbox there."""
+        if self._postgres:
+            return None
+        now = self._now()
+        return Statement(q.INSERT_EVENT, rows=[self._row(event, group, now) for event in events])
+
+    def appended(self) -> None:
+        """Events of an :meth:`append_statement` were committed: wake local consumers."""
         self._wakeup.fire()
 
     async def _write_events(self, batches: list[list[Row]]) -> None:
