@@ -11,6 +11,7 @@ requests still carry a well-formed ``traceparent`` so that downstream logs can b
 
 from __future__ import annotations
 
+import contextvars
 import random
 import sys
 import threading
@@ -296,6 +297,16 @@ class continue_trace:
             self._token = None
 
 
+def context_in_trace(carrier: Mapping[str, str]) -> contextvars.Context:
+    """A copy of the current context in which the trace context of ``carrier`` is current,
+    as inside ``with continue_trace(carrier)``: give it (or copies of it) to
+    ``asyncio.create_task(..., context=...)``, rather than entering and leaving the trace in
+    each of many tasks."""
+    context = contextvars.copy_context()
+    context.run(continue_trace(carrier).__enter__)
+    return context
+
+
 @lru_cache(maxsize=1024)
 def _remote_context(traceparent: str) -> Context | None:
     """The context whose current span is the remote parent ``traceparent`` names. Cached:
@@ -331,6 +342,7 @@ def current_trace_id() -> str | None:
 __all__ = [
     "DEFAULT_TRACER_NAME",
     "configure_tracing",
+    "context_in_trace",
     "current_trace_id",
     "extract_context",
     "get_tracer",

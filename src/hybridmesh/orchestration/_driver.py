@@ -4,14 +4,15 @@ outcomes and the signals that arrive, and save each round (see ``engine``)."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Iterator, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from hybridmesh.core.serialization import dumps, loads
+from hybridmesh.core.serialization import loads
 from hybridmesh.observability import get_logger
-from hybridmesh.observability.tracing import continue_trace, start_call_span, tracing_records
+from hybridmesh.observability.tracing import context_in_trace, start_call_span, tracing_records
 from hybridmesh.orchestration import _records as sql
 from hybridmesh.orchestration._machine import Failure, Machine, Status, StepCall
 from hybridmesh.orchestration._records import Execution, ended_execution, history_rows
@@ -52,6 +53,7 @@ class Live:
     consumed: list[tuple[str]] = field(default_factory=list)  # signals applied, not yet saved
     ended: Execution | None = None  # saved as ended by this worker
     first_calls: list[StepCall] = field(default_factory=list)  # saved as started by start()
+    context: contextvars.Context | None = None  # the driver's, in the execution's trace
     tasks: dict[StepCall, asyncio.Task[None]] = field(default_factory=dict)
     #: Attempts that ended, as (call, ok, result or Failure); None: a signal came.
     outcomes: asyncio.Queue[tuple[StepCall, bool, Any] | None] = field(
@@ -118,7 +120,9 @@ class Driver:
                     continue
                 await self._save(live, release=False, wake=now)
                 for call in calls:
-                    live.tasks[call] = asyncio.create_task(self._attempt(live, call))
+                    live.tasks[call] = asyncio.create_task(
+                        self._attempt(live, call), context=self._context(live)
+                    )
                 calls = []
                 await self._collect(live, None if wake is None else max(0.0, wake - now))
         except LeaseLost:
@@ -181,7 +185,7 @@ class Driver:
             if tracing_records()
             else _NO_SPAN
         )
-        with continue_trace({"traceparent": live.trace} if live.trace else {}), span:
+        with span:
             try:
                 payload = self._payload(live, call, operation.payload)
                 attempt = Attempt(
@@ -205,6 +209,14 @@ class Driver:
                 live.outcomes.put_nowait((call, False, failure))
             else:
                 live.outcomes.put_nowait((call, True, result))
+
+    @staticmethod
+    def _context(live: Live) -> contextvars.Context:
+        """What an attempt runs in: a copy of the driver's context, in the execution's
+        trace (made once per execution; copying a context costs next to nothing)."""
+        if live.context is None:
+            live.context = context_in_trace({"traceparent": live.trace} if live.trace else {})
+        return live.context.copy()
 
     def _payload(self, live: Live, call: StepCall, payload: Mapping[str, Any]) -> Any:
         """What the attempt sends. Templates are rendered. A workflow step without any
@@ -289,7 +301,7 @@ class Driver:
             sql.SAVE,
             (
                 status.value,
-                dumps(machine.state.to_dict()),
+                machine.state.to_json(),
                 machine.state.failure,
                 live.seq + len(records),
                 now,

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from hybridmesh.orchestration._state import (
+    ACTIVE,
+    ENDED,
     CompStatus,
     ExecutionState,
     Status,
@@ -171,26 +173,32 @@ class Machine:
             self._fail_forward(f"execution timed out after {limit} ms")
             self._abandon_active(f"execution timed out after {limit} ms", now)
         calls: list[StepCall] = []
-        for step_id, s in state.steps.items():
-            step = self._steps[step_id]
-            if s.status is StepStatus.WAITING and s.deadline is not None and now >= s.deadline:
+        steps = state.steps
+        pending = False
+        for step_id, s in steps.items():
+            status = s.status
+            if status is StepStatus.PENDING:
+                pending = True
+            elif status is StepStatus.WAITING and s.deadline is not None and now >= s.deadline:
+                step = self._steps[step_id]
                 waited = step.completion_timeout_ms
                 self._final_failure(step, s, f"no completion event within {waited} ms", now)
-            elif s.status is StepStatus.RETRYING and s.retry_at is not None and now >= s.retry_at:
+            elif status is StepStatus.RETRYING and s.retry_at is not None and now >= s.retry_at:
+                step = self._steps[step_id]
                 if self._halted():
                     self._final_failure(step, s, s.error or "abandoned", now, note="abandoned")
                 else:
                     self._history.append(Record("timer.fired", step_id, s.attempt + 1))
                     calls.append(self._start(step, s, now))
-        changed = True
+        changed = pending
         while changed:  # a skip can unblock (skip) further steps in the same round
             changed = False
             for step in self.plan.steps:
-                s = state.steps[step.step_id]
+                s = steps[step.step_id]
                 if s.status is not StepStatus.PENDING:
                     continue
-                deps = [state.steps[d] for d in step.dependencies]
-                if not all(d.status.ended for d in deps):
+                deps = [steps[d] for d in step.dependencies]
+                if any(d.status not in ENDED for d in deps):
                     continue
                 blocked = [
                     d_id
@@ -209,9 +217,9 @@ class Machine:
                     calls.append(self._start(step, s, now))
         if calls:
             return calls
-        if any(s.status.active for s in state.steps.values()):
+        if any(s.status in ACTIVE for s in steps.values()):
             return []
-        if state.failure is None and not all(s.status.ended for s in state.steps.values()):
+        if state.failure is None and any(s.status not in ENDED for s in steps.values()):
             return []  # cannot happen for a valid (acyclic) plan; wait rather than guess
         self._end_forward()
         return []

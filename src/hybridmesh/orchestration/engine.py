@@ -33,7 +33,12 @@ from hybridmesh.core.ids import new_id, uuid7
 from hybridmesh.core.serialization import dumps, loads
 from hybridmesh.events import CloudEvent, EventBus, Outbox, OutboxRelay
 from hybridmesh.observability import get_logger
-from hybridmesh.observability.tracing import inject_headers, start_call_span
+from hybridmesh.observability.tracing import (
+    inject_child_headers,
+    inject_headers,
+    start_call_span,
+    tracing_records,
+)
 from hybridmesh.orchestration import _records as sql
 from hybridmesh.orchestration._driver import Driver, Live
 from hybridmesh.orchestration._machine import (
@@ -150,16 +155,20 @@ class Orchestrator:
         now = self._now()
         state = ExecutionState.new(plan, data, now)
         machine = Machine(plan, Status.RUNNING, state, attempts_of=self.runner.max_attempts)
-        with start_call_span(
-            f"{plan.kind.value} {plan.name}",
-            attributes={
-                "hybridmesh.execution_id": execution_id,
-                "hybridmesh.definition": plan.name,
-                "hybridmesh.version": plan.version,
-            },
-        ) as span:
-            carrier: dict[str, str] = {}
-            inject_headers(carrier, span)
+        # The execution's span: its steps are its children, in whichever worker runs them.
+        carrier: dict[str, str] = {}
+        if tracing_records():
+            with start_call_span(
+                f"{plan.kind.value} {plan.name}",
+                attributes={
+                    "hybridmesh.execution_id": execution_id,
+                    "hybridmesh.definition": plan.name,
+                    "hybridmesh.version": plan.version,
+                },
+            ) as span:
+                inject_headers(carrier, span)
+        else:
+            inject_child_headers(carrier)  # the ids an unrecorded span would carry
         trace = carrier.get("traceparent")
         local = self._worker is not None and not self._stopping
         records = [Record("execution.started", data={"version": plan.version, "input": data})]
@@ -176,7 +185,7 @@ class Orchestrator:
                     plan.version,
                     Status.RUNNING.value,
                     dumps(data),
-                    dumps(state.to_dict()),
+                    state.to_json(),
                     trace,
                     now,
                     self.worker_id if local else None,

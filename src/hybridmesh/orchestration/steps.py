@@ -80,7 +80,7 @@ class BatchQueue(Protocol):
     ) -> Any: ...
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one is made per attempt, and frozen fields cost more
 class Attempt:
     """One attempt to make: the step, which of its operations, and the rendered payload."""
 

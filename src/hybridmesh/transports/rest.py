@@ -65,7 +65,8 @@ class RestTransport:
 
 
 def _sets_content_type(headers: Mapping[str, str]) -> bool:
-    return any(name.lower() == "content-type" for name in headers)
+    # The hybrid client always spells it this way: look that up before scanning.
+    return "Content-Type" in headers or any(name.lower() == "content-type" for name in headers)
 
 
 __all__ = ["RestTransport"]
