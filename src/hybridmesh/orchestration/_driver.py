@@ -4,7 +4,6 @@ outcomes and the signals that arrive, and save each round (see ``engine``)."""
 from __future__ import annotations
 
 import asyncio
-import contextvars
 from collections.abc import Iterator, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
@@ -12,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from hybridmesh.core.serialization import loads
 from hybridmesh.observability import get_logger
-from hybridmesh.observability.tracing import context_in_trace, start_call_span, tracing_records
+from hybridmesh.observability.tracing import start_call_span, tracing_records
 from hybridmesh.orchestration import _records as sql
 from hybridmesh.orchestration._machine import Failure, Machine, Status, StepCall
 from hybridmesh.orchestration._records import Execution, ended_execution, history_rows
@@ -29,6 +28,10 @@ log = get_logger("hybridmesh.orchestration")
 #: A backoff up to this long (seconds) is slept by the worker holding the execution; a
 #: longer one releases it until it is due.
 HOLD_SECONDS = 1.0
+
+#: An attempt runs in the driver's task only if nothing falls due within its timeout and
+#: this many seconds more.
+INLINE_MARGIN = 1.0
 
 _NO_SPAN = nullcontext()
 
@@ -53,7 +56,11 @@ class Live:
     consumed: list[tuple[str]] = field(default_factory=list)  # signals applied, not yet saved
     ended: Execution | None = None  # saved as ended by this worker
     first_calls: list[StepCall] = field(default_factory=list)  # saved as started by start()
-    context: contextvars.Context | None = None  # the driver's, in the execution's trace
+    #: The driver's task while it makes an attempt itself, the attempt, and whether a
+    #: signal has interrupted it.
+    inline: asyncio.Task[Any] | None = None
+    inline_call: StepCall | None = None
+    interrupted: bool = False
     tasks: dict[StepCall, asyncio.Task[None]] = field(default_factory=dict)
     #: Attempts that ended, as (call, ok, result or Failure); None: a signal came.
     outcomes: asyncio.Queue[tuple[StepCall, bool, Any] | None] = field(
@@ -119,10 +126,11 @@ class Driver:
                     await self._sleep_until(live, wake)
                     continue
                 await self._save(live, release=False, wake=now)
+                if self._may_inline(live, calls, wake, now):
+                    calls = await self._attempt_inline(live, calls[0])
+                    continue
                 for call in calls:
-                    live.tasks[call] = asyncio.create_task(
-                        self._attempt(live, call), context=self._context(live)
-                    )
+                    live.tasks[call] = asyncio.create_task(self._attempt(live, call))
                 calls = []
                 await self._collect(live, None if wake is None else max(0.0, wake - now))
         except LeaseLost:
@@ -148,6 +156,10 @@ class Driver:
                     first = await live.outcomes.get()
             except TimeoutError:
                 return
+        self._record(live, first)
+
+    def _record(self, live: Live, first: tuple[StepCall, bool, Any] | None = None) -> None:
+        """Apply ``first`` and the outcomes queued behind it to the machine."""
         ended = [first]
         while not live.outcomes.empty():
             ended.append(live.outcomes.get_nowait())
@@ -163,6 +175,42 @@ class Driver:
                 live.machine.succeeded(call, outcome, now)
             else:
                 live.machine.accepted(call, outcome, now)
+
+    def _may_inline(
+        self, live: Live, calls: list[StepCall], wake: float | None, now: float
+    ) -> bool:
+        """Whether the round's calls can run in the driver's own task: there is one, no
+        other is running, and nothing falls due before the attempt's own timeout would end
+        it (signals interrupt it)."""
+        if len(calls) != 1 or live.tasks:
+            return False
+        if wake is None:
+            return True
+        timeout = self.engine.runner.timeout_ms(live.plan.step(calls[0].step_id))
+        return wake - now > timeout / 1000 + INLINE_MARGIN
+
+    async def _attempt_inline(self, live: Live, call: StepCall) -> list[StepCall]:
+        """Make the round's one attempt in the driver's task, which saves a task and a
+        queue hop per step of a saga. A signal interrupts it (the engine cancels this task,
+        see :meth:`Orchestrator._notify`): once the signals are applied, the attempt runs
+        again, with the same key, if the machine still waits for it. Returns the calls to
+        make next."""
+        live.inline = asyncio.current_task()
+        live.inline_call = call
+        try:
+            await self._attempt(live, call)
+        except asyncio.CancelledError:
+            task = live.inline
+            if not live.interrupted or (task is not None and task.uncancel() > 0):
+                raise  # stopped from outside, not (only) by a signal
+        finally:
+            live.inline = None
+            live.inline_call = None
+            live.interrupted = False
+        if live.signals:
+            await self._apply_signals(live)
+        self._record(live)
+        return [call] if live.machine.in_flight(call) else []
 
     async def _attempt(self, live: Live, call: StepCall) -> None:
         """Make one attempt and queue its outcome for the driver."""
@@ -209,14 +257,6 @@ class Driver:
                 live.outcomes.put_nowait((call, False, failure))
             else:
                 live.outcomes.put_nowait((call, True, result))
-
-    @staticmethod
-    def _context(live: Live) -> contextvars.Context:
-        """What an attempt runs in: a copy of the driver's context, in the execution's
-        trace (made once per execution; copying a context costs next to nothing)."""
-        if live.context is None:
-            live.context = context_in_trace({"traceparent": live.trace} if live.trace else {})
-        return live.context.copy()
 
     def _payload(self, live: Live, call: StepCall, payload: Mapping[str, Any]) -> Any:
         """What the attempt sends. Templates are rendered. A workflow step without any

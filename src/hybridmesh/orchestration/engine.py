@@ -34,6 +34,7 @@ from hybridmesh.core.serialization import dumps, loads
 from hybridmesh.events import CloudEvent, EventBus, Outbox, OutboxRelay
 from hybridmesh.observability import get_logger
 from hybridmesh.observability.tracing import (
+    context_in_trace,
     inject_child_headers,
     inject_headers,
     start_call_span,
@@ -318,15 +319,26 @@ class Orchestrator:
 
     async def _signal(self, execution_id: str, kind: str, step_id: str | None, data: Any) -> None:
         await send_signal(self.store, execution_id, kind, step_id, data, now=self._now())
-        self._notify(execution_id)
+        self._notify(execution_id, step_id)
         self._poke.set()
 
-    def _notify(self, execution_id: str) -> None:
-        """Tell this process's driver of the execution, if any, that signals wait."""
+    def _notify(self, execution_id: str, step_id: str | None = None) -> None:
+        """Tell this process's driver of the execution, if any, that signals wait (about
+        ``step_id``, or about the whole execution)."""
         live = self._lives.get(execution_id)
-        if live is not None:
-            live.signals = True
-            live.outcomes.put_nowait(None)  # wakes the driver, waiting or sleeping
+        if live is None:
+            return
+        live.signals = True
+        live.outcomes.put_nowait(None)  # wakes the driver, waiting or sleeping
+        inline = live.inline_call
+        if (
+            live.inline is not None
+            and inline is not None
+            and not live.interrupted
+            and (step_id is None or step_id == inline.step_id)
+        ):
+            live.interrupted = True  # the driver makes the attempt itself: interrupt it
+            live.inline.cancel()
 
     async def on_step_event(self, event: CloudEvent) -> None:
         """Bus handler for ``saga.step.completed`` / ``saga.step.failed``: the data names
@@ -475,7 +487,13 @@ class Orchestrator:
                 await asyncio.wait_for(self._relay_poke.wait(), self._relay.poll_interval)
 
     def _spawn(self, live: Live) -> None:
-        task = asyncio.create_task(self._driver.drive(live), name=f"hybridmesh-execution-{live.id}")
+        # The driver runs in the execution's trace: its attempts' spans are the execution's
+        # children, whichever worker makes them.
+        task = asyncio.create_task(
+            self._driver.drive(live),
+            name=f"hybridmesh-execution-{live.id}",
+            context=context_in_trace({"traceparent": live.trace} if live.trace else {}),
+        )
         self._driving[live.id] = task
         self._lives[live.id] = live
         self._endings.setdefault(live.id, asyncio.get_running_loop().create_future())

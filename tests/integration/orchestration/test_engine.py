@@ -295,6 +295,39 @@ async def test_cancel_compensates_and_ends_cancelled(rig: Rig) -> None:
     assert "/operations/confirm" not in rig.ops.paths()
 
 
+async def test_cancel_interrupts_the_step_in_flight(rig: Rig) -> None:
+    # The step would answer after 5 s; the cancel must not wait for it. The interrupted
+    # call may have acted (no answer came), so it is compensated too.
+    rig.ops.delays["/operations/charge"] = 5.0
+    engine = rig.engine()
+    await engine.register(ORDER)
+    async with engine:
+        execution_id = await engine.start_saga("order", {"order_id": "o-10"})
+        await until(lambda: "/operations/charge" in rig.ops.paths())
+        await engine.cancel(execution_id, "stop")
+        done = await engine.wait(execution_id, timeout=3)
+    assert done.status is Status.CANCELLED
+    assert done.step("charge").status == "failed"
+    assert {"/operations/refund", "/operations/release"} <= set(rig.ops.paths())
+
+
+async def test_a_signal_that_changes_nothing_lets_the_step_finish(rig: Rig) -> None:
+    # A completion event for a step that does not complete by event is ignored; the call it
+    # interrupted is made again with the same key, and the saga goes on.
+    rig.ops.delays["/operations/charge"] = 0.3
+    engine = rig.engine()
+    await engine.register(ORDER)
+    async with engine:
+        execution_id = await engine.start_saga("order", {"order_id": "o-11"})
+        await until(lambda: "/operations/charge" in rig.ops.paths())
+        await engine.signal_step(execution_id, "charge", ok=True, data={"early": True})
+        done = await engine.wait(execution_id, timeout=10)
+    assert done.status is Status.COMPLETED
+    charges = [c for c in rig.ops.calls if c.path == "/operations/charge"]
+    assert len({c.key for c in charges}) == 1
+    assert done.step("charge").result == {"ok": True, "path": "/operations/charge"}
+
+
 async def test_workflow_runs_parallel_steps_and_passes_context(rig: Rig) -> None:
     rig.ops.answers["/users"] = lambda body: {"id": "u-1", "context_updates": {"user_id": "u-1"}}
     rig.ops.fail("/analytics", 500, 500)  # optional: its failure does not fail the workflow
