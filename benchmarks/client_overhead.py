@@ -159,8 +159,9 @@ def _markdown(results: dict[str, Any], quick: bool) -> str:
         "## Client overhead (`benchmarks/client_overhead.py`)",
         "",
         "`HybridClient.communicate()` (REST query through strategy selection, breaker, retry, "
-        "timeout, bulkhead, trace context and metrics) against a raw aiohttp GET to the same "
-        "local service, in one run. *client* uses the default tracing settings (no exporter: "
+        "timeout, bulkhead, trace context and metrics, sent by the REST transport's own "
+        "keep-alive HTTP/1.1 pool) against a raw aiohttp GET to the same local service, in "
+        "one run. *client* uses the default tracing settings (no exporter: "
         "trace ids propagate, spans are not recorded); *client+spans* records both spans of "
         "every call and hands them to an exporter. "
         f"Command: `make bench` (`python -m benchmarks client_overhead{flag}`). "
