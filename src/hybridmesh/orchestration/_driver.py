@@ -13,7 +13,7 @@ from hybridmesh.core.serialization import loads
 from hybridmesh.observability import get_logger
 from hybridmesh.observability.tracing import start_call_span, tracing_records
 from hybridmesh.orchestration import _records as sql
-from hybridmesh.orchestration._machine import Failure, Machine, Status, StepCall
+from hybridmesh.orchestration._machine import Failure, Machine, Status, StepCall, StepStatus
 from hybridmesh.orchestration._records import Execution, ended_execution, history_rows
 from hybridmesh.orchestration.plan import Kind, Plan
 from hybridmesh.orchestration.steps import Attempt, classify
@@ -180,9 +180,12 @@ class Driver:
         self, live: Live, calls: list[StepCall], wake: float | None, now: float
     ) -> bool:
         """Whether the round's calls can run in the driver's own task: there is one, no
-        other is running, and nothing falls due before the attempt's own timeout would end
-        it (signals interrupt it)."""
+        other is running, no step waits for a completion event (whose signal could make
+        other steps ready meanwhile), and nothing falls due before the attempt's own
+        timeout would end it. A cancel, or a signal about its step, interrupts it."""
         if len(calls) != 1 or live.tasks:
+            return False
+        if any(s.status is StepStatus.WAITING for s in live.machine.state.steps.values()):
             return False
         if wake is None:
             return True

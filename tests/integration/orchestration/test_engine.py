@@ -328,6 +328,49 @@ async def test_a_signal_that_changes_nothing_lets_the_step_finish(rig: Rig) -> N
     assert done.step("charge").result == {"ok": True, "path": "/operations/charge"}
 
 
+async def test_a_completion_event_starts_its_dependents_while_another_step_runs(
+    rig: Rig,
+) -> None:
+    # "slow" is the only call of its round; "accept" waits for its completion event. When
+    # the event comes, "after" must start at once, not when "slow" has answered.
+    rig.ops.delays["/slow"] = 3.0
+
+    def wf_step(step_id: str, endpoint: str, *deps: str, **kw: Any) -> PlanStep:
+        return PlanStep(
+            step_id=step_id,
+            name=step_id,
+            service="users",
+            architecture=None,
+            operation=Operation(endpoint=endpoint, payload={}),
+            dependencies=deps,
+            retry=FAST,
+            **kw,
+        )
+
+    plan = Plan(
+        Kind.WORKFLOW,
+        "waits",
+        1,
+        (
+            wf_step("accept", "/accept", completion=Completion.EVENT),
+            wf_step("fast", "/fast"),
+            wf_step("slow", "/slow", "fast"),
+            wf_step("after", "/after", "accept"),
+        ),
+        ErrorHandling.FAIL_FAST,
+    )
+    engine = rig.engine()
+    await engine.register(plan)
+    async with engine:
+        execution_id = await engine.start_workflow("waits", {})
+        await until(lambda: "/slow" in rig.ops.paths())
+        await engine.signal_step(execution_id, "accept", ok=True, data={"done": True})
+        await until(lambda: "/after" in rig.ops.paths(), seconds=2.5)
+        assert len([p for p in rig.ops.paths() if p == "/slow"]) == 1  # not interrupted
+        done = await engine.wait(execution_id, timeout=10)
+    assert done.status is Status.COMPLETED
+
+
 async def test_workflow_runs_parallel_steps_and_passes_context(rig: Rig) -> None:
     rig.ops.answers["/users"] = lambda body: {"id": "u-1", "context_updates": {"user_id": "u-1"}}
     rig.ops.fail("/analytics", 500, 500)  # optional: its failure does not fail the workflow
