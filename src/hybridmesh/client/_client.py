@@ -159,7 +159,7 @@ class HybridClient:
         raised at once, without retries or fallbacks.
         """
         target_def = self.registry.get(target)
-        kind = RequestType(request.type)
+        kind = request.type if type(request.type) is RequestType else RequestType(request.type)
         if request.pattern:
             strategy = forced_strategy(request.pattern, kind)
         else:

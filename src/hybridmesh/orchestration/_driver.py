@@ -13,9 +13,9 @@ from hybridmesh.core.serialization import loads
 from hybridmesh.observability import get_logger
 from hybridmesh.observability.tracing import start_call_span, tracing_records
 from hybridmesh.orchestration import _records as sql
-from hybridmesh.orchestration._machine import Failure, Machine, Status, StepCall, StepStatus
+from hybridmesh.orchestration._machine import Failure, Machine, Status, StepCall
 from hybridmesh.orchestration._records import Execution, ended_execution, history_rows
-from hybridmesh.orchestration.plan import Kind, Plan
+from hybridmesh.orchestration.plan import Completion, Kind, Plan
 from hybridmesh.orchestration.steps import Attempt, classify
 from hybridmesh.orchestration.templates import compiled
 from hybridmesh.store import Statement
@@ -34,6 +34,7 @@ HOLD_SECONDS = 1.0
 INLINE_MARGIN = 1.0
 
 _NO_SPAN = nullcontext()
+EVENT = Completion.EVENT
 
 
 class LeaseLost(Exception):
@@ -171,7 +172,7 @@ class Driver:
             live.tasks.pop(call, None)
             if not ok:
                 live.machine.failed(call, outcome, now)
-            elif call.compensation or live.plan.step(call.step_id).completion.value != "event":
+            elif call.compensation or live.machine.step(call.step_id).completion is not EVENT:
                 live.machine.succeeded(call, outcome, now)
             else:
                 live.machine.accepted(call, outcome, now)
@@ -185,11 +186,11 @@ class Driver:
         timeout would end it. A cancel, or a signal about its step, interrupts it."""
         if len(calls) != 1 or live.tasks:
             return False
-        if any(s.status is StepStatus.WAITING for s in live.machine.state.steps.values()):
+        if live.machine.awaits_event():
             return False
         if wake is None:
             return True
-        timeout = self.engine.runner.timeout_ms(live.plan.step(calls[0].step_id))
+        timeout = self.engine.runner.timeout_ms(live.machine.step(calls[0].step_id))
         return wake - now > timeout / 1000 + INLINE_MARGIN
 
     async def _attempt_inline(self, live: Live, call: StepCall) -> list[StepCall]:
@@ -217,7 +218,7 @@ class Driver:
 
     async def _attempt(self, live: Live, call: StepCall) -> None:
         """Make one attempt and queue its outcome for the driver."""
-        step = live.plan.step(call.step_id)
+        step = live.machine.step(call.step_id)
         operation = step.compensation if call.compensation else step.operation
         assert operation is not None
         what = "compensate" if call.compensation else "step"

@@ -107,6 +107,14 @@ class Machine:
         records, self._history = self._history, []
         return records
 
+    def step(self, step_id: str) -> PlanStep:
+        """The plan's step ``step_id`` (by key: ``Plan.step`` searches)."""
+        return self._steps[step_id]
+
+    def awaits_event(self) -> bool:
+        """Whether a step waits for its completion event."""
+        return any(s.status is StepStatus.WAITING for s in self.state.steps.values())
+
     def step_state(self, step_id: str) -> StepState:
         return self.state.steps[step_id]
 
@@ -217,9 +225,13 @@ class Machine:
                     calls.append(self._start(step, s, now))
         if calls:
             return calls
-        if any(s.status in ACTIVE for s in steps.values()):
-            return []
-        if state.failure is None and any(s.status not in ENDED for s in steps.values()):
+        unended = False
+        for s in steps.values():
+            if s.status in ACTIVE:
+                return []
+            if s.status not in ENDED:
+                unended = True
+        if state.failure is None and unended:
             return []  # cannot happen for a valid (acyclic) plan; wait rather than guess
         self._end_forward()
         return []

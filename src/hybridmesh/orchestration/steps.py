@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from hybridmesh.client import CommunicationRequest, HybridClient
+from hybridmesh.client import CommunicationRequest, HybridClient, RequestType
 from hybridmesh.core.errors import (
     BulkheadFullError,
     CircuitOpenError,
@@ -132,8 +132,9 @@ class StepRunner:
             return min(step.retry.max_attempts, LEGACY_MAX_ATTEMPTS)
         return step.retry.max_attempts
 
-    def timeout_ms(self, step: PlanStep) -> int:
-        arch = self.architecture(step)
+    def timeout_ms(self, step: PlanStep, arch: str | None = None) -> int:
+        """The step's timeout for one attempt; ``arch``: its architecture, if known."""
+        arch = arch or self.architecture(step)
         if arch == MODULAR_MONOLITH:
             return max(step.timeout_ms, MONOLITH_MIN_TIMEOUT_MS)
         if arch == TRADITIONAL_MONOLITH:
@@ -144,7 +145,7 @@ class StepRunner:
         """Make the attempt; returns what the target answered. Raises what failed."""
         step, operation = attempt.step, attempt.operation
         arch = self.architecture(step)
-        timeout = self.timeout_ms(step) / 1000
+        timeout = self.timeout_ms(step, arch) / 1000
         function = operation.function or (step.service if arch == SERVERLESS else None)
         if operation.type == "function" or (
             arch == SERVERLESS
@@ -176,7 +177,7 @@ class StepRunner:
             raise ConfigurationError("the engine has no hybrid client to call services with")
         by_event = step.completion is Completion.EVENT and not attempt.compensation
         request = CommunicationRequest(
-            type=operation.type if operation.type in ("query", "command", "batch") else "command",
+            type=_REQUEST_TYPES.get(operation.type, RequestType.COMMAND),
             method=operation.method,
             endpoint=operation.endpoint,
             payload=attempt.payload,
@@ -190,6 +191,9 @@ class StepRunner:
         )
         response = await self.client.communicate(self.source, step.service, request)
         return response.data
+
+
+_REQUEST_TYPES = {kind.value: kind for kind in RequestType}
 
 
 def classify(error: BaseException, retry: RetrySpec) -> Failure:
