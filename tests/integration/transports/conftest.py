@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
+from tests.integration.loopback import serve
 from tests.integration.transports.helpers import Recorder
 
 from hybridmesh.transports.http1 import Http1Pool
@@ -36,15 +36,8 @@ async def clean_loop() -> AsyncIterator[None]:
 @pytest.fixture
 async def service() -> AsyncIterator[tuple[Recorder, str]]:
     recorder = Recorder()
-    runner = web.AppRunner(recorder.app(), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield recorder, f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    async with serve(recorder.app()) as url:
+        yield recorder, url
 
 
 @pytest.fixture
@@ -81,12 +74,5 @@ async def tls_service(certificate: tuple[Path, Path]) -> AsyncIterator[tuple[Rec
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
     recorder = Recorder()
-    runner = web.AppRunner(recorder.app(), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield recorder, f"https://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    async with serve(recorder.app(), ssl_context=context) as url:
+        yield recorder, url
