@@ -9,6 +9,7 @@ import zlib
 from pathlib import Path
 
 import pytest
+from tests.integration.loopback import serve
 from tests.integration.transports.helpers import Recorder, raw_server, read_head
 
 from hybridmesh.core.serialization import dumpb, loads
@@ -323,3 +324,26 @@ async def test_https_refuses_an_untrusted_server(pool: Http1Pool, tls_service: S
     _, url = tls_service
     with pytest.raises(Http1Error, match="CERTIFICATE_VERIFY_FAILED"):
         await pool.request("GET", f"{url}/secure")
+
+
+def test_the_pool_works_on_uvloop() -> None:
+    # uvloop's transports are not asyncio.Transport subclasses; servers run under uvicorn
+    # often use it.
+    import uvloop
+
+    async def main() -> list[int]:
+        recorder = Recorder()
+        pool = Http1Pool()
+        try:
+            async with serve(recorder.app()) as url:
+                answers = [await pool.request("POST", f"{url}/a", body=b"{}") for _ in range(3)]
+        finally:
+            await pool.close()
+        assert len(recorder.peers) == 1  # kept alive
+        return [answer.status for answer in answers]
+
+    loop = uvloop.new_event_loop()
+    try:
+        assert loop.run_until_complete(main()) == [200, 200, 200]
+    finally:
+        loop.close()
