@@ -15,6 +15,9 @@ Four rows run the same sagas against the same service:
   one shared aiohttp session, with its system database on a fresh database of the same
   PostgreSQL server.
 
+The process's garbage collector is tuned as ``hybridmesh worker`` tunes its own
+(:func:`~hybridmesh.core.process.tune_gc`), for every row alike.
+
 Every row gets a fresh database, runs ``WARMUP`` sagas unmeasured, then ``SERIAL`` sagas one
 at a time (latency without queueing), then ``count`` sagas with ``CONCURRENCY`` in flight
 (throughput, p50/p95 latency). Afterwards the durable rows are checked in their databases:
@@ -55,6 +58,7 @@ from benchmarks._report import (
     write_section,
 )
 from hybridmesh.client import CommunicationRequest, HybridClient
+from hybridmesh.core.process import tune_gc
 from hybridmesh.core.settings import Settings
 from hybridmesh.observability import configure_tracing
 from hybridmesh.orchestration import RetryPolicy, SagaDefinition, SagaStep, Status
@@ -402,6 +406,7 @@ async def run(*, quick: bool = False) -> dict[str, Any]:
     serial = SERIAL // 2 if quick else SERIAL
     rounds = 1 if quick else ROUNDS
     configure_tracing()  # the defaults: trace context propagates, spans are not recorded
+    tune_gc()  # as `hybridmesh worker` does; process-wide, so every row runs with it
     names = list(ROWS)
     schedule = alternating(names, rounds)
     results: dict[str, Any] = {
@@ -507,7 +512,10 @@ def _markdown(results: dict[str, Any], quick: bool) -> str:
         "appended in the engine's own writes, on PostgreSQL through the outbox), "
         "`start_saga` then `wait` per saga; "
         "*DBOS* runs a DBOS Transact workflow of five `@DBOS.step()` steps making the same "
-        "POSTs, its system database on the same PostgreSQL server. Every row has a fresh "
+        "POSTs, its system database on the same PostgreSQL server. The process's garbage "
+        "collector is tuned as `hybridmesh worker` tunes its own (`tune_gc`: start-up "
+        "frozen, young generation every 10,000 allocations), for every row alike. Every "
+        "row has a fresh "
         f"database and runs {results['warmup']} sagas unmeasured, then {results['serial']} one "
         "at a time (*serial p50*), then the measured ones; afterwards its database is checked "
         "to hold every saga as completed with five recorded steps. *overhead/step* is "

@@ -505,6 +505,7 @@ async def _work(
     definitions_path: Path | None,
     batch_targets: list[Any],
 ) -> None:
+    from hybridmesh.core.process import tune_gc
     from hybridmesh.observability import configure_logging, configure_tracing, shutdown_tracing
     from hybridmesh.runtime import Runtime
 
@@ -530,6 +531,7 @@ async def _work(
             runtime.use_functions(functions_spec)
         if runtime.bus is not None:
             await runtime.bus.start()
+        tune_gc()  # after start-up: what it loaded stays, and is frozen
         await runtime.engine.start_worker()
         await runtime.triggers.start()
         runtime.batch.start()

@@ -7,6 +7,7 @@ import contextlib
 import click
 
 from hybridmesh.cli._common import console, get_ctx, run
+from hybridmesh.core.process import tune_gc
 from hybridmesh.core.settings import Settings
 
 
@@ -114,6 +115,7 @@ async def _serve(
     hub = WebSocketHub(authenticate, metrics=metrics)
 
     def announce(url: str) -> None:
+        tune_gc()  # start-up is done: what it loaded stays, and is frozen
         console.print(f"serving on {url} (Ctrl-C to stop)", markup=False, highlight=False)
 
     try:

@@ -205,15 +205,9 @@ class Machine:
                 s = steps[step.step_id]
                 if s.status is not StepStatus.PENDING:
                     continue
-                deps = [steps[d] for d in step.dependencies]
-                if any(d.status not in ENDED for d in deps):
+                blocked = self._blockers(step)
+                if blocked is None:
                     continue
-                blocked = [
-                    d_id
-                    for d_id, d in zip(step.dependencies, deps, strict=True)
-                    if d.status is StepStatus.SKIPPED
-                    or (d.status is StepStatus.FAILED and not self._steps[d_id].optional)
-                ]
                 if blocked:
                     s.status = StepStatus.SKIPPED
                     self._history.append(
@@ -235,6 +229,21 @@ class Machine:
             return []  # cannot happen for a valid (acyclic) plan; wait rather than guess
         self._end_forward()
         return []
+
+    def _blockers(self, step: PlanStep) -> list[str] | None:
+        """None while a dependency of ``step`` has not ended; then the dependencies that
+        block it (skipped, or failed without being optional)."""
+        steps = self.state.steps
+        blocked: list[str] = []
+        for d_id in step.dependencies:
+            status = steps[d_id].status
+            if status not in ENDED:
+                return None
+            if status is StepStatus.SKIPPED or (
+                status is StepStatus.FAILED and not self._steps[d_id].optional
+            ):
+                blocked.append(d_id)
+        return blocked
 
     def _end_forward(self) -> None:
         state = self.state
