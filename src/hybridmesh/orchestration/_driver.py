@@ -376,7 +376,7 @@ class Driver:
                 live.plan, live.id, live.trace, outcome, dict(ending.data or {})
             )
             if event is not None:
-                statements.append(replace(event.statement, after=0))
+                statements.append(event.statement)
             if status is Status.COMPENSATION_FAILED:
                 statements += self._review_item(live)
         saved = await self.engine._writes.submit((live.id, statements))

@@ -51,7 +51,7 @@ class StepCall:
     compensation: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: several are made per step, and frozen fields cost more
 class Record:
     """One history record, before the engine numbers and stores it."""
 

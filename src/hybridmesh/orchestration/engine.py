@@ -24,7 +24,6 @@ import os
 import socket
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from typing import Any, NamedTuple
 
 from hybridmesh.core.clock import SYSTEM_CLOCK, Clock
@@ -66,7 +65,7 @@ class Publication(NamedTuple):
     """An event the engine publishes with an execution's write, and the insert that does."""
 
     event: CloudEvent
-    statement: Statement
+    statement: Statement  # guarded by the execution's statement (after=0)
     inline: bool  # appended to the bus's log directly (not through the outbox)
 
 
@@ -202,7 +201,7 @@ class Orchestrator:
         ]
         event = self._event(plan, execution_id, trace, "started", {"input": data})
         if event is not None:
-            statements.append(replace(event.statement, after=0))
+            statements.append(event.statement)
         results = await self._writes.submit((execution_id, statements))
         if not results[0]:
             return execution_id  # already started: the same request came again
@@ -581,9 +580,11 @@ class Orchestrator:
             ),
         )
         statement = self.bus.append_statement(self.store, [event])
-        if statement is not None:
-            return Publication(event, statement, inline=True)
-        return Publication(event, self._outbox.statement([event]), inline=False)
+        inline = statement is not None
+        if statement is None:
+            statement = self._outbox.statement([event])
+        # Written after the execution's own statement, and only if that one was (after=0).
+        return Publication(event, Statement(statement.sql, rows=statement.rows, after=0), inline)
 
     def _published(self, publication: Publication) -> None:
         """A publication's insert was committed: tell the bus, or the relay."""
