@@ -109,7 +109,7 @@ class Orchestrator:
         self.lease_seconds = lease_seconds
         self.poll_interval = poll_interval
         self.max_executions = max_executions
-        postgres = store.dialect == "postgresql"
+        postgres = self._postgres = store.dialect == "postgresql"
         self._claim_sql = sql.CLAIM.format(lock=sql.SKIP_LOCKED if postgres else "")
         self._renew_sql = sql.RENEW.format(lock=sql.FOR_UPDATE if postgres else "")
         self._release_sql = sql.RELEASE_ALL.format(lock=sql.FOR_UPDATE if postgres else "")
@@ -523,6 +523,8 @@ class Orchestrator:
         of row statement runs once for every change, each row guarded by its head. Returns,
         per change, the head's result.
         """
+        if self._postgres:
+            return await self._commit_postgres(changes)
         order = sorted(range(len(changes)), key=lambda i: changes[i][0])
         flat: list[Statement] = []
         heads = [0] * len(changes)
@@ -541,6 +543,54 @@ class Orchestrator:
             flat.append(Statement(sql_text, rows=rows, rows_after=guards))
         results = await self.store.batch(flat)
         return [[results[heads[index]]] for index in range(len(changes))]
+
+    async def _commit_postgres(
+        self, changes: list[tuple[str, list[Statement]]]
+    ) -> list[list[BatchResult]]:
+        """:meth:`_commit` on PostgreSQL, in one transaction: the saves as one statement
+        (their rows locked in id order first), then the other heads, then each kind of row
+        statement once, with the rows of the changes whose head wrote."""
+        order = sorted(range(len(changes)), key=lambda i: changes[i][0])
+        results: list[BatchResult] = [None] * len(changes)
+        saves = [i for i in order if changes[i][1][0].sql is sql.SAVE]
+        starts = [i for i in order if changes[i][1][0].sql is sql.INSERT_EXECUTION]
+        merged: dict[str, list[Sequence[Any]]] = {}
+        async with self.store.transaction() as tx:
+            if saves:
+                heads = [changes[i][1][0].args for i in saves]
+                columns = [[args[at] for args in heads] for at in sql.SAVE_COLUMNS]
+                saved = {
+                    row["id"]: row
+                    for row in await tx.fetch_all(sql.SAVE_MANY, columns[0], *columns)
+                }
+                for i in saves:
+                    row = saved.get(changes[i][0])
+                    results[i] = [{"signals": row["signals"]}] if row is not None else []
+            if starts:
+                heads = [changes[i][1][0].args for i in starts]
+                columns = [list(column) for column in zip(*heads, strict=True)]
+                inserted = {row["id"] for row in await tx.fetch_all(sql.INSERT_MANY, *columns)}
+                for i in starts:  # the same id twice in one batch: the first one starts
+                    results[i] = 1 if changes[i][0] in inserted else 0
+                    inserted.discard(changes[i][0])
+            for i in order:
+                head, *rest = changes[i][1]
+                if head.sql is not sql.SAVE and head.sql is not sql.INSERT_EXECUTION:
+                    raise ValueError(f"not a head the engine writes: {head.sql[:40]!r}")
+                if results[i]:
+                    for statement in rest:
+                        if statement.after != 0 or statement.rows is None:
+                            raise ValueError(
+                                "a change's other statements must be rows after its head"
+                            )
+                        merged.setdefault(statement.sql, []).extend(statement.rows)
+            for sql_text, rows in merged.items():
+                if sql_text is sql.INSERT_HISTORY:
+                    columns = [list(column) for column in zip(*rows, strict=True)]
+                    await tx.execute(sql.INSERT_HISTORY_MANY, *columns)
+                else:
+                    await tx.executemany(sql_text, rows)
+        return [[result] for result in results]
 
     def _event(
         self,
