@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -279,6 +280,28 @@ async def test_start_with_the_same_id_starts_once(rig: Rig) -> None:
         await engine.wait(first, timeout=10)
     assert first == second == "order-o-8"
     assert rig.ops.paths().count("/operations/reserve") == 1
+
+
+async def test_concurrent_starts_with_the_same_id_start_once(rig: Rig) -> None:
+    # Another start commits first, alone; the four with one id share the next batch, where
+    # only the first of them may count as the start.
+    engine = rig.engine()
+    await engine.register(ORDER)
+    async with engine:
+        ids = await asyncio.gather(
+            engine.start_saga("order", {"order_id": "o-13"}, execution_id="order-o-13"),
+            *(
+                engine.start_saga("order", {"order_id": "o-12"}, execution_id="order-o-12")
+                for _ in range(4)
+            ),
+        )
+        for execution_id in ("order-o-12", "order-o-13"):
+            await engine.wait(execution_id, timeout=10)
+        listed = await engine.executions(name="order")
+    assert ids == ["order-o-13"] + ["order-o-12"] * 4
+    assert sorted(e.id for e in listed) == ["order-o-12", "order-o-13"]
+    reserved = [c.body for c in rig.ops.calls if c.path == "/operations/reserve"]
+    assert sorted(body["order"] for body in reserved) == ["o-12", "o-13"]
 
 
 async def test_cancel_compensates_and_ends_cancelled(rig: Rig) -> None:
