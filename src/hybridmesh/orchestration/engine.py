@@ -523,7 +523,7 @@ class Orchestrator:
         of row statement runs once for every change, each row guarded by its head. Returns,
         per change, the head's result.
         """
-        if self._postgres:
+        if self._postgres and len(changes) > 1:
             return await self._commit_postgres(changes)
         order = sorted(range(len(changes)), key=lambda i: changes[i][0])
         flat: list[Statement] = []
@@ -547,9 +547,10 @@ class Orchestrator:
     async def _commit_postgres(
         self, changes: list[tuple[str, list[Statement]]]
     ) -> list[list[BatchResult]]:
-        """:meth:`_commit` on PostgreSQL, in one transaction: the saves as one statement
-        (their rows locked in id order first), then the other heads, then each kind of row
-        statement once, with the rows of the changes whose head wrote."""
+        """:meth:`_commit` of several changes on PostgreSQL, in one transaction: the saves
+        as one statement (their rows locked in id order first), the starts as another, then
+        each kind of row statement once, with the rows of the changes whose head wrote. (A
+        lone change takes the plain statements: planning the array forms costs it more.)"""
         order = sorted(range(len(changes)), key=lambda i: changes[i][0])
         results: list[BatchResult] = [None] * len(changes)
         saves = [i for i in order if changes[i][1][0].sql is sql.SAVE]
