@@ -34,7 +34,7 @@ HOLD_SECONDS = 1.0
 INLINE_MARGIN = 1.0
 
 _NO_SPAN = nullcontext()
-EVENT = Completion.EVENT
+_BY_EVENT = Completion.EVENT
 
 
 class LeaseLost(Exception):
@@ -172,7 +172,7 @@ class Driver:
             live.tasks.pop(call, None)
             if not ok:
                 live.machine.failed(call, outcome, now)
-            elif call.compensation or live.machine.step(call.step_id).completion is not EVENT:
+            elif call.compensation or live.machine.step(call.step_id).completion is not _BY_EVENT:
                 live.machine.succeeded(call, outcome, now)
             else:
                 live.machine.accepted(call, outcome, now)
@@ -423,13 +423,6 @@ class _Scope(Mapping[str, Any]):
 
     def __init__(self, live: Live) -> None:
         self._live = live
-
-    def get(self, key: str, default: Any = None) -> Any:
-        # Templates look names up with ``get``: answer it without the KeyError detour.
-        try:
-            return self[key]
-        except KeyError:
-            return default
 
     def __getitem__(self, key: str) -> Any:
         live = self._live
