@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 from aiohttp import web
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from tests.integration.loopback import serve
 
 from hybridmesh.client import HybridClient
 from hybridmesh.events import EventBus
 from hybridmesh.events.backends.sql import SqlEventBackend
+from hybridmesh.observability import configure_tracing, shutdown_tracing
 from hybridmesh.orchestration import Orchestrator, StepRunner
 from hybridmesh.orchestration.catalog import DefinitionCatalog
 from hybridmesh.registry import ServiceDefinition, ServiceRegistry
@@ -95,14 +98,19 @@ async def ops() -> AsyncIterator[tuple[Operations, str]]:
     operations = Operations()
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", operations.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
+    async with serve(app) as url:
+        yield operations, url
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    """Spans recorded while the test runs; tracing is shut down afterwards."""
+    exporter = InMemorySpanExporter()
+    configure_tracing(exporter=exporter)
     try:
-        yield operations, f"http://127.0.0.1:{runner.addresses[0][1]}"
+        yield exporter
     finally:
-        await runner.cleanup()
+        shutdown_tracing()
 
 
 def registry_at(base_url: str) -> ServiceRegistry:

@@ -10,10 +10,10 @@ from tests.integration.orchestration.conftest import Rig, until
 
 from hybridmesh.core.ids import idempotency_key
 from hybridmesh.events import CloudEvent
-from hybridmesh.observability import configure_tracing, shutdown_tracing
 from hybridmesh.orchestration import (
     Completion,
     ErrorHandling,
+    Execution,
     Kind,
     Operation,
     Plan,
@@ -60,6 +60,15 @@ ORDER = saga(
 )
 
 
+async def run_order(rig: Rig, order_id: str) -> Execution:
+    """Run the ORDER saga for ``order_id`` on a fresh engine, to its end."""
+    engine = rig.engine()
+    await engine.register(ORDER)
+    async with engine:
+        execution_id = await engine.start_saga("order", {"order_id": order_id})
+        return await engine.wait(execution_id, timeout=10)
+
+
 async def events_of(rig: Rig, *types: str) -> list[Any]:
     """The engine's events published so far, as (type, data), waiting for ``types``."""
     seen: list[Any] = []
@@ -74,61 +83,44 @@ async def events_of(rig: Rig, *types: str) -> list[Any]:
 
 
 async def test_saga_completes_with_one_idempotency_key_per_step(rig: Rig) -> None:
-    engine = rig.engine()
-    await engine.register(ORDER)
-    async with engine:
-        execution_id = await engine.start_saga("order", {"order_id": "o-1"})
-        done = await engine.wait(execution_id, timeout=10)
+    done = await run_order(rig, "o-1")
+    execution_id = done.id
     assert done.status is Status.COMPLETED
     assert rig.ops.paths() == ["/operations/reserve", "/operations/charge", "/operations/confirm"]
     for call in rig.ops.calls:
         assert call.key == idempotency_key(execution_id, call.step or "")
         assert call.execution == execution_id
         assert call.body == {"order": "o-1"}
-    history = [h.type for h in await engine.history(execution_id)]
+    history = [h.type for h in await rig.engine().history(execution_id)]
     assert history[0] == "execution.started"
     assert history[-1] == "execution.completed"
     assert history.count("step.completed") == 3
 
 
-async def test_every_step_is_a_child_of_the_executions_trace(rig: Rig) -> None:
-    exporter = InMemorySpanExporter()
-    configure_tracing(exporter=exporter)
-    try:
-        engine = rig.engine()
-        await engine.register(ORDER)
-        async with engine:
-            execution_id = await engine.start_saga("order", {"order_id": "o-1"})
-            execution = await engine.wait(execution_id, timeout=10)
-    finally:
-        shutdown_tracing()
+async def test_every_step_is_a_child_of_the_executions_trace(
+    rig: Rig, spans: InMemorySpanExporter
+) -> None:
+    execution = await run_order(rig, "o-1")
     assert execution.trace_context is not None
     trace_id = execution.trace_context.split("-")[1]
     assert {c.traceparent.split("-")[1] for c in rig.ops.calls if c.traceparent} == {trace_id}
-    spans = exporter.get_finished_spans()
-    root = next(s for s in spans if s.name == "saga order")
-    steps = [s for s in spans if s.name.startswith("step ")]
+    finished = spans.get_finished_spans()
+    root = next(s for s in finished if s.name == "saga order")
+    steps = [s for s in finished if s.name.startswith("step ")]
     assert sorted(s.name for s in steps) == ["step charge", "step confirm", "step reserve"]
     assert all(s.parent is not None and s.parent.span_id == root.context.span_id for s in steps)
 
 
-async def test_retries_and_compensations_are_children_of_the_executions_trace(rig: Rig) -> None:
+async def test_retries_and_compensations_are_children_of_the_executions_trace(
+    rig: Rig, spans: InMemorySpanExporter
+) -> None:
     # A retry, then a refusal. The first attempt may have charged, so the refund runs too.
     rig.ops.fail("/operations/charge", 503, 402)
-    exporter = InMemorySpanExporter()
-    configure_tracing(exporter=exporter)
-    try:
-        engine = rig.engine()
-        await engine.register(ORDER)
-        async with engine:
-            execution_id = await engine.start_saga("order", {"order_id": "o-t"})
-            done = await engine.wait(execution_id, timeout=10)
-    finally:
-        shutdown_tracing()
+    done = await run_order(rig, "o-t")
     assert done.status is Status.COMPENSATED
-    spans = exporter.get_finished_spans()
-    root = next(s for s in spans if s.name == "saga order")
-    ours = [s for s in spans if s.name.startswith(("step ", "compensate "))]
+    finished = spans.get_finished_spans()
+    root = next(s for s in finished if s.name == "saga order")
+    ours = [s for s in finished if s.name.startswith(("step ", "compensate "))]
     assert sorted(s.name for s in ours) == [
         "compensate charge",
         "compensate reserve",
@@ -159,16 +151,12 @@ async def test_payment_failure_compensates_in_reverse_and_publishes(rig: Rig) ->
 
 async def test_retries_wait_and_reuse_the_key(rig: Rig) -> None:
     rig.ops.fail("/operations/charge", 503, 503)
-    engine = rig.engine()
-    await engine.register(ORDER)
-    async with engine:
-        execution_id = await engine.start_saga("order", {"order_id": "o-3"})
-        done = await engine.wait(execution_id, timeout=10)
+    done = await run_order(rig, "o-3")
     assert done.status is Status.COMPLETED
     charges = [c for c in rig.ops.calls if c.path == "/operations/charge"]
     assert len(charges) == 3
     assert len({c.key for c in charges}) == 1
-    history = [(h.type, h.step_id, h.attempt) for h in await engine.history(execution_id)]
+    history = [(h.type, h.step_id, h.attempt) for h in await rig.engine().history(done.id)]
     assert ("step.retried", "charge", 1) in history
     assert ("step.retried", "charge", 2) in history
     assert ("step.completed", "charge", 3) in history
@@ -196,10 +184,9 @@ async def test_compensation_that_keeps_failing_goes_to_review(rig: Rig) -> None:
 
 
 async def test_a_restarted_worker_resumes_the_interrupted_step_with_the_same_key(
-    rig: Rig,
+    rig: Rig, spans: InMemorySpanExporter
 ) -> None:
     rig.ops.delays["/operations/charge"] = 2.0  # the first worker dies during this call
-    configure_tracing(exporter=InMemorySpanExporter())
     first = rig.engine(lease_seconds=0.5)
     await first.register(ORDER)
     await first.start_worker()
@@ -213,11 +200,8 @@ async def test_a_restarted_worker_resumes_the_interrupted_step_with_the_same_key
     first._helpers.clear()
     rig.ops.delays.clear()
     second = rig.engine(lease_seconds=5)
-    try:
-        async with second:
-            done = await second.wait(execution_id, timeout=10)
-    finally:
-        shutdown_tracing()
+    async with second:
+        done = await second.wait(execution_id, timeout=10)
     assert done.status is Status.COMPLETED
     # The new worker's calls are still children of the execution's trace.
     assert done.trace_context is not None
