@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from hybridmesh.batch.integration import BatchIntegration
 from hybridmesh.core.errors import HybridMeshError, TransportError, ValidationError
-from hybridmesh.transports.base import OutboundRequest, TransportResponse
+from hybridmesh.transports.base import OutboundRequest, TransportResponse, header
 
 DEFAULT_OPERATION = "default"
 
@@ -33,7 +33,7 @@ class BatchTransport:
 
     async def send(self, request: OutboundRequest) -> TransportResponse:
         operation = request.operation or operation_from_path(request.path)
-        key = _header(request.headers, "Idempotency-Key")
+        key = header(request.headers, "Idempotency-Key") or None
         try:
             record = await self.integration.enqueue(
                 request.target, operation, request.payload, idempotency_key=key
@@ -67,14 +67,6 @@ def operation_from_path(path: str) -> str:
     """The last segment of an endpoint path, the operation of a call that names none."""
     segments = [segment for segment in path.split("?", 1)[0].split("/") if segment]
     return segments[-1] if segments else DEFAULT_OPERATION
-
-
-def _header(headers: dict[str, str], name: str) -> str | None:
-    wanted = name.lower()
-    for key, value in headers.items():
-        if key.lower() == wanted:
-            return value or None
-    return None
 
 
 __all__ = ["DEFAULT_OPERATION", "BatchTransport", "operation_from_path"]

@@ -62,6 +62,19 @@ class Transport(Protocol):
         ...
 
 
+def header(headers: Mapping[str, str], name: str) -> str | None:
+    """The value of header ``name`` in a plain dict of headers, its name matched without
+    regard to case (the exact spelling is looked up first: it is the usual one)."""
+    found = headers.get(name)
+    if found is not None:
+        return found
+    wanted = name.lower()
+    for key, value in headers.items():
+        if key.lower() == wanted:
+            return value
+    return None
+
+
 def parse_retry_after(value: str | None) -> float | None:
     """Seconds from a ``Retry-After`` header given in seconds; None when absent or a date."""
     if not value:
@@ -72,4 +85,4 @@ def parse_retry_after(value: str | None) -> float | None:
         return None
 
 
-__all__ = ["OutboundRequest", "Transport", "TransportResponse", "parse_retry_after"]
+__all__ = ["OutboundRequest", "Transport", "TransportResponse", "header", "parse_retry_after"]

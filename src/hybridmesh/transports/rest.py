@@ -11,7 +11,7 @@ from hybridmesh.transports._http import (
     decode_payload,
     error_from_status,
 )
-from hybridmesh.transports.base import OutboundRequest, TransportResponse
+from hybridmesh.transports.base import OutboundRequest, TransportResponse, header
 from hybridmesh.transports.http1 import Http1Error
 
 
@@ -37,7 +37,7 @@ class RestTransport:
         body = None
         if request.payload is not None:
             body = dumpb(request.payload)
-            if not _sets_content_type(headers):
+            if header(headers, "Content-Type") is None:
                 headers = {**headers, "Content-Type": "application/json"}
         try:
             response = await self._session.pool().request(
@@ -62,11 +62,6 @@ class RestTransport:
     async def close(self) -> None:
         if self._owns_session:
             await self._session.close()
-
-
-def _sets_content_type(headers: Mapping[str, str]) -> bool:
-    # The hybrid client always spells it this way: look that up before scanning.
-    return "Content-Type" in headers or any(name.lower() == "content-type" for name in headers)
 
 
 __all__ = ["RestTransport"]
