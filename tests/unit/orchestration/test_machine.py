@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from hybridmesh.core.serialization import loads
 from hybridmesh.orchestration._machine import (
     ExecutionState,
     Failure,
@@ -270,6 +271,6 @@ def test_recover_runs_the_interrupted_attempt_again() -> None:
     m = machine(saga(step("a"), step("b")))
     m.succeeded(m.advance(0)[0], None, 0)
     m.advance(0)  # b attempt 1 is in flight when the worker dies
-    restored = Machine(m.plan, m.status, ExecutionState.from_dict(m.state.to_dict()))
+    restored = Machine(m.plan, m.status, ExecutionState.from_dict(loads(m.state.to_json())))
     assert restored.recover() == [StepCall("b", 1)]
     assert restored.advance(0) == []
