@@ -201,7 +201,7 @@ class DefinitionCatalog:
         if reading is None:
             reading = asyncio.ensure_future(self._read_newest(kind, name, now))
             self._reading[(kind, name)] = reading
-            reading.add_done_callback(partial(self._read, (kind, name)))
+            reading.add_done_callback(partial(self._reading_done, (kind, name)))
         return await asyncio.shield(reading)
 
     async def _read_newest(self, kind: Kind, name: str, now: float) -> int:
@@ -213,7 +213,7 @@ class DefinitionCatalog:
             self._newest_seen[(kind, name)] = (version, now)
         return version
 
-    def _read(self, key: tuple[Kind, str], reading: asyncio.Future[int]) -> None:
+    def _reading_done(self, key: tuple[Kind, str], reading: asyncio.Future[int]) -> None:
         if self._reading.get(key) is reading:
             del self._reading[key]
 
