@@ -199,11 +199,11 @@ class EventBus:
         return ready
 
     def append_statement(self, store: Store, events: Iterable[CloudEvent]) -> Statement | None:
-        """When this bus's log is kept in ``store`` (the SQL log on SQLite), the statement
-        that appends ``events`` (prepared as :meth:`publish_many` prepares them) within a
-        batch of writes to ``store``: they are published in the writer's own transaction,
-        with no outbox to relay. None otherwise: write them to an outbox then. Once the
-        batch committed, call :meth:`appended` with the events."""
+        """When this bus's log is kept in ``store`` (the SQL log), the statement that
+        appends ``events`` (prepared as :meth:`publish_many` prepares them) within a batch
+        of writes to ``store``: they are published in the writer's own transaction, with no
+        outbox to relay. None otherwise: write them to an outbox then. Once the batch
+        committed, call :meth:`appended` with the events."""
         append = getattr(self.backend, "append_statement", None)
         if append is None or getattr(self.backend, "store", None) is not store:
             return None

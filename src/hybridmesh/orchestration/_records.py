@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from hybridmesh.core.serialization import dumps, loads
+from hybridmesh.events.backends.sql import guarded_append
 from hybridmesh.orchestration._machine import ExecutionState, Record, Status
 
 INSERT_EXECUTION = """
@@ -21,31 +23,6 @@ INSERT_HISTORY = (
     "INSERT INTO orch_history (execution_id, seq, type, step_id, attempt, data, at) "
     "VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
-
-# A batch's history records in one statement, on PostgreSQL (one array per column): one
-# execution per row costs the server several times as much.
-INSERT_HISTORY_MANY = """
-INSERT INTO orch_history (execution_id, seq, type, step_id, attempt, data, at)
-SELECT * FROM unnest(?::text[], ?::integer[], ?::text[], ?::text[], ?::integer[], ?::text[],
-                     ?::double precision[])
-"""
-
-# The starts of a batch in one statement, on PostgreSQL: one array per INSERT_EXECUTION
-# argument, in order; it returns the ids it inserted.
-INSERT_MANY = """
-INSERT INTO orch_executions (id, kind, name, version, status, input, state, error,
-    trace_context, wake_at, lease_owner, lease_until, history_seq, created_at, updated_at)
-SELECT id, kind, name, version, status, input, state, NULL, trace_context, wake_at,
-    lease_owner, lease_until, history_seq, created_at, updated_at
-FROM unnest(?::text[], ?::text[], ?::text[], ?::integer[], ?::text[], ?::text[], ?::text[],
-            ?::text[], ?::double precision[], ?::text[], ?::double precision[], ?::integer[],
-            ?::double precision[], ?::double precision[])
-    AS v(id, kind, name, version, status, input, state, trace_context, wake_at, lease_owner,
-         lease_until, history_seq, created_at, updated_at)
-ORDER BY id
-ON CONFLICT (id) DO NOTHING
-RETURNING id
-"""
 
 # Save what a worker holding the lease did; only while it still holds it. Releasing sets the
 # lease to NULL and the next due time, or now when signals came meanwhile.
@@ -63,35 +40,116 @@ WHERE id = ? AND lease_owner = ?
 RETURNING signals
 """
 
-#: Where each value stands among SAVE's arguments (some stand there twice), for
-#: SAVE_MANY's columns.
+#: Where each value stands among SAVE's arguments (some stand there twice), for the
+#: columns of a batch's saves in :func:`write_many`.
 SAVE_COLUMNS = (6, 0, 1, 2, 3, 4, 5, 7, 9, 10, 14)
 
-# The saves of a batch in one statement, on PostgreSQL: the ids, then one array per
-# SAVE_COLUMNS entry. A round trip per save made every batch, and every step waiting on
-# it, take milliseconds. The rows are locked in id order first (materialized), the order
-# lease renewals lock them in.
-SAVE_MANY = """
-WITH locked AS MATERIALIZED (
+
+def _json_rows(columns: str) -> str:
+    """PostgreSQL: a relation of rows sent as one JSON argument (an array of rows, each an
+    array of values in the order of ``columns``, "name type, ..."). One argument of text
+    costs the driver far less than an array per column, which it checks value by value."""
+    pairs = [column.split() for column in columns.split(",")]
+    values = ", ".join(f"(r->>{i})::{kind} AS {name}" for i, (name, kind) in enumerate(pairs))
+    return f"(SELECT {values} FROM jsonb_array_elements(?::jsonb) AS r)"
+
+
+# PostgreSQL, :func:`write_many`'s parts. The rows to save are locked in id order first
+# (materialized), the order lease renewals lock them in; each save applies only while the
+# worker holds the lease.
+_SAVED = f"""
+locked AS MATERIALIZED (
     SELECT id FROM orch_executions WHERE id = ANY(?::text[]) ORDER BY id FOR UPDATE
-)
-UPDATE orch_executions AS e SET status = v.status, state = v.state, error = v.error,
-    history_seq = v.history_seq, updated_at = v.updated_at, ended_at = v.ended_at,
-    signals = CASE WHEN EXISTS (SELECT 1 FROM orch_signals s WHERE s.execution_id = e.id)
-                   THEN 1 ELSE 0 END,
-    wake_at = CASE WHEN v.release = 1
-                        AND EXISTS (SELECT 1 FROM orch_signals s WHERE s.execution_id = e.id)
-                   THEN v.now ELSE v.wake END,
-    lease_owner = CASE WHEN v.release = 1 THEN NULL ELSE e.lease_owner END,
-    lease_until = CASE WHEN v.release = 1 THEN NULL ELSE e.lease_until END
-FROM unnest(?::text[], ?::text[], ?::text[], ?::text[], ?::integer[], ?::double precision[],
-            ?::double precision[], ?::integer[], ?::double precision[], ?::double precision[],
-            ?::text[])
-    AS v(id, status, state, error, history_seq, updated_at, ended_at, release, now, wake, owner)
-    JOIN locked ON locked.id = v.id
-WHERE e.id = v.id AND e.lease_owner = v.owner
-RETURNING e.id, e.signals
-"""
+),
+saved AS (
+    UPDATE orch_executions AS e SET status = v.status, state = v.state, error = v.error,
+        history_seq = v.history_seq, updated_at = v.updated_at, ended_at = v.ended_at,
+        signals = CASE WHEN EXISTS (SELECT 1 FROM orch_signals s WHERE s.execution_id = e.id)
+                       THEN 1 ELSE 0 END,
+        wake_at = CASE WHEN v.release = 1
+                            AND EXISTS (SELECT 1 FROM orch_signals s WHERE s.execution_id = e.id)
+                       THEN v.now ELSE v.wake END,
+        lease_owner = CASE WHEN v.release = 1 THEN NULL ELSE e.lease_owner END,
+        lease_until = CASE WHEN v.release = 1 THEN NULL ELSE e.lease_until END
+    FROM {
+    _json_rows(
+        "id text, status text, state text, error text, history_seq integer, "
+        "updated_at float8, ended_at float8, release integer, now float8, wake float8, "
+        "owner text"
+    )
+} AS v
+        JOIN locked ON locked.id = v.id
+    WHERE e.id = v.id AND e.lease_owner = v.owner
+    RETURNING e.id, e.signals
+)"""
+
+# One value per INSERT_EXECUTION argument, in order; the ids must be distinct.
+_STARTED = f"""
+started AS (
+    INSERT INTO orch_executions (id, kind, name, version, status, input, state, error,
+        trace_context, wake_at, lease_owner, lease_until, history_seq, created_at, updated_at)
+    SELECT id, kind, name, version, status, input, state, NULL, trace_context, wake_at,
+        lease_owner, lease_until, history_seq, created_at, updated_at
+    FROM {
+    _json_rows(
+        "id text, kind text, name text, version integer, status text, input text, "
+        "state text, trace_context text, wake_at float8, lease_owner text, "
+        "lease_until float8, history_seq integer, created_at float8, updated_at float8"
+    )
+} AS v
+    ORDER BY id
+    ON CONFLICT (id) DO NOTHING
+    RETURNING id
+)"""
+
+# One value per INSERT_HISTORY column; the records of executions whose row was written.
+_HISTORY = f"""
+history AS (
+    INSERT INTO orch_history (execution_id, seq, type, step_id, attempt, data, at)
+    SELECT h.* FROM {
+    _json_rows(
+        "execution_id text, seq integer, type text, step_id text, attempt integer, "
+        "data text, at float8"
+    )
+} AS h
+    WHERE h.execution_id IN (SELECT id FROM written)
+)"""
+
+
+@lru_cache(maxsize=16)
+def write_many(saves: bool, starts: bool, history: bool, events: bool) -> str:
+    """PostgreSQL: a batch of the engine's writes as one statement, so one round trip in
+    its own transaction. Its arguments, for the parts asked for: the saves (the ids to
+    lock as an array, then the rows as JSON, each the values at :data:`SAVE_COLUMNS`),
+    the starts (JSON rows of INSERT_EXECUTION's arguments), the history records (JSON rows
+    of INSERT_HISTORY's) and the events for the event log (the execution of each, then one
+    array per column: see ``guarded_append``). Records and events count only for
+    executions whose row was written. Returns a row per written execution, its id and
+    ``signals`` (NULL for a start), and one row of NULLs when events were appended."""
+    if not (saves or starts):
+        raise ValueError("a batch of the engine's writes saves or starts something")
+    parts = []
+    written = []
+    if saves:
+        parts.append(_SAVED)
+        written.append("SELECT id FROM saved")
+    if starts:
+        parts.append(_STARTED)
+        written.append("SELECT id FROM started")
+    parts.append(f"\nwritten AS ({' UNION ALL '.join(written)})")
+    if history:
+        parts.append(_HISTORY)
+    if events:
+        parts.append("\n" + guarded_append("written"))
+    selects = []
+    if saves:
+        selects.append("SELECT id, signals FROM saved")
+    if starts:
+        selects.append("SELECT id, NULL::integer AS signals FROM started")
+    if events:
+        selects.append("SELECT NULL::text AS id, NULL::integer AS signals FROM notified")
+    return f"WITH{','.join(parts)}\n{' UNION ALL '.join(selects)}\n"
+
 
 # Claim executions that are due and not held (or whose holder's lease expired): those a
 # dead worker held first (they may hold resources, such as reserved stock), then oldest due.

@@ -31,6 +31,7 @@ from hybridmesh.core.errors import ConfigurationError, NotFoundError, Validation
 from hybridmesh.core.ids import new_id, uuid7
 from hybridmesh.core.serialization import dumps, loads
 from hybridmesh.events import CloudEvent, EventBus, Outbox, OutboxRelay
+from hybridmesh.events.backends.sql import APPEND_EVENT
 from hybridmesh.observability import get_logger
 from hybridmesh.observability.tracing import (
     context_in_trace,
@@ -523,7 +524,11 @@ class Orchestrator:
         of row statement runs once for every change, each row guarded by its head. Returns,
         per change, the head's result.
         """
-        if self._postgres and len(changes) > 1:
+        if self._postgres and all(
+            statement.sql is sql.INSERT_HISTORY or statement.sql is APPEND_EVENT
+            for _, (_, *rest) in changes
+            for statement in rest
+        ):
             return await self._commit_postgres(changes)
         order = sorted(range(len(changes)), key=lambda i: changes[i][0])
         flat: list[Statement] = []
@@ -547,51 +552,59 @@ class Orchestrator:
     async def _commit_postgres(
         self, changes: list[tuple[str, list[Statement]]]
     ) -> list[list[BatchResult]]:
-        """:meth:`_commit` of several changes on PostgreSQL, in one transaction: the saves
-        as one statement (their rows locked in id order first), the starts as another, then
-        each kind of row statement once, with the rows of the changes whose head wrote. (A
-        lone change takes the plain statements: planning the array forms costs it more.)"""
-        order = sorted(range(len(changes)), key=lambda i: changes[i][0])
-        results: list[BatchResult] = [None] * len(changes)
-        saves = [i for i in order if changes[i][1][0].sql is sql.SAVE]
-        starts = [i for i in order if changes[i][1][0].sql is sql.INSERT_EXECUTION]
-        merged: dict[str, list[Sequence[Any]]] = {}
-        async with self.store.transaction() as tx:
-            if saves:
-                heads = [changes[i][1][0].args for i in saves]
-                columns = [[args[at] for args in heads] for at in sql.SAVE_COLUMNS]
-                saved = {
-                    row["id"]: row
-                    for row in await tx.fetch_all(sql.SAVE_MANY, columns[0], *columns)
-                }
-                for i in saves:
-                    row = saved.get(changes[i][0])
-                    results[i] = [{"signals": row["signals"]}] if row is not None else []
-            if starts:
-                heads = [changes[i][1][0].args for i in starts]
-                columns = [list(column) for column in zip(*heads, strict=True)]
-                inserted = {row["id"] for row in await tx.fetch_all(sql.INSERT_MANY, *columns)}
-                for i in starts:  # the same id twice in one batch: the first one starts
-                    results[i] = 1 if changes[i][0] in inserted else 0
-                    inserted.discard(changes[i][0])
-            for i in order:
-                head, *rest = changes[i][1]
-                if head.sql is not sql.SAVE and head.sql is not sql.INSERT_EXECUTION:
-                    raise ValueError(f"not a head the engine writes: {head.sql[:40]!r}")
-                if results[i]:
-                    for statement in rest:
-                        if statement.after != 0 or statement.rows is None:
-                            raise ValueError(
-                                "a change's other statements must be rows after its head"
-                            )
-                        merged.setdefault(statement.sql, []).extend(statement.rows)
-            for sql_text, rows in merged.items():
-                if sql_text is sql.INSERT_HISTORY:
-                    columns = [list(column) for column in zip(*rows, strict=True)]
-                    await tx.execute(sql.INSERT_HISTORY_MANY, *columns)
+        """:meth:`_commit` on PostgreSQL of changes that write history records and events
+        besides their heads (nearly all of them): one statement (``write_many``), so one
+        round trip, with no BEGIN and COMMIT around it."""
+        saves: list[Sequence[Any]] = []
+        starts: list[Sequence[Any]] = []
+        history: list[Sequence[Any]] = []
+        events: list[Sequence[Any]] = []
+        duplicates: set[int] = set()
+        started: set[str] = set()
+        for index in sorted(range(len(changes)), key=lambda i: changes[i][0]):
+            execution_id, (head, *rest) = changes[index]
+            if head.sql is sql.SAVE:
+                saves.append(head.args)
+            elif head.sql is not sql.INSERT_EXECUTION:
+                raise ValueError(f"not a head the engine writes: {head.sql[:40]!r}")
+            elif execution_id in started:  # the same id twice in one batch: the first starts
+                duplicates.add(index)
+                continue
+            else:
+                started.add(execution_id)
+                starts.append(head.args)
+            for statement in rest:
+                if statement.after != 0 or statement.rows is None:
+                    raise ValueError("a change's other statements must be rows after its head")
+                if statement.sql is sql.INSERT_HISTORY:
+                    history.extend(statement.rows)
                 else:
-                    await tx.executemany(sql_text, rows)
-        return [[result] for result in results]
+                    events.extend((execution_id, *row) for row in statement.rows)
+        args: list[Any] = []
+        if saves:
+            args.append([head[sql.SAVE_COLUMNS[0]] for head in saves])
+            args.append(dumps([[head[at] for at in sql.SAVE_COLUMNS] for head in saves]))
+        if starts:
+            args.append(dumps(starts))
+        if history:
+            args.append(dumps(history))
+        if events:
+            args += [list(column) for column in zip(*events, strict=True)]
+        query = sql.write_many(bool(saves), bool(starts), bool(history), bool(events))
+        written = {
+            row["id"]: row["signals"]
+            for row in await self.store.fetch_all(query, *args)
+            if row["id"] is not None
+        }
+        results: list[list[BatchResult]] = []
+        for index, (execution_id, (head, *_)) in enumerate(changes):
+            if head.sql is sql.SAVE:
+                saved = execution_id in written
+                results.append([[{"signals": written[execution_id]}] if saved else []])
+            else:
+                inserted = execution_id in written and index not in duplicates
+                results.append([1 if inserted else 0])
+        return results
 
     def _event(
         self,

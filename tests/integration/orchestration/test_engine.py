@@ -9,6 +9,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from tests.integration.orchestration.conftest import Rig, until
 
 from hybridmesh.core.ids import idempotency_key
+from hybridmesh.core.serialization import loads
 from hybridmesh.events import CloudEvent
 from hybridmesh.orchestration import (
     Completion,
@@ -286,6 +287,39 @@ async def test_concurrent_starts_with_the_same_id_start_once(rig: Rig) -> None:
     assert sorted(e.id for e in listed) == ["order-o-12", "order-o-13"]
     reserved = [c.body for c in rig.ops.calls if c.path == "/operations/reserve"]
     assert sorted(body["order"] for body in reserved) == ["o-12", "o-13"]
+    # One started event per execution: the starts that did not count published nothing.
+    started = await rig.store.fetch_all(
+        "SELECT body FROM event_log WHERE type = 'saga.started' ORDER BY seq"
+    )
+    assert sorted(loads(row["body"])["data"]["saga_id"] for row in started) == [
+        "order-o-12",
+        "order-o-13",
+    ]
+
+
+async def test_a_worker_that_lost_the_lease_saves_and_publishes_nothing(rig: Rig) -> None:
+    rig.ops.delays["/operations/confirm"] = 0.5
+    engine = rig.engine()
+    await engine.register(ORDER)
+    async with engine:
+        execution_id = await engine.start_saga("order", {"order_id": "o-14"})
+        await until(lambda: "/operations/confirm" in rig.ops.paths())
+        # Another worker took the execution over while the last step was in flight.
+        await rig.store.execute(
+            "UPDATE orch_executions SET lease_owner = 'other-worker' WHERE id = ?", execution_id
+        )
+        await until(lambda: engine.driving == 0)
+        stored = await engine.get(execution_id)
+        history = [h.type for h in await engine.history(execution_id)]
+        ends = await rig.store.fetch_all(
+            "SELECT type FROM event_log WHERE type LIKE 'saga.%' AND type <> 'saga.started'"
+        )
+    assert stored.status is Status.RUNNING
+    assert stored.lease_owner == "other-worker"
+    assert stored.step("confirm").status == "running"  # as saved before the call went out
+    assert history.count("step.completed") == 2  # reserve and charge
+    assert "execution.completed" not in history
+    assert ends == []  # no saga.completed
 
 
 async def test_cancel_compensates_and_ends_cancelled(rig: Rig) -> None:

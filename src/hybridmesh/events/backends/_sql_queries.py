@@ -27,6 +27,78 @@ INSERT_EVENT = (
     "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
 )
 
+_EVENT_COLUMNS = "event_id, source, type, partition, only_group, body, published_at"
+_EVENT_ARRAYS = (
+    "?::text[], ?::text[], ?::text[], ?::integer[], ?::text[], ?::text[], ?::double precision[]"
+)
+
+# PostgreSQL: a NOTIFY's payload names the types appended (space-separated; empty when
+# they would not fit), so a process wakes only the fetches that take one of them.
+_TYPES_OF_APPENDED = "string_agg(DISTINCT type, ' ') AS types FROM appended"
+_TYPES = "CASE WHEN length(types) <= 4000 THEN types ELSE '' END"
+
+# PostgreSQL: a whole append in one statement, so in its own implicit transaction. It takes
+# the publish lock, inserts the rows (one array per INSERT_EVENT column) in their order,
+# and notifies waiting fetches when it inserted any. The lock is taken once the rows are
+# there to insert, before any of them draws its seq, and held until the statement commits.
+APPEND_EVENTS = f"""
+WITH publish_lock AS MATERIALIZED (SELECT pg_advisory_xact_lock({PUBLISH_LOCK_KEY})),
+appended AS (
+    INSERT INTO event_log ({_EVENT_COLUMNS})
+    SELECT v.event_id, v.source, v.type, v.partition, v.only_group, v.body, v.published_at
+    FROM unnest({_EVENT_ARRAYS}) WITH ORDINALITY
+        AS v(event_id, source, type, partition, only_group, body, published_at, n)
+        CROSS JOIN publish_lock
+    ORDER BY v.n
+    ON CONFLICT DO NOTHING
+    RETURNING type
+)
+SELECT pg_notify('{NOTIFY_CHANNEL}', {_TYPES}) FROM (SELECT {_TYPES_OF_APPENDED}) AS a
+WHERE types IS NOT NULL
+"""
+
+# PostgreSQL: INSERT_EVENT for one row, with the publish lock and the notify, for a
+# caller's transaction that appends its events row by row.
+APPEND_EVENT = f"""
+WITH publish_lock AS MATERIALIZED (SELECT pg_advisory_xact_lock({PUBLISH_LOCK_KEY})),
+appended AS (
+    INSERT INTO event_log ({_EVENT_COLUMNS})
+    SELECT ?::text, ?::text, ?::text, ?::integer, ?::text, ?::text, ?::double precision
+    FROM publish_lock
+    ON CONFLICT DO NOTHING
+    RETURNING type
+)
+SELECT pg_notify('{NOTIFY_CHANNEL}', type) FROM appended
+"""
+
+
+def guarded_append(written: str) -> str:
+    """PostgreSQL: CTEs that append events within a caller's larger statement, only those
+    of the rows written. Their arguments are a text array of ids, then one array per
+    INSERT_EVENT column; an event is appended when its id is in relation ``written`` (a CTE
+    of the caller's with an ``id`` column). The publish lock is taken after ``written`` is
+    complete, so the caller's row locks always come first. Defines ``notified``, which the
+    caller's final SELECT must read for the NOTIFY to be sent."""
+    return f"""publish_lock AS MATERIALIZED (
+    SELECT pg_advisory_xact_lock({PUBLISH_LOCK_KEY}) FROM (SELECT 1 FROM {written} LIMIT 1) AS w
+),
+appended AS (
+    INSERT INTO event_log ({_EVENT_COLUMNS})
+    SELECT v.event_id, v.source, v.type, v.partition, v.only_group, v.body, v.published_at
+    FROM unnest(?::text[], {_EVENT_ARRAYS}) WITH ORDINALITY
+        AS v(guard, event_id, source, type, partition, only_group, body, published_at, n)
+        CROSS JOIN publish_lock
+    WHERE v.guard IN (SELECT id FROM {written})
+    ORDER BY v.n
+    ON CONFLICT DO NOTHING
+    RETURNING type
+),
+notified AS (
+    SELECT pg_notify('{NOTIFY_CHANNEL}', {_TYPES}) AS sent
+    FROM (SELECT {_TYPES_OF_APPENDED}) AS a WHERE types IS NOT NULL
+)"""
+
+
 UPSERT_GROUP = """
 INSERT INTO event_groups (name, pattern, start, max_deliveries, ack_wait, created_at, updated_at)
 VALUES (?, ?, ?, ?, ?, ?, ?)
@@ -148,6 +220,8 @@ def dead_letter_from_row(row: dict[str, Any]) -> DeadLetter:
 
 
 __all__ = [
+    "APPEND_EVENT",
+    "APPEND_EVENTS",
     "DEAD_LETTER_COLUMNS",
     "DELETE_UP_TO",
     "FIRST_YOUNG_SEQ",
@@ -163,6 +237,7 @@ __all__ = [
     "UPSERT_GROUP",
     "dead_letter_from_row",
     "epoch_to_datetime",
+    "guarded_append",
     "partition_of",
     "read_events_sql",
     "type_filter",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
@@ -47,17 +48,26 @@ async def wait_for(waiter: asyncio.Event, seconds: float) -> None:
 
 
 class PostgresListener:
-    """One connection that LISTENs on ``channel`` and fires ``wakeup`` per notification.
+    """One connection that LISTENs on ``channel`` and fires ``wakeup`` per notification
+    whose payload ``wanted`` accepts (every one by default).
 
     Best effort: when the connection cannot be made or drops, fetches keep polling, and
     :meth:`ensure` tries again a few seconds later.
     """
 
-    def __init__(self, url: str, channel: str, wakeup: Wakeup, clock: Clock) -> None:
+    def __init__(
+        self,
+        url: str,
+        channel: str,
+        wakeup: Wakeup,
+        clock: Clock,
+        wanted: Callable[[str], bool] | None = None,
+    ) -> None:
         self._url = url
         self._clock = clock
         self._channel = channel
         self._wakeup = wakeup
+        self._wanted = wanted
         self._conn: Any = None
         self._lock = asyncio.Lock()
         self._next_try = 0.0
@@ -94,8 +104,9 @@ class PostgresListener:
                 with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
                     await asyncio.wait_for(conn.close(), timeout=5)
 
-    def _notified(self, *_: Any) -> None:
-        self._wakeup.fire()
+    def _notified(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        if self._wanted is None or self._wanted(payload):
+            self._wakeup.fire()
 
     def _terminated(self, *_: Any) -> None:
         self._conn = None

@@ -8,7 +8,8 @@ attempts made on the next event, when a retry may run, and who holds the partiti
 - **publish** appends a whole batch in one transaction. ``(source, id)`` is unique among
   retained events, so a second publish of the same event is ignored; replays bypass that.
   On PostgreSQL publishers take an advisory lock, so sequence numbers commit in order (a
-  reader never passes a seq that commits later), and NOTIFY waiting fetches.
+  reader never passes a seq that commits later), and NOTIFY waiting fetches: all of it
+  one statement, so one round trip.
 - **fetch** leases free partitions that have events past their position in one UPDATE
   (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so processes share the work), then reads their
   events in one SELECT. Events the group does not want are skipped; the position moves past
@@ -42,10 +43,11 @@ from hybridmesh.events.backend import (
 )
 from hybridmesh.events.backends import _sql_queries as q
 from hybridmesh.events.backends._sql_batches import Lease, Row, plan_batches, settle_rows
+from hybridmesh.events.backends._sql_queries import APPEND_EVENT, guarded_append
 from hybridmesh.events.backends._sql_retention import TRIM_BATCH, Retention, trim_log
 from hybridmesh.events.backends._sql_wakeup import PostgresListener, Wakeup, wait_for
 from hybridmesh.events.envelope import CloudEvent
-from hybridmesh.events.subjects import validate_pattern
+from hybridmesh.events.subjects import matches, validate_pattern
 from hybridmesh.observability import get_logger
 from hybridmesh.store import Statement, Store, Transaction, open_store
 from hybridmesh.store.group_commit import GroupCommit
@@ -99,10 +101,11 @@ class SqlEventBackend:
         )
         self._wakeup = Wakeup()
         self._listener = (
-            PostgresListener(store.url, q.NOTIFY_CHANNEL, self._wakeup, clock)
+            PostgresListener(store.url, q.NOTIFY_CHANNEL, self._wakeup, clock, self._wants)
             if self._postgres
             else None
         )
+        self._fetching: dict[str, int] = {}  # the patterns of the fetches in progress
         self._groups: set[str] = set()
         self._owns_store = False
         self._closed = False
@@ -173,43 +176,48 @@ class SqlEventBackend:
             event.validate()
         now = self._now()
         await self._publishes.submit([self._row(event, group, now) for event in events])
-        self._wakeup.fire()
+        if any(self._wanted_type(event.type) for event in events):
+            self._wakeup.fire()
 
     def append_statement(
         self, events: Sequence[CloudEvent], *, group: str | None = None
-    ) -> Statement | None:
+    ) -> Statement:
         """The insert that appends ``events`` (already validated, as the bus does) within a
-        caller's batch of writes to this backend's store; call :meth:`appended` once it
-        committed. None on PostgreSQL, where an append takes the publish lock first: use an
-        outbox there."""
-        if self._postgres:
-            return None
+        caller's batch of writes to this backend's store, one row per event; call
+        :meth:`appended` once it committed. On PostgreSQL each row takes the publish lock
+        and notifies (:data:`APPEND_EVENT`); a writer that puts its whole batch in one
+        statement appends the rows with :func:`guarded_append` instead."""
         now = self._now()
-        return Statement(q.INSERT_EVENT, rows=[self._row(event, group, now) for event in events])
+        rows = [self._row(event, group, now) for event in events]
+        return Statement(APPEND_EVENT if self._postgres else q.INSERT_EVENT, rows=rows)
 
     def appended(self) -> None:
         """Events of an :meth:`append_statement` were committed: wake local consumers."""
         self._wakeup.fire()
 
+    def _wants(self, types: str) -> bool:
+        """Whether a fetch in progress here takes one of ``types`` (a NOTIFY's payload:
+        space-separated; empty means they are unknown, so yes)."""
+        return not types or any(self._wanted_type(t) for t in types.split())
+
+    def _wanted_type(self, event_type: str) -> bool:
+        return any(matches(pattern, event_type) for pattern in self._fetching)
+
     async def _write_events(self, batches: list[list[Row]]) -> None:
         rows = [row for batch in batches for row in batch]
-        if self._postgres:
-            async with self.store.transaction() as tx:
-                await self._append(tx, rows)
-        else:
-            await self.store.executemany(q.INSERT_EVENT, rows)  # one hop, one commit
+        await self._append(self.store, rows)  # one round trip (or hop), one commit
 
     def _row(self, event: CloudEvent, group: str | None, now: float) -> Row:
         partition = q.partition_of(event, self.partitions)
         body = event.to_json().decode()
         return (event.id, event.source, event.type, partition, group, body, now)
 
-    async def _append(self, tx: Transaction, rows: list[Row]) -> None:
+    async def _append(self, queries: Transaction, rows: list[Row]) -> None:
         if self._postgres:
-            await tx.execute("SELECT pg_advisory_xact_lock(?)", q.PUBLISH_LOCK_KEY)
-        await tx.executemany(q.INSERT_EVENT, rows)
-        if self._postgres:
-            await tx.execute("SELECT pg_notify(?, '')", q.NOTIFY_CHANNEL)
+            columns = [list(column) for column in zip(*rows, strict=True)]
+            await queries.execute(q.APPEND_EVENTS, *columns)
+        else:
+            await queries.executemany(q.INSERT_EVENT, rows)
 
     # -- groups ----------------------------------------------------------------------------
 
@@ -276,15 +284,25 @@ class SqlEventBackend:
         deadline = loop.time() + max(wait, 0.0)
         if wait > 0 and self._listener is not None:
             await self._listener.ensure()
-        while True:
-            waiter = self._wakeup.waiter()  # before looking, so no publish slips through
-            batches = await self._lease(spec, consumer, max_events)
-            remaining = deadline - loop.time()
-            if batches or remaining <= 0:
-                return batches
-            await wait_for(waiter, min(remaining, self.poll_interval))
-            if self._closed:
-                return []
+        # Publishes wake this fetch only for the events it takes, from now on.
+        pattern = spec.pattern
+        self._fetching[pattern] = self._fetching.get(pattern, 0) + 1
+        try:
+            while True:
+                waiter = self._wakeup.waiter()  # before looking, so no publish slips through
+                batches = await self._lease(spec, consumer, max_events)
+                remaining = deadline - loop.time()
+                if batches or remaining <= 0:
+                    return batches
+                await wait_for(waiter, min(remaining, self.poll_interval))
+                if self._closed:
+                    return []
+        finally:
+            left = self._fetching[pattern] - 1
+            if left:
+                self._fetching[pattern] = left
+            else:
+                del self._fetching[pattern]
 
     async def _lease(self, spec: GroupSpec, consumer: str, max_events: int) -> list[PartitionBatch]:
         now = self._now()
@@ -445,4 +463,11 @@ class SqlEventBackend:
 _SELECT_DEAD_LETTER = f"SELECT {q.DEAD_LETTER_COLUMNS} FROM event_dead_letters WHERE id = ?"
 
 
-__all__ = ["TRIM_BATCH", "TRIM_EVERY", "Retention", "SqlEventBackend"]
+__all__ = [
+    "APPEND_EVENT",
+    "TRIM_BATCH",
+    "TRIM_EVERY",
+    "Retention",
+    "SqlEventBackend",
+    "guarded_append",
+]

@@ -623,6 +623,28 @@ async def test_a_publish_from_another_process_wakes_a_waiting_fetch(
     assert time.monotonic() - began < 1
 
 
+async def test_a_publish_from_another_process_wakes_only_fetches_taking_its_types(
+    make_sql: MakeSql, sql: SqlEventBackend
+) -> None:
+    # The NOTIFY names the types published: a fetch for orders is woken by an order, and
+    # takes it at once, even right after a publish of other types woke no one.
+    poll = 30.0 if sql.store.dialect == "postgresql" else 0.1
+    consumer = await make_sql(clock=SYSTEM_CLOCK, poll_interval=poll)
+    publisher = await make_sql(clock=SYSTEM_CLOCK)
+    spec = GroupSpec("orders", pattern="order.*")
+    await consumer.ensure_group(spec)
+    waiting = asyncio.create_task(consumer.fetch(spec, "c", max_events=10, wait=20))
+    await asyncio.sleep(0.3)
+    await publisher.publish([ev("user.created"), ev("invoice.paid")])
+    await asyncio.sleep(0.3)
+    assert not waiting.done()
+    began = time.monotonic()
+    await publisher.publish([ev("user.deleted"), ev("order.created", n=7)])
+    batches = await asyncio.wait_for(waiting, 5)
+    assert [d.event.data for d in flat(batches)] == [{"n": 7}]
+    assert time.monotonic() - began < 1
+
+
 async def test_close_ends_a_waiting_fetch(make_sql: MakeSql) -> None:
     sql = await make_sql(clock=SYSTEM_CLOCK, poll_interval=30)
     spec = GroupSpec("g")

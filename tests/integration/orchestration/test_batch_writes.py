@@ -1,0 +1,78 @@
+"""The engine's batched writes: in a batch shared by several executions, a change counts
+only when its execution's row was written, on SQLite and PostgreSQL alike."""
+
+from __future__ import annotations
+
+from tests.integration.orchestration.conftest import Rig
+from tests.integration.orchestration.test_engine import ORDER
+
+from hybridmesh.core.serialization import loads
+from hybridmesh.orchestration import Status
+from hybridmesh.orchestration import _records as sql
+from hybridmesh.orchestration._machine import Record
+from hybridmesh.orchestration.engine import Orchestrator
+from hybridmesh.store import Statement
+
+
+def ending(engine: Orchestrator, execution_id: str, seq: int) -> list[Statement]:
+    """What a driver writes when the execution completes: the lease-checked save, its
+    history record and its event."""
+    now = engine._now()
+    state = '{"steps": {}, "context": {}}'
+    done = Status.COMPLETED.value
+    save = Statement(
+        sql.SAVE,
+        (
+            done,
+            state,
+            None,
+            seq + 1,
+            now,
+            now,
+            execution_id,
+            1,
+            execution_id,
+            now,
+            None,
+            1,
+            1,
+            execution_id,
+            engine.worker_id,
+        ),
+        fetch=True,
+    )
+    history = sql.history_rows(execution_id, seq, [Record("execution.completed")], now)
+    event = engine._event(ORDER, execution_id, None, "completed", {})
+    assert event is not None
+    return [save, Statement(sql.INSERT_HISTORY, rows=history, after=0), event.statement]
+
+
+async def test_a_change_whose_lease_was_lost_writes_nothing_of_its_batch(rig: Rig) -> None:
+    engine = rig.engine()
+    await engine.register(ORDER)
+    kept = await engine.start_saga("order", {"order_id": "o-1"}, execution_id="kept")
+    lost = await engine.start_saga("order", {"order_id": "o-2"}, execution_id="lost")
+    for execution_id, owner in ((kept, engine.worker_id), (lost, "other-worker")):
+        await rig.store.execute(
+            "UPDATE orch_executions SET lease_owner = ?, lease_until = ? WHERE id = ?",
+            owner,
+            engine._now() + 30,
+            execution_id,
+        )
+    seq = {
+        row["id"]: row["history_seq"]
+        for row in await rig.store.fetch_all("SELECT id, history_seq FROM orch_executions")
+    }
+    results = await engine._commit(
+        [(lost, ending(engine, lost, seq[lost])), (kept, ending(engine, kept, seq[kept]))]
+    )
+    assert results[0] == [[]]  # lost: not saved
+    assert results[1] == [[{"signals": 0}]]
+    assert (await engine.get(kept)).status is Status.COMPLETED
+    assert (await engine.get(lost)).status is Status.RUNNING
+    assert [h.type for h in await engine.history(lost)][-1] == "execution.started"
+    assert [h.type for h in await engine.history(kept)][-1] == "execution.completed"
+    completed = await rig.store.fetch_all(
+        "SELECT body FROM event_log WHERE type = 'saga.completed'"
+    )
+    assert [loads(row["body"])["data"]["saga_id"] for row in completed] == [kept]
