@@ -9,8 +9,8 @@ Four rows run the same sagas against the same service:
   :class:`~hybridmesh.orchestration.Orchestrator` in this process, wired as
   ``hybridmesh worker`` wires it (:class:`~hybridmesh.runtime.Runtime`: the store, the
   hybrid client, the engine's events in the SQL log of the same database, appended with
-  the engine's writes on SQLite and relayed from the outbox on PostgreSQL); each saga is
-  started with ``start_saga`` and awaited with ``wait``;
+  the engine's own writes); each saga is started with ``start_saga`` and awaited with
+  ``wait``;
 - DBOS: a DBOS Transact workflow of five ``@DBOS.step()`` steps, each the same POST through
   one shared aiohttp session, with its system database on a fresh database of the same
   PostgreSQL server.
@@ -508,8 +508,8 @@ def _markdown(results: dict[str, Any], quick: bool) -> str:
         "make (REST, an idempotency key, one attempt each) through the hybrid client and saves "
         "nothing, so the engine rows against it show what durability costs; the engine rows "
         "run a five-step saga definition in this process as `hybridmesh worker` wires it "
-        "(store, hybrid client, and the SQL log of the same database for events: on SQLite "
-        "appended in the engine's own writes, on PostgreSQL through the outbox), "
+        "(store, hybrid client, and the SQL log of the same database for events, appended "
+        "in the engine's own writes), "
         "`start_saga` then `wait` per saga; "
         "*DBOS* runs a DBOS Transact workflow of five `@DBOS.step()` steps making the same "
         "POSTs, its system database on the same PostgreSQL server. The process's garbage "
