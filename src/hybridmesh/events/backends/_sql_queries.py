@@ -37,25 +37,39 @@ _EVENT_ARRAYS = (
 _TYPES_OF_APPENDED = "string_agg(DISTINCT type, ' ') AS types FROM appended"
 _TYPES = "CASE WHEN length(types) <= 4000 THEN types ELSE '' END"
 
-# PostgreSQL: a whole append in one statement, so in its own implicit transaction. It takes
-# the publish lock, inserts the rows (one array per INSERT_EVENT column) in their order,
-# and notifies waiting fetches when it inserted any. The lock is taken once the rows are
-# there to insert, before any of them draws its seq, and held until the statement commits.
-APPEND_EVENTS = f"""
-WITH publish_lock AS MATERIALIZED (SELECT pg_advisory_xact_lock({PUBLISH_LOCK_KEY})),
+
+def _append_ctes(written: str | None) -> str:
+    """PostgreSQL: CTEs that take the publish lock, insert rows (one array per INSERT_EVENT
+    column) in their order, and NOTIFY when any was inserted (CTE ``notified``). With
+    ``written``, the arrays start with one more, a text array of ids: a row is appended
+    only when its id is in that relation of the caller's (with an ``id`` column), and the
+    lock is taken once that relation is complete. The lock is taken before any row draws
+    its seq, and held until the statement commits."""
+    after = f" FROM (SELECT 1 FROM {written} LIMIT 1) AS w" if written else ""
+    guard = "?::text[], " if written else ""
+    guard_column = "guard, " if written else ""
+    where = f"\n    WHERE v.guard IN (SELECT id FROM {written})" if written else ""
+    return f"""publish_lock AS MATERIALIZED (
+    SELECT pg_advisory_xact_lock({PUBLISH_LOCK_KEY}){after}
+),
 appended AS (
     INSERT INTO event_log ({_EVENT_COLUMNS})
     SELECT v.event_id, v.source, v.type, v.partition, v.only_group, v.body, v.published_at
-    FROM unnest({_EVENT_ARRAYS}) WITH ORDINALITY
-        AS v(event_id, source, type, partition, only_group, body, published_at, n)
-        CROSS JOIN publish_lock
+    FROM unnest({guard}{_EVENT_ARRAYS}) WITH ORDINALITY
+        AS v({guard_column}event_id, source, type, partition, only_group, body, published_at, n)
+        CROSS JOIN publish_lock{where}
     ORDER BY v.n
     ON CONFLICT DO NOTHING
     RETURNING type
-)
-SELECT pg_notify('{NOTIFY_CHANNEL}', {_TYPES}) FROM (SELECT {_TYPES_OF_APPENDED}) AS a
-WHERE types IS NOT NULL
-"""
+),
+notified AS (
+    SELECT pg_notify('{NOTIFY_CHANNEL}', {_TYPES}) AS sent
+    FROM (SELECT {_TYPES_OF_APPENDED}) AS a WHERE types IS NOT NULL
+)"""
+
+
+# PostgreSQL: a whole append in one statement, so in its own implicit transaction.
+APPEND_EVENTS = f"WITH {_append_ctes(None)}\nSELECT 1 FROM notified\n"
 
 # PostgreSQL: INSERT_EVENT for one row, with the publish lock and the notify, for a
 # caller's transaction that appends its events row by row.
@@ -74,29 +88,10 @@ SELECT pg_notify('{NOTIFY_CHANNEL}', type) FROM appended
 
 def guarded_append(written: str) -> str:
     """PostgreSQL: CTEs that append events within a caller's larger statement, only those
-    of the rows written. Their arguments are a text array of ids, then one array per
-    INSERT_EVENT column; an event is appended when its id is in relation ``written`` (a CTE
-    of the caller's with an ``id`` column). The publish lock is taken after ``written`` is
-    complete, so the caller's row locks always come first. Defines ``notified``, which the
-    caller's final SELECT must read for the NOTIFY to be sent."""
-    return f"""publish_lock AS MATERIALIZED (
-    SELECT pg_advisory_xact_lock({PUBLISH_LOCK_KEY}) FROM (SELECT 1 FROM {written} LIMIT 1) AS w
-),
-appended AS (
-    INSERT INTO event_log ({_EVENT_COLUMNS})
-    SELECT v.event_id, v.source, v.type, v.partition, v.only_group, v.body, v.published_at
-    FROM unnest(?::text[], {_EVENT_ARRAYS}) WITH ORDINALITY
-        AS v(guard, event_id, source, type, partition, only_group, body, published_at, n)
-        CROSS JOIN publish_lock
-    WHERE v.guard IN (SELECT id FROM {written})
-    ORDER BY v.n
-    ON CONFLICT DO NOTHING
-    RETURNING type
-),
-notified AS (
-    SELECT pg_notify('{NOTIFY_CHANNEL}', {_TYPES}) AS sent
-    FROM (SELECT {_TYPES_OF_APPENDED}) AS a WHERE types IS NOT NULL
-)"""
+    of the rows written (see :func:`_append_ctes`): their arguments are a text array of
+    ids, then one array per INSERT_EVENT column. The caller's final SELECT must read
+    ``notified`` for the NOTIFY to be sent."""
+    return _append_ctes(written)
 
 
 UPSERT_GROUP = """
