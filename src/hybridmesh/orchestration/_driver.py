@@ -67,6 +67,11 @@ class Live:
     outcomes: asyncio.Queue[tuple[StepCall, bool, Any] | None] = field(
         default_factory=asyncio.Queue
     )
+    #: The status the store holds for it (what it was started or claimed with, then saved).
+    stored: Status = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.stored = self.machine.status
 
 
 class Driver:
@@ -340,28 +345,43 @@ class Driver:
             return
         now = self.engine._now()
         status = machine.status
-        flag = 1 if release else 0
-        save = Statement(
-            sql.SAVE,
-            (
-                status.value,
-                machine.state.to_json(),
-                machine.state.failure,
-                live.seq + len(records),
-                now,
-                now if status.terminal else None,
-                live.id,
-                flag,
-                live.id,
-                now,
-                wake,
-                flag,
-                flag,
-                live.id,
-                self.engine.worker_id,
-            ),
-            fetch=True,
-        )
+        if not release and status is live.stored:
+            save = Statement(
+                sql.SAVE_HELD,
+                (
+                    machine.state.to_json(),
+                    machine.state.failure,
+                    live.seq + len(records),
+                    now,
+                    live.id,
+                    live.id,
+                    self.engine.worker_id,
+                ),
+                fetch=True,
+            )
+        else:
+            flag = 1 if release else 0
+            save = Statement(
+                sql.SAVE,
+                (
+                    status.value,
+                    machine.state.to_json(),
+                    machine.state.failure,
+                    live.seq + len(records),
+                    now,
+                    now if status.terminal else None,
+                    live.id,
+                    flag,
+                    live.id,
+                    now,
+                    wake,
+                    flag,
+                    flag,
+                    live.id,
+                    self.engine.worker_id,
+                ),
+                fetch=True,
+            )
         statements = [save]
         if consumed:
             statements.append(Statement(sql.DELETE_SIGNAL, rows=consumed, after=0))
@@ -386,6 +406,7 @@ class Driver:
         if event is not None:
             self.engine._published(event)
         live.seq += len(records)
+        live.stored = status
         live.consumed = []
         live.signals = bool(rows_back[0]["signals"])
 

@@ -25,14 +25,16 @@ INSERT_HISTORY = (
 )
 
 # Save what a worker holding the lease did; only while it still holds it. Releasing sets the
-# lease to NULL and the next due time, or now when signals came meanwhile.
+# lease to NULL and the next due time, or now when signals came meanwhile; a worker that
+# keeps the lease leaves the due time as it was (in the past: claiming or starting set it),
+# so the execution is claimed again once the lease expires if the worker dies.
 SAVE = """
 UPDATE orch_executions SET status = ?, state = ?, error = ?, history_seq = ?, updated_at = ?,
     ended_at = CAST(? AS DOUBLE PRECISION),
     signals = CASE WHEN EXISTS (SELECT 1 FROM orch_signals s WHERE s.execution_id = ?)
                    THEN 1 ELSE 0 END,
-    wake_at = CASE WHEN CAST(? AS INTEGER) = 1
-                        AND EXISTS (SELECT 1 FROM orch_signals s WHERE s.execution_id = ?)
+    wake_at = CASE WHEN CAST(? AS INTEGER) = 0 THEN wake_at
+                   WHEN EXISTS (SELECT 1 FROM orch_signals s WHERE s.execution_id = ?)
                    THEN CAST(? AS DOUBLE PRECISION) ELSE CAST(? AS DOUBLE PRECISION) END,
     lease_owner = CASE WHEN CAST(? AS INTEGER) = 1 THEN NULL ELSE lease_owner END,
     lease_until = CASE WHEN CAST(? AS INTEGER) = 1 THEN NULL ELSE lease_until END
@@ -43,6 +45,20 @@ RETURNING signals
 #: Where each value stands among SAVE's arguments (some stand there twice), for the
 #: columns of a batch's saves in :func:`write_many`.
 SAVE_COLUMNS = (6, 0, 1, 2, 3, 4, 5, 7, 9, 10, 14)
+
+# SAVE for a worker that keeps the lease and leaves the status as it was (most saves: a
+# step's outcome and the next step's start). The columns that are indexed (status,
+# wake_at) are not set, so the indexes are left alone: SQLite rewrites an index entry for
+# every indexed column an UPDATE sets, even to the same value, and PostgreSQL can update
+# the row in place (HOT) only when no indexed value changes. A held execution stays due
+# since its wake time, as with SAVE.
+SAVE_HELD = """
+UPDATE orch_executions SET state = ?, error = ?, history_seq = ?, updated_at = ?,
+    signals = CASE WHEN EXISTS (SELECT 1 FROM orch_signals s WHERE s.execution_id = ?)
+                   THEN 1 ELSE 0 END
+WHERE id = ? AND lease_owner = ?
+RETURNING signals
+"""
 
 
 def _json_rows(columns: str) -> str:
@@ -62,12 +78,13 @@ locked AS MATERIALIZED (
     SELECT id FROM orch_executions WHERE id = ANY(?::text[]) ORDER BY id FOR UPDATE
 ),
 saved AS (
-    UPDATE orch_executions AS e SET status = v.status, state = v.state, error = v.error,
-        history_seq = v.history_seq, updated_at = v.updated_at, ended_at = v.ended_at,
+    UPDATE orch_executions AS e SET status = COALESCE(v.status, e.status), state = v.state,
+        error = v.error, history_seq = v.history_seq, updated_at = v.updated_at,
+        ended_at = v.ended_at,
         signals = CASE WHEN EXISTS (SELECT 1 FROM orch_signals s WHERE s.execution_id = e.id)
                        THEN 1 ELSE 0 END,
-        wake_at = CASE WHEN v.release = 1
-                            AND EXISTS (SELECT 1 FROM orch_signals s WHERE s.execution_id = e.id)
+        wake_at = CASE WHEN v.release = 0 THEN e.wake_at
+                       WHEN EXISTS (SELECT 1 FROM orch_signals s WHERE s.execution_id = e.id)
                        THEN v.now ELSE v.wake END,
         lease_owner = CASE WHEN v.release = 1 THEN NULL ELSE e.lease_owner END,
         lease_until = CASE WHEN v.release = 1 THEN NULL ELSE e.lease_until END
@@ -120,8 +137,9 @@ history AS (
 def write_many(saves: bool, starts: bool, history: bool, events: bool) -> str:
     """PostgreSQL: a batch of the engine's writes as one statement, so one round trip in
     its own transaction. Its arguments, for the parts asked for: the saves (the ids to
-    lock as an array, then the rows as JSON, each the values at :data:`SAVE_COLUMNS`),
-    the starts (JSON rows of INSERT_EXECUTION's arguments), the history records (JSON rows
+    lock as an array, then the rows as JSON, each the values at :data:`SAVE_COLUMNS`; a
+    held save, as SAVE_HELD, has a NULL status, which keeps the row's, and release 0), the
+    starts (JSON rows of INSERT_EXECUTION's arguments), the history records (JSON rows
     of INSERT_HISTORY's) and the events for the event log (the execution of each, then one
     array per column: see ``guarded_append``). Records and events count only for
     executions whose row was written. Returns a row per written execution, its id and

@@ -24,6 +24,7 @@ import os
 import socket
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from hybridmesh.core.clock import SYSTEM_CLOCK, Clock
@@ -525,9 +526,7 @@ class Orchestrator:
         per change, the head's result.
         """
         if self._postgres and all(
-            statement.sql is sql.INSERT_HISTORY or statement.sql is APPEND_EVENT
-            for _, (_, *rest) in changes
-            for statement in rest
+            statement.sql in _ROW_STATEMENTS for _, (_, *rest) in changes for statement in rest
         ):
             return await self._commit_postgres(changes)
         order = sorted(range(len(changes)), key=lambda i: changes[i][0])
@@ -555,42 +554,26 @@ class Orchestrator:
         """:meth:`_commit` on PostgreSQL of changes that write history records and events
         besides their heads (nearly all of them): one statement (``write_many``), so one
         round trip, with no BEGIN and COMMIT around it."""
-        saves: list[Sequence[Any]] = []
-        starts: list[Sequence[Any]] = []
-        history: list[Sequence[Any]] = []
-        events: list[Sequence[Any]] = []
-        duplicates: set[int] = set()
-        started: set[str] = set()
-        for index in sorted(range(len(changes)), key=lambda i: changes[i][0]):
-            execution_id, (head, *rest) = changes[index]
-            if head.sql is sql.SAVE:
-                saves.append(head.args)
-            elif head.sql is not sql.INSERT_EXECUTION:
-                raise ValueError(f"not a head the engine writes: {head.sql[:40]!r}")
-            elif execution_id in started:  # the same id twice in one batch: the first starts
-                duplicates.add(index)
-                continue
-            else:
-                started.add(execution_id)
-                starts.append(head.args)
-            for statement in rest:
-                if statement.after != 0 or statement.rows is None:
-                    raise ValueError("a change's other statements must be rows after its head")
-                if statement.sql is sql.INSERT_HISTORY:
-                    history.extend(statement.rows)
-                else:
-                    events.extend((execution_id, *row) for row in statement.rows)
+        rows = _Rows.gather(changes)
+        owner = self.worker_id
+        saves = [[*row, owner] for row in rows.saved]
+        saves += [
+            [i, None, state, error, seq, now, None, 0, now, None, owner]
+            for i, state, error, seq, now in rows.held
+        ]
         args: list[Any] = []
         if saves:
-            args.append([head[sql.SAVE_COLUMNS[0]] for head in saves])
-            args.append(dumps([[head[at] for at in sql.SAVE_COLUMNS] for head in saves]))
-        if starts:
-            args.append(dumps(starts))
-        if history:
-            args.append(dumps(history))
-        if events:
-            args += [list(column) for column in zip(*events, strict=True)]
-        query = sql.write_many(bool(saves), bool(starts), bool(history), bool(events))
+            args.append([row[0] for row in saves])
+            args.append(dumps(saves))
+        if rows.starts:
+            args.append(dumps(rows.starts))
+        if rows.history:
+            args.append(dumps(rows.history))
+        if rows.events:
+            args += [list(column) for column in zip(*rows.events, strict=True)]
+        query = sql.write_many(
+            bool(saves), bool(rows.starts), bool(rows.history), bool(rows.events)
+        )
         written = {
             row["id"]: row["signals"]
             for row in await self.store.fetch_all(query, *args)
@@ -598,11 +581,11 @@ class Orchestrator:
         }
         results: list[list[BatchResult]] = []
         for index, (execution_id, (head, *_)) in enumerate(changes):
-            if head.sql is sql.SAVE:
+            if head.sql is not sql.INSERT_EXECUTION:
                 saved = execution_id in written
                 results.append([[{"signals": written[execution_id]}] if saved else []])
             else:
-                inserted = execution_id in written and index not in duplicates
+                inserted = execution_id in written and index not in rows.duplicates
                 results.append([1 if inserted else 0])
         return results
 
@@ -663,6 +646,53 @@ class Orchestrator:
         if self.clock is SYSTEM_CLOCK:
             return time.time()  # the same value, without building a datetime
         return self.clock.now().timestamp()
+
+
+#: The statements besides its head that a change may have for
+#: :meth:`Orchestrator._commit_postgres`.
+_ROW_STATEMENTS = frozenset({sql.INSERT_HISTORY, APPEND_EVENT})
+
+
+@dataclass
+class _Rows:
+    """The rows of a batch of changes, by kind: the held saves (id, then the values
+    SAVE_HELD sets), the other saves (their values at SAVE_COLUMNS but the owner), the
+    starts (INSERT_EXECUTION's arguments, distinct ids), the history records and the
+    events (the execution's id, then the event's row)."""
+
+    held: list[list[Any]] = field(default_factory=list)
+    saved: list[list[Any]] = field(default_factory=list)
+    starts: list[Sequence[Any]] = field(default_factory=list)
+    history: list[Sequence[Any]] = field(default_factory=list)
+    events: list[Sequence[Any]] = field(default_factory=list)
+    duplicates: set[int] = field(default_factory=set)  # starts of an id already started
+
+    @classmethod
+    def gather(cls, changes: list[tuple[str, list[Statement]]]) -> _Rows:
+        rows = cls()
+        started: set[str] = set()
+        for index, (execution_id, (head, *rest)) in enumerate(changes):
+            if head.sql is sql.SAVE_HELD:
+                state, error, seq, now, *_ = head.args
+                rows.held.append([execution_id, state, error, seq, now])
+            elif head.sql is sql.SAVE:
+                rows.saved.append([head.args[at] for at in sql.SAVE_COLUMNS[:-1]])
+            elif head.sql is not sql.INSERT_EXECUTION:
+                raise ValueError(f"not a head the engine writes: {head.sql[:40]!r}")
+            elif execution_id in started:  # the same id twice in one batch: the first starts
+                rows.duplicates.add(index)
+                continue
+            else:
+                started.add(execution_id)
+                rows.starts.append(head.args)
+            for statement in rest:
+                if statement.after != 0 or statement.rows is None:
+                    raise ValueError("a change's other statements must be rows after its head")
+                if statement.sql is sql.INSERT_HISTORY:
+                    rows.history.extend(statement.rows)
+                else:
+                    rows.events.extend((execution_id, *row) for row in statement.rows)
+        return rows
 
 
 async def load_execution(store: Store, execution_id: str) -> Execution:

@@ -277,6 +277,18 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(version=4, name="orchestration", statements=_ORCHESTRATION),
     Migration(version=5, name="review queue", statements=_REVIEW),
     Migration(version=6, name="batch integration", statements=_BATCH),
+    # PostgreSQL: room on each page of orch_executions for a new version of its rows, so
+    # a save that changes no indexed column (most do not: see SAVE_HELD) is a HOT update,
+    # written in place with no new index entries. A row holds the whole state (over 1 KB
+    # for a few steps), so a full page left none. SQLite has no such setting.
+    Migration(
+        version=7,
+        name="execution pages with room for updates",
+        statements=(),
+        dialect_statements={
+            "postgresql": ("ALTER TABLE orch_executions SET (fillfactor = 50)",),
+        },
+    ),
 )
 """Every migration, in version order. :meth:`Store.upgrade` applies the missing ones."""
 

@@ -76,3 +76,44 @@ async def test_a_change_whose_lease_was_lost_writes_nothing_of_its_batch(rig: Ri
         "SELECT body FROM event_log WHERE type = 'saga.completed'"
     )
     assert [loads(row["body"])["data"]["saga_id"] for row in completed] == [kept]
+
+
+def held(engine: Orchestrator, execution_id: str, state: str, seq: int) -> Statement:
+    """The save of a worker that keeps the lease and the status (a step's outcome)."""
+    now = engine._now()
+    args = (state, None, seq, now, execution_id, execution_id, engine.worker_id)
+    return Statement(sql.SAVE_HELD, args, fetch=True)
+
+
+async def test_a_held_save_writes_the_state_and_leaves_due_time_status_and_lease(
+    rig: Rig,
+) -> None:
+    engine = rig.engine()
+    await engine.register(ORDER)
+    mine = await engine.start_saga("order", {"order_id": "o-1"}, execution_id="mine")
+    theirs = await engine.start_saga("order", {"order_id": "o-2"}, execution_id="theirs")
+    for execution_id, owner in ((mine, engine.worker_id), (theirs, "other-worker")):
+        await rig.store.execute(
+            "UPDATE orch_executions SET lease_owner = ?, lease_until = ?, wake_at = ? WHERE id = ?",
+            owner,
+            engine._now() + 30,
+            123.0,
+            execution_id,
+        )
+    state = '{"steps": {}, "context": {"saved": true}}'
+    results = await engine._commit(
+        [(mine, [held(engine, mine, state, 7)]), (theirs, [held(engine, theirs, state, 7)])]
+    )
+    assert results == [[[{"signals": 0}]], [[]]]  # theirs: another worker holds it
+    rows = {
+        row["id"]: row
+        for row in await rig.store.fetch_all(
+            "SELECT id, status, state, history_seq, wake_at, lease_owner FROM orch_executions"
+        )
+    }
+    assert loads(rows[mine]["state"])["context"] == {"saved": True}
+    assert rows[mine]["history_seq"] == 7
+    # Still due since its old wake time, so claimed again if this worker dies holding it.
+    assert (rows[mine]["status"], rows[mine]["wake_at"]) == ("running", 123.0)
+    assert rows[mine]["lease_owner"] == engine.worker_id
+    assert rows[theirs]["history_seq"] != 7

@@ -60,6 +60,17 @@ async def test_upgrade_applies_every_migration_once_then_nothing(database_url: s
         assert await store.upgrade() == []
 
 
+async def test_execution_pages_leave_room_for_in_place_updates_on_postgresql(
+    store: Store,
+) -> None:
+    if store.dialect != "postgresql":
+        pytest.skip("a PostgreSQL storage setting; SQLite has none")
+    options = await store.fetch_value(
+        "SELECT reloptions FROM pg_class WHERE relname = 'orch_executions'"
+    )
+    assert "fillfactor=50" in options
+
+
 async def test_upgrade_records_each_migration(store: Store) -> None:
     rows = await store.fetch_all("SELECT version, name, applied_at FROM schema_migrations")
     assert [(row["version"], row["name"]) for row in rows] == [
