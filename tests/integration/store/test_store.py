@@ -60,14 +60,15 @@ async def test_upgrade_applies_every_migration_once_then_nothing(database_url: s
         assert await store.upgrade() == []
 
 
+@pytest.mark.postgres
 async def test_execution_pages_leave_room_for_in_place_updates_on_postgresql(
-    store: Store,
+    postgres_url: str,
 ) -> None:
-    if store.dialect != "postgresql":
-        pytest.skip("a PostgreSQL storage setting; SQLite has none")
-    options = await store.fetch_value(
-        "SELECT reloptions FROM pg_class WHERE relname = 'orch_executions'"
-    )
+    async with await open_store(postgres_url) as store:
+        await store.upgrade()
+        options = await store.fetch_value(
+            "SELECT reloptions FROM pg_class WHERE relname = 'orch_executions'"
+        )
     assert "fillfactor=50" in options
 
 
