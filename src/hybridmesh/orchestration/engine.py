@@ -555,16 +555,10 @@ class Orchestrator:
         besides their heads (nearly all of them): one statement (``write_many``), so one
         round trip, with no BEGIN and COMMIT around it."""
         rows = _Rows.gather(changes)
-        owner = self.worker_id
-        saves = [[*row, owner] for row in rows.saved]
-        saves += [
-            [i, None, state, error, seq, now, None, 0, now, None, owner]
-            for i, state, error, seq, now in rows.held
-        ]
         args: list[Any] = []
-        if saves:
-            args.append([row[0] for row in saves])
-            args.append(dumps(saves))
+        if rows.saves:
+            args.append([row[0] for row in rows.saves])
+            args.append(dumps(rows.saves))
         if rows.starts:
             args.append(dumps(rows.starts))
         if rows.history:
@@ -572,7 +566,7 @@ class Orchestrator:
         if rows.events:
             args += [list(column) for column in zip(*rows.events, strict=True)]
         query = sql.write_many(
-            bool(saves), bool(rows.starts), bool(rows.history), bool(rows.events)
+            bool(rows.saves), bool(rows.starts), bool(rows.history), bool(rows.events)
         )
         written = {
             row["id"]: row["signals"]
@@ -655,13 +649,12 @@ _ROW_STATEMENTS = frozenset({sql.INSERT_HISTORY, APPEND_EVENT})
 
 @dataclass
 class _Rows:
-    """The rows of a batch of changes, by kind: the held saves (id, then the values
-    SAVE_HELD sets), the other saves (their values at SAVE_COLUMNS but the owner), the
-    starts (INSERT_EXECUTION's arguments, distinct ids), the history records and the
-    events (the execution's id, then the event's row)."""
+    """The rows of a batch of changes for ``write_many``, by kind: the saves (their values
+    at SAVE_COLUMNS; a held save's status is NULL, which keeps the row's, and its release
+    0), the starts (INSERT_EXECUTION's arguments, distinct ids), the history records and
+    the events (the execution's id, then the event's row)."""
 
-    held: list[list[Any]] = field(default_factory=list)
-    saved: list[list[Any]] = field(default_factory=list)
+    saves: list[list[Any]] = field(default_factory=list)
     starts: list[Sequence[Any]] = field(default_factory=list)
     history: list[Sequence[Any]] = field(default_factory=list)
     events: list[Sequence[Any]] = field(default_factory=list)
@@ -673,10 +666,12 @@ class _Rows:
         started: set[str] = set()
         for index, (execution_id, (head, *rest)) in enumerate(changes):
             if head.sql is sql.SAVE_HELD:
-                state, error, seq, now, *_ = head.args
-                rows.held.append([execution_id, state, error, seq, now])
+                state, error, seq, now, _, _, owner = head.args
+                rows.saves.append(
+                    [execution_id, None, state, error, seq, now, None, 0, now, None, owner]
+                )
             elif head.sql is sql.SAVE:
-                rows.saved.append([head.args[at] for at in sql.SAVE_COLUMNS[:-1]])
+                rows.saves.append([head.args[at] for at in sql.SAVE_COLUMNS])
             elif head.sql is not sql.INSERT_EXECUTION:
                 raise ValueError(f"not a head the engine writes: {head.sql[:40]!r}")
             elif execution_id in started:  # the same id twice in one batch: the first starts

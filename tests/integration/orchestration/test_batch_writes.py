@@ -47,18 +47,26 @@ def ending(engine: Orchestrator, execution_id: str, seq: int) -> list[Statement]
     return [save, Statement(sql.INSERT_HISTORY, rows=history, after=0), event.statement]
 
 
-async def test_a_change_whose_lease_was_lost_writes_nothing_of_its_batch(rig: Rig) -> None:
-    engine = rig.engine()
+async def two_leased(rig: Rig, engine: Orchestrator) -> tuple[str, str]:
+    """Two running orders, the first held by ``engine``'s worker, the second by another
+    worker; both due since 123.0."""
     await engine.register(ORDER)
-    kept = await engine.start_saga("order", {"order_id": "o-1"}, execution_id="kept")
-    lost = await engine.start_saga("order", {"order_id": "o-2"}, execution_id="lost")
-    for execution_id, owner in ((kept, engine.worker_id), (lost, "other-worker")):
+    mine = await engine.start_saga("order", {"order_id": "o-1"}, execution_id="mine")
+    theirs = await engine.start_saga("order", {"order_id": "o-2"}, execution_id="theirs")
+    for execution_id, owner in ((mine, engine.worker_id), (theirs, "other-worker")):
         await rig.store.execute(
-            "UPDATE orch_executions SET lease_owner = ?, lease_until = ? WHERE id = ?",
+            "UPDATE orch_executions SET lease_owner = ?, lease_until = ?, wake_at = ? WHERE id = ?",
             owner,
             engine._now() + 30,
+            123.0,
             execution_id,
         )
+    return mine, theirs
+
+
+async def test_a_change_whose_lease_was_lost_writes_nothing_of_its_batch(rig: Rig) -> None:
+    engine = rig.engine()
+    kept, lost = await two_leased(rig, engine)
     seq = {
         row["id"]: row["history_seq"]
         for row in await rig.store.fetch_all("SELECT id, history_seq FROM orch_executions")
@@ -89,17 +97,7 @@ async def test_a_held_save_writes_the_state_and_leaves_due_time_status_and_lease
     rig: Rig,
 ) -> None:
     engine = rig.engine()
-    await engine.register(ORDER)
-    mine = await engine.start_saga("order", {"order_id": "o-1"}, execution_id="mine")
-    theirs = await engine.start_saga("order", {"order_id": "o-2"}, execution_id="theirs")
-    for execution_id, owner in ((mine, engine.worker_id), (theirs, "other-worker")):
-        await rig.store.execute(
-            "UPDATE orch_executions SET lease_owner = ?, lease_until = ?, wake_at = ? WHERE id = ?",
-            owner,
-            engine._now() + 30,
-            123.0,
-            execution_id,
-        )
+    mine, theirs = await two_leased(rig, engine)
     state = '{"steps": {}, "context": {"saved": true}}'
     results = await engine._commit(
         [(mine, [held(engine, mine, state, 7)]), (theirs, [held(engine, theirs, state, 7)])]

@@ -604,18 +604,26 @@ async def test_a_publish_wakes_a_fetch_waiting_in_the_same_process(make_sql: Mak
     assert time.monotonic() - began < 1
 
 
-async def test_a_publish_from_another_process_wakes_a_waiting_fetch(
-    make_sql: MakeSql, sql: SqlEventBackend
-) -> None:
-    # PostgreSQL wakes it by NOTIFY, so the poll is set far beyond the test; SQLite has no
-    # notifications between processes, so there it is the poll that sees the new rows.
+async def fetch_from_another_process(
+    make_sql: MakeSql, sql: SqlEventBackend, spec: GroupSpec
+) -> tuple[SqlEventBackend, asyncio.Task[list[PartitionBatch]]]:
+    """A publisher, and a fetch of ``spec`` waiting in another backend on the same
+    database (as another process would). PostgreSQL wakes the fetch by NOTIFY, so the
+    poll is set far beyond the test; SQLite has no notifications between processes, so
+    there it is the poll that sees the new rows."""
     poll = 30.0 if sql.store.dialect == "postgresql" else 0.1
     consumer = await make_sql(clock=SYSTEM_CLOCK, poll_interval=poll)
     publisher = await make_sql(clock=SYSTEM_CLOCK)
-    spec = GroupSpec("g")
     await consumer.ensure_group(spec)
     waiting = asyncio.create_task(consumer.fetch(spec, "c", max_events=10, wait=20))
     await asyncio.sleep(0.3)
+    return publisher, waiting
+
+
+async def test_a_publish_from_another_process_wakes_a_waiting_fetch(
+    make_sql: MakeSql, sql: SqlEventBackend
+) -> None:
+    publisher, waiting = await fetch_from_another_process(make_sql, sql, GroupSpec("g"))
     began = time.monotonic()
     await publisher.publish([ev()])
     batches = await asyncio.wait_for(waiting, 5)
@@ -628,13 +636,8 @@ async def test_a_publish_from_another_process_wakes_only_fetches_taking_its_type
 ) -> None:
     # The NOTIFY names the types published: a fetch for orders is woken by an order, and
     # takes it at once, even right after a publish of other types woke no one.
-    poll = 30.0 if sql.store.dialect == "postgresql" else 0.1
-    consumer = await make_sql(clock=SYSTEM_CLOCK, poll_interval=poll)
-    publisher = await make_sql(clock=SYSTEM_CLOCK)
     spec = GroupSpec("orders", pattern="order.*")
-    await consumer.ensure_group(spec)
-    waiting = asyncio.create_task(consumer.fetch(spec, "c", max_events=10, wait=20))
-    await asyncio.sleep(0.3)
+    publisher, waiting = await fetch_from_another_process(make_sql, sql, spec)
     await publisher.publish([ev("user.created"), ev("invoice.paid")])
     await asyncio.sleep(0.3)
     assert not waiting.done()
