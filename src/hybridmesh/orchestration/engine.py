@@ -118,7 +118,7 @@ class Orchestrator:
         self._outbox = Outbox(store, clock=clock) if bus is not None else None
         self._relay = OutboxRelay(store, bus, clock=clock) if bus is not None else None
         self._writes: GroupCommit[tuple[str, list[Statement]], list[BatchResult]] = GroupCommit(
-            self._commit, "hybridmesh-orchestrator-writes"
+            self._commit, "hybridmesh-orchestrator-writes", gather=store.batches_inline
         )
         self._driver = Driver(self)
         self._driving: dict[str, asyncio.Task[None]] = {}

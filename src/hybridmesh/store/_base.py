@@ -139,6 +139,10 @@ class Store(Queries):
     dialect: str
     """``"sqlite"`` or ``"postgresql"``."""
 
+    batches_inline = False
+    """Whether :meth:`batch` may finish without giving the event loop a turn (it runs on
+    the loop's own thread), so group commits gather their writes first."""
+
     def __init__(
         self, url: str, migrations: Sequence[Migration], clock: Clock = SYSTEM_CLOCK
     ) -> None:

@@ -24,13 +24,23 @@ class GroupCommit(Generic[T, R]):
     commit raised (every item of a failed commit gets the error: none of them was written).
     A write that finds nothing committing commits at once in its own task (a lone writer
     pays no hand-off); the writes that queue behind it are committed together next.
+
+    With ``gather``, a write that finds nothing committing waits for the writes the
+    event loop's other ready tasks make in the same turn, and all of them commit together
+    in the next. That is for a ``commit`` that finishes without giving the loop a turn
+    (see ``SQLiteStore.batches_inline``): no write could ever queue behind it otherwise.
     """
 
     def __init__(
-        self, commit: Callable[[list[T]], Awaitable[Sequence[R] | None]], name: str
+        self,
+        commit: Callable[[list[T]], Awaitable[Sequence[R] | None]],
+        name: str,
+        *,
+        gather: bool = False,
     ) -> None:
         self._commit = commit
         self._name = name
+        self._gather = gather
         self._queue: list[tuple[T, asyncio.Future[Any]]] = []
         self._task: asyncio.Task[None] | None = None
         self._busy = False  # a commit is running (inline or in the task)
@@ -38,7 +48,7 @@ class GroupCommit(Generic[T, R]):
         self._idle.set()
 
     async def submit(self, item: T) -> R:
-        if not self._busy:
+        if not self._busy and not self._gather:
             self._busy = True
             self._idle.clear()
             try:
