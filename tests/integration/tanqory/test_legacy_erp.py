@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import aiohttp
@@ -124,6 +125,9 @@ async def test_order_export_since(http: aiohttp.ClientSession, erp: RunningServi
         await _post(
             http, f"{erp.url}/erp/orders", {"customer_id": "C-1", "items": [{}], "total": total}
         )
+        # Times are kept to the millisecond: the second order must come a millisecond later
+        # to be the only one created at or after its own time.
+        await asyncio.sleep(0.005)
     async with http.get(f"{erp.url}/batch/order-export") as resp:
         exported = await resp.json()
     assert [o["order_id"] for o in exported] == ["SO-000001", "SO-000002"]
