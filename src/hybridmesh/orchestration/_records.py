@@ -43,8 +43,12 @@ RETURNING signals
 """
 
 #: Where each value stands among SAVE's arguments (some stand there twice), for the
-#: columns of a batch's saves in :func:`write_many`.
-SAVE_COLUMNS = (6, 0, 1, 2, 3, 4, 5, 7, 9, 10, 14)
+#: columns of a batch's saves in :func:`write_many`, and where its state stands.
+SAVE_COLUMNS = (6, 0, 2, 3, 4, 5, 7, 9, 10, 14)
+SAVE_STATE = 1
+
+#: Where INSERT_EXECUTION's input and state stand among its arguments.
+START_TEXTS = (5, 6)
 
 # SAVE for a worker that keeps the lease and leaves the status as it was (most saves: a
 # step's outcome and the next step's start). The columns that are indexed (status,
@@ -61,13 +65,27 @@ RETURNING signals
 """
 
 
-def _json_rows(columns: str) -> str:
+def _json_rows(columns: str, texts: tuple[str, ...] = ()) -> str:
     """PostgreSQL: a relation of rows sent as one JSON argument (an array of rows, each an
     array of values in the order of ``columns``, "name type, ..."). One argument of text
-    costs the driver far less than an array per column, which it checks value by value."""
+    costs the driver far less than an array per column, which it checks value by value.
+
+    The columns named in ``texts`` (long JSON text: an execution's state and input) are
+    not in the JSON rows: each comes from a text array argument of its own, after the JSON
+    one, one element per row. Inside JSON such text would be escaped by the writer and
+    unescaped by the server one character at a time."""
     pairs = [column.split() for column in columns.split(",")]
-    values = ", ".join(f"(r->>{i})::{kind} AS {name}" for i, (name, kind) in enumerate(pairs))
-    return f"(SELECT {values} FROM jsonb_array_elements(?::jsonb) AS r)"
+    values = []
+    at = 0
+    for name, kind in pairs:
+        if name in texts:
+            values.append(f"r.{name}")
+        else:
+            values.append(f"(r.value->>{at})::{kind} AS {name}")
+            at += 1
+    functions = ", ".join(["jsonb_array_elements(?::jsonb)", *["unnest(?::text[])"] * len(texts)])
+    names = ", ".join(["value", *texts])
+    return f"(SELECT {', '.join(values)} FROM ROWS FROM ({functions}) AS r({names}))"
 
 
 # PostgreSQL, :func:`write_many`'s parts. The rows to save are locked in id order first
@@ -92,7 +110,8 @@ saved AS (
     _json_rows(
         "id text, status text, state text, error text, history_seq integer, "
         "updated_at float8, ended_at float8, release integer, now float8, wake float8, "
-        "owner text"
+        "owner text",
+        texts=("state",),
     )
 } AS v
         JOIN locked ON locked.id = v.id
@@ -111,7 +130,8 @@ started AS (
     _json_rows(
         "id text, kind text, name text, version integer, status text, input text, "
         "state text, trace_context text, wake_at float8, lease_owner text, "
-        "lease_until float8, history_seq integer, created_at float8, updated_at float8"
+        "lease_until float8, history_seq integer, created_at float8, updated_at float8",
+        texts=("input", "state"),
     )
 } AS v
     ORDER BY id
@@ -137,12 +157,14 @@ history AS (
 def write_many(saves: bool, starts: bool, history: bool, events: bool) -> str:
     """PostgreSQL: a batch of the engine's writes as one statement, so one round trip in
     its own transaction. Its arguments, for the parts asked for: the saves (the ids to
-    lock as an array, then the rows as JSON, each the values at :data:`SAVE_COLUMNS`; a
-    held save, as SAVE_HELD, has a NULL status, which keeps the row's, and release 0), the
-    starts (JSON rows of INSERT_EXECUTION's arguments), the history records (JSON rows
-    of INSERT_HISTORY's) and the events for the event log (the execution of each, then one
-    array per column: see ``guarded_append``). Records and events count only for
-    executions whose row was written. Returns a row per written execution, its id and
+    lock as an array, then the rows as JSON, each the values at :data:`SAVE_COLUMNS`, then
+    their states as an array; a held save, as SAVE_HELD, has a NULL status, which keeps
+    the row's, and release 0), the starts (JSON rows of INSERT_EXECUTION's arguments but
+    the input and the state, then the inputs and the states as arrays: see
+    :data:`START_TEXTS`), the history records (JSON rows of INSERT_HISTORY's) and the
+    events for the event log (the execution of each, then one array per column: see
+    ``guarded_append``). Records and events count only for executions whose row was
+    written. Returns a row per written execution, its id and
     ``signals`` (NULL for a start), and one row of NULLs when events were appended."""
     if not (saves or starts):
         raise ValueError("a batch of the engine's writes saves or starts something")

@@ -559,8 +559,11 @@ class Orchestrator:
         if rows.saves:
             args.append([row[0] for row in rows.saves])
             args.append(dumps(rows.saves))
+            args.append(rows.states)
         if rows.starts:
             args.append(dumps(rows.starts))
+            args.append(rows.inputs)
+            args.append(rows.start_states)
         if rows.history:
             args.append(dumps(rows.history))
         if rows.events:
@@ -645,17 +648,22 @@ class Orchestrator:
 #: The statements besides its head that a change may have for
 #: :meth:`Orchestrator._commit_postgres`.
 _ROW_STATEMENTS = frozenset({sql.INSERT_HISTORY, APPEND_EVENT})
+_TEXTS = frozenset(sql.START_TEXTS)
 
 
 @dataclass
 class _Rows:
     """The rows of a batch of changes for ``write_many``, by kind: the saves (their values
     at SAVE_COLUMNS; a held save's status is NULL, which keeps the row's, and its release
-    0), the starts (INSERT_EXECUTION's arguments, distinct ids), the history records and
-    the events (the execution's id, then the event's row)."""
+    0) and their states, the starts (INSERT_EXECUTION's arguments but the input and the
+    state, distinct ids) and their inputs and states, the history records and the events
+    (the execution's id, then the event's row)."""
 
     saves: list[list[Any]] = field(default_factory=list)
+    states: list[str] = field(default_factory=list)
     starts: list[Sequence[Any]] = field(default_factory=list)
+    inputs: list[str] = field(default_factory=list)
+    start_states: list[str] = field(default_factory=list)
     history: list[Sequence[Any]] = field(default_factory=list)
     events: list[Sequence[Any]] = field(default_factory=list)
     duplicates: set[int] = field(default_factory=set)  # starts of an id already started
@@ -667,11 +675,11 @@ class _Rows:
         for index, (execution_id, (head, *rest)) in enumerate(changes):
             if head.sql is sql.SAVE_HELD:
                 state, error, seq, now, _, _, owner = head.args
-                rows.saves.append(
-                    [execution_id, None, state, error, seq, now, None, 0, now, None, owner]
-                )
+                rows.saves.append([execution_id, None, error, seq, now, None, 0, now, None, owner])
+                rows.states.append(state)
             elif head.sql is sql.SAVE:
                 rows.saves.append([head.args[at] for at in sql.SAVE_COLUMNS])
+                rows.states.append(head.args[sql.SAVE_STATE])
             elif head.sql is not sql.INSERT_EXECUTION:
                 raise ValueError(f"not a head the engine writes: {head.sql[:40]!r}")
             elif execution_id in started:  # the same id twice in one batch: the first starts
@@ -679,7 +687,10 @@ class _Rows:
                 continue
             else:
                 started.add(execution_id)
-                rows.starts.append(head.args)
+                args = head.args
+                rows.starts.append([value for at, value in enumerate(args) if at not in _TEXTS])
+                rows.inputs.append(args[sql.START_TEXTS[0]])
+                rows.start_states.append(args[sql.START_TEXTS[1]])
             for statement in rest:
                 if statement.after != 0 or statement.rows is None:
                     raise ValueError("a change's other statements must be rows after its head")
