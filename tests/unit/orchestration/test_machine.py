@@ -274,3 +274,19 @@ def test_recover_runs_the_interrupted_attempt_again() -> None:
     restored = Machine(m.plan, m.status, ExecutionState.from_dict(loads(m.state.to_json())))
     assert restored.recover() == [StepCall("b", 1)]
     assert restored.advance(0) == []
+
+
+def test_the_stored_state_reads_back_as_it_was_at_every_round() -> None:
+    m = machine(saga(step("a", compensation=UNDO), step("b"), step("c")))
+    seen = []
+    for _ in range(2):
+        m.succeeded(m.advance(0)[0], {"n": len(seen)}, 0)
+        seen.append(loads(m.state.to_json()))
+        assert ExecutionState.from_dict(seen[-1]) == m.state
+    m.failed(m.advance(0)[0], Failure("boom", retryable=False, ambiguous=False), 0)
+    m.advance(0)
+    assert ExecutionState.from_dict(loads(m.state.to_json())) == m.state
+    # Steps still pending are written as empty objects, the others in full.
+    assert seen[0]["steps"]["b"] == seen[0]["steps"]["c"] == {}
+    assert seen[0]["steps"]["a"]["status"] == "completed"
+    assert seen[1]["steps"]["b"]["result"] == {"n": 1}
