@@ -41,6 +41,10 @@ from hybridmesh.orchestration.plan import Completion, ErrorHandling, Plan, PlanS
 #: Compensations get at least this many attempts, whatever the step's own policy says.
 MIN_COMPENSATION_ATTEMPTS = 3
 
+_RETRYING = StepStatus.RETRYING
+_WAITING = StepStatus.WAITING
+_COMP_RETRYING = CompStatus.RETRYING
+
 
 @dataclass(frozen=True, slots=True)
 class StepCall:
@@ -100,6 +104,7 @@ class Machine:
         for step in plan.steps:
             for dependency in step.dependencies:
                 self._dependents[dependency].append(step.step_id)
+        self._by_event = any(step.completion is Completion.EVENT for step in plan.steps)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -113,7 +118,9 @@ class Machine:
 
     def awaits_event(self) -> bool:
         """Whether a step waits for its completion event."""
-        return any(s.status is StepStatus.WAITING for s in self.state.steps.values())
+        return self._by_event and any(
+            s.status is StepStatus.WAITING for s in self.state.steps.values()
+        )
 
     def step_state(self, step_id: str) -> StepState:
         return self.state.steps[step_id]
@@ -131,21 +138,22 @@ class Machine:
         timed (the execution ended, or it waits for completion events without deadline)."""
         if self.status.terminal:
             return None
-        times: list[float] = []
-        for s in self.state.steps.values():
-            if s.status is StepStatus.RETRYING and s.retry_at is not None:
-                times.append(s.retry_at)
-            elif s.status is StepStatus.WAITING and s.deadline is not None:
-                times.append(s.deadline)
-            if s.comp is CompStatus.RETRYING and s.comp_retry_at is not None:
-                times.append(s.comp_retry_at)
-        if (
-            self.status is Status.RUNNING
-            and self.state.deadline is not None
-            and not self.state.timed_out
-        ):
-            times.append(self.state.deadline)
-        return min(times) if times else None
+        state = self.state
+        due: float | None = None
+        if self.status is Status.RUNNING and state.deadline is not None and not state.timed_out:
+            due = state.deadline
+        for s in state.steps.values():
+            # Most steps are timed by nothing: one test each for them.
+            status = s.status
+            if status is _RETRYING or status is _WAITING:
+                at = s.retry_at if status is _RETRYING else s.deadline
+                if at is not None and (due is None or at < due):
+                    due = at
+            if s.comp is _COMP_RETRYING:
+                at = s.comp_retry_at
+                if at is not None and (due is None or at < due):
+                    due = at
+        return due
 
     # -- moving on -------------------------------------------------------------------------
 
@@ -215,7 +223,6 @@ class Machine:
                     )
                     changed = True
                 elif not self._halted():
-                    self._history.append(Record("step.scheduled", step.step_id))
                     calls.append(self._start(step, s, now))
         if calls:
             return calls
