@@ -126,6 +126,7 @@ class MeshMetrics:
             registry=self.registry,
         )
         self._event_children: dict[tuple[str, str], Any] = {}
+        self._published_children: dict[str, Any] = {}
         # observe_call is on every call's path; ``.labels()`` validates and locks each time,
         # so the children are looked up once per label combination and kept here.
         self._call_children: dict[tuple[str, str, str, str], tuple[Any, Any]] = {}
@@ -156,7 +157,12 @@ class MeshMetrics:
 
     def observe_published(self, event_type: str, count: int = 1) -> None:
         """Count ``count`` events of ``event_type`` appended to the bus."""
-        self._events_published.labels(event_type).inc(count)
+        counter = self._published_children.get(event_type)
+        if counter is None:
+            counter = self._published_children[event_type] = self._events_published.labels(
+                event_type
+            )
+        counter.inc(count)
 
     def observe_handled(self, group: str, outcome: str, count: int = 1) -> None:
         """Count ``count`` deliveries handled by ``group`` with ``outcome``."""

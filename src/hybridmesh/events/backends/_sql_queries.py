@@ -137,6 +137,17 @@ UPDATE event_positions SET position = ?, head_attempts = ?, not_before = ?, leas
 WHERE group_name = ? AND partition = ? AND lease_token = ?
 """
 
+# PostgreSQL: SETTLE for many rows in one statement (one array per SETTLE argument), so
+# one round trip with no BEGIN and COMMIT around it. A consumer settles a partition for
+# every batch, and on a fetch releases each partition that held nothing for it.
+SETTLE_MANY = """
+UPDATE event_positions AS p SET position = v.position, head_attempts = v.head_attempts,
+    not_before = v.not_before, lease_owner = NULL, lease_token = NULL, lease_until = NULL
+FROM unnest(?::bigint[], ?::integer[], ?::double precision[], ?::text[], ?::integer[],
+            ?::text[]) AS v(position, head_attempts, not_before, group_name, partition, token)
+WHERE p.group_name = v.group_name AND p.partition = v.partition AND p.lease_token = v.token
+"""
+
 # A dead letter, written only while the batch's lease is current (run before its SETTLE).
 INSERT_DEAD_LETTER = """
 INSERT INTO event_dead_letters
@@ -228,6 +239,7 @@ __all__ = [
     "PUBLISH_LOCK_KEY",
     "SEQ_AT_COUNT",
     "SETTLE",
+    "SETTLE_MANY",
     "SKIP_LOCKED",
     "UPSERT_GROUP",
     "dead_letter_from_row",

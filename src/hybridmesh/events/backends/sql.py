@@ -330,12 +330,19 @@ class SqlEventBackend:
                 for row in leased
             ]
             with contextlib.suppress(Exception):
-                await asyncio.shield(self.store.executemany(q.SETTLE, back))
+                await asyncio.shield(self._settle(back))
             raise
         batches, releases = plan_batches(spec, token, leased, rows)
         if releases:
-            await self.store.executemany(q.SETTLE, releases)
+            await self._settle(releases)
         return batches
+
+    async def _settle(self, rows: list[Row]) -> None:
+        """Run SETTLE for ``rows``, as one statement on PostgreSQL."""
+        if self._postgres:
+            await self.store.execute(q.SETTLE_MANY, *map(list, zip(*rows, strict=True)))
+        else:
+            await self.store.executemany(q.SETTLE, rows)
 
     async def _read(
         self, spec: GroupSpec, leased: list[dict[str, Any]], max_events: int
@@ -363,7 +370,7 @@ class SqlEventBackend:
         settles = [row for row, _ in items]
         letters = [letter for _, letter in items if letter is not None]
         if not letters:
-            await self.store.executemany(q.SETTLE, settles)  # one hop, one commit
+            await self._settle(settles)  # one hop, one commit
             return
         async with self.store.transaction() as tx:
             await tx.executemany(q.INSERT_DEAD_LETTER, letters)  # before SETTLE ends leases
