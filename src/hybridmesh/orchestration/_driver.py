@@ -97,10 +97,11 @@ class Driver:
                     await self._save(live, release=True, wake=now)
                     return
                 calls += machine.advance(now)
-                for call, task in list(live.tasks.items()):
-                    if not machine.in_flight(call):
-                        task.cancel()  # abandoned: the execution timed out or was cancelled
-                        del live.tasks[call]
+                if live.tasks:
+                    for call, task in list(live.tasks.items()):
+                        if not machine.in_flight(call):
+                            task.cancel()  # abandoned: the execution timed out or was cancelled
+                            del live.tasks[call]
                 if machine.status.terminal:
                     for task in live.tasks.values():
                         task.cancel()
@@ -388,7 +389,7 @@ class Driver:
         if records:
             rows = history_rows(live.id, live.seq, records, now)
             statements.append(Statement(sql.INSERT_HISTORY, rows=rows, after=0))
-        ending = next((r for r in records if r.type in ENDINGS), None)
+        ending = next((r for r in records if r.type in ENDINGS), None) if status.terminal else None
         event = None
         if ending is not None:
             outcome = ending.type.split(".", 1)[1]

@@ -41,6 +41,7 @@ from hybridmesh.orchestration.plan import Completion, ErrorHandling, Plan, PlanS
 #: Compensations get at least this many attempts, whatever the step's own policy says.
 MIN_COMPENSATION_ATTEMPTS = 3
 
+_PENDING = StepStatus.PENDING
 _RETRYING = StepStatus.RETRYING
 _WAITING = StepStatus.WAITING
 _COMP_RETRYING = CompStatus.RETRYING
@@ -190,28 +191,27 @@ class Machine:
             self._abandon_active(f"execution timed out after {limit} ms", now)
         calls: list[StepCall] = []
         steps = state.steps
-        pending = False
-        for step_id, s in steps.items():
+        pending: list[PlanStep] = []  # in the plan's order; no step becomes pending again
+        for step in self.plan.steps:
+            s = steps[step.step_id]
             status = s.status
-            if status is StepStatus.PENDING:
-                pending = True
-            elif status is StepStatus.WAITING and s.deadline is not None and now >= s.deadline:
-                step = self._steps[step_id]
+            if status is _PENDING:
+                pending.append(step)
+            elif status is _WAITING and s.deadline is not None and now >= s.deadline:
                 waited = step.completion_timeout_ms
                 self._final_failure(step, s, f"no completion event within {waited} ms", now)
-            elif status is StepStatus.RETRYING and s.retry_at is not None and now >= s.retry_at:
-                step = self._steps[step_id]
+            elif status is _RETRYING and s.retry_at is not None and now >= s.retry_at:
                 if self._halted():
                     self._final_failure(step, s, s.error or "abandoned", now, note="abandoned")
                 else:
-                    self._history.append(Record("timer.fired", step_id, s.attempt + 1))
+                    self._history.append(Record("timer.fired", step.step_id, s.attempt + 1))
                     calls.append(self._start(step, s, now))
-        changed = pending
+        changed = bool(pending)
         while changed:  # a skip can unblock (skip) further steps in the same round
             changed = False
-            for step in self.plan.steps:
+            for step in pending:
                 s = steps[step.step_id]
-                if s.status is not StepStatus.PENDING:
+                if s.status is not _PENDING:
                     continue
                 blocked = self._blockers(step)
                 if blocked is None:

@@ -26,7 +26,18 @@ class Status(StrEnum):
 
     @property
     def terminal(self) -> bool:
-        return self not in (Status.RUNNING, Status.COMPENSATING)
+        return self in _TERMINAL
+
+
+_TERMINAL = frozenset(
+    {
+        Status.COMPLETED,
+        Status.FAILED,
+        Status.COMPENSATED,
+        Status.COMPENSATION_FAILED,
+        Status.CANCELLED,
+    }
+)
 
 
 class StepStatus(StrEnum):

@@ -12,6 +12,7 @@ import asyncio
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import cast
 
 import httptools
@@ -43,17 +44,26 @@ class Http1Response:
     @property
     def content_type(self) -> str:
         """The media type, lower-cased and without parameters; "" when there is none."""
-        return self.headers.get("Content-Type", "").partition(";")[0].strip().lower()
+        return _media_type(self.headers.get("Content-Type", ""))[0]
 
     @property
     def charset(self) -> str | None:
         """The ``charset`` parameter of ``Content-Type``, or None."""
-        params = self.headers.get("Content-Type", "").split(";")[1:]
-        for param in params:
-            name, _, value = param.partition("=")
-            if name.strip().lower() == "charset":
-                return value.strip().strip('"') or None
-        return None
+        return _media_type(self.headers.get("Content-Type", ""))[1]
+
+
+@lru_cache(maxsize=256)
+def _media_type(header: str) -> tuple[str, str | None]:
+    """The media type (lower-cased, without parameters) and the ``charset`` parameter of a
+    ``Content-Type`` value. A service answers with the same few values again and again."""
+    media, *params = header.split(";")
+    charset = None
+    for param in params:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset":
+            charset = value.strip().strip('"') or None
+            break
+    return media.strip().lower(), charset
 
 
 class Origin:
