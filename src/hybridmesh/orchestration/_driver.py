@@ -207,8 +207,9 @@ class Driver:
         make next."""
         live.inline = asyncio.current_task()
         live.inline_call = call
+        outcome = None
         try:
-            await self._attempt(live, call)
+            outcome = await self._outcome(live, call)
         except asyncio.CancelledError:
             task = live.inline
             if not live.interrupted or (task is not None and task.uncancel() > 0):
@@ -219,11 +220,15 @@ class Driver:
             live.interrupted = False
         if live.signals:
             await self._apply_signals(live)
-        self._record(live)
+        self._record(live, outcome)
         return [call] if live.machine.in_flight(call) else []
 
     async def _attempt(self, live: Live, call: StepCall) -> None:
-        """Make one attempt and queue its outcome for the driver."""
+        """Make one attempt in a task of its own and queue its outcome for the driver."""
+        live.outcomes.put_nowait(await self._outcome(live, call))
+
+    async def _outcome(self, live: Live, call: StepCall) -> tuple[StepCall, bool, Any]:
+        """Make one attempt: its call, whether it succeeded, and its result or Failure."""
         step = live.machine.step(call.step_id)
         operation = step.compensation if call.compensation else step.operation
         assert operation is not None
@@ -264,9 +269,8 @@ class Driver:
                     call.attempt,
                     failure.message,
                 )
-                live.outcomes.put_nowait((call, False, failure))
-            else:
-                live.outcomes.put_nowait((call, True, result))
+                return call, False, failure
+            return call, True, result
 
     def _payload(self, live: Live, call: StepCall, payload: Mapping[str, Any]) -> Any:
         """What the attempt sends. Templates are rendered. A workflow step without any
