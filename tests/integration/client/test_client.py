@@ -162,6 +162,21 @@ async def test_one_attempt_that_hangs_times_out(upstream: tuple[Scripted, str]) 
             await client.communicate("orders", "users", QUERY)
 
 
+async def test_a_call_cancelled_from_outside_is_cancelled_not_timed_out(
+    upstream: tuple[Scripted, str],
+) -> None:
+    scripted, url = upstream
+    scripted.delay = 1.0
+    async with make_client(url, retries=0, timeout=0.5) as client:
+        call = asyncio.create_task(client.communicate("orders", "users", QUERY))
+        await asyncio.sleep(0.1)
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        scripted.delay = 0.0
+        assert (await client.communicate("orders", "users", QUERY)).status == 200
+
+
 async def test_bulkhead_rejects_calls_beyond_its_limit(upstream: tuple[Scripted, str]) -> None:
     scripted, url = upstream
     scripted.delay = 0.3
