@@ -56,6 +56,7 @@ from hybridmesh.orchestration.steps import ORCHESTRATOR, StepRunner
 from hybridmesh.review import ReviewQueue
 from hybridmesh.store import BatchResult, Statement, Store
 from hybridmesh.store.group_commit import GroupCommit
+from hybridmesh.store.postgres import array_columns
 
 log = get_logger("hybridmesh.orchestration")
 
@@ -567,7 +568,7 @@ class Orchestrator:
         if rows.history:
             args.append(dumps(rows.history))
         if rows.events:
-            args += [list(column) for column in zip(*rows.events, strict=True)]
+            args += array_columns(rows.events)
         query = sql.write_many(
             bool(rows.saves), bool(rows.starts), bool(rows.history), bool(rows.events)
         )

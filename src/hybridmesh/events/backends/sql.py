@@ -51,6 +51,7 @@ from hybridmesh.events.subjects import matches, validate_pattern
 from hybridmesh.observability import get_logger
 from hybridmesh.store import Statement, Store, Transaction, open_store
 from hybridmesh.store.group_commit import GroupCommit
+from hybridmesh.store.postgres import array_columns
 
 log = get_logger("hybridmesh.events.sql")
 
@@ -213,11 +214,15 @@ class SqlEventBackend:
         return (event.id, event.source, event.type, partition, group, body, now)
 
     async def _append(self, queries: Transaction, rows: list[Row]) -> None:
+        await self._each_row(queries, q.INSERT_EVENT, q.APPEND_EVENTS, rows)
+
+    async def _each_row(self, queries: Transaction, sql: str, arrays: str, rows: list[Row]) -> None:
+        """Run ``sql`` once per row; on PostgreSQL ``arrays`` instead, the same for all
+        ``rows`` in one statement (one array per column)."""
         if self._postgres:
-            columns = [list(column) for column in zip(*rows, strict=True)]
-            await queries.execute(q.APPEND_EVENTS, *columns)
+            await queries.execute(arrays, *array_columns(rows))
         else:
-            await queries.executemany(q.INSERT_EVENT, rows)
+            await queries.executemany(sql, rows)
 
     # -- groups ----------------------------------------------------------------------------
 
@@ -338,11 +343,7 @@ class SqlEventBackend:
         return batches
 
     async def _settle(self, rows: list[Row]) -> None:
-        """Run SETTLE for ``rows``, as one statement on PostgreSQL."""
-        if self._postgres:
-            await self.store.execute(q.SETTLE_MANY, *map(list, zip(*rows, strict=True)))
-        else:
-            await self.store.executemany(q.SETTLE, rows)
+        await self._each_row(self.store, q.SETTLE, q.SETTLE_MANY, rows)
 
     async def _read(
         self, spec: GroupSpec, leased: list[dict[str, Any]], max_events: int
@@ -374,7 +375,7 @@ class SqlEventBackend:
             return
         async with self.store.transaction() as tx:
             await tx.executemany(q.INSERT_DEAD_LETTER, letters)  # before SETTLE ends leases
-            await tx.executemany(q.SETTLE, settles)
+            await self._each_row(tx, q.SETTLE, q.SETTLE_MANY, settles)
 
     # -- dead letters ----------------------------------------------------------------------
 
