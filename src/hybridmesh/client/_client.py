@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import random
 from collections import deque
 from collections.abc import Mapping
@@ -22,6 +21,7 @@ from hybridmesh.client.strategy import (
     select_strategy,
 )
 from hybridmesh.core.clock import SYSTEM_CLOCK, Clock
+from hybridmesh.core.deadlines import Deadline
 from hybridmesh.core.errors import (
     BulkheadFullError,
     CallTimeoutError,
@@ -356,11 +356,14 @@ class HybridClient:
                     if timeout is None:
                         answer = await transport.send(outbound)
                     else:
+                        limit = Deadline.start(timeout)
                         try:
-                            async with asyncio.timeout(timeout):
-                                answer = await transport.send(outbound)
-                        except TimeoutError as error:
-                            raise CallTimeoutError(guard, timeout) from error
+                            answer = await transport.send(outbound)
+                        except BaseException as error:
+                            if limit.end(error):
+                                raise CallTimeoutError(guard, timeout) from TimeoutError()
+                            raise
+                        limit.end()
                 except BaseException as error:
                     breaker.record_failure(self.clock.monotonic() - began, error)
                     raise

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from hybridmesh.core.clock import SYSTEM_CLOCK, Clock
+from hybridmesh.core.deadlines import Deadline
 from hybridmesh.core.errors import ConfigurationError, NotFoundError, ValidationError
 from hybridmesh.core.ids import new_id, uuid7
 from hybridmesh.core.serialization import dumps, loads
@@ -277,18 +278,32 @@ class Orchestrator:
     ) -> Execution:
         """Wait until the execution ends and return it; ``TimeoutError`` after ``timeout``
         seconds (real time). Works for executions driven by any worker."""
-        async with asyncio.timeout(timeout):
-            while True:
-                future = self._endings.get(execution_id)
-                if future is not None:
-                    ended = await asyncio.shield(future)
-                    if ended is not None:
-                        return ended
-                execution = await self.get(execution_id)
-                if execution.ended:
-                    return execution
-                if future is None:
-                    await asyncio.sleep(self.poll_interval)
+        if timeout is None:
+            return await self._wait(execution_id)
+        limit = Deadline.start(timeout)
+        try:
+            ended = await self._wait(execution_id)
+        except BaseException as error:
+            if limit.end(error):
+                raise TimeoutError(
+                    f"execution {execution_id} did not end within {timeout:g}s"
+                ) from None
+            raise
+        limit.end()
+        return ended
+
+    async def _wait(self, execution_id: str) -> Execution:
+        while True:
+            future = self._endings.get(execution_id)
+            if future is not None:
+                ended = await asyncio.shield(future)
+                if ended is not None:
+                    return ended
+            execution = await self.get(execution_id)
+            if execution.ended:
+                return execution
+            if future is None:
+                await asyncio.sleep(self.poll_interval)
 
     # -- signals from outside --------------------------------------------------------------
 

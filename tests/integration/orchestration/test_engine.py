@@ -352,6 +352,26 @@ async def test_cancel_interrupts_the_step_in_flight(rig: Rig) -> None:
     assert {"/operations/refund", "/operations/release"} <= set(rig.ops.paths())
 
 
+async def test_a_wait_that_times_out_leaves_the_execution_and_other_waits_alone(
+    rig: Rig,
+) -> None:
+    rig.ops.delays["/operations/charge"] = 0.5
+    engine = rig.engine()
+    await engine.register(ORDER)
+    async with engine:
+        execution_id = await engine.start_saga("order", {"order_id": "o-12"})
+        patient = asyncio.create_task(engine.wait(execution_id, timeout=10))
+        try:
+            await engine.wait(execution_id, timeout=0.1)
+        except TimeoutError as error:
+            assert execution_id in str(error)
+        else:
+            raise AssertionError("the wait did not time out")
+        done = await patient
+        assert done.status is Status.COMPLETED
+        assert (await engine.wait(execution_id, timeout=1)).status is Status.COMPLETED
+
+
 async def test_a_signal_that_changes_nothing_lets_the_step_finish(rig: Rig) -> None:
     # A completion event for a step that does not complete by event is ignored; the call it
     # interrupted is made again with the same key, and the saga goes on.

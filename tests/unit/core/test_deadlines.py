@@ -1,0 +1,83 @@
+"""Deadlines: asyncio.timeout's behaviour with one timer per loop."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from hybridmesh.core.deadlines import _BY_LOOP, Deadline
+
+
+async def _bounded(seconds: float, work: float) -> str:
+    """Sleep ``work`` seconds under a deadline of ``seconds``; say how it ended."""
+    limit = Deadline.start(seconds)
+    try:
+        await asyncio.sleep(work)
+    except BaseException as error:
+        if limit.end(error):
+            return "timed out"
+        raise
+    limit.end()
+    return "done"
+
+
+async def test_an_await_past_its_deadline_times_out_promptly() -> None:
+    began = time.monotonic()
+    assert await _bounded(0.05, 5) == "timed out"
+    assert time.monotonic() - began < 1
+
+
+async def test_an_await_that_ends_in_time_is_not_cancelled_later() -> None:
+    assert await _bounded(0.05, 0) == "done"
+    await asyncio.sleep(0.1)  # past the deadline: the task must not be cancelled now
+    assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
+    assert not _BY_LOOP[asyncio.get_running_loop()]._entries
+
+
+async def test_a_later_deadline_does_not_hold_back_an_earlier_one() -> None:
+    slow = asyncio.create_task(_bounded(0.4, 5))
+    await asyncio.sleep(0)  # the later deadline is set first
+    began = time.monotonic()
+    assert await _bounded(0.05, 5) == "timed out"
+    assert time.monotonic() - began < 0.3
+    assert await slow == "timed out"  # and the later one still fires
+    assert time.monotonic() - began < 2
+
+
+async def test_many_deadlines_each_fire_for_their_own_task() -> None:
+    results = await asyncio.gather(
+        *(_bounded(0.05, 5) for _ in range(20)), *(_bounded(5, 0.01) for _ in range(20))
+    )
+    assert results == ["timed out"] * 20 + ["done"] * 20
+
+
+async def test_a_cancel_from_outside_stays_a_cancel() -> None:
+    task = asyncio.create_task(_bounded(5, 5))
+    await asyncio.sleep(0.01)
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    else:
+        raise AssertionError("the outside cancel was swallowed")
+    assert task.cancelled()
+
+
+async def test_a_cancel_from_outside_as_the_deadline_passes_stays_a_cancel() -> None:
+    task = asyncio.create_task(_bounded(5, 5))
+    await asyncio.sleep(0.01)
+    deadlines = _BY_LOOP[asyncio.get_running_loop()]
+    (entry,) = [e for e in deadlines._entries if e.task is task]
+    # Both cancels land before the task runs again: the deadline's, then someone else's.
+    entry.when = 0.0
+    deadlines._armed_for = 0.0
+    deadlines._fire(0.0)
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    else:
+        raise AssertionError("the outside cancel was taken for the timeout")
+    assert task.cancelled()
