@@ -191,12 +191,16 @@ def read_events_sql(partitions: int, narrowing: str) -> str:
     Its arguments, per partition: the group, the narrowing's, partition, position, limit.
 
     Rows the group does not want (replays for other groups, types the narrowing rules out)
-    come back with a NULL body: the reader still sees their seq, so it can skip past them.
+    do not come back, except the last one read in a partition, with a NULL body: the reader
+    learns how far it looked, so it can skip past them all. A group that wants few of the
+    log's types reads little more than what it wants.
     """
     one = (
-        "SELECT * FROM (SELECT seq, partition, type, CASE WHEN (only_group IS NULL OR "
+        "SELECT seq, partition, type, body FROM (SELECT *, max(seq) OVER () AS last FROM "
+        "(SELECT seq, partition, type, CASE WHEN (only_group IS NULL OR "
         f"only_group = ?){narrowing} THEN body END AS body FROM event_log "
-        "WHERE partition = ? AND seq > ? ORDER BY seq LIMIT ?) AS q{index}"
+        "WHERE partition = ? AND seq > ? ORDER BY seq LIMIT ?) AS w{index}) AS q{index} "
+        "WHERE body IS NOT NULL OR seq = last"
     )
     return " UNION ALL ".join(one.format(index=index) for index in range(partitions))
 
