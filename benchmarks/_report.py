@@ -91,6 +91,30 @@ def best_rounds(attempts: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str
     return runs
 
 
+def median_rounds(attempts: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Each section's median round by throughput (of an even number, the higher of the
+    middle two; its last failure if none worked), with every round kept under ``rounds``
+    when there were several."""
+    runs: dict[str, dict[str, Any]] = {}
+    for name, tries in attempts.items():
+        good = sorted((t for t in tries if "error" not in t), key=lambda t: float(t["throughput"]))
+        middle = good[len(good) // 2] if good else tries[-1]
+        runs[name] = {**middle, "rounds": tries} if len(tries) > 1 else middle
+    return runs
+
+
+def paired_ratios(attempts: dict[str, list[dict[str, Any]]], name: str, peer: str) -> list[float]:
+    """Round by round, ``name``'s throughput over ``peer``'s in the same round (rounds in
+    which either failed left out). Rows measured in one round ran minutes apart at most,
+    so a machine that drifts in speed moves both figures of a pair alike."""
+    pairs = zip(attempts.get(name, []), attempts.get(peer, []), strict=False)
+    return [
+        round(float(ours["throughput"]) / float(theirs["throughput"]), 3)
+        for ours, theirs in pairs
+        if "error" not in ours and "error" not in theirs and float(theirs["throughput"])
+    ]
+
+
 def figure(runs: dict[str, Any], name: str, key: str = "throughput") -> float | None:
     """A section's figure, or None when it failed or has none."""
     value = runs.get(name, {}).get(key)
