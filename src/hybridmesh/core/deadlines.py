@@ -63,21 +63,21 @@ class Deadline:
 
 
 class Deadlines:
-    """The deadlines of one event loop (kept by the loop's weak reference only, so it
-    holds none to the loop: it runs in it)."""
+    """The deadlines of one event loop, found by the loop in a weak mapping; it keeps no
+    reference to the loop itself, so a closed loop can be collected."""
 
     def __init__(self) -> None:
-        self._entries: dict[Deadline, None] = {}  # an ordered set
+        self._entries: set[Deadline] = set()
         self._armed_for = math.inf  # when the timer that counts fires
 
     def add(self, entry: Deadline) -> Deadline:
-        self._entries[entry] = None
+        self._entries.add(entry)
         if entry.when < self._armed_for:
             self._arm(entry.when)
         return entry
 
     def discard(self, entry: Deadline) -> None:
-        self._entries.pop(entry, None)
+        self._entries.discard(entry)
 
     def _arm(self, when: float) -> None:
         # A timer set for a later time stays set; it does nothing when it fires (it is not
@@ -94,7 +94,7 @@ class Deadlines:
         earliest = math.inf
         for entry in list(self._entries):
             if entry.when <= now:
-                del self._entries[entry]
+                self._entries.discard(entry)
                 entry.expired = True
                 entry.task.cancel()
             elif entry.when < earliest:
