@@ -31,6 +31,10 @@ seconds per row, and a ratio to raw is the median over the rounds of the row's t
 over raw's in the same round. Each row shows its median round. DBOS, some fifty times
 slower, runs its own rounds afterwards and shows the better one.
 
+Each measured phase also records the CPU time spent per saga by this process, by the
+service and, for the rows on PostgreSQL, by the database server (``benchmarks/_cpu.py``):
+with two or four cores shared by the three, that is what bounds a row's rate.
+
 Per-step overhead is (row p50 latency - raw p50 latency) / 5. Goals (DESIGN.md): engine
 throughput >= 0.5x raw, and the engine on PostgreSQL >= 1.0x DBOS on the same server.
 """
@@ -53,6 +57,7 @@ from typing import Any
 import aiohttp
 from rich.progress import Progress, TaskID
 
+from benchmarks._cpu import CpuSample
 from benchmarks._postgres import fresh_database
 from benchmarks._report import (
     LatencySummary,
@@ -83,6 +88,8 @@ DBOS_ROUNDS = 2  # full mode; quick mode runs one
 SAGA_TIMEOUT = 60.0  # seconds one saga may take before its row fails
 SERVICE = "bench-service"
 SAGA_TYPE = "bench-order"
+#: The rows whose database is the PostgreSQL server: their server CPU is measured.
+_ON_POSTGRESQL = frozenset({"postgresql", "dbos"})
 RAW_GOAL = 0.5
 DBOS_GOAL = 1.0
 
@@ -118,15 +125,15 @@ asyncio.run(main())
 
 
 @contextlib.asynccontextmanager
-async def _service() -> AsyncIterator[str]:
-    """Start the service in a child process; yield its base URL."""
+async def _service() -> AsyncIterator[tuple[str, int]]:
+    """Start the service in a child process; yield its base URL and process id."""
     child = await asyncio.create_subprocess_exec(
         sys.executable, "-c", _SERVICE, stdout=asyncio.subprocess.PIPE
     )
     assert child.stdout is not None
     try:
         port = int(await asyncio.wait_for(child.stdout.readline(), 30))
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", child.pid
     finally:
         if child.returncode is None:
             child.kill()
@@ -388,11 +395,15 @@ async def _run_row(
     serial: int,
     progress: Progress,
     task: TaskID,
+    service_pid: int,
+    server: bool,
 ) -> dict[str, Any]:
     async with opener() as subject:
         await _measure(subject.saga, 0, WARMUP, min(WARMUP, CONCURRENCY), progress, task)
         one = await _measure(subject.saga, WARMUP, serial, 1, progress, task)
+        before = CpuSample.take(service_pid, server=server)
         many = await _measure(subject.saga, WARMUP + serial, count, CONCURRENCY, progress, task)
+        cpu = before.per_operation(CpuSample.take(service_pid, server=server), count)
         verified = await subject.verify(WARMUP + serial + count) if subject.verify else None
     result: dict[str, Any] = {
         "sagas": many.requests,
@@ -402,6 +413,7 @@ async def _run_row(
         "p95_ms": many.p95_ms,
         "p99_ms": many.p99_ms,
         "serial": one.as_dict(),
+        "cpu_ms_per_saga": cpu,
     }
     if verified is not None:
         result["verified"] = verified
@@ -434,7 +446,7 @@ async def run(*, quick: bool = False) -> dict[str, Any]:
     }
     attempts: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
     results["load_before"] = [round(x, 2) for x in os.getloadavg()]
-    async with _service() as base_url:
+    async with _service() as (base_url, service_pid):
         with Progress(transient=True) as progress:
             for name in schedule:
                 label = ROWS[name]
@@ -443,8 +455,10 @@ async def run(*, quick: bool = False) -> dict[str, Any]:
                     label += f" (round {len(attempts[name]) + 1}/{of})"
                 task = progress.add_task(label, total=WARMUP + serial + count)
                 try:
+                    row = _opener(name, base_url)
+                    server = name in _ON_POSTGRESQL
                     attempts[name].append(
-                        await _run_row(_opener(name, base_url), count, serial, progress, task)
+                        await _run_row(row, count, serial, progress, task, service_pid, server)
                     )
                 except Exception as error:
                     attempts[name].append(failed_round(error))
@@ -613,4 +627,28 @@ def _markdown(results: dict[str, Any], quick: bool) -> str:
             if ratios
         )
         lines += ["", f"Throughput over raw's, round by round: {shown_rounds}."]
+    spent = _cpu_line(runs)
+    if spent:
+        lines += ["", spent]
     return "\n".join(lines)
+
+
+def _cpu_line(runs: dict[str, Any]) -> str:
+    """CPU per saga of each shown round: this process, the service, the PostgreSQL server."""
+    shown = []
+    for name, label in ROWS.items():
+        cpu = runs.get(name, {}).get("cpu_ms_per_saga")
+        if not cpu or cpu.get("benchmark") is None:
+            continue
+        parts = [f"{cpu['benchmark']:.2f} here"]
+        if cpu.get("service") is not None:
+            parts.append(f"{cpu['service']:.2f} in the service")
+        if cpu.get("server") is not None:
+            parts.append(f"{cpu['server']:.2f} in the PostgreSQL server")
+        shown.append(f"{label.split(' (')[0]} {', '.join(parts)}")
+    if not shown:
+        return ""
+    return (
+        "CPU per saga while measured, in ms (of the shown round; this process counts every "
+        f"thread): {'; '.join(shown)}."
+    )
