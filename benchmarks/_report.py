@@ -103,15 +103,18 @@ def median_rounds(attempts: dict[str, list[dict[str, Any]]]) -> dict[str, dict[s
     return runs
 
 
-def paired_ratios(attempts: dict[str, list[dict[str, Any]]], name: str, peer: str) -> list[float]:
-    """Round by round, ``name``'s throughput over ``peer``'s in the same round (rounds in
-    which either failed left out). Rows measured in one round ran minutes apart at most,
-    so a machine that drifts in speed moves both figures of a pair alike."""
+def paired_ratios(
+    attempts: dict[str, list[dict[str, Any]]], name: str, peer: str, key: str = "throughput"
+) -> list[float]:
+    """Round by round, ``name``'s figure ``key`` (throughput) over ``peer``'s in the same
+    round (rounds in which either failed or has none left out). Rows measured in one round
+    ran minutes apart at most, so a machine that drifts in speed moves both figures of a
+    pair alike."""
     pairs = zip(attempts.get(name, []), attempts.get(peer, []), strict=False)
     return [
-        round(float(ours["throughput"]) / float(theirs["throughput"]), 3)
+        round(float(ours[key]) / float(theirs[key]), 3)
         for ours, theirs in pairs
-        if "error" not in ours and "error" not in theirs and float(theirs["throughput"])
+        if "error" not in ours and "error" not in theirs and ours.get(key) and theirs.get(key)
     ]
 
 
