@@ -101,6 +101,8 @@ SERVICE = "bench-service"
 SAGA_TYPE = "bench-order"
 #: The rows whose database is the PostgreSQL server: their server CPU is measured.
 _ON_POSTGRESQL = frozenset({"postgresql", "dbos"})
+#: The rows also measured with ``CAPACITY`` in flight (DBOS, some fifty times slower, not).
+_AT_CAPACITY = frozenset({"raw", "client", "sqlite", "postgresql"})
 RAW_GOAL = 0.5
 DBOS_GOAL = 1.0
 
@@ -345,34 +347,30 @@ def _verdict(expected: int, statuses: dict[str, int], steps: int) -> dict[str, A
     }
 
 
-def _opener(
-    name: str, base_url: str
-) -> Callable[[], contextlib.AbstractAsyncContextManager[_Subject]]:
-    @contextlib.asynccontextmanager
-    async def open_row() -> AsyncIterator[_Subject]:
-        if name == "raw":
-            async with _raw(base_url) as subject:
+@contextlib.asynccontextmanager
+async def _open_row(name: str, base_url: str) -> AsyncIterator[_Subject]:
+    """Row ``name``'s saga, with what it runs on (a fresh database for the durable rows)."""
+    if name == "raw":
+        async with _raw(base_url) as subject:
+            yield subject
+    elif name == "client":
+        async with _client(base_url) as subject:
+            yield subject
+    elif name == "sqlite":
+        with tempfile.TemporaryDirectory(prefix="hm-bench-") as folder:
+            url = f"sqlite:///{Path(folder) / 'mesh.db'}"
+            async with _engine(base_url, url, Path(folder)) as subject:
                 yield subject
-        elif name == "client":
-            async with _client(base_url) as subject:
+    elif name == "postgresql":
+        with tempfile.TemporaryDirectory(prefix="hm-bench-") as folder:
+            async with (
+                fresh_database() as url,
+                _engine(base_url, url, Path(folder)) as subject,
+            ):
                 yield subject
-        elif name == "sqlite":
-            with tempfile.TemporaryDirectory(prefix="hm-bench-") as folder:
-                url = f"sqlite:///{Path(folder) / 'mesh.db'}"
-                async with _engine(base_url, url, Path(folder)) as subject:
-                    yield subject
-        elif name == "postgresql":
-            with tempfile.TemporaryDirectory(prefix="hm-bench-") as folder:
-                async with (
-                    fresh_database() as url,
-                    _engine(base_url, url, Path(folder)) as subject,
-                ):
-                    yield subject
-        else:
-            async with fresh_database() as url, _dbos(base_url, url) as subject:
-                yield subject
-
-    return open_row
+    else:
+        async with fresh_database() as url, _dbos(base_url, url) as subject:
+            yield subject
 
 
 # -- measuring -----------------------------------------------------------------------------
@@ -400,17 +398,22 @@ async def _measure(
     return LatencySummary.of(latencies, time.perf_counter() - began)
 
 
+def _sagas_of(name: str, count: int, serial: int) -> int:
+    """How many sagas one round of row ``name`` runs, unmeasured ones included."""
+    return WARMUP + serial + count * (2 if name in _AT_CAPACITY else 1)
+
+
 async def _run_row(
-    opener: Callable[[], contextlib.AbstractAsyncContextManager[_Subject]],
+    name: str,
+    base_url: str,
     count: int,
     serial: int,
     progress: Progress,
     task: TaskID,
     service_pid: int,
-    server: bool,
-    capacity: bool,
 ) -> dict[str, Any]:
-    async with opener() as subject:
+    server = name in _ON_POSTGRESQL
+    async with _open_row(name, base_url) as subject:
         await _measure(subject.saga, 0, WARMUP, min(WARMUP, CONCURRENCY), progress, task)
         one = await _measure(subject.saga, WARMUP, serial, 1, progress, task)
         before = CpuSample.take(service_pid, server=server)
@@ -418,7 +421,7 @@ async def _run_row(
         cpu = before.per_operation(CpuSample.take(service_pid, server=server), count)
         done = WARMUP + serial + count
         full = None
-        if capacity:
+        if name in _AT_CAPACITY:
             full = await _measure(subject.saga, done, count, CAPACITY, progress, task)
             done += count
         verified = await subject.verify(done) if subject.verify else None
@@ -475,16 +478,10 @@ async def run(*, quick: bool = False) -> dict[str, Any]:
                 of = dbos_rounds if name == "dbos" else rounds
                 if of > 1:
                     label += f" (round {len(attempts[name]) + 1}/{of})"
-                capacity = name != "dbos"
-                total = WARMUP + serial + count * (2 if capacity else 1)
-                task = progress.add_task(label, total=total)
+                task = progress.add_task(label, total=_sagas_of(name, count, serial))
                 try:
-                    row = _opener(name, base_url)
-                    server = name in _ON_POSTGRESQL
                     attempts[name].append(
-                        await _run_row(
-                            row, count, serial, progress, task, service_pid, server, capacity
-                        )
+                        await _run_row(name, base_url, count, serial, progress, task, service_pid)
                     )
                 except Exception as error:
                     attempts[name].append(failed_round(error))
@@ -662,7 +659,7 @@ def _markdown(results: dict[str, Any], quick: bool) -> str:
 
     def by_round(series: dict[str, list[float]]) -> str:
         return "; ".join(
-            f"{ROWS[name].split(' (')[0]} {', '.join(f'{r:.2f}' for r in ratios)}"
+            f"{_short(name)} {', '.join(f'{r:.2f}' for r in ratios)}"
             for name, ratios in series.items()
             if ratios
         )
@@ -684,7 +681,7 @@ def _markdown(results: dict[str, Any], quick: bool) -> str:
 def _cpu_line(runs: dict[str, Any]) -> str:
     """CPU per saga of each shown round: this process, the service, the PostgreSQL server."""
     shown = []
-    for name, label in ROWS.items():
+    for name in ROWS:
         cpu = runs.get(name, {}).get("cpu_ms_per_saga")
         if not cpu or cpu.get("benchmark") is None:
             continue
@@ -693,10 +690,15 @@ def _cpu_line(runs: dict[str, Any]) -> str:
             parts.append(f"{cpu['service']:.2f} in the service")
         if cpu.get("server") is not None:
             parts.append(f"{cpu['server']:.2f} in the PostgreSQL server")
-        shown.append(f"{label.split(' (')[0]} {', '.join(parts)}")
+        shown.append(f"{_short(name)} {', '.join(parts)}")
     if not shown:
         return ""
     return (
         "CPU per saga while measured, in ms (of the shown round; this process counts every "
         f"thread): {'; '.join(shown)}."
     )
+
+
+def _short(name: str) -> str:
+    """Row ``name``'s label without its parenthesis."""
+    return ROWS[name].split(" (")[0]
