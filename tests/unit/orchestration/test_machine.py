@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from hybridmesh.core.serialization import loads
 from hybridmesh.orchestration._machine import (
+    CompStatus,
     ExecutionState,
     Failure,
     Machine,
     Status,
     StepCall,
+    StepState,
     StepStatus,
 )
 from hybridmesh.orchestration.plan import (
@@ -290,3 +292,29 @@ def test_the_stored_state_reads_back_as_it_was_at_every_round() -> None:
     assert seen[0]["steps"]["b"] == seen[0]["steps"]["c"] == {}
     assert seen[0]["steps"]["a"]["status"] == "completed"
     assert seen[1]["steps"]["b"]["result"] == {"n": 1}
+    # Only the fields a step has set are written; the rest read back as a new step's.
+    assert set(seen[0]["steps"]["a"]) == {"status", "attempt", "order", "first_started", "result"}
+
+
+def test_a_state_with_every_field_set_reads_back_whole() -> None:
+    state = machine(saga(step("a", compensation=UNDO), step("b"))).state
+    state.deadline, state.failure, state.started = 9.5, "boom", 2
+    state.cancelled = state.timed_out = True
+    state.steps["a"] = StepState(
+        status=StepStatus.COMPLETED,
+        attempt=2,
+        order=0,
+        first_started=1.5,
+        retry_at=2.5,
+        deadline=3.5,
+        result={"id": 7},
+        error="late",
+        ambiguous=True,
+        comp=CompStatus.FAILED,
+        comp_attempt=3,
+        comp_retry_at=4.5,
+        comp_error="still down",
+    )
+    stored = loads(state.to_json())
+    assert ExecutionState.from_dict(stored) == state
+    assert stored["steps"]["b"] == {}
