@@ -64,10 +64,13 @@ class SqlEventBackend:
 
     ``partitions`` (default 16) bounds how many consumers of one group work in parallel.
     ``poll_interval`` (default 0.05 s) is how often a waiting fetch looks again by itself:
-    it sees other processes' SQLite writes that way, and retries and expired leases coming
-    due on both databases (publishes in this process, and NOTIFY on PostgreSQL, wake it at
-    once). ``retention`` (default: keep everything) is applied by :meth:`trim`, which
-    fetches start in the background at most once a minute.
+    it sees other processes' SQLite writes that way, and leases that expired on both
+    databases (publishes in this process, NOTIFY on PostgreSQL and retries of this
+    process's consumers falling due wake it at once). While a group's looks keep finding
+    nothing, each waits twice as long as the one before, up to ``idle_poll_interval``
+    (default 0.5 s): an idle consumer costs a few queries a second, not twenty.
+    ``retention`` (default: keep everything) is applied by :meth:`trim`, which fetches
+    start in the background at most once a minute.
 
     The backend uses the store but does not close it, unless it was opened by :meth:`open`.
     """
@@ -82,6 +85,7 @@ class SqlEventBackend:
         clock: Clock = SYSTEM_CLOCK,
         poll_interval: float = 0.05,
         retention: Retention | None = None,
+        idle_poll_interval: float = 0.5,
     ) -> None:
         if partitions < 1:
             raise ConfigurationError("an event log needs at least one partition")
@@ -91,6 +95,8 @@ class SqlEventBackend:
         self.partitions = partitions
         self.clock = clock
         self.poll_interval = poll_interval
+        self.idle_poll_interval = max(idle_poll_interval, poll_interval)
+        self._idle: dict[str, float] = {}  # a group's next wait, while its looks find nothing
         self.retention = retention
         self._postgres = store.dialect == "postgresql"
         self._lease_sql = q.LEASE.format(lock=q.SKIP_LOCKED if self._postgres else "")
@@ -122,6 +128,7 @@ class SqlEventBackend:
         clock: Clock = SYSTEM_CLOCK,
         poll_interval: float = 0.05,
         retention: Retention | None = None,
+        idle_poll_interval: float = 0.5,
     ) -> SqlEventBackend:
         """Open the store at ``url`` (default: the embedded SQLite file), upgrade its
         schema, and return a backend that closes the store when it is closed."""
@@ -134,6 +141,7 @@ class SqlEventBackend:
                 clock=clock,
                 poll_interval=poll_interval,
                 retention=retention,
+                idle_poll_interval=idle_poll_interval,
             )
         except BaseException:
             await store.close()
@@ -297,11 +305,21 @@ class SqlEventBackend:
                 waiter = self._wakeup.waiter()  # before looking, so no publish slips through
                 batches = await self._lease(spec, consumer, max_events)
                 remaining = deadline - loop.time()
-                if batches or remaining <= 0:
+                if batches:
+                    self._idle.pop(spec.name, None)
                     return batches
-                await wait_for(waiter, min(remaining, self.poll_interval))
+                if remaining <= 0:
+                    return batches
+                # Each look that finds nothing makes the next one wait twice as long, up to
+                # idle_poll_interval; a wake-up starts over at poll_interval.
+                interval = self._idle.get(spec.name, self.poll_interval)
+                await wait_for(waiter, min(remaining, interval))
                 if self._closed:
                     return []
+                if waiter.is_set():
+                    self._idle.pop(spec.name, None)
+                else:
+                    self._idle[spec.name] = min(interval * 2, self.idle_poll_interval)
         finally:
             left = self._fetching[pattern] - 1
             if left:
@@ -366,6 +384,11 @@ class SqlEventBackend:
         await self._settles.submit(settle_rows(batch, settlement, self._now()))
         if settlement.retry_after is None and settlement.handled < len(batch.deliveries):
             self._wakeup.fire()  # the rest of the batch is ready again
+        elif settlement.retry_after is not None:
+            # Look again when the retry falls due, not at the next idle look.
+            asyncio.get_running_loop().call_later(
+                max(settlement.retry_after, 0.0), self._wakeup.fire
+            )
 
     async def _write_settles(self, items: list[tuple[Row, Row | None]]) -> None:
         settles = [row for row, _ in items]

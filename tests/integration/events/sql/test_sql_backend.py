@@ -648,6 +648,46 @@ async def test_a_publish_from_another_process_wakes_only_fetches_taking_its_type
     assert time.monotonic() - began < 1
 
 
+async def test_a_fetch_that_keeps_finding_nothing_looks_less_and_less_often(
+    make_sql: MakeSql,
+) -> None:
+    sql = await make_sql(clock=SYSTEM_CLOCK, poll_interval=0.02, idle_poll_interval=0.2)
+    spec = GroupSpec("g")
+    await sql.ensure_group(spec)
+    looks = 0
+    lease = sql._lease
+
+    async def counted(*args: Any) -> list[PartitionBatch]:
+        nonlocal looks
+        looks += 1
+        return await lease(*args)
+
+    sql._lease = counted  # type: ignore[method-assign]
+    assert await sql.fetch(spec, "c", max_events=10, wait=1.5) == []
+    # Every 0.02 s that would be some 75 looks; doubling up to 0.2 s, about a dozen.
+    assert 5 <= looks <= 15
+    # However long the fetch has been idle, a publish wakes it at once.
+    waiting = asyncio.create_task(sql.fetch(spec, "c", max_events=10, wait=5))
+    await asyncio.sleep(0.1)
+    began = time.monotonic()
+    await sql.publish([ev()])
+    assert len(flat(await asyncio.wait_for(waiting, 5))) == 1
+    assert time.monotonic() - began < 1
+
+
+async def test_a_retry_falling_due_wakes_a_waiting_fetch(make_sql: MakeSql) -> None:
+    sql = await make_sql(clock=SYSTEM_CLOCK, poll_interval=30)
+    spec = GroupSpec("g")
+    await sql.ensure_group(spec)
+    await sql.publish([ev()])
+    batches = await take(sql, spec)
+    await sql.settle(batches[0], Settlement(0, retry_after=0.3))
+    began = time.monotonic()
+    again = await asyncio.wait_for(sql.fetch(spec, "c", max_events=10, wait=20), 5)
+    assert [d.attempt for d in flat(again)] == [2]
+    assert 0.2 < time.monotonic() - began < 2
+
+
 async def test_close_ends_a_waiting_fetch(make_sql: MakeSql) -> None:
     sql = await make_sql(clock=SYSTEM_CLOCK, poll_interval=30)
     spec = GroupSpec("g")
