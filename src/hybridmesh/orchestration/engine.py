@@ -127,6 +127,9 @@ class Orchestrator:
         self._lives: dict[str, Live] = {}
         self._endings: dict[str, asyncio.Future[Execution | None]] = {}
         self._poke = asyncio.Event()
+        # Whether due executions may be waiting that this worker had no room to claim: its
+        # last claim took as many as it asked for (or it has not claimed yet).
+        self._backlog = True
         self._relay_poke = asyncio.Event()
         self._stopping = False
         self._worker: asyncio.Task[None] | None = None
@@ -437,6 +440,7 @@ class Orchestrator:
             if free > 0:
                 try:
                     claimed = await self._claim(free)
+                    self._backlog = claimed == free
                 except Exception:
                     log.exception("claiming executions failed; trying again")
             if claimed and claimed == free:
@@ -516,15 +520,17 @@ class Orchestrator:
         self._endings.setdefault(live.id, asyncio.get_running_loop().create_future())
 
         def done(_: asyncio.Task[None]) -> None:
-            full = len(self._driving) >= self.max_executions
+            full = self._backlog and len(self._driving) >= self.max_executions
             self._driving.pop(live.id, None)
             self._lives.pop(live.id, None)
             future = self._endings.pop(live.id, None)
             if future is not None and not future.done():
                 future.set_result(live.ended)
             if full:
-                # Executions may wait that a full worker could not claim: claim now, not at
-                # the next poll. (Claiming after every ending costs a query per execution.)
+                # Executions may wait that a full worker could not claim (its last claim
+                # took all it had room for): claim now, not at the next poll. Otherwise new
+                # ones are found by the next poll, as when the worker is not full; claiming
+                # after every ending of a full worker would cost a query per execution.
                 self._poke.set()
 
         task.add_done_callback(done)

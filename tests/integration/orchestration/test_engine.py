@@ -17,6 +17,7 @@ from hybridmesh.orchestration import (
     Execution,
     Kind,
     Operation,
+    Orchestrator,
     Plan,
     PlanStep,
     RetrySpec,
@@ -295,6 +296,59 @@ async def test_concurrent_starts_with_the_same_id_start_once(rig: Rig) -> None:
         "order-o-12",
         "order-o-13",
     ]
+
+
+def count_claims(engine: Orchestrator) -> list[int]:
+    """The sizes of the engine's claims from now on (each asks for up to that many)."""
+    asked: list[int] = []
+    claim = engine._claim
+
+    async def counted(limit: int) -> int:
+        asked.append(limit)
+        return await claim(limit)
+
+    engine._claim = counted  # type: ignore[method-assign]
+    return asked
+
+
+async def test_a_full_worker_takes_queued_executions_as_room_frees_up(rig: Rig) -> None:
+    # Six executions recorded by a process without a worker; one worker with room for two
+    # that polls only every 30 s: each ending lets it claim the next one at once.
+    recorder = rig.engine()
+    await recorder.register(ORDER)
+    ids = [await recorder.start_saga("order", {"order_id": f"q-{n}"}) for n in range(6)]
+    rig.ops.delays["/operations/charge"] = 0.1
+    worker = rig.engine(max_executions=2, poll_interval=30)
+    busiest = 0
+
+    async def all_ended() -> bool:
+        nonlocal busiest
+        busiest = max(busiest, worker.driving)
+        ended = [await worker.get(execution_id) for execution_id in ids]
+        return all(execution.status is Status.COMPLETED for execution in ended)
+
+    async with worker:
+        await until(all_ended, seconds=15)
+    assert busiest <= 2
+    assert rig.ops.paths().count("/operations/confirm") == 6
+
+
+async def test_a_full_worker_with_nothing_queued_does_not_claim_at_every_ending(
+    rig: Rig,
+) -> None:
+    worker = rig.engine(max_executions=2, poll_interval=30)
+    await worker.register(ORDER)
+    async with worker:
+        await until(lambda: worker._worker is not None)
+        await asyncio.sleep(0.1)  # the first claim finds nothing queued
+        asked = count_claims(worker)
+        for round_ in range(3):  # this worker's own starts keep it full, then end
+            ids = [
+                await worker.start_saga("order", {"order_id": f"f-{round_}-{n}"}) for n in range(2)
+            ]
+            for execution_id in ids:
+                await worker.wait(execution_id, timeout=10)
+    assert asked == []
 
 
 async def test_a_worker_that_lost_the_lease_saves_and_publishes_nothing(rig: Rig) -> None:
