@@ -4,7 +4,7 @@ Each ``asyncio.timeout`` block schedules a timer of its own: a handle pushed ont
 loop's heap on entry and cancelled on exit, where it stays until its time comes or the loop
 sweeps its cancelled handles. The hybrid client bounds every attempt that way, and almost
 every attempt ends long before its timeout, so a busy client paid for a heap of dead timers.
-Here a deadline is an entry in a dict, and one timer per loop stands for the earliest: when
+Here a deadline is an entry in a set, and one timer per loop stands for the earliest: when
 it fires, the expired entries' tasks are cancelled and the timer is set again for the
 earliest left. Entries usually leave long before then, so it rarely fires.
 

@@ -5,7 +5,7 @@ The :class:`~hybridmesh.orchestration._machine.Machine` changes these; the engin
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
@@ -96,28 +96,16 @@ class StepState:
         data: dict[str, Any] = {"status": self.status}
         if self.attempt:
             data["attempt"] = self.attempt
-        if self.order is not None:
-            data["order"] = self.order
-        if self.first_started is not None:
-            data["first_started"] = self.first_started
-        if self.retry_at is not None:
-            data["retry_at"] = self.retry_at
-        if self.deadline is not None:
-            data["deadline"] = self.deadline
-        if self.result is not None:
-            data["result"] = self.result
-        if self.error is not None:
-            data["error"] = self.error
         if self.ambiguous:
             data["ambiguous"] = True
         if self.comp is not CompStatus.NONE:
             data["comp"] = self.comp
         if self.comp_attempt:
             data["comp_attempt"] = self.comp_attempt
-        if self.comp_retry_at is not None:
-            data["comp_retry_at"] = self.comp_retry_at
-        if self.comp_error is not None:
-            data["comp_error"] = self.comp_error
+        for name in _UNSET_IS_NONE:
+            value = getattr(self, name)
+            if value is not None:
+                data[name] = value
         return data
 
     @classmethod
@@ -137,6 +125,10 @@ class StepState:
             comp_retry_at=data.get("comp_retry_at"),
             comp_error=data.get("comp_error"),
         )
+
+
+#: The fields of a step whose default is None: :meth:`StepState.to_data` writes them when set.
+_UNSET_IS_NONE = tuple(f.name for f in fields(StepState) if f.default is None)
 
 
 @dataclass
