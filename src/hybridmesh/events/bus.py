@@ -46,7 +46,7 @@ from hybridmesh.observability import (
     start_call_span,
     tracing_records,
 )
-from hybridmesh.store import Store
+from hybridmesh.store import Statement, Store
 
 log = get_logger("hybridmesh.events")
 #: Stands in for the consumer span when spans are not recorded: the publisher's trace
@@ -218,10 +218,21 @@ class EventBus:
         rows: list[LogRow] = self.backend.log_rows(_prepared(events))  # type: ignore[attr-defined]
         return rows
 
+    def append_statement(self, store: Store, events: Iterable[CloudEvent]) -> Statement | None:
+        """When this bus's log is kept in ``store``, the statement that appends ``events``
+        (prepared as :meth:`publish_many` prepares them) within a :meth:`Store.batch` of
+        writes to ``store``, one row at a time; None otherwise (use an outbox then). Once
+        the batch committed, call :meth:`appended` with the events."""
+        recorder = self.log_recorder(store)
+        if recorder is None:
+            return None
+        return recorder.append_statement(self.log_rows(events))
+
     def appended(self, events: Iterable[CloudEvent]) -> None:
-        """Events of :meth:`log_rows` were committed: count them, and wake this
-        process's consumers if one of them takes one of the events (consumers elsewhere,
-        and these for the events they skip, find them at their next poll)."""
+        """Events of :meth:`log_rows` or :meth:`append_statement` were committed: count
+        them, and wake this process's consumers if one of them takes one of the events
+        (consumers elsewhere, and these for the events they skip, find them at their next
+        poll)."""
         ready = list(events)
         wake = getattr(self.backend, "appended", None)
         if wake is not None and any(
