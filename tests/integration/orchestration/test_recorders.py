@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 from tests.conformance.recorder import RecorderConformance, save, start
 
+from hybridmesh.core.errors import ConfigurationError
 from hybridmesh.events import CloudEvent
 from hybridmesh.events.backends.sql import SqlEventBackend
-from hybridmesh.orchestration.recorders import ExecutionRecorder
-from hybridmesh.store import Store
+from hybridmesh.orchestration.recorders import ExecutionRecorder, SqliteRecorder, recorder_for
+from hybridmesh.store import Store, open_store
 
 
 class Counted:
@@ -67,3 +68,11 @@ class TestPostgresRecorder(RecorderConformance):
         assert await recorder.write(ending_batch(log)) == [False, False, False]
         assert counted.calls == ["fetch_all"]
         assert await store.fetch_value("SELECT COUNT(*) FROM event_log") == 1
+
+
+async def test_a_store_of_another_kind_has_no_recorder(tmp_path: Path) -> None:
+    async with await open_store(f"sqlite:///{tmp_path / 'mesh.db'}") as store:
+        assert isinstance(recorder_for(store), SqliteRecorder)
+        store.dialect = "oracle"
+        with pytest.raises(ConfigurationError, match="oracle"):
+            recorder_for(store)
