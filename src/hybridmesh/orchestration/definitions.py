@@ -103,7 +103,9 @@ class WorkflowStep:
     """One step of a workflow: it starts once every step in ``dependencies`` completed.
 
     An ``optional`` step may fail without failing the workflow. ``compensation`` undoes it
-    when the workflow's error handling is ``compensation``.
+    when the workflow's error handling is ``compensation``. ``parallel: false`` runs it
+    alone: it starts only when no other step of the execution is under way, and no other
+    step starts until it ended.
     """
 
     step_id: str
@@ -111,7 +113,7 @@ class WorkflowStep:
     service_info: ServiceInfo
     operation: WorkflowOperation
     dependencies: tuple[str, ...] = ()
-    parallel: bool = False
+    parallel: bool = True
     optional: bool = False
     timeout: int = 30_000
     retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
@@ -495,7 +497,7 @@ def _workflow_plan(
                 architecture=architecture,
                 operation=_operation(step.operation, service, architecture),
                 dependencies=tuple(step.dependencies),
-                parallel=step.parallel,
+                alone=not step.parallel,
                 optional=step.optional,
                 timeout_ms=step.timeout,
                 retry=step.retry_policy,

@@ -97,7 +97,9 @@ class PlanStep:
     architecture: str | None
     operation: Operation
     dependencies: tuple[str, ...] = ()
-    parallel: bool = False
+    #: Runs with no other step of its execution: it starts only when none is under way,
+    #: and none starts until it ended (a workflow step's ``parallel: false``).
+    alone: bool = False
     optional: bool = False
     #: One attempt's timeout.
     timeout_ms: int = 30_000
@@ -190,7 +192,7 @@ def _step_to_dict(step: PlanStep) -> dict[str, Any]:
         "architecture": step.architecture,
         "operation": _operation_to_dict(step.operation),
         "dependencies": list(step.dependencies),
-        "parallel": step.parallel,
+        "alone": step.alone,
         "optional": step.optional,
         "timeout_ms": step.timeout_ms,
         "total_timeout_ms": step.total_timeout_ms,
@@ -219,7 +221,8 @@ def _step_from_dict(data: Mapping[str, Any]) -> PlanStep:
         architecture=data.get("architecture"),
         operation=_operation_from_dict(data.get("operation") or {}),
         dependencies=tuple(data.get("dependencies") or ()),
-        parallel=bool(data.get("parallel", False)),
+        # Plans stored before ``alone`` had a ``parallel`` flag that meant nothing.
+        alone=bool(data.get("alone", False)),
         optional=bool(data.get("optional", False)),
         timeout_ms=int(data.get("timeout_ms", 30_000)),
         retry=RetrySpec(

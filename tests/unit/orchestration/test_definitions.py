@@ -201,7 +201,7 @@ def test_workflow_plan_keeps_the_graph_flags_and_names() -> None:
     definition = workflow(
         wf_step("create-user-account", retry_policy=RetryPolicy(max_attempts=3)),
         wf_step("send-welcome-email", "create-user-account", optional=True, timeout=15_000),
-        wf_step("track-user-registration", "create-user-account", parallel=True),
+        wf_step("track-user-registration", "create-user-account", parallel=False),
     )
 
     plan = to_plan(definition)
@@ -216,8 +216,8 @@ def test_workflow_plan_keeps_the_graph_flags_and_names() -> None:
     assert create.name == "Create User Account"
     assert create.retry.max_attempts == 3
     assert email.dependencies == ("create-user-account",)
-    assert (email.optional, email.parallel, email.timeout_ms) == (True, False, 15_000)
-    assert (track.optional, track.parallel) == (False, True)
+    assert (email.optional, email.alone, email.timeout_ms) == (True, False, 15_000)
+    assert (track.optional, track.alone) == (False, True)  # parallel: false runs it alone
     assert email.operation == Operation(endpoint="/send-welcome-email")
 
 
@@ -280,7 +280,7 @@ def test_plans_survive_a_trip_through_plain_data(kind: str, registry: ServiceReg
     definition = (
         saga(reserve(payload={"items": ({"sku": "A", "quantity": 1},)}, completion="event"))
         if kind == "saga"
-        else workflow(wf_step("a"), wf_step("b", "a", optional=True, parallel=True))
+        else workflow(wf_step("a"), wf_step("b", "a", optional=True, parallel=False))
     )
 
     plan = to_plan(definition, registry=registry)
