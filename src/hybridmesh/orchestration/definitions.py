@@ -15,6 +15,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from hybridmesh.client import (
+    UNREGISTERED_SOURCE_ARCHITECTURE,
+    PatternNotAllowedError,
+    fit_to_capabilities,
+    forced_strategy,
+    select_strategy,
+)
 from hybridmesh.core.errors import Problem, ValidationError
 from hybridmesh.orchestration.plan import (
     OPERATION_TYPES,
@@ -27,6 +34,7 @@ from hybridmesh.orchestration.plan import (
     PlanStep,
     RetrySpec,
 )
+from hybridmesh.orchestration.steps import call_pattern, request_type
 from hybridmesh.registry import Architecture, ServiceRegistry
 
 #: A step's retry policy (the plan's :class:`~hybridmesh.orchestration.plan.RetrySpec`).
@@ -218,6 +226,7 @@ class _Checks:
             at = f"steps[{index}]"
             architecture = self.architecture(at, step.service_info)
             self.operation(f"{at}.operation", step.operation)
+            self.capabilities(f"{at}.operation.type", step, architecture)
             if step.compensation is not None:
                 self.operation(f"{at}.compensation", step.compensation)
             if (
@@ -299,6 +308,27 @@ class _Checks:
                 f"{registered.value!r}; the step's value is used",
             )
         return info.architecture
+
+    def capabilities(self, where: str, step: WorkflowStep, architecture: str | None) -> None:
+        """Whether the target's capabilities allow a pattern the step's call may use."""
+        target = self.registry.find(step.service_info.service_name) if self.registry else None
+        kind = step.operation.type
+        if target is None or architecture not in tuple(Architecture) or kind == "function":
+            return
+        if kind == "batch" and architecture == Architecture.TRADITIONAL_MONOLITH:
+            return  # queued to the batch integration, not called
+        if kind not in OPERATION_TYPES:
+            return
+        pattern = call_pattern(kind, by_event=False)
+        strategy = (
+            forced_strategy(pattern, request_type(kind))
+            if pattern is not None
+            else select_strategy(UNREGISTERED_SOURCE_ARCHITECTURE, architecture, request_type(kind))
+        )
+        try:
+            fit_to_capabilities(strategy, target)
+        except PatternNotAllowedError as refused:
+            self.error(where, str(refused))
 
     def operation(self, at: str, operation: WorkflowOperation) -> None:
         self.choice(f"{at}.type", operation.type, OPERATION_TYPES)

@@ -424,6 +424,38 @@ def test_an_unknown_service_names_the_step_field(tmp_path: Path, registry: Servi
     )
 
 
+def test_a_step_its_targets_capabilities_cannot_take_names_file_line_and_field(
+    tmp_path: Path, registry: ServiceRegistry
+) -> None:
+    path = write(
+        tmp_path,
+        "bulk.yaml",
+        """
+        workflowId: settle
+        workflowType: finance
+        name: Settle
+        description: ""
+        consistencyStrategy: eventual
+        errorHandling: fail-fast
+        timeoutMs: 60000
+        steps:
+          - stepId: export
+            stepName: Export payments
+            serviceInfo: {serviceName: payment-service}
+            operation:
+              type: batch
+              endpoint: /exports
+        """,
+    )
+
+    assert load_definitions(path).ok  # without a registry, capabilities are unknown
+    assert load_one_error(path, registry) == (
+        f"{path}:{line_of(path, 'type: batch')}: error [steps[0].operation.type]: "
+        "payment-service allows none of the patterns this call may use (batch): its "
+        "capabilities rule them out (batch needs bulk_operations: true)"
+    )
+
+
 def test_a_cycle_is_reported_at_the_dependencies_of_its_first_step(tmp_path: Path) -> None:
     path = write(
         tmp_path,
