@@ -135,8 +135,9 @@ class WorkflowDefinition:
     """A workflow: a graph of steps across services.
 
     ``consistency_strategy`` is ``strong``, ``eventual`` or ``saga``; ``error_handling`` is
-    ``fail-fast``, ``continue-on-error`` or ``compensation``. ``timeout_ms`` bounds a whole
-    execution (None: no bound).
+    ``fail-fast``, ``continue-on-error`` or ``compensation``. The strategy sets the error
+    handling a workflow that states none gets (:data:`DEFAULT_ERROR_HANDLING`).
+    ``timeout_ms`` bounds a whole execution (None: no bound).
     """
 
     workflow_id: str
@@ -144,10 +145,28 @@ class WorkflowDefinition:
     name: str
     description: str
     consistency_strategy: str
-    error_handling: str
     timeout_ms: int | None
     steps: tuple[WorkflowStep, ...]
     version: int | None = None
+    #: None: the consistency strategy's default.
+    error_handling: str | None = field(default=None, kw_only=True)
+
+    def effective_error_handling(self) -> str | None:
+        """The error handling as stated, else the consistency strategy's default (None
+        when the strategy is not one of the three)."""
+        if self.error_handling is not None:
+            return self.error_handling
+        return DEFAULT_ERROR_HANDLING.get(self.consistency_strategy)
+
+
+#: The error handling each consistency strategy gives a workflow that states none: strong
+#: consistency stops at the first failure, eventual lets independent steps finish, saga
+#: undoes what completed.
+DEFAULT_ERROR_HANDLING: dict[str, str] = {
+    Consistency.STRONG: ErrorHandling.FAIL_FAST,
+    Consistency.EVENTUAL: ErrorHandling.CONTINUE_ON_ERROR,
+    Consistency.SAGA: ErrorHandling.COMPENSATION,
+}
 
 
 Definition = SagaDefinition | WorkflowDefinition
@@ -220,7 +239,8 @@ class _Checks:
         ids = [s.step_id for s in workflow.steps]
         self.common(workflow.version, workflow.timeout_ms, ids, "workflow")
         self.choice("consistency_strategy", workflow.consistency_strategy, tuple(Consistency))
-        self.choice("error_handling", workflow.error_handling, tuple(ErrorHandling))
+        if workflow.error_handling is not None:
+            self.choice("error_handling", workflow.error_handling, tuple(ErrorHandling))
         known = set(ids)
         for index, step in enumerate(workflow.steps):
             at = f"steps[{index}]"
@@ -247,7 +267,7 @@ class _Checks:
                 f"steps[{ids.index(cycle[0])}].dependencies",
                 "dependency cycle: " + " -> ".join([*cycle, cycle[0]]),
             )
-        if workflow.error_handling == ErrorHandling.COMPENSATION:
+        if workflow.effective_error_handling() == ErrorHandling.COMPENSATION:
             self.compensations(workflow.steps)
 
     def common(
@@ -544,7 +564,7 @@ def _workflow_plan(
         name=workflow.workflow_id,
         version=version,
         steps=tuple(steps),
-        error_handling=ErrorHandling(workflow.error_handling),
+        error_handling=ErrorHandling(workflow.effective_error_handling() or ""),
         consistency=Consistency(workflow.consistency_strategy),
         timeout_ms=workflow.timeout_ms,
         description=workflow.description,
@@ -553,6 +573,7 @@ def _workflow_plan(
 
 
 __all__ = [
+    "DEFAULT_ERROR_HANDLING",
     "HTTP_METHODS",
     "Definition",
     "RetryPolicy",

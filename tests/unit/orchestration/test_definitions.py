@@ -576,3 +576,46 @@ def test_warnings_flag_what_has_no_effect_or_disagrees_with_the_registry(
             "the step's value is used",
         )
     ]
+
+
+@pytest.mark.parametrize(
+    ("consistency", "handling"),
+    [
+        ("strong", ErrorHandling.FAIL_FAST),
+        ("eventual", ErrorHandling.CONTINUE_ON_ERROR),
+        ("saga", ErrorHandling.COMPENSATION),
+    ],
+)
+def test_the_consistency_strategy_sets_the_error_handling_a_workflow_leaves_out(
+    consistency: str, handling: ErrorHandling
+) -> None:
+    undo = WorkflowOperation(endpoint="/undo")
+    definition = workflow(
+        wf_step("a", compensation=undo),
+        wf_step("b", "a"),
+        consistency_strategy=consistency,
+        error_handling=None,
+    )
+
+    plan = to_plan(definition)
+
+    assert (plan.consistency, plan.error_handling) == (Consistency(consistency), handling)
+
+
+def test_a_stated_error_handling_wins_over_the_strategys_default() -> None:
+    definition = workflow(wf_step("a"), consistency_strategy="saga", error_handling="fail-fast")
+
+    assert to_plan(definition).error_handling is ErrorHandling.FAIL_FAST
+
+
+def test_under_a_saga_strategy_a_step_others_build_on_needs_a_compensation() -> None:
+    definition = workflow(
+        wf_step("a"), wf_step("b", "a"), consistency_strategy="saga", error_handling=None
+    )
+
+    assert errors(validate(definition)) == [
+        (
+            "steps[0].compensation",
+            "missing: error_handling is 'compensation', and step 'b' depends on this command step",
+        )
+    ]
