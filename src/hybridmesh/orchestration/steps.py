@@ -146,7 +146,7 @@ class StepRunner:
         step, operation = attempt.step, attempt.operation
         arch = self.architecture(step)
         timeout = self.timeout_ms(step, arch) / 1000
-        function = operation.function or (step.service if arch == SERVERLESS else None)
+        function = operation.function_name or (step.service if arch == SERVERLESS else None)
         if operation.type == "function" or (
             arch == SERVERLESS
             and function is not None

@@ -6,6 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import pydantic
 import pytest
 
 from hybridmesh.core.errors import Problem, ValidationError
@@ -245,7 +246,7 @@ def test_a_serverless_step_calls_the_function_named_like_its_service_by_default(
 
     plan = to_plan(definition, registry=registry)
 
-    assert [s.operation.function for s in plan.steps] == [
+    assert [s.operation.function_name for s in plan.steps] == [
         "transform-events",
         "data-transformations",
         "data-transformations",
@@ -619,3 +620,30 @@ def test_under_a_saga_strategy_a_step_others_build_on_needs_a_compensation() -> 
             "missing: error_handling is 'compensation', and step 'b' depends on this command step",
         )
     ]
+
+
+# ---------------------------------------------------------------------------- the model
+
+
+def test_a_workflow_operation_is_the_operation_its_plan_runs(registry: ServiceRegistry) -> None:
+    undo = WorkflowOperation(type="command", endpoint="/undo", payload={"why": "rollback"})
+    definition = workflow(wf_step("a", compensation=undo))
+
+    (step,) = to_plan(definition, registry=registry).steps
+
+    assert WorkflowOperation is Operation
+    assert step.compensation == undo
+
+
+def test_definitions_take_their_fields_by_name_or_by_camel_case_alias() -> None:
+    by_name = SagaStep(step_id="a", service_name="user-service", operation="validate")
+    by_alias = SagaStep(stepId="a", serviceName="user-service", operation="validate")  # type: ignore[call-arg]
+
+    assert by_name == by_alias
+
+
+def test_a_field_of_the_wrong_type_is_refused_when_built() -> None:
+    with pytest.raises(pydantic.ValidationError) as caught:
+        SagaStep("a", "user-service", "validate", timeout="soon")  # type: ignore[arg-type]
+
+    assert [error["loc"] for error in caught.value.errors()] == [("timeout",)]

@@ -243,7 +243,7 @@ def test_analytics_pipeline_runs_a_serverless_function_and_a_legacy_batch(
 
     transform = plan.step("transform-events")
     assert (transform.service, transform.architecture) == ("data-transformations", "serverless")
-    assert (transform.operation.type, transform.operation.function) == (
+    assert (transform.operation.type, transform.operation.function_name) == (
         "function",
         "transform-events",
     )
