@@ -61,6 +61,23 @@ SERVICES_HINT = (
 )
 
 
+def _hinted(problems: list[Problem]) -> list[Problem]:
+    """``problems``, and how to name the services when a service was unknown."""
+    if any(p.message.startswith("unknown service") for p in problems):
+        return [*problems, Problem(SERVICES_HINT)]
+    return problems
+
+
+async def _load_definitions(runtime: Any, path: Path, services: Path | None) -> list[Any]:
+    """Register the definitions at ``path``; unknown services say how to name them."""
+    try:
+        return list(await runtime.load_definitions(path))
+    except ValidationError as invalid:
+        if services is not None:
+            raise
+        raise ValidationError(_hinted(invalid.problems)) from None
+
+
 def _registry_from(path: Path | None) -> Any:
     """The registry read from the service definitions at ``path``; None: the stored one."""
     if path is None:
@@ -86,7 +103,7 @@ async def _with_runtime(
         if functions is not None:
             runtime.use_functions(functions)
         if definitions is not None:
-            await runtime.load_definitions(definitions)
+            await _load_definitions(runtime, definitions, services)
         return await work(runtime)
     finally:
         await runtime.close()
@@ -147,8 +164,7 @@ def validate_definitions(path: Path, services_path: Path | None, as_json: bool) 
         loaded = load_definitions(path, registry=_registry_from(services_path))
     else:
         loaded = run(_with_runtime(check, events=False))
-        if any(p.message.startswith("unknown service") for p in loaded.errors):
-            loaded.errors.append(Problem(SERVICES_HINT))
+        loaded.errors = _hinted(loaded.errors)
     if as_json:
         emit_json(
             {
@@ -534,7 +550,6 @@ def worker(
     from hybridmesh.batch import load_batch_targets
 
     targets = load_batch_targets(batch_targets_path) if batch_targets_path else []
-    registry = _registry_from(services_path)
     run(
         _work(
             max_executions,
@@ -544,7 +559,7 @@ def worker(
             functions_spec,
             definitions_path,
             targets,
-            registry,
+            services_path,
         )
     )
 
@@ -557,7 +572,7 @@ async def _work(
     functions_spec: str | None,
     definitions_path: Path | None,
     batch_targets: list[Any],
-    registry: Any,
+    services_path: Path | None,
 ) -> None:
     from hybridmesh.core.process import tune_gc
     from hybridmesh.observability import configure_logging, configure_tracing, shutdown_tracing
@@ -572,7 +587,7 @@ async def _work(
         max_executions=max_executions,
         lease_seconds=lease,
         batch_targets=batch_targets,
-        registry=registry,
+        registry=_registry_from(services_path),
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -580,7 +595,7 @@ async def _work(
         loop.add_signal_handler(signum, stop.set)
     try:
         if definitions_path is not None:
-            for plan in await runtime.load_definitions(definitions_path):
+            for plan in await _load_definitions(runtime, definitions_path, services_path):
                 console.print(f"loaded {plan.kind.value} {plan.name} v{plan.version}")
         if functions_spec is not None:
             runtime.use_functions(functions_spec)

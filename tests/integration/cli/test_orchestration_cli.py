@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -256,3 +260,48 @@ def test_saga_start_takes_its_services_from_services(
     assert code == 0, out
     assert json.loads(out)["status"] == "completed"
     assert calls == ["/operations/reserve", "/operations/charge"]
+
+
+def test_a_worker_takes_its_services_from_services(workspace: Path) -> None:
+    (workspace / "services.yaml").write_text(SERVICES.format(url="http://127.0.0.1:9"))
+    (workspace / "shop.yaml").write_text(SAGA.format())
+    env = {**os.environ, "HYBRIDMESH_LOG_LEVEL": "WARNING"}
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hybridmesh",
+            "worker",
+            "--services",
+            str(workspace / "services.yaml"),
+            "--definitions",
+            str(workspace / "shop.yaml"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert worker.stdout is not None
+        seen = [worker.stdout.readline(), worker.stdout.readline()]
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        _, err = worker.communicate(timeout=30)
+    # Without --services the stored registry is empty: the definitions would not load.
+    assert seen[0].strip() == "loaded saga shop-order v1", err
+    assert "running" in seen[1]
+    assert worker.returncode == 0, err
+
+
+def test_saga_start_without_services_says_how_to_name_them(
+    workspace: Path, main: Callable[..., tuple[int, str, str]]
+) -> None:
+    (workspace / "shop.yaml").write_text(SAGA.format())
+
+    code, _, err = main(
+        "saga", "start", "shop-order", "--definitions", str(workspace / "shop.yaml")
+    )
+
+    assert code == 2
+    assert "unknown service 'stock'" in err and "--services PATH" in err
