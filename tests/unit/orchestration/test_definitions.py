@@ -647,3 +647,12 @@ def test_a_field_of_the_wrong_type_is_refused_when_built() -> None:
         SagaStep("a", "user-service", "validate", timeout="soon")  # type: ignore[arg-type]
 
     assert [error["loc"] for error in caught.value.errors()] == [("timeout",)]
+
+
+def test_a_plan_stored_before_alone_existed_runs_its_steps_side_by_side() -> None:
+    stored = to_plan(workflow(wf_step("a"), wf_step("b"))).to_dict()
+    for step in stored["steps"]:
+        del step["alone"]
+        step["parallel"] = False  # what every step stored then, meaning nothing
+
+    assert [step.alone for step in Plan.from_dict(stored).steps] == [False, False]
