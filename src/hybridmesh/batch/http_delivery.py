@@ -10,6 +10,7 @@ since they may have been acted on.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 import aiohttp
@@ -19,6 +20,7 @@ from hybridmesh.batch.formats import ResultFileError, parse_bulk_answer
 from hybridmesh.batch.ledger import BatchRun
 from hybridmesh.core.serialization import dumpb
 from hybridmesh.observability import get_logger
+from hybridmesh.transports import Http1Response, fetch
 
 log = get_logger("hybridmesh.batch")
 
@@ -62,14 +64,16 @@ class HttpBulkDelivery:
             ],
         }
         try:
-            status, reason, answer = await self._post(context, run_id, dumpb(body))
+            response = await self._post(context, run_id, dumpb(body))
         except (aiohttp.ClientError, TimeoutError, OSError) as failure:
             why = f"{type(failure).__name__}: {failure}" if str(failure) else type(failure).__name__
             run = await _undelivered(context, run_id, f"no answer from {self.endpoint}: {why}")
             return RunOutcome(run, delivered=False)
-        if not 200 <= status < 300:
+        answer = response.body
+        if not 200 <= response.status < 300:
             text = answer[:200].decode("utf-8", "replace")
-            why = f"{self.endpoint} answered {status} {reason}: {text}".rstrip(": ")
+            why = f"{self.endpoint} answered {response.status} {response.reason}: {text}"
+            why = why.rstrip(": ")
             return RunOutcome(await _undelivered(context, run_id, why), delivered=False)
         source = f"answer of {self.endpoint} to run {run_id}"
         try:
@@ -83,20 +87,15 @@ class HttpBulkDelivery:
         )
         return RunOutcome(await context.ledger.run(run_id), delivered=True)
 
-    async def _post(
-        self, context: DeliveryContext, run_id: str, body: bytes
-    ) -> tuple[int, str, bytes]:
+    async def _post(self, context: DeliveryContext, run_id: str, body: bytes) -> Http1Response:
         headers = {
             "Content-Type": "application/json",
             "Accept": "application/json",
             "Idempotency-Key": run_id,
         }
-        timeout = aiohttp.ClientTimeout(total=context.http_timeout)
-        session = context.http()
-        async with session.post(
-            self.endpoint, data=body, headers=headers, timeout=timeout
-        ) as response:
-            return response.status, response.reason or "", await response.read()
+        # A redirect is an answer, not followed: a bulk POST must not turn into a GET.
+        async with asyncio.timeout(context.http_timeout):
+            return await fetch(context.http(), "POST", self.endpoint, headers=headers, body=body)
 
 
 async def recover_stale_posts(context: DeliveryContext) -> list[BatchRun]:
