@@ -66,7 +66,9 @@ log = get_logger("hybridmesh.batch")
 
 
 class BatchIntegration:
-    """Queues operations for legacy systems and delivers them in batches.
+    """The batch scheduler: queues operations for legacy systems in the ledger, decides when
+    a run goes out (on schedule, when full, on demand) and hands it to its target's
+    :class:`~hybridmesh.batch.delivery.Delivery`; its loop also runs the inbox collector.
 
     ``exchange_dir`` holds each target's ``outbox`` and ``inbox``. ``review`` receives the
     records that fail (default: a :class:`ReviewQueue` on the same store). ``targets``

@@ -66,7 +66,9 @@ def serve(
     --dev-tokens is given, /ws/events refuses every connection with 401.
     """
     if dev_tokens and tokens:
-        raise click.UsageError("use either --dev-tokens or --token, not both")
+        raise click.UsageError(
+            "use either --dev-tokens or --token (or HYBRIDMESH_WS_TOKENS), not both"
+        )
     table = None if dev_tokens else _parse_tokens(tokens)
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C before the server took over
         run(_serve(get_ctx().settings, table, host, port, worker))
