@@ -1,9 +1,9 @@
-"""Sagas and workflows as users write them: the seed's fields, their checks, their plans.
+"""Sagas and workflows as users write them: the integration guide's fields, checks, plans.
 
 A definition is data. Build one in Python, or load it from YAML with
 :mod:`hybridmesh.orchestration.loader`; :func:`validate` lists what is wrong with it, and
 :func:`to_plan` turns a valid one into the :class:`~hybridmesh.orchestration.plan.Plan` the
-engine runs. Durations are milliseconds, as in the seed.
+engine runs. Durations are milliseconds, as in the integration guide.
 
 Fields that take one of a few words (``error_handling``, ``consistency_strategy``, an
 operation's ``type``) are plain strings, as users write them; :func:`validate` checks them.
