@@ -9,8 +9,12 @@ the notification commit in one transaction in the service's own SQLite file, so 
 redelivery is dropped and pushes nothing.
 
 Out of the box the templates are ``welcome`` (``user.registered``), ``profile-updated``,
-``account-deactivated``, ``order-confirmation`` (e-mail) and ``order-cancelled`` (push);
-``order.shipped`` deliberately has none.
+``account-deactivated``, ``order-confirmation`` (e-mail, for ``order.created``),
+``order-confirmed`` and ``order-cancelled`` (push, for the ``order.confirmed`` and
+``order.cancelled`` that order-processing publishes when an order's saga ends);
+``order.shipped`` deliberately has none. The order confirmation e-mail with the tracking
+number is the order saga's last step (``send-order-confirmation`` below); the push tells the
+customer's devices how the order ended, whichever way it ended.
 
 Poison events. An event the service cannot handle raises, so the bus retries it with backoff
 and, after ``max_deliveries`` attempts, moves it to the group's dead letters:
@@ -82,6 +86,7 @@ DEFAULT_TEMPLATES = {
     "user.updated": ("profile-updated", "email"),
     "user.deactivated": ("account-deactivated", "email"),
     "order.created": ("order-confirmation", "email"),
+    "order.confirmed": ("order-confirmed", "push"),
     "order.cancelled": ("order-cancelled", "push"),
 }
 

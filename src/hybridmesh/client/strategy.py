@@ -1,8 +1,8 @@
 """Which patterns a call uses, by the pair of architectures and the kind of request.
 
-This is the seed's ``getOptimalStrategy`` as data. Each strategy lists the patterns to try in
-order, each with optional timeout/retry settings that override the target's policy for that
-pattern, and what to do when they all fail:
+This is the integration guide's ``getOptimalStrategy`` as data. Each strategy lists the
+patterns to try in order, each with optional timeout/retry settings that override the
+target's policy for that pattern, and what to do when they all fail:
 
 ========================================  =========  ===========================================
 source -> target                          request    patterns, then fallback

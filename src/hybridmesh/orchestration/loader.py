@@ -7,9 +7,9 @@ order). A file holds one definition (a mapping), several (a list, ``sagas:`` and
 is a saga; one with ``workflow_id`` is a workflow.
 
 Keys are the fields of :mod:`hybridmesh.orchestration.definitions`, in snake_case or in the
-seed's camelCase (``stepId``, ``retryPolicy``, ``maxAttempts``): the definitions' pydantic
-models read both. Keys inside payloads are left as written. A field without a default is
-required; an unknown key is an error.
+integration guide's camelCase (``stepId``, ``retryPolicy``, ``maxAttempts``): the
+definitions' pydantic models read both. Keys inside payloads are left as written. A field
+without a default is required; an unknown key is an error.
 
 Errors: bad YAML, a missing or unknown field, a value of the wrong type, everything
 :func:`~hybridmesh.orchestration.definitions.validate` finds, and a saga type or workflow id

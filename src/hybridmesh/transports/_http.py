@@ -1,7 +1,8 @@
 """The HTTP clients the transports share, and how their answers become results or errors.
 
 REST calls go through a lean keep-alive :class:`~hybridmesh.transports.http1.Http1Pool`;
-GraphQL, functions and batch calls through an aiohttp session, by :func:`fetch` where they
+GraphQL, functions and batch calls through an aiohttp session (aiohttp rather than httpx:
+it spends less CPU per call, and these paths carry many calls), by :func:`fetch` where they
 want the pool's contract (no redirects followed, the whole answer read).
 """
 

@@ -30,7 +30,7 @@ from hybridmesh.registry import ServiceRegistry
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "tanqory"
 DEFINITIONS = EXAMPLES / "definitions"
 
-#: The seed's USER_ONBOARDING_WORKFLOW, written in Python.
+#: The integration guide's USER_ONBOARDING_WORKFLOW, written in Python.
 USER_ONBOARDING = WorkflowDefinition(
     workflow_id="user-onboarding",
     workflow_type="user-lifecycle",

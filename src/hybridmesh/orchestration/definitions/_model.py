@@ -4,7 +4,7 @@ The definitions are pydantic dataclasses: built in Python they take their fields
 position or by name; read from plain data (:data:`DEFINITION_READER`) each key may be the
 field's name or its camelCase alias (``step_id`` or ``stepId``), an unknown key is refused,
 and a value must already have its field's type (no ``"3"`` for 3, no ``"yes"`` for true).
-Durations are milliseconds, as in the seed.
+Durations are milliseconds, as in the integration guide.
 
 Fields that take one of a few words (``error_handling``, ``consistency_strategy``, an
 operation's ``type``) are plain strings, as users write them; validation checks them.
