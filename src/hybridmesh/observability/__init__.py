@@ -24,6 +24,7 @@ from hybridmesh.observability.tracing import (
     inject_headers,
     shutdown_tracing,
     start_call_span,
+    start_context_span,
     tracing_records,
 )
 
@@ -45,5 +46,6 @@ __all__ = [
     "inject_headers",
     "shutdown_tracing",
     "start_call_span",
+    "start_context_span",
     "tracing_records",
 ]

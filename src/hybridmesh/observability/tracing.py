@@ -54,6 +54,7 @@ _NOOP_TRACER: Tracer = trace.NoOpTracer()
 _ZERO_TRACE_ID = "0" * 32
 _ZERO_SPAN_ID = "0" * 16
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_FLAGS = (TraceFlags(TraceFlags.DEFAULT), _SAMPLED)
 _getrandbits = random.getrandbits
 
 
@@ -123,6 +124,7 @@ def shutdown_tracing() -> None:
     with _state.lock:
         provider, _state.provider = _state.provider, None
         _state.tracers = {}
+        _state.recording = False
     if provider is not None:
         provider.shutdown()
 
@@ -142,15 +144,22 @@ def get_tracer(name: str = DEFAULT_TRACER_NAME) -> Tracer:
 
 
 class _PropagatingSpan:
-    """A current span that carries ids for propagation and records nothing."""
+    """A current span that carries ids for propagation and records nothing.
+
+    It continues the current trace (a new one without a current span) under a new span id,
+    and keeps the parent's sampled flag, so that a caller's decision not to sample travels
+    on; a new trace is sampled."""
 
     __slots__ = ("_span", "_token")
 
     def __init__(self) -> None:
         parent = trace.get_current_span().get_span_context()
-        trace_id = parent.trace_id if parent.is_valid else (_getrandbits(128) or 1)
+        if parent.is_valid:
+            trace_id, flags = parent.trace_id, _FLAGS[parent.trace_flags & 0x01]
+        else:
+            trace_id, flags = _getrandbits(128) or 1, _SAMPLED
         self._span = NonRecordingSpan(
-            SpanContext(trace_id, _getrandbits(64) or 1, False, _SAMPLED, parent.trace_state)
+            SpanContext(trace_id, _getrandbits(64) or 1, False, flags, parent.trace_state)
         )
         self._token: object = None
 
@@ -169,6 +178,14 @@ def tracing_records() -> bool:
     """Whether spans are recorded (tracing configured with an exporter). Hot loops use it to
     skip building spans nobody will read."""
     return _state.recording
+
+
+def start_context_span() -> AbstractContextManager[Span]:
+    """Run the ``with`` block under a new span id in the current trace (a new trace when
+    there is none), recording nothing: log lines written inside carry its trace and span
+    ids, and :func:`inject_child_headers` writes children of it. Whether or not tracing is
+    configured; a call that would make an unrecorded :func:`start_call_span` uses it."""
+    return _PropagatingSpan()
 
 
 def start_call_span(
@@ -243,7 +260,8 @@ def inject_child_headers(headers: dict[str, str]) -> None:
     if not parent.is_valid:
         headers["traceparent"] = f"00-{_random_trace_id()}-{_random_span_id()}-01"
         return
-    headers["traceparent"] = f"00-{parent.trace_id:032x}-{_getrandbits(64) or 1:016x}-01"
+    flags = parent.trace_flags & 0x01
+    headers["traceparent"] = f"00-{parent.trace_id:032x}-{_getrandbits(64) or 1:016x}-0{flags}"
     if parent.trace_state:
         headers["tracestate"] = parent.trace_state.to_header()
 
@@ -350,4 +368,5 @@ __all__ = [
     "inject_headers",
     "shutdown_tracing",
     "start_call_span",
+    "start_context_span",
 ]
