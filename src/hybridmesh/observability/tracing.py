@@ -7,6 +7,11 @@ configuration is also offered to the global provider so other instrumentation ca
 
 When tracing is not configured, spans are no-ops and cost almost nothing, but outbound
 requests still carry a well-formed ``traceparent`` so that downstream logs can be correlated.
+Configured without an exporter, call spans only carry context: log lines written inside
+them carry their trace and span ids. With the OTLP exporter, call spans are recorded by
+:mod:`~hybridmesh.observability.recorded` rather than by the SDK, for a fraction of the
+cost; with another exporter (console, or one given to :func:`configure_tracing`), by the
+SDK. Either way the sampler ``OTEL_TRACES_SAMPLER`` names decides which are recorded.
 """
 
 from __future__ import annotations
