@@ -16,6 +16,7 @@ exported, p95 <= 1.25x raw and throughput >= 0.80x raw.
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import time
 from collections.abc import Awaitable, Callable
@@ -96,6 +97,8 @@ async def run(*, quick: bool = False) -> dict[str, Any]:
     rounds = 2 if quick else 7
     configure_tracing()
     results: dict[str, Any] = {"benchmark": "client_overhead", "machine": machine(), "runs": {}}
+    # The load is kept with the figures: other work on the machine moves them.
+    results["load_before"] = [round(x, 2) for x in os.getloadavg()]
     with upstream() as base_url, collector() as collector_url:
         exporting = Settings(otel_exporter="otlp", otlp_endpoint=f"{collector_url}/v1/traces")
         url = f"{base_url}/users/1"
@@ -138,6 +141,7 @@ async def run(*, quick: bool = False) -> dict[str, Any]:
                                 exported[name] += spans_received(collector_url) - before
                                 progress.advance(task)
                         results["runs"][f"c{concurrency}"] = _summarise(samples, exported)
+    results["load_after"] = [round(x, 2) for x in os.getloadavg()]
     write_json("client_overhead", results)
     write_section("client_overhead", _markdown(results, quick))
     return results
@@ -192,7 +196,8 @@ def _markdown(results: dict[str, Any], quick: bool) -> str:
         "ratio is the median over the rounds of the variant's figure over raw's in the same "
         f"round. Command: `make bench` (`python -m benchmarks client_overhead{flag}`). "
         f"Machine: {results['machine']['cpus']} CPUs, Python {results['machine']['python']}, "
-        f"{results['machine']['date']}.",
+        f"{results['machine']['date']}; load average {results['load_before'][0]:.2f} "
+        f"before, {results['load_after'][0]:.2f} after.",
         "",
         "| concurrency | variant | p50 ms | p95 ms | req/s | spans exported "
         "| p95 ratio (goal) | throughput ratio (goal) |",
