@@ -13,16 +13,18 @@ the oldest waiting spans are dropped (and counted) rather than slowing the calls
 
 from __future__ import annotations
 
+import gzip
 import http.client
 import logging
+import os
 import struct
 import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.trace import StatusCode
@@ -172,6 +174,43 @@ class SpanEncoder:
         return _field(0x0A, self._head + scope_spans)
 
 
+@dataclass(frozen=True, slots=True)
+class OtlpOptions:
+    """What the standard ``OTEL_EXPORTER_OTLP_*`` variables ask of the export: extra request
+    headers (``OTEL_EXPORTER_OTLP_TRACES_HEADERS``, else ``OTEL_EXPORTER_OTLP_HEADERS``:
+    ``key=value`` pairs separated by commas, values URL-encoded; an API key, say) and gzip
+    compression (``OTEL_EXPORTER_OTLP_TRACES_COMPRESSION``, else
+    ``OTEL_EXPORTER_OTLP_COMPRESSION``: ``gzip`` or ``none``)."""
+
+    headers: Mapping[str, str] = field(default_factory=dict)
+    gzip: bool = False
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> OtlpOptions:
+        """The options the variables in ``environ`` (default ``os.environ``) set."""
+        env = os.environ if environ is None else environ
+
+        def read(name: str) -> str:
+            traces = env.get(f"OTEL_EXPORTER_OTLP_TRACES_{name}")
+            return (
+                traces if traces is not None else env.get(f"OTEL_EXPORTER_OTLP_{name}", "")
+            ).strip()
+
+        headers: dict[str, str] = {}
+        for pair in read("HEADERS").split(","):
+            key, equals, value = pair.partition("=")
+            if equals and key.strip():
+                headers[key.strip()] = unquote(value.strip())
+            elif pair.strip():
+                log.warning("OTEL_EXPORTER_OTLP_HEADERS: %r is not key=value; ignored", pair)
+        compression = read("COMPRESSION").lower()
+        if compression not in ("", "none", "gzip"):
+            log.warning(
+                "OTLP compression %r is not gzip or none; sending uncompressed", compression
+            )
+        return cls(headers, compression == "gzip")
+
+
 class OtlpHttpExporter:
     """Sends finished spans to an OTLP/HTTP traces endpoint from a thread of its own.
 
@@ -195,6 +234,7 @@ class OtlpHttpExporter:
         batch_size: int = 4096,
         queue_size: int = 32_768,
         timeout: float = 10.0,
+        options: OtlpOptions | None = None,
     ) -> None:
         url = urlsplit(endpoint)
         if url.scheme not in ("http", "https") or not url.hostname:
@@ -206,6 +246,11 @@ class OtlpHttpExporter:
         self._interval = interval
         self._batch_size = batch_size
         self._timeout = timeout
+        options = options or OtlpOptions()
+        self._headers = {"Content-Type": "application/x-protobuf", **options.headers}
+        self._gzip = options.gzip
+        if options.gzip:
+            self._headers["Content-Encoding"] = "gzip"
         self._queue: deque[bytes] = deque(maxlen=queue_size)
         self._queue_size = queue_size
         self._wake = threading.Event()
@@ -267,7 +312,8 @@ class OtlpHttpExporter:
                     self._sending = count
                 batch = [queue.popleft() for _ in range(count)]
                 try:
-                    self._send(self._encoder.request(batch), count)
+                    body = self._encoder.request(batch)
+                    self._send(gzip.compress(body, 5) if self._gzip else body, count)
                 except Exception:  # the thread must outlive any one bad batch
                     log.exception("exporting %d spans failed", count)
                     self.dropped += count
@@ -282,12 +328,7 @@ class OtlpHttpExporter:
         for attempt in (1, 2):  # a kept-alive connection the collector closed: once more
             connection = self._connection or self._connect()
             try:
-                connection.request(
-                    "POST",
-                    self._path,
-                    body,
-                    {"Content-Type": "application/x-protobuf"},
-                )
+                connection.request("POST", self._path, body, self._headers)
                 answer = connection.getresponse()
                 answer.read()
             except (OSError, http.client.HTTPException) as error:
@@ -365,4 +406,4 @@ class SdkSpanForwarder(SpanProcessor):
         return self.exporter.flush(timeout_millis / 1000)
 
 
-__all__ = ["FinishedSpan", "OtlpHttpExporter", "SdkSpanForwarder", "SpanEncoder"]
+__all__ = ["FinishedSpan", "OtlpHttpExporter", "OtlpOptions", "SdkSpanForwarder", "SpanEncoder"]

@@ -50,7 +50,12 @@ from opentelemetry.trace import (
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from hybridmesh.core.settings import Settings
-from hybridmesh.observability.otlp import OtlpHttpExporter, SdkSpanForwarder, SpanEncoder
+from hybridmesh.observability.otlp import (
+    OtlpHttpExporter,
+    OtlpOptions,
+    SdkSpanForwarder,
+    SpanEncoder,
+)
 from hybridmesh.observability.recorded import Recorder
 from hybridmesh.observability.sampling import Sampler
 
@@ -61,6 +66,9 @@ _NOOP_TRACER: Tracer = trace.NoOpTracer()
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _FLAGS = (TraceFlags(TraceFlags.DEFAULT), _SAMPLED)
 _getrandbits = random.getrandbits
+
+
+_DEFAULT_SAMPLER = Sampler.named("parentbased_always_on")
 
 
 class _TracingState:
@@ -75,7 +83,7 @@ class _TracingState:
         #: Records call spans for OTLP export, bypassing the SDK's spans (see ``recorded``).
         self.recorder: Recorder | None = None
         #: Which traces a trace begun here records, and says it does (its sampled flag).
-        self.sampler = Sampler.named("parentbased_always_on")
+        self.sampler = _DEFAULT_SAMPLER
 
 
 _state = _TracingState()
@@ -90,8 +98,9 @@ def configure_tracing(
     ``exporter`` when given (synchronously, which is what tests want), otherwise as
     ``settings.otel_exporter`` says: ``none`` exports nothing, ``console`` prints each span,
     ``otlp`` sends batches to ``settings.otlp_endpoint`` over HTTP (binary protobuf, from a
-    thread: see :mod:`~hybridmesh.observability.otlp`). Which traces are recorded is
-    ``settings.otel_traces_sampler`` (``OTEL_TRACES_SAMPLER``, with
+    thread: see :mod:`~hybridmesh.observability.otlp`), with the headers and compression
+    ``OTEL_EXPORTER_OTLP_(TRACES_)HEADERS`` and ``..._COMPRESSION`` ask for. Which traces
+    are recorded is ``settings.otel_traces_sampler`` (``OTEL_TRACES_SAMPLER``, with
     ``OTEL_TRACES_SAMPLER_ARG``). ``settings`` defaults to the environment.
 
     May be called more than once: the previous provider is flushed and shut down, and the
@@ -111,7 +120,8 @@ def configure_tracing(
         provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter(out=sys.stdout)))
     elif settings.otel_exporter == "otlp":
         encoder = SpanEncoder(provider.resource.attributes, DEFAULT_TRACER_NAME)
-        otlp = OtlpHttpExporter(settings.otlp_endpoint, encoder)
+        options = OtlpOptions.from_environment()
+        otlp = OtlpHttpExporter(settings.otlp_endpoint, encoder, options=options)
         provider.add_span_processor(SdkSpanForwarder(otlp))  # shuts ``otlp`` down with it
         recorder = Recorder(sampler, otlp.add)
     recording = exporter is not None or settings.otel_exporter != "none"
@@ -141,6 +151,7 @@ def shutdown_tracing() -> None:
         _state.tracers = {}
         _state.recording = False
         _state.recorder = None
+        _state.sampler = _DEFAULT_SAMPLER
     if provider is not None:
         provider.shutdown()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,7 +22,7 @@ from hybridmesh.observability import (
     shutdown_tracing,
     start_call_span,
 )
-from hybridmesh.observability.otlp import OtlpHttpExporter, SpanEncoder
+from hybridmesh.observability.otlp import OtlpHttpExporter, OtlpOptions, SpanEncoder
 from hybridmesh.observability.recorded import Recorder
 from hybridmesh.observability.sampling import Sampler
 
@@ -31,6 +32,7 @@ class Collector:
 
     def __init__(self, status: int = 200) -> None:
         self.requests: list[tuple[str, str, bytes]] = []
+        self.headers: list[dict[str, str]] = []
         collector = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -39,6 +41,7 @@ class Collector:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 collector.requests.append((self.path, self.headers["Content-Type"], body))
+                collector.headers.append(dict(self.headers))
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -139,8 +142,8 @@ def test_an_incoming_trace_state_is_exported_and_passed_on(collector: Collector)
     assert span.trace_state == headers["tracestate"] == "vendor=value"
 
 
-def send_one(endpoint: str) -> OtlpHttpExporter:
-    exporter = OtlpHttpExporter(endpoint, SpanEncoder({}, "test"))
+def send_one(endpoint: str, options: OtlpOptions | None = None) -> OtlpHttpExporter:
+    exporter = OtlpHttpExporter(endpoint, SpanEncoder({}, "test"), options=options)
     recorder = Recorder(Sampler.named("always_on"), exporter.add)
     with recorder.call("lost", None, SpanKind.CLIENT):
         pass
@@ -177,3 +180,24 @@ def test_an_accepted_export_counts_its_spans_as_sent(collector: Collector) -> No
 def test_an_endpoint_that_is_not_a_url_is_refused() -> None:
     with pytest.raises(ValueError, match="not an http"):
         OtlpHttpExporter("127.0.0.1:4318", SpanEncoder({}, "test"))
+
+
+def test_headers_and_gzip_from_the_standard_variables_reach_the_collector(
+    collector: Collector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-api-key=general")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "x-api-key=s%3Dcret, x-team = ops")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")
+    options = OtlpOptions.from_environment()
+    assert options == OtlpOptions({"x-api-key": "s=cret", "x-team": "ops"}, gzip=True)
+    send_one(collector.endpoint, options)
+    (headers,) = collector.headers
+    assert headers["x-api-key"] == "s=cret" and headers["Content-Encoding"] == "gzip"
+    (_, _, body) = collector.requests[0]
+    exported = ExportTraceServiceRequest.FromString(gzip.decompress(body))
+    assert exported.resource_spans[0].scope_spans[0].spans[0].name == "lost"
+
+
+def test_without_the_variables_nothing_is_added() -> None:
+    assert OtlpOptions.from_environment({}) == OtlpOptions({}, gzip=False)
+    assert OtlpOptions.from_environment({"OTEL_EXPORTER_OTLP_HEADERS": "broken"}).headers == {}
