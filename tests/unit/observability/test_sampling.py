@@ -20,6 +20,7 @@ from hybridmesh.observability import (
     inject_child_headers,
     inject_headers,
     start_call_span,
+    start_context_span,
 )
 from hybridmesh.observability import tracing as tracing_module
 from hybridmesh.observability.sampling import Sampler
@@ -168,3 +169,17 @@ def test_settings_read_the_standard_variable_names(monkeypatch: pytest.MonkeyPat
     settings = Settings()
     assert Sampler.from_settings(settings).ratio == 0.1
     assert Settings(otel_traces_sampler="always_off").otel_traces_sampler == "always_off"
+
+
+def test_without_an_exporter_a_new_trace_carries_the_samplers_decision(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_off")
+    configure_tracing(Settings(otel_exporter="none"))
+    with start_context_span() as span:
+        assert not span.get_span_context().trace_flags.sampled
+    fresh: dict[str, str] = {}
+    inject_child_headers(fresh)
+    assert fresh["traceparent"].endswith("-00")
+    with continue_trace(parent(sampled=True)), start_context_span() as child:
+        assert child.get_span_context().trace_flags.sampled  # the caller's decision stands
