@@ -9,8 +9,8 @@ recorded and exported over OTLP/HTTP to a stand-in collector (another process on
 that decodes every export and counts its spans), sampling every trace and one in ten
 (``OTEL_TRACES_SAMPLER=parentbased_traceidratio``, ``OTEL_TRACES_SAMPLER_ARG=0.1``).
 
-Goals: client p95 <= 1.10x raw and throughput >= 0.90x raw; with spans recorded and
-exported, p95 <= 1.25x raw and throughput >= 0.80x raw.
+Goals, measured in the same run: client p95 <= 1.10x raw's and throughput >= 0.90x raw's;
+with spans recorded and exported, p95 <= 1.25x raw's and throughput >= 0.80x raw's.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ order it already undid. ``FAULT_RATE`` of all calls (seeded) meet a fault:
 ``DECLINED`` customers are refused by the payment service (402, not retried) by design, so
 that some orders must end compensated: at most ``ORDERS - DECLINED`` can complete.
 
-Goals (DESIGN.md): 100 % of the sagas end completed or compensated (none stuck, none half
+Goals: 100 % of the sagas end completed or compensated (none stuck, none half
 done); the stock held by reservations equals the items of the completed orders; >= 99.5 %
 completed. Also checked: no order is charged twice, none is charged without completing.
 """

@@ -41,9 +41,9 @@ Each measured phase also records the CPU time spent per saga by this process, by
 service and, for the rows on PostgreSQL, by the database server (``benchmarks/_cpu.py``):
 with two or four cores shared by the three, that is what bounds a row's rate.
 
-Per-step overhead is (row p50 latency - raw p50 latency) / 5. Goals (DESIGN.md): engine
-peak throughput >= 0.5x raw's, and the engine on PostgreSQL >= 1.0x DBOS on the same server
-(both at ``CONCURRENCY`` in flight).
+Per-step overhead is (row p50 latency - raw p50 latency) / 5. Goals: engine peak throughput
+>= 0.5x raw's in the same rounds, and the engine on PostgreSQL >= 1.0x DBOS on the same
+server (at ``CONCURRENCY`` in flight).
 """
 
 from __future__ import annotations
@@ -540,7 +540,7 @@ def _goals(runs: dict[str, Any], attempts: dict[str, list[dict[str, Any]]]) -> d
             "goal": RAW_GOAL,
             "met": None if vs_raw is None else vs_raw >= RAW_GOAL,
         }
-        # DESIGN.md sets the DBOS goal for the same PostgreSQL; SQLite's ratio is shown only.
+        # DBOS runs on PostgreSQL only, so the goal holds there; SQLite's ratio is shown only.
         vs_dbos = ratio(ours, dbos)
         goals[f"{name}_vs_dbos"] = {
             "ratio": vs_dbos,

@@ -14,7 +14,8 @@ RunningService``; those in :data:`EVENT_SERVICES` consume the event bus and take
 ``start(db_path, *, bus, host, port)``; :class:`ConsumerSettings` tunes their retries and
 :class:`RelaySettings` the outbox relay of user-service. They share problem+json errors,
 request ids, a request log, idempotency keys and fault injection (see :mod:`._base`).
-``python -m tanqory.apps`` runs all five on one event bus (see :mod:`.__main__`).
+``python -m tanqory.apps`` runs them, with the order services, on one event bus (see
+:mod:`.__main__`).
 """
 
 from __future__ import annotations

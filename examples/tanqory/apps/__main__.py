@@ -1,15 +1,17 @@
 """``python -m tanqory.apps [folder]``: run the reference services until Ctrl-C.
 
 Each service keeps its SQLite file in ``folder`` (default ``.tanqory``), so data outlives a
-restart; delete the folder to start fresh. The services share one event bus, the SQL log in
-``folder/events.db``: user-service publishes to it through its outbox, notification-services
-and analytics-reporting consume it. analytics-reporting correlates with the legacy-erp
-started here. WebSocket clients of notification-services may use any token (it is taken as
-their user id): this runner is for local use only.
+restart; delete the folder to start fresh. analytics-reporting correlates with the
+legacy-erp started here. WebSocket clients of notification-services may use any token (it is
+taken as their user id): this runner is for local use only.
 
-order-processing starts last: it runs the order saga on a hybridmesh engine whose store is
+order-processing runs the order saga on a hybridmesh engine whose store is
 ``folder/mesh.db`` and whose registry (``examples/tanqory/services``) points at the
-services started here; legacy batch files go to ``folder/exchange``.
+services started here; legacy batch files go to ``folder/exchange``. Everything shares one
+event bus, the SQL log in that store: user-service publishes ``user.*`` to it through its
+outbox, the engine its ``saga.*`` events, order-processing ``order.confirmed`` and
+``order.cancelled`` through its outbox; notification-services and analytics-reporting
+consume it.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ from pathlib import Path
 
 from hybridmesh.core.settings import Settings
 from hybridmesh.events import EventBus
-from hybridmesh.events.backends.sql import SqlEventBackend
 from hybridmesh.registry import ServiceRegistry
 from hybridmesh.runtime import Runtime
 from tanqory.apps import (
@@ -69,15 +70,12 @@ def starters(
     return wired
 
 
-async def open_runtime(folder: Path, urls: Mapping[str, str]) -> Runtime:
-    """The engine's process parts on ``folder/mesh.db``, calling the services at ``urls``."""
+async def open_runtime(folder: Path) -> Runtime:
+    """The engine's process parts on ``folder/mesh.db``, with the bus the services share;
+    point its registry at each service once it runs."""
     registry = ServiceRegistry.from_path(SERVICES_DIR)
-    for name, url in urls.items():
-        registry.with_base_url(name, url)
     settings = Settings(database_url=f"sqlite:///{folder / 'mesh.db'}")
-    return await Runtime.open(
-        settings, events=False, registry=registry, exchange_dir=folder / "exchange"
-    )
+    return await Runtime.open(settings, registry=registry, exchange_dir=folder / "exchange")
 
 
 async def run(folder: Path) -> None:
@@ -88,29 +86,29 @@ async def run(folder: Path) -> None:
         # Not available on Windows; Ctrl-C then arrives as KeyboardInterrupt instead.
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(signum, stopping.set)
-    bus = EventBus(await SqlEventBackend.open(f"sqlite:///{folder / 'events.db'}"))
+    runtime = await open_runtime(folder)
+    assert runtime.bus is not None
     started: list[RunningService] = []
     urls: dict[str, str] = {}
-    runtime: Runtime | None = None
+    order_service = functools.partial(order_processing.start, engine=runtime.engine)
+    every: dict[str, Callable[[Path], Awaitable[RunningService]]] = {
+        **starters(runtime.bus, urls),
+        **COMMERCE_SERVICES,
+        order_processing.NAME: order_service,
+    }
     try:
-        for name, start in {**starters(bus, urls), **COMMERCE_SERVICES}.items():
+        for name, start in every.items():
             service = await start(folder / f"{name}.db")
             started.append(service)
             urls[name] = service.url
+            runtime.registry.with_base_url(name, service.url)
             print(f"{service.name:<22} {service.url}", flush=True)
-        runtime = await open_runtime(folder, urls)
-        db_path = folder / f"{order_processing.NAME}.db"
-        service = await order_processing.start(db_path, engine=runtime.engine)
-        started.append(service)
-        print(f"{service.name:<22} {service.url}", flush=True)
         print("Press Ctrl-C to stop.", flush=True)
         await stopping.wait()
     finally:
         for service in reversed(started):
             await service.stop()
-        if runtime is not None:
-            await runtime.close()
-        await bus.close()
+        await runtime.close()
 
 
 def main(argv: list[str] | None = None) -> None:

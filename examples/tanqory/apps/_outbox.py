@@ -35,6 +35,7 @@ from tanqory.apps._idempotency import DATABASE
 
 __all__ = [
     "OUTBOX_SCHEMA",
+    "RELAY",
     "OutboxRelay",
     "Publish",
     "RelaySettings",

@@ -9,8 +9,12 @@ the notification commit in one transaction in the service's own SQLite file, so 
 redelivery is dropped and pushes nothing.
 
 Out of the box the templates are ``welcome`` (``user.registered``), ``profile-updated``,
-``account-deactivated``, ``order-confirmation`` (e-mail) and ``order-cancelled`` (push);
-``order.shipped`` deliberately has none.
+``account-deactivated``, ``order-confirmation`` (e-mail, for ``order.created``),
+``order-confirmed`` and ``order-cancelled`` (push, for the ``order.confirmed`` and
+``order.cancelled`` that order-processing publishes when an order's saga ends);
+``order.shipped`` deliberately has none. The order confirmation e-mail with the tracking
+number is the order saga's last step (``send-order-confirmation`` below); the push tells the
+customer's devices how the order ended, whichever way it ended.
 
 Poison events. An event the service cannot handle raises, so the bus retries it with backoff
 and, after ``max_deliveries`` attempts, moves it to the group's dead letters:
@@ -31,7 +35,7 @@ Routes (besides the shared ``/healthz`` and ``/_admin/*``):
   known template (201); 422 for an unknown template, a channel other than ``email`` or no
   recipient (``user_id`` or ``email``). Its ``event_type`` is ``notification.requested``.
 - ``GET /ws/notifications?token=…``: WebSocket, with the protocol of
-  :mod:`hybridmesh.events.hub`. Each notification arrives as a ``notification.sent``
+  :mod:`hybridmesh.api.websocket`. Each notification arrives as a ``notification.sent``
   CloudEvent (source ``/notification-services``, id and subject the notification id, data the
   notification). Subscribe to ``notification.*`` for all of them, or join the room
   ``user:<id>`` for one user's.
@@ -51,10 +55,10 @@ from typing import Any
 
 from aiohttp import web
 
+from hybridmesh.api.websocket import Authenticator, WebSocketHub, allow_any
 from hybridmesh.core.errors import ValidationError
 from hybridmesh.events import ACK, CloudEvent, Drop, EventBus, HandlerResult, matches
 from hybridmesh.events import validate_subject as validate_event_type
-from hybridmesh.events.hub import Authenticator, WebSocketHub, allow_any
 from tanqory.apps._base import (
     FieldErrors,
     RunningService,
@@ -82,6 +86,7 @@ DEFAULT_TEMPLATES = {
     "user.updated": ("profile-updated", "email"),
     "user.deactivated": ("account-deactivated", "email"),
     "order.created": ("order-confirmation", "email"),
+    "order.confirmed": ("order-confirmed", "push"),
     "order.cancelled": ("order-cancelled", "push"),
 }
 
@@ -462,8 +467,8 @@ async def start(
     backend of ``bus`` as group ``notification-services`` until it is stopped.
 
     ``tokens`` turns a WebSocket token into a
-    :class:`~hybridmesh.events.hub.Principal`; the default,
-    :func:`~hybridmesh.events.hub.allow_any`, takes any token as the id of its user and is
+    :class:`~hybridmesh.api.websocket.Principal`; the default,
+    :func:`~hybridmesh.api.websocket.allow_any`, takes any token as the id of its user and is
     for local use only. ``consumer`` sets retries and dead-lettering.
     """
     return await serve(

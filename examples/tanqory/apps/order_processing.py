@@ -25,6 +25,19 @@ engine's store is the one truth, so there is nothing to keep in step and no even
 
 An order is stored before its saga starts; orders whose saga did not start (the process
 stopped in between) are started when the service starts again.
+
+Order events. When the service has a bus (by default the engine's), it announces how each
+order ended: ``order.confirmed`` when its saga completed, ``order.cancelled`` when the saga
+was compensated. It learns of the ending from the engine's own ``saga.completed`` and
+``saga.compensated`` events, which it consumes as group ``order-processing``; for each it
+records the ending in its ``order_endings`` table and writes the order event to its outbox
+in the same transaction, so a redelivered saga event announces nothing twice and an
+announced ending is never lost (the outbox relay publishes it, see :mod:`._outbox`). Saga
+events of other saga types, or of executions that are not orders of this service, are
+dropped. The order event has source ``/order-processing``, subject and ``partitionkey`` the
+order id, the saga's ``traceparent``, and data ``{order_id, user_id, customer_id, total,
+items, status}`` (``user_id`` is the customer, for notification-services), plus ``reason``
+when the saga gave one. ``GET /_admin/consumer`` and ``GET /_admin/outbox`` show both halves.
 """
 
 from __future__ import annotations
@@ -40,6 +53,7 @@ from typing import Any
 from aiohttp import web
 
 from hybridmesh.core.errors import NotFoundError
+from hybridmesh.events import ACK, CloudEvent, Drop, EventBus, HandlerResult
 from hybridmesh.orchestration import Execution, Orchestrator, Status, load_definitions
 from tanqory.apps._base import (
     FieldErrors,
@@ -51,11 +65,23 @@ from tanqory.apps._base import (
     serve,
     utc_now,
 )
+from tanqory.apps._consumer import DUPLICATE, ConsumerSettings, ServiceConsumer
 from tanqory.apps._database import ServiceDatabase
 from tanqory.apps._idempotency import DATABASE
+from tanqory.apps._outbox import (
+    OUTBOX_SCHEMA,
+    RELAY,
+    OutboxRelay,
+    RelaySettings,
+    add_events,
+    outbox,
+)
 
 NAME = "order-processing"
+SOURCE = "/order-processing"
 SAGA = "order-processing"
+#: The engine's event for an ending of the order saga → the order event announcing it.
+ORDER_EVENTS = {"saga.completed": "order.confirmed", "saga.compensated": "order.cancelled"}
 #: The saga's definition, registered in the engine's catalog at start.
 DEFINITION = Path(__file__).resolve().parents[1] / "definitions" / "order-processing.yaml"
 ADDRESS_FIELDS = ("street", "city", "postal_code", "country")
@@ -74,14 +100,22 @@ ORDER_STATUS = {
     Status.COMPENSATION_FAILED: "needs-attention",
 }
 
-SCHEMA = """
+SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS orders (
     order_id TEXT PRIMARY KEY,
     body TEXT NOT NULL,
     saga_started INTEGER NOT NULL DEFAULT 0,
     created_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS order_endings (
+    order_id TEXT PRIMARY KEY REFERENCES orders (order_id),
+    event_type TEXT NOT NULL,
+    announced_at TEXT NOT NULL
+);
 """
+    + OUTBOX_SCHEMA
+)
 
 _ORDER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -163,6 +197,50 @@ def _mark_started(conn: sqlite3.Connection, order_id: str) -> None:
     conn.execute("UPDATE orders SET saga_started = 1 WHERE order_id = ?", (order_id,))
 
 
+def _announce(conn: sqlite3.Connection, saga_event: CloudEvent, event_type: str) -> str | None:
+    """Records how the order of ``saga_event`` ended and queues ``event_type`` in the outbox,
+    in one transaction. Returns why nothing was done (not an order of this service, or
+    announced before), or None once it is queued."""
+    data = saga_event.data if isinstance(saga_event.data, dict) else {}
+    order_id = data.get("saga_id") or saga_event.subject
+    row = _row(conn, order_id) if isinstance(order_id, str) else None
+    if row is None:
+        return f"no order {order_id!r} here"
+    recorded = conn.execute(
+        "INSERT OR IGNORE INTO order_endings (order_id, event_type, announced_at) VALUES (?, ?, ?)",
+        (row["order_id"], event_type, utc_now()),
+    ).rowcount
+    if not recorded:
+        return DUPLICATE
+    add_events(conn, [order_event(event_type, json.loads(row["body"]), saga_event)])
+    return None
+
+
+def order_event(event_type: str, order: dict[str, Any], saga_event: CloudEvent) -> CloudEvent:
+    """The ``order.confirmed`` or ``order.cancelled`` event of ``order``, in the trace of the
+    saga event that reported the ending (see the module docstring)."""
+    data: dict[str, Any] = {
+        "order_id": order["order_id"],
+        "user_id": order["customer_id"],
+        "customer_id": order["customer_id"],
+        "total": order["total"],
+        "items": order["items"],
+        "status": event_type.removeprefix("order."),
+    }
+    saga_data = saga_event.data if isinstance(saga_event.data, dict) else {}
+    if saga_data.get("reason"):
+        data["reason"] = saga_data["reason"]
+    trace = saga_event.traceparent
+    return CloudEvent.create(
+        event_type,
+        SOURCE,
+        data,
+        subject=order["order_id"],
+        partition_key=order["order_id"],
+        extensions={"traceparent": trace} if trace else None,
+    )
+
+
 # --- the saga ---------------------------------------------------------------------------
 
 
@@ -192,6 +270,26 @@ async def view(engine: Orchestrator, row: sqlite3.Row) -> dict[str, Any]:
     status = ORDER_STATUS[execution.status] if execution is not None else "received"
     order = json.loads(row["body"])
     return {**order, "status": status, "created_at": row["created_at"], "saga": saga}
+
+
+class SagaEndings:
+    """The bus handler for the engine's ``saga.*`` events: turns the end of an order's saga
+    into the order event, through the outbox (``relay`` is woken after each commit)."""
+
+    def __init__(self, db: ServiceDatabase, relay: OutboxRelay) -> None:
+        self.db = db
+        self.relay = relay
+
+    async def __call__(self, event: CloudEvent) -> HandlerResult:
+        event_type = ORDER_EVENTS.get(event.type)
+        data = event.data if isinstance(event.data, dict) else {}
+        if event_type is None or data.get("saga_type") != SAGA:
+            return Drop("not the end of an order saga")
+        skipped = await self.db.run(_announce, event, event_type)
+        if skipped is not None:
+            return Drop(skipped)
+        self.relay.wake()
+        return ACK
 
 
 # --- REST -----------------------------------------------------------------------------------
@@ -227,9 +325,21 @@ async def get_order(request: web.Request) -> web.Response:
     return web.json_response(await view(request.app[ENGINE], row))
 
 
-def _embedding(engine: Orchestrator) -> Callable[[web.Application], None]:
+def _embedding(
+    engine: Orchestrator,
+    bus: EventBus | None,
+    consumer: ConsumerSettings | None,
+    relay: RelaySettings | None,
+) -> Callable[[web.Application], None]:
     def configure(app: web.Application) -> None:
         app[ENGINE] = engine
+        outbox(bus.publish_many if bus is not None else None, relay)(app)
+        publishing = app.get(RELAY)
+        if bus is not None and publishing is not None:
+            endings = SagaEndings(app[DATABASE], publishing)
+            ServiceConsumer(
+                bus, group=NAME, pattern="saga.*", handler=endings, settings=consumer
+            ).install(app)
 
         async def start_engine(app: web.Application) -> None:
             registry = engine.runner.registry
@@ -253,13 +363,26 @@ def _embedding(engine: Orchestrator) -> Callable[[web.Application], None]:
 
 
 async def start(
-    db_path: Path, *, engine: Orchestrator, host: str = "127.0.0.1", port: int = 0
+    db_path: Path,
+    *,
+    engine: Orchestrator,
+    bus: EventBus | None = None,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    consumer: ConsumerSettings | None = None,
+    relay: RelaySettings | None = None,
 ) -> RunningService:
     """Starts order-processing on ``db_path`` (created when missing), running sagas on
     ``engine``: it registers the saga, starts the engine's worker, starts the sagas of
     orders stored without one, and stops the worker when the service stops. The caller
-    keeps owning the engine's store and client."""
-    configure = _embedding(engine)
+    keeps owning the engine's store and client.
+
+    ``bus`` (default: the engine's) carries the engine's saga events to the service and
+    its order events out (see the module docstring); it must share its backend with the
+    engine's bus. Without one the service announces nothing. ``consumer`` tunes retries of
+    the saga events, ``relay`` the outbox relay.
+    """
+    configure = _embedding(engine, bus or engine.bus, consumer, relay)
     return await serve(
         NAME, db_path, schema=SCHEMA, routes=routes, host=host, port=port, configure=configure
     )

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from hybridmesh.api.websocket import WebSocketHub
 from hybridmesh.core.settings import Settings
 from hybridmesh.events.bus import EventBus
-from hybridmesh.events.hub import WebSocketHub
 from hybridmesh.observability import MeshMetrics
 
 BUS = web.AppKey("bus", EventBus)

@@ -15,9 +15,9 @@ from aiohttp import web
 from hybridmesh.api import events, ops
 from hybridmesh.api._context import BUS, HUB, MAX_BODY_BYTES, METRICS, SETTINGS
 from hybridmesh.api._middleware import request_context, stamp_request_id
+from hybridmesh.api.websocket import WebSocketHub
 from hybridmesh.core.settings import Settings
 from hybridmesh.events.bus import EventBus
-from hybridmesh.events.hub import WebSocketHub
 from hybridmesh.observability import MeshMetrics
 
 #: Every module's route table, in the order they are added.

@@ -12,9 +12,9 @@ from aiohttp.abc import AbstractAccessLogger
 
 from hybridmesh.api._context import REQUEST_ID
 from hybridmesh.api.app import DEFAULT_MAX_BODY_BYTES, create_app
+from hybridmesh.api.websocket import WebSocketHub
 from hybridmesh.core.settings import Settings
 from hybridmesh.events.bus import EventBus
-from hybridmesh.events.hub import WebSocketHub
 from hybridmesh.observability import MeshMetrics, get_logger
 
 log = get_logger("hybridmesh.api.server")

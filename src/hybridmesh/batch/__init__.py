@@ -14,29 +14,32 @@ POSTs, and acknowledged by result files or the bulk answer.
     client.add_transport(BatchTransport(batch))   # type="batch" calls queue records
 
 Every record ends ``acknowledged``, or ``failed`` with an item in the review queue; see
-:mod:`hybridmesh.batch.integration` for the guarantees and :mod:`hybridmesh.batch.formats`
-for the files.
+:mod:`hybridmesh.batch.integration` (the scheduler) for the guarantees,
+:mod:`hybridmesh.batch.ledger` for the records, :mod:`hybridmesh.batch.delivery` for the
+channels (files, HTTP bulk), :mod:`hybridmesh.batch.inbox` for result files and
+:mod:`hybridmesh.batch.formats` for the file formats.
 """
 
 from hybridmesh.batch.config import load_batch_targets
+from hybridmesh.batch.delivery import Delivery, DeliveryContext, RunOutcome
+from hybridmesh.batch.file_delivery import FileDelivery
 from hybridmesh.batch.formats import ResultFileError
+from hybridmesh.batch.http_delivery import HttpBulkDelivery
+from hybridmesh.batch.inbox import CollectReport, InboxCollector
 from hybridmesh.batch.integration import (
-    ANY_OPERATION,
     DEFAULT_EXCHANGE_DIR,
-    DEFAULT_LIMIT,
-    BatchFormat,
     BatchIntegration,
-    BatchTarget,
-    CollectReport,
     review_retry_handler,
 )
-from hybridmesh.batch.queue import (
+from hybridmesh.batch.ledger import (
+    BatchLedger,
     BatchRecord,
     BatchRun,
     RecordResult,
     RecordStatus,
     RunStatus,
 )
+from hybridmesh.batch.target import ANY_OPERATION, DEFAULT_LIMIT, BatchFormat, BatchTarget
 from hybridmesh.batch.transport import BatchTransport
 
 __all__ = [
@@ -45,14 +48,21 @@ __all__ = [
     "DEFAULT_LIMIT",
     "BatchFormat",
     "BatchIntegration",
+    "BatchLedger",
     "BatchRecord",
     "BatchRun",
     "BatchTarget",
     "BatchTransport",
     "CollectReport",
+    "Delivery",
+    "DeliveryContext",
+    "FileDelivery",
+    "HttpBulkDelivery",
+    "InboxCollector",
     "RecordResult",
     "RecordStatus",
     "ResultFileError",
+    "RunOutcome",
     "RunStatus",
     "load_batch_targets",
     "review_retry_handler",

@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from hybridmesh.batch.integration import BatchTarget
+from hybridmesh.batch.target import BatchTarget
 from hybridmesh.core.errors import Problem, ValidationError
 
 _KEYS = {f.name for f in dataclass_fields(BatchTarget) if f.init}

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 from xml.parsers import expat
 
-from hybridmesh.batch.queue import RESERVED_FIELDS, BatchRecord, RecordResult
+from hybridmesh.batch.ledger import RESERVED_FIELDS, BatchRecord, RecordResult
 from hybridmesh.core.errors import Problem, ValidationError
 from hybridmesh.core.serialization import dumps, loads
 

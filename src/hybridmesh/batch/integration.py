@@ -15,6 +15,11 @@ The legacy side answers files with result files in ``<exchange_dir>/<target>/inb
 (see :mod:`hybridmesh.batch.formats`); :meth:`collect_results` applies them and moves each
 file to ``inbox/processed/`` (or ``inbox/rejected/`` when malformed).
 
+This module is the scheduler: it queues records in the ledger
+(:mod:`hybridmesh.batch.ledger`), decides when runs go out and hands each to its target's
+delivery (:mod:`hybridmesh.batch.delivery`: files or HTTP bulk), and runs the loop that also
+reads the inboxes (:mod:`hybridmesh.batch.inbox`).
+
 Nothing accepted is lost: a record is queued until a run carries it; a run that cannot be
 delivered puts its records back in the queue; every record ends ``acknowledged``, or
 ``failed`` with an open item in the review queue, filed in the same transaction. Delivery
@@ -25,49 +30,34 @@ go out again in a later run, under the same record ids and idempotency keys.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import shutil
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any
 
 import aiohttp
 
-from hybridmesh.batch.formats import (
-    RESULT_SUFFIXES,
-    ResultFileError,
-    csv_export,
-    parse_bulk_answer,
-    read_results,
-    write_atomic,
-    xml_export,
-)
-from hybridmesh.batch.queue import (
+from hybridmesh.batch.delivery import DeliveryContext
+from hybridmesh.batch.http_delivery import recover_stale_posts
+from hybridmesh.batch.inbox import CollectReport, InboxCollector
+from hybridmesh.batch.ledger import (
     BatchLedger,
     BatchRecord,
     BatchRun,
     RecordStatus,
-    Settlement,
     check_record,
     ordered_id,
 )
+from hybridmesh.batch.results import ResultRecorder
+from hybridmesh.batch.target import ANY_OPERATION, BatchTarget
 from hybridmesh.core.clock import SYSTEM_CLOCK, Clock
-from hybridmesh.core.cron import CronSchedule
 from hybridmesh.core.errors import ConfigurationError, HybridMeshError, Problem, ValidationError
-from hybridmesh.core.serialization import dumpb
 from hybridmesh.observability import get_logger
 from hybridmesh.review import ReviewItem, ReviewQueue
 from hybridmesh.store import Store, Transaction
 from hybridmesh.transports import HttpSession
 
-BatchFormat = Literal["csv", "xml", "http"]
-
-#: Every operation of a target, in :attr:`BatchTarget.operation`.
-ANY_OPERATION = "*"
-DEFAULT_LIMIT = 10_000
 #: Where files are exchanged with legacy systems when nothing else is configured (the CLI
 #: reads ``HYBRIDMESH_EXCHANGE_DIR``).
 DEFAULT_EXCHANGE_DIR = ".hybridmesh/exchange"
@@ -75,79 +65,10 @@ DEFAULT_EXCHANGE_DIR = ".hybridmesh/exchange"
 log = get_logger("hybridmesh.batch")
 
 
-@dataclass(frozen=True)
-class BatchTarget:
-    """How the queues of one target (and one operation, or every one: ``"*"``) are delivered.
-
-    ``format`` is ``csv`` (default), ``xml`` or ``http`` (a POST to ``endpoint``).
-    ``schedule`` is a cron expression (UTC) for regular flushes of the whole queue; without
-    one, records wait for a full run or for :meth:`BatchIntegration.flush`. ``limit``
-    (default 10,000) is the size of a full run, and caps every run. ``fields`` fixes the payload
-    fields exported, in order (CSV columns, XML field elements); by default CSV has a column
-    for every payload key of the run (sorted), XML every key of each record.
-
-    Raises :class:`ValidationError` for a bad schedule, format, limit or a missing endpoint.
-    """
-
-    target: str
-    operation: str = ANY_OPERATION
-    format: BatchFormat = "csv"
-    schedule: str | None = None
-    limit: int = DEFAULT_LIMIT
-    endpoint: str | None = None
-    fields: tuple[str, ...] | None = None
-    cron: CronSchedule | None = field(init=False, default=None, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        where = f"batch target {self.target}/{self.operation}"
-        problems: list[Problem] = []
-        if self.format not in ("csv", "xml", "http"):
-            problems.append(Problem(f"{where}: use csv, xml or http", field="format"))
-        if self.format == "http" and not self.endpoint:
-            problems.append(
-                Problem(f"{where}: the http format needs an endpoint", field="endpoint")
-            )
-        if self.limit < 1:
-            problems.append(Problem(f"{where}: must be at least 1", field="limit"))
-        if problems:
-            raise ValidationError(problems)
-        if self.schedule is not None:
-            object.__setattr__(self, "cron", CronSchedule.parse(self.schedule))
-
-
-@dataclass
-class CollectReport:
-    """What one pass over the inboxes did."""
-
-    #: Files applied, now in ``inbox/processed``.
-    files: list[str] = field(default_factory=list)
-    #: Malformed files, now in ``inbox/rejected``, each with what is wrong (file:line: …).
-    rejected: dict[str, str] = field(default_factory=dict)
-    acknowledged: int = 0
-    failed: int = 0
-    #: Result ids that matched no record of the file's target.
-    unknown: list[str] = field(default_factory=list)
-    #: Results for records that were not awaiting one (repeated results, say).
-    ignored: int = 0
-
-    @property
-    def records(self) -> int:
-        """Records settled (acknowledged or failed)."""
-        return self.acknowledged + self.failed
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "files": self.files,
-            "rejected": self.rejected,
-            "acknowledged": self.acknowledged,
-            "failed": self.failed,
-            "unknown": self.unknown,
-            "ignored": self.ignored,
-        }
-
-
 class BatchIntegration:
-    """Queues operations for legacy systems and delivers them in batches.
+    """The batch scheduler: queues operations for legacy systems in the ledger, decides when
+    a run goes out (on schedule, when full, on demand) and hands it to its target's
+    :class:`~hybridmesh.batch.delivery.Delivery`; its loop also runs the inbox collector.
 
     ``exchange_dir`` holds each target's ``outbox`` and ``inbox``. ``review`` receives the
     records that fail (default: a :class:`ReviewQueue` on the same store). ``targets``
@@ -195,9 +116,23 @@ class BatchIntegration:
         }
         self._http = http if http is not None else HttpSession()
         self._owns_http = http is None
+        results = ResultRecorder(store, self.ledger, self.review)
+        self._delivery = DeliveryContext(
+            store=store,
+            ledger=self.ledger,
+            results=results,
+            exchange_dir=self.exchange_dir,
+            clock=clock,
+            http=self._session,
+            http_timeout=http_timeout,
+        )
+        self.inbox = InboxCollector(self.exchange_dir, results)
         self._flushing: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._loop: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
+
+    def _session(self) -> aiohttp.ClientSession:
+        return self._http.get() if isinstance(self._http, HttpSession) else self._http
 
     # -- queueing --------------------------------------------------------------------------
 
@@ -285,232 +220,29 @@ class BatchIntegration:
         """Deliver the queue in runs of up to ``limit`` records; with ``full_only``, only
         while a whole run's worth is queued (the rest waits for the schedule)."""
         config = self.target_for(target, operation)
-        deliver = self._post_run if config.format == "http" else self._write_run
         runs: list[BatchRun] = []
         while True:
             if full_only and await self.ledger.queue_size(target, operation) < config.limit:
                 return runs
-            outcome = await deliver(config, target, operation)
+            outcome = await config.delivery.deliver(self._delivery, target, operation, config.limit)
             if outcome is None:
                 return runs
-            run, delivered = outcome
-            runs.append(run)
-            if not delivered:
-                return runs  # the endpoint is down: its records wait for the next flush
-
-    async def _write_run(
-        self, config: BatchTarget, target: str, operation: str
-    ) -> tuple[BatchRun, bool] | None:
-        run_id = self.ledger.new_id()
-        path = self.exchange_dir / target / "outbox" / f"{operation}-{run_id}.{config.format}"
-        written = committing = False
-        try:
-            # One transaction: the claim commits only once the file is in place.
-            async with self.store.transaction() as tx:
-                records = await self.ledger.claim(tx, target, operation, run_id, config.limit)
-                if not records:
-                    return None
-                created = self._clock.now()
-
-                def export() -> None:
-                    if config.format == "xml":
-                        data = xml_export(
-                            records,
-                            target=target,
-                            operation=operation,
-                            run_id=run_id,
-                            created=created,
-                            fields=config.fields,
-                        )
-                    else:
-                        data = csv_export(records, config.fields)
-                    write_atomic(path, data)
-
-                await asyncio.to_thread(export)
-                written = True
-                run = await self.ledger.add_run(
-                    tx, run_id, target, operation, config.format, str(path), len(records)
-                )
-                committing = True
-        except BaseException:
-            if written and not committing:
-                # Rolled back for certain: take the file away so it is not processed twice.
-                # (If the COMMIT itself failed, it may have happened: the file stays.)
-                with contextlib.suppress(OSError):
-                    await asyncio.to_thread(path.unlink)
-            raise
-        log.info(
-            "batch run %s: %d record(s) of %s/%s to %s",
-            run.id,
-            run.records,
-            target,
-            operation,
-            path,
-        )
-        return run, True
-
-    async def _post_run(
-        self, config: BatchTarget, target: str, operation: str
-    ) -> tuple[BatchRun, bool] | None:
-        assert config.endpoint is not None  # BatchTarget checks it
-        run_id = self.ledger.new_id()
-        async with self.store.transaction() as tx:
-            records = await self.ledger.claim(tx, target, operation, run_id, config.limit)
-            if not records:
-                return None
-            await self.ledger.add_run(
-                tx, run_id, target, operation, "http", config.endpoint, len(records)
-            )
-        body = {
-            "run_id": run_id,
-            "target": target,
-            "operation": operation,
-            "records": [
-                {"record_id": r.id, "idempotency_key": r.idempotency_key, "payload": r.payload}
-                for r in records
-            ],
-        }
-        try:
-            status, reason, answer = await self._post(config.endpoint, run_id, dumpb(body))
-        except (aiohttp.ClientError, TimeoutError, OSError) as failure:
-            why = f"{type(failure).__name__}: {failure}" if str(failure) else type(failure).__name__
-            undelivered = await self._undelivered(
-                run_id, f"no answer from {config.endpoint}: {why}"
-            )
-            return undelivered, False
-        if not 200 <= status < 300:
-            text = answer[:200].decode("utf-8", "replace")
-            why = f"{config.endpoint} answered {status} {reason}: {text}".rstrip(": ")
-            return await self._undelivered(run_id, why), False
-        source = f"answer of {config.endpoint} to run {run_id}"
-        try:
-            results = parse_bulk_answer(answer, source)
-            missing = "no result for this record in the bulk answer"
-        except ResultFileError as error:
-            # Delivered but not understood: a person decides, rather than sending it twice.
-            results, missing = [], f"the bulk answer could not be read: {error}"
-        async with self.store.transaction() as tx:
-            settlement = await self.ledger.settle(
-                tx, target, results, missing_from_run=run_id, missing_reason=missing
-            )
-            await self._file_failures(tx, settlement)
-        self._report(source, settlement)
-        return await self.ledger.run(run_id), True
-
-    async def _post(self, url: str, run_id: str, body: bytes) -> tuple[int, str, bytes]:
-        session = self._http.get() if isinstance(self._http, HttpSession) else self._http
-        headers = {
-            "Content-Type": "application/json",
-            "Accept": "application/json",
-            "Idempotency-Key": run_id,
-        }
-        timeout = aiohttp.ClientTimeout(total=self.http_timeout)
-        async with session.post(url, data=body, headers=headers, timeout=timeout) as response:
-            return response.status, response.reason or "", await response.read()
-
-    async def _undelivered(self, run_id: str, error: str) -> BatchRun:
-        run = await self.ledger.fail_run(run_id, error)
-        log.warning("batch run %s not delivered (%s); its records are queued again", run_id, error)
-        return run
+            runs.append(outcome.run)
+            if not outcome.delivered:
+                return runs  # the legacy side is down: its records wait for the next flush
 
     async def recover_stale_runs(self) -> list[BatchRun]:
         """Queue again the records of bulk POSTs that never got an answer recorded (the
         process stopped mid-request); a POST is given ``5 * http_timeout`` seconds."""
-        recovered = []
-        for run_id in await self.ledger.stale_runs("http", 5 * self.http_timeout):
-            recovered.append(
-                await self._undelivered(run_id, "no answer was recorded; the POST is presumed lost")
-            )
-        return recovered
+        return await recover_stale_posts(self._delivery)
 
     # -- results ---------------------------------------------------------------------------
 
     async def collect_results(self) -> CollectReport:
-        """Apply every result file in the targets' inboxes, oldest name first.
-
-        A file is moved to ``inbox/processed/`` once its results are committed, or to
-        ``inbox/rejected/`` when it is malformed (logged with file and line; no result of it
-        is applied). Result ids that match no record of the target are logged and counted,
-        not fatal. A file that cannot be applied now (the store is down) stays for the next
-        pass. Never raises for a bad file.
-        """
-        report = CollectReport()
-        for target, path in await asyncio.to_thread(self._inbox_files):
-            try:
-                await self._collect_file(target, path, report)
-            except (HybridMeshError, OSError):
-                log.exception("result file %s could not be applied; will try again", path)
-        return report
-
-    def _inbox_files(self) -> list[tuple[str, Path]]:
-        found: list[tuple[str, Path]] = []
-        if not self.exchange_dir.is_dir():
-            return found
-        for folder in sorted(self.exchange_dir.iterdir()):
-            inbox = folder / "inbox"
-            if not inbox.is_dir():
-                continue
-            for path in sorted(inbox.iterdir()):
-                # Hidden names are files the legacy side is still writing.
-                if (
-                    path.is_file()
-                    and not path.name.startswith(".")
-                    and path.suffix.lower() in RESULT_SUFFIXES
-                ):
-                    found.append((folder.name, path))
-        return found
-
-    async def _collect_file(self, target: str, path: Path, report: CollectReport) -> None:
-        data = await asyncio.to_thread(path.read_bytes)
-        try:
-            results = await asyncio.to_thread(read_results, str(path), data)
-        except ResultFileError as error:
-            moved = await asyncio.to_thread(_move, path, path.parent / "rejected")
-            log.error("rejected result file %s (moved to %s): %s", path, moved, error)
-            report.rejected[str(path)] = str(error)
-            return
-        async with self.store.transaction() as tx:
-            settlement = await self.ledger.settle(tx, target, results)
-            await self._file_failures(tx, settlement)
-        await asyncio.to_thread(_move, path, path.parent / "processed")
-        self._report(str(path), settlement)
-        report.files.append(str(path))
-        report.acknowledged += len(settlement.acknowledged)
-        report.failed += len(settlement.failed)
-        report.unknown.extend(settlement.unknown)
-        report.ignored += len(settlement.ignored)
-
-    async def _file_failures(self, tx: Transaction, settlement: Settlement) -> None:
-        for record in settlement.failed:
-            await self.review.add(
-                "batch",
-                record.error or "failed",
-                {
-                    "target": record.target,
-                    "operation": record.operation,
-                    "record_id": record.id,
-                    "run_id": record.run_id,
-                    "idempotency_key": record.idempotency_key,
-                    "payload": record.payload,
-                },
-                origin_ref=record.id,
-                tx=tx,
-            )
-
-    @staticmethod
-    def _report(source: str, settlement: Settlement) -> None:
-        log.info(
-            "%s: %d acknowledged, %d failed (sent for review)",
-            source,
-            len(settlement.acknowledged),
-            len(settlement.failed),
-        )
-        if settlement.unknown:
-            shown = ", ".join(settlement.unknown[:10])
-            more = (
-                f" and {len(settlement.unknown) - 10} more" if len(settlement.unknown) > 10 else ""
-            )
-            log.warning("%s: no record matches result id(s) %s%s", source, shown, more)
+        """Apply every result file in the targets' inboxes, oldest name first (see
+        :meth:`InboxCollector.collect <hybridmesh.batch.inbox.InboxCollector.collect>`).
+        Never raises for a bad file."""
+        return await self.inbox.collect()
 
     # -- records ---------------------------------------------------------------------------
 
@@ -645,25 +377,4 @@ def review_retry_handler(integration: BatchIntegration) -> Callable[[ReviewItem]
     return retry
 
 
-def _move(path: Path, folder: Path) -> Path:
-    """Move ``path`` into ``folder`` without replacing a file of the same name there."""
-    folder.mkdir(parents=True, exist_ok=True)
-    destination = folder / path.name
-    counter = 1
-    while destination.exists():
-        destination = folder / f"{path.stem}.{counter}{path.suffix}"
-        counter += 1
-    shutil.move(path, destination)
-    return destination
-
-
-__all__ = [
-    "ANY_OPERATION",
-    "DEFAULT_EXCHANGE_DIR",
-    "DEFAULT_LIMIT",
-    "BatchFormat",
-    "BatchIntegration",
-    "BatchTarget",
-    "CollectReport",
-    "review_retry_handler",
-]
+__all__ = ["DEFAULT_EXCHANGE_DIR", "BatchIntegration", "review_retry_handler"]

@@ -23,8 +23,9 @@ from hybridmesh.core.settings import Settings
 )
 @click.pass_context
 def cli(ctx: click.Context, database_url: str | None) -> None:
-    """hybridmesh: integrate microservices, modular monoliths, a legacy monolith and
-    serverless functions, and migrate the legacy system away step by step."""
+    """hybridmesh: a service registry, a resilient hybrid client, a CloudEvents bus and
+    durable sagas and workflows for systems that mix microservices, modular monoliths, a
+    legacy monolith and serverless functions."""
     settings = Settings()
     if database_url:
         settings = settings.model_copy(update={"database_url": database_url})

@@ -45,6 +45,47 @@ _definitions_option = click.option(
     help="Load (and register) saga and workflow definitions from this file or folder first.",
 )
 
+_services_option = click.option(
+    "--services",
+    "services_path",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="Read the service definitions from this file or folder instead of the registry "
+    "stored by `hybridmesh registry load`.",
+)
+
+#: Said after "unknown service" errors when the services came from the stored registry.
+SERVICES_HINT = (
+    "the services are looked up in the registry stored by `hybridmesh registry load`: "
+    "run `hybridmesh registry load PATH` first, or pass --services PATH"
+)
+
+
+def _hinted(problems: list[Problem]) -> list[Problem]:
+    """``problems``, and how to name the services when a service was unknown."""
+    if any(p.message.startswith("unknown service") for p in problems):
+        return [*problems, Problem(SERVICES_HINT)]
+    return problems
+
+
+async def _load_definitions(runtime: Any, path: Path, services: Path | None) -> list[Any]:
+    """Register the definitions at ``path``; unknown services say how to name them."""
+    try:
+        return list(await runtime.load_definitions(path))
+    except ValidationError as invalid:
+        if services is not None:
+            raise
+        raise ValidationError(_hinted(invalid.problems)) from None
+
+
+def _registry_from(path: Path | None) -> Any:
+    """The registry read from the service definitions at ``path``; None: the stored one."""
+    if path is None:
+        return None
+    from hybridmesh.registry import ServiceRegistry
+
+    return ServiceRegistry.from_path(path)
+
 
 async def _with_runtime(
     work: Callable[[Any], Awaitable[T]],
@@ -52,15 +93,17 @@ async def _with_runtime(
     definitions: Path | None = None,
     events: bool = True,
     functions: str | None = None,
+    services: Path | None = None,
 ) -> T:
     from hybridmesh.runtime import Runtime
 
-    runtime = await Runtime.open(get_ctx().settings, events=events)
+    registry = _registry_from(services)
+    runtime = await Runtime.open(get_ctx().settings, events=events, registry=registry)
     try:
         if functions is not None:
             runtime.use_functions(functions)
         if definitions is not None:
-            await runtime.load_definitions(definitions)
+            await _load_definitions(runtime, definitions, services)
         return await work(runtime)
     finally:
         await runtime.close()
@@ -107,15 +150,21 @@ def definitions() -> None:
 
 @definitions.command("validate")
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
+@_services_option
 @json_option
-def validate_definitions(path: Path, as_json: bool) -> None:
-    """Check the definitions in PATH against the registry; exit 2 on errors."""
+def validate_definitions(path: Path, services_path: Path | None, as_json: bool) -> None:
+    """Check the definitions in PATH against the registry (the stored one, or the services
+    read from --services, which writes nothing); exit 2 on errors."""
     from hybridmesh.orchestration.loader import load_definitions
 
     async def check(runtime: Any) -> Any:
         return load_definitions(path, registry=runtime.registry)
 
-    loaded = run(_with_runtime(check, events=False))
+    if services_path is not None:
+        loaded = load_definitions(path, registry=_registry_from(services_path))
+    else:
+        loaded = run(_with_runtime(check, events=False))
+        loaded.errors = _hinted(loaded.errors)
     if as_json:
         emit_json(
             {
@@ -230,6 +279,7 @@ def _start_options(function: Callable[..., Any]) -> Callable[..., Any]:
                 help="Seconds to wait for the end (without --detach).",
             ),
             _definitions_option,
+            _services_option,
             _functions_option,
             json_option,
         ]
@@ -274,6 +324,7 @@ def _start(
     detach: bool,
     timeout: float,
     definitions_path: Path | None,
+    services_path: Path | None,
     functions_spec: str | None,
     as_json: bool,
 ) -> None:
@@ -300,7 +351,11 @@ def _start(
             return waiting.result()
 
     try:
-        result = run(_with_runtime(go, definitions=definitions_path, functions=functions_spec))
+        result = run(
+            _with_runtime(
+                go, definitions=definitions_path, functions=functions_spec, services=services_path
+            )
+        )
     except TimeoutError:
         raise click.ClickException(
             f"the {kind} did not end within {timeout:g} s; it goes on in any worker"
@@ -478,6 +533,7 @@ def _details(data: Any) -> str:
     "(env HYBRIDMESH_BATCH_TARGETS).",
 )
 @_definitions_option
+@_services_option
 def worker(
     max_executions: int,
     lease: float,
@@ -486,6 +542,7 @@ def worker(
     functions_spec: str | None,
     batch_targets_path: Path | None,
     definitions_path: Path | None,
+    services_path: Path | None,
 ) -> None:
     """Run sagas and workflows (shared with other workers through leases), flush legacy
     batches on their schedules, run function triggers, and publish the engine's events,
@@ -493,7 +550,18 @@ def worker(
     from hybridmesh.batch import load_batch_targets
 
     targets = load_batch_targets(batch_targets_path) if batch_targets_path else []
-    run(_work(max_executions, lease, grace, worker_id, functions_spec, definitions_path, targets))
+    run(
+        _work(
+            max_executions,
+            lease,
+            grace,
+            worker_id,
+            functions_spec,
+            definitions_path,
+            targets,
+            services_path,
+        )
+    )
 
 
 async def _work(
@@ -504,6 +572,7 @@ async def _work(
     functions_spec: str | None,
     definitions_path: Path | None,
     batch_targets: list[Any],
+    services_path: Path | None,
 ) -> None:
     from hybridmesh.core.process import tune_gc
     from hybridmesh.observability import configure_logging, configure_tracing, shutdown_tracing
@@ -518,6 +587,7 @@ async def _work(
         max_executions=max_executions,
         lease_seconds=lease,
         batch_targets=batch_targets,
+        registry=_registry_from(services_path),
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -525,7 +595,7 @@ async def _work(
         loop.add_signal_handler(signum, stop.set)
     try:
         if definitions_path is not None:
-            for plan in await runtime.load_definitions(definitions_path):
+            for plan in await _load_definitions(runtime, definitions_path, services_path):
                 console.print(f"loaded {plan.kind.value} {plan.name} v{plan.version}")
         if functions_spec is not None:
             runtime.use_functions(functions_spec)

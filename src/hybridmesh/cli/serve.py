@@ -41,7 +41,10 @@ def _parse_tokens(values: tuple[str, ...]) -> dict[str, str]:
     "tokens",
     multiple=True,
     metavar="NAME=USER_ID",
-    help="A WebSocket token and the user it stands for (repeatable).",
+    envvar="HYBRIDMESH_WS_TOKENS",
+    show_envvar=True,
+    help="A WebSocket token and the user it stands for (repeatable; in the environment "
+    "variable, separated by spaces). Without tokens /ws/events answers 401.",
 )
 @click.option(
     "--worker/--no-worker",
@@ -58,13 +61,13 @@ def serve(
     Serves POST /events (CloudEvents in), GET /ws/events (WebSocket fan-out), GET /metrics
     and GET /healthz until interrupted (Ctrl-C or SIGTERM), then shuts down gracefully. By
     default it is also a worker: executions started with `--detach` run here.
+
+    WebSocket clients need a token: until --token (or HYBRIDMESH_WS_TOKENS) lists some, or
+    --dev-tokens is given, /ws/events refuses every connection with 401.
     """
     if dev_tokens and tokens:
-        raise click.UsageError("use either --dev-tokens or --token, not both")
-    if not dev_tokens and not tokens:
         raise click.UsageError(
-            "WebSocket clients need tokens: pass --token NAME=USER_ID (repeatable), "
-            "or --dev-tokens to accept any token during development"
+            "use either --dev-tokens or --token (or HYBRIDMESH_WS_TOKENS), not both"
         )
     table = None if dev_tokens else _parse_tokens(tokens)
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C before the server took over
@@ -79,26 +82,36 @@ async def _serve(
     worker: bool,
 ) -> None:
     from hybridmesh.api import run_server
-    from hybridmesh.events import open_bus
-    from hybridmesh.events.hub import (
+    from hybridmesh.api.websocket import (
+        HOW_TO_CONFIGURE_TOKENS,
         Authenticator,
         Principal,
         StaticTokens,
         WebSocketHub,
         allow_any,
     )
+    from hybridmesh.events import open_bus
     from hybridmesh.observability import (
         MeshMetrics,
         configure_logging,
         configure_tracing,
+        get_logger,
         shutdown_tracing,
     )
 
     configure_logging(settings)
     configure_tracing(settings)
-    authenticate: Authenticator = allow_any
+    authenticate: Authenticator | None = allow_any
     if tokens is not None:
-        authenticate = StaticTokens({t: Principal(user_id=u) for t, u in tokens.items()})
+        # An empty table is no tokens at all: the hub then says how to configure them.
+        authenticate = (
+            StaticTokens({t: Principal(user_id=u) for t, u in tokens.items()}) if tokens else None
+        )
+    if authenticate is None:
+        get_logger("hybridmesh.cli.serve").warning(
+            "no WebSocket tokens are configured, /ws/events refuses every connection with 401: %s",
+            HOW_TO_CONFIGURE_TOKENS,
+        )
     metrics = MeshMetrics.default()
     runtime = None
     if worker:

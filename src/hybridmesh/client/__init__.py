@@ -4,9 +4,11 @@ from hybridmesh.client._client import UNREGISTERED_SOURCE_ARCHITECTURE, HybridCl
 from hybridmesh.client.cache import CachedAnswer, ResponseCache
 from hybridmesh.client.models import CommunicationRequest, CommunicationResponse
 from hybridmesh.client.strategy import (
+    PatternNotAllowedError,
     PatternStep,
     RequestType,
     Strategy,
+    fit_to_capabilities,
     forced_strategy,
     select_strategy,
 )
@@ -19,10 +21,12 @@ __all__ = [
     "CommunicationRequest",
     "CommunicationResponse",
     "HybridClient",
+    "PatternNotAllowedError",
     "PatternStep",
     "RequestType",
     "ResponseCache",
     "Strategy",
+    "fit_to_capabilities",
     "forced_strategy",
     "select_strategy",
 ]

@@ -17,6 +17,7 @@ from hybridmesh.client.strategy import (
     PatternStep,
     RequestType,
     Strategy,
+    fit_to_capabilities,
     forced_strategy,
     select_strategy,
 )
@@ -154,7 +155,8 @@ class HybridClient:
     ) -> CommunicationResponse:
         """Call ``target`` on behalf of ``source``.
 
-        Raises ``UnknownServiceError`` when the target is not registered, a
+        Raises ``UnknownServiceError`` when the target is not registered,
+        ``PatternNotAllowedError`` when its capabilities allow no pattern of the strategy, a
         ``ResilienceError`` or ``TransportError`` when no pattern and no cached answer could
         serve the call. A 4xx answer (other than 408 and 429) is the caller's mistake: it is
         raised at once, without retries or fallbacks.
@@ -171,6 +173,8 @@ class HybridClient:
                 kind,
                 has_graphql_query=bool(request.query),
             )
+        # Before anything is sent: PatternNotAllowedError when no pattern is left.
+        strategy = fit_to_capabilities(strategy, target_def)
         request_id = request.request_id or current_request_id() or new_request_id()
         started = self.clock.monotonic()
         # Unrecorded, the call's span only carries context (log lines written during the

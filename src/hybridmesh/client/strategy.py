@@ -1,8 +1,8 @@
 """Which patterns a call uses, by the pair of architectures and the kind of request.
 
-This is the seed's ``getOptimalStrategy`` as data. Each strategy lists the patterns to try in
-order, each with optional timeout/retry settings that override the target's policy for that
-pattern, and what to do when they all fail:
+This is the integration guide's ``getOptimalStrategy`` as data. Each strategy lists the
+patterns to try in order, each with optional timeout/retry settings that override the
+target's policy for that pattern, and what to do when they all fail:
 
 ========================================  =========  ===========================================
 source -> target                          request    patterns, then fallback
@@ -27,13 +27,44 @@ any                                       batch      batch
 
 A request may name its pattern (``CommunicationRequest.pattern``); then only that pattern is
 used, with the cached answer as fallback for queries.
+
+The target's ``capabilities`` then rule patterns out (:func:`fit_to_capabilities`): GraphQL
+only where ``graphql: true``, events only where ``asynchronous: true``, batch only where
+``bulk_operations: true``; REST is always allowed. A service whose definition states no
+``capabilities`` is taken as it comes. When no pattern is left, the call fails with
+:class:`PatternNotAllowedError` before anything is sent.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
+
+from hybridmesh.core.errors import ConfigurationError
+from hybridmesh.registry.models import Capabilities, ServiceDefinition
+
+#: The capability a pattern needs of its target; a pattern not named here needs none.
+PATTERN_NEEDS = {"graphql": "graphql", "events": "asynchronous", "batch": "bulk_operations"}
+
+
+class PatternNotAllowedError(ConfigurationError):
+    """No pattern of a call's strategy is one its target's capabilities allow.
+
+    ``ruled_out`` lists the patterns the strategy had, each refused by ``capabilities``.
+    """
+
+    retryable = False
+
+    def __init__(self, service: str, ruled_out: Iterable[str]) -> None:
+        self.service = service
+        self.ruled_out = tuple(ruled_out)
+        needs = ", ".join(f"{p} needs {PATTERN_NEEDS[p]}: true" for p in self.ruled_out)
+        super().__init__(
+            f"{service} allows none of the patterns this call may use "
+            f"({', '.join(self.ruled_out)}): its capabilities rule them out ({needs})"
+        )
 
 
 class RequestType(StrEnum):
@@ -138,4 +169,49 @@ def forced_strategy(pattern: str, request_type: RequestType | str) -> Strategy:
     return Strategy(f"explicit-{pattern}", (PatternStep(pattern),), use_cache=query)
 
 
-__all__ = ["PatternStep", "RequestType", "Strategy", "forced_strategy", "select_strategy"]
+def ruled_out(patterns: Iterable[str], capabilities: Capabilities) -> tuple[str, ...]:
+    """The ``patterns`` that ``capabilities`` do not allow, in their order."""
+    return tuple(
+        p for p in patterns if p in PATTERN_NEEDS and not getattr(capabilities, PATTERN_NEEDS[p])
+    )
+
+
+def states_capabilities(service: ServiceDefinition) -> bool:
+    """Whether ``service``'s definition states its capabilities (else none are filtered)."""
+    return "capabilities" in service.model_fields_set
+
+
+def fit_to_capabilities(strategy: Strategy, service: ServiceDefinition) -> Strategy:
+    """``strategy`` without the patterns ``service``'s capabilities rule out.
+
+    Raises :class:`PatternNotAllowedError` naming the service and the patterns ruled out
+    when none is left. A service that states no capabilities keeps the whole strategy.
+    """
+    if not states_capabilities(service):
+        return strategy
+    return _fit(strategy, service.name, service.capabilities)
+
+
+@lru_cache(maxsize=512)
+def _fit(strategy: Strategy, service: str, capabilities: Capabilities) -> Strategy:
+    refused = ruled_out(strategy.patterns, capabilities)
+    if not refused:
+        return strategy
+    steps = tuple(step for step in strategy.steps if step.pattern not in refused)
+    if not steps:
+        raise PatternNotAllowedError(service, refused)
+    return Strategy(strategy.name, steps, strategy.use_cache)
+
+
+__all__ = [
+    "PATTERN_NEEDS",
+    "PatternNotAllowedError",
+    "PatternStep",
+    "RequestType",
+    "Strategy",
+    "fit_to_capabilities",
+    "forced_strategy",
+    "ruled_out",
+    "select_strategy",
+    "states_capabilities",
+]

@@ -3,9 +3,11 @@
 order-processing (a microservice with its own store) runs the order saga on the engine it
 embeds: validate the user, reserve stock, charge the payment, create the shipment, send the
 confirmation. One order completes; the next is declined by payment-service, and the saga
-releases the stock it had reserved. Then the onboarding workflow runs as the integration
-guide gives it. Its legacy ERP step is a batch operation, so it is queued and then exported
-to a CSV file in the exchange folder.
+releases the stock it had reserved. order-processing announces each ending on the bus
+(``order.confirmed``, ``order.cancelled``) and notification-services tells the customer:
+the demo shows the customer's notifications. Then the onboarding workflow runs as the
+integration guide gives it. Its legacy ERP step is a batch operation, so it is queued and
+then exported to a CSV file in the exchange folder.
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ from hybridmesh.runtime import Runtime
 
 #: Orders above this total are declined by payment-service during the demo.
 DEMO_DECLINE_ABOVE = 500
+#: The notification each order event becomes, in notification-services' templates.
+ORDER_NOTIFICATIONS = {"order.confirmed": "order-confirmed", "order.cancelled": "order-cancelled"}
+#: How long the demo waits for the customer's notifications of the order events.
+NOTIFICATION_WAIT = 15.0
 
 _ADDRESS = {"street": "1 Analytical Way", "city": "London", "postal_code": "N1", "country": "GB"}
 
@@ -35,6 +41,8 @@ class OrchestrationReport:
     completed_order: str | None = None
     compensated_order: str | None = None
     stock_restored: bool = False
+    #: The order events whose notification reached the customer.
+    customer_told: list[str] = field(default_factory=list)
     onboarding: str | None = None
     batch_file: Path | None = None
     notes: list[str] = field(default_factory=list)
@@ -45,6 +53,7 @@ class OrchestrationReport:
             self.completed_order is not None
             and self.compensated_order is not None
             and self.stock_restored
+            and sorted(self.customer_told) == sorted(ORDER_NOTIFICATIONS)
             and self.onboarding == "completed"
             and self.batch_file is not None
         )
@@ -105,6 +114,12 @@ async def show_orchestration(
             f"{_reserved(after_second)} after the declined one (released again)",
             highlight=False,
         )
+        report.customer_told = await _show_notifications(
+            call, urls["notification-services"], customer["id"], console
+        )
+        missing = sorted(set(ORDER_NOTIFICATIONS) - set(report.customer_told))
+        if missing:
+            report.notes.append(f"the customer was not notified of {', '.join(missing)}")
 
         onboarding = await runtime.engine.start_workflow(
             "user-onboarding", {"email": "mary@example.com", "name": "Mary Jackson"}
@@ -127,6 +142,52 @@ async def show_orchestration(
     if report.batch_file is None:
         report.notes.append("no legacy-erp batch file was written")
     return report
+
+
+async def _show_notifications(
+    call: Any, notifications_url: str, customer_id: str, console: Console
+) -> list[str]:
+    """Wait for the notifications of both order events, print all of the customer's, and
+    return the order events the customer was told of."""
+    url = f"{notifications_url}/notifications?user_id={customer_id}"
+
+    def told(found: list[dict[str, Any]]) -> list[str]:
+        return [
+            n["event_type"]
+            for n in found
+            if ORDER_NOTIFICATIONS.get(n["event_type"]) == n["template"]
+        ]
+
+    found: list[dict[str, Any]] = await call("GET", url)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + NOTIFICATION_WAIT
+    while len(told(found)) < len(ORDER_NOTIFICATIONS) and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+        found = await call("GET", url)
+    missing = sorted(set(ORDER_NOTIFICATIONS) - set(told(found)))
+    if missing:
+        console.print(
+            f"[red]no notification of {', '.join(missing)} reached {customer_id} within "
+            f"{NOTIFICATION_WAIT:.0f} s[/red]",
+            highlight=False,
+        )
+    else:
+        console.print(
+            "order-processing announced both endings on the bus (order.confirmed, "
+            "order.cancelled; written to its outbox in the transaction that recorded them), "
+            f"and notification-services told the customer. {customer_id}'s notifications:",
+            highlight=False,
+        )
+    table = Table("template", "channel", "because of", "from", box=None)
+    for note in found:
+        table.add_row(note["template"], note["channel"], note["event_type"], note["event_source"])
+    console.print(table)
+    console.print(
+        "  (the order-confirmation e-mail is the saga's send-confirmation step; the pushes "
+        "come from the order events)",
+        highlight=False,
+    )
+    return told(found)
 
 
 def _order(customer_id: str, total: float) -> dict[str, Any]:

@@ -495,6 +495,11 @@ def _summary(report: DemoReport, console: Console) -> None:
         f"{orch.batch_file if orch.batch_file else '-'}.",
         highlight=False,
     )
+    console.print(
+        "Order events: the customer was notified of "
+        f"{', '.join(sorted(orch.customer_told)) or 'none'}.",
+        highlight=False,
+    )
     for note in orch.notes:
         console.print(f"[red]{note}[/red]")
     console.print(

@@ -34,6 +34,7 @@ from hybridmesh.events.backend import (
     PartitionBatch,
     Settlement,
 )
+from hybridmesh.events.backends._sql_log import LogRecorder, LogRow
 from hybridmesh.events.envelope import CloudEvent, EventFormatError
 from hybridmesh.events.subjects import matches, validate_pattern, validate_subject
 from hybridmesh.observability import (
@@ -198,22 +199,40 @@ class EventBus:
             self._count(ready)
         return ready
 
-    def append_statement(self, store: Store, events: Iterable[CloudEvent]) -> Statement | None:
-        """When this bus's log is kept in ``store`` (the SQL log), the statement that
-        appends ``events`` (prepared as :meth:`publish_many` prepares them) within a batch
-        of writes to ``store``: they are published in the writer's own transaction, with no
-        outbox to relay. None otherwise: write them to an outbox then. Once the batch
-        committed, call :meth:`appended` with the events."""
-        append = getattr(self.backend, "append_statement", None)
-        if append is None or getattr(self.backend, "store", None) is not store:
+    def log_recorder(self, store: Store) -> LogRecorder | None:
+        """When this bus's log is kept in ``store`` (the SQL log), the log's recorder: a
+        writer to ``store`` appends events with it (rows from :meth:`log_rows`) within its
+        own writes, so they are published in its transaction, with no outbox to relay.
+        None otherwise: write them to an outbox then."""
+        recorder = getattr(self.backend, "recorder", None)
+        if not isinstance(recorder, LogRecorder):
             return None
-        statement: Statement | None = append(_prepared(events))
-        return statement
+        if getattr(self.backend, "store", None) is not store:
+            return None
+        return recorder
+
+    def log_rows(self, events: Iterable[CloudEvent]) -> list[LogRow]:
+        """The log rows that append ``events`` (prepared as :meth:`publish_many` prepares
+        them) through :meth:`log_recorder`; once they committed, call :meth:`appended`
+        with the events."""
+        rows: list[LogRow] = self.backend.log_rows(_prepared(events))  # type: ignore[attr-defined]
+        return rows
+
+    def append_statement(self, store: Store, events: Iterable[CloudEvent]) -> Statement | None:
+        """When this bus's log is kept in ``store``, the statement that appends ``events``
+        (prepared as :meth:`publish_many` prepares them) within a :meth:`Store.batch` of
+        writes to ``store``, one row at a time; None otherwise (use an outbox then). Once
+        the batch committed, call :meth:`appended` with the events."""
+        recorder = self.log_recorder(store)
+        if recorder is None:
+            return None
+        return recorder.append_statement(self.log_rows(events))
 
     def appended(self, events: Iterable[CloudEvent]) -> None:
-        """Events of an :meth:`append_statement` were committed: count them, and wake this
-        process's consumers if one of them takes one of the events (consumers elsewhere,
-        and these for the events they skip, find them at their next poll)."""
+        """Events of :meth:`log_rows` or :meth:`append_statement` were committed: count
+        them, and wake this process's consumers if one of them takes one of the events
+        (consumers elsewhere, and these for the events they skip, find them at their next
+        poll)."""
         ready = list(events)
         wake = getattr(self.backend, "appended", None)
         if wake is not None and any(

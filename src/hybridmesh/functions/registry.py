@@ -345,8 +345,13 @@ class FunctionRegistry:
         try:
             definition = entry.definition
             if definition.kind == "http":
+                assert definition.url is not None  # an http function always has one
                 return await post_function(
-                    self._http.get(), definition, call, _http_headers(definition, call, trace)
+                    self._http.get(),
+                    definition.name,
+                    definition.url,
+                    call.payload,
+                    _http_headers(definition, call, trace),
                 )
             handler = definition.handler
             assert handler is not None  # a python function always has one

@@ -1,27 +1,36 @@
 """How a worker drives one execution: make the calls its machine asks for, apply their
-outcomes and the signals that arrive, and save each round (see ``engine``)."""
+outcomes and the signals that arrive, and save each round (see ``engine``).
+
+A :class:`Driver` sees the engine only through a :class:`DriverContext`: the step runner,
+the clock, its worker's identity and lease, the recorder (for signals and reclaims) and
+the writer (for saves and events)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import nullcontext
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any
 
+from hybridmesh.core.clock import Clock
 from hybridmesh.core.serialization import loads
 from hybridmesh.observability import get_logger
 from hybridmesh.observability.tracing import start_call_span, tracing_records
-from hybridmesh.orchestration import _records as sql
 from hybridmesh.orchestration._machine import Failure, Machine, Status, StepCall
-from hybridmesh.orchestration._records import Execution, ended_execution, history_rows
+from hybridmesh.orchestration._records import Execution, ended_execution
+from hybridmesh.orchestration._writer import Writer
 from hybridmesh.orchestration.plan import Completion, Kind, Plan
-from hybridmesh.orchestration.steps import Attempt, classify
+from hybridmesh.orchestration.recorders.base import (
+    Change,
+    ExecutionRecorder,
+    Save,
+    history_rows,
+)
+from hybridmesh.orchestration.steps import Attempt, StepRunner, classify
 from hybridmesh.orchestration.templates import compiled
+from hybridmesh.review import ReviewQueue
 from hybridmesh.store import Statement
-
-if TYPE_CHECKING:
-    from hybridmesh.orchestration.engine import Orchestrator
 
 log = get_logger("hybridmesh.orchestration")
 
@@ -54,7 +63,7 @@ class Live:
     created: float
     signals: bool = False  # signals wait in orch_signals
     recovered: bool = False  # claimed from the store, not started here
-    consumed: list[tuple[str]] = field(default_factory=list)  # signals applied, not yet saved
+    consumed: list[str] = field(default_factory=list)  # signals applied, not yet saved
     ended: Execution | None = None  # saved as ended by this worker
     first_calls: list[StepCall] = field(default_factory=list)  # saved as started by start()
     #: The driver's task while it makes an attempt itself, the attempt, and whether a
@@ -74,11 +83,27 @@ class Live:
         self.stored = self.machine.status
 
 
-class Driver:
-    """Drives executions for one :class:`~hybridmesh.orchestration.engine.Orchestrator`."""
+@dataclass(frozen=True, slots=True)
+class DriverContext:
+    """What a :class:`Driver` needs of its worker."""
 
-    def __init__(self, engine: Orchestrator) -> None:
-        self.engine = engine
+    runner: StepRunner
+    clock: Clock
+    worker_id: str
+    lease_seconds: float
+    recorder: ExecutionRecorder
+    writer: Writer
+    review: ReviewQueue | None
+    now: Callable[[], float]  # epoch seconds
+
+
+class Driver:
+    """Drives executions for one worker (see :class:`DriverContext`); ``stopping`` says
+    whether the worker is stopping (drivers then save and release at the next step)."""
+
+    def __init__(self, context: DriverContext, stopping: Callable[[], bool]) -> None:
+        self.context = context
+        self._stopping = stopping
 
     async def drive(self, live: Live) -> None:
         """Drive ``live`` as far as it goes: until it ends, waits for a timer or an event
@@ -89,8 +114,8 @@ class Driver:
             while True:
                 if live.signals:
                     await self._apply_signals(live)
-                now = self.engine._now()
-                if self.engine._stopping:
+                now = self.context.now()
+                if self._stopping():
                     if live.tasks:
                         await self._collect(live, None)
                         continue
@@ -116,7 +141,7 @@ class Driver:
                         state=machine.state,
                         trace_context=live.trace,
                         created_at=live.created,
-                        ended_at=self.engine._now(),
+                        ended_at=self.context.now(),
                     )
                     return
                 wake = machine.wake_at()
@@ -170,7 +195,7 @@ class Driver:
         ended = [first]
         while not live.outcomes.empty():
             ended.append(live.outcomes.get_nowait())
-        now = self.engine._now()
+        now = self.context.now()
         for item in ended:
             if item is None:
                 continue  # a signal: the loop applies it
@@ -196,13 +221,13 @@ class Driver:
             return False
         if wake is None:
             return True
-        timeout = self.engine.runner.timeout_ms(live.machine.step(calls[0].step_id))
+        timeout = self.context.runner.timeout_ms(live.machine.step(calls[0].step_id))
         return wake - now > timeout / 1000 + INLINE_MARGIN
 
     async def _attempt_inline(self, live: Live, call: StepCall) -> list[StepCall]:
         """Make the round's one attempt in the driver's task, which saves a task and a
         queue hop per step of a saga. A signal interrupts it (the engine cancels this task,
-        see :meth:`Orchestrator._notify`): once the signals are applied, the attempt runs
+        see :meth:`Worker.notify`): once the signals are applied, the attempt runs
         again, with the same key, if the machine still waits for it. Returns the calls to
         make next."""
         live.inline = asyncio.current_task()
@@ -256,7 +281,7 @@ class Driver:
                 )
                 # The client, the functions and the batch queue bound each attempt by the
                 # step's timeout themselves.
-                result = await self.engine.runner.run(attempt)
+                result = await self.context.runner.run(attempt)
             except asyncio.CancelledError:
                 raise
             except Exception as error:
@@ -287,10 +312,10 @@ class Driver:
         return _Scope(live)
 
     async def _sleep_until(self, live: Live, wake: float) -> None:
-        delay = max(0.0, wake - self.engine._now())
+        delay = max(0.0, wake - self.context.now())
         if not delay or live.signals:
             return
-        sleeping = asyncio.ensure_future(self.engine.clock.sleep(delay))
+        sleeping = asyncio.ensure_future(self.context.clock.sleep(delay))
         woken = asyncio.ensure_future(live.outcomes.get())  # nothing runs: only a signal comes
         try:
             await asyncio.wait([sleeping, woken], return_when=asyncio.FIRST_COMPLETED)
@@ -299,12 +324,12 @@ class Driver:
             woken.cancel()
 
     async def _apply_signals(self, live: Live) -> None:
-        rows = await self.engine.store.fetch_all(sql.SELECT_SIGNALS, live.id)
-        now = self.engine._now()
+        rows = await self.context.recorder.signals(live.id)
+        now = self.context.now()
         machine = live.machine
-        consumed: list[tuple[str]] = []
+        consumed: list[str] = []
         for row in rows:
-            consumed.append((row["id"],))
+            consumed.append(row["id"])
             data = loads(row["data"]) if row["data"] else None
             kind = row["kind"]
             if kind == "cancel":
@@ -329,15 +354,9 @@ class Driver:
 
     async def _reclaim(self, live: Live) -> bool:
         """After releasing, signals had arrived: take the execution back if still free."""
-        now = self.engine._now()
-        rows = await self.engine.store.fetch_all(
-            "UPDATE orch_executions SET lease_owner = ?, lease_until = ? "
-            "WHERE id = ? AND lease_owner IS NULL RETURNING signals",
-            self.engine.worker_id,
-            now + self.engine.lease_seconds,
-            live.id,
-        )
-        return bool(rows and rows[0]["signals"])
+        context = self.context
+        until = context.now() + context.lease_seconds
+        return await context.recorder.reclaim(live.id, context.worker_id, until)
 
     async def _save(self, live: Live, *, release: bool, wake: float | None) -> None:
         """Save the execution's state, its new history and what its ending publishes, in
@@ -348,76 +367,49 @@ class Driver:
         consumed = live.consumed
         if not records and not release and not consumed:
             return
-        now = self.engine._now()
+        context = self.context
+        now = context.now()
         status = machine.status
-        if not release and status is live.stored:
-            save = Statement(
-                sql.SAVE_HELD,
-                (
-                    machine.state.to_json(),
-                    machine.state.failure,
-                    live.seq + len(records),
-                    now,
-                    live.id,
-                    live.id,
-                    self.engine.worker_id,
-                ),
-                fetch=True,
-            )
-        else:
-            flag = 1 if release else 0
-            save = Statement(
-                sql.SAVE,
-                (
-                    status.value,
-                    machine.state.to_json(),
-                    machine.state.failure,
-                    live.seq + len(records),
-                    now,
-                    now if status.terminal else None,
-                    live.id,
-                    flag,
-                    live.id,
-                    now,
-                    wake,
-                    flag,
-                    flag,
-                    live.id,
-                    self.engine.worker_id,
-                ),
-                fetch=True,
-            )
-        statements = [save]
+        held = not release and status is live.stored
+        save = Save(
+            live.id,
+            None if held else status.value,
+            machine.state.to_json(),
+            machine.state.failure,
+            live.seq + len(records),
+            now,
+            now if status.terminal else None,
+            release,
+            wake,
+            context.worker_id,
+        )
+        change = Change(save, history_rows(live.id, live.seq, records, now) if records else [])
         if consumed:
-            statements.append(Statement(sql.DELETE_SIGNAL, rows=consumed, after=0))
-        if records:
-            rows = history_rows(live.id, live.seq, records, now)
-            statements.append(Statement(sql.INSERT_HISTORY, rows=rows, after=0))
+            change.consumed = consumed
         ending = next((r for r in records if r.type in ENDINGS), None) if status.terminal else None
         event = None
         if ending is not None:
             outcome = ending.type.split(".", 1)[1]
-            event = self.engine._event(
+            event = context.writer.event(
                 live.plan, live.id, live.trace, outcome, dict(ending.data or {})
             )
             if event is not None:
-                statements.append(event.statement)
+                event.attach(change)
             if status is Status.COMPENSATION_FAILED:
-                statements += self._review_item(live)
-        saved = await self.engine._writes.submit((live.id, statements))
-        rows_back = saved[0]
-        if not isinstance(rows_back, list) or not rows_back:
+                change.rows += self._review_item(live)
+        signals = await context.writer.submit(change)
+        if signals is None:
             raise LeaseLost(live.id)
         if event is not None:
-            self.engine._published(event)
+            context.writer.published(event)
         live.seq += len(records)
         live.stored = status
         live.consumed = []
-        live.signals = bool(rows_back[0]["signals"])
+        live.signals = signals
 
     def _review_item(self, live: Live) -> list[Statement]:
         """The review item for compensations that keep failing, filed with the ending."""
-        review = self.engine.review
+        review = self.context.review
         if review is None:
             return []
         failed = {
@@ -439,7 +431,7 @@ class Driver:
             },
             origin_ref=live.id,
         )
-        return [replace(statement, after=0) for statement in statements]
+        return statements
 
 
 class _Scope(Mapping[str, Any]):
@@ -476,4 +468,4 @@ class _Scope(Mapping[str, Any]):
 #: The history records that end an execution: each publishes its event.
 ENDINGS = frozenset(f"execution.{status.value}" for status in Status if status.terminal)
 
-__all__ = ["ENDINGS", "HOLD_SECONDS", "Driver", "LeaseLost", "Live"]
+__all__ = ["ENDINGS", "HOLD_SECONDS", "Driver", "DriverContext", "LeaseLost", "Live"]

@@ -17,6 +17,10 @@ failure is retryable. A final failure of a non-optional step is the execution's 
   or failed after an attempt that may have had effects (no definite 4xx answer), is
   compensated, one at a time, in reverse order of starting.
 
+A step that runs ``alone`` (a workflow step's ``parallel: false``) starts only when no other
+step of the execution is under way (running, retrying or waiting for its event), and no
+other step starts until it ended.
+
 A compensation that fails after its retries ends the execution ``compensation_failed``, after
 the remaining compensations ran; it is never reported as compensated.
 """
@@ -106,6 +110,7 @@ class Machine:
             for dependency in step.dependencies:
                 self._dependents[dependency].append(step.step_id)
         self._by_event = any(step.completion is Completion.EVENT for step in plan.steps)
+        self._alone = any(step.alone for step in plan.steps)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -222,7 +227,7 @@ class Machine:
                         Record("step.skipped", step.step_id, data={"blocked_by": blocked})
                     )
                     changed = True
-                elif not self._halted():
+                elif not self._halted() and (not self._alone or self._may_start(step, calls)):
                     calls.append(self._start(step, s, now))
         if calls:
             return calls
@@ -236,6 +241,15 @@ class Machine:
             return []  # cannot happen for a valid (acyclic) plan; wait rather than guess
         self._end_forward()
         return []
+
+    def _may_start(self, step: PlanStep, calls: list[StepCall]) -> bool:
+        """Whether ``step`` may start beside what is under way and what starts this round:
+        a step that runs alone starts beside nothing, and nothing starts beside it."""
+        active = [step_id for step_id, s in self.state.steps.items() if s.status in ACTIVE]
+        if step.alone:
+            return not active and not calls
+        under_way = [*active, *(call.step_id for call in calls)]
+        return not any(self._steps[step_id].alone for step_id in under_way)
 
     def _blockers(self, step: PlanStep) -> list[str] | None:
         """None while a dependency of ``step`` has not ended; then the dependencies that

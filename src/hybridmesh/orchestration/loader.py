@@ -7,8 +7,9 @@ order). A file holds one definition (a mapping), several (a list, ``sagas:`` and
 is a saga; one with ``workflow_id`` is a workflow.
 
 Keys are the fields of :mod:`hybridmesh.orchestration.definitions`, in snake_case or in the
-seed's camelCase (``stepId``, ``retryPolicy``, ``maxAttempts``); keys inside payloads are
-left as written. A field without a default is required; an unknown key is an error.
+integration guide's camelCase (``stepId``, ``retryPolicy``, ``maxAttempts``): the
+definitions' pydantic models read both. Keys inside payloads are left as written. A field
+without a default is required; an unknown key is an error.
 
 Errors: bad YAML, a missing or unknown field, a value of the wrong type, everything
 :func:`~hybridmesh.orchestration.definitions.validate` finds, and a saga type or workflow id
@@ -22,14 +23,16 @@ import difflib
 import re
 import types
 from collections.abc import Iterator, Mapping
-from dataclasses import MISSING, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
-import yaml
+import pydantic
 
 from hybridmesh.core.errors import Problem, ValidationError
+from hybridmesh.core.yaml_source import Location, line_of, read_yaml, yaml_files
 from hybridmesh.orchestration.definitions import (
+    DEFINITION_READER,
     Definition,
     SagaDefinition,
     WorkflowDefinition,
@@ -38,13 +41,10 @@ from hybridmesh.orchestration.definitions import (
 )
 from hybridmesh.orchestration.plan import Kind
 from hybridmesh.registry import ServiceRegistry
-from hybridmesh.registry.loader import Location, _files, _line_of, _lines
 
-_KINDS: dict[str, type[Definition]] = {
-    "saga_type": SagaDefinition,
-    "workflow_id": WorkflowDefinition,
-}
-_LISTS: dict[str, type[Definition]] = {"sagas": SagaDefinition, "workflows": WorkflowDefinition}
+_KINDS: dict[str, Kind] = {"saga_type": Kind.SAGA, "workflow_id": Kind.WORKFLOW}
+_LISTS: dict[str, Kind] = {"sagas": Kind.SAGA, "workflows": Kind.WORKFLOW}
+_CLASSES: dict[Kind, type[Any]] = {Kind.SAGA: SagaDefinition, Kind.WORKFLOW: WorkflowDefinition}
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ class LoadedDefinition:
 
     def line_of(self, *loc: str | int) -> int:
         """The line of a field (``"steps", 1, "timeout"``); the definition's line if unknown."""
-        return _line_of(self.lines, loc) or self.line
+        return line_of(self.lines, loc) or self.line
 
 
 @dataclass
@@ -108,7 +108,7 @@ def load_definitions(
     if not root.exists():
         result.errors.append(Problem("no such file or folder", str(root)))
         return result
-    files = _files(root)
+    files = yaml_files(root)
     if not files:
         result.errors.append(Problem("no *.yaml or *.yml files found", str(root)))
         return result
@@ -125,10 +125,10 @@ def definition_from_dict(
     Raises :class:`~hybridmesh.core.errors.ValidationError` naming each bad field; warnings
     are not raised (call :func:`~hybridmesh.orchestration.definitions.validate` for them).
     """
-    reader = _Reader()
-    definition = reader.definition(data, (), None)
+    problems: list[Problem] = []
+    definition = _read(data, None, problems)
     if definition is None:
-        raise ValidationError(reader.problems)
+        raise ValidationError(problems)
     errors = [p for p in validate(definition, registry=registry) if p.severity == "error"]
     if errors:
         raise ValidationError(errors)
@@ -139,33 +139,20 @@ def definition_from_dict(
 
 
 def _load_file(path: Path, registry: ServiceRegistry | None, result: DefinitionLoad) -> None:
-    file = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        result.errors.append(Problem(f"cannot read: {error.strerror or error}", file))
+        documents = read_yaml(path)
+    except ValidationError as unreadable:
+        result.errors.extend(unreadable.problems)
         return
-    try:
-        nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
-        documents = list(yaml.safe_load_all(text))
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        reason = getattr(error, "problem", None) or str(error)
-        result.errors.append(Problem(f"invalid YAML: {reason}", file, line))
-        return
-    for node, document in zip(nodes, documents, strict=True):
-        lines: dict[Location, int] = {}
-        if node is not None:
-            _lines(node, (), lines)
-        where = _Where(file, lines)
-        for entry, prefix, kind in _entries(document, where, result):
+    for document in documents:
+        where = _Where(str(path), document.lines)
+        for entry, prefix, kind in _entries(document.data, where, result):
             _load_entry(entry, where.inside(prefix), kind, registry, result)
 
 
 def _entries(
     document: Any, where: _Where, result: DefinitionLoad
-) -> Iterator[tuple[Any, Location, type[Definition] | None]]:
+) -> Iterator[tuple[Any, Location, Kind | None]]:
     """The definitions of one YAML document: each with its location and, inside ``sagas:`` or
     ``workflows:``, its kind."""
     if document is None:
@@ -196,13 +183,13 @@ def _has_kind(data: Mapping[Any, Any]) -> bool:
 def _load_entry(
     entry: Any,
     where: _Where,
-    kind: type[Definition] | None,
+    kind: Kind | None,
     registry: ServiceRegistry | None,
     result: DefinitionLoad,
 ) -> None:
-    reader = _Reader()
-    definition = reader.definition(entry, (), kind)
-    found = reader.problems if definition is None else validate(definition, registry=registry)
+    problems: list[Problem] = []
+    definition = _read(entry, kind, problems)
+    found = problems if definition is None else validate(definition, registry=registry)
     located = sorted((where.problem(p) for p in found), key=lambda p: p.line or 0)
     for problem in located:
         (result.errors if problem.severity == "error" else result.warnings).append(problem)
@@ -268,7 +255,7 @@ class _Where:
         return inner
 
     def line(self, loc: Location) -> int | None:
-        return _line_of(self.canonical, loc)
+        return line_of(self.canonical, loc)
 
     def spelled(self, loc: Location) -> Location:
         """``loc`` spelled as in the file, as far as the file has it."""
@@ -294,7 +281,6 @@ class _Where:
 # ----------------------------------------------------------------------------- reading
 
 _CAMEL = re.compile(r"[a-z][a-z0-9]*(?:[A-Z][a-z0-9]*)+")
-_BAD: Any = object()
 
 
 def _snake(key: str) -> str:
@@ -310,99 +296,114 @@ def _camel(name: str) -> str:
     return head + "".join(part.title() for part in rest)
 
 
-class _Reader:
-    """Builds definitions from plain data, noting each problem at its field."""
-
-    def __init__(self) -> None:
-        self.problems: list[Problem] = []
-
-    def bad(self, loc: Location, message: str) -> Any:
-        self.problems.append(Problem(message, field=_field(loc) or None))
-        return _BAD
-
-    def definition(
-        self, data: Any, loc: Location, kind: type[Definition] | None
-    ) -> Definition | None:
-        if not isinstance(data, Mapping):
-            self.bad(loc, "a definition must be a mapping")
-            return None
-        if kind is None:
-            kinds = {_KINDS[k] for k in map(_snake, filter(_is_str, data)) if k in _KINDS}
-            if len(kinds) != 1:
-                self.bad(
-                    loc,
+def _read(data: Any, kind: Kind | None, problems: list[Problem]) -> Definition | None:
+    """The definition in ``data`` (of ``kind``, else of the kind its keys say), or None with
+    each problem noted at its field."""
+    if not isinstance(data, Mapping):
+        problems.append(Problem("a definition must be a mapping"))
+        return None
+    if kind is None:
+        kinds = {_KINDS[k] for k in map(_snake, filter(_is_str, data)) if k in _KINDS}
+        if len(kinds) != 1:
+            problems.append(
+                Problem(
                     "a definition is a saga (with saga_type) or a workflow (with workflow_id)"
-                    + (", not both" if kinds else ""),
+                    + (", not both" if kinds else "")
                 )
-                return None
-            (kind,) = kinds
-        built = self.instance(kind, data, loc)
-        return built if isinstance(built, SagaDefinition | WorkflowDefinition) else None
+            )
+            return None
+        (kind,) = kinds
+    try:
+        definition: Definition = DEFINITION_READER[kind].validate_python(dict(data))
+    except pydantic.ValidationError as invalid:
+        problems.extend(_problems(invalid, _CLASSES[kind], data))
+        return None
+    return definition
 
-    def instance(self, cls: type[Any], data: Any, loc: Location) -> Any:
-        """An instance of dataclass ``cls`` from the mapping ``data``, or ``_BAD``."""
-        if not isinstance(data, Mapping):
-            return self.bad(loc, "must be a mapping")
-        names = [f.name for f in dataclasses.fields(cls)]
-        given: dict[str, Any] = {}
-        spelling: dict[str, str] = {}
-        count = len(self.problems)
-        for key, value in data.items():
-            written = str(key)
-            name = _snake(written)
-            if name not in names:
-                self.bad((*loc, written), _unknown(written, names))
-            elif name in spelling:
-                self.bad((*loc, written), f"given twice, as {spelling[name]!r} and {key!r}")
-            else:
-                spelling[name] = key
-                given[name] = value
-        values: dict[str, Any] = {}
-        for item in dataclasses.fields(cls):
-            if item.name in given:
-                hint = get_type_hints(cls)[item.name]
-                values[item.name] = self.value(hint, given[item.name], (*loc, item.name))
-            elif item.default is MISSING and item.default_factory is MISSING:
-                self.bad((*loc, item.name), "required field is missing")
-        return cls(**values) if len(self.problems) == count else _BAD
 
-    def value(self, hint: Any, data: Any, loc: Location) -> Any:
-        """``data`` as type ``hint``, or ``_BAD``."""
-        origin = get_origin(hint)
-        if origin in (Union, types.UnionType):
-            options = [option for option in get_args(hint) if option is not type(None)]
-            if data is None and len(options) < len(get_args(hint)):
-                return None
-            (hint,) = options
-            origin = get_origin(hint)
-        if origin is tuple:
-            if not isinstance(data, list | tuple):
-                return self.bad(loc, "must be a list")
-            item_hint = get_args(hint)[0]
-            items = [self.value(item_hint, item, (*loc, i)) for i, item in enumerate(data)]
-            return _BAD if _BAD in items else tuple(items)
-        if origin is Mapping:
-            return dict(data) if isinstance(data, Mapping) else self.bad(loc, "must be a mapping")
-        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-            return self.instance(hint, data, loc)
-        if hint is Any:
-            return data
-        return self.scalar(hint, data, loc)
+#: What a value of the wrong type must be, by pydantic's error type.
+_MUST_BE = {
+    "bool_type": "must be true or false",
+    "int_type": "must be a whole number",
+    "float_type": "must be a number",
+    "string_type": "must be a string",
+    "tuple_type": "must be a list",
+    "list_type": "must be a list",
+    "dict_type": "must be a mapping",
+    "mapping_type": "must be a mapping",
+    "dataclass_type": "must be a mapping",
+}
+_UNKNOWN_KEY = ("unexpected_keyword_argument", "extra_forbidden")
 
-    def scalar(self, hint: Any, data: Any, loc: Location) -> Any:
-        if hint is bool:
-            return data if isinstance(data, bool) else self.bad(loc, "must be true or false")
-        if hint is int:
-            if isinstance(data, int) and not isinstance(data, bool):
-                return data
-            return self.bad(loc, "must be a whole number")
-        if hint is float:
-            if isinstance(data, int | float) and not isinstance(data, bool):
-                return float(data)
-            return self.bad(loc, "must be a number")
-        if hint is str:
-            return data if isinstance(data, str) else self.bad(loc, "must be a string")
-        raise TypeError(f"no reader for fields of type {hint!r}")
+
+def _problems(invalid: pydantic.ValidationError, cls: type[Any], data: Any) -> list[Problem]:
+    """pydantic's errors as problems at the fields as written (snake_case locations)."""
+    problems: list[Problem] = []
+    twice: set[Location] = set()
+    for error in invalid.errors():
+        written: Location = tuple(error["loc"])
+        loc = tuple(_snake(part) if isinstance(part, str) else part for part in written)
+        kind = error["type"]
+        if kind == "missing":
+            message = "required field is missing"
+        elif kind in _UNKNOWN_KEY and loc and isinstance(written[-1], str):
+            names = _names_at(cls, loc[:-1])
+            keys = _spellings(data, written[:-1], _snake(written[-1]))
+            if len(keys) > 1:
+                if loc in twice:
+                    continue
+                twice.add(loc)
+                first, second = keys[:2]
+                problems.append(
+                    Problem(
+                        f"given twice, as {first!r} and {second!r}",
+                        field=_field((*loc[:-1], second)),
+                    )
+                )
+                continue
+            message = _unknown(written[-1], names)
+            loc = (*loc[:-1], written[-1])  # an unknown key is named as written
+        else:
+            message = _MUST_BE.get(kind) or str(error["msg"]).removeprefix("Value error, ")
+        problems.append(Problem(message, field=_field(loc) or None))
+    return problems
+
+
+def _spellings(data: Any, parent: Location, name: str) -> list[str]:
+    """The keys of the mapping at ``parent`` in ``data`` that spell field ``name``."""
+    for part in parent:
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            return []
+    if not isinstance(data, Mapping):
+        return []
+    return [key for key in data if isinstance(key, str) and _snake(key) == name]
+
+
+def _names_at(cls: type[Any], loc: Location) -> list[str]:
+    """The field names of the definition class found at ``loc`` inside ``cls``."""
+    hint: Any = cls
+    for part in loc:
+        hint = _unwrap(hint)
+        if isinstance(part, int):
+            hint = next(iter(get_args(hint)), Any)
+        elif dataclasses.is_dataclass(hint):
+            hint = get_type_hints(hint).get(part, Any)
+        else:
+            return []
+    hint = _unwrap(hint)
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        return [item.name for item in dataclasses.fields(hint)]
+    return []
+
+
+def _unwrap(hint: Any) -> Any:
+    """``X`` for ``X | None``."""
+    if get_origin(hint) in (Union, types.UnionType):
+        options = [option for option in get_args(hint) if option is not type(None)]
+        return options[0] if len(options) == 1 else Any
+    return hint
 
 
 def _is_str(key: object) -> bool:

@@ -5,7 +5,9 @@ compensation; both become one :class:`Plan`, and one engine runs every plan the 
 Plans are frozen and turn into JSON and back, so an execution can keep the exact version it
 started with in the store.
 
-Durations are milliseconds, as in the definitions users write.
+Durations are milliseconds, as in the definitions users write. :class:`Operation` and
+:class:`RetrySpec` are also what definitions hold; :data:`READ_CONFIG` is how the
+definitions loader reads them (snake_case or camelCase keys, unknown keys refused).
 """
 
 from __future__ import annotations
@@ -14,6 +16,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+
+from pydantic import ConfigDict, StrictFloat, StrictInt, StrictStr
+from pydantic.alias_generators import to_camel
+
+#: How definitions are read from plain data: each field by its name or its camelCase alias
+#: (``max_attempts`` or ``maxAttempts``); an unknown key is an error.
+READ_CONFIG = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
 
 class Kind(StrEnum):
@@ -59,11 +68,13 @@ class RetrySpec:
     and 429; skipped by default), or a status (``"409"``).
     """
 
-    max_attempts: int = 1
-    backoff_ms: int = 1000
-    multiplier: float = 2.0
-    max_backoff_ms: int = 60_000
-    non_retryable: tuple[str, ...] = ("4xx",)
+    __pydantic_config__ = READ_CONFIG
+
+    max_attempts: StrictInt = 1
+    backoff_ms: StrictInt = 1000
+    multiplier: StrictFloat = 2.0
+    max_backoff_ms: StrictInt = 60_000
+    non_retryable: tuple[StrictStr, ...] = ("4xx",)
 
     def delay_ms(self, attempt: int) -> int:
         """Milliseconds to wait after failed attempt ``attempt`` (1-based)."""
@@ -73,17 +84,24 @@ class RetrySpec:
 
 @dataclass(frozen=True, slots=True)
 class Operation:
-    """One call a step makes: to a service (REST by its method and endpoint, or as the
-    client's strategy picks), to the batch integration, or to a serverless function."""
+    """One call a step makes: a ``command`` or ``query`` to a service (REST by its method and
+    endpoint, or as the client's strategy picks), a ``batch`` operation (to the batch
+    integration on a traditional monolith), or a serverless ``function``.
 
-    type: str = "command"
-    method: str = "POST"
-    endpoint: str = "/"
+    A workflow step's ``operation`` and ``compensation`` are written as this type too.
+    """
+
+    __pydantic_config__ = READ_CONFIG
+
+    type: StrictStr = "command"
+    method: StrictStr = "POST"
+    endpoint: StrictStr = "/"
     payload: Mapping[str, Any] = field(default_factory=dict)
-    #: The function's name, for ``type: function`` (and for serverless services).
-    function: str | None = None
-    #: The batch operation's name, for ``type: batch`` (defaults to the endpoint).
-    batch_operation: str | None = None
+    #: The function's name, for ``type: function`` (a serverless service's defaults to the
+    #: service's name).
+    function_name: StrictStr | None = None
+    #: The batch operation's name, for ``type: batch`` (defaults to the endpoint's last part).
+    batch_operation: StrictStr | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +115,9 @@ class PlanStep:
     architecture: str | None
     operation: Operation
     dependencies: tuple[str, ...] = ()
-    parallel: bool = False
+    #: Runs with no other step of its execution: it starts only when none is under way,
+    #: and none starts until it ended (a workflow step's ``parallel: false``).
+    alone: bool = False
     optional: bool = False
     #: One attempt's timeout.
     timeout_ms: int = 30_000
@@ -165,7 +185,7 @@ def _operation_to_dict(operation: Operation) -> dict[str, Any]:
         "method": operation.method,
         "endpoint": operation.endpoint,
         "payload": dict(operation.payload),
-        "function": operation.function,
+        "function": operation.function_name,
         "batch_operation": operation.batch_operation,
     }
 
@@ -176,7 +196,7 @@ def _operation_from_dict(data: Mapping[str, Any]) -> Operation:
         method=data.get("method", "POST"),
         endpoint=data.get("endpoint", "/"),
         payload=dict(data.get("payload") or {}),
-        function=data.get("function"),
+        function_name=data.get("function"),
         batch_operation=data.get("batch_operation"),
     )
 
@@ -190,7 +210,7 @@ def _step_to_dict(step: PlanStep) -> dict[str, Any]:
         "architecture": step.architecture,
         "operation": _operation_to_dict(step.operation),
         "dependencies": list(step.dependencies),
-        "parallel": step.parallel,
+        "alone": step.alone,
         "optional": step.optional,
         "timeout_ms": step.timeout_ms,
         "total_timeout_ms": step.total_timeout_ms,
@@ -219,7 +239,8 @@ def _step_from_dict(data: Mapping[str, Any]) -> PlanStep:
         architecture=data.get("architecture"),
         operation=_operation_from_dict(data.get("operation") or {}),
         dependencies=tuple(data.get("dependencies") or ()),
-        parallel=bool(data.get("parallel", False)),
+        # Plans stored before ``alone`` had a ``parallel`` flag that meant nothing.
+        alone=bool(data.get("alone", False)),
         optional=bool(data.get("optional", False)),
         timeout_ms=int(data.get("timeout_ms", 30_000)),
         retry=RetrySpec(
@@ -238,6 +259,7 @@ def _step_from_dict(data: Mapping[str, Any]) -> PlanStep:
 
 __all__ = [
     "OPERATION_TYPES",
+    "READ_CONFIG",
     "Completion",
     "Consistency",
     "ErrorHandling",

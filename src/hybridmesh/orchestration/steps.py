@@ -146,7 +146,7 @@ class StepRunner:
         step, operation = attempt.step, attempt.operation
         arch = self.architecture(step)
         timeout = self.timeout_ms(step, arch) / 1000
-        function = operation.function or (step.service if arch == SERVERLESS else None)
+        function = operation.function_name or (step.service if arch == SERVERLESS else None)
         if operation.type == "function" or (
             arch == SERVERLESS
             and function is not None
@@ -177,7 +177,7 @@ class StepRunner:
             raise ConfigurationError("the engine has no hybrid client to call services with")
         by_event = step.completion is Completion.EVENT and not attempt.compensation
         request = CommunicationRequest(
-            type=_REQUEST_TYPES.get(operation.type, RequestType.COMMAND),
+            type=request_type(operation.type),
             method=operation.method,
             endpoint=operation.endpoint,
             payload=attempt.payload,
@@ -186,14 +186,25 @@ class StepRunner:
             idempotency_key=attempt.key,
             timeout=timeout,
             retries=0,
-            # A step needs its answer: REST, unless its completion comes as an event anyway.
-            pattern=None if by_event or operation.type == "batch" else "rest",
+            pattern=call_pattern(operation.type, by_event),
         )
         response = await self.client.communicate(self.source, step.service, request)
         return response.data
 
 
 _REQUEST_TYPES = {kind.value: kind for kind in RequestType}
+
+
+def call_pattern(operation_type: str, by_event: bool) -> str | None:
+    """The pattern a step's call names: REST, as a step needs its answer, unless its
+    completion comes as an event anyway or it is a batch operation (None: the client's
+    strategy picks)."""
+    return None if by_event or operation_type == "batch" else "rest"
+
+
+def request_type(operation_type: str) -> RequestType:
+    """The client's request type for a step's operation type."""
+    return _REQUEST_TYPES.get(operation_type, RequestType.COMMAND)
 
 
 def classify(error: BaseException, retry: RetrySpec) -> Failure:
@@ -241,5 +252,7 @@ __all__ = [
     "BatchQueue",
     "FunctionInvoker",
     "StepRunner",
+    "call_pattern",
     "classify",
+    "request_type",
 ]

@@ -18,12 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pydantic
-import yaml
 
 from hybridmesh.core.errors import Problem, ValidationError
+from hybridmesh.core.yaml_source import Location, line_of, lines_under, read_yaml, yaml_files
 from hybridmesh.registry.models import ALL_SERVICES, DependencyType, ServiceDefinition
-
-Location = tuple[str | int, ...]
 
 
 @dataclass(frozen=True)
@@ -37,7 +35,7 @@ class LoadedService:
 
     def line_of(self, *loc: str | int) -> int:
         """The line of a field inside this definition (the service's line if unknown)."""
-        return _line_of(self.lines, loc) or self.line
+        return line_of(self.lines, loc) or self.line
 
 
 @dataclass
@@ -56,33 +54,6 @@ class RegistryLoad:
         return [s.definition for s in self.services]
 
 
-def _files(path: Path) -> list[Path]:
-    if path.is_dir():
-        return sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
-    return [path]
-
-
-def _lines(node: yaml.Node, prefix: Location, into: dict[Location, int]) -> None:
-    """Record the 1-based line of every key and item under ``node``."""
-    into.setdefault(prefix, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            where = (*prefix, str(key.value))
-            into[where] = key.start_mark.line + 1
-            _lines(value, where, into)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _lines(item, (*prefix, index), into)
-
-
-def _line_of(lines: dict[Location, int], loc: Location) -> int | None:
-    for end in range(len(loc), -1, -1):
-        line = lines.get(loc[:end])
-        if line is not None:
-            return line
-    return None
-
-
 def _entries(
     document: Any, lines: dict[Location, int], file: str, errors: list[Problem]
 ) -> Iterator[tuple[Any, Location]]:
@@ -94,7 +65,7 @@ def _entries(
         if not isinstance(items, list):
             errors.append(
                 Problem(
-                    "'services' must be a list", file, _line_of(lines, ("services",)), "services"
+                    "'services' must be a list", file, line_of(lines, ("services",)), "services"
                 )
             )
             return
@@ -127,26 +98,15 @@ def _describe(error: Any) -> str:
 def _parse_file(path: Path, result: RegistryLoad) -> list[LoadedService]:
     file = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        result.errors.append(Problem(f"cannot read: {error.strerror or error}", file))
-        return []
-    try:
-        nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
-        documents = list(yaml.safe_load_all(text))
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        reason = getattr(error, "problem", None) or str(error)
-        result.errors.append(Problem(f"invalid YAML: {reason}", file, line))
+        documents = read_yaml(path)
+    except ValidationError as unreadable:
+        result.errors.extend(unreadable.problems)
         return []
     found: list[LoadedService] = []
-    for node, document in zip(nodes, documents, strict=True):
-        lines: dict[Location, int] = {}
-        if node is not None:
-            _lines(node, (), lines)
-        for entry, prefix in _entries(document, lines, file, result.errors):
-            start = _line_of(lines, prefix) or 1
+    for document in documents:
+        lines = document.lines
+        for entry, prefix in _entries(document.data, lines, file, result.errors):
+            start = line_of(lines, prefix) or 1
             if not isinstance(entry, dict):
                 result.errors.append(Problem("a service must be a mapping", file, start))
                 continue
@@ -159,13 +119,12 @@ def _parse_file(path: Path, result: RegistryLoad) -> list[LoadedService]:
                         Problem(
                             _describe(detail),
                             file,
-                            _line_of(lines, (*prefix, *loc)) or start,
+                            line_of(lines, (*prefix, *loc)) or start,
                             _field(loc) or None,
                         )
                     )
                 continue
-            own = {k[len(prefix) :]: v for k, v in lines.items() if k[: len(prefix)] == prefix}
-            found.append(LoadedService(definition, file, start, own))
+            found.append(LoadedService(definition, file, start, lines_under(lines, prefix)))
     return found
 
 
@@ -281,7 +240,7 @@ def inspect_definitions(path: str | Path) -> RegistryLoad:
     if not root.exists():
         result.errors.append(Problem("no such file or folder", str(root)))
         return result
-    files = _files(root)
+    files = yaml_files(root)
     if not files:
         result.errors.append(Problem("no *.yaml or *.yml files found", str(root)))
         return result

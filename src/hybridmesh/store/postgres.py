@@ -264,12 +264,6 @@ def numbered_placeholders(sql: str) -> str:
     return "".join(out)
 
 
-def array_columns(rows: Iterable[Sequence[Any]]) -> list[list[Any]]:
-    """``rows`` as one list per column: the arguments of a statement that takes each
-    column as an array (``unnest(?::text[], ...)``), so many rows go in one round trip."""
-    return [list(column) for column in zip(*rows, strict=True)]
-
-
 def server_of(url: str) -> str:
     """``host:port/database`` of a PostgreSQL URL, with no user or password."""
     parts = urlsplit(url)
@@ -290,7 +284,6 @@ def _scrub(message: str, url: str) -> str:
 __all__ = [
     "MIGRATION_LOCK_KEY",
     "PostgresStore",
-    "array_columns",
     "numbered_placeholders",
     "rowcount",
 ]

@@ -1,6 +1,6 @@
 """Transports: one wire protocol each, behind :class:`Transport`."""
 
-from hybridmesh.transports._http import HttpSession
+from hybridmesh.transports._http import HttpSession, fetch
 from hybridmesh.transports.base import (
     OutboundRequest,
     Transport,
@@ -24,5 +24,6 @@ __all__ = [
     "RestTransport",
     "Transport",
     "TransportResponse",
+    "fetch",
     "parse_retry_after",
 ]

@@ -1,8 +1,9 @@
 """The HTTP clients the transports share, and how their answers become results or errors.
 
 REST calls go through a lean keep-alive :class:`~hybridmesh.transports.http1.Http1Pool`;
-GraphQL, functions and batch calls through an aiohttp session (DESIGN.md: aiohttp, not
-httpx, on hot paths).
+GraphQL, functions and batch calls through an aiohttp session (aiohttp rather than httpx:
+it spends less CPU per call, and these paths carry many calls), by :func:`fetch` where they
+want the pool's contract (no redirects followed, the whole answer read).
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
+from aiohttp.client import IDEMPOTENT_METHODS
+from multidict import CIMultiDict
 
 from hybridmesh.core.errors import TransportError
 from hybridmesh.core.serialization import dumps, loads
 from hybridmesh.transports.base import parse_retry_after
-from hybridmesh.transports.http1 import Http1Pool
+from hybridmesh.transports.http1 import Http1Pool, Http1Response
 
 
 class HttpSession:
@@ -46,6 +49,26 @@ class HttpSession:
             )
         return self._session
 
+    async def fetch(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        body: bytes | None = None,
+        params: Mapping[str, str] | None = None,
+    ) -> Http1Response:
+        """One request on the aiohttp session; see :func:`fetch`."""
+        return await fetch(self.get(), method, url, headers=headers, body=body, params=params)
+
+    @staticmethod
+    def resends_after_stale_reuse(method: str) -> bool:
+        """Whether a request whose reused keep-alive connection closed before any byte of
+        the answer is sent once more on a new connection. aiohttp does that for the methods
+        RFC 9110 calls idempotent only (GET, HEAD, OPTIONS, TRACE, PUT, DELETE); a POST or
+        PATCH fails with ``aiohttp.ServerDisconnectedError`` instead."""
+        return method.upper() in IDEMPOTENT_METHODS
+
     def pool(self) -> Http1Pool:
         """The keep-alive HTTP/1.1 pool, made on first use."""
         if self._pool is None:
@@ -60,6 +83,37 @@ class HttpSession:
         if self._pool is not None:
             await self._pool.close()
         self._pool = None
+
+
+async def fetch(
+    session: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    body: bytes | None = None,
+    params: Mapping[str, str] | None = None,
+) -> Http1Response:
+    """Send one request on ``session`` and return its whole answer, whatever its status.
+
+    The contract of :meth:`Http1Pool.request <hybridmesh.transports.http1.Http1Pool.request>`
+    on aiohttp: redirects are returned, not followed; gzip and deflate answers are
+    decoded; a header with a line break raises ``ValueError``. It has no timeout of its own
+    (unless the session has one): the caller bounds the call, and cancelling it closes its
+    connection. A failed connection raises ``aiohttp.ClientError``.
+    """
+    async with session.request(
+        method,
+        url,
+        headers=headers,
+        data=body,
+        params=params,
+        allow_redirects=False,
+    ) as response:
+        data = await response.read()
+        return Http1Response(
+            response.status, response.reason or "", CIMultiDict(response.headers), data
+        )
 
 
 def decode_payload(
@@ -138,4 +192,5 @@ __all__ = [
     "decode_payload",
     "error_from_response",
     "error_from_status",
+    "fetch",
 ]

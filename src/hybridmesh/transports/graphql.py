@@ -7,14 +7,14 @@ from typing import Any
 import aiohttp
 
 from hybridmesh.core.errors import TransportError
-from hybridmesh.core.serialization import dumps
+from hybridmesh.core.serialization import dumpb, dumps
 from hybridmesh.transports._http import (
     HttpSession,
     connection_error,
-    decode_body,
-    error_from_response,
+    decode_payload,
+    error_from_status,
 )
-from hybridmesh.transports.base import OutboundRequest, TransportResponse
+from hybridmesh.transports.base import OutboundRequest, TransportResponse, header
 
 
 class GraphQLError(TransportError):
@@ -27,6 +27,7 @@ class GraphQLTransport:
     The request's ``path`` is the endpoint (the client fills in the service's
     ``graphql_path``). An answer whose ``errors`` is not empty and whose ``data`` is null
     raises :class:`GraphQLError`; partial data with errors is returned, errors included.
+    Redirects are not followed (as for REST): a 3xx answer comes back without data.
     """
 
     pattern = "graphql"
@@ -48,16 +49,21 @@ class GraphQLTransport:
             document["variables"] = dict(request.variables)
         if request.operation_name:
             document["operationName"] = request.operation_name
-        session = self._session.get()
+        headers: dict[str, str] = request.headers
+        if header(headers, "Content-Type") is None:
+            headers = {**headers, "Content-Type": "application/json"}
         try:
-            async with session.post(request.url, json=document, headers=request.headers) as resp:
-                body, text = await decode_body(resp)
-                if resp.status >= 400 and not isinstance(body, dict):
-                    raise error_from_response(resp, text, request.target, self.pattern)
-                status = resp.status
-                headers = resp.headers
+            resp = await self._session.fetch(
+                "POST", request.url, headers=headers, body=dumpb(document)
+            )
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as error:
             raise connection_error(error, request.target, self.pattern) from error
+        status = resp.status
+        body, text = decode_payload(status, resp.content_type, resp.charset, resp.body)
+        if status >= 400 and not isinstance(body, dict):
+            raise error_from_status(
+                status, resp.reason, text, resp.headers, request.target, self.pattern
+            )
         errors = body.get("errors") if isinstance(body, dict) else None
         data = body.get("data") if isinstance(body, dict) else None
         if errors and data is None:
@@ -78,7 +84,7 @@ class GraphQLTransport:
                 body=text,
             )
         result: Any = data if not errors else {"data": data, "errors": errors}
-        return TransportResponse(status, result, headers)
+        return TransportResponse(status, result, resp.headers)
 
     async def close(self) -> None:
         if self._owns_session:

@@ -66,6 +66,20 @@ class Http1Pool:
         self._slot_waiters: deque[asyncio.Future[None]] = deque()
         self._closed = False
 
+    @staticmethod
+    def resends_after_stale_reuse(method: str) -> bool:
+        """Whether a request whose reused keep-alive connection closed before any byte of
+        the answer is sent once more on a new connection: yes, for every method.
+
+        Nothing of an answer came back, which on a keep-alive connection almost always
+        means the server closed it as idle while the request was on its way, before reading
+        it. The pool carries service-to-service calls, whose commands the hybrid client
+        sends with an ``Idempotency-Key``, so resending even a POST once is the safer way
+        to get the answer. (HEAD never reuses a connection.)
+        """
+        del method  # the same answer for every method
+        return True
+
     async def request(
         self,
         method: str,

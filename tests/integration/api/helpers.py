@@ -12,11 +12,11 @@ import aiohttp
 from aiohttp import web
 
 from hybridmesh.api import create_app
+from hybridmesh.api.websocket import Authenticator, WebSocketHub, allow_any
 from hybridmesh.core.settings import Settings
 from hybridmesh.events.backends.memory import MemoryEventBackend
 from hybridmesh.events.bus import EventBus
 from hybridmesh.events.envelope import CloudEvent
-from hybridmesh.events.hub import Authenticator, WebSocketHub, allow_any
 from hybridmesh.observability import MeshMetrics
 
 #: Seconds any single wait in these tests may take before it fails.
@@ -58,7 +58,7 @@ class Served:
 
 @asynccontextmanager
 async def serving(
-    authenticate: Authenticator = allow_any, **hub_options: Any
+    authenticate: Authenticator | None = allow_any, **hub_options: Any
 ) -> AsyncIterator[Served]:
     metrics = MeshMetrics()
     bus = EventBus(MemoryEventBackend(), metrics=metrics, poll_wait=0.05)

@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
 
 import aiohttp
+import pytest
 from click.testing import CliRunner
 from tests.integration.api.helpers import WAIT, next_of_type
 
 from hybridmesh.api import run_server
+from hybridmesh.api.websocket import WebSocketHub, allow_any
 from hybridmesh.cli.serve import serve
 from hybridmesh.core.settings import Settings
 from hybridmesh.events.backends.memory import MemoryEventBackend
 from hybridmesh.events.bus import EventBus
 from hybridmesh.events.envelope import CloudEvent
-from hybridmesh.events.hub import WebSocketHub, allow_any
 from hybridmesh.observability import MeshMetrics
 
 
@@ -56,10 +66,77 @@ async def test_run_server_serves_until_cancelled_then_closes_hub_and_bus() -> No
     assert not bus._started
 
 
-def test_serve_requires_tokens_or_dev_tokens() -> None:
-    result = CliRunner().invoke(serve, [])
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def test_serve_as_the_readme_shows_it_starts_and_refuses_websockets_until_tokens_are_set(
+    tmp_path: Path,
+) -> None:
+    port = _free_port()
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key.startswith(("PATH", "PYTHON", "LANG", "LC_", "HOME", "TMP", "VIRTUAL_ENV"))
+    }
+    env |= {
+        "HYBRIDMESH_DATABASE_URL": f"sqlite:///{tmp_path / 'mesh.db'}",
+        "HYBRIDMESH_EXCHANGE_DIR": str(tmp_path / "exchange"),
+        "HYBRIDMESH_HTTP_PORT": str(port),
+        "HYBRIDMESH_LOG_FORMAT": "text",
+    }
+    base = f"http://127.0.0.1:{port}"
+    with (tmp_path / "stderr.log").open("w") as errors:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "hybridmesh", "serve"],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            text=True,
+        )
+        try:
+            assert server.stdout is not None
+            # The first line is the announcement; it comes once the port is listening.
+            assert server.stdout.readline().startswith(f"serving on {base}")
+            with urllib.request.urlopen(base + "/healthz", timeout=WAIT) as health:
+                assert health.status == 200
+            handshake = urllib.request.Request(
+                base + "/ws/events?token=anything",
+                headers={
+                    "Connection": "Upgrade",
+                    "Upgrade": "websocket",
+                    "Sec-WebSocket-Version": "13",
+                    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+                },
+            )
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(handshake, timeout=WAIT)
+            assert refused.value.code == 401
+            assert refused.value.headers["Content-Type"].startswith("application/problem+json")
+            problem = json.loads(refused.value.read())
+            assert problem["status"] == 401
+            assert problem["setting"] == "HYBRIDMESH_WS_TOKENS"
+            assert "HYBRIDMESH_WS_TOKENS" in problem["detail"]
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.communicate(timeout=30)
+    assert server.returncode == 0
+    log = (tmp_path / "stderr.log").read_text()
+    warning = [line for line in log.splitlines() if "no WebSocket tokens are configured" in line]
+    assert len(warning) == 1, log
+    assert "WARNING" in warning[0]
+    assert "HYBRIDMESH_WS_TOKENS='NAME=USER_ID" in warning[0]
+    assert "--token NAME=USER_ID" in warning[0]
+
+
+def test_serve_refuses_a_malformed_token_from_the_environment(tmp_path: Path) -> None:
+    result = CliRunner().invoke(serve, [], env={"HYBRIDMESH_WS_TOKENS": "s3cr3t=42 no-user"})
     assert result.exit_code == 2
-    assert "--token NAME=USER_ID" in result.output
+    assert "'no-user': expected NAME=USER_ID" in result.output
 
 
 def test_serve_rejects_a_malformed_token() -> None:
@@ -71,4 +148,7 @@ def test_serve_rejects_a_malformed_token() -> None:
 def test_serve_explains_itself() -> None:
     result = CliRunner().invoke(serve, ["--help"])
     assert result.exit_code == 0
-    assert "event ingest, WebSocket fan-out, metrics," in " ".join(result.output.split())
+    text = " ".join(result.output.split())
+    assert "event ingest, WebSocket fan-out, metrics," in text
+    assert "HYBRIDMESH_WS_TOKENS" in text
+    assert "/ws/events refuses every connection with 401" in text

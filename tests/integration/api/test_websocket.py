@@ -17,14 +17,16 @@ from tests.integration.api.helpers import (
     request,
 )
 
-from hybridmesh.events.envelope import CloudEvent
-from hybridmesh.events.hub import (
+from hybridmesh.api.websocket import (
+    TOKENS_NOT_CONFIGURED,
+    TOKENS_SETTING,
     TRY_AGAIN_LATER,
     UNAUTHORIZED,
     Principal,
     StaticTokens,
     users_named_by,
 )
+from hybridmesh.events.envelope import CloudEvent
 
 
 def event(type: str = "user.registered", data: Any = None, **options: Any) -> CloudEvent:
@@ -151,6 +153,32 @@ async def test_an_unknown_token_is_closed_with_4401(serve: Callable[..., Any]) -
         await request(ws, {"action": "join", "room": "user:7"}, "joined")
         await request(ws, {"action": "join", "room": "user:42"}, "joined")
         await ws.close()
+
+
+async def test_without_tokens_configured_every_connection_gets_401_naming_the_setting(
+    serve: Callable[..., Any],
+) -> None:
+    async with serve(authenticate=None) as served:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await served.http.ws_connect(served.ws_url + "?token=anything")
+        assert refused.value.status == 401
+        handshake = {
+            "Connection": "Upgrade",
+            "Upgrade": "websocket",
+            "Sec-WebSocket-Version": "13",
+            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        }
+        async with served.http.get(served.ws_url, headers=handshake) as answer:
+            assert answer.status == 401
+            assert answer.content_type == "application/problem+json"
+            assert answer.headers["WWW-Authenticate"].startswith("Bearer")
+            problem = await answer.json(content_type=None)
+        assert problem["type"] == TOKENS_NOT_CONFIGURED
+        assert problem["setting"] == TOKENS_SETTING == "HYBRIDMESH_WS_TOKENS"
+        assert "HYBRIDMESH_WS_TOKENS" in problem["detail"]
+        assert "--token" in problem["detail"]
+        assert served.hub.stats.rejected == 2
+        assert served.hub.clients == 0
 
 
 async def test_a_slow_client_is_disconnected_with_1013_and_others_are_still_served(

@@ -51,11 +51,16 @@ async def open_batch(
         await store.close()
 
 
+async def _moved(request: web.Request) -> web.Response:
+    raise web.HTTPTemporaryRedirect("/bulk/orders")
+
+
 @pytest.fixture
 async def bulk() -> AsyncIterator[BulkEndpoint]:
     endpoint = BulkEndpoint()
     app = web.Application()
     app.router.add_post("/bulk/{operation}", endpoint.handle)
+    app.router.add_route("*", "/moved", _moved)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

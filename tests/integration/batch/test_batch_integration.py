@@ -385,6 +385,18 @@ async def test_an_unavailable_bulk_endpoint_leaves_the_records_queued(
     assert {r.status for r in await batch.records()} == {RecordStatus.ACKNOWLEDGED}
 
 
+async def test_a_redirect_from_the_bulk_endpoint_is_not_followed(
+    open_batch: OpenBatch, bulk: BulkEndpoint
+) -> None:
+    moved = bulk.url.removesuffix("/bulk") + "/moved"  # answers 307 to /bulk/orders
+    batch = await open_batch(targets=[BatchTarget("erp", format="http", endpoint=moved)])
+    await queued(batch, 2)
+    (failed,) = await batch.flush()
+    assert failed.status is RunStatus.FAILED and "answered 307" in (failed.error or "")
+    assert bulk.bodies == []
+    assert {r.status for r in await batch.records()} == {RecordStatus.QUEUED}
+
+
 async def test_an_unreachable_bulk_endpoint_leaves_the_records_queued(
     open_batch: OpenBatch, bulk: BulkEndpoint
 ) -> None:

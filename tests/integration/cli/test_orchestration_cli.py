@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -201,3 +205,103 @@ def test_detached_start_waits_for_a_worker_and_cancel_applies_there(
     code, out, _ = main("executions", "list", "--status", "running", "--json")
     assert [e["id"] for e in json.loads(out)] == [started["id"]]
     assert main("executions", "cancel", started["id"])[0] == 0
+
+
+def test_validate_reads_the_services_from_services_and_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, main: Callable[..., tuple[int, str, str]]
+) -> None:
+    monkeypatch.delenv("HYBRIDMESH_DATABASE_URL", raising=False)
+    monkeypatch.delenv("HYBRIDMESH_REGISTRY_PATH", raising=False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "services.yaml").write_text(SERVICES.format(url="http://127.0.0.1:9"))
+    (tmp_path / "shop.yaml").write_text(SAGA.format())
+    before = sorted(p.name for p in tmp_path.iterdir())
+
+    code, out, err = main("definitions", "validate", "shop.yaml", "--services", "services.yaml")
+
+    assert (code, err) == (0, "")
+    assert "1 definitions are valid" in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no .hybridmesh/mesh.db
+
+
+def test_validate_without_services_says_how_to_name_them(
+    workspace: Path, main: Callable[..., tuple[int, str, str]]
+) -> None:
+    (workspace / "shop.yaml").write_text(SAGA.format())
+
+    code, _, err = main("definitions", "validate", str(workspace / "shop.yaml"))
+
+    assert code == 2
+    assert "unknown service 'stock'" in err
+    assert "--services PATH" in err and "hybridmesh registry load" in err
+
+
+def test_saga_start_takes_its_services_from_services(
+    workspace: Path, shop: tuple[str, list[str]], main: Callable[..., tuple[int, str, str]]
+) -> None:
+    url, calls = shop
+    (workspace / "services.yaml").write_text(SERVICES.format(url=url))
+    (workspace / "shop.yaml").write_text(SAGA.format())
+    (workspace / "order.json").write_text(json.dumps({"sku": "A-1", "amount": 10}))
+
+    code, out, _ = main(
+        "saga",
+        "start",
+        "shop-order",
+        "--services",
+        str(workspace / "services.yaml"),
+        "--definitions",
+        str(workspace / "shop.yaml"),
+        "--input",
+        str(workspace / "order.json"),
+        "--json",
+    )
+
+    assert code == 0, out
+    assert json.loads(out)["status"] == "completed"
+    assert calls == ["/operations/reserve", "/operations/charge"]
+
+
+def test_a_worker_takes_its_services_from_services(workspace: Path) -> None:
+    (workspace / "services.yaml").write_text(SERVICES.format(url="http://127.0.0.1:9"))
+    (workspace / "shop.yaml").write_text(SAGA.format())
+    env = {**os.environ, "HYBRIDMESH_LOG_LEVEL": "WARNING"}
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hybridmesh",
+            "worker",
+            "--services",
+            str(workspace / "services.yaml"),
+            "--definitions",
+            str(workspace / "shop.yaml"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert worker.stdout is not None
+        seen = [worker.stdout.readline(), worker.stdout.readline()]
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        _, err = worker.communicate(timeout=30)
+    # Without --services the stored registry is empty: the definitions would not load.
+    assert seen[0].strip() == "loaded saga shop-order v1", err
+    assert "running" in seen[1]
+    assert worker.returncode == 0, err
+
+
+def test_saga_start_without_services_says_how_to_name_them(
+    workspace: Path, main: Callable[..., tuple[int, str, str]]
+) -> None:
+    (workspace / "shop.yaml").write_text(SAGA.format())
+
+    code, _, err = main(
+        "saga", "start", "shop-order", "--definitions", str(workspace / "shop.yaml")
+    )
+
+    assert code == 2
+    assert "unknown service 'stock'" in err and "--services PATH" in err

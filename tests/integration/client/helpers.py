@@ -61,7 +61,12 @@ def service(name: str, architecture: str, base_url: str, **extra: Any) -> Servic
             "architecture": architecture,
             "base_url": base_url,
             "version": "v1",
-            "capabilities": {"synchronous": True, "graphql": True},
+            "capabilities": {
+                "synchronous": True,
+                "asynchronous": True,
+                "graphql": True,
+                "bulk_operations": True,
+            },
             **extra,
         }
     )

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from tests.integration.client.helpers import Scripted, registry_for
+from tests.integration.client.helpers import Scripted, registry_for, service
 
-from hybridmesh.client import CommunicationRequest, HybridClient
+from hybridmesh.client import CommunicationRequest, HybridClient, PatternNotAllowedError
 from hybridmesh.core.clock import FakeClock
 from hybridmesh.core.errors import (
     BulkheadFullError,
@@ -22,6 +22,8 @@ from hybridmesh.core.errors import (
     UnknownServiceError,
 )
 from hybridmesh.observability import MeshMetrics, configure_tracing
+from hybridmesh.transports import OutboundRequest, TransportResponse
+from hybridmesh.transports.mock import MockTransport
 
 TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-0[01]$")
 QUERY = CommunicationRequest(type="query", endpoint="/users/1")
@@ -214,6 +216,27 @@ async def test_missing_transport_is_never_reported_as_success(
                 "orders", "erp", CommunicationRequest(type="batch", operation="order-export")
             )
     assert caught.value.pattern == "batch"
+
+
+async def test_a_target_without_bulk_operations_refuses_a_batch_call_before_sending(
+    upstream: tuple[Scripted, str],
+) -> None:
+    scripted, url = upstream
+    client = make_client(url)
+    client.registry.register(service("erp", "traditional-monolith", url, capabilities={}))
+    batch = MockTransport("batch", _never_called)
+    client.add_transport(batch)
+    async with client:
+        with pytest.raises(PatternNotAllowedError) as caught:
+            await client.communicate(
+                "orders", "erp", CommunicationRequest(type="batch", operation="order-export")
+            )
+    assert (caught.value.service, caught.value.ruled_out) == ("erp", ("batch",))
+    assert batch.sent == [] and scripted.hits == 0
+
+
+async def _never_called(request: OutboundRequest) -> TransportResponse:
+    raise AssertionError(f"sent {request}")
 
 
 async def test_unknown_target(upstream: tuple[Scripted, str]) -> None:

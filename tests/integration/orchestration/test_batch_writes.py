@@ -8,43 +8,33 @@ from tests.integration.orchestration.test_engine import ORDER
 
 from hybridmesh.core.serialization import loads
 from hybridmesh.orchestration import Status
-from hybridmesh.orchestration import _records as sql
 from hybridmesh.orchestration._machine import Record
 from hybridmesh.orchestration.engine import Orchestrator
-from hybridmesh.store import Statement
+from hybridmesh.orchestration.recorders import Change, Save, history_rows
 
 
-def ending(engine: Orchestrator, execution_id: str, seq: int) -> list[Statement]:
+def ending(engine: Orchestrator, execution_id: str, seq: int) -> Change:
     """What a driver writes when the execution completes: the lease-checked save, its
     history record and its event."""
     now = engine._now()
-    state = '{"steps": {}, "context": {}}'
-    done = Status.COMPLETED.value
-    save = Statement(
-        sql.SAVE,
-        (
-            done,
-            state,
-            None,
-            seq + 1,
-            now,
-            now,
-            execution_id,
-            1,
-            execution_id,
-            now,
-            None,
-            1,
-            1,
-            execution_id,
-            engine.worker_id,
-        ),
-        fetch=True,
+    save = Save(
+        execution_id,
+        Status.COMPLETED.value,
+        '{"steps": {}, "context": {}}',
+        None,
+        seq + 1,
+        now,
+        now,
+        True,
+        None,
+        engine.worker_id,
     )
-    history = sql.history_rows(execution_id, seq, [Record("execution.completed")], now)
-    event = engine._event(ORDER, execution_id, None, "completed", {})
+    history = history_rows(execution_id, seq, [Record("execution.completed")], now)
+    change = Change(save, history)
+    event = engine._writer.event(ORDER, execution_id, None, "completed", {})
     assert event is not None
-    return [save, Statement(sql.INSERT_HISTORY, rows=history, after=0), event.statement]
+    event.attach(change)
+    return change
 
 
 async def two_leased(rig: Rig, engine: Orchestrator) -> tuple[str, str]:
@@ -71,11 +61,10 @@ async def test_a_change_whose_lease_was_lost_writes_nothing_of_its_batch(rig: Ri
         row["id"]: row["history_seq"]
         for row in await rig.store.fetch_all("SELECT id, history_seq FROM orch_executions")
     }
-    results = await engine._commit(
-        [(lost, ending(engine, lost, seq[lost])), (kept, ending(engine, kept, seq[kept]))]
+    results = await engine.recorder.write(
+        [ending(engine, lost, seq[lost]), ending(engine, kept, seq[kept])]
     )
-    assert results[0] == [[]]  # lost: not saved
-    assert results[1] == [[{"signals": 0}]]
+    assert results == [None, False]  # lost: not saved; kept: saved, no signals wait
     assert (await engine.get(kept)).status is Status.COMPLETED
     assert (await engine.get(lost)).status is Status.RUNNING
     assert [h.type for h in await engine.history(lost)][-1] == "execution.started"
@@ -86,11 +75,11 @@ async def test_a_change_whose_lease_was_lost_writes_nothing_of_its_batch(rig: Ri
     assert [loads(row["body"])["data"]["saga_id"] for row in completed] == [kept]
 
 
-def held(engine: Orchestrator, execution_id: str, state: str, seq: int) -> Statement:
+def held(engine: Orchestrator, execution_id: str, state: str, seq: int) -> Change:
     """The save of a worker that keeps the lease and the status (a step's outcome)."""
     now = engine._now()
-    args = (state, None, seq, now, execution_id, execution_id, engine.worker_id)
-    return Statement(sql.SAVE_HELD, args, fetch=True)
+    save = Save(execution_id, None, state, None, seq, now, None, False, None, engine.worker_id)
+    return Change(save, [])
 
 
 async def test_a_held_save_writes_the_state_and_leaves_due_time_status_and_lease(
@@ -99,10 +88,10 @@ async def test_a_held_save_writes_the_state_and_leaves_due_time_status_and_lease
     engine = rig.engine()
     mine, theirs = await two_leased(rig, engine)
     state = '{"steps": {}, "context": {"saved": true}}'
-    results = await engine._commit(
-        [(mine, [held(engine, mine, state, 7)]), (theirs, [held(engine, theirs, state, 7)])]
+    results = await engine.recorder.write(
+        [held(engine, mine, state, 7), held(engine, theirs, state, 7)]
     )
-    assert results == [[[{"signals": 0}]], [[]]]  # theirs: another worker holds it
+    assert results == [False, None]  # theirs: another worker holds it
     rows = {
         row["id"]: row
         for row in await rig.store.fetch_all(

@@ -195,11 +195,12 @@ async def test_a_restarted_worker_resumes_the_interrupted_step_with_the_same_key
     execution_id = await first.start_saga("order", {"order_id": "o-5"})
     await until(lambda: "/operations/charge" in rig.ops.paths())
     # Killed: tasks gone, nothing released, nothing saved.
-    for task in [first._worker, *first._helpers, *first._driving.values()]:
+    killed = first._worker
+    for task in [killed._loop, *killed._helpers, *killed._driving.values()]:
         assert task is not None
         task.cancel()
-    first._worker = None
-    first._helpers.clear()
+    killed._loop = None
+    killed._helpers.clear()
     rig.ops.delays.clear()
     second = rig.engine(lease_seconds=5)
     async with second:
@@ -301,13 +302,14 @@ async def test_concurrent_starts_with_the_same_id_start_once(rig: Rig) -> None:
 def count_claims(engine: Orchestrator) -> list[int]:
     """The sizes of the engine's claims from now on (each asks for up to that many)."""
     asked: list[int] = []
-    claim = engine._claim
+    worker = engine._worker
+    claim = worker._claim
 
     async def counted(limit: int) -> int:
         asked.append(limit)
         return await claim(limit)
 
-    engine._claim = counted  # type: ignore[method-assign]
+    worker._claim = counted  # type: ignore[method-assign]
     return asked
 
 
@@ -339,7 +341,7 @@ async def test_a_full_worker_with_nothing_queued_does_not_claim_at_every_ending(
     worker = rig.engine(max_executions=2, poll_interval=30)
     await worker.register(ORDER)
     async with worker:
-        await until(lambda: worker._worker is not None)
+        await until(lambda: worker._worker.running)
         await asyncio.sleep(0.1)  # the first claim finds nothing queued
         asked = count_claims(worker)
         for round_ in range(3):  # this worker's own starts keep it full, then end

@@ -17,8 +17,8 @@ from tests.integration.tanqory.helpers import (
     until,
 )
 
+from hybridmesh.api.websocket import Principal, StaticTokens
 from hybridmesh.events import CloudEvent, DeadLetter, EventBus
-from hybridmesh.events.hub import Principal, StaticTokens
 from tanqory.apps import RunningService, notification_services, user_service
 
 ADA = {"id": "U-1", "email": "ada@example.com", "name": "Ada", "status": "active"}

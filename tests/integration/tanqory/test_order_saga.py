@@ -391,11 +391,12 @@ async def test_an_order_stored_without_its_saga_gets_one_when_the_service_starts
 # --- (d) the onboarding workflow -----------------------------------------------------------
 
 
-async def test_onboarding_runs_as_the_seed_gives_it_with_steps_fed_from_the_context(
+async def test_onboarding_runs_as_the_integration_guide_gives_it_with_steps_fed_from_the_context(
     on_sqlite: System,
 ) -> None:
-    """The seed's definition leaves payloads empty ("populated from context"): each step gets
-    the workflow context (the input, and each completed step's answer under its id)."""
+    """The integration guide's definition leaves payloads empty ("populated from context"):
+    each step gets the workflow context (the input, and each completed step's answer under
+    its id)."""
     runtime = on_sqlite.runtime
     execution = await on_sqlite.finished(
         await runtime.engine.start_workflow("user-onboarding", ADA)
@@ -569,7 +570,7 @@ async def test_an_order_confirmation_is_sent_once_and_an_email_needs_a_recipient
         assert (r.status, await r.json()) == (200, first)
 
     email = f"{notes}/notifications/email"
-    # The seed's own payload names no recipient.
+    # The integration guide's own payload names no recipient.
     async with on_sqlite.http.post(email, json={"template": "welcome", "channel": "email"}) as r:
         assert r.status == 422
         assert [e["field"] for e in (await r.json())["errors"]] == ["user_id"]

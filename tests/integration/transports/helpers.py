@@ -5,11 +5,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gzip
+import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+
+#: The largest request body the recording app accepts.
+LARGEST_BODY = 32 * 1024 * 1024
+
+
+def pattern_bytes(size: int) -> bytes:
+    """``size`` bytes that are not all alike, so a body cut or shifted shows."""
+    block = bytes(range(251))  # a prime length: no power-of-two buffer lines up with it
+    return (block * (size // len(block) + 1))[:size]
 
 
 @dataclass
@@ -33,8 +43,10 @@ class Recorder:
     most_in_flight: int = 0
 
     def app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(client_max_size=LARGEST_BODY)
         app.router.add_route("*", "/chunked", self.chunked)
+        app.router.add_route("*", "/digest", self.digest)
+        app.router.add_route("*", "/large/{size}", self.large)
         app.router.add_route("*", "/gzip", self.gzipped)
         app.router.add_route("*", "/close", self.close)
         app.router.add_route("*", "/empty", self.empty)
@@ -78,6 +90,15 @@ class Recorder:
             await response.write(part)
         await response.write_eof()
         return response
+
+    async def digest(self, request: web.Request) -> web.StreamResponse:
+        await self._record(request)
+        body = self.seen[-1].body
+        return web.json_response({"size": len(body), "sha256": hashlib.sha256(body).hexdigest()})
+
+    async def large(self, request: web.Request) -> web.StreamResponse:
+        await self._record(request)
+        return web.Response(body=pattern_bytes(int(request.match_info["size"])))
 
     async def gzipped(self, request: web.Request) -> web.StreamResponse:
         await self._record(request)

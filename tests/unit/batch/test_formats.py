@@ -22,7 +22,7 @@ from hybridmesh.batch.formats import (
     write_atomic,
     xml_export,
 )
-from hybridmesh.batch.queue import BatchRecord
+from hybridmesh.batch.ledger import BatchRecord
 
 WHEN = datetime(2026, 1, 1, 2, 0, tzinfo=UTC)
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from hybridmesh.batch import BatchTarget
-from hybridmesh.batch.queue import check_record
+from hybridmesh.batch import BatchTarget, FileDelivery, HttpBulkDelivery
+from hybridmesh.batch.ledger import check_record
 from hybridmesh.batch.transport import operation_from_path
 from hybridmesh.core.errors import ValidationError
 
@@ -37,6 +37,16 @@ def test_what_cannot_be_exported_is_refused_when_queued(
     with pytest.raises(ValidationError) as raised:
         check_record(target, operation, payload, key)
     assert [p.field for p in raised.value.problems] == [field]
+
+
+def test_the_format_is_read_once_into_a_typed_delivery_channel() -> None:
+    assert BatchTarget("erp").delivery == FileDelivery("csv")
+    xml = BatchTarget("erp", format="xml", fields=("sku", "qty"))
+    assert xml.delivery == FileDelivery("xml", ("sku", "qty"))
+    assert xml.delivery.kind == "xml"
+    bulk = BatchTarget("erp", format="http", endpoint="http://erp.internal/bulk")
+    assert bulk.delivery == HttpBulkDelivery("http://erp.internal/bulk")
+    assert bulk.delivery.kind == "http"
 
 
 def test_target_settings_are_checked() -> None:

@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from hybridmesh.client import ResponseCache, forced_strategy, select_strategy
+from hybridmesh.client import (
+    PatternNotAllowedError,
+    ResponseCache,
+    fit_to_capabilities,
+    forced_strategy,
+    select_strategy,
+)
 from hybridmesh.core.clock import FakeClock
+from hybridmesh.core.errors import HybridMeshError
+from hybridmesh.registry import ServiceDefinition
 
 
 @pytest.mark.parametrize(
@@ -62,3 +70,47 @@ def test_cache_expires_and_evicts() -> None:
     assert cache.get(("a",)) is None and len(cache) == 2
     clock.advance(11)
     assert cache.get(("b",)) is None
+
+
+def target(**capabilities: bool) -> ServiceDefinition:
+    data: dict[str, object] = {
+        "name": "users",
+        "architecture": "microservice",
+        "base_url": "http://users.local",
+        "version": "v1",
+    }
+    if capabilities:
+        data["capabilities"] = capabilities
+    return ServiceDefinition.model_validate(data)
+
+
+def test_events_are_used_only_where_the_target_is_asynchronous() -> None:
+    command = select_strategy("microservice", "microservice", "command")
+
+    assert fit_to_capabilities(command, target(synchronous=True)).patterns == ("rest",)
+    assert fit_to_capabilities(command, target(asynchronous=True)).patterns == ("events", "rest")
+
+
+def test_graphql_is_used_only_where_the_target_says_graphql() -> None:
+    query = select_strategy("microservice", "microservice", "query", has_graphql_query=True)
+
+    assert fit_to_capabilities(query, target(graphql=True)).patterns == ("graphql",)
+    with pytest.raises(PatternNotAllowedError) as refused:
+        fit_to_capabilities(query, target(synchronous=True))
+    assert (refused.value.service, refused.value.ruled_out) == ("users", ("graphql",))
+
+
+def test_batch_without_bulk_operations_leaves_no_pattern_and_says_why() -> None:
+    batch = select_strategy("microservice", "microservice", "batch")
+
+    assert fit_to_capabilities(batch, target(bulk_operations=True)).patterns == ("batch",)
+    with pytest.raises(PatternNotAllowedError) as refused:
+        fit_to_capabilities(batch, target(synchronous=True, asynchronous=True))
+    assert isinstance(refused.value, HybridMeshError)
+    assert "users" in str(refused.value) and "bulk_operations: true" in str(refused.value)
+
+
+def test_a_target_that_states_no_capabilities_keeps_every_pattern() -> None:
+    command = select_strategy("microservice", "modular-monolith", "command")
+
+    assert fit_to_capabilities(command, target()).patterns == ("rest", "batch")

@@ -6,6 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import pydantic
 import pytest
 
 from hybridmesh.core.errors import Problem, ValidationError
@@ -201,7 +202,7 @@ def test_workflow_plan_keeps_the_graph_flags_and_names() -> None:
     definition = workflow(
         wf_step("create-user-account", retry_policy=RetryPolicy(max_attempts=3)),
         wf_step("send-welcome-email", "create-user-account", optional=True, timeout=15_000),
-        wf_step("track-user-registration", "create-user-account", parallel=True),
+        wf_step("track-user-registration", "create-user-account", parallel=False),
     )
 
     plan = to_plan(definition)
@@ -216,8 +217,8 @@ def test_workflow_plan_keeps_the_graph_flags_and_names() -> None:
     assert create.name == "Create User Account"
     assert create.retry.max_attempts == 3
     assert email.dependencies == ("create-user-account",)
-    assert (email.optional, email.parallel, email.timeout_ms) == (True, False, 15_000)
-    assert (track.optional, track.parallel) == (False, True)
+    assert (email.optional, email.alone, email.timeout_ms) == (True, False, 15_000)
+    assert (track.optional, track.alone) == (False, True)  # parallel: false runs it alone
     assert email.operation == Operation(endpoint="/send-welcome-email")
 
 
@@ -245,7 +246,7 @@ def test_a_serverless_step_calls_the_function_named_like_its_service_by_default(
 
     plan = to_plan(definition, registry=registry)
 
-    assert [s.operation.function for s in plan.steps] == [
+    assert [s.operation.function_name for s in plan.steps] == [
         "transform-events",
         "data-transformations",
         "data-transformations",
@@ -280,7 +281,7 @@ def test_plans_survive_a_trip_through_plain_data(kind: str, registry: ServiceReg
     definition = (
         saga(reserve(payload={"items": ({"sku": "A", "quantity": 1},)}, completion="event"))
         if kind == "saga"
-        else workflow(wf_step("a"), wf_step("b", "a", optional=True, parallel=True))
+        else workflow(wf_step("a"), wf_step("b", "a", optional=True, parallel=False))
     )
 
     plan = to_plan(definition, registry=registry)
@@ -576,3 +577,82 @@ def test_warnings_flag_what_has_no_effect_or_disagrees_with_the_registry(
             "the step's value is used",
         )
     ]
+
+
+@pytest.mark.parametrize(
+    ("consistency", "handling"),
+    [
+        ("strong", ErrorHandling.FAIL_FAST),
+        ("eventual", ErrorHandling.CONTINUE_ON_ERROR),
+        ("saga", ErrorHandling.COMPENSATION),
+    ],
+)
+def test_the_consistency_strategy_sets_the_error_handling_a_workflow_leaves_out(
+    consistency: str, handling: ErrorHandling
+) -> None:
+    undo = WorkflowOperation(endpoint="/undo")
+    definition = workflow(
+        wf_step("a", compensation=undo),
+        wf_step("b", "a"),
+        consistency_strategy=consistency,
+        error_handling=None,
+    )
+
+    plan = to_plan(definition)
+
+    assert (plan.consistency, plan.error_handling) == (Consistency(consistency), handling)
+
+
+def test_a_stated_error_handling_wins_over_the_strategys_default() -> None:
+    definition = workflow(wf_step("a"), consistency_strategy="saga", error_handling="fail-fast")
+
+    assert to_plan(definition).error_handling is ErrorHandling.FAIL_FAST
+
+
+def test_under_a_saga_strategy_a_step_others_build_on_needs_a_compensation() -> None:
+    definition = workflow(
+        wf_step("a"), wf_step("b", "a"), consistency_strategy="saga", error_handling=None
+    )
+
+    assert errors(validate(definition)) == [
+        (
+            "steps[0].compensation",
+            "missing: error_handling is 'compensation', and step 'b' depends on this command step",
+        )
+    ]
+
+
+# ---------------------------------------------------------------------------- the model
+
+
+def test_a_workflow_operation_is_the_operation_its_plan_runs(registry: ServiceRegistry) -> None:
+    undo = WorkflowOperation(type="command", endpoint="/undo", payload={"why": "rollback"})
+    definition = workflow(wf_step("a", compensation=undo))
+
+    (step,) = to_plan(definition, registry=registry).steps
+
+    assert WorkflowOperation is Operation
+    assert step.compensation == undo
+
+
+def test_definitions_take_their_fields_by_name_or_by_camel_case_alias() -> None:
+    by_name = SagaStep(step_id="a", service_name="user-service", operation="validate")
+    by_alias = SagaStep(stepId="a", serviceName="user-service", operation="validate")  # type: ignore[call-arg]
+
+    assert by_name == by_alias
+
+
+def test_a_field_of_the_wrong_type_is_refused_when_built() -> None:
+    with pytest.raises(pydantic.ValidationError) as caught:
+        SagaStep("a", "user-service", "validate", timeout="soon")  # type: ignore[arg-type]
+
+    assert [error["loc"] for error in caught.value.errors()] == [("timeout",)]
+
+
+def test_a_plan_stored_before_alone_existed_runs_its_steps_side_by_side() -> None:
+    stored = to_plan(workflow(wf_step("a"), wf_step("b"))).to_dict()
+    for step in stored["steps"]:
+        del step["alone"]
+        step["parallel"] = False  # what every step stored then, meaning nothing
+
+    assert [step.alone for step in Plan.from_dict(stored).steps] == [False, False]

@@ -24,13 +24,13 @@ from hybridmesh.orchestration.loader import (
     definition_from_dict,
     load_definitions,
 )
-from hybridmesh.orchestration.plan import Kind, Plan
+from hybridmesh.orchestration.plan import ErrorHandling, Kind, Plan
 from hybridmesh.registry import ServiceRegistry
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "tanqory"
 DEFINITIONS = EXAMPLES / "definitions"
 
-#: The seed's USER_ONBOARDING_WORKFLOW, written in Python.
+#: The integration guide's USER_ONBOARDING_WORKFLOW, written in Python.
 USER_ONBOARDING = WorkflowDefinition(
     workflow_id="user-onboarding",
     workflow_type="user-lifecycle",
@@ -243,7 +243,7 @@ def test_analytics_pipeline_runs_a_serverless_function_and_a_legacy_batch(
 
     transform = plan.step("transform-events")
     assert (transform.service, transform.architecture) == ("data-transformations", "serverless")
-    assert (transform.operation.type, transform.operation.function) == (
+    assert (transform.operation.type, transform.operation.function_name) == (
         "function",
         "transform-events",
     )
@@ -422,6 +422,71 @@ def test_an_unknown_service_names_the_step_field(tmp_path: Path, registry: Servi
         f"{path}:{line_of(path, 'billing')}: error [steps[0].service_name]: "
         "unknown service 'billing': it is not in the registry"
     )
+
+
+def test_a_step_its_targets_capabilities_cannot_take_names_file_line_and_field(
+    tmp_path: Path, registry: ServiceRegistry
+) -> None:
+    path = write(
+        tmp_path,
+        "bulk.yaml",
+        """
+        workflowId: settle
+        workflowType: finance
+        name: Settle
+        description: ""
+        consistencyStrategy: eventual
+        errorHandling: fail-fast
+        timeoutMs: 60000
+        steps:
+          - stepId: export
+            stepName: Export payments
+            serviceInfo: {serviceName: payment-service}
+            operation:
+              type: batch
+              endpoint: /exports
+        """,
+    )
+
+    assert load_definitions(path).ok  # without a registry, capabilities are unknown
+    assert load_one_error(path, registry) == (
+        f"{path}:{line_of(path, 'type: batch')}: error [steps[0].operation.type]: "
+        "payment-service allows none of the patterns this call may use (batch): its "
+        "capabilities rule them out (batch needs bulk_operations: true)"
+    )
+
+
+def test_parallel_false_runs_a_step_alone_and_the_strategy_sets_the_error_handling(
+    tmp_path: Path,
+) -> None:
+    path = write(
+        tmp_path,
+        "alone.yaml",
+        """
+        workflow_id: nightly
+        workflow_type: ops
+        name: Nightly
+        description: ""
+        consistency_strategy: strong
+        timeout_ms: 60000
+        steps:
+          - step_id: snapshot
+            step_name: Snapshot
+            service_info: {service_name: user-service}
+            operation: {endpoint: /snapshots}
+            parallel: false
+          - step_id: report
+            step_name: Report
+            service_info: {service_name: user-service}
+            operation: {endpoint: /reports}
+        """,
+    )
+
+    (loaded,) = load_definitions(path).raise_for_errors().definitions
+    plan = to_plan(loaded.definition)
+
+    assert [step.alone for step in plan.steps] == [True, False]
+    assert plan.error_handling is ErrorHandling.FAIL_FAST
 
 
 def test_a_cycle_is_reported_at_the_dependencies_of_its_first_step(tmp_path: Path) -> None:

@@ -318,3 +318,42 @@ def test_a_state_with_every_field_set_reads_back_whole() -> None:
     stored = loads(state.to_json())
     assert ExecutionState.from_dict(stored) == state
     assert stored["steps"]["b"] == {}
+
+
+def test_a_step_that_runs_alone_waits_for_the_others_and_holds_back_the_rest() -> None:
+    m = machine(
+        plan(
+            step("a"),
+            step("b", "a"),
+            step("solo", "a", alone=True),
+            step("c", "a"),
+            handling=ErrorHandling.FAIL_FAST,
+        )
+    )
+    m.succeeded(m.advance(0)[0], None, 0)
+    b, c = m.advance(0)
+    assert ids([b, c]) == ["b", "c"]  # solo waits: other steps are under way
+    m.succeeded(b, None, 0)
+    assert m.advance(0) == []  # c still runs
+    m.succeeded(c, None, 0)
+    assert ids(m.advance(0)) == ["solo"]
+    m.succeeded(StepCall("solo", 1), None, 0)
+    m.advance(0)
+    assert m.status is Status.COMPLETED
+
+
+def test_nothing_starts_beside_a_step_that_runs_alone_not_even_during_its_retries() -> None:
+    m = machine(
+        plan(
+            step("solo", alone=True, retry=RetrySpec(max_attempts=2, backoff_ms=1000)),
+            step("b"),
+            step("c"),
+            handling=ErrorHandling.FAIL_FAST,
+        )
+    )
+    assert ids(m.advance(0)) == ["solo"]
+    m.failed(StepCall("solo", 1), Failure("busy"), 0)
+    assert m.advance(0.5) == []  # solo waits for its retry: b and c wait for solo
+    assert ids(m.advance(1.0)) == ["solo"]
+    m.succeeded(StepCall("solo", 2), None, 1.0)
+    assert ids(m.advance(1.0)) == ["b", "c"]

@@ -112,7 +112,7 @@ async def test_a_serverless_step_invokes_its_function_with_the_steps_key() -> No
 async def test_a_function_step_names_its_function() -> None:
     functions = Functions()
     runner = StepRunner(None, registry(), functions=functions)
-    await runner.run(attempt(step(None, type="function", function="enrich")))
+    await runner.run(attempt(step(None, type="function", function_name="enrich")))
     assert functions.calls[0][0] == "enrich"
 
 

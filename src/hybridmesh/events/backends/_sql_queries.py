@@ -1,7 +1,8 @@
 """The SQL of the SQL event log (tables from migration 2 in :mod:`hybridmesh.store.migrations`).
 
-Every statement is written once with ``?`` placeholders and runs on SQLite and PostgreSQL;
-the few PostgreSQL-only clauses (row locks, advisory lock, NOTIFY) are added by the backend.
+Every statement here is written once with ``?`` placeholders and runs on SQLite and
+PostgreSQL; what differs between them (row locks, the publish lock, NOTIFY, array
+statements) lives in ``_sql_sqlite`` and ``_sql_postgres``.
 """
 
 from __future__ import annotations
@@ -15,84 +16,10 @@ from hybridmesh.events.backend import DeadLetter
 from hybridmesh.events.envelope import CloudEvent, EventFormatError
 from hybridmesh.events.subjects import literal_prefix
 
-#: PostgreSQL: publishers hold this transaction-scoped advisory lock (the bytes of
-#: "hmevents"), so sequence numbers commit in order and a reader never skips a gap that
-#: fills later.
-PUBLISH_LOCK_KEY = int.from_bytes(b"hmevents", "big")
-#: PostgreSQL: the NOTIFY channel that wakes waiting fetches in every process.
-NOTIFY_CHANNEL = "hybridmesh_events"
-
 INSERT_EVENT = (
     "INSERT INTO event_log (event_id, source, type, partition, only_group, body, published_at) "
     "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
 )
-
-_EVENT_COLUMNS = "event_id, source, type, partition, only_group, body, published_at"
-_EVENT_ARRAYS = (
-    "?::text[], ?::text[], ?::text[], ?::integer[], ?::text[], ?::text[], ?::double precision[]"
-)
-
-# PostgreSQL: a NOTIFY's payload names the types appended (space-separated; empty when
-# they would not fit), so a process wakes only the fetches that take one of them.
-_TYPES_OF_APPENDED = "string_agg(DISTINCT type, ' ') AS types FROM appended"
-_TYPES = "CASE WHEN length(types) <= 4000 THEN types ELSE '' END"
-
-
-def _append_ctes(written: str | None) -> str:
-    """PostgreSQL: CTEs that take the publish lock, insert rows (one array per INSERT_EVENT
-    column) in their order, and NOTIFY when any was inserted (CTE ``notified``). With
-    ``written``, the arrays start with one more, a text array of ids: a row is appended
-    only when its id is in that relation of the caller's (with an ``id`` column), and the
-    lock is taken once that relation is complete. The lock is taken before any row draws
-    its seq, and held until the statement commits."""
-    after = f" FROM (SELECT 1 FROM {written} LIMIT 1) AS w" if written else ""
-    guard = "?::text[], " if written else ""
-    guard_column = "guard, " if written else ""
-    where = f"\n    WHERE v.guard IN (SELECT id FROM {written})" if written else ""
-    return f"""publish_lock AS MATERIALIZED (
-    SELECT pg_advisory_xact_lock({PUBLISH_LOCK_KEY}){after}
-),
-appended AS (
-    INSERT INTO event_log ({_EVENT_COLUMNS})
-    SELECT v.event_id, v.source, v.type, v.partition, v.only_group, v.body, v.published_at
-    FROM unnest({guard}{_EVENT_ARRAYS}) WITH ORDINALITY
-        AS v({guard_column}event_id, source, type, partition, only_group, body, published_at, n)
-        CROSS JOIN publish_lock{where}
-    ORDER BY v.n
-    ON CONFLICT DO NOTHING
-    RETURNING type
-),
-notified AS (
-    SELECT pg_notify('{NOTIFY_CHANNEL}', {_TYPES}) AS sent
-    FROM (SELECT {_TYPES_OF_APPENDED}) AS a WHERE types IS NOT NULL
-)"""
-
-
-# PostgreSQL: a whole append in one statement, so in its own implicit transaction.
-APPEND_EVENTS = f"WITH {_append_ctes(None)}\nSELECT 1 FROM notified\n"
-
-# PostgreSQL: INSERT_EVENT for one row, with the publish lock and the notify, for a
-# caller's transaction that appends its events row by row.
-APPEND_EVENT = f"""
-WITH publish_lock AS MATERIALIZED (SELECT pg_advisory_xact_lock({PUBLISH_LOCK_KEY})),
-appended AS (
-    INSERT INTO event_log ({_EVENT_COLUMNS})
-    SELECT ?::text, ?::text, ?::text, ?::integer, ?::text, ?::text, ?::double precision
-    FROM publish_lock
-    ON CONFLICT DO NOTHING
-    RETURNING type
-)
-SELECT pg_notify('{NOTIFY_CHANNEL}', type) FROM appended
-"""
-
-
-def guarded_append(written: str) -> str:
-    """PostgreSQL: CTEs that append events within a caller's larger statement, only those
-    of the rows written (see :func:`_append_ctes`): their arguments are a text array of
-    ids, then one array per INSERT_EVENT column. The caller's final SELECT must read
-    ``notified`` for the NOTIFY to be sent."""
-    return _append_ctes(written)
-
 
 UPSERT_GROUP = """
 INSERT INTO event_groups (name, pattern, start, max_deliveries, ack_wait, created_at, updated_at)
@@ -127,25 +54,11 @@ WHERE group_name = ? AND partition IN (
 )
 RETURNING partition, position, head_attempts
 """
-#: PostgreSQL: concurrent fetchers in other processes pass over the rows being leased.
-SKIP_LOCKED = " FOR UPDATE OF p SKIP LOCKED"
-
 # Settle a batch (or release a partition): only while its lease is still the current one.
 SETTLE = """
 UPDATE event_positions SET position = ?, head_attempts = ?, not_before = ?, lease_owner = NULL,
     lease_token = NULL, lease_until = NULL
 WHERE group_name = ? AND partition = ? AND lease_token = ?
-"""
-
-# PostgreSQL: SETTLE for many rows in one statement (one array per SETTLE argument), so
-# one round trip with no BEGIN and COMMIT around it. A consumer settles a partition for
-# every batch, and on a fetch releases each partition that held nothing for it.
-SETTLE_MANY = """
-UPDATE event_positions AS p SET position = v.position, head_attempts = v.head_attempts,
-    not_before = v.not_before, lease_owner = NULL, lease_token = NULL, lease_until = NULL
-FROM unnest(?::bigint[], ?::integer[], ?::double precision[], ?::text[], ?::integer[],
-            ?::text[]) AS v(position, head_attempts, not_before, group_name, partition, token)
-WHERE p.group_name = v.group_name AND p.partition = v.partition AND p.lease_token = v.token
 """
 
 # A dead letter, written only while the batch's lease is current (run before its SETTLE).
@@ -230,8 +143,6 @@ def dead_letter_from_row(row: dict[str, Any]) -> DeadLetter:
 
 
 __all__ = [
-    "APPEND_EVENT",
-    "APPEND_EVENTS",
     "DEAD_LETTER_COLUMNS",
     "DELETE_UP_TO",
     "FIRST_YOUNG_SEQ",
@@ -239,16 +150,11 @@ __all__ = [
     "INSERT_EVENT",
     "INSERT_POSITION",
     "LEASE",
-    "NOTIFY_CHANNEL",
-    "PUBLISH_LOCK_KEY",
     "SEQ_AT_COUNT",
     "SETTLE",
-    "SETTLE_MANY",
-    "SKIP_LOCKED",
     "UPSERT_GROUP",
     "dead_letter_from_row",
     "epoch_to_datetime",
-    "guarded_append",
     "partition_of",
     "read_events_sql",
     "type_filter",

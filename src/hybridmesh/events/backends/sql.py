@@ -42,16 +42,17 @@ from hybridmesh.events.backend import (
     Settlement,
 )
 from hybridmesh.events.backends import _sql_queries as q
-from hybridmesh.events.backends._sql_batches import Lease, Row, plan_batches, settle_rows
-from hybridmesh.events.backends._sql_queries import APPEND_EVENT, guarded_append
+from hybridmesh.events.backends._sql_batches import Lease, plan_batches, settle_rows
+from hybridmesh.events.backends._sql_log import LogRecorder, LogRow, Row
+from hybridmesh.events.backends._sql_postgres import PostgresLogRecorder
 from hybridmesh.events.backends._sql_retention import TRIM_BATCH, Retention, trim_log
-from hybridmesh.events.backends._sql_wakeup import PostgresListener, Wakeup, wait_for
+from hybridmesh.events.backends._sql_sqlite import SqliteLogRecorder
+from hybridmesh.events.backends._sql_wakeup import Wakeup, wait_for
 from hybridmesh.events.envelope import CloudEvent
 from hybridmesh.events.subjects import matches, validate_pattern
 from hybridmesh.observability import get_logger
-from hybridmesh.store import Statement, Store, Transaction, open_store
+from hybridmesh.store import Store, Transaction, open_store
 from hybridmesh.store.group_commit import GroupCommit
-from hybridmesh.store.postgres import array_columns
 
 log = get_logger("hybridmesh.events.sql")
 
@@ -98,20 +99,15 @@ class SqlEventBackend:
         self.idle_poll_interval = max(idle_poll_interval, poll_interval)
         self._idle: dict[str, float] = {}  # a group's next wait, while its looks find nothing
         self.retention = retention
-        self._postgres = store.dialect == "postgresql"
-        self._lease_sql = q.LEASE.format(lock=q.SKIP_LOCKED if self._postgres else "")
-        self._publishes: GroupCommit[list[Row], None] = GroupCommit(
+        self.recorder = recorder_for(store)
+        self._publishes: GroupCommit[list[LogRow], None] = GroupCommit(
             self._write_events, "hybridmesh-events-publish"
         )
         self._settles: GroupCommit[tuple[Row, Row | None], None] = GroupCommit(
             self._write_settles, "hybridmesh-events-settle"
         )
         self._wakeup = Wakeup()
-        self._listener = (
-            PostgresListener(store.url, q.NOTIFY_CHANNEL, self._wakeup, clock, self._wants)
-            if self._postgres
-            else None
-        )
+        self._listener = self.recorder.listener(store.url, self._wakeup, clock, self._wants)
         self._fetching: dict[str, int] = {}  # the patterns of the fetches in progress
         self._groups: set[str] = set()
         self._owns_store = False
@@ -188,20 +184,15 @@ class SqlEventBackend:
         if any(self._wanted_type(event.type) for event in events):
             self._wakeup.fire()
 
-    def append_statement(
-        self, events: Sequence[CloudEvent], *, group: str | None = None
-    ) -> Statement:
-        """The insert that appends ``events`` (already validated, as the bus does) within a
-        caller's batch of writes to this backend's store, one row per event; call
-        :meth:`appended` once it committed. On PostgreSQL each row takes the publish lock
-        and notifies (:data:`APPEND_EVENT`); a writer that puts its whole batch in one
-        statement appends the rows with :func:`guarded_append` instead."""
+    def log_rows(self, events: Sequence[CloudEvent], *, group: str | None = None) -> list[LogRow]:
+        """The rows that append ``events`` (already validated, as the bus does), for a
+        writer that appends them within its own writes to this backend's store through
+        :attr:`recorder`; call :meth:`appended` once they committed."""
         now = self._now()
-        rows = [self._row(event, group, now) for event in events]
-        return Statement(APPEND_EVENT if self._postgres else q.INSERT_EVENT, rows=rows)
+        return [self._row(event, group, now) for event in events]
 
     def appended(self) -> None:
-        """Events of an :meth:`append_statement` were committed: wake local consumers."""
+        """Events of :meth:`log_rows` were committed: wake local consumers."""
         self._wakeup.fire()
 
     def _wants(self, types: str) -> bool:
@@ -212,25 +203,17 @@ class SqlEventBackend:
     def _wanted_type(self, event_type: str) -> bool:
         return any(matches(pattern, event_type) for pattern in self._fetching)
 
-    async def _write_events(self, batches: list[list[Row]]) -> None:
+    async def _write_events(self, batches: list[list[LogRow]]) -> None:
         rows = [row for batch in batches for row in batch]
         await self._append(self.store, rows)  # one round trip (or hop), one commit
 
-    def _row(self, event: CloudEvent, group: str | None, now: float) -> Row:
+    def _row(self, event: CloudEvent, group: str | None, now: float) -> LogRow:
         partition = q.partition_of(event, self.partitions)
         body = event.to_json().decode()
-        return (event.id, event.source, event.type, partition, group, body, now)
+        return LogRow(event.id, event.source, event.type, partition, group, body, now)
 
-    async def _append(self, queries: Transaction, rows: list[Row]) -> None:
-        await self._each_row(queries, q.INSERT_EVENT, q.APPEND_EVENTS, rows)
-
-    async def _each_row(self, queries: Transaction, sql: str, arrays: str, rows: list[Row]) -> None:
-        """Run ``sql`` once per row; on PostgreSQL ``arrays`` instead, the same for all
-        ``rows`` in one statement (one array per column)."""
-        if self._postgres:
-            await queries.execute(arrays, *array_columns(rows))
-        else:
-            await queries.executemany(sql, rows)
+    async def _append(self, queries: Transaction, rows: list[LogRow]) -> None:
+        await self.recorder.append(queries, rows)
 
     # -- groups ----------------------------------------------------------------------------
 
@@ -331,7 +314,7 @@ class SqlEventBackend:
         now = self._now()
         token = new_id()
         leased = await self.store.fetch_all(
-            self._lease_sql,
+            self.recorder.lease_sql,
             consumer,
             token,
             now + spec.ack_wait,
@@ -361,7 +344,7 @@ class SqlEventBackend:
         return batches
 
     async def _settle(self, rows: list[Row]) -> None:
-        await self._each_row(self.store, q.SETTLE, q.SETTLE_MANY, rows)
+        await self.recorder.settle(self.store, rows)
 
     async def _read(
         self, spec: GroupSpec, leased: list[dict[str, Any]], max_events: int
@@ -398,7 +381,7 @@ class SqlEventBackend:
             return
         async with self.store.transaction() as tx:
             await tx.executemany(q.INSERT_DEAD_LETTER, letters)  # before SETTLE ends leases
-            await self._each_row(tx, q.SETTLE, q.SETTLE_MANY, settles)
+            await self.recorder.settle(tx, settles)
 
     # -- dead letters ----------------------------------------------------------------------
 
@@ -493,12 +476,27 @@ class SqlEventBackend:
 
 _SELECT_DEAD_LETTER = f"SELECT {q.DEAD_LETTER_COLUMNS} FROM event_dead_letters WHERE id = ?"
 
+#: The event log's recorder for each dialect a store may have.
+_RECORDERS: dict[str, type[LogRecorder]] = {
+    "sqlite": SqliteLogRecorder,
+    "postgresql": PostgresLogRecorder,
+}
+
+
+def recorder_for(store: Store) -> LogRecorder:
+    """The event log's :class:`LogRecorder` for ``store``'s database."""
+    try:
+        return _RECORDERS[store.dialect]()
+    except KeyError:
+        raise ConfigurationError(f"the SQL event log does not run on {store.dialect}") from None
+
 
 __all__ = [
-    "APPEND_EVENT",
     "TRIM_BATCH",
     "TRIM_EVERY",
+    "LogRecorder",
+    "LogRow",
     "Retention",
     "SqlEventBackend",
-    "guarded_append",
+    "recorder_for",
 ]

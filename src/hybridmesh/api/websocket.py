@@ -1,7 +1,9 @@
 """Fan-out of bus events to WebSocket clients: the live feed of browsers and the dashboard.
 
 A client connects with a token (``?token=…`` or ``Authorization: Bearer …``); an injected
-:data:`Authenticator` turns it into a :class:`Principal` or refuses it. The hub subscribes
+:data:`Authenticator` turns it into a :class:`Principal` or refuses it. A hub built without
+one (no tokens configured yet) answers every connection 401 with a problem+json body that
+names :data:`TOKENS_SETTING`, the setting to configure. The hub subscribes
 itself to the bus (:meth:`WebSocketHub.attach`) and hands every event to the clients that
 want it. Messages are JSON text frames.
 
@@ -51,6 +53,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from hybridmesh.api.problems import problem_response
 from hybridmesh.core.errors import ValidationError
 from hybridmesh.core.ids import new_id
 from hybridmesh.core.serialization import dumps, loads
@@ -59,7 +62,7 @@ from hybridmesh.events.envelope import CloudEvent
 from hybridmesh.events.subjects import matches, validate_pattern
 from hybridmesh.observability import MeshMetrics, get_logger
 
-log = get_logger("hybridmesh.events.hub")
+log = get_logger("hybridmesh.api.websocket")
 
 #: Close code for a missing or refused token (4000-4999 are the application's; 401 inside).
 UNAUTHORIZED = 4401
@@ -67,6 +70,16 @@ UNAUTHORIZED = 4401
 TRY_AGAIN_LATER = 1013
 GOING_AWAY = 1001
 INTERNAL_ERROR = 1011
+
+#: The environment variable (``hybridmesh serve --token``) that lists the accepted tokens.
+TOKENS_SETTING = "HYBRIDMESH_WS_TOKENS"
+#: The problem ``type`` of a connection refused because no tokens are configured.
+TOKENS_NOT_CONFIGURED = "urn:hybridmesh:problem:websocket-tokens-not-configured"
+#: How to configure tokens, said in the 401 answer and in ``hybridmesh serve``'s warning.
+HOW_TO_CONFIGURE_TOKENS = (
+    f"set {TOKENS_SETTING}='NAME=USER_ID …' (or pass --token NAME=USER_ID to hybridmesh "
+    "serve; --dev-tokens accepts any token during development), then connect with ?token=NAME"
+)
 
 
 @dataclass(frozen=True)
@@ -217,13 +230,15 @@ class WebSocketHub:
     ``max_patterns`` and ``max_rooms`` (default 100 each) bound what one client may hold;
     ``max_message_bytes`` (default 64 KiB) bounds an incoming message. ``heartbeat``
     (default 30 s) pings idle clients and drops dead ones; ``close_timeout`` (default 5 s)
-    bounds the closing handshake. When ``metrics`` is given, the hub's counters appear in
-    its registry as ``hybridmesh_ws_*`` (one hub per registry).
+    bounds the closing handshake. ``authenticate`` ``None`` means no tokens are configured:
+    every connection is answered 401 (problem+json) before the upgrade. When ``metrics`` is
+    given, the hub's counters appear in its registry as ``hybridmesh_ws_*`` (one hub per
+    registry).
     """
 
     def __init__(
         self,
-        authenticate: Authenticator,
+        authenticate: Authenticator | None,
         *,
         queue_limit: int = 1000,
         max_patterns: int = 100,
@@ -303,10 +318,21 @@ class WebSocketHub:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """The aiohttp handler of the WebSocket endpoint.
 
-        A request that is not a WebSocket upgrade gets 426. A missing or refused token is
+        Without an authenticator every request gets 401 (problem+json naming
+        :data:`TOKENS_SETTING`). A request that is not a WebSocket upgrade gets 426. A
+        missing or refused token is
         closed with 4401 right after the upgrade, because browsers cannot read the status
         of a refused handshake but can read a close code.
         """
+        if self.authenticate is None:
+            self.stats.rejected += 1
+            return problem_response(
+                401,
+                f"no WebSocket tokens are configured: {HOW_TO_CONFIGURE_TOKENS}",
+                type=TOKENS_NOT_CONFIGURED,
+                headers={"WWW-Authenticate": 'Bearer realm="hybridmesh"'},
+                setting=TOKENS_SETTING,
+            )
         ws = web.WebSocketResponse(
             heartbeat=self.heartbeat,
             max_msg_size=self.max_message_bytes,
@@ -347,7 +373,7 @@ class WebSocketHub:
 
     async def _principal_of(self, request: web.Request) -> tuple[int, Principal | None]:
         token = _token_of(request)
-        if not token:
+        if not token or self.authenticate is None:
             return UNAUTHORIZED, None
         try:
             found = self.authenticate(token)
@@ -539,6 +565,9 @@ class _HubCollector:
 
 
 __all__ = [
+    "HOW_TO_CONFIGURE_TOKENS",
+    "TOKENS_NOT_CONFIGURED",
+    "TOKENS_SETTING",
     "Authenticator",
     "HubStats",
     "Principal",

@@ -1,4 +1,4 @@
-"""Batch records and runs, as rows of ``batch_records`` and ``batch_runs``.
+"""The batch ledger: records and runs, as rows of ``batch_records`` and ``batch_runs``.
 
 A record is one operation for a legacy system, queued until a run carries it there. Each
 change of its status is guarded by the status it leaves, so of two processes racing over
@@ -11,7 +11,8 @@ the same record only one moves it::
 
 A run is one delivery: a file in the exchange directory, or one POST to a bulk endpoint.
 :class:`BatchLedger` holds the SQL; :class:`~hybridmesh.batch.integration.BatchIntegration`
-decides when each step happens.
+decides when each step happens, and the deliveries (:mod:`hybridmesh.batch.delivery`) and the
+inbox collector (:mod:`hybridmesh.batch.inbox`) carry them out.
 """
 
 from __future__ import annotations

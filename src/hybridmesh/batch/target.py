@@ -1,0 +1,71 @@
+"""How the queues of one legacy target are delivered: :class:`BatchTarget`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from hybridmesh.batch.delivery import Delivery
+from hybridmesh.batch.file_delivery import FileDelivery
+from hybridmesh.batch.http_delivery import HttpBulkDelivery
+from hybridmesh.core.cron import CronSchedule
+from hybridmesh.core.errors import Problem, ValidationError
+
+BatchFormat = Literal["csv", "xml", "http"]
+
+#: Every operation of a target, in :attr:`BatchTarget.operation`.
+ANY_OPERATION = "*"
+DEFAULT_LIMIT = 10_000
+
+
+@dataclass(frozen=True)
+class BatchTarget:
+    """How the queues of one target (and one operation, or every one: ``"*"``) are delivered.
+
+    ``format`` is ``csv`` (default), ``xml`` or ``http`` (a POST to ``endpoint``); it is
+    read once into :attr:`delivery`, the channel runs go out by.
+    ``schedule`` is a cron expression (UTC) for regular flushes of the whole queue; without
+    one, records wait for a full run or for
+    :meth:`~hybridmesh.batch.integration.BatchIntegration.flush`. ``limit``
+    (default 10,000) is the size of a full run, and caps every run. ``fields`` fixes the payload
+    fields exported, in order (CSV columns, XML field elements); by default CSV has a column
+    for every payload key of the run (sorted), XML every key of each record.
+
+    Raises :class:`ValidationError` for a bad schedule, format, limit or a missing endpoint.
+    """
+
+    target: str
+    operation: str = ANY_OPERATION
+    format: BatchFormat = "csv"
+    schedule: str | None = None
+    limit: int = DEFAULT_LIMIT
+    endpoint: str | None = None
+    fields: tuple[str, ...] | None = None
+    cron: CronSchedule | None = field(init=False, default=None, repr=False, compare=False)
+    delivery: Delivery = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        where = f"batch target {self.target}/{self.operation}"
+        problems: list[Problem] = []
+        delivery: Delivery | None = None
+        if self.format == "http":
+            if self.endpoint:
+                delivery = HttpBulkDelivery(self.endpoint)
+            else:
+                problems.append(
+                    Problem(f"{where}: the http format needs an endpoint", field="endpoint")
+                )
+        elif self.format in ("csv", "xml"):
+            delivery = FileDelivery(self.format, self.fields)
+        else:
+            problems.append(Problem(f"{where}: use csv, xml or http", field="format"))
+        if self.limit < 1:
+            problems.append(Problem(f"{where}: must be at least 1", field="limit"))
+        if problems:
+            raise ValidationError(problems)
+        object.__setattr__(self, "delivery", delivery)
+        if self.schedule is not None:
+            object.__setattr__(self, "cron", CronSchedule.parse(self.schedule))
+
+
+__all__ = ["ANY_OPERATION", "DEFAULT_LIMIT", "BatchFormat", "BatchTarget"]

@@ -1,0 +1,31 @@
+"""The SQL event log on SQLite: portable statements, run one row at a time.
+
+SQLite has one writer at a time, so appends need no lock to commit in seq order, and no
+other process can be woken: they find new events by polling.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from hybridmesh.events.backends import _sql_queries as q
+from hybridmesh.events.backends._sql_log import LogRecorder, LogRow, Row
+from hybridmesh.store import Statement, Transaction
+
+
+class SqliteLogRecorder(LogRecorder):
+    """:class:`LogRecorder` for SQLite."""
+
+    lease_sql = q.LEASE.format(lock="")
+
+    async def append(self, queries: Transaction, rows: Sequence[LogRow]) -> None:
+        await queries.executemany(q.INSERT_EVENT, [row.values() for row in rows])
+
+    def append_statement(self, rows: Sequence[LogRow]) -> Statement:
+        return Statement(q.INSERT_EVENT, rows=[row.values() for row in rows])
+
+    async def settle(self, queries: Transaction, rows: Sequence[Row]) -> None:
+        await queries.executemany(q.SETTLE, rows)
+
+
+__all__ = ["SqliteLogRecorder"]
