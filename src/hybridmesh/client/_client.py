@@ -42,6 +42,7 @@ from hybridmesh.observability import (
     inject_child_headers,
     inject_headers,
     start_call_span,
+    start_context_span,
     tracing_records,
 )
 from hybridmesh.registry import ServiceDefinition, ServiceRegistry
@@ -176,8 +177,9 @@ class HybridClient:
         strategy = fit_to_capabilities(strategy, target_def)
         request_id = request.request_id or current_request_id() or new_request_id()
         started = self.clock.monotonic()
-        # Unrecorded spans would only carry context: the attempt's traceparent is written
-        # from the current span directly (``inject_child_headers``), for less.
+        # Unrecorded, the call's span only carries context (log lines written during the
+        # call carry its ids); the attempts' spans are not made at all: their traceparent
+        # is written from the call's span directly (``inject_child_headers``), for less.
         span = (
             start_call_span(
                 f"communicate {target}",
@@ -189,7 +191,7 @@ class HybridClient:
                 },
             )
             if tracing_records()
-            else _NO_SPAN
+            else start_context_span()
         )
         headers = self._headers(source, target, request, kind, request_id)
         failures: list[HybridMeshError] = []

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite:///.hybridmesh/mesh.db"
@@ -34,6 +34,19 @@ class Settings(BaseSettings):
     )
     otlp_endpoint: str = Field(
         "http://127.0.0.1:4318/v1/traces", description="OTLP/HTTP traces endpoint."
+    )
+    # The OpenTelemetry standard names, without this project's prefix.
+    otel_traces_sampler: str = Field(
+        "parentbased_always_on",
+        validation_alias=AliasChoices("otel_traces_sampler"),
+        description="OTEL_TRACES_SAMPLER: which spans are recorded (the OpenTelemetry names: "
+        "always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off, "
+        "parentbased_traceidratio).",
+    )
+    otel_traces_sampler_arg: str | None = Field(
+        None,
+        validation_alias=AliasChoices("otel_traces_sampler_arg"),
+        description="OTEL_TRACES_SAMPLER_ARG: the ratio of the *traceidratio samplers, 0 to 1.",
     )
     http_host: str = Field("127.0.0.1", description="Address `hybridmesh serve` binds.")
     http_port: int = Field(8700, description="Port `hybridmesh serve` binds.")

@@ -370,7 +370,11 @@ class EventBus:
                 if delivery.attempt >= sub.spec.max_deliveries:
                     why = outcome.reason or "the handler asked for a retry"
                     reason = f"{why} (gave up after {delivery.attempt} attempts)"
-                    log.error("group %s: event %s dead-lettered: %s", group, event.id, reason)
+                    with (
+                        continue_trace(_trace_of(event)),
+                        bind_context(request_id=event.id, source_service=event.source),
+                    ):  # the line belongs with the handler's lines about this event
+                        log.error("group %s: event %s dead-lettered: %s", group, event.id, reason)
                     settlement = Settlement(handled, dead_letter=reason)
                     sub.dead_lettered += 1
                     metrics.observe_handled(group, "dead_letter")
@@ -397,12 +401,8 @@ class EventBus:
         return handled + (1 if settlement is not None else 0)
 
     async def _handle(self, sub: Subscription, event: CloudEvent, attempt: int) -> HandlerResult:
-        extensions = event.extensions
-        carrier = {"traceparent": str(extensions.get("traceparent") or "")}
-        if "tracestate" in extensions:
-            carrier["tracestate"] = str(extensions["tracestate"])
         with (
-            continue_trace(carrier),
+            continue_trace(_trace_of(event)),
             bind_context(request_id=event.id, source_service=event.source),
         ):
             span = (
@@ -450,6 +450,15 @@ class EventBus:
 
     async def purge(self, *, group: str | None = None) -> int:
         return await self.backend.purge(group=group)
+
+
+def _trace_of(event: CloudEvent) -> dict[str, str]:
+    """The trace context ``event`` carries, as ``traceparent``/``tracestate`` headers."""
+    extensions = event.extensions
+    carrier = {"traceparent": str(extensions.get("traceparent") or "")}
+    if "tracestate" in extensions:
+        carrier["tracestate"] = str(extensions["tracestate"])
+    return carrier
 
 
 def _prepared(events: Iterable[CloudEvent]) -> list[CloudEvent]:

@@ -4,6 +4,9 @@
 - :mod:`~hybridmesh.observability.logs`: one root handler writing JSON or text lines.
 - :mod:`~hybridmesh.observability.metrics`: :class:`MeshMetrics`, the mesh's counters.
 - :mod:`~hybridmesh.observability.tracing`: the tracer provider, call spans, ``traceparent``.
+- :mod:`~hybridmesh.observability.sampling`: which traces are recorded (``OTEL_TRACES_SAMPLER``).
+- :mod:`~hybridmesh.observability.recorded`: the light call spans recorded for OTLP export.
+- :mod:`~hybridmesh.observability.otlp`: their OTLP/HTTP protobuf encoding and batch exporter.
 """
 
 from hybridmesh.observability.context import (
@@ -24,6 +27,7 @@ from hybridmesh.observability.tracing import (
     inject_headers,
     shutdown_tracing,
     start_call_span,
+    start_context_span,
     tracing_records,
 )
 
@@ -45,5 +49,6 @@ __all__ = [
     "inject_headers",
     "shutdown_tracing",
     "start_call_span",
+    "start_context_span",
     "tracing_records",
 ]

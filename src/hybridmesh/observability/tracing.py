@@ -7,6 +7,11 @@ configuration is also offered to the global provider so other instrumentation ca
 
 When tracing is not configured, spans are no-ops and cost almost nothing, but outbound
 requests still carry a well-formed ``traceparent`` so that downstream logs can be correlated.
+Configured without an exporter, call spans only carry context: log lines written inside
+them carry their trace and span ids. With the OTLP exporter, call spans are recorded by
+:mod:`~hybridmesh.observability.recorded` rather than by the SDK, for a fraction of the
+cost; with another exporter (console, or one given to :func:`configure_tracing`), by the
+SDK. Either way the sampler ``OTEL_TRACES_SAMPLER`` names decides which are recorded.
 """
 
 from __future__ import annotations
@@ -26,13 +31,13 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import (
-    BatchSpanProcessor,
     ConsoleSpanExporter,
     SimpleSpanProcessor,
     SpanExporter,
 )
 from opentelemetry.trace import (
     INVALID_SPAN,
+    INVALID_SPAN_CONTEXT,
     NonRecordingSpan,
     Span,
     SpanContext,
@@ -44,17 +49,26 @@ from opentelemetry.trace import (
 )
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from hybridmesh.core.ids import new_span_id, new_trace_id
 from hybridmesh.core.settings import Settings
+from hybridmesh.observability.otlp import (
+    OtlpHttpExporter,
+    OtlpOptions,
+    SdkSpanForwarder,
+    SpanEncoder,
+)
+from hybridmesh.observability.recorded import Recorder
+from hybridmesh.observability.sampling import Sampler
 
 DEFAULT_TRACER_NAME = "hybridmesh"
 
 _PROPAGATOR = TraceContextTextMapPropagator()
 _NOOP_TRACER: Tracer = trace.NoOpTracer()
-_ZERO_TRACE_ID = "0" * 32
-_ZERO_SPAN_ID = "0" * 16
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_FLAGS = (TraceFlags(TraceFlags.DEFAULT), _SAMPLED)
 _getrandbits = random.getrandbits
+
+
+_DEFAULT_SAMPLER = Sampler.named("parentbased_always_on")
 
 
 class _TracingState:
@@ -66,6 +80,10 @@ class _TracingState:
         self.tracers: dict[str, Tracer] = {}
         #: Whether spans go anywhere. When they do not, call spans only carry context.
         self.recording = False
+        #: Records call spans for OTLP export, bypassing the SDK's spans (see ``recorded``).
+        self.recorder: Recorder | None = None
+        #: Which traces a trace begun here records, and says it does (its sampled flag).
+        self.sampler = _DEFAULT_SAMPLER
 
 
 _state = _TracingState()
@@ -79,32 +97,40 @@ def configure_tracing(
     The resource's ``service.name`` is ``settings.service_name``. Spans are exported to
     ``exporter`` when given (synchronously, which is what tests want), otherwise as
     ``settings.otel_exporter`` says: ``none`` exports nothing, ``console`` prints each span,
-    ``otlp`` sends batches to ``settings.otlp_endpoint`` over HTTP. ``settings`` defaults to
-    the environment.
+    ``otlp`` sends batches to ``settings.otlp_endpoint`` over HTTP (binary protobuf, from a
+    thread: see :mod:`~hybridmesh.observability.otlp`), with the headers and compression
+    ``OTEL_EXPORTER_OTLP_(TRACES_)HEADERS`` and ``..._COMPRESSION`` ask for. Which traces
+    are recorded is ``settings.otel_traces_sampler`` (``OTEL_TRACES_SAMPLER``, with
+    ``OTEL_TRACES_SAMPLER_ARG``). ``settings`` defaults to the environment.
 
     May be called more than once: the previous provider is flushed and shut down, and the
     new one replaces it. Returns the new provider.
     """
     settings = settings or Settings()
-    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: settings.service_name}))
+    sampler = Sampler.from_settings(settings)
+    provider = TracerProvider(
+        sampler=sampler.for_sdk(),
+        resource=Resource.create({SERVICE_NAME: settings.service_name}),
+    )
+    recorder: Recorder | None = None
     if exporter is not None:
         provider.add_span_processor(SimpleSpanProcessor(exporter))
     elif settings.otel_exporter == "console":
         # ``out`` is read now, not at import: a redirected stdout is honoured.
         provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter(out=sys.stdout)))
     elif settings.otel_exporter == "otlp":
-        # Imported here: the OTLP exporter pulls in protobuf and requests, which a process
-        # that does not export should not pay for.
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-        provider.add_span_processor(
-            BatchSpanProcessor(OTLPSpanExporter(endpoint=settings.otlp_endpoint))
-        )
+        encoder = SpanEncoder(provider.resource.attributes, DEFAULT_TRACER_NAME)
+        options = OtlpOptions.from_environment()
+        otlp = OtlpHttpExporter(settings.otlp_endpoint, encoder, options=options)
+        provider.add_span_processor(SdkSpanForwarder(otlp))  # shuts ``otlp`` down with it
+        recorder = Recorder(sampler, otlp.add)
     recording = exporter is not None or settings.otel_exporter != "none"
     with _state.lock:
         previous, _state.provider = _state.provider, provider
         _state.tracers = {}
         _state.recording = recording
+        _state.recorder = recorder
+        _state.sampler = sampler
     if previous is not None:
         previous.shutdown()
     _offer_global(provider)
@@ -123,6 +149,9 @@ def shutdown_tracing() -> None:
     with _state.lock:
         provider, _state.provider = _state.provider, None
         _state.tracers = {}
+        _state.recording = False
+        _state.recorder = None
+        _state.sampler = _DEFAULT_SAMPLER
     if provider is not None:
         provider.shutdown()
 
@@ -142,15 +171,23 @@ def get_tracer(name: str = DEFAULT_TRACER_NAME) -> Tracer:
 
 
 class _PropagatingSpan:
-    """A current span that carries ids for propagation and records nothing."""
+    """A current span that carries ids for propagation and records nothing.
+
+    It continues the current trace (a new one without a current span) under a new span id,
+    and keeps the parent's sampled flag, so that a caller's decision not to sample travels
+    on; a new trace is flagged as the sampler decides."""
 
     __slots__ = ("_span", "_token")
 
     def __init__(self) -> None:
         parent = trace.get_current_span().get_span_context()
-        trace_id = parent.trace_id if parent.is_valid else (_getrandbits(128) or 1)
+        if parent.is_valid:
+            trace_id, flags = parent.trace_id, _FLAGS[parent.trace_flags & 0x01]
+        else:
+            trace_id = _getrandbits(128) or 1
+            flags = _FLAGS[_state.sampler.sampled(parent, trace_id)]
         self._span = NonRecordingSpan(
-            SpanContext(trace_id, _getrandbits(64) or 1, False, _SAMPLED, parent.trace_state)
+            SpanContext(trace_id, _getrandbits(64) or 1, False, flags, parent.trace_state)
         )
         self._token: object = None
 
@@ -171,6 +208,14 @@ def tracing_records() -> bool:
     return _state.recording
 
 
+def start_context_span() -> AbstractContextManager[Span]:
+    """Run the ``with`` block under a new span id in the current trace (a new trace when
+    there is none), recording nothing: log lines written inside carry its trace and span
+    ids, and :func:`inject_child_headers` writes children of it. Whether or not tracing is
+    configured; a call that would make an unrecorded :func:`start_call_span` uses it."""
+    return _PropagatingSpan()
+
+
 def start_call_span(
     name: str,
     attributes: Mapping[str, Any] | None = None,
@@ -189,6 +234,9 @@ def start_call_span(
         return _UNTRACED
     if not _state.recording:
         return _PropagatingSpan()
+    recorder = _state.recorder
+    if recorder is not None:
+        return recorder.call(name, attributes, kind)
     return _recorded_span(name, attributes, kind)
 
 
@@ -221,7 +269,7 @@ def inject_headers(headers: dict[str, str], span: Span | None = None) -> None:
     """
     span_context = (span or trace.get_current_span()).get_span_context()
     if not span_context.is_valid:
-        headers["traceparent"] = f"00-{_random_trace_id()}-{_random_span_id()}-01"
+        headers["traceparent"] = _new_trace_header()
         return
     # Written by hand rather than by the SDK's propagator: recent SDKs also set the Trace
     # Context level 2 "random" flag (0x02), which strict level 1 receivers reject. Only the
@@ -241,23 +289,19 @@ def inject_child_headers(headers: dict[str, str]) -> None:
     hot paths use it when :func:`tracing_records` is false."""
     parent = trace.get_current_span().get_span_context()
     if not parent.is_valid:
-        headers["traceparent"] = f"00-{_random_trace_id()}-{_random_span_id()}-01"
+        headers["traceparent"] = _new_trace_header()
         return
-    headers["traceparent"] = f"00-{parent.trace_id:032x}-{_getrandbits(64) or 1:016x}-01"
+    flags = parent.trace_flags & 0x01
+    headers["traceparent"] = f"00-{parent.trace_id:032x}-{_getrandbits(64) or 1:016x}-0{flags}"
     if parent.trace_state:
         headers["tracestate"] = parent.trace_state.to_header()
 
 
-def _random_trace_id() -> str:
-    while (value := new_trace_id()) == _ZERO_TRACE_ID:
-        pass
-    return value
-
-
-def _random_span_id() -> str:
-    while (value := new_span_id()) == _ZERO_SPAN_ID:
-        pass
-    return value
+def _new_trace_header() -> str:
+    """A ``traceparent`` that begins a trace, flagged sampled as the sampler decides."""
+    trace_id = _getrandbits(128) or 1
+    sampled = _state.sampler.sampled(INVALID_SPAN_CONTEXT, trace_id)
+    return f"00-{trace_id:032x}-{_getrandbits(64) or 1:016x}-0{int(sampled)}"
 
 
 def extract_context(headers: Mapping[str, str]) -> Context:
@@ -350,4 +394,5 @@ __all__ = [
     "inject_headers",
     "shutdown_tracing",
     "start_call_span",
+    "start_context_span",
 ]

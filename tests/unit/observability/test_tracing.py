@@ -10,12 +10,16 @@ from opentelemetry.trace import SpanKind, StatusCode
 from hybridmesh.core.settings import Settings
 from hybridmesh.observability import (
     configure_tracing,
+    continue_trace,
     current_trace_id,
     extract_context,
     get_tracer,
+    inject_child_headers,
     inject_headers,
     shutdown_tracing,
     start_call_span,
+    start_context_span,
+    tracing_records,
 )
 
 TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-(0[01])$")
@@ -167,7 +171,34 @@ def test_shutdown_tracing_turns_spans_into_no_ops(spans: InMemorySpanExporter) -
         assert not span.is_recording()
     assert not get_tracer().start_span("direct").is_recording()
     assert spans.get_finished_spans() == ()
+    assert not tracing_records()
     shutdown_tracing()  # a second call is harmless
+
+
+def test_context_span_carries_ids_for_logs_and_children_without_tracing() -> None:
+    with start_context_span() as outer:
+        trace_id = current_trace_id()
+        assert trace_id is not None and not outer.is_recording()
+        with start_context_span() as inner:
+            assert current_trace_id() == trace_id
+            assert inner.get_span_context().span_id != outer.get_span_context().span_id
+            child: dict[str, str] = {}
+            inject_child_headers(child)
+    assert current_trace_id() is None
+    assert parse(child)[0] == trace_id and parse(child)[2] == "01"
+
+
+def test_an_unsampled_parent_stays_unsampled_in_unrecorded_children() -> None:
+    configure_tracing(Settings(otel_exporter="none"))
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    with continue_trace({"traceparent": f"00-{trace_id}-00f067aa0ba902b7-00"}):
+        child: dict[str, str] = {}
+        inject_child_headers(child)
+        with start_call_span("unrecorded"):
+            grandchild: dict[str, str] = {}
+            inject_headers(grandchild)
+    assert parse(child)[0] == parse(grandchild)[0] == trace_id
+    assert parse(child)[2] == parse(grandchild)[2] == "00"
 
 
 def test_console_exporter_prints_spans(capsys: pytest.CaptureFixture[str]) -> None:
