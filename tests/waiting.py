@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import selectors
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -34,6 +35,18 @@ async def eventually(
         if loop.time() > give_up:
             raise AssertionError(f"{what or 'condition'} not met within {seconds} s")
         await asyncio.sleep(0.01)
+
+
+def eventually_sync(
+    condition: Callable[[], bool], seconds: float = HANG, what: str = "", every: float = 0.05
+) -> None:
+    """:func:`eventually` for tests without an event loop (``condition`` may be slow, such
+    as running a command): looks every ``every`` seconds."""
+    give_up = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > give_up:
+            raise AssertionError(f"{what or 'condition'} not met within {seconds} s")
+        time.sleep(every)
 
 
 class _JumpingSelector(selectors.DefaultSelector):
