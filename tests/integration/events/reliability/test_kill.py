@@ -124,7 +124,8 @@ async def test_a_relay_killed_at_any_point_loses_nothing(tmp_path: Path) -> None
     rng = random.Random(7)
     for _ in range(4):  # each relay is killed once it has sent a random share
         child = _spawn(RELAY, url)
-        left = await outbox.pending() - rng.randint(50, 500)
+        # (On a busy machine a relay may get far before it is killed, even to the end.)
+        left = max(await outbox.pending() - rng.randint(50, 500), 0)
         await eventually(lambda n=left: _at_most(outbox.pending(), n), 60, "the relay's progress")
         _kill(child)
     child = _spawn(RELAY, url)
