@@ -83,7 +83,8 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
 
 def on_virtual_time(test: Callable[[], Coroutine[Any, Any, None]]) -> Callable[[], None]:
     """Make an async test (without fixtures) a plain one that runs on a
-    :class:`VirtualTimeLoop`."""
+    :class:`VirtualTimeLoop`. Only for tests whose waits are all timers: a wait for a thread
+    or a socket would see the clock jump past it."""
 
     def run() -> None:
         with asyncio.Runner(loop_factory=VirtualTimeLoop) as runner:
