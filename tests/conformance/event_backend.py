@@ -245,7 +245,8 @@ class EventBackendConformance:
     async def test_an_unsettled_batch_is_delivered_again_with_a_higher_attempt(
         self, backend: EventBackend
     ) -> None:
-        spec = GroupSpec(group_name(), ack_wait=1.0)
+        # The lease is long enough that a slow machine still looks while it holds.
+        spec = GroupSpec(group_name(), ack_wait=2.0)
         await backend.ensure_group(spec)
         sent = event()
         await backend.publish([sent])
