@@ -480,7 +480,13 @@ class HybridClient:
     def _breaker_changed(self, name: str, old: BreakerState, new: BreakerState) -> None:
         self.breaker_transitions.append((self.clock.now(), name, old.value, new.value))
         self.metrics.set_breaker_state(name, new.value, old.value)
-        log.warning("circuit %s: %s -> %s", name, old.value, new.value)
+        log.warning(
+            "circuit %s: %s -> %s",
+            name,
+            old.value,
+            new.value,
+            extra={"circuit": name, "from_state": old.value, "to_state": new.value},
+        )
 
     def breaker_state(self, target: str) -> str:
         """The state of the circuit breaker guarding HTTP calls to ``target``."""

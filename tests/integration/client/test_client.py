@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from tests.integration.client.helpers import Scripted, registry_for, service
+from tests.waiting import eventually
 
 from hybridmesh.client import CommunicationRequest, HybridClient, PatternNotAllowedError
 from hybridmesh.core.clock import FakeClock
@@ -168,11 +169,11 @@ async def test_a_call_cancelled_from_outside_is_cancelled_not_timed_out(
     upstream: tuple[Scripted, str],
 ) -> None:
     scripted, url = upstream
-    scripted.delay = 1.0
-    async with make_client(url, retries=0, timeout=0.5) as client:
+    scripted.delay = 3.0
+    async with make_client(url, retries=0, timeout=2.0) as client:
         call = asyncio.create_task(client.communicate("orders", "users", QUERY))
-        await asyncio.sleep(0.1)
-        call.cancel()
+        await eventually(lambda: scripted.hits == 1, what="the call reaching the upstream")
+        call.cancel()  # long before its timeout
         with pytest.raises(asyncio.CancelledError):
             await call
         scripted.delay = 0.0

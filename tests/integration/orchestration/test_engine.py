@@ -342,7 +342,7 @@ async def test_a_full_worker_with_nothing_queued_does_not_claim_at_every_ending(
     await worker.register(ORDER)
     async with worker:
         await until(lambda: worker._worker.running)
-        await asyncio.sleep(0.1)  # the first claim finds nothing queued
+        await until(lambda: not worker._worker._backlog)  # the first claim found nothing queued
         asked = count_claims(worker)
         for round_ in range(3):  # this worker's own starts keep it full, then end
             ids = [

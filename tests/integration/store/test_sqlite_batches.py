@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from tests.waiting import eventually
 
 from hybridmesh.store import Statement, open_store
 from hybridmesh.store import sqlite as sqlite_store
@@ -22,19 +26,32 @@ def row(name: str, size: int = 10) -> Statement:
     return Statement(INSERT, (name, "x" * size))
 
 
-async def test_a_batch_waits_for_another_writer_then_commits(tmp_path: Path) -> None:
+async def test_a_batch_waits_for_another_writer_then_commits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "mesh.db"
     async with await open_store(f"sqlite:///{path}") as store:
         await store.upgrade()
+        on_thread = threading.Event()  # the batch went to the worker thread to wait
+        call = store._call  # type: ignore[attr-defined]
+
+        async def watched(sql: str, work: Callable[[sqlite3.Connection], Any]) -> Any:
+            def run(conn: sqlite3.Connection) -> Any:
+                on_thread.set()
+                return work(conn)
+
+            return await call(sql, run)
+
+        monkeypatch.setattr(store, "_call", watched)
         other = sqlite3.connect(path, isolation_level=None)  # another process, as SQLite sees it
         try:
             other.execute("BEGIN IMMEDIATE")
             other.execute(INSERT, ("theirs", "{}"))
             batch = asyncio.create_task(store.batch([row("ours")]))
-            await asyncio.sleep(0.3)
+            await eventually(on_thread.is_set, what="the batch waiting on the worker thread")
             assert not batch.done()  # waiting for the lock, not failed
             other.execute("COMMIT")
-            assert await asyncio.wait_for(batch, 5) == [1]
+            assert await batch == [1]
         finally:
             other.close()
         names = await store.fetch_all("SELECT name FROM services ORDER BY name")
@@ -58,9 +75,11 @@ async def test_small_batches_reach_the_database_file_by_checkpoints(
         empty = path.stat().st_size
         for n in range(1_500):
             await store.batch([row(f"svc-{n:05d}", size=2_000)])
-            if n % 10 == 0:
-                # The checkpoint runs beside the writes; a busy machine needs it to get turns.
-                await asyncio.sleep(0.005)
+            checkpoint = store._checkpointing  # type: ignore[attr-defined]
+            if n % 10 == 0 and checkpoint is not None:
+                # The checkpoint runs beside the writes; here it gets its turn however busy
+                # the machine is.
+                await checkpoint
         await store.fetch_value("SELECT 1")  # queued on the thread after any checkpoint
         # Some 3 MB were committed; without checkpoints they would all be in the WAL.
         assert path.stat().st_size - empty > 1_000_000

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-import time
+import asyncio
+import types
 from typing import Any
 
 import aiohttp
+import pytest
+from tests.waiting import eventually
 
-from tanqory.apps import RunningService
+from tanqory.apps import RunningService, _faults
 
 
 async def _set_fault(http: aiohttp.ClientSession, url: str, **fault: Any) -> dict[str, Any]:
@@ -69,17 +72,29 @@ async def test_faults_never_block_admin_or_health(
 
 
 async def test_latency_mode_delays_then_answers(
-    http: aiohttp.ClientSession, stock: RunningService
+    http: aiohttp.ClientSession, stock: RunningService, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The injected delay waits for the test to end it, so it is seen without timing.
+    delays: list[float] = []
+    over = asyncio.Event()
+
+    async def delay(seconds: float) -> None:
+        delays.append(seconds)
+        await over.wait()
+
+    monkeypatch.setattr(_faults, "asyncio", types.SimpleNamespace(sleep=delay))
     await _set_fault(http, stock.url, mode="latency", delay=0.3, count=1)
-    started = time.monotonic()
-    async with http.get(f"{stock.url}/inventory/SKU-1") as resp:
-        assert resp.status == 200
-    assert time.monotonic() - started >= 0.3
-    started = time.monotonic()
-    async with http.get(f"{stock.url}/inventory/SKU-1") as resp:
-        assert resp.status == 200
-    assert time.monotonic() - started < 0.3
+
+    async def get() -> int:
+        async with http.get(f"{stock.url}/inventory/SKU-1") as resp:
+            return resp.status
+
+    delayed = asyncio.create_task(get())
+    await eventually(lambda: bool(delays), what="the first request delayed")
+    assert await get() == 200  # the fault's one turn is used: the next is not delayed
+    assert delays == [0.3] and not delayed.done()
+    over.set()
+    assert await delayed == 200
 
 
 async def test_invalid_fault_is_a_422_naming_the_field(

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
+import itertools
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
+import pytest
 
-from tanqory.apps import RunningService
+from tanqory.apps import RunningService, legacy_erp
 
 
 async def _post(http: aiohttp.ClientSession, url: str, body: dict[str, Any]) -> tuple[int, Any]:
@@ -120,14 +122,22 @@ async def test_customer_sync_rejects_a_bad_batch_whole(
         assert resp.status == 404
 
 
-async def test_order_export_since(http: aiohttp.ClientSession, erp: RunningService) -> None:
+async def test_order_export_since(
+    http: aiohttp.ClientSession, erp: RunningService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Times are kept to the millisecond: each order is made a millisecond after the last, so
+    # the second is the only one created at or after its own time.
+    ticks = itertools.count()
+    start = datetime.now(UTC)
+    monkeypatch.setattr(
+        legacy_erp,
+        "utc_now",
+        lambda: (start + timedelta(milliseconds=next(ticks))).isoformat(timespec="milliseconds"),
+    )
     for total in (10, 20):
         await _post(
             http, f"{erp.url}/erp/orders", {"customer_id": "C-1", "items": [{}], "total": total}
         )
-        # Times are kept to the millisecond: the second order must come a millisecond later
-        # to be the only one created at or after its own time.
-        await asyncio.sleep(0.005)
     async with http.get(f"{erp.url}/batch/order-export") as resp:
         exported = await resp.json()
     assert [o["order_id"] for o in exported] == ["SO-000001", "SO-000002"]

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from tests.integration.loopback import serve
 from tests.integration.transports.helpers import Recorder, raw_server, read_head
+from tests.waiting import HANG, eventually
 
 from hybridmesh.core.serialization import dumpb, loads
 from hybridmesh.transports.http1 import Http1Error, Http1Pool
@@ -182,7 +183,9 @@ async def test_idle_connection_closed_by_the_server_leaves_the_pool(pool: Http1P
 
     async with raw_server(answer) as server:
         await pool.request("GET", f"{server.url}/")
-        await asyncio.sleep(0.1)
+        await eventually(
+            lambda: all(c.closing() for c in pool._connections), what="the pool seeing the hang-up"
+        )
         response = await pool.request("GET", f"{server.url}/")
     assert response.body == b"ok"
     assert server.connections == 2
@@ -240,7 +243,7 @@ async def test_cancelled_request_closes_its_connection(service: Service) -> None
         with pytest.raises(TimeoutError):
             async with asyncio.timeout(0.05):
                 await pool.request("GET", f"{url}/slow")
-        async with asyncio.timeout(2):
+        async with asyncio.timeout(HANG):  # a leaked slot would hold it up for good
             response = await pool.request("GET", f"{url}/after")
     finally:
         await pool.close()
@@ -280,10 +283,11 @@ async def test_limit_is_shared_across_origins(service: Service) -> None:
 
 async def test_connections_idle_too_long_are_not_reused(service: Service) -> None:
     recorder, url = service
-    pool = Http1Pool(idle_seconds=0.01)
+    pool = Http1Pool(idle_seconds=30)
     try:
         await pool.request("GET", f"{url}/a")
-        await asyncio.sleep(0.05)
+        for connection in pool._connections:
+            connection.idle_since -= 31  # as if parked 31 s ago
         await pool.request("GET", f"{url}/b")
     finally:
         await pool.close()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import re
-import time
+import types
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
@@ -18,6 +18,7 @@ from urllib.parse import unquote
 
 import pytest
 
+from hybridmesh.core import ids
 from hybridmesh.core.errors import ValidationError
 from hybridmesh.events.envelope import (
     BATCH_CONTENT_TYPE,
@@ -116,9 +117,10 @@ RoundTrip = Callable[[CloudEvent], CloudEvent]
 
 
 class TestCreate:
-    def test_id_is_a_fresh_time_ordered_uuid7(self) -> None:
+    def test_id_is_a_fresh_time_ordered_uuid7(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        now_ns = iter([1_700_000_000_000_000_000, 1_700_000_000_001_000_000])  # 1 ms apart
+        monkeypatch.setattr(ids, "time", types.SimpleNamespace(time_ns=lambda: next(now_ns)))
         first = CloudEvent.create("order.created", "/orders")
-        time.sleep(0.002)
         second = CloudEvent.create("order.created", "/orders")
         assert uuid.UUID(first.id).version == 7
         assert first.id != second.id

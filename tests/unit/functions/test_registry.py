@@ -89,17 +89,18 @@ async def test_a_sync_function_runs_in_a_worker_thread(registry: FunctionRegistr
 
 
 async def test_a_sync_function_does_not_block_the_event_loop(registry: FunctionRegistry) -> None:
-    opened = threading.Event()
+    started, opened = threading.Event(), threading.Event()
 
     def wait_for_the_loop(call: FunctionCall) -> str:
         # Only the event loop sets the event: a blocked loop would never get to it.
+        started.set()
         if not opened.wait(timeout=5):
             raise RuntimeError("the loop never ran")
         return "done"
 
     registry.register("waiter", wait_for_the_loop)
     invocation = asyncio.create_task(registry.invoke("waiter"))
-    await asyncio.sleep(0.05)
+    await until(started.is_set)
     opened.set()
     assert await invocation == "done"
 
@@ -219,7 +220,8 @@ async def test_at_most_concurrency_calls_run_and_the_rest_wait_their_turn(
     registry.register("busy", busy, concurrency=2, timeout=5)
     calls = [asyncio.create_task(registry.invoke("busy", n)) for n in range(5)]
     await until(lambda: running == 2)
-    await asyncio.sleep(0.05)
+    for _ in range(20):  # every call task runs until it blocks (no threads here)
+        await asyncio.sleep(0)
     assert (running, registry.in_flight("busy")) == (2, 2)
     gate.set()
     assert await asyncio.gather(*calls) == [0, 1, 2, 3, 4]

@@ -4,12 +4,12 @@ dead letters, retention and wakeups, on SQLite and on PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from tests.waiting import HANG, eventually
 
 from hybridmesh.core.clock import SYSTEM_CLOCK, FakeClock
 from hybridmesh.core.errors import (
@@ -19,6 +19,7 @@ from hybridmesh.core.errors import (
     ValidationError,
 )
 from hybridmesh.events.backend import Delivery, GroupSpec, PartitionBatch, Settlement
+from hybridmesh.events.backends import sql as sql_module
 from hybridmesh.events.backends.sql import Retention, SqlEventBackend
 from hybridmesh.events.envelope import CloudEvent
 
@@ -76,9 +77,30 @@ async def log_size(backend: SqlEventBackend) -> int:
 
 
 async def until_log_size(backend: SqlEventBackend, expected: int) -> None:
-    async with asyncio.timeout(5):
-        while await log_size(backend) != expected:  # noqa: ASYNC110 - a trim task runs
-            await asyncio.sleep(0.02)
+    async def reached() -> bool:  # a trim task runs
+        return await log_size(backend) == expected
+
+    await eventually(reached, what=f"{expected} events in the log")
+
+
+class Looks:
+    """Counts a backend's looks for events (its leases), so a test knows when a fetch has
+    looked and is waiting, and how many times it looked."""
+
+    def __init__(self, backend: SqlEventBackend) -> None:
+        self.count = 0
+        lease = backend._lease
+
+        async def counted(*args: Any) -> list[PartitionBatch]:
+            found = await lease(*args)
+            self.count += 1
+            return found
+
+        backend._lease = counted  # type: ignore[method-assign]
+
+    async def waiting(self, count: int = 1) -> None:
+        """Return once the fetch looked ``count`` times (and so waits, if it found nothing)."""
+        await eventually(lambda: self.count >= count, what=f"{count} looks")
 
 
 # -- publishing -----------------------------------------------------------------------------
@@ -579,10 +601,11 @@ async def test_fetch_trims_in_the_background_at_most_once_a_minute(
 
     await take(sql, spec)
     await until_log_size(sql, 1)
+    first_trim = sql._trim_task
     await sql.publish([ev(n=3)])
     await take(sql, spec)
-    await asyncio.sleep(0.1)
-    assert await log_size(sql) == 2  # not yet a minute
+    assert sql._trim_task is first_trim  # not yet a minute: no trim started
+    assert await log_size(sql) == 2
     clock.advance(61)
     await take(sql, spec)
     await until_log_size(sql, 1)
@@ -595,40 +618,42 @@ async def test_a_publish_wakes_a_fetch_waiting_in_the_same_process(make_sql: Mak
     sql = await make_sql(clock=SYSTEM_CLOCK, poll_interval=30)
     spec = GroupSpec("g")
     await sql.ensure_group(spec)
+    looks = Looks(sql)
     waiting = asyncio.create_task(sql.fetch(spec, "c", max_events=10, wait=20))
-    await asyncio.sleep(0.2)
-    began = time.monotonic()
+    await looks.waiting()
     await sql.publish([ev()])
-    batches = await asyncio.wait_for(waiting, 5)
+    batches = await waiting  # unwoken, it would find nothing until its wait ran out
     assert len(flat(batches)) == 1
-    assert time.monotonic() - began < 1
+    assert looks.count == 2  # the look that found nothing, and the one the publish woke
 
 
 async def fetch_from_another_process(
     make_sql: MakeSql, sql: SqlEventBackend, spec: GroupSpec
-) -> tuple[SqlEventBackend, asyncio.Task[list[PartitionBatch]]]:
+) -> tuple[SqlEventBackend, asyncio.Task[list[PartitionBatch]], SqlEventBackend, Looks]:
     """A publisher, and a fetch of ``spec`` waiting in another backend on the same
     database (as another process would). PostgreSQL wakes the fetch by NOTIFY, so the
     poll is set far beyond the test; SQLite has no notifications between processes, so
-    there it is the poll that sees the new rows."""
+    there it is the poll that sees the new rows. Returns once the fetch is waiting, with the
+    consuming backend and its :class:`Looks`."""
     poll = 30.0 if sql.store.dialect == "postgresql" else 0.1
     consumer = await make_sql(clock=SYSTEM_CLOCK, poll_interval=poll)
     publisher = await make_sql(clock=SYSTEM_CLOCK)
     await consumer.ensure_group(spec)
+    looks = Looks(consumer)
     waiting = asyncio.create_task(consumer.fetch(spec, "c", max_events=10, wait=20))
-    await asyncio.sleep(0.3)
-    return publisher, waiting
+    await looks.waiting()  # after LISTEN: the fetch listens before its first look
+    return publisher, waiting, consumer, looks
 
 
 async def test_a_publish_from_another_process_wakes_a_waiting_fetch(
     make_sql: MakeSql, sql: SqlEventBackend
 ) -> None:
-    publisher, waiting = await fetch_from_another_process(make_sql, sql, GroupSpec("g"))
-    began = time.monotonic()
+    publisher, waiting, _, looks = await fetch_from_another_process(make_sql, sql, GroupSpec("g"))
     await publisher.publish([ev()])
-    batches = await asyncio.wait_for(waiting, 5)
+    batches = await waiting
     assert len(flat(batches)) == 1
-    assert time.monotonic() - began < 1
+    if sql.store.dialect == "postgresql":
+        assert looks.count == 2  # woken by the NOTIFY, not by its 30 s poll
 
 
 async def test_a_publish_from_another_process_wakes_only_fetches_taking_its_types(
@@ -637,42 +662,61 @@ async def test_a_publish_from_another_process_wakes_only_fetches_taking_its_type
     # The NOTIFY names the types published: a fetch for orders is woken by an order, and
     # takes it at once, even right after a publish of other types woke no one.
     spec = GroupSpec("orders", pattern="order.*")
-    publisher, waiting = await fetch_from_another_process(make_sql, sql, spec)
+    publisher, waiting, consumer, looks = await fetch_from_another_process(make_sql, sql, spec)
+    notified: list[bool] = []  # on PostgreSQL, whether each NOTIFY woke the consumer
+    listener = consumer._listener
+    if listener is not None:
+        wants = listener._wanted
+        assert wants is not None
+
+        def seen(payload: str) -> bool:
+            notified.append(wants(payload))
+            return notified[-1]
+
+        listener._wanted = seen
     await publisher.publish([ev("user.created"), ev("invoice.paid")])
-    await asyncio.sleep(0.3)
+    if listener is not None:
+        await eventually(lambda: bool(notified), what="the first NOTIFY")
+        assert notified == [False] and looks.count == 1  # no one was woken
     assert not waiting.done()
-    began = time.monotonic()
     await publisher.publish([ev("user.deleted"), ev("order.created", n=7)])
-    batches = await asyncio.wait_for(waiting, 5)
+    batches = await waiting
     assert [d.event.data for d in flat(batches)] == [{"n": 7}]
-    assert time.monotonic() - began < 1
+    if listener is not None:
+        assert notified == [False, True]
+        assert looks.count == 2  # woken by the order's NOTIFY, not by its 30 s poll
 
 
 async def test_a_fetch_that_keeps_finding_nothing_looks_less_and_less_often(
-    make_sql: MakeSql,
+    make_sql: MakeSql, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sql = await make_sql(clock=SYSTEM_CLOCK, poll_interval=0.02, idle_poll_interval=0.2)
     spec = GroupSpec("g")
     await sql.ensure_group(spec)
-    looks = 0
-    lease = sql._lease
+    pauses: list[float] = []  # how long each wait between two looks may last
+    woken: list[bool] = []  # whether each ended by a wake-up
+    wait_for = sql_module.wait_for
 
-    async def counted(*args: Any) -> list[PartitionBatch]:
-        nonlocal looks
-        looks += 1
-        return await lease(*args)
+    async def recorded(waiter: asyncio.Event, seconds: float) -> None:
+        pauses.append(seconds)
+        await wait_for(waiter, seconds)
+        woken.append(waiter.is_set())
 
-    sql._lease = counted  # type: ignore[method-assign]
-    assert await sql.fetch(spec, "c", max_events=10, wait=1.5) == []
-    # Every 0.02 s that would be some 75 looks; doubling up to 0.2 s, about a dozen.
-    assert 5 <= looks <= 15
+    monkeypatch.setattr(sql_module, "wait_for", recorded)
+    assert await sql.fetch(spec, "c", max_events=10, wait=3) == []
+    # Each look that finds nothing doubles the pause, up to the idle interval (the last
+    # pause is cut short by the end of the wait).
+    doubling = [min(0.02 * 2**i, 0.2) for i in range(len(pauses))]
+    assert len(pauses) >= 2 and pauses[:-1] == pytest.approx(doubling[:-1])
+    assert pauses[-1] <= doubling[-1] and not any(woken)
     # However long the fetch has been idle, a publish wakes it at once.
-    waiting = asyncio.create_task(sql.fetch(spec, "c", max_events=10, wait=5))
-    await asyncio.sleep(0.1)
-    began = time.monotonic()
+    sql.idle_poll_interval = sql._idle[spec.name] = 60.0  # as after a long idle spell
+    pauses.clear()
+    waiting = asyncio.create_task(sql.fetch(spec, "c", max_events=10, wait=30))
+    await eventually(lambda: bool(pauses), what="the fetch waiting")
     await sql.publish([ev()])
-    assert len(flat(await asyncio.wait_for(waiting, 5))) == 1
-    assert time.monotonic() - began < 1
+    assert len(flat(await waiting)) == 1
+    assert len(pauses) == 1 and woken[-1]  # its one wait was ended by the publish
 
 
 async def test_a_retry_falling_due_wakes_a_waiting_fetch(make_sql: MakeSql) -> None:
@@ -681,18 +725,21 @@ async def test_a_retry_falling_due_wakes_a_waiting_fetch(make_sql: MakeSql) -> N
     await sql.ensure_group(spec)
     await sql.publish([ev()])
     batches = await take(sql, spec)
-    await sql.settle(batches[0], Settlement(0, retry_after=0.3))
-    began = time.monotonic()
-    again = await asyncio.wait_for(sql.fetch(spec, "c", max_events=10, wait=20), 5)
+    looks = Looks(sql)
+    await sql.settle(batches[0], Settlement(0, retry_after=2))
+    again = await sql.fetch(spec, "c", max_events=10, wait=20)
     assert [d.attempt for d in flat(again)] == [2]
-    assert 0.2 < time.monotonic() - began < 2
+    # The first look found nothing (not yet due); the retry's own wake-up, not the 30 s
+    # poll, made it look again.
+    assert looks.count == 2
 
 
 async def test_close_ends_a_waiting_fetch(make_sql: MakeSql) -> None:
-    sql = await make_sql(clock=SYSTEM_CLOCK, poll_interval=30)
+    sql = await make_sql(clock=SYSTEM_CLOCK, poll_interval=600)
     spec = GroupSpec("g")
     await sql.ensure_group(spec)
-    waiting = asyncio.create_task(sql.fetch(spec, "c", max_events=10, wait=20))
-    await asyncio.sleep(0.2)
+    looks = Looks(sql)
+    waiting = asyncio.create_task(sql.fetch(spec, "c", max_events=10, wait=600))
+    await looks.waiting()
     await sql.close()
-    assert await asyncio.wait_for(waiting, 5) == []
+    assert await asyncio.wait_for(waiting, HANG) == []  # long before its 10 minutes are up
