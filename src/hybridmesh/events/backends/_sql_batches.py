@@ -15,10 +15,9 @@ from typing import Any
 from hybridmesh.core.ids import new_id
 from hybridmesh.core.serialization import dumps
 from hybridmesh.events.backend import Delivery, GroupSpec, PartitionBatch, Settlement
+from hybridmesh.events.backends._sql_log import DeadLetterRow, SettleRow
 from hybridmesh.events.envelope import CloudEvent, EventFormatError
 from hybridmesh.events.subjects import matches
-
-Row = tuple[Any, ...]
 
 
 @dataclass(frozen=True)
@@ -35,12 +34,21 @@ class Lease:
         return self.first_attempt if index == 0 else 1
 
 
+@dataclass(slots=True, frozen=True)
+class SettleWrite:
+    """What records one settlement: its row, and the dead letter to write before it (the
+    row ends the lease the dead letter is written under)."""
+
+    row: SettleRow
+    dead_letter: DeadLetterRow | None = None
+
+
 def plan_batches(
     spec: GroupSpec, token: str, leased: list[dict[str, Any]], rows: list[dict[str, Any]]
-) -> tuple[list[PartitionBatch], list[Row]]:
+) -> tuple[list[PartitionBatch], list[SettleRow]]:
     """Turn the rows read for the ``leased`` partitions into batches (oldest first), and
-    the ``SETTLE`` rows (see ``_sql_queries``) that release the partitions holding nothing
-    the group wants, past what was skipped.
+    the rows that release the partitions holding nothing the group wants, past what was
+    skipped.
 
     ``rows`` have ``seq``, ``partition``, ``type`` and ``body`` (NULL for rows the query
     already ruled out); ``leased`` has ``partition``, ``position`` and ``head_attempts``.
@@ -49,7 +57,7 @@ def plan_batches(
     for row in sorted(rows, key=lambda r: int(r["seq"])):
         by_partition.setdefault(row["partition"], []).append(row)
     batches: list[PartitionBatch] = []
-    releases: list[Row] = []
+    releases: list[SettleRow] = []
     for lease in leased:
         partition, position = lease["partition"], lease["position"]
         head_attempts = lease["head_attempts"]
@@ -67,34 +75,47 @@ def plan_batches(
             handle = Lease(partition, token, seqs, head_attempts + 1, read_upto)
             batches.append(PartitionBatch(spec.name, str(partition), deliveries, handle))
         else:
-            releases.append((read_upto, 0, 0.0, spec.name, partition, token))
+            releases.append(SettleRow(read_upto, 0, 0.0, spec.name, partition, token))
     batches.sort(key=lambda batch: int(batch.deliveries[0].position))
     return batches, releases
 
 
-def settle_rows(
-    batch: PartitionBatch, settlement: Settlement, now: float
-) -> tuple[Row, Row | None]:
-    """The ``SETTLE`` row for ``settlement`` of ``batch`` (whose token is a :class:`Lease`),
-    and the ``INSERT_DEAD_LETTER`` row when it dead-letters a delivery."""
+def given_back(group: str, token: str, leased: list[dict[str, Any]]) -> list[SettleRow]:
+    """The rows that give the ``leased`` partitions back as they were, before anything
+    of them was delivered (a taken-over head keeps its count)."""
+    return [
+        SettleRow(row["position"], row["head_attempts"], 0.0, group, row["partition"], token)
+        for row in leased
+    ]
+
+
+def settle_rows(batch: PartitionBatch, settlement: Settlement, now: float) -> SettleWrite:
+    """What records ``settlement`` of ``batch`` (whose token is a :class:`Lease`): the row
+    that moves the partition's position, and a dead letter when it dead-letters one."""
     lease: Lease = batch.token
     seqs = lease.seqs
     done = max(0, min(settlement.handled, len(seqs)))
-    key = (batch.group, lease.partition, lease.token)
     if done == len(seqs):
-        return (lease.read_upto, 0, 0.0, *key), None
+        return SettleWrite(_settled_at(batch, lease.read_upto))
     if settlement.retry_after is not None:
         not_before = now + settlement.retry_after
-        return (seqs[done] - 1, lease.attempt(done), not_before, *key), None
+        return SettleWrite(_settled_at(batch, seqs[done] - 1, lease.attempt(done), not_before))
     if settlement.dead_letter is not None:
         after = seqs[done + 1] - 1 if done + 1 < len(seqs) else lease.read_upto
         letter = _dead_letter(batch, done, settlement.dead_letter, now)
-        return (after, 0, 0.0, *key), (*letter, *key)
+        return SettleWrite(_settled_at(batch, after), letter)
     # Released untouched: the head comes again, with the attempts it had.
-    return (seqs[done] - 1, lease.attempt(done) - 1, 0.0, *key), None
+    return SettleWrite(_settled_at(batch, seqs[done] - 1, lease.attempt(done) - 1))
 
 
-def _dead_letter(batch: PartitionBatch, index: int, reason: str, now: float) -> Row:
+def _settled_at(
+    batch: PartitionBatch, position: int, head_attempts: int = 0, not_before: float = 0.0
+) -> SettleRow:
+    lease: Lease = batch.token
+    return SettleRow(position, head_attempts, not_before, batch.group, lease.partition, lease.token)
+
+
+def _dead_letter(batch: PartitionBatch, index: int, reason: str, now: float) -> DeadLetterRow:
     lease: Lease = batch.token
     delivery = batch.deliveries[index]
     event = delivery.event
@@ -102,16 +123,18 @@ def _dead_letter(batch: PartitionBatch, index: int, reason: str, now: float) -> 
         body = delivery.raw.decode(errors="replace")
     else:
         body = dumps(event.to_dict()) if event is not None else ""
-    return (
-        new_id(),
-        batch.group,
-        event.id if event else None,
-        event.source if event else None,
-        event.type if event else None,
-        reason,
-        lease.attempt(index),
-        body,
-        now,
+    return DeadLetterRow(
+        id=new_id(),
+        group=batch.group,
+        event_id=event.id if event else None,
+        source=event.source if event else None,
+        type=event.type if event else None,
+        reason=reason,
+        attempts=lease.attempt(index),
+        body=body,
+        failed_at=now,
+        partition=lease.partition,
+        token=lease.token,
     )
 
 
@@ -124,4 +147,4 @@ def _delivery(body: str, seq: int, attempt: int) -> Delivery:
     return Delivery(event, attempt, position=seq)
 
 
-__all__ = ["Lease", "Row", "plan_batches", "settle_rows"]
+__all__ = ["Lease", "SettleWrite", "given_back", "plan_batches", "settle_rows"]

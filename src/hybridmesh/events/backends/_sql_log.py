@@ -21,7 +21,7 @@ from hybridmesh.store import Statement, Transaction
 Row = tuple[Any, ...]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, frozen=True)
 class LogRow:
     """One event to append to ``event_log``: its dedupe key, where it goes, and its body."""
 
@@ -46,6 +46,66 @@ class LogRow:
         )
 
 
+@dataclass(slots=True, frozen=True)
+class SettleRow:
+    """One group's new place in one partition, written only while ``token`` is still the
+    partition's lease (a settle, or a partition given back)."""
+
+    position: int  # the highest seq the group is done with
+    head_attempts: int  # how often the next event was delivered already
+    not_before: float  # epoch seconds: no lease before then (a retry's delay); 0.0 for none
+    group: str
+    partition: int
+    token: str  # the lease this settles: a lease taken over since makes it change nothing
+
+    def values(self) -> Row:
+        """The row's values in the order of :data:`~._sql_queries.SETTLE` (the arrays of
+        ``SETTLE_MANY`` on PostgreSQL take the same order)."""
+        return (
+            self.position,
+            self.head_attempts,
+            self.not_before,
+            self.group,
+            self.partition,
+            self.token,
+        )
+
+
+@dataclass(slots=True, frozen=True)
+class DeadLetterRow:
+    """One dead letter to keep in ``event_dead_letters``, written only while the batch's
+    lease (``group``, ``partition``, ``token``) is still current."""
+
+    id: str
+    group: str
+    event_id: str | None  # the event's fields, when the delivery parsed as one
+    source: str | None
+    type: str | None
+    reason: str
+    attempts: int
+    body: str  # the event as JSON, or the bytes that failed to parse
+    failed_at: float
+    partition: int
+    token: str
+
+    def values(self) -> Row:
+        """The row's values in the order of :data:`~._sql_queries.INSERT_DEAD_LETTER`."""
+        return (
+            self.id,
+            self.group,
+            self.event_id,
+            self.source,
+            self.type,
+            self.reason,
+            self.attempts,
+            self.body,
+            self.failed_at,
+            self.group,
+            self.partition,
+            self.token,
+        )
+
+
 class LogRecorder(ABC):
     """The event log's writes that depend on the database."""
 
@@ -62,7 +122,7 @@ class LogRecorder(ABC):
         row at a time (``rows`` of the statement)."""
 
     @abstractmethod
-    async def settle(self, queries: Transaction, rows: Sequence[Row]) -> None:
+    async def settle(self, queries: Transaction, rows: Sequence[SettleRow]) -> None:
         """Run ``_sql_queries.SETTLE`` for each row."""
 
     def listener(
@@ -73,4 +133,4 @@ class LogRecorder(ABC):
         return None
 
 
-__all__ = ["LogRecorder", "LogRow", "Row"]
+__all__ = ["DeadLetterRow", "LogRecorder", "LogRow", "Row", "SettleRow"]

@@ -13,7 +13,7 @@ from typing import Any
 
 from hybridmesh.core.clock import Clock
 from hybridmesh.events.backends import _sql_queries as q
-from hybridmesh.events.backends._sql_log import LogRecorder, LogRow, Row
+from hybridmesh.events.backends._sql_log import LogRecorder, LogRow, SettleRow
 from hybridmesh.events.backends._sql_wakeup import PostgresListener, Wakeup
 from hybridmesh.store import Statement, Transaction
 
@@ -115,8 +115,8 @@ class PostgresLogRecorder(LogRecorder):
         # Each row takes the publish lock and notifies.
         return Statement(APPEND_EVENT, rows=[row.values() for row in rows])
 
-    async def settle(self, queries: Transaction, rows: Sequence[Row]) -> None:
-        await queries.execute(SETTLE_MANY, *array_columns(rows))
+    async def settle(self, queries: Transaction, rows: Sequence[SettleRow]) -> None:
+        await queries.execute(SETTLE_MANY, *array_columns(row.values() for row in rows))
 
     def listener(
         self, url: str, wakeup: Wakeup, clock: Clock, wanted: Callable[[str], bool]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from hybridmesh.events.backends import _sql_queries as q
-from hybridmesh.events.backends._sql_log import LogRecorder, LogRow, Row
+from hybridmesh.events.backends._sql_log import LogRecorder, LogRow, SettleRow
 from hybridmesh.store import Statement, Transaction
 
 
@@ -24,8 +24,8 @@ class SqliteLogRecorder(LogRecorder):
     def append_statement(self, rows: Sequence[LogRow]) -> Statement:
         return Statement(q.INSERT_EVENT, rows=[row.values() for row in rows])
 
-    async def settle(self, queries: Transaction, rows: Sequence[Row]) -> None:
-        await queries.executemany(q.SETTLE, rows)
+    async def settle(self, queries: Transaction, rows: Sequence[SettleRow]) -> None:
+        await queries.executemany(q.SETTLE, [row.values() for row in rows])
 
 
 __all__ = ["SqliteLogRecorder"]

@@ -42,8 +42,14 @@ from hybridmesh.events.backend import (
     Settlement,
 )
 from hybridmesh.events.backends import _sql_queries as q
-from hybridmesh.events.backends._sql_batches import Lease, plan_batches, settle_rows
-from hybridmesh.events.backends._sql_log import LogRecorder, LogRow, Row
+from hybridmesh.events.backends._sql_batches import (
+    Lease,
+    SettleWrite,
+    given_back,
+    plan_batches,
+    settle_rows,
+)
+from hybridmesh.events.backends._sql_log import LogRecorder, LogRow, SettleRow
 from hybridmesh.events.backends._sql_postgres import PostgresLogRecorder
 from hybridmesh.events.backends._sql_retention import TRIM_BATCH, Retention, trim_log
 from hybridmesh.events.backends._sql_sqlite import SqliteLogRecorder
@@ -103,7 +109,7 @@ class SqlEventBackend:
         self._publishes: GroupCommit[list[LogRow], None] = GroupCommit(
             self._write_events, "hybridmesh-events-publish"
         )
-        self._settles: GroupCommit[tuple[Row, Row | None], None] = GroupCommit(
+        self._settles: GroupCommit[SettleWrite, None] = GroupCommit(
             self._write_settles, "hybridmesh-events-settle"
         )
         self._wakeup = Wakeup()
@@ -331,10 +337,7 @@ class SqlEventBackend:
         except BaseException:
             # Cancelled or failed between lease and delivery: give the partitions back now
             # rather than after ack_wait (as they were: a taken-over head keeps its count).
-            back = [
-                (row["position"], row["head_attempts"], 0.0, spec.name, row["partition"], token)
-                for row in leased
-            ]
+            back = given_back(spec.name, token, leased)
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._settle(back))
             raise
@@ -343,7 +346,7 @@ class SqlEventBackend:
             await self._settle(releases)
         return batches
 
-    async def _settle(self, rows: list[Row]) -> None:
+    async def _settle(self, rows: list[SettleRow]) -> None:
         await self.recorder.settle(self.store, rows)
 
     async def _read(
@@ -373,14 +376,15 @@ class SqlEventBackend:
                 max(settlement.retry_after, 0.0), self._wakeup.fire
             )
 
-    async def _write_settles(self, items: list[tuple[Row, Row | None]]) -> None:
-        settles = [row for row, _ in items]
-        letters = [letter for _, letter in items if letter is not None]
+    async def _write_settles(self, writes: list[SettleWrite]) -> None:
+        settles = [write.row for write in writes]
+        letters = [write.dead_letter for write in writes if write.dead_letter is not None]
         if not letters:
             await self._settle(settles)  # one hop, one commit
             return
         async with self.store.transaction() as tx:
-            await tx.executemany(q.INSERT_DEAD_LETTER, letters)  # before SETTLE ends leases
+            # Before SETTLE ends the leases the dead letters are written under.
+            await tx.executemany(q.INSERT_DEAD_LETTER, [letter.values() for letter in letters])
             await self.recorder.settle(tx, settles)
 
     # -- dead letters ----------------------------------------------------------------------
