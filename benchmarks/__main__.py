@@ -1,15 +1,24 @@
-"""``python -m benchmarks [NAME ...]``: run the named benchmarks, or all of them."""
+"""``python -m benchmarks [NAME ...]``: run the named benchmarks, or all of them.
+
+``python -m benchmarks compare REV_A REV_B`` compares two revisions' saga engine instead
+(see ``benchmarks/compare.py``)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import importlib
+import sys
 
 BENCHMARKS = ["client_overhead", "events", "sagas", "reliability"]
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["compare"]:
+        from benchmarks.compare import main as compare
+
+        compare(sys.argv[2:])
+        return
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("names", nargs="*", metavar="NAME", help=", ".join(BENCHMARKS))
     parser.add_argument("--quick", action="store_true", help="fewer requests (smoke run)")

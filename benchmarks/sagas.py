@@ -48,14 +48,16 @@ server (at ``CONCURRENCY`` in flight).
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
+import json
 import os
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -446,16 +448,27 @@ async def _run_row(
     return result
 
 
-async def run(*, quick: bool = False) -> dict[str, Any]:
-    """Run the benchmark, write its JSON and its section of docs/benchmarks.md."""
+async def run(
+    *,
+    quick: bool = False,
+    rows: Sequence[str] | None = None,
+    rounds: int | None = None,
+    record: bool = True,
+) -> dict[str, Any]:
+    """Run the benchmark and return its results; with ``record``, write its JSON and its
+    section of docs/benchmarks.md. ``rows`` picks the rows (raw always runs: the ratios
+    are to it), ``rounds`` overrides the number of rounds of the quick rows."""
     count = 500 if quick else 2_000
     serial = SERIAL // 2 if quick else SERIAL
-    rounds = 1 if quick else ROUNDS
+    rounds = rounds or (1 if quick else ROUNDS)
     dbos_rounds = 1 if quick else DBOS_ROUNDS
     configure_tracing()  # the defaults: trace context propagates, spans are not recorded
     tune_gc()  # as `hybridmesh worker` does; process-wide, so every row runs with it
-    names = list(ROWS)
-    schedule = alternating([n for n in names if n != "dbos"], rounds) + ["dbos"] * dbos_rounds
+    names = [n for n in ROWS if rows is None or n == "raw" or n in rows]
+    quick_rows = [n for n in names if n != "dbos"]
+    schedule = alternating(quick_rows, rounds)
+    if "dbos" in names:
+        schedule += ["dbos"] * dbos_rounds
     results: dict[str, Any] = {
         "benchmark": "sagas",
         "machine": machine(),
@@ -490,9 +503,34 @@ async def run(*, quick: bool = False) -> dict[str, Any]:
     results["load_after"] = [round(x, 2) for x in os.getloadavg()]
     results["runs"] = median_rounds(attempts)
     results["goals"] = _goals(results["runs"], attempts)
-    write_json("sagas", results)
-    write_section("sagas", _markdown(results, quick))
+    if record:
+        write_json("sagas", results)
+        write_section("sagas", _markdown(results, quick))
     return results
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m benchmarks.sagas``: some rows, some rounds, the JSON to a file of one's
+    choosing (``python -m benchmarks sagas`` runs them all and records them)."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.sagas", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer sagas (smoke run)")
+    parser.add_argument(
+        "--rows", default=",".join(ROWS), help=f"rows to run, of {', '.join(ROWS)}; raw always"
+    )
+    parser.add_argument("--rounds", type=int, help="rounds of the quick rows")
+    parser.add_argument("--output", type=Path, help="write the JSON here, and not the docs")
+    args = parser.parse_args(argv)
+    rows = [row.strip() for row in args.rows.split(",") if row.strip()]
+    unknown = sorted(set(rows) - set(ROWS))
+    if unknown:
+        parser.error(f"unknown rows {', '.join(unknown)}; choose from {', '.join(ROWS)}")
+    if args.rounds is not None and args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    results = asyncio.run(
+        run(quick=args.quick, rows=rows, rounds=args.rounds, record=args.output is None)
+    )
+    if args.output is not None:
+        args.output.write_text(json.dumps(results, indent=2) + "\n")
 
 
 # -- goals and the report ------------------------------------------------------------------
@@ -702,3 +740,7 @@ def _cpu_line(runs: dict[str, Any]) -> str:
 def _short(name: str) -> str:
     """Row ``name``'s label without its parenthesis."""
     return ROWS[name].split(" (")[0]
+
+
+if __name__ == "__main__":
+    main()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections import deque
 from collections.abc import Mapping
@@ -22,7 +23,6 @@ from hybridmesh.client.strategy import (
     select_strategy,
 )
 from hybridmesh.core.clock import SYSTEM_CLOCK, Clock
-from hybridmesh.core.deadlines import Deadline
 from hybridmesh.core.errors import (
     BulkheadFullError,
     CallTimeoutError,
@@ -359,17 +359,13 @@ class HybridClient:
                 timeout = policy.timeout
                 began = self.clock.monotonic()
                 try:
-                    if timeout is None:
-                        answer = await transport.send(outbound)
-                    else:
-                        limit = Deadline.start(timeout)
-                        try:
+                    try:
+                        async with asyncio.timeout(timeout) as limit:
                             answer = await transport.send(outbound)
-                        except BaseException as error:
-                            if limit.end(error):
-                                raise CallTimeoutError(guard, timeout) from TimeoutError()
-                            raise
-                        limit.end()
+                    except TimeoutError as error:
+                        if timeout is None or not limit.expired():
+                            raise  # the transport's own timeout, not this attempt's
+                        raise CallTimeoutError(guard, timeout) from error
                 except BaseException as error:
                     breaker.record_failure(self.clock.monotonic() - began, error)
                     raise

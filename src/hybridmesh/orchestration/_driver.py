@@ -225,11 +225,10 @@ class Driver:
         return wake - now > timeout / 1000 + INLINE_MARGIN
 
     async def _attempt_inline(self, live: Live, call: StepCall) -> list[StepCall]:
-        """Make the round's one attempt in the driver's task, which saves a task and a
-        queue hop per step of a saga. A signal interrupts it (the engine cancels this task,
-        see :meth:`Worker.notify`): once the signals are applied, the attempt runs
-        again, with the same key, if the machine still waits for it. Returns the calls to
-        make next."""
+        """Make the round's one attempt in the driver's task. A signal interrupts it (the
+        engine cancels this task, see :meth:`Worker.notify`): once the signals are applied,
+        the attempt runs again, with the same key, if the machine still waits for it.
+        Returns the calls to make next."""
         live.inline = asyncio.current_task()
         live.inline_call = call
         outcome = None

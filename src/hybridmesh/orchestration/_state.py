@@ -89,24 +89,8 @@ class StepState:
     comp_retry_at: float | None = None
     comp_error: str | None = None
 
-    def to_data(self) -> dict[str, Any]:
-        """The fields that differ from a new step's, for the store (:meth:`from_dict`
-        reads absent ones as new). Mostly three or four of the thirteen: the whole state is
-        written on every save, so the fields left at their defaults would be most of it."""
-        data: dict[str, Any] = {"status": self.status}
-        if self.attempt:
-            data["attempt"] = self.attempt
-        if self.ambiguous:
-            data["ambiguous"] = True
-        if self.comp is not CompStatus.NONE:
-            data["comp"] = self.comp
-        if self.comp_attempt:
-            data["comp_attempt"] = self.comp_attempt
-        for name in _UNSET_IS_NONE:
-            value = getattr(self, name)
-            if value is not None:
-                data[name] = value
-        return data
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StepState:
@@ -127,10 +111,6 @@ class StepState:
         )
 
 
-#: The fields of a step whose default is None: :meth:`StepState.to_data` writes them when set.
-_UNSET_IS_NONE = tuple(f.name for f in fields(StepState) if f.default is None)
-
-
 @dataclass
 class ExecutionState:
     """What the store keeps of a running execution, besides its status."""
@@ -149,28 +129,19 @@ class ExecutionState:
         return cls({s.step_id: StepState() for s in plan.steps}, dict(context), deadline)
 
     def to_json(self) -> str:
-        """The state as JSON text, for the store. Only what differs from a new
-        execution's is written (:meth:`from_dict` reads absent fields as new): a step still
-        pending is ``{}``, a step under way or ended only the fields it has set (see
-        :meth:`StepState.to_data`). Every save writes the whole state, and the fields left
-        at their defaults made up over half of what a saga's saves sent to the store."""
-        data: dict[str, Any] = {
-            "steps": {
-                step_id: _UNTOUCHED_JSON if s.status is _PENDING else s.to_data()
-                for step_id, s in self.steps.items()
-            },
-            "context": self.context,
-            "started": self.started,
-        }
-        if self.deadline is not None:
-            data["deadline"] = self.deadline
-        if self.failure is not None:
-            data["failure"] = self.failure
-        if self.cancelled:
-            data["cancelled"] = True
-        if self.timed_out:
-            data["timed_out"] = True
-        return dumps(data)
+        """The state as JSON text, for the store (:meth:`from_dict` reads it back; it
+        reads a field left out as a new execution's, as states stored sparsely have it)."""
+        return dumps(
+            {
+                "steps": {step_id: s.to_dict() for step_id, s in self.steps.items()},
+                "context": self.context,
+                "deadline": self.deadline,
+                "started": self.started,
+                "failure": self.failure,
+                "cancelled": self.cancelled,
+                "timed_out": self.timed_out,
+            }
+        )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ExecutionState:
@@ -184,9 +155,5 @@ class ExecutionState:
             timed_out=bool(data.get("timed_out", False)),
         )
 
-
-#: How :meth:`ExecutionState.to_json` writes a pending step.
-_UNTOUCHED_JSON: dict[str, Any] = {}
-_PENDING = StepStatus.PENDING
 
 __all__ = ["ACTIVE", "ENDED", "CompStatus", "ExecutionState", "Status", "StepState", "StepStatus"]

@@ -29,7 +29,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from hybridmesh.core.clock import SYSTEM_CLOCK, Clock
-from hybridmesh.core.deadlines import Deadline
 from hybridmesh.core.errors import ConfigurationError, ValidationError
 from hybridmesh.core.ids import new_id, uuid7
 from hybridmesh.core.serialization import dumps
@@ -247,19 +246,13 @@ class Orchestrator:
     ) -> Execution:
         """Wait until the execution ends and return it; ``TimeoutError`` after ``timeout``
         seconds (real time). Works for executions driven by any worker."""
-        if timeout is None:
-            return await self._wait(execution_id)
-        limit = Deadline.start(timeout)
         try:
-            ended = await self._wait(execution_id)
-        except BaseException as error:
-            if limit.end(error):
-                raise TimeoutError(
-                    f"execution {execution_id} did not end within {timeout:g}s"
-                ) from None
-            raise
-        limit.end()
-        return ended
+            async with asyncio.timeout(timeout):
+                return await self._wait(execution_id)
+        except TimeoutError:
+            raise TimeoutError(
+                f"execution {execution_id} did not end within {timeout:g}s"
+            ) from None
 
     async def _wait(self, execution_id: str) -> Execution:
         while True:

@@ -5,8 +5,8 @@ more per call than service-to-service JSON needs. This one writes each request w
 ``transport.write``, parses the answer with llhttp (through ``httptools``) and keeps
 connections alive per origin. It does not follow redirects, sends no headers of its own but
 ``Host`` and ``Content-Length``, decodes gzip and deflate answers (without asking for them)
-and has no timeouts: the caller bounds each call (the hybrid client, with a
-:class:`~hybridmesh.core.deadlines.Deadline`).
+and has no timeouts: the caller bounds each call (the hybrid client, with
+``asyncio.timeout``).
 """
 
 from __future__ import annotations
