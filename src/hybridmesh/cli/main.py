@@ -10,7 +10,7 @@ from rich.markup import escape
 from hybridmesh import __version__
 from hybridmesh.cli._common import CliContext, err_console
 from hybridmesh.core.errors import HybridMeshError, ValidationError, exit_code_for
-from hybridmesh.core.settings import Settings
+from hybridmesh.core.settings import read_settings
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -26,7 +26,7 @@ def cli(ctx: click.Context, database_url: str | None) -> None:
     """hybridmesh: a service registry, a resilient hybrid client, a CloudEvents bus and
     durable sagas and workflows for systems that mix microservices, modular monoliths, a
     legacy monolith and serverless functions."""
-    settings = Settings()
+    settings = read_settings()
     if database_url:
         settings = settings.model_copy(update={"database_url": database_url})
     ctx.obj = CliContext(settings)

@@ -7,8 +7,12 @@ from __future__ import annotations
 
 from typing import Literal
 
+import pydantic
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from hybridmesh.core.errors import Problem, ValidationError
+from hybridmesh.core.limits import Port, describe
 
 DEFAULT_DATABASE_URL = "sqlite:///.hybridmesh/mesh.db"
 
@@ -49,10 +53,34 @@ class Settings(BaseSettings):
         description="OTEL_TRACES_SAMPLER_ARG: the ratio of the *traceidratio samplers, 0 to 1.",
     )
     http_host: str = Field("127.0.0.1", description="Address `hybridmesh serve` binds.")
-    http_port: int = Field(8700, description="Port `hybridmesh serve` binds.")
+    http_port: Port = Field(8700, description="Port `hybridmesh serve` binds (0: any free one).")
     registry_path: str | None = Field(
         None, description="Folder or file of service definitions loaded at start, if set."
     )
+
+
+def read_settings() -> Settings:
+    """:class:`Settings` from the environment. Raises
+    :class:`~hybridmesh.core.errors.ValidationError` naming each variable whose value is
+    wrong (``HYBRIDMESH_HTTP_PORT: must be a whole number``), for a one-line error where
+    pydantic would give a report."""
+    try:
+        return Settings()
+    except pydantic.ValidationError as invalid:
+        raise ValidationError(
+            [Problem(describe(error), field=_variable(error["loc"])) for error in invalid.errors()]
+        ) from None
+
+
+def _variable(loc: tuple[int | str, ...]) -> str | None:
+    """The environment variable a field is read from."""
+    if not loc:
+        return None
+    name = str(loc[0])
+    known = Settings.model_fields.get(name)
+    if known is not None and known.validation_alias is not None:
+        return name.upper()  # an OpenTelemetry variable, without this project's prefix
+    return f"HYBRIDMESH_{name.upper()}"
 
 
 def get_settings() -> Settings:
@@ -60,4 +88,4 @@ def get_settings() -> Settings:
     return Settings()
 
 
-__all__ = ["DEFAULT_DATABASE_URL", "Settings", "get_settings"]
+__all__ = ["DEFAULT_DATABASE_URL", "Settings", "get_settings", "read_settings"]
