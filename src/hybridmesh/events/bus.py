@@ -502,7 +502,8 @@ def _check_type(event_type: str) -> None:
     try:
         validate_subject(event_type)
     except ValidationError as error:
-        raise EventFormatError([Problem(str(error), field="type")]) from None
+        # The messages only: str(error) already says "error: …", and would say it twice.
+        raise EventFormatError([Problem(p.message, field="type") for p in error.problems]) from None
 
 
 __all__ = [
