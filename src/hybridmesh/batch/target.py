@@ -10,6 +10,7 @@ from hybridmesh.batch.file_delivery import FileDelivery
 from hybridmesh.batch.http_delivery import HttpBulkDelivery
 from hybridmesh.core.cron import CronSchedule
 from hybridmesh.core.errors import Problem, ValidationError
+from hybridmesh.core.names import name_problem
 
 BatchFormat = Literal["csv", "xml", "http"]
 
@@ -31,7 +32,9 @@ class BatchTarget:
     fields exported, in order (CSV columns, XML field elements); by default CSV has a column
     for every payload key of the run (sorted), XML every key of each record.
 
-    Raises :class:`ValidationError` for a bad schedule, format, limit or a missing endpoint.
+    ``target`` is a service name, so it follows the one name rule
+    (:mod:`hybridmesh.core.names`). Raises :class:`ValidationError` for a bad target,
+    schedule, format, limit or a missing endpoint.
     """
 
     target: str
@@ -47,6 +50,10 @@ class BatchTarget:
     def __post_init__(self) -> None:
         where = f"batch target {self.target}/{self.operation}"
         problems: list[Problem] = []
+        target_problem = name_problem(self.target)
+        if target_problem is not None:
+            problems.append(Problem(f"target {target_problem}", field="target"))
+            where = "batch target"
         delivery: Delivery | None = None
         if self.format == "http":
             if self.endpoint:

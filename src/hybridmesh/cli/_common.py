@@ -12,7 +12,7 @@ import click
 from rich.console import Console
 
 from hybridmesh.core.serialization import dumps
-from hybridmesh.core.settings import Settings
+from hybridmesh.core.settings import Settings, get_settings
 
 T = TypeVar("T")
 
@@ -36,7 +36,7 @@ def get_ctx() -> CliContext:
     ctx = click.get_current_context()
     obj = ctx.find_object(CliContext)
     if obj is None:  # a subcommand invoked without the root group, as in some tests
-        obj = CliContext(Settings())
+        obj = CliContext(get_settings())
         ctx.obj = obj
     return obj
 

@@ -64,6 +64,10 @@ def serve(
 
     WebSocket clients need a token: until --token (or HYBRIDMESH_WS_TOKENS) lists some, or
     --dev-tokens is given, /ws/events refuses every connection with 401.
+
+    A connection that has not sent a complete request head within
+    HYBRIDMESH_HTTP_HEADER_TIMEOUT seconds (10) of opening or of its previous answer is
+    closed; a body not all come within HYBRIDMESH_HTTP_BODY_TIMEOUT seconds (30) gets 408.
     """
     if dev_tokens and tokens:
         raise click.UsageError(

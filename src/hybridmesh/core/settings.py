@@ -5,10 +5,13 @@ Every field has a default that is safe for a single machine; the scaled mode cha
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
+import pydantic
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from hybridmesh.core.errors import InvalidSettingError, Problem
 
 DEFAULT_DATABASE_URL = "sqlite:///.hybridmesh/mesh.db"
 
@@ -49,15 +52,50 @@ class Settings(BaseSettings):
         description="OTEL_TRACES_SAMPLER_ARG: the ratio of the *traceidratio samplers, 0 to 1.",
     )
     http_host: str = Field("127.0.0.1", description="Address `hybridmesh serve` binds.")
-    http_port: int = Field(8700, description="Port `hybridmesh serve` binds.")
+    http_port: int = Field(8700, ge=0, le=65535, description="Port `hybridmesh serve` binds.")
+    http_header_timeout: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds a connection to `hybridmesh serve` gets to send a complete "
+        "request head, from when it opens or from its previous answer; after that it is "
+        "closed, so idle keep-alive connections close after the same time.",
+    )
+    http_body_timeout: float = Field(
+        30.0,
+        gt=0,
+        description="Seconds a request to `hybridmesh serve` gets to send its whole body, once "
+        "its head has arrived; after that it is answered 408 and the connection closed.",
+    )
     registry_path: str | None = Field(
         None, description="Folder or file of service definitions loaded at start, if set."
     )
 
 
-def get_settings() -> Settings:
-    """Settings from the environment (read each time; cheap, and tests can monkeypatch env)."""
-    return Settings()
+def get_settings(**overrides: Any) -> Settings:
+    """Settings from the environment (read each time; cheap, and tests can monkeypatch env),
+    with ``overrides`` taking precedence.
+
+    Raises :class:`~hybridmesh.core.errors.InvalidSettingError` naming the environment
+    variable of each value that does not validate (``HYBRIDMESH_HTTP_PORT: …``).
+    """
+    try:
+        return Settings(**overrides)
+    except pydantic.ValidationError as invalid:
+        problems = []
+        for error in invalid.errors():
+            name = str(error["loc"][0]) if error["loc"] else ""
+            problems.append(
+                Problem(str(error["msg"]).removeprefix("Value error, "), field=env_name(name))
+            )
+        raise InvalidSettingError(problems) from None
 
 
-__all__ = ["DEFAULT_DATABASE_URL", "Settings", "get_settings"]
+def env_name(field: str) -> str:
+    """The environment variable of a settings field (``http_port`` → ``HYBRIDMESH_HTTP_PORT``;
+    the OpenTelemetry ones keep their standard names)."""
+    if field.startswith("otel_traces_"):
+        return field.upper()
+    return f"HYBRIDMESH_{field.upper()}"
+
+
+__all__ = ["DEFAULT_DATABASE_URL", "Settings", "env_name", "get_settings"]

@@ -27,6 +27,7 @@ from opentelemetry.trace import SpanKind
 from hybridmesh.core.clock import SYSTEM_CLOCK, Clock
 from hybridmesh.core.errors import ConfigurationError, Problem, ValidationError
 from hybridmesh.core.ids import new_id
+from hybridmesh.core.names import name_problem
 from hybridmesh.events.backend import (
     DeadLetter,
     EventBackend,
@@ -272,8 +273,13 @@ class EventBus:
         Every group receives every matching event once; the consumers of one group (in this
         and other processes) share them. If the bus is running, consuming starts at once. An
         ``ephemeral`` group is deleted when this bus closes (a tail, a per-process fan-out).
+        ``group`` follows the one name rule (:mod:`hybridmesh.core.names`): it becomes a key
+        in the SQL log and a token of NATS subjects and consumer names.
         """
         validate_pattern(pattern)
+        problem = name_problem(group)
+        if problem is not None:
+            raise ValidationError([Problem(f"consumer group {problem}", field="group")])
         if group in self.subscriptions:
             raise ConfigurationError(f"group {group!r} is already subscribed on this bus")
         if max_deliveries < 1:
@@ -496,7 +502,8 @@ def _check_type(event_type: str) -> None:
     try:
         validate_subject(event_type)
     except ValidationError as error:
-        raise EventFormatError([Problem(str(error), field="type")]) from None
+        # The messages only: str(error) already says "error: …", and would say it twice.
+        raise EventFormatError([Problem(p.message, field="type") for p in error.problems]) from None
 
 
 __all__ = [

@@ -17,9 +17,10 @@ from urllib.parse import urlsplit
 import asyncpg
 
 from hybridmesh.core.clock import SYSTEM_CLOCK, Clock
-from hybridmesh.core.errors import StoreError
+from hybridmesh.core.errors import InvalidSettingError, StoreError
 from hybridmesh.store._base import Migration, Queries, Store, Transaction, store_error
 from hybridmesh.store.migrations import MIGRATIONS
+from hybridmesh.store.urls import parse_database_url, shown_url
 
 # What asyncpg raises: server errors, client-side misuse (wrong argument count or type),
 # and socket failures when a connection drops.
@@ -61,9 +62,12 @@ class PostgresStore(Store):
     ) -> PostgresStore:
         """Connect a pool of ``min_size`` (default 1) to ``max_size`` (default 10) connections.
 
-        Raises :class:`StoreError` naming the server (never the password) when no connection
-        can be made within ``connect_timeout`` seconds (default 10).
+        Raises :class:`~hybridmesh.core.errors.InvalidSettingError` for a malformed URL (one
+        that :mod:`hybridmesh.store.urls` refuses, or whose parameters asyncpg refuses), and
+        :class:`StoreError` naming the server (never the password) when no connection can
+        be made within ``connect_timeout`` seconds (default 10).
         """
+        parse_database_url(url)
         try:
             pool = await asyncpg.create_pool(
                 url,
@@ -72,6 +76,10 @@ class PostgresStore(Store):
                 timeout=connect_timeout,
                 reset=_keep_session,
             )
+        except asyncpg.ClientConfigurationError as error:
+            raise InvalidSettingError(
+                f"bad database URL {shown_url(url)!r}: {_scrub(str(error), url)}"
+            ) from None
         except (*_DRIVER_ERRORS, ValueError) as error:
             raise StoreError(
                 f"postgresql: cannot connect to {server_of(url)}: {_scrub(str(error), url)}"
@@ -273,7 +281,8 @@ def server_of(url: str) -> str:
     except ValueError:  # not a number; the driver reports it, here we only name the host
         port = 5432
     database = parts.path.lstrip("/") or "(default database)"
-    return f"{host}:{port}/{database}"
+    shown = f"[{host}]" if ":" in host else host
+    return f"{shown}:{port}/{database}"
 
 
 def _scrub(message: str, url: str) -> str:

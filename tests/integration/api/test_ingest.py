@@ -88,6 +88,17 @@ async def test_a_structured_event_without_type_is_400_naming_type(served: Served
     assert "missing" in problem["errors"][0]["message"]
 
 
+async def test_a_wildcard_type_is_400_and_its_message_says_error_once(served: Served) -> None:
+    document = registered().to_dict()
+    document["type"] = "user.*"
+    response, problem = await post(
+        served, json.dumps(document), {"Content-Type": STRUCTURED_CONTENT_TYPE}
+    )
+    assert response.status == 400
+    assert fields(problem) == ["type"]
+    assert problem["errors"][0]["message"] == "event type 'user.*' may not contain wildcards"
+
+
 async def test_a_batch_with_a_bad_second_event_is_refused_whole_naming_its_index(
     served: Served,
 ) -> None:

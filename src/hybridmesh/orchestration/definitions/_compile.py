@@ -7,6 +7,7 @@ from dataclasses import replace
 from typing import Any
 
 from hybridmesh.core.errors import Problem, ValidationError
+from hybridmesh.core.names import quoted
 from hybridmesh.orchestration.definitions._model import (
     Definition,
     SagaDefinition,
@@ -45,7 +46,7 @@ def to_plan(
     if errors:
         kind, name = definition_key(definition)
         raise ValidationError(
-            [Problem(f"{kind.value} {name!r}: {p.message}", field=p.field) for p in errors]
+            [Problem(f"{kind.value} {quoted(name)}: {p.message}", field=p.field) for p in errors]
         )
     if version is None:
         version = definition.version if definition.version is not None else 1

@@ -12,6 +12,7 @@ from hybridmesh.client import (
     select_strategy,
 )
 from hybridmesh.core.errors import Problem
+from hybridmesh.core.names import name_problem
 from hybridmesh.orchestration.definitions._model import (
     HTTP_METHODS,
     Definition,
@@ -58,7 +59,7 @@ class _Checks:
         self.problems.append(Problem(message, field=where, severity="warning"))
 
     def saga(self, saga: SagaDefinition) -> None:
-        self.name("saga_type", saga.saga_type)
+        self.identifier("saga_type", saga.saga_type)
         self.common(saga.version, saga.timeout_ms, [s.step_id for s in saga.steps], "saga")
         for index, step in enumerate(saga.steps):
             at = f"steps[{index}]"
@@ -80,7 +81,7 @@ class _Checks:
                     )
 
     def workflow(self, workflow: WorkflowDefinition) -> None:
-        self.name("workflow_id", workflow.workflow_id)
+        self.identifier("workflow_id", workflow.workflow_id)
         ids = [s.step_id for s in workflow.steps]
         self.common(workflow.version, workflow.timeout_ms, ids, "workflow")
         self.choice("consistency_strategy", workflow.consistency_strategy, tuple(Consistency))
@@ -126,13 +127,19 @@ class _Checks:
             self.error("steps", f"a {kind} needs at least one step")
         first: dict[str, int] = {}
         for index, step_id in enumerate(ids):
-            self.name(f"steps[{index}].step_id", step_id)
+            self.identifier(f"steps[{index}].step_id", step_id)
             if step_id in first:
                 self.error(
                     f"steps[{index}].step_id",
                     f"duplicate step id {step_id!r}; first used by steps[{first[step_id]}]",
                 )
             first.setdefault(step_id, index)
+
+    def identifier(self, where: str, value: str) -> None:
+        """A definition's name or a step id: the one name rule (``hybridmesh.core.names``)."""
+        problem = name_problem(value)
+        if problem is not None:
+            self.error(where, problem)
 
     def name(self, where: str, value: str) -> None:
         if not value.strip():
