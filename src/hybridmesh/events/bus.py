@@ -18,14 +18,13 @@ import contextlib
 import random
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from functools import lru_cache
 from types import TracebackType
 from typing import Literal
 
 from opentelemetry.trace import SpanKind
 
 from hybridmesh.core.clock import SYSTEM_CLOCK, Clock
-from hybridmesh.core.errors import ConfigurationError, Problem, ValidationError
+from hybridmesh.core.errors import ConfigurationError
 from hybridmesh.core.ids import new_id
 from hybridmesh.events.backend import (
     DeadLetter,
@@ -35,8 +34,8 @@ from hybridmesh.events.backend import (
     Settlement,
 )
 from hybridmesh.events.backends._sql_log import LogRecorder, LogRow
-from hybridmesh.events.envelope import CloudEvent, EventFormatError
-from hybridmesh.events.subjects import matches, validate_pattern, validate_subject
+from hybridmesh.events.envelope import CloudEvent
+from hybridmesh.events.subjects import matches, validate_pattern
 from hybridmesh.observability import (
     MeshMetrics,
     bind_context,
@@ -467,8 +466,7 @@ def _prepared(events: Iterable[CloudEvent]) -> list[CloudEvent]:
     ready: list[CloudEvent] = []
     trace: dict[str, str] = {}
     for event in events:
-        event.validate()
-        _check_type(event.type)
+        event.validate()  # the type is a subject: validate() checks its tokens
         if event.traceparent is None:
             if not trace:
                 inject_headers(trace)  # one trace context for the whole call
@@ -488,15 +486,6 @@ def _with_trace(event: CloudEvent, trace: dict[str, str]) -> CloudEvent:
     extensions.update(trace)
     object.__setattr__(event, "extensions", extensions)
     return event
-
-
-@lru_cache(maxsize=4096)
-def _check_type(event_type: str) -> None:
-    """On the bus an event's type is its subject: dot-separated tokens, no wildcards."""
-    try:
-        validate_subject(event_type)
-    except ValidationError as error:
-        raise EventFormatError([Problem(str(error), field="type")]) from None
 
 
 __all__ = [

@@ -18,8 +18,10 @@ from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 
 from hybridmesh.core.clock import SYSTEM_CLOCK, Clock
+from hybridmesh.core.errors import ConfigurationError
 from hybridmesh.events.bus import Ack, Drop, Handler, HandlerResult
 from hybridmesh.events.envelope import CloudEvent
+from hybridmesh.events.limits import MAX_CONSUMER_NAME, free_text
 from hybridmesh.store import Store, Transaction
 
 _RECORD = (
@@ -29,9 +31,14 @@ _RECORD = (
 
 
 class IdempotentConsumer:
-    """Receipts for consumer ``name`` in ``store`` (migrated)."""
+    """Receipts for consumer ``name`` in ``store`` (migrated). The name is part of every
+    receipt's key, with the event's source and id, so it is at most 128 characters: the
+    key then fits a PostgreSQL index entry whatever the event."""
 
     def __init__(self, store: Store, name: str, *, clock: Clock = SYSTEM_CLOCK) -> None:
+        wrong = free_text(name, MAX_CONSUMER_NAME)
+        if wrong is not None:
+            raise ConfigurationError(f"idempotent consumer name: {wrong}")
         self.store = store
         self.name = name
         self.clock = clock
