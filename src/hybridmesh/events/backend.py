@@ -27,7 +27,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
+from hybridmesh.core.errors import HybridMeshError
 from hybridmesh.events.envelope import CloudEvent
+
+
+class BackendUnavailableError(HybridMeshError):
+    """The backend cannot publish or fetch now (its server is unreachable, its connection
+    was lost). Nothing was acknowledged; trying again later is safe, since a publish of an
+    event the backend already has is dropped by its (source, id)."""
 
 
 @dataclass(frozen=True)
@@ -181,6 +188,7 @@ class EventBackend(Protocol):
 
 
 __all__ = [
+    "BackendUnavailableError",
     "DeadLetter",
     "Delivery",
     "EventBackend",
