@@ -135,6 +135,11 @@ class EventBackend(Protocol):
 
     async def close(self) -> None: ...
 
+    async def check(self) -> None:
+        """Raise :class:`BackendUnavailableError` unless the backend can publish and fetch
+        now (its server answers); for health checks. Quick: a round trip at most."""
+        ...
+
     async def publish(self, events: Sequence[CloudEvent], *, group: str | None = None) -> None:
         """Append ``events`` durably, in order; when this returns they will be delivered.
 
