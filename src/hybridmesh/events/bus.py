@@ -48,6 +48,10 @@ from hybridmesh.observability import (
 from hybridmesh.store import Statement, Store
 
 log = get_logger("hybridmesh.events")
+#: Most characters of a dead letter's reason (the handler's error text is cut to fit).
+MAX_REASON = 1000
+#: The longest pause between failed fetches of a group (seconds).
+_MAX_FETCH_PAUSE = 5.0
 #: Stands in for the consumer span when spans are not recorded: the publisher's trace
 #: context is still made current, so logs carry its trace id.
 _NO_SPAN = contextlib.nullcontext()
@@ -73,6 +77,19 @@ class Retry:
     reason: str = ""
 
 
+@dataclass(frozen=True)
+class BusHealth:
+    """What :meth:`EventBus.health` found. ``status`` is ``ok``, ``stopped`` (not running)
+    or ``failing``; ``error`` is why the backend's check failed; ``failing_groups`` maps
+    each group whose latest fetch failed to why."""
+
+    ready: bool
+    status: str
+    backend: str
+    error: str | None
+    failing_groups: dict[str, str]
+
+
 ACK = Ack()
 HandlerResult = Ack | Drop | Retry | None
 Handler = Callable[[CloudEvent], Awaitable[HandlerResult]]
@@ -91,6 +108,9 @@ class Subscription:
     handled: int = 0
     retried: int = 0
     dead_lettered: int = 0
+    #: Why the latest fetch failed (None once one succeeds), and how many in a row did.
+    fetch_error: str | None = None
+    fetch_failures: int = 0
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
     def backoff(self, attempt: int, rng: random.Random) -> float:
@@ -291,7 +311,14 @@ class EventBus:
         return sub
 
     async def _start_one(self, sub: Subscription) -> None:
-        await self.backend.ensure_group(sub.spec)
+        while not self._stopping:
+            try:
+                await self.backend.ensure_group(sub.spec)
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # the backend is away: keep trying, as a fetch does
+                await self._fetch_failed(sub, error)
         await self._consume(sub)
 
     async def _consume(self, sub: Subscription) -> None:
@@ -302,10 +329,12 @@ class EventBus:
                 )
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("group %s: fetching events failed; trying again", sub.spec.name)
-                await self.clock.sleep(1.0)
+            except Exception as error:
+                await self._fetch_failed(sub, error)
                 continue
+            if sub.fetch_error is not None:
+                log.info("group %s: fetching events works again", sub.spec.name)
+                sub.fetch_error, sub.fetch_failures = None, 0
             if not batches:
                 continue
             try:
@@ -318,6 +347,42 @@ class EventBus:
                     "group %s: settling a batch failed; it will be redelivered", sub.spec.name
                 )
                 await self.clock.sleep(1.0)
+
+    async def _fetch_failed(self, sub: Subscription, error: Exception) -> None:
+        """Record a failed fetch (health reports the group failing until one succeeds) and
+        pause before the next: 1 s, doubling to at most :data:`_MAX_FETCH_PAUSE`. The first
+        failure is logged with its traceback, the ones after it in one line each."""
+        sub.fetch_failures += 1
+        sub.fetch_error = _bounded(f"{type(error).__name__}: {error}")
+        if sub.fetch_failures == 1:
+            log.exception("group %s: fetching events failed; trying again", sub.spec.name)
+        else:
+            log.warning(
+                "group %s: fetching events failed %d times in a row: %s",
+                sub.spec.name,
+                sub.fetch_failures,
+                sub.fetch_error,
+            )
+        await self.clock.sleep(min(2.0 ** (sub.fetch_failures - 1), _MAX_FETCH_PAUSE))
+
+    async def health(self) -> BusHealth:
+        """Whether the bus can publish and consume now: it is running, its backend answers
+        (:meth:`EventBackend.check`), and no group's latest fetch failed."""
+        failing = {
+            name: sub.fetch_error
+            for name, sub in self.subscriptions.items()
+            if sub.fetch_error is not None
+        }
+        if not self._started:
+            return BusHealth(False, "stopped", self.backend.name, None, failing)
+        try:
+            await self.backend.check()
+        except Exception as error:
+            message = _bounded(f"{type(error).__name__}: {error}")
+            return BusHealth(False, "failing", self.backend.name, message, failing)
+        if failing:
+            return BusHealth(False, "failing", self.backend.name, None, failing)
+        return BusHealth(True, "ok", self.backend.name, None, failing)
 
     async def drain(self, *, max_seconds: float = 30.0) -> int:
         """Handle what is pending for every subscription, without background tasks, until
@@ -358,7 +423,7 @@ class EventBus:
         for delivery in batch.deliveries:
             event = delivery.event
             if event is None:
-                reason = f"malformed event: {delivery.error or 'not a CloudEvent'}"
+                reason = _bounded(f"malformed event: {delivery.error or 'not a CloudEvent'}")
                 log.error("group %s: %s", group, reason)
                 settlement = Settlement(handled, dead_letter=reason)
                 sub.dead_lettered += 1
@@ -367,7 +432,7 @@ class EventBus:
             outcome = await self._handle(sub, event, delivery.attempt)
             if isinstance(outcome, Retry):
                 if delivery.attempt >= sub.spec.max_deliveries:
-                    why = outcome.reason or "the handler asked for a retry"
+                    why = _bounded(outcome.reason or "the handler asked for a retry")
                     reason = f"{why} (gave up after {delivery.attempt} attempts)"
                     with (
                         continue_trace(_trace_of(event)),
@@ -451,6 +516,13 @@ class EventBus:
         return await self.backend.purge(group=group)
 
 
+def _bounded(text: str, most: int = MAX_REASON) -> str:
+    """``text`` cut to ``most`` characters: a dead letter's reason or a health message
+    comes from an exception's text, which may be huge (a backend stores the reason in a
+    header or a column, and a health answer should stay small)."""
+    return text if len(text) <= most else text[: most - 1] + "…"
+
+
 def _trace_of(event: CloudEvent) -> dict[str, str]:
     """The trace context ``event`` carries, as ``traceparent``/``tracestate`` headers."""
     extensions = event.extensions
@@ -490,7 +562,9 @@ def _with_trace(event: CloudEvent, trace: dict[str, str]) -> CloudEvent:
 
 __all__ = [
     "ACK",
+    "MAX_REASON",
     "Ack",
+    "BusHealth",
     "Drop",
     "EventBus",
     "Handler",

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -89,7 +89,7 @@ class SqlEventBackend:
     (default 0.5 s): an idle consumer costs a few queries a second, not twenty.
     ``retention`` (default: keep everything) is applied by :meth:`trim`, which fetches
     start in the background at most once a minute. ``publish_timeout`` (default 10 s) is
-    how long a publish keeps trying when the database connection is lost.
+    how long a publish or a settle keeps trying when the database connection is lost.
 
     The backend uses the store but does not close it, unless it was opened by :meth:`open`.
     """
@@ -236,26 +236,31 @@ class SqlEventBackend:
         return any(matches(pattern, event_type) for pattern in self._fetching)
 
     async def _write_events(self, batches: list[list[LogRow]]) -> None:
-        """Append the rows of every batch in one round trip (or hop) and one commit.
-
-        When the connection is lost (PostgreSQL restarted, or terminated the session), the
-        append is made again on a new connection, backing off, until ``publish_timeout``
-        has passed; then :class:`BackendUnavailableError`. Making it again is safe: if the
-        lost attempt did commit, the events' (source, id) keeps them from being stored
-        twice. So a publish returns only once its events are stored, or fails.
-        """
         rows = [row for batch in batches for row in batch]
+        # One round trip (or hop), one commit.
+        await self._retrying(lambda: self._append(self.store, rows), "take the events")
+
+    async def _retrying(self, write: Callable[[], Awaitable[None]], what: str) -> None:
+        """Run ``write``; when the connection is lost (PostgreSQL restarted, or terminated
+        the session), run it again on a new connection, backing off, until
+        ``publish_timeout`` has passed; then :class:`BackendUnavailableError`.
+
+        Only for writes that are safe to make twice, in case the lost attempt committed:
+        appends (an event's (source, id) keeps it from being stored twice) and settles
+        (they apply only while the batch's lease is current, and a committed settle ended
+        it). So a publish returns only once its events are stored, or fails.
+        """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.publish_timeout
         pause = _FIRST_PAUSE
         while True:
             try:
-                await self._append(self.store, rows)
+                await write()
                 return
             except StoreUnavailableError as error:
                 if loop.time() + pause > deadline:
                     raise BackendUnavailableError(
-                        f"the event log's database did not take the events within "
+                        f"the event log's database did not {what} within "
                         f"{self.publish_timeout:g} s: {error}"
                     ) from error
                 log.warning("event log: the database connection was lost (%s); trying again", error)
@@ -428,13 +433,17 @@ class SqlEventBackend:
     async def _write_settles(self, writes: list[SettleWrite]) -> None:
         settles = [write.row for write in writes]
         letters = [write.dead_letter for write in writes if write.dead_letter is not None]
-        if not letters:
-            await self._settle(settles)  # one hop, one commit
-            return
-        async with self.store.transaction() as tx:
-            # Before SETTLE ends the leases the dead letters are written under.
-            await tx.executemany(q.INSERT_DEAD_LETTER, [letter.values() for letter in letters])
-            await self.recorder.settle(tx, settles)
+
+        async def write() -> None:
+            if not letters:
+                await self._settle(settles)  # one hop, one commit
+                return
+            async with self.store.transaction() as tx:
+                # Before SETTLE ends the leases the dead letters are written under.
+                await tx.executemany(q.INSERT_DEAD_LETTER, [d.values() for d in letters])
+                await self.recorder.settle(tx, settles)
+
+        await self._retrying(write, "settle the batches")
 
     # -- dead letters ----------------------------------------------------------------------
 

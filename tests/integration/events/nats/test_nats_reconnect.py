@@ -62,7 +62,8 @@ async def test_the_bus_keeps_consuming_after_the_server_closed_its_connection(
         seen.append(e.data["n"])
 
     bus = EventBus(backend, poll_wait=0.2, owns_backend=False)
-    bus.subscribe(">", handler, group=f"g{uuid.uuid4().hex[:8]}")
+    # The leases a fetch held when the connection closed come back after ack_wait.
+    bus.subscribe(">", handler, group=f"g{uuid.uuid4().hex[:8]}", ack_wait=2.0)
     async with bus:
         await bus.publish(event(1))
         await eventually(lambda: seen == [1], what="the first event")

@@ -87,7 +87,8 @@ async def test_the_bus_keeps_consuming_after_its_sessions_were_terminated(
         seen.append(e.data["n"])
 
     bus = EventBus(backend, poll_wait=0.2)
-    bus.subscribe(">", handler, group="g")
+    # A lease taken just as its session ended comes back after ack_wait: keep it short.
+    bus.subscribe(">", handler, group="g", ack_wait=2.0)
     async with bus:
         await bus.publish(event(1))
         await eventually(lambda: seen == [1], what="the first event")
@@ -119,3 +120,33 @@ async def test_a_publish_while_the_database_takes_no_connections_is_refused_then
         assert await fetch_numbers(backend, group) == [2]
     finally:
         await backend.close()
+
+
+async def test_health_fails_while_the_database_is_away_and_recovers(
+    postgres_url: str, admin: Any
+) -> None:
+    backend = await SqlEventBackend.open(postgres_url)
+
+    async def handler(e: CloudEvent) -> None:
+        return None
+
+    bus = EventBus(backend, poll_wait=0.1)
+    bus.subscribe(">", handler, group="g")
+    async with bus:
+        assert (await bus.health()).ready
+        await admin.execute(f'ALTER DATABASE "{_name(postgres_url)}" ALLOW_CONNECTIONS false')
+        await terminate_all(admin, postgres_url)
+
+        async def group_failing() -> bool:
+            health = await bus.health()
+            return not health.ready and "g" in health.failing_groups
+
+        await eventually(group_failing, what="the group's fetches failing")
+        health = await bus.health()
+        assert health.status == "failing" and health.error is not None
+        await admin.execute(f'ALTER DATABASE "{_name(postgres_url)}" ALLOW_CONNECTIONS true')
+
+        async def ready() -> bool:
+            return (await bus.health()).ready
+
+        await eventually(ready, what="the bus ready again")
