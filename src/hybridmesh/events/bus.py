@@ -35,6 +35,7 @@ from hybridmesh.events.backend import (
 )
 from hybridmesh.events.backends._sql_log import LogRecorder, LogRow
 from hybridmesh.events.envelope import CloudEvent
+from hybridmesh.events.limits import extension_value
 from hybridmesh.events.subjects import matches, validate_pattern
 from hybridmesh.observability import (
     MeshMetrics,
@@ -542,6 +543,9 @@ def _prepared(events: Iterable[CloudEvent]) -> list[CloudEvent]:
         if event.traceparent is None:
             if not trace:
                 inject_headers(trace)  # one trace context for the whole call
+                for name, value in list(trace.items()):  # keep the event valid
+                    if extension_value(value) is not None:
+                        del trace[name]
             event = _with_trace(event, trace)
         ready.append(event)
     return ready

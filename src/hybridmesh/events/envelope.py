@@ -44,6 +44,8 @@ _REQUIRED = ("id", "source", "specversion", "type")
 _STORED_KNOWN_ORDER = (*sorted(CONTEXT_ATTRIBUTES), "data", "data_base64")
 _DATA_MEMBERS = ("data", "data_base64")
 _RESERVED = CONTEXT_ATTRIBUTES | frozenset(_DATA_MEMBERS)
+#: The bus adds these to events that lack them, so they do not count towards the limit.
+_TRACE_EXTENSIONS = ("traceparent", "tracestate")
 #: (name, most characters, optional) of the attributes that are text.
 _TEXT_ATTRIBUTES = (
     ("id", limits.MAX_ID, False),
@@ -289,9 +291,13 @@ class CloudEvent:
         if not isinstance(extensions, Mapping):
             found.append(_problem("extensions must be a mapping of names to values"))
             extensions = {}
-        if len(extensions) > limits.MAX_EXTENSIONS:
+        counted = len(extensions) - sum(name in extensions for name in _TRACE_EXTENSIONS)
+        if counted > limits.MAX_EXTENSIONS:
             found.append(
-                _problem(f"at most {limits.MAX_EXTENSIONS} extensions (has {len(extensions)})")
+                _problem(
+                    f"at most {limits.MAX_EXTENSIONS} extensions besides traceparent and "
+                    f"tracestate (has {counted})"
+                )
             )
         for name, value in extensions.items():
             if type(name) is str and _extension_name(name) and name not in _RESERVED:

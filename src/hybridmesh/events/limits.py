@@ -32,7 +32,8 @@ attribute           limit
 ``datacontenttype`` a media type, at most 256 characters: RFC 6838 ``type/subtype``, then
                     ``; name=value`` parameters (the value a token or a quoted string)
 ``dataschema``      text, 1-1024 characters (a URI)
-extensions          at most 32; names 1-20 lower-case letters or digits; values text of
+extensions          at most 32 besides ``traceparent`` and ``tracestate`` (which the bus
+                    adds); names 1-20 lower-case letters or digits; values text of
                     at most 1024 characters, integers from -2**31 to 2**31-1 (the
                     CloudEvents Integer), or booleans
 ``data``            at most 512 KiB encoded: the JSON text of JSON data, the UTF-8 of a
@@ -58,7 +59,8 @@ MAX_SUBJECT = 1024
 MAX_TIME = 64
 MAX_DATACONTENTTYPE = 256
 MAX_DATASCHEMA = 1024
-#: Most extensions on one event, and characters of a string extension value.
+#: Most extensions on one event (besides traceparent and tracestate, which the bus adds),
+#: and characters of a string extension value.
 MAX_EXTENSIONS = 32
 MAX_EXTENSION_VALUE = 1024
 #: The CloudEvents Integer: a signed 32-bit number.
