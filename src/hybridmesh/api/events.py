@@ -6,11 +6,14 @@ Accepts the three HTTP modes of the CloudEvents HTTP binding: structured
 and a batch is published in one write, so a request is accepted or refused as a whole.
 
 Answers 202 ``{"accepted": n, "ids": [...]}``; 400 problem details naming each bad field
-(``id``, ``[1].type``, ``content-type``); 413 when the body is larger than the limit
-(1 MiB by default); 408 when the body has not all arrived within the body timeout
-(``HYBRIDMESH_HTTP_BODY_TIMEOUT``, 30 s by default); 503 when the event backend did not
-take the events, which is safe to retry because the bus ignores an event whose (source, id)
-it already has.
+(``id``, ``[1].type``, ``content-type``), including an attribute past its limit
+(:mod:`hybridmesh.events.limits`) and a batch that holds the same (source, id) twice
+(``[2].id``); 413 when the body is larger than the limit (1 MiB by default); 408 when the
+body has not all arrived within the body timeout (``HYBRIDMESH_HTTP_BODY_TIMEOUT``, 30 s by
+default); 503 when the event backend did not take the events (it is unreachable, or lost its
+connection and did not get it back in time), which is safe to retry because the bus ignores
+an event whose (source, id) it already has. An event sent again after a 202 is answered 202
+again and stored once: a client that is unsure whether its request arrived sends it again.
 """
 
 from __future__ import annotations

@@ -58,8 +58,10 @@ def serve(
 ) -> None:
     """Run the platform's HTTP server: event ingest, WebSocket fan-out, metrics, health.
 
-    Serves POST /events (CloudEvents in), GET /ws/events (WebSocket fan-out), GET /metrics
-    and GET /healthz until interrupted (Ctrl-C or SIGTERM), then shuts down gracefully. By
+    Serves POST /events (CloudEvents in), GET /ws/events (WebSocket fan-out), GET /metrics,
+    GET /livez (the process serves), GET /readyz and GET /healthz (503 while the event
+    backend cannot publish or fetch) until interrupted (Ctrl-C or SIGTERM), then shuts down
+    gracefully. By
     default it is also a worker: executions started with `--detach` run here.
 
     WebSocket clients need a token: until --token (or HYBRIDMESH_WS_TOKENS) lists some, or

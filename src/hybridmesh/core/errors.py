@@ -107,6 +107,12 @@ class StoreError(HybridMeshError):
     """The store failed: connection refused, schema missing, constraint violated."""
 
 
+class StoreUnavailableError(StoreError):
+    """The database could not be reached, or the connection dropped during the statement
+    (the server restarted, or terminated the session). A statement that was under way may
+    or may not have taken effect; the next one gets a new connection."""
+
+
 class ResilienceError(HybridMeshError):
     """A resilience guard refused a call or gave up on it."""
 
@@ -241,6 +247,7 @@ __all__ = [
     "ResilienceError",
     "RetriesExhaustedError",
     "StoreError",
+    "StoreUnavailableError",
     "TransportError",
     "TransportNotConfiguredError",
     "UnknownServiceError",
