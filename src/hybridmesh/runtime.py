@@ -68,13 +68,16 @@ class Runtime:
         worker_id: str | None = None,
         max_executions: int = 200,
         lease_seconds: float = 30.0,
+        create: bool = True,
     ) -> Runtime:
         """Open the store (and upgrade its schema), read the registry (the stored one, else
         ``settings.registry_path``), and wire the rest. ``events=False`` leaves the bus out:
         the engine's events then wait in the outbox for a worker that has one.
-        ``batch_targets`` set how legacy batches go out (formats, cron schedules, limits)."""
+        ``batch_targets`` set how legacy batches go out (formats, cron schedules, limits).
+        ``create=False`` is for commands that only read: a SQLite database that does not
+        exist is not created, and reads as empty (:func:`~hybridmesh.store.open_store`)."""
         settings = settings or Settings()
-        store = await open_store(settings.database_url)
+        store = await open_store(settings.database_url, create=create)
         try:
             await store.upgrade()
             if registry is None:

@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 
 from hybridmesh.core.errors import NotFoundError
-from hybridmesh.events.backend import EventBackend, GroupSpec, Settlement
-from hybridmesh.events.bus import Drop, EventBus, Retry
+from hybridmesh.events import limits
+from hybridmesh.events.backend import DeadLetter, EventBackend, GroupSpec, Settlement
+from hybridmesh.events.bus import MAX_REASON, Drop, EventBus, Retry
 from hybridmesh.events.envelope import CloudEvent
 
 MakeBackend = Callable[[], Awaitable[EventBackend]]
@@ -40,6 +41,59 @@ async def wait_for(condition: Callable[[], bool], seconds: float = 10.0) -> None
 
 def group_name() -> str:
     return f"g{uuid.uuid4().hex[:10]}"
+
+
+#: A character that takes 4 bytes in UTF-8 (and stays itself in JSON): the worst case of
+#: every limit counted in characters.
+WIDE = "😀"
+LONGEST_TYPE = "t" * 63 + "." + "t" * 64
+
+
+def _at_limits(n: int, **changes: Any) -> CloudEvent:
+    """An event that is largest where ``changes`` say, small elsewhere; ``n`` makes the id
+    and the source unique per test run."""
+    fields: dict[str, Any] = {"source": f"/limits/{n}", "id": f"{uuid.uuid4()}", **changes}
+    return CloudEvent.create(fields.pop("type", "limits.at"), **fields)
+
+
+EVENTS_AT_THE_LIMITS: dict[str, Callable[[int], CloudEvent]] = {
+    "type": lambda n: _at_limits(n, type=LONGEST_TYPE),
+    "id": lambda n: _at_limits(n, id=f"{n:08d}" + WIDE * (limits.MAX_ID - 8)),
+    "source": lambda n: _at_limits(n, source=f"{n:08d}" + WIDE * (limits.MAX_SOURCE - 8)),
+    "subject": lambda n: _at_limits(n, subject=WIDE * limits.MAX_SUBJECT),
+    "datacontenttype and text data": lambda n: _at_limits(
+        n,
+        datacontenttype="text/plain; note=" + "x" * (limits.MAX_DATACONTENTTYPE - 17),
+        data=WIDE * (limits.MAX_DATA_BYTES // 4),
+    ),
+    "dataschema": lambda n: _at_limits(n, dataschema=WIDE * limits.MAX_DATASCHEMA),
+    "json data": lambda n: _at_limits(n, data='"' * (limits.MAX_DATA_BYTES // 2 - 1)),
+    "bytes data": lambda n: _at_limits(n, data=bytes(range(256)) * (limits.MAX_DATA_BYTES // 256)),
+    "extensions": lambda n: _at_limits(
+        n,
+        extensions={
+            **{
+                f"x{i}": WIDE * limits.MAX_EXTENSION_VALUE for i in range(limits.MAX_EXTENSIONS - 2)
+            },
+            "big": limits.MAX_INTEGER,
+            "small": limits.MIN_INTEGER,
+        },
+    ),
+    "everything at once": lambda n: _at_limits(
+        n,
+        type=LONGEST_TYPE,
+        id=f"{n:08d}" + WIDE * (limits.MAX_ID - 8),
+        source=f"{n:08d}" + WIDE * (limits.MAX_SOURCE - 8),
+        subject=WIDE * limits.MAX_SUBJECT,
+        dataschema=WIDE * limits.MAX_DATASCHEMA,
+        datacontenttype="application/octet-stream; n=" + "x" * (limits.MAX_DATACONTENTTYPE - 28),
+        data=b"\xff" * limits.MAX_DATA_BYTES,
+        extensions={
+            f"x{i}": WIDE * limits.MAX_EXTENSION_VALUE for i in range(limits.MAX_EXTENSIONS)
+        },
+        partition_key=None,
+    ),
+}
 
 
 class EventBackendConformance:
@@ -342,3 +396,57 @@ class EventBackendConformance:
                     await backend.settle(batch, Settlement(len(batch.deliveries)))
         await backend.delete_group(group)
         await backend.delete_group(group)  # deleting twice is fine
+
+    @pytest.mark.parametrize("largest", list(EVENTS_AT_THE_LIMITS))
+    async def test_an_event_at_the_limits_goes_through_unchanged(
+        self, backend: EventBackend, largest: str
+    ) -> None:
+        """Any event that validates can be carried: here the largest of each attribute."""
+        sent = EVENTS_AT_THE_LIMITS[largest](uuid.uuid4().int % 10**8)
+        received: list[CloudEvent] = []
+        bus = bus_on(backend)
+
+        async def handler(e: CloudEvent) -> None:
+            received.append(e)
+
+        bus.subscribe(sent.type, handler, group=group_name())
+        async with bus:
+            await bus.publish(sent)
+            await wait_for(lambda: bool(received), seconds=30)
+        assert received == [sent]
+        assert received[0].to_json() == sent.to_json()
+        if largest == "everything at once":  # the largest event there can be
+            assert len(sent.to_json()) > 800_000
+
+    async def test_the_largest_event_with_a_huge_error_is_dead_lettered_and_replayed(
+        self, backend: EventBackend
+    ) -> None:
+        """A dead letter keeps the whole event and a reason cut to MAX_REASON characters:
+        however large the handler's error text, the letter fits every backend."""
+        sent = EVENTS_AT_THE_LIMITS["everything at once"](uuid.uuid4().int % 10**8)
+        broken = True
+        handled: list[CloudEvent] = []
+        bus = bus_on(backend)
+
+        async def handler(e: CloudEvent) -> None:
+            if broken:
+                raise ValueError(WIDE * 1_000_000)
+            handled.append(e)
+
+        group = group_name()
+        sub = bus.subscribe(sent.type, handler, group=group, max_deliveries=1)
+        async with bus:
+            await bus.publish(sent)
+            await wait_for(lambda: sub.dead_lettered == 1, seconds=30)
+            letters: list[DeadLetter] = []
+            async with asyncio.timeout(30):
+                while not letters:
+                    letters = await bus.dead_letters(group=group)
+                    await asyncio.sleep(0.02)
+            [letter] = letters
+            assert letter.event == sent
+            assert len(letter.reason) <= MAX_REASON + len(" (gave up after 1 attempts)")
+            broken = False
+            await bus.replay(letter.id)
+            await wait_for(lambda: bool(handled), seconds=30)
+        assert handled == [sent]

@@ -73,7 +73,10 @@ def _from_http_error(request: web.Request, error: web.HTTPException) -> web.Resp
         detail = f"{request.method} is not allowed on {request.path}; allowed: {allowed}"
     kept = {k: v for k, v in error.headers.items() if k in ("Allow", "Upgrade", "Retry-After")}
     title = error.reason or HTTPStatus(error.status).phrase
-    return problem_response(error.status, detail, title=title, headers=kept)
+    response = problem_response(error.status, detail, title=title, headers=kept)
+    if error.status == 408:  # the rest of a late body cannot be told from a next request
+        response.force_close()
+    return response
 
 
 async def stamp_request_id(request: web.Request, response: web.StreamResponse) -> None:

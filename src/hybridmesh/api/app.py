@@ -42,7 +42,8 @@ def create_app(
     - ``GET /ws/events``: the WebSocket endpoint of ``hub`` (absent without a hub). On
       startup the hub is attached to ``bus``; on shutdown its connections are closed.
     - ``GET /metrics``: ``metrics`` (default: the bus's) in Prometheus text format.
-    - ``GET /healthz``: 200 when the bus is running, else 503.
+    - ``GET /livez``: 200 while the process serves; ``GET /readyz`` and ``GET /healthz``:
+      200 when the bus can publish and consume now, else 503 naming what fails.
 
     The app does not start or close ``bus``: whoever owns the bus does
     (:func:`~hybridmesh.api.server.run_server`). Unknown routes answer 404 and wrong methods

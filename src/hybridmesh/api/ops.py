@@ -1,4 +1,17 @@
-"""Operations routes: ``GET /healthz`` and ``GET /metrics``."""
+"""Operations routes: liveness, readiness and health, and ``GET /metrics``.
+
+- ``GET /livez``: 200 while the process serves HTTP at all. An orchestrator restarts the
+  process when this fails; a backend that is away is no reason to.
+- ``GET /readyz``: 200 when the bus can publish and consume now: it is running, its
+  backend answers a check (a round trip to NATS or the database), and no consumer group's
+  latest fetch failed. 503 otherwise: take the process out of rotation until it recovers
+  (the backends reconnect by themselves).
+- ``GET /healthz``: the same answer as ``/readyz``, for tools that ask one URL.
+
+Readiness and health answer ``{"status": "ok" | "unavailable", "checks": {...}}``: ``bus``
+has ``status`` (``ok``, ``stopped`` or ``failing``), ``backend``, and when failing the
+``error`` of the backend's check and the ``failing_groups`` with why their fetches fail.
+"""
 
 from __future__ import annotations
 
@@ -7,31 +20,43 @@ from typing import Any
 from aiohttp import web
 
 from hybridmesh.api._context import BUS, HUB, METRICS
-from hybridmesh.events.bus import EventBus
 
 routes = web.RouteTableDef()
 
 
+@routes.get("/livez")
+async def livez(request: web.Request) -> web.Response:
+    """200 ``{"status": "ok"}``: the process serves."""
+    return web.json_response({"status": "ok"})
+
+
+@routes.get("/readyz")
+async def readyz(request: web.Request) -> web.Response:
+    """200 when the bus can publish and consume now, else 503 with the failing check."""
+    return await _readiness(request)
+
+
 @routes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
-    """200 ``{"status": "ok", "checks": {...}}`` when the bus is running; 503 with
-    ``"status": "unavailable"`` and the failing check otherwise."""
-    bus = request.app[BUS]
-    running = _is_running(bus)
-    checks: dict[str, Any] = {
-        "bus": {"status": "ok" if running else "stopped", "backend": bus.backend.name}
-    }
+    """As ``/readyz``: 200 ``{"status": "ok", "checks": {...}}`` or 503 ``unavailable``."""
+    return await _readiness(request)
+
+
+async def _readiness(request: web.Request) -> web.Response:
+    health = await request.app[BUS].health()
+    bus: dict[str, Any] = {"status": health.status, "backend": health.backend}
+    if health.error is not None:
+        bus["error"] = health.error
+    if health.failing_groups:
+        bus["failing_groups"] = health.failing_groups
+    checks: dict[str, Any] = {"bus": bus}
     hub = request.app[HUB]
     if hub is not None:
         checks["websocket"] = {"status": "ok", "clients": hub.clients}
     return web.json_response(
-        {"status": "ok" if running else "unavailable", "checks": checks},
-        status=200 if running else 503,
+        {"status": "ok" if health.ready else "unavailable", "checks": checks},
+        status=200 if health.ready else 503,
     )
-
-
-def _is_running(bus: EventBus) -> bool:
-    return bus.running
 
 
 @routes.get("/metrics")
@@ -41,4 +66,4 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=registry.render(), headers={"Content-Type": registry.content_type})
 
 
-__all__ = ["healthz", "metrics", "routes"]
+__all__ = ["healthz", "livez", "metrics", "readyz", "routes"]

@@ -11,6 +11,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from hybridmesh.api._context import REQUEST_ID
+from hybridmesh.api._deadlines import DeadlineTCPSite
 from hybridmesh.api.app import DEFAULT_MAX_BODY_BYTES, create_app
 from hybridmesh.api.websocket import WebSocketHub
 from hybridmesh.core.settings import Settings
@@ -21,6 +22,9 @@ log = get_logger("hybridmesh.api.server")
 
 #: Seconds in-flight requests get to finish at shutdown.
 SHUTDOWN_GRACE = 10.0
+
+#: Longest time the rest of a refused body is read and dropped (aiohttp's default).
+LINGERING_TIME = 10.0
 
 
 class AccessLogger(AbstractAccessLogger):
@@ -62,6 +66,13 @@ async def run_server(
     Starts ``bus`` (and with it the hub's subscription), then calls ``ready`` with the URL
     it listens on. On the way out: stops accepting, closes WebSocket clients with 1001,
     gives in-flight requests :data:`SHUTDOWN_GRACE` seconds, then closes ``bus``.
+
+    Slow clients cannot hold connections: one that has not sent a complete request head
+    ``settings.http_header_timeout`` seconds after it opened, or after its previous
+    answer, is closed (idle keep-alive connections too), and a body that has not arrived
+    ``settings.http_body_timeout`` seconds after its head is answered 408; the connection
+    then closes once the rest of the body has come, or after the body timeout again (at most
+    :data:`LINGERING_TIME`).
     """
     host = settings.http_host if host is None else host
     port = settings.http_port if port is None else port
@@ -73,6 +84,12 @@ async def run_server(
         access_log_class=AccessLogger,
         access_log=get_logger("hybridmesh.api.access"),
         shutdown_timeout=SHUTDOWN_GRACE,
+        # aiohttp's own timer: a connection waiting for its next request head, whether idle
+        # or half-way through one, is closed this long after its previous answer.
+        keepalive_timeout=settings.http_header_timeout,
+        # After an answer given before the whole body came (408, 413), what is left of the
+        # body is read and dropped for at most this long, so the client sees the answer.
+        lingering_time=min(LINGERING_TIME, settings.http_body_timeout),
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -80,7 +97,7 @@ async def run_server(
     try:
         await runner.setup()
         await bus.start()
-        site = web.TCPSite(runner, host, port)
+        site = DeadlineTCPSite(runner, host, port, header_timeout=settings.http_header_timeout)
         await site.start()
         url = _url(runner, host)
         log.info("serving on %s", url)
@@ -113,4 +130,4 @@ def _url(runner: web.AppRunner, host: str) -> str:
     return f"http://{shown}:{bound_port}"
 
 
-__all__ = ["SHUTDOWN_GRACE", "AccessLogger", "run_server"]
+__all__ = ["LINGERING_TIME", "SHUTDOWN_GRACE", "AccessLogger", "run_server"]

@@ -27,6 +27,7 @@ from typing import Any
 from hybridmesh.core.clock import SYSTEM_CLOCK, Clock
 from hybridmesh.core.errors import NotFoundError, Problem, ValidationError
 from hybridmesh.core.ids import uuid7
+from hybridmesh.core.names import name_problem
 from hybridmesh.core.serialization import dumps, loads
 from hybridmesh.store import Store, Transaction
 
@@ -158,11 +159,17 @@ def check_record(
     target: str, operation: str, payload: Any, idempotency_key: str | None
 ) -> dict[str, Any]:
     """The payload as a dict, or :class:`ValidationError` naming what cannot be exported."""
-    problems = [
-        Problem(f"{what} {value!r} must be 1-128 letters, digits, '.', '_' or '-'", field=what)
-        for what, value in (("target", target), ("operation", operation))
-        if not _NAME.match(value)
-    ]
+    problems = []
+    target_problem = name_problem(target)
+    if target_problem is not None:
+        problems.append(Problem(f"target {target_problem}", field="target"))
+    if not _NAME.match(operation):
+        problems.append(
+            Problem(
+                f"operation {operation!r} must be 1-128 letters, digits, '.', '_' or '-'",
+                field="operation",
+            )
+        )
     if idempotency_key is not None and (
         not idempotency_key or len(idempotency_key) > _MAX_KEY or _NOT_XML.search(idempotency_key)
     ):

@@ -11,6 +11,7 @@ from hybridmesh.batch.http_delivery import HttpBulkDelivery
 from hybridmesh.core.cron import CronSchedule
 from hybridmesh.core.errors import Problem, ValidationError
 from hybridmesh.core.limits import COUNT
+from hybridmesh.core.names import name_problem
 from hybridmesh.core.urls import http_url_problem
 
 BatchFormat = Literal["csv", "xml", "http"]
@@ -33,9 +34,10 @@ class BatchTarget:
     fields exported, in order (CSV columns, XML field elements); by default CSV has a column
     for every payload key of the run (sorted), XML every key of each record.
 
-    Raises :class:`ValidationError` for a bad schedule, format or endpoint (an http(s) URL,
-    see :mod:`hybridmesh.core.urls`), a missing endpoint, or a limit that is not a whole
-    number from 1 to 1,000,000.
+    ``target`` is a service name, so it follows the one name rule
+    (:mod:`hybridmesh.core.names`). Raises :class:`ValidationError` for a bad target,
+    schedule, format or endpoint (an http(s) URL, see :mod:`hybridmesh.core.urls`), a
+    missing endpoint, or a limit that is not a whole number from 1 to 1,000,000.
     """
 
     target: str
@@ -51,6 +53,10 @@ class BatchTarget:
     def __post_init__(self) -> None:
         where = f"batch target {self.target}/{self.operation}"
         problems: list[Problem] = []
+        target_problem = name_problem(self.target)
+        if target_problem is not None:
+            problems.append(Problem(f"target {target_problem}", field="target"))
+            where = "batch target"
         delivery: Delivery | None = None
         if self.format == "http":
             if not self.endpoint:

@@ -40,7 +40,7 @@ class BatchTransport:
             )
         except ValidationError as error:
             raise TransportError(
-                message=f"cannot queue this call as a batch record: {error}",
+                message=f"cannot queue this call as a batch record: {error.reason}",
                 target=request.target,
                 pattern=self.pattern,
                 status=422,

@@ -14,7 +14,7 @@ from rich.console import Console
 
 from hybridmesh.core.limits import DAY_SECONDS, MAX_COUNT, MAX_DEADLINE_MS, MAX_VERSION
 from hybridmesh.core.serialization import dumps
-from hybridmesh.core.settings import Settings
+from hybridmesh.core.settings import Settings, get_settings
 
 T = TypeVar("T")
 
@@ -38,7 +38,7 @@ def get_ctx() -> CliContext:
     ctx = click.get_current_context()
     obj = ctx.find_object(CliContext)
     if obj is None:  # a subcommand invoked without the root group, as in some tests
-        obj = CliContext(Settings())
+        obj = CliContext(get_settings())
         ctx.obj = obj
     return obj
 

@@ -38,11 +38,15 @@ async def _with_batch(
     exchange_dir: Path,
     action: Callable[[BatchIntegration], Awaitable[T]],
     targets: Sequence[BatchTarget] = (),
+    *,
+    create: bool = True,
 ) -> T:
+    """Run ``action`` on the batch integration over the CLI's store. Commands that only read
+    pass ``create=False``: a missing database is not created."""
     from hybridmesh.batch import BatchIntegration
     from hybridmesh.store import open_store
 
-    async with await open_store(get_ctx().database_url) as store:
+    async with await open_store(get_ctx().database_url, create=create) as store:
         await store.upgrade()
         async with BatchIntegration(store, exchange_dir=exchange_dir, targets=targets) as batch:
             return await action(batch)
@@ -70,6 +74,7 @@ def list_records(status: str, target: str | None, limit: int, as_json: bool) -> 
         _with_batch(
             Path(DEFAULT_EXCHANGE_DIR),
             lambda b: b.records(status=wanted, target=target, limit=limit),
+            create=False,
         )
     )
     if as_json:
@@ -96,7 +101,9 @@ def list_records(status: str, target: str | None, limit: int, as_json: bool) -> 
 @json_option
 def runs(limit: int, as_json: bool) -> None:
     """The batch runs (files written, bulk POSTs), newest first."""
-    found = run(_with_batch(Path(DEFAULT_EXCHANGE_DIR), lambda b: b.runs(limit=limit)))
+    found = run(
+        _with_batch(Path(DEFAULT_EXCHANGE_DIR), lambda b: b.runs(limit=limit), create=False)
+    )
     if as_json:
         emit_json([r.to_dict() for r in found])
         return

@@ -46,7 +46,8 @@ def status(as_json: bool) -> None:
     url = get_ctx().database_url
 
     async def _status() -> dict[str, Any]:
-        async with await open_store(url) as store:
+        # Only reads: a SQLite file that does not exist yet stays so (version 0).
+        async with await open_store(url, create=False) as store:
             latest = store.migrations[-1].version if store.migrations else 0
             return {
                 "url": store.display_url,

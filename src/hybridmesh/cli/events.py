@@ -138,14 +138,27 @@ def _letter_json(letter: Any) -> dict[str, Any]:
     }
 
 
-async def _with_bus(action: Any) -> Any:
+async def _with_bus(action: Any, *, create: bool = True) -> Any:
+    """Run ``action`` on a bus from the CLI's settings. Commands that only read pass
+    ``create=False``: the SQL log's database is then never created (a missing one is empty)."""
     from hybridmesh.events import open_bus
+    from hybridmesh.store import open_store
 
-    bus = await open_bus(get_ctx().settings)
+    settings = get_ctx().settings
+    store = None
+    if settings.events_url is None:  # the SQL log, in the state store
+        store = await open_store(settings.database_url, create=create)
     try:
-        return await action(bus)
+        if store is not None:
+            await store.upgrade()
+        bus = await open_bus(settings, store=store)
+        try:
+            return await action(bus)
+        finally:
+            await bus.close()
     finally:
-        await bus.close()
+        if store is not None:
+            await store.close()
 
 
 @dlq.command("list")
@@ -154,7 +167,7 @@ async def _with_bus(action: Any) -> Any:
 @json_option
 def list_letters(group: str | None, limit: int, as_json: bool) -> None:
     """The dead letters, newest first."""
-    letters = run(_with_bus(lambda bus: bus.dead_letters(group=group, limit=limit)))
+    letters = run(_with_bus(lambda bus: bus.dead_letters(group=group, limit=limit), create=False))
     if as_json:
         emit_json([_letter_json(x) for x in letters])
         return
@@ -180,7 +193,7 @@ def list_letters(group: str | None, limit: int, as_json: bool) -> None:
 @json_option
 def show(letter_id: str, as_json: bool) -> None:
     """One dead letter, with its event."""
-    letter = run(_with_bus(lambda bus: bus.dead_letter(letter_id)))
+    letter = run(_with_bus(lambda bus: bus.dead_letter(letter_id), create=False))
     data = _letter_json(letter)
     if as_json:
         emit_json(data)

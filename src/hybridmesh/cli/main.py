@@ -5,12 +5,19 @@ from __future__ import annotations
 import sys
 
 import click
+from click.core import ParameterSource
 from rich.markup import escape
 
 from hybridmesh import __version__
 from hybridmesh.cli._common import CliContext, err_console
-from hybridmesh.core.errors import HybridMeshError, ValidationError, exit_code_for
-from hybridmesh.core.settings import read_settings
+from hybridmesh.core.errors import (
+    HybridMeshError,
+    InvalidSettingError,
+    ValidationError,
+    exit_code_for,
+)
+from hybridmesh.core.settings import env_name, get_settings
+from hybridmesh.store.urls import parse_database_url
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -19,16 +26,24 @@ from hybridmesh.core.settings import read_settings
     "--database-url",
     envvar="HYBRIDMESH_DATABASE_URL",
     default=None,
-    help="State store: sqlite:///PATH (default .hybridmesh/mesh.db) or postgresql://…",
+    help="State store: sqlite:///PATH (default sqlite:///.hybridmesh/mesh.db), "
+    "sqlite:////ABSOLUTE/PATH, sqlite:///:memory: or postgresql://USER@HOST:PORT/DATABASE. "
+    "A malformed URL exits 2.",
 )
 @click.pass_context
 def cli(ctx: click.Context, database_url: str | None) -> None:
     """hybridmesh: a service registry, a resilient hybrid client, a CloudEvents bus and
     durable sagas and workflows for systems that mix microservices, modular monoliths, a
     legacy monolith and serverless functions."""
-    settings = read_settings()
-    if database_url:
+    settings = get_settings()
+    if database_url is not None:
         settings = settings.model_copy(update={"database_url": database_url})
+    try:
+        parse_database_url(settings.database_url)
+    except InvalidSettingError as bad:
+        from_line = ctx.get_parameter_source("database_url") is ParameterSource.COMMANDLINE
+        name = "--database-url" if from_line else env_name("database_url")
+        raise bad.for_setting(name) from None
     ctx.obj = CliContext(settings)
 
 

@@ -106,11 +106,16 @@ async def _with_runtime(
     events: bool = True,
     functions: str | None = None,
     services: Path | None = None,
+    create: bool = True,
 ) -> T:
+    """Run ``work`` on a runtime opened from the CLI's settings. Commands that only read pass
+    ``create=False``: they never create the database (a missing one reads as empty)."""
     from hybridmesh.runtime import Runtime
 
     registry = _registry_from(services)
-    runtime = await Runtime.open(get_ctx().settings, events=events, registry=registry)
+    runtime = await Runtime.open(
+        get_ctx().settings, events=events, registry=registry, create=create
+    )
     try:
         if functions is not None:
             runtime.use_functions(functions)
@@ -178,7 +183,7 @@ def validate_definitions(path: Path, services_path: Path | None, as_json: bool) 
     if services_path is not None:
         loaded = load_definitions(path, registry=_registry_from(services_path))
     else:
-        loaded = run(_with_runtime(check, events=False))
+        loaded = run(_with_runtime(check, events=False, create=False))
         loaded.errors = _hinted(loaded.errors)
     if as_json:
         emit_json(
@@ -227,7 +232,7 @@ def list_definitions(as_json: bool) -> None:
     async def entries(runtime: Any) -> list[Any]:
         return list(await runtime.catalog.list())
 
-    found = run(_with_runtime(entries, events=False))
+    found = run(_with_runtime(entries, events=False, create=False))
     if as_json:
         emit_json([_entry(e) for e in found])
         return
@@ -471,7 +476,7 @@ def list_executions(
             await runtime.engine.executions(status=status, kind=kind, name=name, limit=limit)
         )
 
-    found = run(_with_runtime(fetch, events=False))
+    found = run(_with_runtime(fetch, events=False, create=False))
     if as_json:
         emit_json([execution.to_dict() for execution in found])
         return
@@ -501,7 +506,7 @@ def show_execution(execution_id: str, as_json: bool) -> None:
         execution = await runtime.engine.get(execution_id)
         return execution, list(await runtime.engine.history(execution_id))
 
-    execution, history = run(_with_runtime(fetch, events=False))
+    execution, history = run(_with_runtime(fetch, events=False, create=False))
     if as_json:
         emit_json({**execution.to_dict(), "history": [h.to_dict() for h in history]})
         return

@@ -44,7 +44,8 @@ def registry() -> None:
 
 
 async def _stored() -> list[ServiceDefinition]:
-    async with await open_store(get_ctx().database_url) as store:
+    # Only reads: a database that does not exist yet is not created, and holds no services.
+    async with await open_store(get_ctx().database_url, create=False) as store:
         await store.upgrade()
         return await RegistryCatalog(store).list()
 

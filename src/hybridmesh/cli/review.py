@@ -84,10 +84,11 @@ def _actor() -> str:
     return os.environ.get("USER") or "cli"
 
 
-async def _with_queue(action: Callable[[ReviewQueue], Awaitable[T]]) -> T:
-    """Run ``action`` on a queue over the settings' store, with the CLI's retry handlers."""
+async def _with_queue(action: Callable[[ReviewQueue], Awaitable[T]], *, create: bool = True) -> T:
+    """Run ``action`` on a queue over the settings' store, with the CLI's retry handlers.
+    Commands that only read pass ``create=False``: a missing database is not created."""
     settings = get_ctx().settings
-    async with await open_store(settings.database_url) as store:
+    async with await open_store(settings.database_url, create=create) as store:
         await store.upgrade()
         queue = ReviewQueue(store)
         async with retry_handlers(store, settings) as handlers:
@@ -116,7 +117,9 @@ def review() -> None:
 def list_items(status: str, origin: str | None, limit: int, as_json: bool) -> None:
     """Items, newest first."""
     wanted = None if status == "all" else status
-    items = run(_with_queue(lambda q: q.list(status=wanted, origin=origin, limit=limit)))
+    items = run(
+        _with_queue(lambda q: q.list(status=wanted, origin=origin, limit=limit), create=False)
+    )
     if as_json:
         emit_json([item.to_dict() for item in items])
         return
@@ -140,7 +143,7 @@ def list_items(status: str, origin: str | None, limit: int, as_json: bool) -> No
 @json_option
 def show(item_id: str, as_json: bool) -> None:
     """One item, with its payload and the timeline of actions taken on it."""
-    item = run(_with_queue(lambda q: q.get(item_id)))
+    item = run(_with_queue(lambda q: q.get(item_id), create=False))
     if as_json:
         emit_json(item.to_dict())
         return

@@ -58,12 +58,18 @@ def serve(
 ) -> None:
     """Run the platform's HTTP server: event ingest, WebSocket fan-out, metrics, health.
 
-    Serves POST /events (CloudEvents in), GET /ws/events (WebSocket fan-out), GET /metrics
-    and GET /healthz until interrupted (Ctrl-C or SIGTERM), then shuts down gracefully. By
+    Serves POST /events (CloudEvents in), GET /ws/events (WebSocket fan-out), GET /metrics,
+    GET /livez (the process serves), GET /readyz and GET /healthz (503 while the event
+    backend cannot publish or fetch) until interrupted (Ctrl-C or SIGTERM), then shuts down
+    gracefully. By
     default it is also a worker: executions started with `--detach` run here.
 
     WebSocket clients need a token: until --token (or HYBRIDMESH_WS_TOKENS) lists some, or
     --dev-tokens is given, /ws/events refuses every connection with 401.
+
+    A connection that has not sent a complete request head within
+    HYBRIDMESH_HTTP_HEADER_TIMEOUT seconds (10) of opening or of its previous answer is
+    closed; a body not all come within HYBRIDMESH_HTTP_BODY_TIMEOUT seconds (30) gets 408.
     """
     if dev_tokens and tokens:
         raise click.UsageError(

@@ -4,6 +4,7 @@ Every error the library raises on purpose derives from :class:`HybridMeshError`:
 
     HybridMeshError
     ├── ConfigurationError          settings or wiring that cannot work
+    │   └── InvalidSettingError     a malformed setting value (also a ValidationError)
     ├── ValidationError             bad input; carries :class:`Problem` items (file, line, field)
     ├── NotFoundError               a named thing does not exist
     │   └── UnknownServiceError     a service the registry does not know
@@ -24,7 +25,7 @@ errors exit 2, everything else exits 1.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 
 class HybridMeshError(Exception):
@@ -56,6 +57,12 @@ class Problem:
         prefix = f"{where}: " if where else ""
         return f"{prefix}{self.severity}{fld}: {self.message}"
 
+    def detail(self) -> str:
+        """``file:line: field: message``, without the severity word: for a message that
+        embeds this problem after an "error:" of its own."""
+        parts = [p for p in (self.location(), self.field) if p]
+        return ": ".join([*parts, self.message])
+
 
 class ValidationError(HybridMeshError):
     """Input that does not validate. ``problems`` lists each error with its location."""
@@ -65,6 +72,23 @@ class ValidationError(HybridMeshError):
             problems = [Problem(problems)]
         self.problems: list[Problem] = list(problems)
         super().__init__("\n".join(str(p) for p in self.problems))
+
+    @property
+    def reason(self) -> str:
+        """Every problem on one line, without the severity words ``str()`` starts each with:
+        what another error's message embeds, so that the CLI's "error:" is said once."""
+        return "; ".join(p.detail() for p in self.problems)
+
+
+class InvalidSettingError(ConfigurationError, ValidationError):
+    """A setting whose value is malformed: a database URL that does not parse, a number that
+    is not one. It is bad input as much as bad configuration, so the CLI exits 2 for it;
+    :meth:`for_setting` names where the value came from (``--database-url``,
+    ``HYBRIDMESH_DATABASE_URL``)."""
+
+    def for_setting(self, setting: str) -> InvalidSettingError:
+        """The same error, each problem naming ``setting`` as its field."""
+        return InvalidSettingError([replace(p, field=setting) for p in self.problems])
 
 
 class NotFoundError(HybridMeshError):
@@ -81,6 +105,12 @@ class UnknownServiceError(NotFoundError):
 
 class StoreError(HybridMeshError):
     """The store failed: connection refused, schema missing, constraint violated."""
+
+
+class StoreUnavailableError(StoreError):
+    """The database could not be reached, or the connection dropped during the statement
+    (the server restarted, or terminated the session). A statement that was under way may
+    or may not have taken effect; the next one gets a new connection."""
 
 
 class ResilienceError(HybridMeshError):
@@ -210,12 +240,14 @@ __all__ = [
     "CircuitOpenError",
     "ConfigurationError",
     "HybridMeshError",
+    "InvalidSettingError",
     "NotFoundError",
     "Problem",
     "RateLimitedError",
     "ResilienceError",
     "RetriesExhaustedError",
     "StoreError",
+    "StoreUnavailableError",
     "TransportError",
     "TransportNotConfiguredError",
     "UnknownServiceError",

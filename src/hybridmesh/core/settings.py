@@ -5,14 +5,14 @@ Every field has a default that is safe for a single machine; the scaled mode cha
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import pydantic
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from hybridmesh.core.errors import Problem, ValidationError
-from hybridmesh.core.limits import Port, describe
+from hybridmesh.core.errors import InvalidSettingError, Problem
+from hybridmesh.core.limits import Port, Seconds, describe
 
 DEFAULT_DATABASE_URL = "sqlite:///.hybridmesh/mesh.db"
 
@@ -54,38 +54,45 @@ class Settings(BaseSettings):
     )
     http_host: str = Field("127.0.0.1", description="Address `hybridmesh serve` binds.")
     http_port: Port = Field(8700, description="Port `hybridmesh serve` binds (0: any free one).")
+    http_header_timeout: Seconds = Field(
+        10.0,
+        description="Seconds a connection to `hybridmesh serve` gets to send a complete "
+        "request head, from when it opens or from its previous answer; after that it is "
+        "closed, so idle keep-alive connections close after the same time.",
+    )
+    http_body_timeout: Seconds = Field(
+        30.0,
+        description="Seconds a request to `hybridmesh serve` gets to send its whole body, once "
+        "its head has arrived; after that it is answered 408 and the connection closed.",
+    )
     registry_path: str | None = Field(
         None, description="Folder or file of service definitions loaded at start, if set."
     )
 
 
-def read_settings() -> Settings:
-    """:class:`Settings` from the environment. Raises
-    :class:`~hybridmesh.core.errors.ValidationError` naming each variable whose value is
-    wrong (``HYBRIDMESH_HTTP_PORT: must be a whole number``), for a one-line error where
-    pydantic would give a report."""
+def get_settings(**overrides: Any) -> Settings:
+    """Settings from the environment (read each time; cheap, and tests can monkeypatch env),
+    with ``overrides`` taking precedence.
+
+    Raises :class:`~hybridmesh.core.errors.InvalidSettingError` naming the environment
+    variable of each value that does not validate (``HYBRIDMESH_HTTP_PORT: …``).
+    """
     try:
-        return Settings()
+        return Settings(**overrides)
     except pydantic.ValidationError as invalid:
-        raise ValidationError(
-            [Problem(describe(error), field=_variable(error["loc"])) for error in invalid.errors()]
-        ) from None
+        problems = []
+        for error in invalid.errors():
+            name = str(error["loc"][0]) if error["loc"] else ""
+            problems.append(Problem(describe(error), field=env_name(name)))
+        raise InvalidSettingError(problems) from None
 
 
-def _variable(loc: tuple[int | str, ...]) -> str | None:
-    """The environment variable a field is read from."""
-    if not loc:
-        return None
-    name = str(loc[0])
-    known = Settings.model_fields.get(name)
-    if known is not None and known.validation_alias is not None:
-        return name.upper()  # an OpenTelemetry variable, without this project's prefix
-    return f"HYBRIDMESH_{name.upper()}"
+def env_name(field: str) -> str:
+    """The environment variable of a settings field (``http_port`` → ``HYBRIDMESH_HTTP_PORT``;
+    the OpenTelemetry ones keep their standard names)."""
+    if field.startswith("otel_traces_"):
+        return field.upper()
+    return f"HYBRIDMESH_{field.upper()}"
 
 
-def get_settings() -> Settings:
-    """Settings from the environment (read each time; cheap, and tests can monkeypatch env)."""
-    return Settings()
-
-
-__all__ = ["DEFAULT_DATABASE_URL", "Settings", "get_settings", "read_settings"]
+__all__ = ["DEFAULT_DATABASE_URL", "Settings", "env_name", "get_settings"]

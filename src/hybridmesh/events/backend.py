@@ -27,7 +27,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
+from hybridmesh.core.errors import HybridMeshError
 from hybridmesh.events.envelope import CloudEvent
+
+
+class BackendUnavailableError(HybridMeshError):
+    """The backend cannot publish or fetch now (its server is unreachable, its connection
+    was lost). Nothing was acknowledged; trying again later is safe, since a publish of an
+    event the backend already has is dropped by its (source, id)."""
 
 
 @dataclass(frozen=True)
@@ -128,6 +135,11 @@ class EventBackend(Protocol):
 
     async def close(self) -> None: ...
 
+    async def check(self) -> None:
+        """Raise :class:`BackendUnavailableError` unless the backend can publish and fetch
+        now (its server answers); for health checks. Quick: a round trip at most."""
+        ...
+
     async def publish(self, events: Sequence[CloudEvent], *, group: str | None = None) -> None:
         """Append ``events`` durably, in order; when this returns they will be delivered.
 
@@ -181,6 +193,7 @@ class EventBackend(Protocol):
 
 
 __all__ = [
+    "BackendUnavailableError",
     "DeadLetter",
     "Delivery",
     "EventBackend",

@@ -18,7 +18,6 @@ import contextlib
 import random
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from functools import lru_cache
 from types import TracebackType
 from typing import Literal
 
@@ -27,6 +26,7 @@ from opentelemetry.trace import SpanKind
 from hybridmesh.core.clock import SYSTEM_CLOCK, Clock
 from hybridmesh.core.errors import ConfigurationError, Problem, ValidationError
 from hybridmesh.core.ids import new_id
+from hybridmesh.core.names import name_problem
 from hybridmesh.events.backend import (
     DeadLetter,
     EventBackend,
@@ -35,8 +35,9 @@ from hybridmesh.events.backend import (
     Settlement,
 )
 from hybridmesh.events.backends._sql_log import LogRecorder, LogRow
-from hybridmesh.events.envelope import CloudEvent, EventFormatError
-from hybridmesh.events.subjects import matches, validate_pattern, validate_subject
+from hybridmesh.events.envelope import CloudEvent
+from hybridmesh.events.limits import extension_value
+from hybridmesh.events.subjects import matches, validate_pattern
 from hybridmesh.observability import (
     MeshMetrics,
     bind_context,
@@ -49,6 +50,10 @@ from hybridmesh.observability import (
 from hybridmesh.store import Statement, Store
 
 log = get_logger("hybridmesh.events")
+#: Most characters of a dead letter's reason (the handler's error text is cut to fit).
+MAX_REASON = 1000
+#: The longest pause between failed fetches of a group (seconds).
+_MAX_FETCH_PAUSE = 5.0
 #: Stands in for the consumer span when spans are not recorded: the publisher's trace
 #: context is still made current, so logs carry its trace id.
 _NO_SPAN = contextlib.nullcontext()
@@ -74,6 +79,19 @@ class Retry:
     reason: str = ""
 
 
+@dataclass(frozen=True)
+class BusHealth:
+    """What :meth:`EventBus.health` found. ``status`` is ``ok``, ``stopped`` (not running)
+    or ``failing``; ``error`` is why the backend's check failed; ``failing_groups`` maps
+    each group whose latest fetch failed to why."""
+
+    ready: bool
+    status: str
+    backend: str
+    error: str | None
+    failing_groups: dict[str, str]
+
+
 ACK = Ack()
 HandlerResult = Ack | Drop | Retry | None
 Handler = Callable[[CloudEvent], Awaitable[HandlerResult]]
@@ -92,6 +110,9 @@ class Subscription:
     handled: int = 0
     retried: int = 0
     dead_lettered: int = 0
+    #: Why the latest fetch failed (None once one succeeds), and how many in a row did.
+    fetch_error: str | None = None
+    fetch_failures: int = 0
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
     def backoff(self, attempt: int, rng: random.Random) -> float:
@@ -272,8 +293,13 @@ class EventBus:
         Every group receives every matching event once; the consumers of one group (in this
         and other processes) share them. If the bus is running, consuming starts at once. An
         ``ephemeral`` group is deleted when this bus closes (a tail, a per-process fan-out).
+        ``group`` follows the one name rule (:mod:`hybridmesh.core.names`): it becomes a key
+        in the SQL log and a token of NATS subjects and consumer names.
         """
         validate_pattern(pattern)
+        problem = name_problem(group)
+        if problem is not None:
+            raise ValidationError([Problem(f"consumer group {problem}", field="group")])
         if group in self.subscriptions:
             raise ConfigurationError(f"group {group!r} is already subscribed on this bus")
         if max_deliveries < 1:
@@ -292,7 +318,14 @@ class EventBus:
         return sub
 
     async def _start_one(self, sub: Subscription) -> None:
-        await self.backend.ensure_group(sub.spec)
+        while not self._stopping:
+            try:
+                await self.backend.ensure_group(sub.spec)
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # the backend is away: keep trying, as a fetch does
+                await self._fetch_failed(sub, error)
         await self._consume(sub)
 
     async def _consume(self, sub: Subscription) -> None:
@@ -303,10 +336,12 @@ class EventBus:
                 )
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("group %s: fetching events failed; trying again", sub.spec.name)
-                await self.clock.sleep(1.0)
+            except Exception as error:
+                await self._fetch_failed(sub, error)
                 continue
+            if sub.fetch_error is not None:
+                log.info("group %s: fetching events works again", sub.spec.name)
+                sub.fetch_error, sub.fetch_failures = None, 0
             if not batches:
                 continue
             try:
@@ -319,6 +354,42 @@ class EventBus:
                     "group %s: settling a batch failed; it will be redelivered", sub.spec.name
                 )
                 await self.clock.sleep(1.0)
+
+    async def _fetch_failed(self, sub: Subscription, error: Exception) -> None:
+        """Record a failed fetch (health reports the group failing until one succeeds) and
+        pause before the next: 1 s, doubling to at most :data:`_MAX_FETCH_PAUSE`. The first
+        failure is logged with its traceback, the ones after it in one line each."""
+        sub.fetch_failures += 1
+        sub.fetch_error = _bounded(f"{type(error).__name__}: {error}")
+        if sub.fetch_failures == 1:
+            log.exception("group %s: fetching events failed; trying again", sub.spec.name)
+        else:
+            log.warning(
+                "group %s: fetching events failed %d times in a row: %s",
+                sub.spec.name,
+                sub.fetch_failures,
+                sub.fetch_error,
+            )
+        await self.clock.sleep(min(2.0 ** (sub.fetch_failures - 1), _MAX_FETCH_PAUSE))
+
+    async def health(self) -> BusHealth:
+        """Whether the bus can publish and consume now: it is running, its backend answers
+        (:meth:`EventBackend.check`), and no group's latest fetch failed."""
+        failing = {
+            name: sub.fetch_error
+            for name, sub in self.subscriptions.items()
+            if sub.fetch_error is not None
+        }
+        if not self._started:
+            return BusHealth(False, "stopped", self.backend.name, None, failing)
+        try:
+            await self.backend.check()
+        except Exception as error:
+            message = _bounded(f"{type(error).__name__}: {error}")
+            return BusHealth(False, "failing", self.backend.name, message, failing)
+        if failing:
+            return BusHealth(False, "failing", self.backend.name, None, failing)
+        return BusHealth(True, "ok", self.backend.name, None, failing)
 
     async def drain(self, *, max_seconds: float = 30.0) -> int:
         """Handle what is pending for every subscription, without background tasks, until
@@ -359,7 +430,7 @@ class EventBus:
         for delivery in batch.deliveries:
             event = delivery.event
             if event is None:
-                reason = f"malformed event: {delivery.error or 'not a CloudEvent'}"
+                reason = _bounded(f"malformed event: {delivery.error or 'not a CloudEvent'}")
                 log.error("group %s: %s", group, reason)
                 settlement = Settlement(handled, dead_letter=reason)
                 sub.dead_lettered += 1
@@ -368,7 +439,7 @@ class EventBus:
             outcome = await self._handle(sub, event, delivery.attempt)
             if isinstance(outcome, Retry):
                 if delivery.attempt >= sub.spec.max_deliveries:
-                    why = outcome.reason or "the handler asked for a retry"
+                    why = _bounded(outcome.reason or "the handler asked for a retry")
                     reason = f"{why} (gave up after {delivery.attempt} attempts)"
                     with (
                         continue_trace(_trace_of(event)),
@@ -452,6 +523,13 @@ class EventBus:
         return await self.backend.purge(group=group)
 
 
+def _bounded(text: str, most: int = MAX_REASON) -> str:
+    """``text`` cut to ``most`` characters: a dead letter's reason or a health message
+    comes from an exception's text, which may be huge (a backend stores the reason in a
+    header or a column, and a health answer should stay small)."""
+    return text if len(text) <= most else text[: most - 1] + "…"
+
+
 def _trace_of(event: CloudEvent) -> dict[str, str]:
     """The trace context ``event`` carries, as ``traceparent``/``tracestate`` headers."""
     extensions = event.extensions
@@ -467,11 +545,13 @@ def _prepared(events: Iterable[CloudEvent]) -> list[CloudEvent]:
     ready: list[CloudEvent] = []
     trace: dict[str, str] = {}
     for event in events:
-        event.validate()
-        _check_type(event.type)
+        event.validate()  # the type is a subject: validate() checks its tokens
         if event.traceparent is None:
             if not trace:
                 inject_headers(trace)  # one trace context for the whole call
+                for name, value in list(trace.items()):  # keep the event valid
+                    if extension_value(value) is not None:
+                        del trace[name]
             event = _with_trace(event, trace)
         ready.append(event)
     return ready
@@ -490,18 +570,11 @@ def _with_trace(event: CloudEvent, trace: dict[str, str]) -> CloudEvent:
     return event
 
 
-@lru_cache(maxsize=4096)
-def _check_type(event_type: str) -> None:
-    """On the bus an event's type is its subject: dot-separated tokens, no wildcards."""
-    try:
-        validate_subject(event_type)
-    except ValidationError as error:
-        raise EventFormatError([Problem(str(error), field="type")]) from None
-
-
 __all__ = [
     "ACK",
+    "MAX_REASON",
     "Ack",
+    "BusHealth",
     "Drop",
     "EventBus",
     "Handler",

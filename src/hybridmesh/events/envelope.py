@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -28,6 +28,8 @@ from urllib.parse import quote, unquote
 from hybridmesh.core.errors import Problem, ValidationError
 from hybridmesh.core.ids import uuid7
 from hybridmesh.core.serialization import dumpb, loads
+from hybridmesh.events import limits
+from hybridmesh.events.limits import shown
 
 SPEC_VERSION = "1.0"
 STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
@@ -40,7 +42,23 @@ CONTEXT_ATTRIBUTES = frozenset(
 )
 _REQUIRED = ("id", "source", "specversion", "type")
 _STORED_KNOWN_ORDER = (*sorted(CONTEXT_ATTRIBUTES), "data", "data_base64")
-_EXTENSION_NAME = re.compile(r"^[a-z0-9]{1,20}$")
+_DATA_MEMBERS = ("data", "data_base64")
+_RESERVED = CONTEXT_ATTRIBUTES | frozenset(_DATA_MEMBERS)
+#: The bus adds these to events that lack them, so they do not count towards the limit.
+_TRACE_EXTENSIONS = ("traceparent", "tracestate")
+#: (name, most characters, optional) of the attributes that are text.
+_TEXT_ATTRIBUTES = (
+    ("id", limits.MAX_ID, False),
+    ("source", limits.MAX_SOURCE, False),
+    ("subject", limits.MAX_SUBJECT, True),
+    ("dataschema", limits.MAX_DATASCHEMA, True),
+)
+_COMMON_MEDIA_TYPES = frozenset({JSON_CONTENT_TYPE, "application/octet-stream", "text/plain"})
+_forbidden = limits.FORBIDDEN.search
+_event_type = limits.TYPE.fullmatch
+_extension_name = limits.EXTENSION_NAME.fullmatch
+#: At most this many problems are listed; the rest are counted in one more.
+MAX_PROBLEMS = 100
 _TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
 #: Characters a ``ce-*`` header value may carry unencoded (printable ASCII but space, '"', '%').
 _HEADER_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in '"%')
@@ -49,13 +67,30 @@ ExtensionValue = str | int | bool
 
 
 class EventFormatError(ValidationError):
-    """Input that is not a valid CloudEvent; each problem names the attribute."""
+    """Input that is not a valid CloudEvent; each problem names the attribute.
+
+    At most :data:`MAX_PROBLEMS` are listed (the last one counts the rest), so an answer
+    about a huge input stays small."""
+
+    def __init__(self, problems: Sequence[Problem] | str) -> None:
+        if not isinstance(problems, str) and len(problems) > MAX_PROBLEMS:
+            more = len(problems) - MAX_PROBLEMS
+            problems = [*problems[:MAX_PROBLEMS], Problem(f"and {more} more problems")]
+        super().__init__(problems)
 
 
 def _problem(message: str, attribute: str | None = None, index: int | None = None) -> Problem:
     if index is None:
         return Problem(message, field=attribute)
     return Problem(message, field=f"[{index}].{attribute}" if attribute else f"[{index}]")
+
+
+def _at(problem: Problem, index: int | None) -> Problem:
+    """``problem`` located in the batch item ``index`` (unchanged when not in a batch)."""
+    if index is None:
+        return problem
+    where = f"[{index}].{problem.field}" if problem.field else f"[{index}]"
+    return replace(problem, field=where)
 
 
 def _format_time(value: datetime) -> str:
@@ -65,10 +100,17 @@ def _format_time(value: datetime) -> str:
     return text.replace("+00:00", "Z")
 
 
-def _parse_time(text: str) -> datetime:
-    if not _TIME.match(text):
-        raise ValueError(f"{text!r} is not an RFC 3339 timestamp")
-    return datetime.fromisoformat(text.replace("z", "Z").replace("Z", "+00:00").replace("t", "T"))
+def _parse_time(value: object) -> datetime:
+    """An RFC 3339 timestamp; raises ``ValueError`` saying what is wrong."""
+    if not isinstance(value, str):
+        raise ValueError("must be a string (an RFC 3339 timestamp)")
+    if len(value) > limits.MAX_TIME or not _TIME.fullmatch(value):
+        raise ValueError(f"{shown(value)} is not an RFC 3339 timestamp")
+    text = value.replace("z", "Z").replace("Z", "+00:00").replace("t", "T")
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{shown(value)} is not a valid date and time") from None
 
 
 def _is_json(content_type: str | None) -> bool:
@@ -80,6 +122,53 @@ def _is_json(content_type: str | None) -> bool:
 
 def _is_text(content_type: str | None) -> bool:
     return content_type is not None and content_type.strip().lower().startswith("text/")
+
+
+def _time_problem(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        return "must be a datetime"
+    try:
+        value.astimezone(UTC)
+    except (OverflowError, ValueError):
+        return "must be a time that converts to UTC within the years 1 to 9999"
+    return None
+
+
+def _quick_extension_value(value: object) -> str | None:
+    if type(value) is str:
+        if 0 < len(value) <= limits.MAX_EXTENSION_VALUE and not _forbidden(value):
+            return None
+    elif type(value) is bool:
+        return None
+    return limits.extension_value(value)
+
+
+def _data_problems(data: Any, content_type: str | None) -> tuple[str | None, str | None]:
+    """(what is wrong with ``datacontenttype``, with ``data``) given each other: the data
+    must encode as the content type says, within :data:`limits.MAX_DATA_BYTES`."""
+    if data is None:
+        return None, None
+    if isinstance(data, bytes):
+        if content_type is not None and _is_json(content_type):
+            return "bytes data needs a non-JSON datacontenttype", None
+        size = len(data)
+    elif _is_json(content_type):
+        try:
+            size = len(dumpb(data))
+        except (TypeError, ValueError) as error:  # orjson's errors subclass TypeError
+            return None, f"cannot be encoded as JSON: {shown(str(error), 80)}"
+    elif isinstance(data, str):
+        try:
+            size = len(data.encode())
+        except UnicodeEncodeError:
+            return None, "is not valid Unicode (it holds a lone surrogate)"
+    else:
+        return None, "must be a string or bytes when datacontenttype is not JSON"
+    if size > limits.MAX_DATA_BYTES:
+        return None, f"is {size} bytes encoded; at most {limits.MAX_DATA_BYTES} (512 KiB)"
+    return None, None
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,40 +255,74 @@ class CloudEvent:
         return replace(self, extensions=merged, _valid=False)
 
     def problems(self) -> list[Problem]:
-        """Everything wrong with this event (empty when valid)."""
+        """Everything wrong with this event (empty when valid); the limits are those of
+        :mod:`hybridmesh.events.limits`. Each check is a quick test first, and only an
+        attribute that fails it is looked at again to say why: this runs on every event
+        published."""
         found: list[Problem] = []
-        for name in ("id", "source", "type"):
+        for name, most, optional in _TEXT_ATTRIBUTES:
             value = getattr(self, name)
-            if not isinstance(value, str) or not value:
-                found.append(_problem("required attribute is missing or empty", name))
-        if self.specversion != SPEC_VERSION:
+            if (value is None and optional) or (
+                type(value) is str and 0 < len(value) <= most and not _forbidden(value)
+            ):
+                continue
+            found.append(_problem(limits.free_text(value, most) or "is not valid", name))
+        value = self.specversion
+        if value != SPEC_VERSION:
+            wrong = limits.free_text(value, 3) if type(value) is not str else None
+            found.append(
+                _problem(wrong or f"unsupported specversion {shown(value)}; use 1.0", "specversion")
+            )
+        value = self.type
+        if not (type(value) is str and len(value) <= limits.MAX_TYPE and _event_type(value)):
+            found.append(_problem(limits.event_type(value) or "is not valid", "type"))
+        if self.time is not None and (
+            type(self.time) is not datetime or self.time.tzinfo is not UTC
+        ):
+            wrong = _time_problem(self.time)
+            if wrong is not None:
+                found.append(_problem(wrong, "time"))
+        value = self.datacontenttype
+        if value is not None and (type(value) is not str or value not in _COMMON_MEDIA_TYPES):
+            wrong = limits.media_type(value)
+            if wrong is not None:
+                found.append(_problem(wrong, "datacontenttype"))
+        extensions = self.extensions
+        if not isinstance(extensions, Mapping):
+            found.append(_problem("extensions must be a mapping of names to values"))
+            extensions = {}
+        counted = len(extensions) - sum(name in extensions for name in _TRACE_EXTENSIONS)
+        if counted > limits.MAX_EXTENSIONS:
             found.append(
                 _problem(
-                    f"unsupported specversion {self.specversion!r}; expected 1.0", "specversion"
+                    f"at most {limits.MAX_EXTENSIONS} extensions besides traceparent and "
+                    f"tracestate (has {counted})"
                 )
             )
-        if self.time is not None and not isinstance(self.time, datetime):
-            found.append(_problem("must be a datetime", "time"))
-        for name in ("subject", "datacontenttype", "dataschema"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, str) or not value):
-                found.append(_problem("must be a non-empty string when present", name))
-        for name, value in self.extensions.items():
-            if name in CONTEXT_ATTRIBUTES or name in ("data", "data_base64"):
+        for name, value in extensions.items():
+            if type(name) is str and _extension_name(name) and name not in _RESERVED:
+                wrong = _quick_extension_value(value)
+                if wrong is not None:
+                    found.append(_problem(wrong, name))
+            elif not isinstance(name, str):
+                found.append(_problem(f"extension name {shown(name)} is not a string"))
+            elif name in _RESERVED:
                 found.append(_problem("an extension may not reuse a reserved name", name))
-            elif not _EXTENSION_NAME.fullmatch(name):
+            else:
                 found.append(
-                    _problem("extension names are 1-20 lower-case letters or digits", name)
+                    _problem(
+                        "extension names are 1-20 lower-case letters or digits",
+                        name if len(name) <= 40 else name[:40] + "…",
+                    )
                 )
-            elif not isinstance(value, str | int | bool):
-                found.append(_problem("extension values are strings, integers or booleans", name))
-        if (
-            isinstance(self.data, bytes)
-            and isinstance(self.datacontenttype, str)
-            and self.datacontenttype
-            and _is_json(self.datacontenttype)
-        ):
-            found.append(_problem("bytes data needs a non-JSON datacontenttype", "datacontenttype"))
+        if found and any(p.field == "datacontenttype" for p in found):
+            return found  # how to encode the data depends on it
+        if self.data is not None:
+            wrong_type, wrong_data = _data_problems(self.data, self.datacontenttype)
+            if wrong_type is not None:
+                found.append(_problem(wrong_type, "datacontenttype"))
+            if wrong_data is not None:
+                found.append(_problem(wrong_data, "data"))
         return found
 
     def validate(self) -> CloudEvent:
@@ -252,26 +375,22 @@ class CloudEvent:
 
     @classmethod
     def from_dict(cls, obj: Any, *, index: int | None = None) -> CloudEvent:
-        """Parse a JSON-format object; raises :class:`EventFormatError`."""
+        """Parse a JSON-format object; raises :class:`EventFormatError` listing every
+        problem (within a batch, ``index`` locates them: ``[1].type``)."""
         if not isinstance(obj, Mapping):
             raise EventFormatError([_problem("a CloudEvent must be a JSON object", None, index)])
         # JSON format 2.2: a null value MUST be treated as if the member were absent.
         obj = {k: v for k, v in obj.items() if v is not None}
-        problems: list[Problem] = []
-        for name in _REQUIRED:
-            value = obj.get(name)
-            if not isinstance(value, str) or not value:
-                problems.append(_problem("required attribute is missing or empty", name, index))
-        if problems:
-            raise EventFormatError(problems)
+        missing = [name for name in _REQUIRED if name not in obj]
+        problems = [Problem("required attribute is missing", field=name) for name in missing]
         time: datetime | None = None
-        if obj.get("time") is not None:
+        if "time" in obj:
             try:
-                time = _parse_time(str(obj["time"]))
+                time = _parse_time(obj["time"])
             except ValueError as error:
-                problems.append(_problem(str(error), "time", index))
+                problems.append(Problem(str(error), field="time"))
         if "data" in obj and "data_base64" in obj:
-            problems.append(_problem("has both data and data_base64", "data", index))
+            problems.append(Problem("has both data and data_base64", field="data"))
         data: Any = obj.get("data")
         if "data_base64" in obj:
             try:
@@ -279,34 +398,27 @@ class CloudEvent:
                     raise ValueError("not a string")
                 data = base64.b64decode(obj["data_base64"], validate=True)
             except ValueError:
-                problems.append(_problem("is not valid base64", "data_base64", index))
-        extensions = {
-            k: v
-            for k, v in obj.items()
-            if k not in CONTEXT_ATTRIBUTES and k not in ("data", "data_base64")
-        }
-        if problems:
-            raise EventFormatError(problems)
+                problems.append(Problem("is not a base64 string", field="data_base64"))
+                data = None
         event = cls(
-            type=obj["type"],
-            source=obj["source"],
-            id=obj["id"],
+            type=obj.get("type"),  # problems() checks each type
+            source=obj.get("source"),
+            id=obj.get("id"),
             time=time,
             subject=obj.get("subject"),
             datacontenttype=obj.get("datacontenttype"),
             dataschema=obj.get("dataschema"),
             data=data,
-            extensions=extensions,
-            specversion=obj["specversion"],
+            extensions={
+                k: v
+                for k, v in obj.items()
+                if k not in CONTEXT_ATTRIBUTES and k not in _DATA_MEMBERS
+            },
+            specversion=obj.get("specversion"),
         )
-        found = event.problems()
-        if found:
-            raise EventFormatError(
-                [
-                    replace(p, field=f"[{index}].{p.field}" if index is not None else p.field)
-                    for p in found
-                ]
-            )
+        problems += [p for p in event.problems() if p.field not in missing]
+        if problems:
+            raise EventFormatError([_at(p, index) for p in problems])
         object.__setattr__(event, "_valid", True)
         return event
 
@@ -381,6 +493,10 @@ class CloudEvent:
         attrs: dict[str, Any] = {}
         for key, value in headers.items():
             lower = key.lower()
+            if lower[3:] in _DATA_MEMBERS and lower.startswith("ce-"):
+                raise EventFormatError(
+                    [_problem("in binary mode the data is the body, not a header", lower)]
+                )
             if lower.startswith("ce-"):
                 try:
                     attrs[lower[3:]] = unquote(value, errors="strict")
@@ -422,17 +538,26 @@ def to_batch(events: Iterable[CloudEvent]) -> bytes:
 
 
 def from_batch(body: bytes | str) -> list[CloudEvent]:
-    """Parse batch mode; every bad event is reported, by index."""
+    """Parse batch mode; every bad event is reported, by index. An event whose source and
+    id came earlier in the batch is an error too (``[2].id``): publishing it would store
+    one of them, so the batch is refused rather than half-stored."""
     items = _load_json(body)
     if not isinstance(items, list):
         raise EventFormatError([Problem("a batch must be a JSON array of CloudEvents")])
     events: list[CloudEvent] = []
     problems: list[Problem] = []
+    first: dict[tuple[str, str], int] = {}  # (source, id) -> the index it first came at
     for index, item in enumerate(items):
         try:
-            events.append(CloudEvent.from_dict(item, index=index))
+            event = CloudEvent.from_dict(item, index=index)
         except EventFormatError as error:
             problems.extend(error.problems)
+            continue
+        seen = first.setdefault((event.source, event.id), index)
+        if seen != index:
+            message = f"the same source and id as [{seen}]: a batch holds each event once"
+            problems.append(_problem(message, "id", index))
+        events.append(event)
     if problems:
         raise EventFormatError(problems)
     return events

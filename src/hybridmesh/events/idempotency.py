@@ -18,6 +18,8 @@ from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 
 from hybridmesh.core.clock import SYSTEM_CLOCK, Clock
+from hybridmesh.core.errors import Problem, ValidationError
+from hybridmesh.core.names import name_problem
 from hybridmesh.events.bus import Ack, Drop, Handler, HandlerResult
 from hybridmesh.events.envelope import CloudEvent
 from hybridmesh.store import Store, Transaction
@@ -29,9 +31,16 @@ _RECORD = (
 
 
 class IdempotentConsumer:
-    """Receipts for consumer ``name`` in ``store`` (migrated)."""
+    """Receipts for consumer ``name`` in ``store`` (migrated).
+
+    ``name`` keys the receipts, so it follows the one name rule (:mod:`hybridmesh.core.names`);
+    anything else raises :class:`~hybridmesh.core.errors.ValidationError`.
+    """
 
     def __init__(self, store: Store, name: str, *, clock: Clock = SYSTEM_CLOCK) -> None:
+        problem = name_problem(name)
+        if problem is not None:
+            raise ValidationError([Problem(f"consumer {problem}", field="name")])
         self.store = store
         self.name = name
         self.clock = clock

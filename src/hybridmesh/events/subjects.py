@@ -4,28 +4,42 @@ An event's type is its subject: dot-separated tokens such as ``user.registered``
 pattern, ``*`` matches exactly one token and ``>`` (last token only) matches one or more:
 ``user.*`` matches ``user.registered`` but not ``user.profile.updated``; ``order.>``
 matches both ``order.created`` and ``order.payment.failed``; ``>`` matches everything.
+
+Types and patterns keep the limits of :mod:`hybridmesh.events.limits`: at most 128
+characters, and tokens of ASCII letters, digits, ``-`` and ``_`` (or a wildcard), which are
+safe in a NATS subject and a Kafka topic name alike.
 """
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 from hybridmesh.core.errors import ValidationError
+from hybridmesh.events.limits import MAX_TYPE, shown
+
+_TOKEN = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def _tokens(text: str, what: str, *, wildcards: bool) -> list[str]:
-    if not text or text != text.strip() or any(c.isspace() for c in text):
-        raise ValidationError(f"{what} {text!r} must be non-empty and contain no whitespace")
+    if not isinstance(text, str) or not text or any(c.isspace() for c in text):
+        raise ValidationError(f"{what} {shown(text)} must be non-empty and contain no whitespace")
+    if len(text) > MAX_TYPE:
+        raise ValidationError(f"{what} {shown(text)} is longer than {MAX_TYPE} characters")
     tokens = text.split(".")
     for index, token in enumerate(tokens):
         if not token:
-            raise ValidationError(f"{what} {text!r} has an empty token")
+            raise ValidationError(f"{what} {shown(text)} has an empty token")
         if not wildcards and ("*" in token or ">" in token):
-            raise ValidationError(f"{what} {text!r} may not contain wildcards")
+            raise ValidationError(f"{what} {shown(text)} may not contain wildcards")
         if wildcards and token == ">" and index != len(tokens) - 1:
-            raise ValidationError(f"{what} {text!r}: '>' may only be the last token")
+            raise ValidationError(f"{what} {shown(text)}: '>' may only be the last token")
         if wildcards and token not in ("*", ">") and ("*" in token or ">" in token):
-            raise ValidationError(f"{what} {text!r}: wildcards must be whole tokens")
+            raise ValidationError(f"{what} {shown(text)}: wildcards must be whole tokens")
+        if not _TOKEN.fullmatch(token) and not (wildcards and token in ("*", ">")):
+            raise ValidationError(
+                f"{what} {shown(text)}: tokens are ASCII letters, digits, '-' and '_'"
+            )
     return tokens
 
 

@@ -47,7 +47,7 @@ class EventTransport:
             )
         except EventFormatError as error:
             raise TransportError(
-                message=f"cannot make a CloudEvent of this command: {error}",
+                message=f"cannot make a CloudEvent of this command: {error.reason}",
                 target=request.target,
                 pattern=self.pattern,
                 status=400,
@@ -56,7 +56,7 @@ class EventTransport:
             await self.bus.publish(event)
         except EventFormatError as error:
             raise TransportError(
-                message=f"cannot publish this command: {error}",
+                message=f"cannot publish this command: {error.reason}",
                 target=request.target,
                 pattern=self.pattern,
                 status=400,

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -37,6 +38,7 @@ from hybridmesh.core.clock import SYSTEM_CLOCK, Clock
 from hybridmesh.core.cron import CronSchedule
 from hybridmesh.core.errors import ConfigurationError
 from hybridmesh.core.ids import idempotency_key, new_request_id
+from hybridmesh.core.names import MAX_NAME_LENGTH
 from hybridmesh.events.bus import EventBus, Subscription
 from hybridmesh.events.envelope import CloudEvent
 from hybridmesh.functions.registry import FunctionRegistry
@@ -47,6 +49,20 @@ log = get_logger("hybridmesh.functions")
 #: Longest single sleep of a schedule loop, in seconds: the wall clock is checked again after
 #: it, so a clock that jumps (NTP, suspend) delays a firing by at most this much.
 MAX_SLEEP = 60.0
+
+
+def trigger_group(function_name: str, pattern: str) -> str:
+    """The default consumer group of an event trigger: ``function-<name and pattern>-<hash>``.
+
+    Function names and patterns hold characters a group name may not (``.``, ``_``, ``*``,
+    ``>``), so those become ``-``, the result is cut to fit the 63 characters of a name, and
+    8 hex digits of a hash of both tell apart triggers that would otherwise look alike. Every
+    process derives the same group from the same trigger.
+    """
+    digest = idempotency_key("trigger", function_name, pattern)[:8]
+    room = MAX_NAME_LENGTH - len("function--") - len(digest)
+    words = re.sub(r"[^a-z0-9]+", "-", f"{function_name}-{pattern}".lower())[:room].strip("-")
+    return f"function-{words}-{digest}" if words else f"function-{digest}"
 
 
 @dataclass(eq=False)
@@ -99,8 +115,8 @@ class FunctionTriggers:
     ) -> Subscription:
         """Invoke ``function_name`` for every event whose type matches ``pattern``.
 
-        ``group`` (default ``function-<name>-<pattern>``) is the consumer group: processes
-        sharing it share the events. Raises ``FunctionNotFoundError`` for an unknown function
+        ``group`` (default :func:`trigger_group`) is the consumer group: processes sharing it
+        share the events. Raises ``FunctionNotFoundError`` for an unknown function
         and ``ConfigurationError`` without a bus or when the group is taken.
         """
         self.registry.get(function_name)
@@ -120,7 +136,7 @@ class FunctionTriggers:
         return self.bus.subscribe(
             pattern,
             handle,
-            group=group or f"function-{function_name}-{pattern}",
+            group=group or trigger_group(function_name, pattern),
             max_deliveries=max_deliveries,
             start=start,
         )
@@ -232,4 +248,4 @@ def _merge(data: Any, key: str, meta: dict[str, Any]) -> dict[str, Any]:
     return {"data": data, key: meta}
 
 
-__all__ = ["MAX_SLEEP", "FunctionTriggers", "ScheduledFunction"]
+__all__ = ["MAX_SLEEP", "FunctionTriggers", "ScheduledFunction", "trigger_group"]

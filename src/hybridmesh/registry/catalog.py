@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
-from hybridmesh.core.errors import UnknownServiceError
+import pydantic
+
+from hybridmesh.core.errors import StoreError, UnknownServiceError
+from hybridmesh.core.names import quoted
 from hybridmesh.core.serialization import dumps, loads
 from hybridmesh.registry._registry import ServiceRegistry
 from hybridmesh.registry.models import ServiceDefinition
@@ -68,17 +72,19 @@ class RegistryCatalog:
 
     async def list(self) -> list[ServiceDefinition]:
         """Every saved definition, by name."""
-        rows = await self.store.fetch_all("SELECT definition FROM services")
-        definitions = [ServiceDefinition.model_validate(loads(r["definition"])) for r in rows]
+        rows = await self.store.fetch_all("SELECT name, definition FROM services")
+        definitions = [_stored(row) for row in rows]
         # Sorted here, not in SQL: database collations order dashes differently.
         return sorted(definitions, key=lambda d: d.name)
 
     async def get(self, name: str) -> ServiceDefinition:
         """The saved definition of ``name``; raises ``UnknownServiceError``."""
-        row = await self.store.fetch_one("SELECT definition FROM services WHERE name = ?", name)
+        row = await self.store.fetch_one(
+            "SELECT name, definition FROM services WHERE name = ?", name
+        )
         if row is None:
             raise UnknownServiceError(name)
-        return ServiceDefinition.model_validate(loads(row["definition"]))
+        return _stored(row)
 
     async def remove(self, name: str) -> bool:
         """Delete ``name``; False when it was not saved."""
@@ -87,6 +93,21 @@ class RegistryCatalog:
     async def registry(self) -> ServiceRegistry:
         """Every saved definition, as a :class:`ServiceRegistry`."""
         return ServiceRegistry(await self.list())
+
+
+def _stored(row: dict[str, Any]) -> ServiceDefinition:
+    """The definition in a ``services`` row. One saved before a rule was tightened (a name
+    longer than 63 characters, say) raises :class:`StoreError` saying how to replace it."""
+    try:
+        return ServiceDefinition.model_validate(loads(row["definition"]))
+    except pydantic.ValidationError as invalid:
+        first = invalid.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        reason = str(first["msg"]).removeprefix("Value error, ")
+        raise StoreError(
+            f"the stored service {quoted(str(row['name']))} is no longer valid ({where}: "
+            f"{reason}); fix its definition and run `hybridmesh registry load PATH --replace`"
+        ) from None
 
 
 __all__ = ["RegistryCatalog"]

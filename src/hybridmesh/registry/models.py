@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import enum
-import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from hybridmesh.core.names import Name
 from hybridmesh.core.urls import http_url_problem
 from hybridmesh.resilience.overrides import ResilienceOverrides
 
 #: A consumer entry naming every service at once, as the guide writes for notifications.
 ALL_SERVICES = "all-services"
-
-_NAME = re.compile(r"^[a-z][a-z0-9-]*[a-z0-9]$")
 
 
 class Architecture(enum.StrEnum):
@@ -67,7 +65,7 @@ class IntegrationPattern(_Strict):
 class ServiceDependency(_Strict):
     """A service this one calls (``sync``), listens to (``async``) or exchanges files with."""
 
-    service: str
+    service: Name
     type: DependencyType
     purpose: str = ""
 
@@ -75,7 +73,7 @@ class ServiceDependency(_Strict):
 class ServiceConsumer(_Strict):
     """A service that calls this one; ``all-services`` stands for every service."""
 
-    service: str
+    service: Name
     type: DependencyType
     purpose: str = ""
 
@@ -85,9 +83,10 @@ class ServiceDefinition(_Strict):
 
     ``resilience`` overrides the architecture's default policy for calls to this service;
     ``graphql_path`` is where its GraphQL endpoint lives, relative to ``base_url``.
+    ``name`` follows the one name rule (:mod:`hybridmesh.core.names`).
     """
 
-    name: str
+    name: Name
     architecture: Architecture
     base_url: str
     version: str
@@ -102,15 +101,6 @@ class ServiceDefinition(_Strict):
     consumers: tuple[ServiceConsumer, ...] = ()
     resilience: ResilienceOverrides | None = None
     graphql_path: str = "/graphql"
-
-    @field_validator("name")
-    @classmethod
-    def _check_name(cls, value: str) -> str:
-        if not _NAME.match(value):
-            raise ValueError(
-                "must be lower-case letters, digits and dashes, starting with a letter"
-            )
-        return value
 
     @field_validator("base_url")
     @classmethod

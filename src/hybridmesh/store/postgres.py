@@ -17,13 +17,31 @@ from urllib.parse import urlsplit
 import asyncpg
 
 from hybridmesh.core.clock import SYSTEM_CLOCK, Clock
-from hybridmesh.core.errors import StoreError
+from hybridmesh.core.errors import InvalidSettingError, StoreError, StoreUnavailableError
 from hybridmesh.store._base import Migration, Queries, Store, Transaction, store_error
 from hybridmesh.store.migrations import MIGRATIONS
+from hybridmesh.store.urls import parse_database_url, shown_url
 
 # What asyncpg raises: server errors, client-side misuse (wrong argument count or type),
-# and socket failures when a connection drops.
-_DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+# socket failures when a connection drops, and its protocol state errors when a connection
+# dies in the middle of an operation.
+_DRIVER_ERRORS = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+    TimeoutError,
+)
+# Of those, the ones that mean the connection is gone rather than the statement is wrong:
+# connection exceptions (SQLSTATE class 08, including asyncpg's "connection was closed in
+# the middle of operation"), operator intervention (57P: the session was terminated, the
+# server is shutting down or starting), and client-side failures of a dying connection.
+_CONNECTION_LOST = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.InternalClientError,
+    OSError,
+)
 
 # Key of the advisory lock held while migrating: the bytes of "hmschema" as a bigint.
 MIGRATION_LOCK_KEY = int.from_bytes(b"hmschema", "big")
@@ -61,9 +79,12 @@ class PostgresStore(Store):
     ) -> PostgresStore:
         """Connect a pool of ``min_size`` (default 1) to ``max_size`` (default 10) connections.
 
-        Raises :class:`StoreError` naming the server (never the password) when no connection
-        can be made within ``connect_timeout`` seconds (default 10).
+        Raises :class:`~hybridmesh.core.errors.InvalidSettingError` for a malformed URL (one
+        that :mod:`hybridmesh.store.urls` refuses, or whose parameters asyncpg refuses), and
+        :class:`StoreError` naming the server (never the password) when no connection can
+        be made within ``connect_timeout`` seconds (default 10).
         """
+        parse_database_url(url)
         try:
             pool = await asyncpg.create_pool(
                 url,
@@ -72,6 +93,10 @@ class PostgresStore(Store):
                 timeout=connect_timeout,
                 reset=_keep_session,
             )
+        except asyncpg.ClientConfigurationError as error:
+            raise InvalidSettingError(
+                f"bad database URL {shown_url(url)!r}: {_scrub(str(error), url)}"
+            ) from None
         except (*_DRIVER_ERRORS, ValueError) as error:
             raise StoreError(
                 f"postgresql: cannot connect to {server_of(url)}: {_scrub(str(error), url)}"
@@ -91,7 +116,7 @@ class PostgresStore(Store):
                 async with conn.transaction():
                     await conn.executemany(numbered_placeholders(sql), batch)
             except _DRIVER_ERRORS as error:
-                raise store_error(_DIALECT, sql, error) from error
+                raise _failed(sql, error) from error
 
     async def fetch_all(self, sql: str, *args: Any) -> list[dict[str, Any]]:
         async with self._connection() as conn:
@@ -104,7 +129,7 @@ class PostgresStore(Store):
             try:
                 await tx.start()
             except _DRIVER_ERRORS as error:
-                raise store_error(_DIALECT, "BEGIN", error) from error
+                raise _failed("BEGIN", error) from error
             handle = _PostgresTransaction(conn)
             try:
                 yield handle
@@ -118,7 +143,7 @@ class PostgresStore(Store):
             try:
                 await tx.commit()
             except _DRIVER_ERRORS as error:
-                raise store_error(_DIALECT, "COMMIT", error) from error
+                raise _failed("COMMIT", error) from error
 
     async def close(self) -> None:
         """Close the pool, waiting up to 10 s for borrowed connections to come back."""
@@ -154,7 +179,7 @@ class PostgresStore(Store):
         try:
             conn = await self._pool.acquire()
         except _DRIVER_ERRORS as error:
-            raise StoreError(
+            raise StoreUnavailableError(
                 f"postgresql: cannot get a connection to {server_of(self.url)}: "
                 f"{_scrub(str(error), self.url)}"
             ) from error
@@ -181,7 +206,7 @@ class _PostgresTransaction(Queries):
         try:
             await self._conn.executemany(numbered_placeholders(sql), batch)
         except _DRIVER_ERRORS as error:
-            raise store_error(_DIALECT, sql, error) from error
+            raise _failed(sql, error) from error
 
     async def fetch_all(self, sql: str, *args: Any) -> list[dict[str, Any]]:
         self._check()
@@ -196,7 +221,7 @@ async def _execute(conn: Any, sql: str, args: Sequence[Any]) -> int:
     try:
         status: str = await conn.execute(numbered_placeholders(sql), *args)
     except _DRIVER_ERRORS as error:
-        raise store_error(_DIALECT, sql, error) from error
+        raise _failed(sql, error) from error
     return rowcount(status)
 
 
@@ -204,7 +229,7 @@ async def _fetch_all(conn: Any, sql: str, args: Sequence[Any]) -> list[dict[str,
     try:
         records = await conn.fetch(numbered_placeholders(sql), *args)
     except _DRIVER_ERRORS as error:
-        raise store_error(_DIALECT, sql, error) from error
+        raise _failed(sql, error) from error
     return [dict(record) for record in records]
 
 
@@ -216,6 +241,16 @@ async def _keep_session(conn: Any) -> None:
     (its transactions always end, its advisory locks are transaction-scoped, and LISTEN
     runs on a connection of its own), so asyncpg's reset round trip on every release would
     only cost time."""
+
+
+def _failed(sql: str, error: BaseException) -> StoreError:
+    """The store's error for a failed statement: :class:`StoreUnavailableError` when the
+    connection was lost, else :class:`StoreError`; raise it ``from error``."""
+    found = store_error(_DIALECT, sql, error)
+    lost = isinstance(error, _CONNECTION_LOST) and not isinstance(error, asyncpg.QueryCanceledError)
+    if lost or (isinstance(error, asyncpg.InterfaceError) and "closed" in str(error)):
+        return StoreUnavailableError(str(found))
+    return found
 
 
 def rowcount(status: str) -> int:
@@ -273,7 +308,8 @@ def server_of(url: str) -> str:
     except ValueError:  # not a number; the driver reports it, here we only name the host
         port = 5432
     database = parts.path.lstrip("/") or "(default database)"
-    return f"{host}:{port}/{database}"
+    shown = f"[{host}]" if ":" in host else host
+    return f"{shown}:{port}/{database}"
 
 
 def _scrub(message: str, url: str) -> str:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from hybridmesh.core.clock import SYSTEM_CLOCK, Clock
-from hybridmesh.core.errors import ConfigurationError, StoreError
+from hybridmesh.core.errors import InvalidSettingError, StoreError
 from hybridmesh.store._base import (
     BatchResult,
     Migration,
@@ -43,12 +43,11 @@ from hybridmesh.store._base import (
 )
 from hybridmesh.store._thread import ConnectionThread
 from hybridmesh.store.migrations import MIGRATIONS
+from hybridmesh.store.urls import MEMORY, parse_database_url, shown_url
 
 T = TypeVar("T")
 
 _log = logging.getLogger("hybridmesh.store.sqlite")
-
-MEMORY = ":memory:"
 
 _BEGIN = "BEGIN IMMEDIATE"
 
@@ -63,18 +62,14 @@ def sqlite_path(url: str) -> str:
     """The database path in a ``sqlite:`` URL; ``":memory:"`` for an in-memory database.
 
     ``sqlite:///rel/path`` is relative to the working directory, ``sqlite:////abs/path``
-    absolute; ``sqlite://`` and ``sqlite:///:memory:`` are in memory.
-    Raises :class:`ConfigurationError` for anything else.
+    absolute, ``sqlite:///:memory:`` in memory. Raises
+    :class:`~hybridmesh.core.errors.InvalidSettingError` for anything else, an empty path
+    (``sqlite://``) included.
     """
-    if url in ("sqlite:", "sqlite://", "sqlite:///"):
-        return MEMORY
-    prefix = "sqlite:///"
-    if url[: len(prefix)].lower() != prefix:
-        raise ConfigurationError(
-            f"bad SQLite URL {url!r}: use sqlite:///relative/path, sqlite:////absolute/path "
-            "or sqlite:///:memory:"
-        )
-    return url[len(prefix) :]
+    parsed = parse_database_url(url)
+    if parsed.path is None:
+        raise InvalidSettingError(f"not a SQLite URL: {shown_url(url)!r}")
+    return parsed.path
 
 
 class SQLiteStore(Store):
@@ -84,6 +79,10 @@ class SQLiteStore(Store):
     writer. Transactions begin with ``BEGIN IMMEDIATE``: they take the write lock at once
     and wait up to 5 s (``busy_timeout``) for another process to release it, rather than
     failing half-way through.
+
+    With ``create=False`` a file that does not exist is not created: the store is an empty
+    in-memory database instead, and :attr:`missing` is True. Commands that only read use
+    this, so looking at a database that is not there yet leaves no file behind.
     """
 
     dialect = "sqlite"
@@ -92,11 +91,16 @@ class SQLiteStore(Store):
         self,
         url: str,
         *,
+        create: bool = True,
         migrations: Sequence[Migration] = MIGRATIONS,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         super().__init__(url, migrations, clock)
         self.path = sqlite_path(url)
+        #: The file does not exist and was not created (``create=False``): reads see nothing.
+        self.missing = not create and self.path != MEMORY and not Path(self.path).exists()
+        if self.missing:
+            self.path = MEMORY
         self._thread = ConnectionThread("hybridmesh-sqlite")
         self._conn: sqlite3.Connection | None = None
         self._lock = asyncio.Lock()
@@ -115,14 +119,16 @@ class SQLiteStore(Store):
         cls,
         url: str,
         *,
+        create: bool = True,
         migrations: Sequence[Migration] = MIGRATIONS,
         clock: Clock = SYSTEM_CLOCK,
     ) -> SQLiteStore:
-        """Open (creating if needed) the database at ``url``; its parent folder too.
+        """Open the database at ``url``, creating it and its parent folder if needed (unless
+        ``create`` is False: then a missing file is read as an empty database, see above).
 
         Raises :class:`StoreError` when the file cannot be created or opened.
         """
-        store = cls(url, migrations=migrations, clock=clock)
+        store = cls(url, create=create, migrations=migrations, clock=clock)
         try:
             store._conn = await store._thread.submit(partial(_connect, store.path))
         except (sqlite3.Error, OSError) as error:

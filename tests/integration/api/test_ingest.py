@@ -88,6 +88,19 @@ async def test_a_structured_event_without_type_is_400_naming_type(served: Served
     assert "missing" in problem["errors"][0]["message"]
 
 
+async def test_a_wildcard_type_is_400_and_its_message_says_error_once(served: Served) -> None:
+    document = registered().to_dict()
+    document["type"] = "user.*"
+    response, problem = await post(
+        served, json.dumps(document), {"Content-Type": STRUCTURED_CONTENT_TYPE}
+    )
+    assert response.status == 400
+    assert fields(problem) == ["type"]
+    message = problem["errors"][0]["message"]
+    assert "dot-separated tokens" in message
+    assert "error" not in message and problem["detail"].count("error") <= 1
+
+
 async def test_a_batch_with_a_bad_second_event_is_refused_whole_naming_its_index(
     served: Served,
 ) -> None:
@@ -188,3 +201,58 @@ async def test_events_made_with_the_official_sdk_are_accepted(served: Served) ->
         ("/sdk", legacy["id"], 1),
         ("/sdk-core", modern.get_id(), 2),
     }
+
+
+async def test_an_event_with_a_10000_character_type_is_400_naming_type(served: Served) -> None:
+    document = {**registered().to_dict(), "type": "a" * 10_000}
+    response, problem = await post(
+        served, json.dumps(document), {"Content-Type": STRUCTURED_CONTENT_TYPE}
+    )
+    assert response.status == 400
+    assert response.content_type == PROBLEM
+    assert problem["errors"] == [
+        {"field": "type", "message": "must be at most 128 characters (has 10000)"}
+    ]
+    good = registered()
+    response, _ = await post(served, good.to_json(), {"Content-Type": STRUCTURED_CONTENT_TYPE})
+    assert response.status == 202
+
+
+async def test_an_id_that_is_a_number_is_400_saying_it_must_be_a_string(served: Served) -> None:
+    document = {**registered().to_dict(), "id": 5, "specversion": 1.0}
+    response, problem = await post(
+        served, json.dumps(document), {"Content-Type": STRUCTURED_CONTENT_TYPE}
+    )
+    assert response.status == 400
+    assert {e["field"]: e["message"] for e in problem["errors"]} == {
+        "id": "must be a string, not a number",
+        "specversion": "must be a string, not a number",
+    }
+
+
+async def test_a_batch_holding_one_event_twice_is_refused_and_nothing_is_published(
+    served: Served,
+) -> None:
+    first, second = registered("1"), registered("2")
+    response, problem = await post(
+        served, to_batch([first, second, first]), {"Content-Type": BATCH_CONTENT_TYPE}
+    )
+    assert response.status == 400
+    assert fields(problem) == ["[2].id"]
+    response, body = await post(
+        served, to_batch([first, second]), {"Content-Type": BATCH_CONTENT_TYPE}
+    )
+    assert (response.status, body["accepted"]) == (202, 2)
+    assert {e.id for e in await served.sink.wait_for(2)} == {first.id, second.id}
+
+
+async def test_an_event_sent_again_is_accepted_again_and_stored_once(served: Served) -> None:
+    event, later = registered("1"), registered("2")
+    for _ in range(2):
+        response, body = await post(
+            served, event.to_json(), {"Content-Type": STRUCTURED_CONTENT_TYPE}
+        )
+        assert (response.status, body) == (202, {"accepted": 1, "ids": [event.id]})
+    await post(served, later.to_json(), {"Content-Type": STRUCTURED_CONTENT_TYPE})
+    received = await served.sink.wait_for(2)
+    assert [e.id for e in received] == [event.id, later.id]

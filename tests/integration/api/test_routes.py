@@ -100,3 +100,16 @@ async def test_the_websocket_upgrade_carries_x_request_id(served: Served) -> Non
         ws = await http.ws_connect(served.ws_url + "?token=42", headers={"X-Request-ID": "ws-1"})
         await ws.close()
     assert seen == ["ws-1"]
+
+
+async def test_livez_is_ok_even_when_the_bus_is_not_running_and_readyz_is_not(
+    served: Served,
+) -> None:
+    async with served.http.get(served.url + "/readyz") as response:
+        assert response.status == 200
+    await served.bus.close()
+    async with served.http.get(served.url + "/livez") as response:
+        assert (response.status, await response.json()) == (200, {"status": "ok"})
+    async with served.http.get(served.url + "/readyz") as response:
+        assert response.status == 503
+        assert (await response.json())["checks"]["bus"]["status"] == "stopped"

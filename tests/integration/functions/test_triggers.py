@@ -20,7 +20,7 @@ from hybridmesh.functions import (
     FunctionRegistry,
     FunctionTriggers,
 )
-from hybridmesh.functions.triggers import MAX_SLEEP
+from hybridmesh.functions.triggers import MAX_SLEEP, trigger_group
 from hybridmesh.observability import MeshMetrics
 
 
@@ -69,7 +69,9 @@ async def test_an_event_invokes_the_function_with_its_data_and_attributes(
     registry.register("on-order", on_order)
     triggers = FunctionTriggers(registry, bus=bus)
     sub = triggers.on_event("order.*", "on-order")
-    assert sub.spec.name == "function-on-order-order.*"
+    assert (
+        sub.spec.name == trigger_group("on-order", "order.*") == "function-on-order-order-8faa6854"
+    )
     created = CloudEvent.create("order.created", "/orders", {"id": 7}, subject="order/7")
     listed = CloudEvent.create("order.listed", "/orders", [1, 2])
     await bus.publish_many([created, listed, CloudEvent.create("user.created", "/users", {})])

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from hybridmesh.core.errors import UnknownServiceError
+from hybridmesh.core.errors import StoreError, UnknownServiceError
+from hybridmesh.core.names import MAX_NAME_LENGTH
 from hybridmesh.registry import (
+    Architecture,
     RegistryCatalog,
     ServiceDefinition,
     ServiceRegistry,
@@ -204,3 +207,39 @@ async def test_registry_from_the_catalog_answers_like_the_yaml_one(
     assert stored.recommend("order-processing", "legacy-erp") == from_yaml.recommend(
         "order-processing", "legacy-erp"
     )
+
+
+async def test_a_name_of_the_longest_length_saves_and_reads_back(catalog: RegistryCatalog) -> None:
+    longest = ServiceDefinition(
+        name="n" * MAX_NAME_LENGTH,
+        architecture=Architecture.MICROSERVICE,
+        base_url="http://127.0.0.1:9000",
+        version="v1",
+    )
+
+    await catalog.save([longest])
+
+    assert await catalog.get(longest.name) == longest
+    assert await catalog.list() == [longest]
+
+
+async def test_a_stored_service_whose_name_breaks_the_rule_is_a_one_line_store_error(
+    store: Any, catalog: RegistryCatalog
+) -> None:
+    # Saved before names were capped: the row is there, its definition no longer validates.
+    name = "m" * 100
+    definition = {"name": name, "architecture": "microservice", "base_url": "http://x"}
+    await store.execute(
+        "INSERT INTO services (name, architecture, version, base_url, owner, lifecycle, "
+        "definition, source, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        name, "microservice", "v1", "http://x", "team", "production",
+        json.dumps({**definition, "version": "v1"}), None, "2024-01-01T00:00:00+00:00",
+    )  # fmt: skip
+
+    for read in (catalog.list(), catalog.get(name)):
+        with pytest.raises(StoreError) as raised:
+            await read
+        message = str(raised.value)
+        assert "\n" not in message
+        assert "it has 100 characters, more than 63" in message
+        assert "hybridmesh registry load" in message

@@ -10,6 +10,7 @@ import pydantic
 import pytest
 
 from hybridmesh.core.errors import Problem, ValidationError
+from hybridmesh.core.names import NAME_RULE
 from hybridmesh.orchestration.definitions import (
     RetryPolicy,
     SagaDefinition,
@@ -326,14 +327,16 @@ def test_a_definition_needs_steps() -> None:
     assert errors(validate(workflow())) == [("steps", "a workflow needs at least one step")]
 
 
-def test_step_ids_are_unique_and_names_not_empty() -> None:
+def test_step_ids_are_unique_and_names_follow_the_name_rule() -> None:
     problems = validate(saga(reserve(step_id="a"), reserve(step_id="a"), reserve(step_id=" ")))
 
     assert errors(problems) == [
         ("steps[1].step_id", "duplicate step id 'a'; first used by steps[0]"),
-        ("steps[2].step_id", "must not be empty"),
+        ("steps[2].step_id", f"' ' is not a valid name: it contains ' '; a name is {NAME_RULE}"),
     ]
-    assert errors(validate(saga(reserve(), saga_type=""))) == [("saga_type", "must not be empty")]
+    assert errors(validate(saga(reserve(), saga_type=""))) == [
+        ("saga_type", f"'' is not a valid name: it is empty; a name is {NAME_RULE}")
+    ]
 
 
 def test_services_must_be_known_to_the_registry_when_one_is_given(
@@ -645,3 +648,22 @@ def test_a_plan_stored_before_alone_existed_runs_its_steps_side_by_side() -> Non
         step["parallel"] = False  # what every step stored then, meaning nothing
 
     assert [step.alone for step in Plan.from_dict(stored).steps] == [False, False]
+
+
+def test_definition_names_and_step_ids_are_capped_by_the_name_rule() -> None:
+    long = "s" * 64
+    problems = validate(saga(reserve(step_id="ab-"), saga_type=long))
+    assert [
+        (field, "more than 63" in m or "ends with '-'" in m) for field, m in errors(problems)
+    ] == [
+        ("saga_type", True),
+        ("steps[0].step_id", True),
+    ]
+    assert all(NAME_RULE in m for _, m in errors(problems))
+    assert errors(validate(workflow(wf_step("a"), workflow_id="W"))) == [
+        (
+            "workflow_id",
+            f"'W' is not a valid name: it contains 'W' (use lower case); a name is {NAME_RULE}",
+        )
+    ]
+    assert validate(saga(reserve(step_id="r" * 63), saga_type="o" * 63)) == []

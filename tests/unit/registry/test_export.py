@@ -241,3 +241,22 @@ def test_dot_styles_edges_by_dependency_type() -> None:
     assert '"svc-a" -> "svc-b" [label="sync", style=solid];' in text
     assert '"svc-a" -> "svc-c" [label="async", style=dashed];' in text
     assert '"svc-a" -> "svc-d" [label="batch", style=bold];' in text
+
+
+def test_backstage_names_fit_backstage_at_the_longest_name_and_longer_cannot_be_defined() -> None:
+    longest = "s" * 63
+    entity = backstage_entity(
+        ServiceDefinition(
+            name=longest,
+            architecture=Architecture.MICROSERVICE,
+            base_url="http://x",
+            version="v1",
+            dependencies=(ServiceDependency(service="d" * 63, type=DependencyType.SYNC),),
+        )
+    )
+    assert entity["metadata"]["name"] == longest
+    assert entity["spec"]["dependsOn"] == ["component:" + "d" * 63]
+    with pytest.raises(ValueError, match="more than 63"):
+        ServiceDefinition(
+            name="s" * 64, architecture=Architecture.MICROSERVICE, base_url="http://x", version="v1"
+        )

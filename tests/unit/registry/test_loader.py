@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from hybridmesh.core.errors import Problem, ValidationError
+from hybridmesh.core.names import NAME_RULE
 from hybridmesh.registry import (
     ALL_SERVICES,
     Architecture,
@@ -618,3 +619,58 @@ def test_an_empty_yaml_file_defines_nothing(tmp_path: Path) -> None:
     result = load_definitions(tmp_path)
 
     assert [d.name for d in result.definitions()] == ["svc-a"]
+
+
+# --------------------------------------------------------------------------- the name rule
+
+
+def test_a_ten_thousand_character_name_is_refused_on_its_line_with_the_rule(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, "long.yaml", "# a long one\n" + service("x" * 10_000))
+
+    error = only_error(inspect_definitions(path).errors)
+
+    assert (error.field, error.line) == ("name", 2)
+    assert "it has 10000 characters, more than 63" in error.message
+    assert error.message.endswith(f"a name is {NAME_RULE}")
+    assert len(str(error)) < 400  # the name is quoted short, so the message stays one line
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("ab-", "it ends with '-'"),
+        ("-ab", "it starts with '-', not a letter"),
+        ("Bad_Name", "it contains 'B' (use lower case)"),
+        ("x" * 64, "it has 64 characters, more than 63"),
+    ],
+)
+def test_a_bad_name_says_why_and_states_the_rule(tmp_path: Path, name: str, reason: str) -> None:
+    path = write(tmp_path, "bad.yaml", service(name))
+
+    error = only_error(inspect_definitions(path).errors)
+
+    assert error.field == "name"
+    assert reason in error.message
+    assert NAME_RULE in error.message
+
+
+@pytest.mark.parametrize("name", ["a", "x" * 63])
+def test_names_of_one_and_of_sixty_three_characters_are_valid(tmp_path: Path, name: str) -> None:
+    path = write(tmp_path, "ok.yaml", service(name))
+
+    assert [d.name for d in load_definitions(path).definitions()] == [name]
+
+
+def test_a_dependency_on_a_name_that_breaks_the_rule_names_its_field(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "svc.yaml",
+        service("svc-a", dependencies="[{service: Svc_B, type: sync}]"),
+    )
+
+    error = only_error(inspect_definitions(path).errors)
+
+    assert error.field == "dependencies.0.service"
+    assert "it contains 'S' (use lower case)" in error.message

@@ -7,6 +7,8 @@
 - :class:`Publisher`: pipelined publishes whose acks are only counted, without a future per
   message (``publish_async``), for batches of events.
 - :class:`Doorbell`: a core-NATS subscription on the event subjects, to wake a waiting fetch.
+- :class:`Link`: what the backend knows of its connection (up, down, closed), fed by
+  nats-py's callbacks, so a publish waiting for acks learns at once that they will not come.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 
 from nats.aio.client import Client as NATS
@@ -30,6 +32,51 @@ _HEARTBEAT = "100"
 
 class JetStreamError(HybridMeshError):
     """JetStream refused a request (consumer or stream missing, limits exceeded, ...)."""
+
+
+class LinkChanged(HybridMeshError):
+    """The connection dropped (or came back) while a publish waited for its acks: some acks
+    may never come, so the publish must be made again (the stream's dedupe makes that safe)."""
+
+
+class Link:
+    """The state of one connection, as nats-py's callbacks report it.
+
+    Every change (disconnected, reconnected, closed) sets the current :meth:`waiter` and
+    starts a new one, so whoever waits on it learns of the next change.
+    """
+
+    def __init__(self) -> None:
+        self._changed = asyncio.Event()
+        self.connected = True
+        self.closed = False
+        self.last_error: str | None = None
+
+    def waiter(self) -> asyncio.Event:
+        return self._changed
+
+    def _ring(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def on_disconnected(self) -> None:
+        self.connected = False
+        self._ring()
+
+    async def on_reconnected(self) -> None:
+        self.connected = True
+        self._ring()
+
+    async def on_closed(self) -> None:
+        self.connected = False
+        self.closed = True
+        self._ring()
+
+    async def wait_up(self, seconds: float) -> None:
+        """Until the connection is up or closed, or ``seconds`` pass."""
+        async with asyncio.timeout(max(seconds, 0.0)):
+            while not (self.connected or self.closed):
+                await self._changed.wait()
 
 
 @dataclass
@@ -123,28 +170,55 @@ class Publisher:
         self._timeout = timeout
         self._window = window
 
-    async def publish(self, messages: Sequence[tuple[str, bytes, dict[str, str] | None]]) -> None:
+    async def publish(
+        self,
+        messages: Sequence[tuple[str, bytes, dict[str, str] | None]],
+        *,
+        link: Link | None = None,
+        within: float | None = None,
+    ) -> None:
         """Publish ``(subject, payload, headers)`` in order; returns when JetStream stored
         them all (a duplicate ``Nats-Msg-Id`` counts as stored). Raises
-        :class:`JetStreamError`, or ``TimeoutError``."""
+        :class:`JetStreamError`, ``TimeoutError`` (after ``within`` seconds, by default
+        the client's timeout), or :class:`LinkChanged` when ``link`` changes meanwhile."""
         if not messages:
             return
         acks = _Acks(len(messages), asyncio.get_running_loop().create_future())
+        changed = link.waiter() if link is not None else asyncio.Event()
         inbox = self._nc.new_inbox()
         sub = await self._nc.subscribe(inbox, cb=acks.receive)
+        if within is None:
+            within = self._timeout + len(messages) / 1000
         try:
-            async with asyncio.timeout(self._timeout + len(messages) / 1000):
+            async with asyncio.timeout(within):
                 for sent, (subject, payload, headers) in enumerate(messages):
                     while sent - acks.received >= self._window:
                         acks.progress.clear()
-                        await acks.progress.wait()
+                        await _first(acks.progress.wait(), changed)
                     await self._nc.publish(subject, payload, reply=inbox, headers=headers)
-                await acks.done
+                await _first(acks.done, changed)
         finally:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
         if acks.error is not None:
             raise JetStreamError(f"publish refused: {acks.error}")
+
+
+async def _first(work: Awaitable[object], changed: asyncio.Event) -> None:
+    """Wait for ``work``; raise :class:`LinkChanged` if ``changed`` is set first."""
+    if changed.is_set():
+        raise LinkChanged("the connection changed")
+    task = asyncio.ensure_future(work)
+    watch = asyncio.ensure_future(changed.wait())
+    try:
+        await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watch.cancel()
+        if not task.done():
+            task.cancel()
+    if task.cancelled():
+        raise LinkChanged("the connection changed while waiting for acks")
+    task.result()
 
 
 class Doorbell:
@@ -179,4 +253,4 @@ class Doorbell:
             self._sub = None
 
 
-__all__ = ["Doorbell", "JetStreamError", "Publisher", "PullClient"]
+__all__ = ["Doorbell", "JetStreamError", "Link", "LinkChanged", "Publisher", "PullClient"]

@@ -77,6 +77,9 @@ class MemoryEventBackend:
     async def start(self) -> None:
         return None
 
+    async def check(self) -> None:
+        """Always ready: the events live in this process."""
+
     async def close(self) -> None:
         return None
 

@@ -40,6 +40,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import nats
+from nats import errors as nats_errors
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js import errors as js_errors
@@ -54,8 +55,9 @@ from nats.js.api import (
 )
 
 from hybridmesh.core.clock import SYSTEM_CLOCK, Clock
-from hybridmesh.core.errors import ConfigurationError, ValidationError
+from hybridmesh.core.errors import ConfigurationError, Problem, ValidationError
 from hybridmesh.events.backend import (
+    BackendUnavailableError,
     DeadLetter,
     GroupSpec,
     PartitionBatch,
@@ -77,9 +79,16 @@ from hybridmesh.events.backends._nats_layout import (
     replay_origin,
 )
 from hybridmesh.events.backends._nats_lease import LeaseState
-from hybridmesh.events.backends._nats_wire import JetStreamError, Publisher, PullClient
-from hybridmesh.events.envelope import CloudEvent
-from hybridmesh.events.subjects import validate_pattern, validate_subject
+from hybridmesh.events.backends._nats_wire import (
+    API_PREFIX,
+    JetStreamError,
+    Link,
+    LinkChanged,
+    Publisher,
+    PullClient,
+)
+from hybridmesh.events.envelope import CloudEvent, EventFormatError
+from hybridmesh.events.subjects import validate_pattern
 from hybridmesh.observability import get_logger
 
 log = get_logger("hybridmesh.events.nats")
@@ -87,6 +96,12 @@ log = get_logger("hybridmesh.events.nats")
 _STREAM_IN_USE = 10058  # the stream exists with another configuration
 _MAX_ACK_PENDING = 20_000
 _CONNECT_ATTEMPTS = 3  # at start; after that, reconnects never stop
+_REOPEN_ATTEMPTS = 1  # opening again a connection the server closed: fail fast, try later
+_RECONNECT_WAIT = 0.5  # seconds between reconnect attempts
+_CHECK_TIMEOUT = 2.0  # seconds a health check waits for JetStream
+#: The bytes NATS adds to a message's headers around each name and value, and once.
+_HEADER_LINE = len(": \r\n")
+_HEADER_FRAME = len("NATS/1.0\r\n\r\n")
 
 
 @dataclass(frozen=True)
@@ -98,6 +113,7 @@ class _Connection:
     publisher: Publisher
     reader: GroupReader
     letters: DeadLetterStore
+    link: Link
 
 
 class NatsEventBackend:
@@ -134,29 +150,38 @@ class NatsEventBackend:
         self.request_timeout = request_timeout
         self.clock = clock
         self._conn: _Connection | None = None
+        self._reopening = asyncio.Lock()
+        self._closing = False
         self._groups: dict[str, GroupRef] = {}
-        self._subjects: set[str] = set()
 
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Connect and create the streams that are missing (idempotent)."""
+        self._closing = False
         if self._conn is None:
-            nc = await self._connect()
-            js = nc.jetstream(timeout=self.request_timeout)
-            pull = PullClient(nc, timeout=self.request_timeout)
-            letters = DeadLetterStore(nc, js, pull, self.layout, self.clock)
-            reader = GroupReader(
-                nc=nc,
-                js=js,
-                pull=pull,
-                letters=letters,
-                layout=self.layout,
-                clock=self.clock,
-                request_timeout=self.request_timeout,
-            )
-            publisher = Publisher(nc, timeout=self.request_timeout)
-            self._conn = _Connection(nc, js, publisher, reader, letters)
+            self._conn = await self._open(_CONNECT_ATTEMPTS)
+        await self._ensure_streams()
+
+    async def _open(self, attempts: int) -> _Connection:
+        link = Link()
+        nc = await self._connect(link, attempts)
+        js = nc.jetstream(timeout=self.request_timeout)
+        pull = PullClient(nc, timeout=self.request_timeout)
+        letters = DeadLetterStore(nc, js, pull, self.layout, self.clock)
+        reader = GroupReader(
+            nc=nc,
+            js=js,
+            pull=pull,
+            letters=letters,
+            layout=self.layout,
+            clock=self.clock,
+            request_timeout=self.request_timeout,
+        )
+        publisher = Publisher(nc, timeout=self.request_timeout)
+        return _Connection(nc, js, publisher, reader, letters, link)
+
+    async def _ensure_streams(self) -> None:
         layout = self.layout
         await self._ensure_stream(
             StreamConfig(
@@ -182,34 +207,93 @@ class NatsEventBackend:
             )
         )
 
-    async def _connect(self) -> NATS:
+    async def _connect(self, link: Link, attempts: int) -> NATS:
         async def on_error(error: Exception) -> None:
-            log.warning("NATS %s: %s: %s", self.url, type(error).__name__, error)
+            link.last_error = f"{type(error).__name__}: {error}"
+            log.warning("NATS %s: %s", self.url, link.last_error)
 
         try:
             nc = await nats.connect(
                 self.url,
                 name="hybridmesh",
                 error_cb=on_error,
+                disconnected_cb=link.on_disconnected,
+                reconnected_cb=link.on_reconnected,
+                closed_cb=link.on_closed,
                 connect_timeout=self.request_timeout,
-                max_reconnect_attempts=_CONNECT_ATTEMPTS,
+                reconnect_time_wait=_RECONNECT_WAIT,
+                max_reconnect_attempts=attempts,
             )
         except Exception as error:
             raise ConfigurationError(
                 f"cannot reach NATS at {self.url}: {type(error).__name__}: {error}"
             ) from error
-        # Give up quickly at start (above), but once connected keep reconnecting for as long
-        # as it takes: a worker outlives a restart of the NATS server.
+        # Give up quickly when connecting (above), but once connected keep reconnecting for
+        # as long as it takes: a worker outlives a restart of the NATS server.
         nc.options["max_reconnect_attempts"] = -1
         return nc
 
     async def close(self) -> None:
         """Close the connection after flushing what is in flight (acks, naks)."""
+        self._closing = True
         conn, self._conn = self._conn, None
         self._groups.clear()
         if conn is not None:
             with contextlib.suppress(Exception):
                 await (conn.nc.drain() if conn.nc.is_connected else conn.nc.close())
+
+    async def _live(self) -> _Connection:
+        """The connection, opened again when it was closed under the backend.
+
+        nats-py reconnects by itself after a dropped connection, but when the server
+        refuses something and closes the connection (a protocol error), the client stays
+        closed for good. Then the next use opens a new connection (with the streams and,
+        at the next fetch, the groups' consumers made again if the server lost them).
+        Raises :class:`BackendUnavailableError` while that fails.
+        """
+        conn = self._conn
+        if conn is not None and not conn.nc.is_closed:
+            return conn
+        async with self._reopening:
+            if self._conn is not None and self._conn.nc.is_closed and not self._closing:
+                closed = self._conn
+                log.warning(
+                    "NATS %s: the connection was closed (%s); connecting again",
+                    self.url,
+                    closed.link.last_error or closed.nc.last_error or "no error given",
+                )
+                try:
+                    self._conn = await self._open(_REOPEN_ATTEMPTS)
+                    self._groups.clear()
+                    await self._ensure_streams()
+                except Exception as error:
+                    raise BackendUnavailableError(
+                        f"NATS at {self.url} cannot be reached: {type(error).__name__}: {error}"
+                    ) from error
+            if self._conn is None:
+                raise ConfigurationError("the NATS event backend is not started (call start())")
+            return self._conn
+
+    async def check(self) -> None:
+        """Raise :class:`BackendUnavailableError` unless JetStream answers now with the
+        events stream: what publishing and fetching need."""
+        conn = await self._live()
+        if not conn.nc.is_connected:
+            raise BackendUnavailableError(f"NATS at {self.url}: disconnected, reconnecting")
+        try:
+            reply = await conn.nc.request(
+                f"{API_PREFIX}.STREAM.INFO.{self.layout.events_stream}",
+                b"",
+                timeout=min(self.request_timeout, _CHECK_TIMEOUT),
+            )
+        except Exception as error:
+            raise BackendUnavailableError(
+                f"NATS at {self.url} did not answer: {type(error).__name__}: {error}"
+            ) from error
+        if b'"error"' in reply.data:
+            raise BackendUnavailableError(
+                f"NATS at {self.url}: stream {self.layout.events_stream}: {reply.data[:200]!r}"
+            )
 
     async def _ensure_stream(self, config: StreamConfig) -> None:
         config.num_replicas = self.replicas
@@ -217,45 +301,70 @@ class NatsEventBackend:
         config.retention = RetentionPolicy.LIMITS
         config.discard = DiscardPolicy.OLD
         try:
-            await self._connected().js.add_stream(config)
+            await (await self._live()).js.add_stream(config)
         except js_errors.BadRequestError as error:
             if error.err_code != _STREAM_IN_USE:
                 raise
-            await self._connected().js.update_stream(config)
+            await (await self._live()).js.update_stream(config)
 
     def _connected(self) -> _Connection:
         if self._conn is None:
             raise ConfigurationError("the NATS event backend is not started (call start())")
         return self._conn
 
+    async def _up(self) -> _Connection:
+        """The live connection if it is connected now; else :class:`BackendUnavailableError`
+        at once, rather than requests that wait for a reconnect."""
+        conn = await self._live()
+        if not conn.nc.is_connected:
+            raise BackendUnavailableError(f"NATS at {self.url}: disconnected, reconnecting")
+        return conn
+
     # -- publishing ------------------------------------------------------------------------
 
     async def publish(self, events: Sequence[CloudEvent], *, group: str | None = None) -> None:
         """Append ``events`` in order, pipelined; returns once JetStream stored them all.
 
-        Raises ``ValidationError`` (before sending anything) for an invalid event or a type
-        that is not a valid subject.
+        Raises ``EventFormatError`` (before sending anything) for an invalid event or one
+        too large for the server's ``max_payload``. When the connection drops meanwhile,
+        the whole batch is sent again once it is back (the stream drops what it already
+        has by ``Nats-Msg-Id``), until ``request_timeout`` has passed; then
+        :class:`BackendUnavailableError`: nothing is acknowledged that was not stored.
         """
         for event in events:
             event.validate()
-            if event.type not in self._subjects:
-                validate_subject(event.type)
-                if len(self._subjects) < 10_000:  # a cache of the few types a service sends
-                    self._subjects.add(event.type)
         if not events:
             return
         origin = PUBLISHED if group is None else replay_origin(group_token(group))
         partitions = self.layout.partitions
-        await self._connected().publisher.publish(
-            [
-                (
-                    self.layout.event_subject(origin, partition_of(e, partitions), e.type),
-                    e.to_json(),
-                    {"Nats-Msg-Id": message_id(e)} if group is None else None,
+        messages = [
+            (
+                self.layout.event_subject(origin, partition_of(e, partitions), e.type),
+                e.to_json(),
+                {"Nats-Msg-Id": message_id(e)} if group is None else None,
+            )
+            for e in events
+        ]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.request_timeout + len(messages) / 1000
+        while True:
+            conn = await self._live()
+            _check_sizes(messages, conn.nc.max_payload)
+            try:
+                await conn.publisher.publish(
+                    messages, link=conn.link, within=deadline - loop.time()
                 )
-                for e in events
-            ]
-        )
+                return
+            except (LinkChanged, TimeoutError, nats_errors.Error) as error:
+                left = deadline - loop.time()
+                if left <= 0:
+                    raise BackendUnavailableError(
+                        f"NATS at {self.url} did not store the events in time: "
+                        f"{type(error).__name__}: {error}"
+                    ) from error
+                log.warning("NATS %s: publishing again after %s", self.url, error)
+                with contextlib.suppress(TimeoutError):
+                    await conn.link.wait_up(left)
 
     # -- groups ----------------------------------------------------------------------------
 
@@ -299,7 +408,7 @@ class NatsEventBackend:
     async def delete_group(self, name: str) -> None:
         """Delete the group's consumers and lease tokens (its dead letters stay); made again,
         the group starts over. Unknown names are fine."""
-        js, layout, token = self._connected().js, self.layout, group_token(name)
+        js, layout, token = (await self._live()).js, self.layout, group_token(name)
         self._groups.pop(name, None)
 
         async def delete(stream: str, consumer: str) -> None:
@@ -316,7 +425,7 @@ class NatsEventBackend:
         await js.purge_stream(layout.leases_stream, subject=layout.lease_filter(token))
 
     async def _ensure_consumer(self, stream: str, config: ConsumerConfig) -> None:
-        js = self._connected().js
+        js = (await self._live()).js
         assert config.durable_name is not None
         try:
             info = await js.consumer_info(stream, config.durable_name)
@@ -331,7 +440,7 @@ class NatsEventBackend:
     async def _plant_lease(self, token: str, partition: int) -> None:
         """Publish the partition's lease token unless it exists (never a second one)."""
         try:
-            await self._connected().js.publish(
+            await (await self._live()).js.publish(
                 self.layout.lease_subject(token, partition),
                 LeaseState().encode(),
                 headers={"Nats-Expected-Last-Subject-Sequence": "0"},
@@ -356,7 +465,7 @@ class NatsEventBackend:
         waiting up to ``wait`` seconds for some; one batch per leased partition."""
         group = await self._group(spec)
         try:
-            return await self._connected().reader.fetch(group, max_events, wait)
+            return await (await self._up()).reader.fetch(group, max_events, wait)
         except (JetStreamError, TimeoutError):
             # A pull on a deleted consumer is refused or goes unanswered: another process may
             # have deleted the group. The next fetch makes it again (ensure_group).
@@ -369,19 +478,19 @@ class NatsEventBackend:
         Settling a batch whose lease ran out (it took longer than ``ack_wait``) only acks
         what was handled: the rest has gone to another consumer already.
         """
-        await self._connected().reader.settle(batch, settlement)
+        await (await self._live()).reader.settle(batch, settlement)
 
     # -- dead letters ----------------------------------------------------------------------
 
     async def dead_letters(self, *, group: str | None = None, limit: int = 100) -> list[DeadLetter]:
         """The dead letters (of one group, or all), newest first."""
         token = None if group is None else group_token(group)
-        letters = await self._connected().letters.newest(token, limit)
+        letters = await (await self._live()).letters.newest(token, limit)
         return [d for d in letters if group is None or d.group == group]
 
     async def get_dead_letter(self, dead_letter_id: str) -> DeadLetter:
         """One dead letter; raises ``NotFoundError``."""
-        return await self._connected().letters.get(dead_letter_id)
+        return await (await self._live()).letters.get(dead_letter_id)
 
     async def replay(self, dead_letter_id: str) -> DeadLetter:
         """Publish the dead letter's event again to its group only, and mark it replayed.
@@ -391,11 +500,35 @@ class NatsEventBackend:
         letter = await self.get_dead_letter(dead_letter_id)
         event = letter.event or CloudEvent.from_json(letter.body)
         await self.publish([event], group=letter.group)
-        return await self._connected().letters.mark_replayed(letter)
+        return await (await self._live()).letters.mark_replayed(letter)
 
     async def purge(self, *, group: str | None = None) -> int:
         """Delete dead letters (of one group, or all); returns how many."""
-        return await self._connected().letters.purge(None if group is None else group_token(group))
+        return await (await self._live()).letters.purge(
+            None if group is None else group_token(group)
+        )
+
+
+def _check_sizes(
+    messages: Sequence[tuple[str, bytes, dict[str, str] | None]], max_payload: int
+) -> None:
+    """Raise ``EventFormatError`` for a message larger than the server takes (headers
+    included), before anything is sent: the server would close the connection on it."""
+    problems = []
+    for index, (_subject, payload, headers) in enumerate(messages):
+        size = len(payload)
+        if headers:
+            size += _HEADER_FRAME + sum(len(k) + len(v) + _HEADER_LINE for k, v in headers.items())
+        if size > max_payload:
+            problems.append(
+                Problem(
+                    f"the event is {size} bytes on the wire; this NATS server takes at most "
+                    f"{max_payload} (its max_payload)",
+                    field="data" if len(messages) == 1 else f"[{index}].data",
+                )
+            )
+    if problems:
+        raise EventFormatError(problems)
 
 
 __all__ = ["NatsEventBackend"]

@@ -28,14 +28,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
 from hybridmesh.core.clock import SYSTEM_CLOCK, Clock
-from hybridmesh.core.errors import ConfigurationError, NotFoundError, ValidationError
+from hybridmesh.core.errors import (
+    ConfigurationError,
+    NotFoundError,
+    StoreError,
+    StoreUnavailableError,
+    ValidationError,
+)
 from hybridmesh.core.ids import new_id
 from hybridmesh.events.backend import (
+    BackendUnavailableError,
     DeadLetter,
     GroupSpec,
     PartitionBatch,
@@ -64,6 +71,10 @@ log = get_logger("hybridmesh.events.sql")
 
 #: Fetches start a background :meth:`SqlEventBackend.trim` at most this often (seconds).
 TRIM_EVERY = 60.0
+# An append that lost its connection is made again after these pauses (seconds, doubling).
+_FIRST_PAUSE = 0.05
+_MAX_PAUSE = 1.0
+_CHECK_TIMEOUT = 2.0  # seconds a health check waits for the database
 
 
 class SqlEventBackend:
@@ -77,7 +88,8 @@ class SqlEventBackend:
     nothing, each waits twice as long as the one before, up to ``idle_poll_interval``
     (default 0.5 s): an idle consumer costs a few queries a second, not twenty.
     ``retention`` (default: keep everything) is applied by :meth:`trim`, which fetches
-    start in the background at most once a minute.
+    start in the background at most once a minute. ``publish_timeout`` (default 10 s) is
+    how long a publish or a settle keeps trying when the database connection is lost.
 
     The backend uses the store but does not close it, unless it was opened by :meth:`open`.
     """
@@ -93,6 +105,7 @@ class SqlEventBackend:
         poll_interval: float = 0.05,
         retention: Retention | None = None,
         idle_poll_interval: float = 0.5,
+        publish_timeout: float = 10.0,
     ) -> None:
         if partitions < 1:
             raise ConfigurationError("an event log needs at least one partition")
@@ -100,6 +113,7 @@ class SqlEventBackend:
             raise ConfigurationError("poll_interval must be more than 0 seconds")
         self.store = store
         self.partitions = partitions
+        self.publish_timeout = publish_timeout
         self.clock = clock
         self.poll_interval = poll_interval
         self.idle_poll_interval = max(idle_poll_interval, poll_interval)
@@ -131,6 +145,7 @@ class SqlEventBackend:
         poll_interval: float = 0.05,
         retention: Retention | None = None,
         idle_poll_interval: float = 0.5,
+        publish_timeout: float = 10.0,
     ) -> SqlEventBackend:
         """Open the store at ``url`` (default: the embedded SQLite file), upgrade its
         schema, and return a backend that closes the store when it is closed."""
@@ -144,6 +159,7 @@ class SqlEventBackend:
                 poll_interval=poll_interval,
                 retention=retention,
                 idle_poll_interval=idle_poll_interval,
+                publish_timeout=publish_timeout,
             )
         except BaseException:
             await store.close()
@@ -159,6 +175,16 @@ class SqlEventBackend:
         await self.store.upgrade()
         if self._listener is not None:
             await self._listener.ensure()
+
+    async def check(self) -> None:
+        """Raise :class:`BackendUnavailableError` unless the database answers now."""
+        try:
+            async with asyncio.timeout(_CHECK_TIMEOUT):
+                await self.store.fetch_value("SELECT 1")
+        except (StoreError, TimeoutError) as error:
+            raise BackendUnavailableError(
+                f"the event log's database did not answer: {type(error).__name__}: {error}"
+            ) from error
 
     async def close(self) -> None:
         """Stop listening and trimming; close the store if :meth:`open` opened it."""
@@ -211,7 +237,35 @@ class SqlEventBackend:
 
     async def _write_events(self, batches: list[list[LogRow]]) -> None:
         rows = [row for batch in batches for row in batch]
-        await self._append(self.store, rows)  # one round trip (or hop), one commit
+        # One round trip (or hop), one commit.
+        await self._retrying(lambda: self._append(self.store, rows), "take the events")
+
+    async def _retrying(self, write: Callable[[], Awaitable[None]], what: str) -> None:
+        """Run ``write``; when the connection is lost (PostgreSQL restarted, or terminated
+        the session), run it again on a new connection, backing off, until
+        ``publish_timeout`` has passed; then :class:`BackendUnavailableError`.
+
+        Only for writes that are safe to make twice, in case the lost attempt committed:
+        appends (an event's (source, id) keeps it from being stored twice) and settles
+        (they apply only while the batch's lease is current, and a committed settle ended
+        it). So a publish returns only once its events are stored, or fails.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.publish_timeout
+        pause = _FIRST_PAUSE
+        while True:
+            try:
+                await write()
+                return
+            except StoreUnavailableError as error:
+                if loop.time() + pause > deadline:
+                    raise BackendUnavailableError(
+                        f"the event log's database did not {what} within "
+                        f"{self.publish_timeout:g} s: {error}"
+                    ) from error
+                log.warning("event log: the database connection was lost (%s); trying again", error)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, _MAX_PAUSE)
 
     def _row(self, event: CloudEvent, group: str | None, now: float) -> LogRow:
         partition = q.partition_of(event, self.partitions)
@@ -379,13 +433,17 @@ class SqlEventBackend:
     async def _write_settles(self, writes: list[SettleWrite]) -> None:
         settles = [write.row for write in writes]
         letters = [write.dead_letter for write in writes if write.dead_letter is not None]
-        if not letters:
-            await self._settle(settles)  # one hop, one commit
-            return
-        async with self.store.transaction() as tx:
-            # Before SETTLE ends the leases the dead letters are written under.
-            await tx.executemany(q.INSERT_DEAD_LETTER, [letter.values() for letter in letters])
-            await self.recorder.settle(tx, settles)
+
+        async def write() -> None:
+            if not letters:
+                await self._settle(settles)  # one hop, one commit
+                return
+            async with self.store.transaction() as tx:
+                # Before SETTLE ends the leases the dead letters are written under.
+                await tx.executemany(q.INSERT_DEAD_LETTER, [d.values() for d in letters])
+                await self.recorder.settle(tx, settles)
+
+        await self._retrying(write, "settle the batches")
 
     # -- dead letters ----------------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from hybridmesh.core.errors import Problem, ValidationError
+from hybridmesh.core.names import quoted
 from hybridmesh.orchestration.definitions._compile import compile_plan
 from hybridmesh.orchestration.definitions._model import Definition, definition_key
 from hybridmesh.orchestration.definitions._validate import validate
@@ -29,7 +30,7 @@ def to_plan(
     if errors:
         kind, name = definition_key(definition)
         raise ValidationError(
-            [Problem(f"{kind.value} {name!r}: {p.message}", field=p.field) for p in errors]
+            [Problem(f"{kind.value} {quoted(name)}: {p.message}", field=p.field) for p in errors]
         )
     if version is None:
         version = definition.version if definition.version is not None else 1

@@ -26,6 +26,7 @@ from hybridmesh.client import (
 )
 from hybridmesh.core.errors import Problem
 from hybridmesh.core.limits import describe, dotted
+from hybridmesh.core.names import name_problem
 from hybridmesh.core.serialization import json_problems, walk
 from hybridmesh.orchestration.definitions._compile import compile_plan
 from hybridmesh.orchestration.definitions._model import (
@@ -88,7 +89,7 @@ class _Checks:
         self.problems.append(Problem(message, field=where, severity="warning"))
 
     def saga(self, saga: SagaDefinition) -> None:
-        self.name("saga_type", saga.saga_type)
+        self.identifier("saga_type", saga.saga_type)
         ids = [s.step_id for s in saga.steps]
         self.common(ids, "saga")
         self.json("metadata", saga.metadata)
@@ -117,7 +118,7 @@ class _Checks:
                 )
 
     def workflow(self, workflow: WorkflowDefinition) -> None:
-        self.name("workflow_id", workflow.workflow_id)
+        self.identifier("workflow_id", workflow.workflow_id)
         ids = [s.step_id for s in workflow.steps]
         self.common(ids, "workflow")
         self.choice("consistency_strategy", workflow.consistency_strategy, tuple(Consistency))
@@ -159,7 +160,7 @@ class _Checks:
             self.error("steps", f"a {kind} needs at least one step")
         first: dict[str, int] = {}
         for index, step_id in enumerate(ids):
-            self.name(f"steps[{index}].step_id", step_id)
+            self.identifier(f"steps[{index}].step_id", step_id)
             if step_id in first:
                 self.error(
                     f"steps[{index}].step_id",
@@ -174,6 +175,12 @@ class _Checks:
         for problem in stored_copy_problems(plan):
             where = f" [{problem.field}]" if problem.field else ""
             self.problems.append(Problem(f"its plan{where}: {problem.message}"))
+
+    def identifier(self, where: str, value: str) -> None:
+        """A definition's name or a step id: the one name rule (``hybridmesh.core.names``)."""
+        problem = name_problem(value)
+        if problem is not None:
+            self.error(where, problem)
 
     def name(self, where: str, value: str) -> None:
         if not value.strip():

@@ -11,11 +11,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
+import subprocess
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 
 import nats
 import pytest
+from tests.waiting import eventually_sync
 
 from hybridmesh.events.backends.nats import NatsEventBackend
 
@@ -94,3 +98,68 @@ def make_backend(make_nats: MakeNats) -> Callable[[], Awaitable[NatsEventBackend
         return await make_nats()
 
     return make
+
+
+NATS_SERVER = os.environ.get("HYBRIDMESH_TEST_NATS_SERVER", "/usr/sbin/nats-server")
+
+
+class PrivateNats:
+    """A nats-server process of the test's own, on a free loopback port, with JetStream
+    storing in a folder that outlives a restart: a test may stop and start it."""
+
+    def __init__(self, store: Path, config: Path | None = None) -> None:
+        self.store = store
+        self.config = config
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.url = f"nats://127.0.0.1:{self.port}"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start the server and wait until it takes connections."""
+        assert self._process is None
+        arguments = ["-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store)]
+        if self.config is not None:
+            arguments += ["-c", str(self.config)]
+        self._process = subprocess.Popen(
+            [NATS_SERVER, *arguments],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        eventually_sync(self._reachable, what=f"nats-server on port {self.port}")
+
+    def stop(self) -> None:
+        """Stop the server (SIGTERM, as an operator would) and wait until it is gone."""
+        process, self._process = self._process, None
+        if process is not None:
+            process.terminate()
+            process.wait(timeout=30)
+
+    def _reachable(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                return True
+        except OSError:
+            return False
+
+
+@pytest.fixture
+def private_nats(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PrivateNats]:
+    """A NATS server for this test alone (see :class:`PrivateNats`), stopped afterwards.
+    Parametrise it indirectly with the text of a server configuration file to set limits."""
+    if not os.access(NATS_SERVER, os.X_OK):
+        message = f"no nats-server binary at {NATS_SERVER} (HYBRIDMESH_TEST_NATS_SERVER)"
+        if REQUIRE_SERVICES:
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    config = None
+    if getattr(request, "param", None):
+        config = tmp_path / "nats.conf"
+        config.write_text(request.param)
+    server = PrivateNats(tmp_path / "jetstream", config)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
