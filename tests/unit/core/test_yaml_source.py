@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from hybridmesh.core.errors import ValidationError
-from hybridmesh.core.yaml_source import line_of, lines_under, read_yaml, yaml_files
+from hybridmesh.core.yaml_source import Lines, parse_yaml, read_yaml, yaml_files
 
 
 def test_every_key_and_item_has_its_line_in_every_document(tmp_path: Path) -> None:
@@ -17,16 +17,19 @@ def test_every_key_and_item_has_its_line_in_every_document(tmp_path: Path) -> No
     first, second = read_yaml(path)
 
     assert first.data == {"name": "a", "steps": [{"id": "x", "timeout": 5}]}
-    assert first.lines[("steps", 0, "timeout")] == 4
-    assert lines_under(first.lines, ("steps", 0)) == {(): 3, ("id",): 3, ("timeout",): 4}
-    assert (second.data, second.lines[("name",)]) == ({"name": "b"}, 6)  # lines of the file
+    assert first.lines.line_of(("steps", 0, "timeout")) == 4
+    step = first.lines.under(("steps", 0))
+    assert step is not None
+    assert step.locations() == {(): 3, ("id",): 3, ("timeout",): 4}
+    assert (second.data, second.lines.line_of(("name",))) == ({"name": "b"}, 6)  # of the file
 
 
 def test_a_location_without_a_line_takes_the_nearest_enclosing_one() -> None:
-    lines = {(): 1, ("steps",): 2, ("steps", 0): 3}
+    (document,) = parse_yaml("name: a\nsteps:\n  - id: x\n", "f.yaml")
 
-    assert line_of(lines, ("steps", 0, "payload", "sku")) == 3
-    assert line_of({}, ("steps",)) is None
+    assert document.lines.line_of(("steps", 0, "payload", "sku")) == 3
+    assert document.lines.under(("steps", 0, "payload")) is None
+    assert Lines(7).line_of(("steps",)) == 7
 
 
 def test_bad_yaml_is_one_problem_at_its_file_and_line(tmp_path: Path) -> None:
