@@ -53,6 +53,7 @@ from yaml.events import (
 )
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.resolver import Resolver
+from yaml.scanner import ScannerError
 
 from hybridmesh.core.errors import Problem, ValidationError
 
@@ -223,7 +224,9 @@ class _Refused(Exception):
 class YamlReader:
     """Reads the YAML files of one load within :class:`YamlLimits`, totals included.
 
-    ``files`` and ``nodes`` count what this reader has read so far.
+    The counters say what it has read so far: ``files``, ``bytes``, ``nodes`` (as the limits
+    count them, an alias for every node it repeats) and ``events``, the parser's events it
+    handled, which measure its work: at most a few for each character of input.
     """
 
     def __init__(self, limits: YamlLimits = DEFAULT_LIMITS) -> None:
@@ -231,6 +234,7 @@ class YamlReader:
         self.files = 0
         self.bytes = 0
         self.nodes = 0
+        self.events = 0
 
     # -- a path
 
@@ -486,12 +490,36 @@ class _Events(Protocol):
 
 
 class _PythonParser(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser):
-    """PyYAML's own parser, where libyaml is missing."""
+    """PyYAML's own parser, where libyaml is missing, made to refuse what libyaml refuses:
+    an escape of a surrogate (``"\\ud800"``) or past U+10FFFF, which is not a character."""
 
     def __init__(self, text: str) -> None:
         yaml.reader.Reader.__init__(self, text)
         yaml.scanner.Scanner.__init__(self)
         yaml.parser.Parser.__init__(self)
+
+    def get_event(self) -> Event:
+        try:
+            event: Event = super().get_event()  # type: ignore[no-untyped-call]
+        except ValueError as error:  # chr() of an escape past U+10FFFF
+            raise ScannerError(
+                "while scanning a quoted scalar",
+                None,
+                f"found an invalid escape: {error}",
+                self.get_mark(),
+            ) from None
+        if isinstance(event, ScalarEvent) and _SURROGATE.search(event.value):
+            mark: Any = event.start_mark
+            raise ScannerError(
+                "while scanning a quoted scalar",
+                None,
+                "found an escape of a surrogate, which is not a character",
+                mark,
+            )
+        return event
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _parser(text: str) -> _Events:
@@ -525,23 +553,51 @@ def _tag_name(tag: str) -> str:
 
 
 _RESOLVER = Resolver()
+_STR = "tag:yaml.org,2002:str"
 _MERGE = "tag:yaml.org,2002:merge"
 _VALUE = "tag:yaml.org,2002:value"
+
+
+@dataclass(frozen=True, slots=True)
+class _Anchor:
+    """A node with an anchor: ``size`` nodes (None while it is being composed) nested
+    ``height`` lists or mappings deep."""
+
+    node: Node
+    size: int | None
+    height: int
 
 
 class _Frame:
     """A list or mapping being composed."""
 
-    __slots__ = ("anchor", "key", "key_lines", "lines", "node", "seen", "size")
+    __slots__ = (
+        "anchor",
+        "height",
+        "key",
+        "key_lines",
+        "lines",
+        "merged",
+        "node",
+        "seen",
+        "size",
+    )
 
-    def __init__(self, node: Node, lines: Lines, anchor: str | None) -> None:
+    def __init__(self, node: Node, lines: Lines, anchor: str | None, merged: bool) -> None:
         self.node = node
         self.lines = lines
         self.anchor = anchor
+        self.merged = merged  # the value of a merge key
         self.size = 1  # nodes it stands for, itself included
+        self.height = 1  # lists and mappings nested in it, itself included
         self.key: Node | None = None  # a mapping's key waiting for its value
         self.key_lines: Lines | None = None
         self.seen: dict[Any, int] = {}  # a mapping's keys, as values, with their lines
+
+    def holds(self, size: int, height: int) -> None:
+        """Count a key, an item or a value of ``size`` nodes, ``height`` levels deep."""
+        self.size += size
+        self.height = max(self.height, height + 1)
 
 
 class _Composer:
@@ -563,6 +619,7 @@ class _Composer:
         events = self.events
         while True:
             event = events.get_event()
+            self.reader.events += 1
             if isinstance(event, StreamStartEvent):
                 continue
             if isinstance(event, StreamEndEvent):
@@ -571,6 +628,7 @@ class _Composer:
                 raise _Refused("invalid YAML: a document was expected", _line(event))
             node, lines = self._document()
             events.get_event()  # its DocumentEndEvent
+            self.reader.events += 1
             documents.append(YamlDocument(self.constructor.construct_document(node), lines))
 
     def _count(self, size: int, event: Event) -> None:
@@ -594,12 +652,12 @@ class _Composer:
 
     def _document(self) -> tuple[Node, Lines]:
         """The root node of the next document and its lines."""
-        limits = self.limits
-        anchors: dict[str, tuple[Node, int | None]] = {}  # size None: still being composed
+        anchors: dict[str, _Anchor] = {}
         stack: list[_Frame] = []
         root: tuple[Node, Lines] | None = None
         while root is None:
             event = self.events.get_event()
+            self.reader.events += 1
             parent = stack[-1] if stack else None
             if isinstance(event, (SequenceEndEvent, MappingEndEvent)):
                 done = stack.pop()
@@ -608,67 +666,73 @@ class _Composer:
                     # so PyYAML's merging never recurses through a chain of them.
                     self.constructor.flatten_mapping(done.node)
                 if done.anchor is not None:
-                    anchors[done.anchor] = (done.node, done.size)
+                    anchors[done.anchor] = _Anchor(done.node, done.size, done.height)
                 if stack:
-                    stack[-1].size += done.size
+                    height = _merged(done.node, done.height) if done.merged else done.height
+                    stack[-1].holds(done.size, height)
                 else:
                     root = done.node, done.lines
                 continue
             assert isinstance(event, NodeEvent)
-            is_key = (
-                parent is not None and isinstance(parent.node, MappingNode) and parent.key is None
-            )
+            is_key = False
+            merging = False  # the value of a merge key: what it holds joins the mapping
+            if parent is not None and isinstance(parent.node, MappingNode):
+                is_key = parent.key is None
+                merging = parent.key is not None and parent.key.tag == _MERGE
             if isinstance(event, AliasEvent):
-                node, size = self._alias(event, anchors)
+                node, size, height = self._alias(event, anchors)
+                if merging:
+                    height = _merged(node, height)
+                self._check_depth(len(stack) + height, event)  # as deep as it repeats
                 self._count(size, event)
             else:
                 anchor = event.anchor
                 if anchor is not None and anchor in anchors:
                     raise _Refused(f"the anchor &{anchor} is defined twice", _line(event))
-                size = 1
+                size, height = 1, 0
                 self._count(1, event)
                 if isinstance(event, ScalarEvent):
                     node = self._scalar(event, is_key)
                     if anchor is not None:
-                        anchors[anchor] = (node, 1)
+                        anchors[anchor] = _Anchor(node, 1, 0)
                 else:
                     assert isinstance(event, CollectionStartEvent)
                     if is_key:
                         raise _Refused("a mapping key must be a scalar", _line(event))
-                    if len(stack) >= limits.max_depth:
-                        raise _Refused(
-                            f"nested deeper than {limits.max_depth} levels: refused",
-                            _line(event),
-                        )
+                    self._check_depth(len(stack) + 1, event)
                     node = self._collection(event)
                     if anchor is not None:
-                        anchors[anchor] = (node, None)
+                        anchors[anchor] = _Anchor(node, None, 0)  # open: no alias may use it
             if is_key:
                 assert parent is not None
                 self._key(parent, node, event)
-                parent.size += size
+                parent.holds(size, height)
                 continue
             lines = self._place(parent, node, event)
             if isinstance(node, ScalarNode) or isinstance(event, AliasEvent):
                 if parent is None:
                     root = node, lines
                 else:
-                    parent.size += size
+                    parent.holds(size, height)
             else:
-                stack.append(_Frame(node, lines, event.anchor))
+                stack.append(_Frame(node, lines, event.anchor, merging))
         return root
 
-    def _alias(
-        self, event: AliasEvent, anchors: dict[str, tuple[Node, int | None]]
-    ) -> tuple[Node, int]:
+    def _check_depth(self, depth: int, event: Event) -> None:
+        if depth > self.limits.max_depth:
+            raise _Refused(
+                f"nested deeper than {self.limits.max_depth} levels: refused", _line(event)
+            )
+
+    def _alias(self, event: AliasEvent, anchors: dict[str, _Anchor]) -> tuple[Node, int, int]:
+        """The node an alias names, its size and its height."""
         anchor = event.anchor
         found = anchors.get(anchor) if anchor is not None else None
         if found is None:
             raise _Refused(f"the alias *{anchor} names no anchor before it", _line(event))
-        node, size = found
-        if size is None:
+        if found.size is None:
             raise _Refused(f"the alias *{anchor} is inside the value it names", _line(event))
-        return node, size
+        return found.node, found.size, found.height
 
     def _scalar(self, event: ScalarEvent, is_key: bool) -> ScalarNode:
         value = event.value
@@ -704,8 +768,10 @@ class _Composer:
                 _line(event),
             )
         line = _line(event)
-        if node.tag == _MERGE:
-            value: Any = "<<"
+        if node.tag == _STR:
+            value: Any = node.value  # what the constructor would make of it, sooner
+        elif node.tag == _MERGE:
+            value = "<<"
         elif node.tag == _VALUE:
             value = "="
         else:
@@ -736,6 +802,16 @@ class _Composer:
         lines = frame.key_lines
         frame.key = frame.key_lines = None
         return lines
+
+
+def _merged(node: Node, height: int) -> int:
+    """The height that merging ``node`` adds to a mapping: what a merged mapping holds joins
+    the mapping, one level up (two, for a list of mappings)."""
+    if isinstance(node, MappingNode):
+        return max(height - 1, 0)
+    if isinstance(node, SequenceNode):
+        return max(height - 2, 0)
+    return height
 
 
 def _line(event: Event | None) -> int:
