@@ -154,7 +154,8 @@ def definitions() -> None:
 @json_option
 def validate_definitions(path: Path, services_path: Path | None, as_json: bool) -> None:
     """Check the definitions in PATH against the registry (the stored one, or the services
-    read from --services, which writes nothing); exit 2 on errors."""
+    read from --services, which writes nothing); exit 2 on errors, when PATH defines
+    nothing, and when its YAML passes a reading limit (see the README)."""
     from hybridmesh.orchestration.loader import load_definitions
 
     async def check(runtime: Any) -> Any:
@@ -191,7 +192,8 @@ def validate_definitions(path: Path, services_path: Path | None, as_json: bool) 
 @json_option
 def load_definitions_command(path: Path, as_json: bool) -> None:
     """Validate the definitions in PATH and register each as a version (a changed
-    definition gets a new version; running executions keep theirs)."""
+    definition gets a new version; running executions keep theirs). Exit 2, registering
+    nothing, when any is invalid or PATH defines nothing."""
 
     async def load(runtime: Any) -> list[Any]:
         return list(await runtime.load_definitions(path))

@@ -16,7 +16,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-KEYS = ["a", "b", "name", "steps"]
+KEYS = ("a", "b", "name", "steps")
 
 Tree = tuple[Any, ...]
 
@@ -27,21 +27,27 @@ scalars = st.one_of(
     st.text(max_size=6),
 )
 
-trees: st.SearchStrategy[Tree] = st.recursive(
-    st.one_of(
-        st.tuples(st.just("scalar"), st.booleans(), scalars),
-        st.tuples(st.just("alias"), st.integers(min_value=0, max_value=7)),
-    ),
-    lambda inner: st.one_of(
-        st.tuples(st.just("list"), st.booleans(), st.lists(inner, max_size=4)),
-        st.tuples(
-            st.just("map"),
-            st.booleans(),
-            st.lists(st.tuples(st.sampled_from(KEYS), inner), max_size=4),
+
+def trees(
+    keys: tuple[str, ...] = KEYS, values: tuple[Any, ...] = (), max_leaves: int = 24
+) -> st.SearchStrategy[Tree]:
+    """Trees whose mapping keys come from ``keys`` and whose scalars are any, or ``values``."""
+    leaves = st.one_of(scalars, st.sampled_from(values)) if values else scalars
+    return st.recursive(
+        st.one_of(
+            st.tuples(st.just("scalar"), st.booleans(), leaves),
+            st.tuples(st.just("alias"), st.integers(min_value=0, max_value=7)),
         ),
-    ),
-    max_leaves=24,
-)
+        lambda inner: st.one_of(
+            st.tuples(st.just("list"), st.booleans(), st.lists(inner, max_size=4)),
+            st.tuples(
+                st.just("map"),
+                st.booleans(),
+                st.lists(st.tuples(st.sampled_from(keys), inner), max_size=5),
+            ),
+        ),
+        max_leaves=max_leaves,
+    )
 
 
 @dataclass
@@ -170,9 +176,9 @@ def _block(node: _Written, indent: int) -> list[str]:
 
 
 @st.composite
-def documents(draw: st.DrawFn) -> Model:
+def documents(draw: st.DrawFn, keys: tuple[str, ...] = KEYS, values: tuple[Any, ...] = ()) -> Model:
     """A YAML document written from a generated tree, in flow or block style, and its model."""
-    tree = draw(trees)
+    tree = draw(trees(keys, values))
     writer = _Writer()
     written, data, nodes, _ = writer.node(tree, 0)
     model = writer.model
