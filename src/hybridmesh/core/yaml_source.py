@@ -304,6 +304,11 @@ class YamlReader:
         file (and the line, where there is one) when the file cannot be read, is too large,
         is not UTF-8 or is not valid YAML.
         """
+        return self.parse(self.read_bytes(path), str(path))
+
+    def read_bytes(self, path: Path) -> bytes:
+        """The content of the file ``path``, counted against the limits, unparsed (for a
+        reader of another format, such as JSON, that must be as bounded)."""
         file = str(path)
         limits = self.limits
         self.files += 1
@@ -331,7 +336,7 @@ class YamlReader:
                     )
                 ]
             )
-        return self.parse(data, file)
+        return data
 
     def parse(self, data: bytes | str, file: str) -> list[YamlDocument]:
         """Every document of ``data``, the content of ``file``."""

@@ -165,3 +165,26 @@ def test_a_utf8_byte_order_mark_is_accepted(run: Run, tmp_path: Path) -> None:
 
     assert (code, err) == (0, "")
     assert "valid: 1 service(s)" in out
+
+
+@pytest.mark.parametrize("case", ["alias bomb", "10,000 nested block lists", "a key given twice"])
+def test_an_execution_input_is_read_within_the_same_rules(
+    run: Run, tmp_path: Path, case: str
+) -> None:
+    content, line, message = CASES[case]
+    path = tmp_path / "input.yaml"
+    path.write_bytes(content)
+
+    code, out, err = run("saga", "start", "any-saga", "--input", str(path))
+
+    assert (code, out, err) == (2, "", f"{path}:{line}: error: {message}\n")
+
+
+def test_an_execution_input_of_deeply_nested_json_is_refused(run: Run, tmp_path: Path) -> None:
+    path = tmp_path / "input.json"
+    path.write_text('{"a": ' + "[" * 10_000 + "]" * 10_000 + "}")
+
+    code, out, err = run("saga", "start", "any-saga", "--input", str(path))
+
+    assert (code, out) == (2, "")
+    assert err.startswith(f"{path}: error: not valid JSON: ") and err.count("\n") == 1
