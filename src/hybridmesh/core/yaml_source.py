@@ -18,12 +18,10 @@ each rule below holds for both, and for any later reader:
   ``1`` and ``0x1`` are the same key, as they would be in the loaded mapping. A key is a
   scalar; an alias may not appear inside the value it names.
 - **No recursion.** Documents are composed from the parser's events by a loop with its own
-  stack, so depth costs no Python frames, and the line of every key is recorded as it is
-  read: an alias's line is where the alias is written, and what it repeats is not walked
-  again. PyYAML's safe constructor then builds the data, each node once.
-
-A location is the path to a key or an item inside a document (``("steps", 1, "timeout")``);
-:class:`Lines` answers with the line of the nearest enclosing location that it has.
+  stack (:mod:`hybridmesh.core._yaml_compose`), so depth costs no Python frames, and the
+  line of every key is recorded as it is read (:class:`~hybridmesh.core.yaml_lines.Lines`):
+  an alias's line is where the alias is written, and what it repeats is not walked again.
+  PyYAML's safe constructor then builds the data, each node once.
 """
 
 from __future__ import annotations
@@ -31,40 +29,16 @@ from __future__ import annotations
 import os
 import re
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import yaml
-from yaml.constructor import ConstructorError, SafeConstructor
-from yaml.events import (
-    AliasEvent,
-    CollectionStartEvent,
-    DocumentStartEvent,
-    Event,
-    MappingEndEvent,
-    NodeEvent,
-    ScalarEvent,
-    SequenceEndEvent,
-    SequenceStartEvent,
-    StreamEndEvent,
-    StreamStartEvent,
-)
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
-from yaml.resolver import Resolver
-from yaml.scanner import ScannerError
 
+from hybridmesh.core._yaml_compose import Composer, Refused, Tally
 from hybridmesh.core.errors import Problem, ValidationError
-
-_CParser: type[Any] | None
-try:  # libyaml's parser, when PyYAML was built with it: several times faster
-    from yaml._yaml import CParser as _CParser
-except ImportError:  # pragma: no cover - PyYAML's wheels ship libyaml
-    _CParser = None
-
-#: Where a value sits inside a document: keys and list indexes, outermost first.
-Location = tuple[str | int, ...]
+from hybridmesh.core.yaml_lines import Lines, Location
 
 
 @dataclass(frozen=True)
@@ -99,104 +73,6 @@ class YamlLimits:
 DEFAULT_LIMITS = YamlLimits()
 
 
-# ------------------------------------------------------------------------------ lines
-
-
-class Lines:
-    """Where a value is written: its line, and the :class:`Lines` of the keys and items
-    inside it, by key (as written) or by list index.
-
-    The line of a mapping's value is the line of its key; the line of a list item is the
-    line it starts on. A tree rather than a flat table of locations: it costs one object
-    per node, whatever the depth, and the lines of one entry are found without scanning
-    those of the others.
-    """
-
-    __slots__ = ("_children", "_spelled", "line")
-
-    def __init__(self, line: int) -> None:
-        self.line = line
-        self._children: dict[str | int, Lines] | None = None
-        self._spelled: tuple[Callable[[str], str], dict[str | int, str | int]] | None = None
-
-    def _add(self, part: str | int, line: int) -> Lines:
-        """The lines of the key or item ``part``, new at ``line`` unless already known."""
-        if self._children is None:
-            self._children = {}
-        child = self._children.get(part)
-        if child is None:
-            child = self._children[part] = Lines(line)
-        return child
-
-    def children(self) -> list[tuple[str | int, Lines]]:
-        """The keys (as written) and indexes inside with their lines, in the file's order."""
-        return list((self._children or {}).items())
-
-    def child(
-        self, part: str | int, spelling: Callable[[str], str] | None = None
-    ) -> tuple[str | int, Lines] | None:
-        """The key or item ``part`` and its lines, or None.
-
-        With ``spelling``, the first key in the file written as ``part`` or whose
-        ``spelling(key)`` is ``part`` matches too (``retryPolicy`` for ``retry_policy``).
-        """
-        children = self._children
-        if not children:
-            return None
-        found = children.get(part)
-        if found is not None:
-            return part, found
-        if spelling is None:
-            return None
-        if self._spelled is None or self._spelled[0] is not spelling:
-            index: dict[str | int, str | int] = {}
-            for key in children:
-                if isinstance(key, str):
-                    index.setdefault(spelling(key), key)
-                index.setdefault(key, key)
-            self._spelled = (spelling, index)
-        written = self._spelled[1].get(part)
-        return None if written is None else (written, children[written])
-
-    def follow(
-        self, loc: Location, spelling: Callable[[str], str] | None = None
-    ) -> list[tuple[str | int, Lines]]:
-        """The parts of ``loc`` found, outermost first, each as written with its lines; it
-        stops at the first part that is not there."""
-        found: list[tuple[str | int, Lines]] = []
-        here = self
-        for part in loc:
-            step = here.child(part, spelling)
-            if step is None:
-                break
-            found.append(step)
-            here = step[1]
-        return found
-
-    def under(self, loc: Location) -> Lines | None:
-        """The lines of the value at ``loc`` exactly, or None."""
-        found = self.follow(loc)
-        if len(found) != len(loc):
-            return None
-        return found[-1][1] if found else self
-
-    def line_of(self, loc: Location, spelling: Callable[[str], str] | None = None) -> int:
-        """The line of ``loc``, else of the nearest location that encloses it."""
-        found = self.follow(loc, spelling)
-        return found[-1][1].line if found else self.line
-
-    def locations(self) -> dict[Location, int]:
-        """Every location inside, from here, with its line (for tests and debugging)."""
-        flat: dict[Location, int] = {}
-        pending: list[tuple[Location, Lines]] = [((), self)]
-        while pending:
-            loc, lines = pending.pop()
-            flat[loc] = lines.line
-            inside = lines.children()
-            pending.extend(((*loc, part), child) for part, child in reversed(inside))
-        return flat
-
-
 @dataclass(frozen=True)
 class YamlDocument:
     """One document of a YAML file: its data and the lines of its keys and items."""
@@ -212,15 +88,6 @@ class _TotalExceeded(ValidationError):
     """A total of the load is exceeded: no later file can be read either."""
 
 
-class _Refused(Exception):
-    """Composition stopped: ``message`` at the 1-based ``line``."""
-
-    def __init__(self, message: str, line: int) -> None:
-        super().__init__(message)
-        self.message = message
-        self.line = line
-
-
 class YamlReader:
     """Reads the YAML files of one load within :class:`YamlLimits`, totals included.
 
@@ -233,8 +100,15 @@ class YamlReader:
         self.limits = limits
         self.files = 0
         self.bytes = 0
-        self.nodes = 0
-        self.events = 0
+        self._tally = Tally()
+
+    @property
+    def nodes(self) -> int:
+        return self._tally.nodes
+
+    @property
+    def events(self) -> int:
+        return self._tally.events
 
     # -- a path
 
@@ -350,10 +224,10 @@ class YamlReader:
                 raise ValidationError([_too_big(file, len(data), limits.max_file_bytes)])
             text = data.removeprefix("\ufeff")
         _check_characters(text, file)
-        composer = _Composer(text, self)
+        composer = Composer(text, self.limits, self._tally)
         try:
-            return composer.documents()
-        except _Refused as refused:
+            return [YamlDocument(data, lines) for data, lines in composer.documents()]
+        except Refused as refused:
             problem = Problem(refused.message, file, refused.line)
             if composer.total_exceeded:
                 raise _TotalExceeded([problem]) from None
@@ -483,351 +357,6 @@ def _yaml_problem(error: yaml.YAMLError, file: str, limits: YamlLimits) -> Probl
         # libyaml stops at a depth of its own, far beyond ours: this input is deeper.
         return Problem(f"nested deeper than {limits.max_depth} levels: refused", file, line)
     return Problem("invalid YAML: " + " ".join(reason.split()), file, line)
-
-
-# -------------------------------------------------------------------------- composing
-
-
-class _Events(Protocol):
-    def get_event(self) -> Event | None: ...
-
-    def dispose(self) -> None: ...
-
-
-class _PythonParser(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser):
-    """PyYAML's own parser, where libyaml is missing, made to refuse what libyaml refuses:
-    an escape of a surrogate (``"\\ud800"``) or past U+10FFFF, which is not a character."""
-
-    def __init__(self, text: str) -> None:
-        yaml.reader.Reader.__init__(self, text)
-        yaml.scanner.Scanner.__init__(self)
-        yaml.parser.Parser.__init__(self)
-
-    def get_event(self) -> Event:
-        try:
-            event: Event = super().get_event()  # type: ignore[no-untyped-call]
-        except ValueError as error:  # chr() of an escape past U+10FFFF
-            raise ScannerError(
-                "while scanning a quoted scalar",
-                None,
-                f"found an invalid escape: {error}",
-                self.get_mark(),
-            ) from None
-        if isinstance(event, ScalarEvent) and _SURROGATE.search(event.value):
-            mark: Any = event.start_mark
-            raise ScannerError(
-                "while scanning a quoted scalar",
-                None,
-                "found an escape of a surrogate, which is not a character",
-                mark,
-            )
-        return event
-
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def _parser(text: str) -> _Events:
-    if _CParser is not None:
-        parser: _Events = _CParser(text)
-        return parser
-    return _PythonParser(text)  # pragma: no cover
-
-
-class _Constructor(SafeConstructor):
-    """PyYAML's safe constructor, whose errors all carry the line of their node: a value
-    that a tag's converter refuses (``2020-13-45`` as a date, an integer of 5,000 digits)
-    raises ``ValueError`` and the like, not a YAML error."""
-
-    def construct_object(self, node: Node, deep: bool = False) -> Any:
-        try:
-            return super().construct_object(node, deep)
-        except yaml.YAMLError:
-            raise
-        except (ValueError, TypeError, OverflowError, AttributeError) as error:
-            raise ConstructorError(
-                None,
-                None,
-                f"cannot read this {_tag_name(node.tag)} value: {error}",
-                node.start_mark,
-            ) from None
-
-
-def _tag_name(tag: str) -> str:
-    return tag.removeprefix("tag:yaml.org,2002:")
-
-
-_RESOLVER = Resolver()
-_STR = "tag:yaml.org,2002:str"
-_MERGE = "tag:yaml.org,2002:merge"
-_VALUE = "tag:yaml.org,2002:value"
-
-
-@dataclass(frozen=True, slots=True)
-class _Anchor:
-    """A node with an anchor: ``size`` nodes (None while it is being composed) nested
-    ``height`` lists or mappings deep."""
-
-    node: Node
-    size: int | None
-    height: int
-
-
-class _Frame:
-    """A list or mapping being composed."""
-
-    __slots__ = (
-        "anchor",
-        "height",
-        "key",
-        "key_lines",
-        "lines",
-        "merged",
-        "node",
-        "seen",
-        "size",
-    )
-
-    def __init__(self, node: Node, lines: Lines, anchor: str | None, merged: bool) -> None:
-        self.node = node
-        self.lines = lines
-        self.anchor = anchor
-        self.merged = merged  # the value of a merge key
-        self.size = 1  # nodes it stands for, itself included
-        self.height = 1  # lists and mappings nested in it, itself included
-        self.key: Node | None = None  # a mapping's key waiting for its value
-        self.key_lines: Lines | None = None
-        self.seen: dict[Any, int] = {}  # a mapping's keys, as values, with their lines
-
-    def holds(self, size: int, height: int) -> None:
-        """Count a key, an item or a value of ``size`` nodes, ``height`` levels deep."""
-        self.size += size
-        self.height = max(self.height, height + 1)
-
-
-class _Composer:
-    """Composes the documents of one text from the parser's events, within the limits."""
-
-    def __init__(self, text: str, reader: YamlReader) -> None:
-        self.reader = reader
-        self.limits = reader.limits
-        self.events = _parser(text)
-        self.constructor = _Constructor()
-        self.nodes = 0  # in this text
-        self.total_exceeded = False
-
-    def dispose(self) -> None:
-        self.events.dispose()
-
-    def documents(self) -> list[YamlDocument]:
-        documents: list[YamlDocument] = []
-        events = self.events
-        while True:
-            event = events.get_event()
-            self.reader.events += 1
-            if isinstance(event, StreamStartEvent):
-                continue
-            if isinstance(event, StreamEndEvent):
-                return documents
-            if not isinstance(event, DocumentStartEvent):  # pragma: no cover - parser's order
-                raise _Refused("invalid YAML: a document was expected", _line(event))
-            node, lines = self._document()
-            events.get_event()  # its DocumentEndEvent
-            self.reader.events += 1
-            documents.append(YamlDocument(self.constructor.construct_document(node), lines))
-
-    def _count(self, size: int, event: Event) -> None:
-        """Count ``size`` more nodes, refusing past the limits."""
-        limits = self.limits
-        self.nodes += size
-        self.reader.nodes += size
-        if self.nodes > limits.max_nodes:
-            raise _Refused(
-                f"more than {limits.max_nodes} nodes, counting each alias as every node it "
-                "repeats: refused",
-                _line(event),
-            )
-        if self.reader.nodes > limits.max_total_nodes:
-            self.total_exceeded = True
-            raise _Refused(
-                f"the files read hold more than {limits.max_total_nodes} nodes in all, counting "
-                "each alias as every node it repeats: refused",
-                _line(event),
-            )
-
-    def _document(self) -> tuple[Node, Lines]:
-        """The root node of the next document and its lines."""
-        anchors: dict[str, _Anchor] = {}
-        stack: list[_Frame] = []
-        root: tuple[Node, Lines] | None = None
-        while root is None:
-            event = self.events.get_event()
-            self.reader.events += 1
-            parent = stack[-1] if stack else None
-            if isinstance(event, (SequenceEndEvent, MappingEndEvent)):
-                done = stack.pop()
-                if isinstance(done.node, MappingNode):
-                    # Merge keys now, while whatever they merge is already merged itself,
-                    # so PyYAML's merging never recurses through a chain of them.
-                    self.constructor.flatten_mapping(done.node)
-                if done.anchor is not None:
-                    anchors[done.anchor] = _Anchor(done.node, done.size, done.height)
-                if stack:
-                    height = _merged(done.node, done.height) if done.merged else done.height
-                    stack[-1].holds(done.size, height)
-                else:
-                    root = done.node, done.lines
-                continue
-            assert isinstance(event, NodeEvent)
-            is_key = False
-            merging = False  # the value of a merge key: what it holds joins the mapping
-            if parent is not None and isinstance(parent.node, MappingNode):
-                is_key = parent.key is None
-                merging = parent.key is not None and parent.key.tag == _MERGE
-            if isinstance(event, AliasEvent):
-                node, size, height = self._alias(event, anchors)
-                if merging:
-                    height = _merged(node, height)
-                self._check_depth(len(stack) + height, event)  # as deep as it repeats
-                self._count(size, event)
-            else:
-                anchor = event.anchor
-                if anchor is not None and anchor in anchors:
-                    raise _Refused(f"the anchor &{anchor} is defined twice", _line(event))
-                size, height = 1, 0
-                self._count(1, event)
-                if isinstance(event, ScalarEvent):
-                    node = self._scalar(event, is_key)
-                    if anchor is not None:
-                        anchors[anchor] = _Anchor(node, 1, 0)
-                else:
-                    assert isinstance(event, CollectionStartEvent)
-                    if is_key:
-                        raise _Refused("a mapping key must be a scalar", _line(event))
-                    self._check_depth(len(stack) + 1, event)
-                    node = self._collection(event)
-                    if anchor is not None:
-                        anchors[anchor] = _Anchor(node, None, 0)  # open: no alias may use it
-            if is_key:
-                assert parent is not None
-                self._key(parent, node, event)
-                parent.holds(size, height)
-                continue
-            lines = self._place(parent, node, event)
-            if isinstance(node, ScalarNode) or isinstance(event, AliasEvent):
-                if parent is None:
-                    root = node, lines
-                else:
-                    parent.holds(size, height)
-            else:
-                stack.append(_Frame(node, lines, event.anchor, merging))
-        return root
-
-    def _check_depth(self, depth: int, event: Event) -> None:
-        if depth > self.limits.max_depth:
-            raise _Refused(
-                f"nested deeper than {self.limits.max_depth} levels: refused", _line(event)
-            )
-
-    def _alias(self, event: AliasEvent, anchors: dict[str, _Anchor]) -> tuple[Node, int, int]:
-        """The node an alias names, its size and its height."""
-        anchor = event.anchor
-        found = anchors.get(anchor) if anchor is not None else None
-        if found is None:
-            raise _Refused(f"the alias *{anchor} names no anchor before it", _line(event))
-        if found.size is None:
-            raise _Refused(f"the alias *{anchor} is inside the value it names", _line(event))
-        return found.node, found.size, found.height
-
-    def _scalar(self, event: ScalarEvent, is_key: bool) -> ScalarNode:
-        value = event.value
-        most = self.limits.max_key_chars if is_key else self.limits.max_scalar_chars
-        if len(value) > most:
-            what = "key" if is_key else "value"
-            raise _Refused(
-                f"a {what} of {len(value)} characters, more than the limit of {most}: refused",
-                _line(event),
-            )
-        tag = event.tag
-        if tag is None or tag == "!":
-            tag = _RESOLVER.resolve(ScalarNode, value, event.implicit)  # type: ignore[no-untyped-call]
-        mark: Any = event.start_mark
-        return ScalarNode(tag, value, mark, mark, style=event.style)
-
-    def _collection(self, event: CollectionStartEvent) -> Node:
-        kind = SequenceNode if isinstance(event, SequenceStartEvent) else MappingNode
-        tag = event.tag
-        if tag is None or tag == "!":
-            tag = _RESOLVER.resolve(kind, None, event.implicit)  # type: ignore[no-untyped-call]
-        mark: Any = event.start_mark
-        return kind(tag, [], mark, mark, flow_style=event.flow_style)
-
-    def _key(self, frame: _Frame, node: Node, event: Event) -> None:
-        """``node`` is the next key of the mapping ``frame``: refuse it if given before."""
-        if not isinstance(node, ScalarNode):
-            raise _Refused("a mapping key must be a scalar", _line(event))
-        if len(node.value) > self.limits.max_key_chars:
-            raise _Refused(
-                f"a key of {len(node.value)} characters, more than the limit of "
-                f"{self.limits.max_key_chars}: refused",
-                _line(event),
-            )
-        line = _line(event)
-        if node.tag == _STR:
-            value: Any = node.value  # what the constructor would make of it, sooner
-        elif node.tag == _MERGE:
-            value = "<<"
-        elif node.tag == _VALUE:
-            value = "="
-        else:
-            value = self.constructor.construct_object(node, deep=True)
-        first = frame.seen.get(value)
-        if first is not None:
-            raise _Refused(
-                f"the key {_shown(node.value)} is given twice in one mapping, at lines {first} "
-                f"and {line}",
-                line,
-            )
-        frame.seen[value] = line
-        frame.key = node
-        frame.key_lines = frame.lines._add(str(node.value), line)
-
-    def _place(self, frame: _Frame | None, node: Node, event: Event) -> Lines:
-        """Put ``node`` in ``frame`` (a list's next item, or the value of a mapping's waiting
-        key) and answer the lines of where it goes."""
-        if frame is None:
-            return Lines(_line(event))
-        parent = frame.node
-        if isinstance(parent, SequenceNode):
-            lines = frame.lines._add(len(parent.value), _line(event))
-            parent.value.append(node)
-            return lines
-        assert frame.key is not None and frame.key_lines is not None
-        parent.value.append((frame.key, node))
-        lines = frame.key_lines
-        frame.key = frame.key_lines = None
-        return lines
-
-
-def _merged(node: Node, height: int) -> int:
-    """The height that merging ``node`` adds to a mapping: what a merged mapping holds joins
-    the mapping, one level up (two, for a list of mappings)."""
-    if isinstance(node, MappingNode):
-        return max(height - 1, 0)
-    if isinstance(node, SequenceNode):
-        return max(height - 2, 0)
-    return height
-
-
-def _line(event: Event | None) -> int:
-    mark = event.start_mark if event is not None else None
-    return mark.line + 1 if mark is not None else 1
-
-
-def _shown(key: str) -> str:
-    """A key as an error message shows it: quoted, on one line, at most 60 characters."""
-    text = repr(key)
-    return text if len(text) <= 60 else text[:56] + "...'"
 
 
 __all__ = [

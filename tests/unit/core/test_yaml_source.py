@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hybridmesh.core import yaml_source
+from hybridmesh.core import _yaml_compose
 from hybridmesh.core.errors import Problem, ValidationError
 from hybridmesh.core.yaml_source import (
     DEFAULT_LIMITS,
@@ -76,7 +76,7 @@ def test_a_folder_gives_its_yaml_files_recursively_in_name_order(tmp_path: Path)
 def parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Each case runs on libyaml's parser and on PyYAML's own, its fallback."""
     if request.param == "python":
-        monkeypatch.setattr(yaml_source, "_CParser", None)
+        monkeypatch.setattr(_yaml_compose, "_CParser", None)
     return str(request.param)
 
 

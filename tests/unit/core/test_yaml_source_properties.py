@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.unit.core.yaml_trees import Model, documents
 
-from hybridmesh.core import yaml_source
+from hybridmesh.core import _yaml_compose
 from hybridmesh.core.errors import ValidationError
 from hybridmesh.core.yaml_source import YamlDocument, YamlLimits, YamlReader
 
@@ -31,7 +31,7 @@ PROPERTY = settings(
 def parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Each property holds on libyaml's parser and on PyYAML's own."""
     if request.param == "python":
-        monkeypatch.setattr(yaml_source, "_CParser", None)
+        monkeypatch.setattr(_yaml_compose, "_CParser", None)
     return str(request.param)
 
 
