@@ -57,3 +57,30 @@ def test_errors_name_file_line_and_field(tmp_path: Path) -> None:
     assert any("bad.yaml:2" in line and "[targets[0].endpoint]" in line for line in lines)
     assert any("bad.yaml:5" in line and "[targets[1].schedul]" in line for line in lines)
     assert any("bad.yaml:7" in line and "[targets[2].schedule]" in line for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("content", "line", "message"),
+    [
+        (
+            b"targets:\n  - target: erp\n    format: xml\n    format: csv\n",
+            4,
+            "the key 'format' is given twice in one mapping, at lines 3 and 4",
+        ),
+        (b"- target: caf\xe9\n", 1, "not UTF-8: byte 0xe9 at offset 13"),
+        (b"- target: erp\n---\n- target: crm\n", 3, "expected one YAML document"),
+        (b"t: " + b"[" * 5_000 + b"]" * 5_000, 1, "nested deeper than 64 levels"),
+    ],
+)
+def test_targets_are_read_within_the_rules_of_every_yaml_input(
+    tmp_path: Path, content: bytes, line: int, message: str
+) -> None:
+    path = tmp_path / "targets.yaml"
+    path.write_bytes(content)
+
+    with pytest.raises(ValidationError) as raised:
+        load_batch_targets(path)
+
+    (problem,) = raised.value.problems
+    assert (problem.file, problem.line) == (str(path), line)
+    assert problem.message.startswith(message)
