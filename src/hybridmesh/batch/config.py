@@ -14,7 +14,9 @@
         format: http
         endpoint: http://erp.internal/batch/orders
 
-Errors name the file, the line and the field.
+The file is read like every YAML input (UTF-8, within the limits of
+:mod:`hybridmesh.core.yaml_source`, no key given twice). Errors name the file, the line and
+the field.
 """
 
 from __future__ import annotations
@@ -23,51 +25,47 @@ from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from hybridmesh.batch.target import BatchTarget
 from hybridmesh.core.errors import Problem, ValidationError
+from hybridmesh.core.yaml_source import Lines, Location, read_yaml
 
 _KEYS = {f.name for f in dataclass_fields(BatchTarget) if f.init}
 
 
 def load_batch_targets(path: Path | str) -> list[BatchTarget]:
-    """The targets in the YAML file at ``path``; ``ValidationError`` listing every problem."""
+    """The targets in the YAML file at ``path`` (none in an empty one), read within the
+    limits of :mod:`hybridmesh.core.yaml_source`; ``ValidationError`` listing every problem."""
     name = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-        root = yaml.compose(text)
-    except OSError as error:
-        raise ValidationError([Problem(f"cannot read it: {error}", file=name)]) from None
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        raise ValidationError([Problem(f"not valid YAML: {error}", file=name, line=line)]) from None
-    if root is None:
+    documents = read_yaml(Path(path))
+    if len(documents) > 1:
+        raise ValidationError(
+            [Problem("expected one YAML document", file=name, line=documents[1].lines.line)]
+        )
+    if not documents or documents[0].data is None:
         return []
-    data = yaml.safe_load(text)
-    if data is None:
-        return []
-    entries, nodes = _entries(data, root)
-    if entries is None:
+    data, lines = documents[0].data, documents[0].lines
+    found = _entries(data)
+    if found is None:
         raise ValidationError(
             [Problem("expected a list of targets, or a 'targets:' list", file=name, line=1)]
         )
+    entries, prefix = found
     targets: list[BatchTarget] = []
     problems: list[Problem] = []
-    for index, (entry, node) in enumerate(zip(entries, nodes, strict=True)):
-        line = node.start_mark.line + 1
+    for index, entry in enumerate(entries):
+        entry_lines = lines.under((*prefix, index)) or Lines(lines.line_of(prefix))
+        line = entry_lines.line
         at = f"targets[{index}]"
         if not isinstance(entry, dict):
             problems.append(Problem("expected a mapping", file=name, line=line, field=at))
             continue
-        unknown = sorted(set(entry) - _KEYS)
+        unknown = sorted(str(key) for key in entry if key not in _KEYS)
         for key in unknown:
             problems.append(
                 Problem(
                     f"unknown key (known: {', '.join(sorted(_KEYS))})",
                     file=name,
-                    line=_line_of(node, key) or line,
+                    line=entry_lines.line_of((key,)),
                     field=f"{at}.{key}",
                 )
             )
@@ -80,13 +78,16 @@ def load_batch_targets(path: Path | str) -> list[BatchTarget]:
             targets.append(BatchTarget(**options))
         except ValidationError as error:
             for problem in error.problems:
-                key = problem.field if problem.field in _KEYS else None
-                if key is None and "cron" in problem.message.lower():
-                    key = "schedule"  # the cron parser names the cron field, not ours
-                where = f"{at}.{key}" if key else at
-                found = _line_of(node, key) if key else None
+                named = problem.field if problem.field in _KEYS else None
+                if named is None and "cron" in problem.message.lower():
+                    named = "schedule"  # the cron parser names the cron field, not ours
                 problems.append(
-                    Problem(problem.message, file=name, line=found or line, field=where)
+                    Problem(
+                        problem.message,
+                        file=name,
+                        line=entry_lines.line_of((named,)) if named else line,
+                        field=f"{at}.{named}" if named else at,
+                    )
                 )
         except TypeError as error:
             problems.append(Problem(str(error), file=name, line=line, field=at))
@@ -95,24 +96,13 @@ def load_batch_targets(path: Path | str) -> list[BatchTarget]:
     return targets
 
 
-def _entries(data: Any, root: yaml.Node) -> tuple[list[Any] | None, list[yaml.Node]]:
-    """The list of target entries and their YAML nodes."""
-    if isinstance(data, dict) and isinstance(root, yaml.MappingNode):
-        for key, value in root.value:
-            if key.value == "targets" and isinstance(value, yaml.SequenceNode):
-                listed = data.get("targets")
-                return (listed if isinstance(listed, list) else None), list(value.value)
-        return None, []
-    if isinstance(data, list) and isinstance(root, yaml.SequenceNode):
-        return data, list(root.value)
-    return None, []
-
-
-def _line_of(node: yaml.Node, key: str) -> int | None:
-    if isinstance(node, yaml.MappingNode):
-        for key_node, _ in node.value:
-            if key_node.value == key:
-                return int(key_node.start_mark.line) + 1
+def _entries(data: Any) -> tuple[list[Any], Location] | None:
+    """The list of target entries and where it is in the document."""
+    if isinstance(data, dict):
+        listed = data.get("targets")
+        return (listed, ("targets",)) if isinstance(listed, list) else None
+    if isinstance(data, list):
+        return data, ()
     return None
 
 

@@ -13,11 +13,11 @@ import contextlib
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-import yaml
 from rich.markup import escape
 from rich.table import Table
 
@@ -36,6 +36,7 @@ from hybridmesh.cli._common import (
 )
 from hybridmesh.core.errors import NotFoundError, Problem, ValidationError
 from hybridmesh.core.serialization import json_problems, loads
+from hybridmesh.core.yaml_source import YamlReader
 
 T = TypeVar("T")
 
@@ -127,21 +128,39 @@ async def _with_runtime(
 
 
 def _read_input(path: Path | None) -> dict[str, Any]:
-    """The execution's input from a JSON or YAML file ('-': standard input)."""
+    """The execution's input from a JSON or YAML file ('-': standard input), read within
+    the limits of every YAML input (see :mod:`hybridmesh.core.yaml_source`)."""
     if path is None:
         return {}
     name = "<stdin>" if str(path) == "-" else str(path)
-    try:
-        text = sys.stdin.read() if name == "<stdin>" else path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise ValidationError([Problem(f"cannot read the input: {error}", file=name)]) from None
-    try:
-        data = loads(text) if text.lstrip().startswith(("{", "[")) else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as error:
-        line = getattr(getattr(error, "problem_mark", None), "line", None)
-        raise ValidationError(
-            [Problem(f"not valid JSON or YAML: {error}", file=name, line=(line or 0) + 1)]
-        ) from None
+    reader = YamlReader()
+    if name == "<stdin>":
+        most = reader.limits.max_file_bytes
+        raw = sys.stdin.buffer.read(most + 1)
+        if len(raw) > most:
+            raise ValidationError([Problem(f"more than {most} bytes: refused", file=name)])
+    else:
+        try:
+            raw = reader.read_bytes(path)
+        except ValidationError as unreadable:
+            problems = unreadable.problems
+            raise ValidationError(
+                [
+                    replace(p, message=p.message.replace("cannot read:", "cannot read the input:"))
+                    for p in problems
+                ]
+            ) from None
+    if raw.lstrip().startswith((b"{", b"[")):
+        try:
+            data = loads(raw)
+        except ValueError as error:
+            raise ValidationError([Problem(f"not valid JSON: {error}", file=name)]) from None
+    else:
+        documents = reader.parse(raw, name)
+        if len(documents) > 1:
+            line = documents[1].lines.line
+            raise ValidationError([Problem("expected one YAML document", file=name, line=line)])
+        data = documents[0].data if documents else None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -174,7 +193,8 @@ def definitions() -> None:
 @json_option
 def validate_definitions(path: Path, services_path: Path | None, as_json: bool) -> None:
     """Check the definitions in PATH against the registry (the stored one, or the services
-    read from --services, which writes nothing); exit 2 on errors."""
+    read from --services, which writes nothing); exit 2 on errors, when PATH defines
+    nothing, and when its YAML passes a reading limit (see the README)."""
     from hybridmesh.orchestration.loader import load_definitions
 
     async def check(runtime: Any) -> Any:
@@ -211,7 +231,8 @@ def validate_definitions(path: Path, services_path: Path | None, as_json: bool) 
 @json_option
 def load_definitions_command(path: Path, as_json: bool) -> None:
     """Validate the definitions in PATH and register each as a version (a changed
-    definition gets a new version; running executions keep theirs)."""
+    definition gets a new version; running executions keep theirs). Exit 2, registering
+    nothing, when any is invalid or PATH defines nothing."""
 
     async def load(runtime: Any) -> list[Any]:
         return list(await runtime.load_definitions(path))

@@ -60,7 +60,9 @@ def _definitions(from_path: Path | None) -> list[ServiceDefinition]:
 @_path_argument
 @json_option
 def validate(path: Path, as_json: bool) -> None:
-    """Check the definitions under PATH. Exits 2 and names file:line and field when invalid."""
+    """Check the definitions under PATH. Exits 2 and names file:line and field when invalid,
+    when PATH defines no service, and when its YAML passes a reading limit (file size,
+    depth, aliases: see the README)."""
     result = inspect_definitions(path)
     if as_json:
         emit_json(
@@ -116,7 +118,8 @@ def _problem(p: Any) -> dict[str, Any]:
 @_path_argument
 @click.option("--replace", is_flag=True, help="Remove stored services that PATH does not define.")
 def load(path: Path, replace: bool) -> None:
-    """Validate the definitions under PATH and save them in the store."""
+    """Validate the definitions under PATH and save them in the store (exit 2, saving
+    nothing, when any is invalid or PATH defines no service)."""
     result = _checked(path)
 
     async def save() -> int:

@@ -2,18 +2,22 @@
 the field.
 
 A path is a file or a folder (every ``*.yaml`` / ``*.yml`` in it, recursively, in name
-order). A file holds one definition (a mapping), several (a list, ``sagas:`` and
-``workflows:`` lists, or several YAML documents), or nothing. A mapping with ``saga_type``
-is a saga; one with ``workflow_id`` is a workflow.
+order), read within the limits of :mod:`hybridmesh.core.yaml_source`. A file holds one
+definition (a mapping), several (a list, ``sagas:`` and ``workflows:`` lists, or several
+YAML documents), or nothing: an empty file or document among others is fine, but a path
+that defines nothing at all is an error. A mapping with ``saga_type`` is a saga; one with
+``workflow_id`` is a workflow.
 
 Keys are the fields of :mod:`hybridmesh.orchestration.definitions`, in snake_case or in the
 integration guide's camelCase (``stepId``, ``retryPolicy``, ``maxAttempts``): the
 definitions' pydantic models read both. Keys inside payloads are left as written. A field
 without a default is required; an unknown key is an error.
 
-Errors: bad YAML, a missing or unknown field, a value of the wrong type, everything
-:func:`~hybridmesh.orchestration.definitions.validate` finds, and a saga type or workflow id
-defined twice. Errors and warnings name the field as the file spells it.
+Errors: bad YAML (or YAML past a limit, a key given twice), a missing or unknown field, a
+value of the wrong type, everything :func:`~hybridmesh.orchestration.definitions.validate`
+finds, and a saga type or workflow id defined twice. Errors and warnings name the field as
+the file spells it. Reading is linear in the input: lookups go through dictionaries and the
+lines of each definition are found without scanning those of the others.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import pydantic
 
 from hybridmesh.core.errors import Problem, ValidationError
 from hybridmesh.core.limits import describe, location
-from hybridmesh.core.yaml_source import Location, line_of, read_yaml, yaml_files
+from hybridmesh.core.yaml_source import DEFAULT_LIMITS, Lines, Location, YamlLimits, YamlReader
 from hybridmesh.orchestration.definitions import (
     DEFINITION_READER,
     Definition,
@@ -55,7 +59,7 @@ class LoadedDefinition:
     definition: Definition
     file: str
     line: int
-    lines: dict[Location, int] = field(default_factory=dict, compare=False, repr=False)
+    lines: Lines | None = field(default=None, compare=False, repr=False)
 
     @property
     def kind(self) -> Kind:
@@ -73,7 +77,7 @@ class LoadedDefinition:
 
     def line_of(self, *loc: str | int) -> int:
         """The line of a field (``"steps", 1, "timeout"``); the definition's line if unknown."""
-        return line_of(self.lines, loc) or self.line
+        return self.line if self.lines is None else self.lines.line_of(loc, _snake)
 
 
 @dataclass
@@ -97,7 +101,10 @@ class DefinitionLoad:
 
 
 def load_definitions(
-    path: str | Path, *, registry: ServiceRegistry | None = None
+    path: str | Path,
+    *,
+    registry: ServiceRegistry | None = None,
+    limits: YamlLimits = DEFAULT_LIMITS,
 ) -> DefinitionLoad:
     """Parse and check every definition under ``path``; never raises for bad input.
 
@@ -106,15 +113,16 @@ def load_definitions(
     """
     root = Path(path)
     result = DefinitionLoad()
-    if not root.exists():
-        result.errors.append(Problem("no such file or folder", str(root)))
-        return result
-    files = yaml_files(root)
-    if not files:
-        result.errors.append(Problem("no *.yaml or *.yml files found", str(root)))
-        return result
-    for file in files:
-        _load_file(file, registry, result)
+    seen: dict[tuple[Kind, str], LoadedDefinition] = {}
+    found_any = False
+    for file, documents in YamlReader(limits).documents(root, result.errors):
+        for document in documents:
+            where = _Where.of(str(file), document.lines)
+            for entry, prefix, kind in _entries(document.data, where, result):
+                found_any = True
+                _load_entry(entry, where.inside(prefix), kind, registry, result, seen)
+    if not found_any and not result.errors:
+        result.errors.append(Problem("no saga or workflow definitions found", str(root)))
     return result
 
 
@@ -137,18 +145,6 @@ def definition_from_dict(
 
 
 # ------------------------------------------------------------------------------ files
-
-
-def _load_file(path: Path, registry: ServiceRegistry | None, result: DefinitionLoad) -> None:
-    try:
-        documents = read_yaml(path)
-    except ValidationError as unreadable:
-        result.errors.extend(unreadable.problems)
-        return
-    for document in documents:
-        where = _Where(str(path), document.lines)
-        for entry, prefix, kind in _entries(document.data, where, result):
-            _load_entry(entry, where.inside(prefix), kind, registry, result)
 
 
 def _entries(
@@ -187,6 +183,7 @@ def _load_entry(
     kind: Kind | None,
     registry: ServiceRegistry | None,
     result: DefinitionLoad,
+    seen: dict[tuple[Kind, str], LoadedDefinition],
 ) -> None:
     problems: list[Problem] = []
     definition = _read(entry, kind, problems)
@@ -196,15 +193,15 @@ def _load_entry(
         (result.errors if problem.severity == "error" else result.warnings).append(problem)
     if definition is None or any(p.severity == "error" for p in found):
         return
-    loaded = LoadedDefinition(definition, where.file, where.line(()) or 1, where.canonical)
-    for earlier in result.definitions:
-        if (earlier.kind, earlier.name) == (loaded.kind, loaded.name):
-            name_field = "saga_type" if loaded.kind is Kind.SAGA else "workflow_id"
-            message = (
-                f"duplicate {loaded.kind.value} {loaded.name!r}; first defined at {earlier.source}"
-            )
-            result.errors.append(where.problem(Problem(message, field=name_field)))
-            return
+    loaded = LoadedDefinition(definition, where.file, where.lines.line, where.lines)
+    earlier = seen.setdefault((loaded.kind, loaded.name), loaded)
+    if earlier is not loaded:
+        name_field = "saga_type" if loaded.kind is Kind.SAGA else "workflow_id"
+        message = (
+            f"duplicate {loaded.kind.value} {loaded.name!r}; first defined at {earlier.source}"
+        )
+        result.errors.append(where.problem(Problem(message, field=name_field)))
+        return
     result.definitions.append(loaded)
 
 
@@ -228,45 +225,35 @@ def _location(field_name: str) -> Location:
 
 
 class _Where:
-    """Lines and spellings of one definition's fields, by their canonical location."""
+    """The lines of one definition's fields, found by their canonical (snake_case) names or as
+    the file spells them, and the spelling of a field as the file writes it."""
 
-    def __init__(self, file: str, lines: dict[Location, int]) -> None:
+    def __init__(self, file: str, lines: Lines, camel: bool) -> None:
         self.file = file
-        self.canonical: dict[Location, int] = {}
-        self.written: dict[Location, Location] = {}
-        for loc, line in lines.items():
-            snake = tuple(_snake(part) if isinstance(part, str) else part for part in loc)
-            self.canonical.setdefault(snake, line)
-            self.written.setdefault(snake, loc)
-            # Problems about a key itself (unknown, given twice) name it as written.
-            self.canonical.setdefault(loc, line)
-            self.written.setdefault(loc, loc)
+        self.lines = lines
         #: Whether the file writes keys in camelCase: fields it lacks are named the same way.
-        self.camel = any(loc != self.written[loc] for loc in self.written)
+        self.camel = camel
+
+    @classmethod
+    def of(cls, file: str, lines: Lines) -> _Where:
+        """The whole document whose lines are ``lines``."""
+        return cls(file, lines, _writes_camel(lines))
 
     def inside(self, prefix: Location) -> _Where:
         """The same file, seen from the definition at ``prefix``."""
-        inner = _Where(self.file, {})
-        size = len(prefix)
-        for loc, line in self.canonical.items():
-            if loc[:size] == prefix:
-                inner.canonical[loc[size:]] = line
-                inner.written[loc[size:]] = self.written[loc][size:]
-        inner.camel = self.camel
-        return inner
+        lines = self.lines.under(prefix) or Lines(self.lines.line_of(prefix))
+        return _Where(self.file, lines, self.camel)
 
-    def line(self, loc: Location) -> int | None:
-        return line_of(self.canonical, loc)
+    def line(self, loc: Location) -> int:
+        return self.lines.line_of(loc, _snake)
 
     def spelled(self, loc: Location) -> Location:
         """``loc`` spelled as in the file, as far as the file has it."""
-        end = len(loc)
-        while end and loc[:end] not in self.written:
-            end -= 1
-        rest = loc[end:]
+        found = self.lines.follow(loc, _snake)
+        rest = loc[len(found) :]
         if self.camel:
             rest = tuple(_camel(part) if isinstance(part, str) else part for part in rest)
-        return (*self.written.get(loc[:end], ()), *rest)
+        return (*(part for part, _ in found), *rest)
 
     def problem(self, problem: Problem) -> Problem:
         loc = _location(problem.field) if problem.field else ()
@@ -277,6 +264,18 @@ class _Where:
             _field(self.spelled(loc)) or None,
             problem.severity,
         )
+
+
+def _writes_camel(lines: Lines) -> bool:
+    """Whether any key under ``lines`` is written in camelCase."""
+    pending = [lines]
+    while pending:
+        here = pending.pop()
+        for part, inner in here.children():
+            if isinstance(part, str) and _snake(part) != part:
+                return True
+            pending.append(inner)
+    return False
 
 
 # ----------------------------------------------------------------------------- reading
@@ -329,13 +328,17 @@ def _problems(invalid: pydantic.ValidationError, cls: type[Any], data: Any) -> l
     """pydantic's errors as problems at the fields as written (snake_case locations)."""
     problems: list[Problem] = []
     twice: set[Location] = set()
+    spellings: dict[Location, dict[str, list[str]]] = {}  # by parent, once each
     for error in invalid.errors():
         written: Location = location(error)
         loc = tuple(_snake(part) if isinstance(part, str) else part for part in written)
         kind = error["type"]
         if kind in _UNKNOWN_KEY and loc and isinstance(written[-1], str):
             names = _names_at(cls, loc[:-1])
-            keys = _spellings(data, written[:-1], _snake(written[-1]))
+            parent = written[:-1]
+            if parent not in spellings:
+                spellings[parent] = _spellings(data, parent)
+            keys = spellings[parent].get(_snake(written[-1]), [])
             if len(keys) > 1:
                 if loc in twice:
                     continue
@@ -356,16 +359,20 @@ def _problems(invalid: pydantic.ValidationError, cls: type[Any], data: Any) -> l
     return problems
 
 
-def _spellings(data: Any, parent: Location, name: str) -> list[str]:
-    """The keys of the mapping at ``parent`` in ``data`` that spell field ``name``."""
+def _spellings(data: Any, parent: Location) -> dict[str, list[str]]:
+    """The keys of the mapping at ``parent`` in ``data``, by the field each spells."""
     for part in parent:
         try:
             data = data[part]
         except (KeyError, IndexError, TypeError):
-            return []
+            return {}
     if not isinstance(data, Mapping):
-        return []
-    return [key for key in data if isinstance(key, str) and _snake(key) == name]
+        return {}
+    found: dict[str, list[str]] = {}
+    for key in data:
+        if isinstance(key, str):
+            found.setdefault(_snake(key), []).append(key)
+    return found
 
 
 def _names_at(cls: type[Any], loc: Location) -> list[str]:

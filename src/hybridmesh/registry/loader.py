@@ -1,13 +1,18 @@
 """Load service definitions from YAML, with errors that name the file, the line and the field.
 
 A path is a file or a folder (every ``*.yaml`` / ``*.yml`` in it, recursively, in name
-order). A file holds one service (a mapping), several (a list, a ``services:`` list, or
-several YAML documents), or nothing.
+order), read within the limits of :mod:`hybridmesh.core.yaml_source`. A file holds one
+service (a mapping), several (a list, a ``services:`` list, or several YAML documents), or
+nothing: an empty file or document among others is fine, but a path that defines no
+service at all is an error.
 
-Errors stop the load: bad YAML, an unknown architecture or pattern type, a missing required
-field, an unknown key, a malformed URL, a duplicate name, a dependency or consumer that is
-not registered. Warnings do not: a dependency that the other side does not list as a
-consumer (and the reverse), and cycles of synchronous dependencies.
+Errors stop the load: bad YAML (or YAML past a limit, a key given twice), an unknown
+architecture or pattern type, a missing required field, an unknown key, a malformed URL, a
+duplicate name, a dependency or consumer that is not registered. Warnings do not: a
+dependency that the other side does not list as a consumer (and the reverse), and cycles
+of synchronous dependencies.
+
+Every step is linear in the input: lookups go through dictionaries, never through lists.
 """
 
 from __future__ import annotations
@@ -20,7 +25,14 @@ from typing import Any
 import pydantic
 
 from hybridmesh.core.errors import Problem, ValidationError
-from hybridmesh.core.yaml_source import Location, line_of, lines_under, read_yaml, yaml_files
+from hybridmesh.core.yaml_source import (
+    DEFAULT_LIMITS,
+    Lines,
+    Location,
+    YamlDocument,
+    YamlLimits,
+    YamlReader,
+)
 from hybridmesh.registry.models import ALL_SERVICES, DependencyType, ServiceDefinition
 
 
@@ -31,11 +43,11 @@ class LoadedService:
     definition: ServiceDefinition
     file: str
     line: int
-    lines: dict[Location, int] = field(default_factory=dict, compare=False, repr=False)
+    lines: Lines | None = field(default=None, compare=False, repr=False)
 
     def line_of(self, *loc: str | int) -> int:
         """The line of a field inside this definition (the service's line if unknown)."""
-        return line_of(self.lines, loc) or self.line
+        return self.line if self.lines is None else self.lines.line_of(loc)
 
 
 @dataclass
@@ -55,7 +67,7 @@ class RegistryLoad:
 
 
 def _entries(
-    document: Any, lines: dict[Location, int], file: str, errors: list[Problem]
+    document: Any, lines: Lines, file: str, errors: list[Problem]
 ) -> Iterator[tuple[Any, Location]]:
     """The service mappings of one YAML document, each with its location prefix."""
     if document is None:
@@ -64,9 +76,7 @@ def _entries(
         items = document["services"]
         if not isinstance(items, list):
             errors.append(
-                Problem(
-                    "'services' must be a list", file, line_of(lines, ("services",)), "services"
-                )
+                Problem("'services' must be a list", file, lines.line_of(("services",)), "services")
             )
             return
         for index, item in enumerate(items):
@@ -95,18 +105,15 @@ def _describe(error: Any) -> str:
     return message.removeprefix("Value error, ")
 
 
-def _parse_file(path: Path, result: RegistryLoad) -> list[LoadedService]:
+def _parse_file(
+    path: Path, documents: list[YamlDocument], result: RegistryLoad
+) -> list[LoadedService]:
     file = str(path)
-    try:
-        documents = read_yaml(path)
-    except ValidationError as unreadable:
-        result.errors.extend(unreadable.problems)
-        return []
     found: list[LoadedService] = []
     for document in documents:
-        lines = document.lines
-        for entry, prefix in _entries(document.data, lines, file, result.errors):
-            start = line_of(lines, prefix) or 1
+        for entry, prefix in _entries(document.data, document.lines, file, result.errors):
+            lines = document.lines.under(prefix) or Lines(document.lines.line_of(prefix))
+            start = lines.line
             if not isinstance(entry, dict):
                 result.errors.append(Problem("a service must be a mapping", file, start))
                 continue
@@ -119,12 +126,12 @@ def _parse_file(path: Path, result: RegistryLoad) -> list[LoadedService]:
                         Problem(
                             _describe(detail),
                             file,
-                            line_of(lines, (*prefix, *loc)) or start,
+                            lines.line_of(loc),
                             _field(loc) or None,
                         )
                     )
                 continue
-            found.append(LoadedService(definition, file, start, lines_under(lines, prefix)))
+            found.append(LoadedService(definition, file, start, lines))
     return found
 
 
@@ -165,13 +172,18 @@ def _cross_check(services: list[LoadedService], result: RegistryLoad) -> None:
     if result.errors:
         return
 
+    consumers_of = {
+        name: {c.service for c in item.definition.consumers} for name, item in by_name.items()
+    }
+    dependencies_of = {
+        name: {x.service for x in item.definition.dependencies} for name, item in by_name.items()
+    }
     for item in result.services:
         d = item.definition
         for index, dep in enumerate(d.dependencies):
-            other = by_name.get(dep.service)
-            if other is None:
+            consumers = consumers_of.get(dep.service)
+            if consumers is None:
                 continue
-            consumers = {c.service for c in other.definition.consumers}
             if d.name not in consumers and ALL_SERVICES not in consumers:
                 result.warnings.append(
                     Problem(
@@ -184,10 +196,10 @@ def _cross_check(services: list[LoadedService], result: RegistryLoad) -> None:
                     )
                 )
         for index, consumer in enumerate(d.consumers):
-            other = by_name.get(consumer.service)
-            if other is None:
+            dependencies = dependencies_of.get(consumer.service)
+            if dependencies is None:
                 continue
-            if d.name not in {x.service for x in other.definition.dependencies}:
+            if d.name not in dependencies:
                 result.warnings.append(
                     Problem(
                         f"{d.name} lists {consumer.service} as a consumer, but "
@@ -212,52 +224,114 @@ def _cross_check(services: list[LoadedService], result: RegistryLoad) -> None:
 
 
 def sync_cycles(definitions: list[ServiceDefinition]) -> list[list[str]]:
-    """Each cycle of synchronous dependencies once, starting at its smallest name."""
+    """One cycle of synchronous dependencies for each group of services that reach one
+    another synchronously, starting at the group's smallest name, in name order.
+
+    A shortest cycle through that name stands for its group: listing every cycle could take
+    time exponential in the number of services (ten that all call one another have
+    hundreds of thousands), while this takes time linear in services and dependencies.
+    """
     graph = {
         d.name: sorted({x.service for x in d.dependencies if x.type is DependencyType.SYNC})
         for d in definitions
     }
-    cycles: set[tuple[str, ...]] = set()
-
-    def walk(node: str, path: list[str], on_path: set[str]) -> None:
-        for nxt in graph.get(node, ()):
-            if nxt in on_path:
-                cycle = path[path.index(nxt) :]
-                pivot = cycle.index(min(cycle))
-                cycles.add(tuple(cycle[pivot:] + cycle[:pivot]))
-            elif nxt in graph:
-                walk(nxt, [*path, nxt], on_path | {nxt})
-
-    for start in sorted(graph):
-        walk(start, [start], {start})
-    return [list(c) for c in sorted(cycles)]
+    cycles: list[list[str]] = []
+    for group in _strongly_connected(graph):
+        start = min(group)
+        cycle = _shortest_cycle(graph, start, group)
+        if cycle is not None:
+            cycles.append(cycle)
+    return sorted(cycles)
 
 
-def inspect_definitions(path: str | Path) -> RegistryLoad:
+def _strongly_connected(graph: dict[str, list[str]]) -> list[set[str]]:
+    """The strongly connected components of ``graph`` (Tarjan's algorithm, with a stack of
+    its own rather than recursion, so no chain of services is too long for it)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    on_stack: set[str] = set()
+    stack: list[str] = []
+    groups: list[set[str]] = []
+    for root in sorted(graph):
+        if root in index:
+            continue
+        work: list[tuple[str, Iterator[str]]] = [(root, iter(graph[root]))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, edges = work[-1]
+            for nxt in edges:
+                if nxt not in graph:
+                    continue
+                if nxt not in index:
+                    index[nxt] = low[nxt] = len(index)
+                    stack.append(nxt)
+                    on_stack.add(nxt)
+                    work.append((nxt, iter(graph[nxt])))
+                    break
+                if nxt in on_stack:
+                    low[node] = min(low[node], index[nxt])
+            else:
+                work.pop()
+                if work:
+                    parent = work[-1][0]
+                    low[parent] = min(low[parent], low[node])
+                if low[node] == index[node]:
+                    group: set[str] = set()
+                    while True:
+                        member = stack.pop()
+                        on_stack.discard(member)
+                        group.add(member)
+                        if member == node:
+                            break
+                    groups.append(group)
+    return groups
+
+
+def _shortest_cycle(graph: dict[str, list[str]], start: str, group: set[str]) -> list[str] | None:
+    """A shortest cycle from ``start`` back to itself inside ``group``, or None (a single
+    service that does not depend on itself)."""
+    came_from: dict[str, str] = {}
+    frontier = [start]
+    while frontier:
+        following: list[str] = []
+        for node in frontier:
+            for nxt in graph[node]:
+                if nxt not in group:
+                    continue
+                if nxt == start:
+                    path = [node]
+                    while path[-1] != start:
+                        path.append(came_from[path[-1]])
+                    return path[::-1]
+                if nxt not in came_from:
+                    came_from[nxt] = node
+                    following.append(nxt)
+        frontier = following
+    return None
+
+
+def inspect_definitions(path: str | Path, *, limits: YamlLimits = DEFAULT_LIMITS) -> RegistryLoad:
     """Parse and check every definition under ``path``; never raises for bad input."""
     root = Path(path)
     result = RegistryLoad()
-    if not root.exists():
-        result.errors.append(Problem("no such file or folder", str(root)))
-        return result
-    files = yaml_files(root)
-    if not files:
-        result.errors.append(Problem("no *.yaml or *.yml files found", str(root)))
-        return result
     services: list[LoadedService] = []
-    for file in files:
-        services.extend(_parse_file(file, result))
+    for file, documents in YamlReader(limits).documents(root, result.errors):
+        services.extend(_parse_file(file, documents, result))
+    if not services and not result.errors:
+        result.errors.append(Problem("no service definitions found", str(root)))
     _cross_check(services, result)
     return result
 
 
-def load_definitions(path: str | Path) -> RegistryLoad:
+def load_definitions(path: str | Path, *, limits: YamlLimits = DEFAULT_LIMITS) -> RegistryLoad:
     """Load every definition under ``path``.
 
     Raises :class:`~hybridmesh.core.errors.ValidationError` listing every error (file, line,
     field) when any definition is invalid; warnings are returned in the result.
     """
-    result = inspect_definitions(path)
+    result = inspect_definitions(path, limits=limits)
     if result.errors:
         raise ValidationError(result.errors)
     return result

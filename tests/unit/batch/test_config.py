@@ -91,3 +91,30 @@ def test_a_bad_limit_or_endpoint_names_file_line_and_field(
     (problem,) = refused.value.problems
     assert (problem.file, problem.line, problem.field) == where
     assert message in problem.message
+
+
+@pytest.mark.parametrize(
+    ("content", "line", "message"),
+    [
+        (
+            b"targets:\n  - target: erp\n    format: xml\n    format: csv\n",
+            4,
+            "the key 'format' is given twice in one mapping, at lines 3 and 4",
+        ),
+        (b"- target: caf\xe9\n", 1, "not UTF-8: byte 0xe9 at offset 13"),
+        (b"- target: erp\n---\n- target: crm\n", 3, "expected one YAML document"),
+        (b"t: " + b"[" * 5_000 + b"]" * 5_000, 1, "nested deeper than 64 levels"),
+    ],
+)
+def test_targets_are_read_within_the_rules_of_every_yaml_input(
+    tmp_path: Path, content: bytes, line: int, message: str
+) -> None:
+    path = tmp_path / "targets.yaml"
+    path.write_bytes(content)
+
+    with pytest.raises(ValidationError) as raised:
+        load_batch_targets(path)
+
+    (problem,) = raised.value.problems
+    assert (problem.file, problem.line) == (str(path), line)
+    assert problem.message.startswith(message)

@@ -831,3 +831,64 @@ def test_definition_from_dict_raises_with_each_bad_field(registry: ServiceRegist
     assert messages(rules.value.problems) == [
         "error [steps[0].service_name]: unknown service 'nope': it is not in the registry"
     ]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "# nothing yet\n", "---\n", "sagas: []\nworkflows: []\n", "[]\n"],
+    ids=["empty", "comment", "one empty document", "empty lists", "[]"],
+)
+def test_a_path_that_defines_nothing_at_all_is_an_error(tmp_path: Path, text: str) -> None:
+    path = write(tmp_path, "empty.yaml", text)
+
+    for root in (path, tmp_path):
+        assert load_one_error(root) == f"{root}: error: no saga or workflow definitions found"
+
+
+def test_empty_documents_and_files_among_definitions_are_fine(tmp_path: Path) -> None:
+    write(tmp_path, "a.yaml", "---\n" + SAGA.strip() + "\n---\n---\n")
+    write(tmp_path, "b.yaml", "# later\n")
+
+    result = load_definitions(tmp_path)
+
+    assert (result.errors, [d.name for d in result.definitions]) == ([], ["order-processing"])
+
+
+def test_a_key_given_twice_in_a_step_names_both_lines(tmp_path: Path) -> None:
+    path = write(tmp_path, "a.yaml", SAGA + "    timeout: 5\n    timeout: 6\n")
+
+    assert load_one_error(path) == (
+        f"{path}:7: error: the key 'timeout' is given twice in one mapping, at lines 6 and 7"
+    )
+
+
+def test_bad_encoding_and_deep_nesting_are_one_error_each(tmp_path: Path) -> None:
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes(b"saga_type: caf\xe9\n")
+    deep = write(tmp_path, "deep.yaml", "saga_type: s\nsteps: " + "[" * 5000 + "]" * 5000 + "\n")
+
+    assert load_one_error(latin) == (
+        f"{latin}:1: error: not UTF-8: byte 0xe9 at offset 14 is not valid UTF-8; save the "
+        "file as UTF-8"
+    )
+    assert load_one_error(deep) == f"{deep}:2: error: nested deeper than 64 levels: refused"
+
+
+def test_a_step_repeated_by_an_alias_is_located_at_the_alias(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "a.yaml",
+        """
+        saga_type: s
+        steps:
+          - &step
+            step_id: a
+            service_name: user-service
+            operation: op
+          - *step
+        """,
+    )
+
+    assert load_one_error(path).startswith(
+        f"{path}:{line_of(path, '*step')}: error [steps[1].step_id]: duplicate step id 'a'"
+    )

@@ -674,3 +674,103 @@ def test_a_dependency_on_a_name_that_breaks_the_rule_names_its_field(tmp_path: P
 
     assert error.field == "dependencies.0.service"
     assert "it contains 'S' (use lower case)" in error.message
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "# nothing yet\n", "---\n", "---\n---\n", "services: []\n", "[]\n"],
+    ids=["empty", "comment", "one empty document", "two empty documents", "no services", "[]"],
+)
+def test_a_path_that_defines_no_service_at_all_is_an_error(tmp_path: Path, text: str) -> None:
+    path = write(tmp_path, "empty.yaml", text)
+
+    for root in (path, tmp_path):
+        error = only_error(inspect_definitions(root).errors)
+        assert (error.file, error.line, error.message) == (
+            str(root),
+            None,
+            "no service definitions found",
+        )
+        with pytest.raises(ValidationError, match="no service definitions found"):
+            load_definitions(root)
+
+
+def test_empty_documents_among_services_are_fine(tmp_path: Path) -> None:
+    path = write(tmp_path, "a.yaml", "---\n" + service("svc-a") + "---\n---\n" + service("svc-b"))
+
+    result = load_definitions(path)
+
+    assert [d.name for d in result.definitions()] == ["svc-a", "svc-b"]
+
+
+def test_a_key_given_twice_in_a_service_names_both_lines(tmp_path: Path) -> None:
+    path = write(tmp_path, "a.yaml", "name: aa\nname: bb\n" + service("svc-a").split("\n", 1)[1])
+
+    error = only_error(inspect_definitions(path).errors)
+
+    assert (error.file, error.line) == (str(path), 2)
+    assert error.message == "the key 'name' is given twice in one mapping, at lines 1 and 2"
+
+
+def test_an_alias_bomb_in_a_registry_file_is_one_error_at_its_line(tmp_path: Path) -> None:
+    lines = ["a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    lines += [
+        f"{k}: &{k} [{', '.join([f'*{p}'] * 9)}]"
+        for p, k in zip("abcdefgh", "bcdefghi", strict=True)
+    ]
+    path = write(tmp_path, "bomb.yaml", "\n".join(lines) + "\n" + service("svc-a"))
+
+    error = only_error(inspect_definitions(path).errors)
+
+    assert (error.file, error.line) == (str(path), 7)
+    assert "counting each alias as every node it repeats" in error.message
+
+
+def test_a_service_repeated_by_an_alias_is_a_duplicate_at_the_alias(tmp_path: Path) -> None:
+    body = textwrap.indent(service("svc-a"), "    ").lstrip()
+    path = write(tmp_path, "a.yaml", f"services:\n  - &one\n    {body}  - *one\n")
+
+    error = only_error(inspect_definitions(path).errors)
+
+    assert error.line == line_of(path, "*one")
+    assert error.message.startswith("duplicate service 'svc-a'")
+
+
+def sync_service(name: str, *callees: str) -> str:
+    """A service that calls ``callees`` synchronously and is consumed by every service."""
+    calls = ", ".join(f"{{service: {callee}, type: sync}}" for callee in callees)
+    return service(
+        name, dependencies=f"[{calls}]", consumers=f"[{{service: {ALL_SERVICES}, type: sync}}]"
+    )
+
+
+def test_synchronous_cycles_are_one_per_group_however_many_cycles_it_has(
+    tmp_path: Path,
+) -> None:
+    # 30 services that all call one another hold more cycles than could ever be listed.
+    names = [f"svc-{i:02}" for i in range(30)]
+    for name in names:
+        write(tmp_path, f"{name}.yaml", sync_service(name, *(o for o in names if o != name)))
+
+    result = load_definitions(tmp_path)
+
+    (warning,) = result.warnings
+    assert warning.message == "cycle of synchronous dependencies: svc-00 -> svc-01 -> svc-00"
+    assert sync_cycles(result.definitions()) == [["svc-00", "svc-01"]]
+
+
+def test_each_group_of_synchronous_cycles_is_warned_with_a_shortest_cycle(
+    tmp_path: Path,
+) -> None:
+    calls = {"a": ["b"], "b": ["c", "a"], "c": ["a"], "x": ["y"], "y": ["x"], "z": ["z"], "n": []}
+    for name, callees in calls.items():
+        write(tmp_path, f"{name}.yaml", sync_service(f"svc-{name}", *(f"svc-{c}" for c in callees)))
+
+    result = load_definitions(tmp_path)
+
+    assert sync_cycles(result.definitions()) == [["svc-a", "svc-b"], ["svc-x", "svc-y"], ["svc-z"]]
+    assert [w.message.split(": ")[1] for w in result.warnings] == [
+        "svc-a -> svc-b -> svc-a",
+        "svc-x -> svc-y -> svc-x",
+        "svc-z -> svc-z",
+    ]
