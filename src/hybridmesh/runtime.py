@@ -143,9 +143,11 @@ class Runtime:
             self.review.register_retry("dlq", dead_letter_retry(self.bus))
 
     async def load_definitions(self, path: Path | str) -> list[Plan]:
-        """Validate the definitions at ``path`` (a file or a folder) against the registry
-        and register each as a version in the catalog. Raises ``ValidationError`` naming
-        file, line and field, and registers nothing, when any of them is invalid."""
+        """Validate the definitions at ``path`` (a file or a folder) against the registry,
+        with every check ``hybridmesh definitions validate`` makes (each plan's trip through
+        its stored form included), and register each as a version in the catalog. Raises
+        ``ValidationError`` naming file, line and field, and registers nothing, when any of
+        them is invalid."""
         loaded = load_definitions(path, registry=self.registry)
         loaded.raise_for_errors()
         plans = []

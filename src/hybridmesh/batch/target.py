@@ -10,7 +10,9 @@ from hybridmesh.batch.file_delivery import FileDelivery
 from hybridmesh.batch.http_delivery import HttpBulkDelivery
 from hybridmesh.core.cron import CronSchedule
 from hybridmesh.core.errors import Problem, ValidationError
+from hybridmesh.core.limits import COUNT
 from hybridmesh.core.names import name_problem
+from hybridmesh.core.urls import http_url_problem
 
 BatchFormat = Literal["csv", "xml", "http"]
 
@@ -34,7 +36,8 @@ class BatchTarget:
 
     ``target`` is a service name, so it follows the one name rule
     (:mod:`hybridmesh.core.names`). Raises :class:`ValidationError` for a bad target,
-    schedule, format, limit or a missing endpoint.
+    schedule, format or endpoint (an http(s) URL, see :mod:`hybridmesh.core.urls`), a
+    missing endpoint, or a limit that is not a whole number from 1 to 1,000,000.
     """
 
     target: str
@@ -56,18 +59,24 @@ class BatchTarget:
             where = "batch target"
         delivery: Delivery | None = None
         if self.format == "http":
-            if self.endpoint:
-                delivery = HttpBulkDelivery(self.endpoint)
-            else:
+            if not self.endpoint:
                 problems.append(
                     Problem(f"{where}: the http format needs an endpoint", field="endpoint")
                 )
+            elif not isinstance(self.endpoint, str):
+                problems.append(Problem(f"{where}: must be a URL", field="endpoint"))
+            elif (bad := http_url_problem(self.endpoint)) is not None:
+                problems.append(Problem(f"{where}: {bad}", field="endpoint"))
+            else:
+                delivery = HttpBulkDelivery(self.endpoint)
         elif self.format in ("csv", "xml"):
             delivery = FileDelivery(self.format, self.fields)
         else:
             problems.append(Problem(f"{where}: use csv, xml or http", field="format"))
-        if self.limit < 1:
-            problems.append(Problem(f"{where}: must be at least 1", field="limit"))
+        if isinstance(self.limit, bool) or not isinstance(self.limit, int):
+            problems.append(Problem(f"{where}: must be a whole number", field="limit"))
+        elif (wrong := COUNT.problem(self.limit)) is not None:
+            problems.append(Problem(f"{where}: {wrong}", field="limit"))
         if problems:
             raise ValidationError(problems)
         object.__setattr__(self, "delivery", delivery)

@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from hybridmesh.batch.integration import DEFAULT_EXCHANGE_DIR
-from hybridmesh.cli._common import console, emit_json, err_console, get_ctx, json_option, run
+from hybridmesh.cli._common import COUNT, console, emit_json, err_console, get_ctx, json_option, run
 from hybridmesh.core.errors import HybridMeshError
 
 if TYPE_CHECKING:
@@ -65,7 +65,7 @@ def batch() -> None:
     show_default=True,
 )
 @click.option("--target", default=None, help="Only this target's records.")
-@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--limit", type=COUNT, default=100, show_default=True)
 @json_option
 def list_records(status: str, target: str | None, limit: int, as_json: bool) -> None:
     """The batch records, newest first."""
@@ -97,7 +97,7 @@ def list_records(status: str, target: str | None, limit: int, as_json: bool) -> 
 
 
 @batch.command()
-@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--limit", type=COUNT, default=100, show_default=True)
 @json_option
 def runs(limit: int, as_json: bool) -> None:
     """The batch runs (files written, bulk POSTs), newest first."""

@@ -10,7 +10,7 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from hybridmesh.cli._common import console, emit_json, err_console, get_ctx, json_option, run
+from hybridmesh.cli._common import COUNT, console, emit_json, err_console, get_ctx, json_option, run
 from hybridmesh.core.errors import ValidationError
 from hybridmesh.core.ids import new_id
 from hybridmesh.core.serialization import dumps, loads
@@ -75,7 +75,7 @@ def publish(
     help="Start after the newest event, or at the oldest retained one.",
 )
 @click.option("--group", default=None, help="Consumer group (default: a new one for this tail).")
-@click.option("--count", type=int, default=None, help="Stop after this many events.")
+@click.option("--count", type=COUNT, default=None, help="Stop after this many events.")
 @json_option
 def tail(pattern: str, start: str, group: str | None, count: int | None, as_json: bool) -> None:
     """Print events matching PATTERN (NATS rules: user.*, order.>) as they arrive."""
@@ -163,7 +163,7 @@ async def _with_bus(action: Any, *, create: bool = True) -> Any:
 
 @dlq.command("list")
 @click.option("--group", default=None, help="Only this consumer group.")
-@click.option("--limit", type=int, default=100, show_default=True)
+@click.option("--limit", type=COUNT, default=100, show_default=True)
 @json_option
 def list_letters(group: str | None, limit: int, as_json: bool) -> None:
     """The dead letters, newest first."""

@@ -21,9 +21,21 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from hybridmesh.cli._common import console, emit_json, err_console, get_ctx, json_option, run
-from hybridmesh.core.errors import Problem, ValidationError
-from hybridmesh.core.serialization import loads
+from hybridmesh.cli._common import (
+    COUNT,
+    GRACE_SECONDS,
+    SECONDS,
+    VERSION,
+    WAIT_SECONDS,
+    console,
+    emit_json,
+    err_console,
+    get_ctx,
+    json_option,
+    run,
+)
+from hybridmesh.core.errors import NotFoundError, Problem, ValidationError
+from hybridmesh.core.serialization import json_problems, loads
 from hybridmesh.core.yaml_source import YamlReader
 
 T = TypeVar("T")
@@ -153,6 +165,9 @@ def _read_input(path: Path | None) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ValidationError([Problem("the input must be a mapping (a JSON object)", file=name)])
+    unfit = json_problems(data)
+    if unfit:
+        raise ValidationError([Problem(what, file=name, field=where) for where, what in unfit])
     return data
 
 
@@ -169,7 +184,7 @@ _functions_option = click.option(
 
 @click.group()
 def definitions() -> None:
-    """Saga and workflow definitions: validate, register (versioned), list."""
+    """Saga and workflow definitions: validate, register (versioned), list, retire."""
 
 
 @definitions.command("validate")
@@ -242,23 +257,73 @@ def list_definitions(as_json: bool) -> None:
     if as_json:
         emit_json([_entry(e) for e in found])
         return
-    table = Table("kind", "name", "version", "registered", "source")
+    table = Table("kind", "name", "version", "registered", "source", "retired")
     for entry in found:
         data = _entry(entry)
         table.add_row(
-            data["kind"], data["name"], str(data["version"]), data["created_at"], data["source"]
+            data["kind"],
+            data["name"],
+            str(data["version"]),
+            data["created_at"],
+            escape(data["source"]),
+            data["retired_at"] or "",
         )
     console.print(table)
 
 
+@definitions.command("retire")
+@click.argument("name")
+@click.option("--version", "version", type=VERSION, required=True, help="The version to retire.")
+@click.option(
+    "--kind",
+    type=click.Choice(["saga", "workflow"]),
+    default=None,
+    help="Which, when NAME is both a saga type and a workflow id.",
+)
+@json_option
+def retire_definition(name: str, version: int, kind: str | None, as_json: bool) -> None:
+    """Retire version N of the saga type or workflow NAME: it starts no new executions, and
+    new ones use the newest version that is not retired; executions under way finish on
+    it. For a version that must not run any more, such as one an older release stored
+    that cannot run. Retiring again changes nothing."""
+    from hybridmesh.orchestration.plan import Kind
+
+    async def retire(runtime: Any) -> tuple[Any, int | None]:
+        catalog = runtime.catalog
+        kinds = [Kind(kind)] if kind else [k for k in Kind if await catalog.versions(k, name)]
+        if len(kinds) > 1:
+            raise click.UsageError(
+                f"{name!r} is both a saga type and a workflow id: say which with --kind"
+            )
+        if not kinds:
+            raise NotFoundError(f"no saga or workflow {name!r} in the catalog")
+        entry = await catalog.retire(kinds[0], name, version)
+        live = [e.version for e in await catalog.versions(kinds[0], name) if not e.retired_at]
+        return entry, max(live, default=None)
+
+    entry, current = run(_with_runtime(retire, events=False))
+    if as_json:
+        emit_json({**_entry(entry), "current_version": current})
+        return
+    what = f"{entry.kind.value} {entry.name}"
+    then = (
+        f"new executions use v{current}"
+        if current is not None
+        else "no version is left to start: load a fixed definition"
+    )
+    console.print(f"retired {escape(what)} v{entry.version}; {then}", highlight=False)
+
+
 def _entry(entry: Any) -> dict[str, Any]:
     created = getattr(entry, "created_at", None)
+    retired = getattr(entry, "retired_at", None)
     return {
         "kind": str(getattr(entry.kind, "value", entry.kind)),
         "name": entry.name,
         "version": entry.version,
         "created_at": created.isoformat() if created is not None else "",
         "source": getattr(entry, "source", None) or "",
+        "retired_at": retired.isoformat() if retired is not None else None,
     }
 
 
@@ -290,7 +355,10 @@ def _start_options(function: Callable[..., Any]) -> Callable[..., Any]:
             ),
             click.option("--id", "execution_id", default=None, help="The execution id."),
             click.option(
-                "--version", type=int, default=None, help="Definition version (default: newest)."
+                "--version",
+                type=VERSION,
+                default=None,
+                help="Definition version (default: the newest that is not retired).",
             ),
             click.option(
                 "--detach",
@@ -299,7 +367,7 @@ def _start_options(function: Callable[..., Any]) -> Callable[..., Any]:
             ),
             click.option(
                 "--timeout",
-                type=float,
+                type=WAIT_SECONDS,
                 default=600.0,
                 show_default=True,
                 help="Seconds to wait for the end (without --detach).",
@@ -417,7 +485,7 @@ def executions() -> None:
 )
 @click.option("--kind", type=click.Choice(["saga", "workflow"]), default=None)
 @click.option("--name", default=None, help="Only executions of this definition.")
-@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--limit", type=COUNT, default=50, show_default=True)
 @json_option
 def list_executions(
     status: str | None, kind: str | None, name: str | None, limit: int, as_json: bool
@@ -527,14 +595,14 @@ def _details(data: Any) -> str:
 @click.command()
 @click.option(
     "--max-executions",
-    type=int,
+    type=COUNT,
     default=200,
     show_default=True,
     help="Executions this worker drives at once.",
 )
 @click.option(
     "--lease",
-    type=float,
+    type=SECONDS,
     default=30.0,
     show_default=True,
     help="Seconds an execution stays with this worker without renewal (after a crash, "
@@ -542,7 +610,7 @@ def _details(data: Any) -> str:
 )
 @click.option(
     "--grace",
-    type=float,
+    type=GRACE_SECONDS,
     default=30.0,
     show_default=True,
     help="On SIGTERM, seconds to let steps in flight finish before releasing them.",

@@ -11,7 +11,7 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from hybridmesh.cli._common import console, emit_json, err_console, get_ctx, json_option, run
+from hybridmesh.cli._common import COUNT, console, emit_json, err_console, get_ctx, json_option, run
 from hybridmesh.core.errors import ValidationError
 from hybridmesh.core.serialization import dumps
 from hybridmesh.core.settings import Settings
@@ -112,7 +112,7 @@ def review() -> None:
     help="Only items in this status.",
 )
 @click.option("--origin", type=click.Choice(ORIGINS), default=None, help="Only this origin.")
-@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--limit", type=COUNT, default=100, show_default=True)
 @json_option
 def list_items(status: str, origin: str | None, limit: int, as_json: bool) -> None:
     """Items, newest first."""

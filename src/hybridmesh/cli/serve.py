@@ -27,7 +27,7 @@ def _parse_tokens(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--host", default=None, help="Address to bind (default: HYBRIDMESH_HTTP_HOST).")
 @click.option(
     "--port",
-    type=int,
+    type=click.IntRange(0, 65_535),
     default=None,
     help="Port to bind, 0 for any free one (default: HYBRIDMESH_HTTP_PORT).",
 )

@@ -12,6 +12,7 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hybridmesh.core.errors import InvalidSettingError, Problem
+from hybridmesh.core.limits import Port, Seconds, describe
 
 DEFAULT_DATABASE_URL = "sqlite:///.hybridmesh/mesh.db"
 
@@ -52,17 +53,15 @@ class Settings(BaseSettings):
         description="OTEL_TRACES_SAMPLER_ARG: the ratio of the *traceidratio samplers, 0 to 1.",
     )
     http_host: str = Field("127.0.0.1", description="Address `hybridmesh serve` binds.")
-    http_port: int = Field(8700, ge=0, le=65535, description="Port `hybridmesh serve` binds.")
-    http_header_timeout: float = Field(
+    http_port: Port = Field(8700, description="Port `hybridmesh serve` binds (0: any free one).")
+    http_header_timeout: Seconds = Field(
         10.0,
-        gt=0,
         description="Seconds a connection to `hybridmesh serve` gets to send a complete "
         "request head, from when it opens or from its previous answer; after that it is "
         "closed, so idle keep-alive connections close after the same time.",
     )
-    http_body_timeout: float = Field(
+    http_body_timeout: Seconds = Field(
         30.0,
-        gt=0,
         description="Seconds a request to `hybridmesh serve` gets to send its whole body, once "
         "its head has arrived; after that it is answered 408 and the connection closed.",
     )
@@ -84,9 +83,7 @@ def get_settings(**overrides: Any) -> Settings:
         problems = []
         for error in invalid.errors():
             name = str(error["loc"][0]) if error["loc"] else ""
-            problems.append(
-                Problem(str(error["msg"]).removeprefix("Value error, "), field=env_name(name))
-            )
+            problems.append(Problem(describe(error), field=env_name(name)))
         raise InvalidSettingError(problems) from None
 
 

@@ -16,7 +16,13 @@ store can take an execution over after a crash.
 
 from hybridmesh.orchestration._machine import Status, StepStatus
 from hybridmesh.orchestration._records import Execution, HistoryEvent, StepView
-from hybridmesh.orchestration.catalog import CatalogEntry, DefinitionCatalog, plan_digest
+from hybridmesh.orchestration.catalog import (
+    CatalogEntry,
+    DefinitionCatalog,
+    RetiredVersionError,
+    UnrunnableDefinitionError,
+    plan_digest,
+)
 from hybridmesh.orchestration.definitions import (
     Definition,
     RetryPolicy,
@@ -65,6 +71,7 @@ __all__ = [
     "Orchestrator",
     "Plan",
     "PlanStep",
+    "RetiredVersionError",
     "RetryPolicy",
     "RetrySpec",
     "SagaDefinition",
@@ -74,6 +81,7 @@ __all__ = [
     "StepRunner",
     "StepStatus",
     "StepView",
+    "UnrunnableDefinitionError",
     "WorkflowDefinition",
     "WorkflowOperation",
     "WorkflowStep",

@@ -4,6 +4,13 @@ Each saga type and workflow id has numbered versions. A stored version never cha
 execution keeps the version it started with until it ends, and registering a changed
 definition makes a new version, which only new executions use. Registering the same content
 again is a no-op, so every process may register its definitions at start-up.
+
+A plan is stored only if it survives being stored: written as JSON and read back with the
+rules definitions are read with, it must come back unchanged. A version an older release
+stored that breaks those rules cannot be started (:class:`UnrunnableDefinitionError`, naming
+its fields); :meth:`DefinitionCatalog.retire` takes any version out of use: it starts no new
+execution, new executions use the newest version that is not retired, and executions under
+way finish on it.
 """
 
 from __future__ import annotations
@@ -18,10 +25,16 @@ from typing import Any
 import orjson
 
 from hybridmesh.core.clock import SYSTEM_CLOCK, Clock
-from hybridmesh.core.errors import NotFoundError, Problem, StoreError, ValidationError
+from hybridmesh.core.errors import (
+    ConfigurationError,
+    NotFoundError,
+    Problem,
+    StoreError,
+    ValidationError,
+)
 from hybridmesh.core.serialization import dumps, loads
 from hybridmesh.orchestration.definitions import Definition, to_plan
-from hybridmesh.orchestration.plan import Kind, Plan
+from hybridmesh.orchestration.plan import Kind, Plan, stored_copy_problems
 from hybridmesh.registry import ServiceRegistry
 from hybridmesh.store import Store, Transaction
 
@@ -29,13 +42,20 @@ _INSERT = """
 INSERT INTO orch_definitions (kind, name, version, digest, body, source, created_at)
 VALUES (?, ?, ?, ?, ?, ?, ?)
 """
-_ENTRY_COLUMNS = "kind, name, version, digest, source, created_at"
+_ENTRY_COLUMNS = "kind, name, version, digest, source, created_at, retired_at"
 _NEWEST = (
-    "SELECT version, digest FROM orch_definitions WHERE kind = ? AND name = ? "
+    "SELECT version, digest, retired_at FROM orch_definitions WHERE kind = ? AND name = ? "
     "ORDER BY version DESC LIMIT 1"
 )
-_DIGEST_OF = "SELECT digest FROM orch_definitions WHERE kind = ? AND name = ? AND version = ?"
-_BODY_OF = "SELECT body FROM orch_definitions WHERE kind = ? AND name = ? AND version = ?"
+_NEWEST_LIVE = (
+    "SELECT version FROM orch_definitions WHERE kind = ? AND name = ? AND retired_at IS NULL "
+    "ORDER BY version DESC LIMIT 1"
+)
+_WHERE_VERSION = "WHERE kind = ? AND name = ? AND version = ?"
+_DIGEST_OF = f"SELECT digest, retired_at FROM orch_definitions {_WHERE_VERSION}"
+_BODY_OF = f"SELECT body FROM orch_definitions {_WHERE_VERSION}"
+_RETIRED_AT = f"SELECT retired_at FROM orch_definitions {_WHERE_VERSION}"
+_RETIRE = f"UPDATE orch_definitions SET retired_at = ? {_WHERE_VERSION} AND retired_at IS NULL"
 
 #: How often :meth:`DefinitionCatalog.register` tries again after losing a race with
 #: another process registering the same definition.
@@ -53,6 +73,32 @@ class CatalogEntry:
     created_at: datetime
     #: Where it came from (``file:line`` for YAML), when the registering code said so.
     source: str | None
+    #: When it was retired (None: it is not): it starts no new executions.
+    retired_at: datetime | None = None
+
+
+class UnrunnableDefinitionError(ConfigurationError):
+    """A stored version that cannot run: it breaks the rules plans are read with (stored
+    by an older release that allowed it). Retire it and register a fixed definition."""
+
+    def __init__(self, kind: Kind, name: str, version: int, problems: list[Problem]) -> None:
+        self.kind = kind
+        self.name = name
+        self.version = version
+        self.problems = problems
+        listed = "; ".join(
+            f"[{problem.field}] {problem.message}" if problem.field else problem.message
+            for problem in problems
+        )
+        super().__init__(
+            f"{kind.value} {name!r} version {version} cannot run: {listed}; retire it "
+            f"(hybridmesh definitions retire {name} --version {version}) and load a fixed "
+            "definition"
+        )
+
+
+class RetiredVersionError(NotFoundError):
+    """A retired version (or every version of a definition is): it starts nothing."""
 
 
 def plan_digest(plan: Plan) -> str:
@@ -89,8 +135,15 @@ class DefinitionCatalog:
         ``plan.version`` is the version to store: it is returned as is when it holds the same
         content, and it must be newer than every stored version otherwise. Raises
         :class:`~hybridmesh.core.errors.ValidationError` when that version holds other
-        content or is not the newest.
+        content, is not the newest or is retired, and when the plan would not come back the
+        same from its stored form (a value JSON cannot hold, a number out of bounds).
         """
+        problems = stored_copy_problems(plan)
+        if problems:
+            what = f"{plan.kind.value} {plan.name!r}"
+            raise ValidationError(
+                [Problem(f"{what}: {p.message}", field=p.field) for p in problems]
+            )
         digest = plan_digest(plan)
         for attempt in range(1, _ATTEMPTS + 1):
             version: int | None = None
@@ -111,7 +164,7 @@ class DefinitionCatalog:
             except StoreError:
                 # Another process stored this version first: look again, unless that is
                 # not what happened.
-                taken = version is not None and await self.store.fetch_value(
+                taken = version is not None and await self.store.fetch_one(
                     _DIGEST_OF, plan.kind.value, plan.name, version
                 )
                 if not taken or attempt == _ATTEMPTS:
@@ -130,13 +183,21 @@ class DefinitionCatalog:
         newest = await tx.fetch_one(_NEWEST, kind, name)
         newest_version = int(newest["version"]) if newest else 0
         if not explicit:
-            if newest is not None and newest["digest"] == digest:
+            # The same content as a retired version is registered again as a new one.
+            if newest is not None and newest["digest"] == digest and newest["retired_at"] is None:
                 return newest_version, False
             return newest_version + 1, True
         what = f"{kind} {name!r} version {plan.version}"
         if plan.version < 1:
             raise ValidationError([Problem(f"{what}: versions start at 1", field="version")])
-        stored = await tx.fetch_value(_DIGEST_OF, kind, name, plan.version)
+        row = await tx.fetch_one(_DIGEST_OF, kind, name, plan.version)
+        stored = row["digest"] if row is not None else None
+        if row is not None and row["retired_at"] is not None:
+            message = (
+                f"{what} is retired; give the definition a new version (the newest is "
+                f"{newest_version})"
+            )
+            raise ValidationError([Problem(message, field="version")])
         if stored == digest:
             return plan.version, False
         if stored is not None:
@@ -170,9 +231,13 @@ class DefinitionCatalog:
         return await self.register(plan, source=source, explicit_version=pinned)
 
     async def get(self, kind: Kind | str, name: str, version: int | None = None) -> Plan:
-        """A stored plan: ``version``, or the newest when None.
+        """A stored plan: ``version`` (retired or not: executions under way finish on it),
+        or, when None, the newest version that is not retired.
 
-        Raises :class:`~hybridmesh.core.errors.NotFoundError` when there is no such version.
+        Raises :class:`~hybridmesh.core.errors.NotFoundError` when there is no such version
+        (:class:`RetiredVersionError` when every version is retired), and
+        :class:`UnrunnableDefinitionError` when the stored plan breaks the rules plans are
+        read with.
         """
         kind = Kind(kind)
         if version is None:
@@ -183,9 +248,45 @@ class DefinitionCatalog:
             row = await self.store.fetch_one(_BODY_OF, kind.value, name, version)
             if row is None:
                 raise NotFoundError(await self._missing(kind, name, version))
-            plan = Plan.from_dict(loads(row["body"]))
+            try:
+                plan = Plan.from_dict(loads(row["body"]))
+            except (ValueError, ValidationError) as unreadable:
+                problems = (
+                    unreadable.problems
+                    if isinstance(unreadable, ValidationError)
+                    else [Problem(f"its stored body is not JSON: {unreadable}")]
+                )
+                raise UnrunnableDefinitionError(kind, name, version, problems) from None
             self._plans[key] = plan
         return plan
+
+    async def to_start(self, kind: Kind | str, name: str, version: int | None = None) -> Plan:
+        """The plan a new execution runs: as :meth:`get`, but a retired ``version`` raises
+        :class:`RetiredVersionError`."""
+        kind = Kind(kind)
+        if version is not None:
+            retired = await self.store.fetch_one(_RETIRED_AT, kind.value, name, version)
+            if retired is not None and retired["retired_at"] is not None:
+                raise RetiredVersionError(
+                    f"{kind.value} {name!r} version {version} is retired: it starts no new "
+                    "executions"
+                )
+        return await self.get(kind, name, version)
+
+    async def retire(self, kind: Kind | str, name: str, version: int) -> CatalogEntry:
+        """Take ``version`` out of use: it starts no new executions, and new executions
+        use the newest version that is not retired (in other processes within
+        :attr:`newest_ttl`). Executions under way finish on it. Idempotent; the stored plan
+        is not read, so a version that cannot run can be retired. Raises
+        :class:`~hybridmesh.core.errors.NotFoundError` when there is no such version."""
+        kind = Kind(kind)
+        await self.store.execute(_RETIRE, self._clock.now().timestamp(), kind.value, name, version)
+        self._newest_seen.pop((kind, name), None)
+        self._reading.pop((kind, name), None)
+        for entry in await self.versions(kind, name):
+            if entry.version == version:
+                return entry
+        raise NotFoundError(await self._missing(kind, name, version))
 
     async def _newest(self, kind: Kind, name: str) -> int:
         """The newest version, read again at most every :attr:`newest_ttl` seconds (a new
@@ -205,8 +306,12 @@ class DefinitionCatalog:
         return await asyncio.shield(reading)
 
     async def _read_newest(self, kind: Kind, name: str, now: float) -> int:
-        newest = await self.store.fetch_one(_NEWEST, kind.value, name)
+        newest = await self.store.fetch_one(_NEWEST_LIVE, kind.value, name)
         if newest is None:
+            if await self.versions(kind, name):
+                raise RetiredVersionError(
+                    f"every version of {kind.value} {name!r} is retired: register a new one"
+                )
             raise NotFoundError(f"no {kind.value} {name!r} in the catalog")
         version = int(newest["version"])
         if self._reading.get((kind, name)) is not None:  # not overtaken by a registration
@@ -249,7 +354,18 @@ def _entry(row: dict[str, Any]) -> CatalogEntry:
         digest=row["digest"],
         created_at=datetime.fromtimestamp(float(row["created_at"]), UTC),
         source=row["source"],
+        retired_at=(
+            datetime.fromtimestamp(float(row["retired_at"]), UTC)
+            if row["retired_at"] is not None
+            else None
+        ),
     )
 
 
-__all__ = ["CatalogEntry", "DefinitionCatalog", "plan_digest"]
+__all__ = [
+    "CatalogEntry",
+    "DefinitionCatalog",
+    "RetiredVersionError",
+    "UnrunnableDefinitionError",
+    "plan_digest",
+]

@@ -29,9 +29,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from hybridmesh.core.clock import SYSTEM_CLOCK, Clock
-from hybridmesh.core.errors import ConfigurationError, ValidationError
+from hybridmesh.core.errors import ConfigurationError, Problem, ValidationError
 from hybridmesh.core.ids import new_id, uuid7
-from hybridmesh.core.serialization import dumps
+from hybridmesh.core.serialization import dumps, json_problems
 from hybridmesh.events import CloudEvent, EventBus
 from hybridmesh.observability import get_logger
 from hybridmesh.observability.tracing import (
@@ -141,12 +141,19 @@ class Orchestrator:
         execution_id: str | None = None,
         version: int | None = None,
     ) -> str:
-        """Record a new execution of the newest version of the definition (or ``version``)
-        and return its id. Starting again with the same ``execution_id`` returns that id
-        and starts nothing (a retried request starts one execution)."""
-        plan = await self.catalog.get(Kind(kind), name, version)
-        execution_id = execution_id or uuid7()
+        """Record a new execution of the newest version of the definition that is not
+        retired (or ``version``) and return its id. Starting again with the same
+        ``execution_id`` returns that id and starts nothing (a retried request starts one
+        execution). Raises :class:`~hybridmesh.core.errors.ValidationError` for an input
+        JSON cannot carry as it is (an infinity, a whole number beyond 64 bits), and what
+        :meth:`DefinitionCatalog.to_start` raises: a retired version, or a stored one that
+        cannot run, starts nothing."""
         data = dict(input or {})
+        unfit = json_problems(data, "input")
+        if unfit:
+            raise ValidationError([Problem(what, field=where) for where, what in unfit])
+        plan = await self.catalog.to_start(Kind(kind), name, version)
+        execution_id = execution_id or uuid7()
         now = self._now()
         state = ExecutionState.new(plan, data, now)
         machine = Machine(plan, Status.RUNNING, state, attempts_of=self.runner.max_attempts)

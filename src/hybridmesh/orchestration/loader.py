@@ -34,6 +34,7 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 import pydantic
 
 from hybridmesh.core.errors import Problem, ValidationError
+from hybridmesh.core.limits import describe, location
 from hybridmesh.core.yaml_source import DEFAULT_LIMITS, Lines, Location, YamlLimits, YamlReader
 from hybridmesh.orchestration.definitions import (
     DEFINITION_READER,
@@ -320,18 +321,6 @@ def _read(data: Any, kind: Kind | None, problems: list[Problem]) -> Definition |
     return definition
 
 
-#: What a value of the wrong type must be, by pydantic's error type.
-_MUST_BE = {
-    "bool_type": "must be true or false",
-    "int_type": "must be a whole number",
-    "float_type": "must be a number",
-    "string_type": "must be a string",
-    "tuple_type": "must be a list",
-    "list_type": "must be a list",
-    "dict_type": "must be a mapping",
-    "mapping_type": "must be a mapping",
-    "dataclass_type": "must be a mapping",
-}
 _UNKNOWN_KEY = ("unexpected_keyword_argument", "extra_forbidden")
 
 
@@ -341,12 +330,10 @@ def _problems(invalid: pydantic.ValidationError, cls: type[Any], data: Any) -> l
     twice: set[Location] = set()
     spellings: dict[Location, dict[str, list[str]]] = {}  # by parent, once each
     for error in invalid.errors():
-        written: Location = tuple(error["loc"])
+        written: Location = location(error)
         loc = tuple(_snake(part) if isinstance(part, str) else part for part in written)
         kind = error["type"]
-        if kind == "missing":
-            message = "required field is missing"
-        elif kind in _UNKNOWN_KEY and loc and isinstance(written[-1], str):
+        if kind in _UNKNOWN_KEY and loc and isinstance(written[-1], str):
             names = _names_at(cls, loc[:-1])
             parent = written[:-1]
             if parent not in spellings:
@@ -367,7 +354,7 @@ def _problems(invalid: pydantic.ValidationError, cls: type[Any], data: Any) -> l
             message = _unknown(written[-1], names)
             loc = (*loc[:-1], written[-1])  # an unknown key is named as written
         else:
-            message = _MUST_BE.get(kind) or str(error["msg"]).removeprefix("Value error, ")
+            message = describe(error)
         problems.append(Problem(message, field=_field(loc) or None))
     return problems
 

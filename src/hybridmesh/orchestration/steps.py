@@ -33,7 +33,13 @@ from hybridmesh.core.errors import (
 )
 from hybridmesh.core.ids import idempotency_key
 from hybridmesh.orchestration._machine import Failure
-from hybridmesh.orchestration.plan import Completion, Operation, PlanStep, RetrySpec
+from hybridmesh.orchestration.plan import (
+    Completion,
+    Operation,
+    PlanStep,
+    RetrySpec,
+    batch_operation_name,
+)
 from hybridmesh.registry import ServiceRegistry
 
 #: The caller every step call names as its source.
@@ -168,7 +174,7 @@ class StepRunner:
                     f"step {step.step_id!r} queues a batch operation for {step.service!r}, "
                     "but no batch integration is configured"
                 )
-            name = operation.batch_operation or operation.endpoint.strip("/").split("/")[-1]
+            name = batch_operation_name(operation)
             record = await self.batch.enqueue(
                 step.service, name, _mapping(attempt.payload), idempotency_key=attempt.key
             )

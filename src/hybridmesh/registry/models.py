@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import enum
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from hybridmesh.core.names import Name
+from hybridmesh.core.urls import http_url_problem
 from hybridmesh.resilience.overrides import ResilienceOverrides
 
 #: A consumer entry naming every service at once, as the guide writes for notifications.
@@ -105,13 +105,9 @@ class ServiceDefinition(_Strict):
     @field_validator("base_url")
     @classmethod
     def _check_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"{value!r} is not an http(s) URL with a host")
-        try:
-            parts.port  # noqa: B018 - raises on a malformed port
-        except ValueError as error:
-            raise ValueError(f"{value!r} has a malformed port") from error
+        problem = http_url_problem(value)  # the rule is in hybridmesh.core.urls
+        if problem is not None:
+            raise ValueError(problem)
         return value.rstrip("/")
 
     @field_validator("graphql_path")

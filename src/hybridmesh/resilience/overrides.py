@@ -1,7 +1,10 @@
 """Per-service overrides of the architecture's default resilience policy, as written in YAML.
 
 A service definition may carry a ``resilience:`` block; every key is optional and names one
-knob of :class:`~hybridmesh.resilience.policies.ResiliencePolicy`. Unknown keys are refused.
+knob of :class:`~hybridmesh.resilience.policies.ResiliencePolicy`. Unknown keys are refused,
+and so are numbers the guards cannot work with (:mod:`hybridmesh.core.limits`): durations
+are finite and at most one day, retries at most 99, counts at most 1,000,000, a rate limit
+at most 1,000,000 calls a second, thresholds above 0 and at most 1.
 """
 
 from __future__ import annotations
@@ -10,29 +13,31 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from hybridmesh.core.limits import Count, Delay, Rate, Ratio, Retries, Seconds
+
 
 class ResilienceOverrides(BaseModel):
     """Knobs a service may override. Durations are seconds."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    timeout: float | None = Field(None, gt=0, description="Timeout of one attempt.")
-    retries: int | None = Field(None, ge=0, description="Retries after the first attempt.")
-    backoff_initial: float | None = Field(None, ge=0, description="First backoff delay.")
-    backoff_max: float | None = Field(None, ge=0, description="Largest backoff delay.")
-    deadline: float | None = Field(None, gt=0, description="All attempts together.")
-    failure_rate_threshold: float | None = Field(None, gt=0, le=1)
-    slow_call_rate_threshold: float | None = Field(None, gt=0, le=1)
-    slow_call_duration: float | None = Field(None, gt=0)
-    minimum_calls: int | None = Field(None, ge=1)
+    timeout: Seconds | None = Field(None, description="Timeout of one attempt.")
+    retries: Retries | None = Field(None, description="Retries after the first attempt.")
+    backoff_initial: Delay | None = Field(None, description="First backoff delay.")
+    backoff_max: Delay | None = Field(None, description="Largest backoff delay.")
+    deadline: Seconds | None = Field(None, description="All attempts together.")
+    failure_rate_threshold: Ratio | None = None
+    slow_call_rate_threshold: Ratio | None = None
+    slow_call_duration: Seconds | None = None
+    minimum_calls: Count | None = None
     window_type: Literal["count", "time"] | None = None
-    window_size: int | None = Field(None, ge=1, description="Calls (count) or seconds (time).")
-    wait_in_open: float | None = Field(None, ge=0)
-    permitted_calls_in_half_open: int | None = Field(None, ge=1)
-    max_concurrent: int | None = Field(None, ge=1, description="Bulkhead: calls in flight.")
-    max_wait: float | None = Field(None, ge=0, description="Bulkhead: wait for a free slot.")
-    rate_limit: float | None = Field(None, gt=0, description="Calls per second, token bucket.")
-    burst: int | None = Field(None, ge=1, description="Token bucket size.")
+    window_size: Count | None = Field(None, description="Calls (count) or seconds (time).")
+    wait_in_open: Delay | None = None
+    permitted_calls_in_half_open: Count | None = None
+    max_concurrent: Count | None = Field(None, description="Bulkhead: calls in flight.")
+    max_wait: Delay | None = Field(None, description="Bulkhead: wait for a free slot.")
+    rate_limit: Rate | None = Field(None, description="Calls per second, token bucket.")
+    burst: Count | None = Field(None, description="Token bucket size.")
 
 
 __all__ = ["ResilienceOverrides"]

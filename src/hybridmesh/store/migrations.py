@@ -289,6 +289,13 @@ MIGRATIONS: tuple[Migration, ...] = (
             "postgresql": ("ALTER TABLE orch_executions SET (fillfactor = 50)",),
         },
     ),
+    # A retired version of a definition starts no new executions (one stored by an older
+    # release that cannot run, say); the ones under way finish on it.
+    Migration(
+        version=8,
+        name="retired definition versions",
+        statements=("ALTER TABLE orch_definitions ADD COLUMN retired_at DOUBLE PRECISION",),
+    ),
 )
 """Every migration, in version order. :meth:`Store.upgrade` applies the missing ones."""
 

@@ -166,8 +166,11 @@ async def test_normal_clients_are_unaffected(server: Server) -> None:
 def test_the_timeouts_are_settings_that_must_be_positive(field: str) -> None:
     assert Settings().http_header_timeout == 10.0
     assert Settings().http_body_timeout == 30.0
-    with pytest.raises(ValueError, match="greater than 0"):
+    with pytest.raises(ValueError, match="must be more than 0 seconds"):
         Settings(**{field: 0})
+    for endless in ("inf", "nan"):
+        with pytest.raises(ValueError, match="must be a finite number"):
+            Settings(**{field: float(endless)})
 
 
 class Echo(asyncio.Protocol):

@@ -6,11 +6,13 @@ import asyncio
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -159,12 +161,12 @@ def test_bad_definitions_exit_2_naming_file_line_and_field(
 ) -> None:
     (workspace / "bad.yaml").write_text(
         "saga_type: broken\nsteps:\n  - step_id: a\n    service_name: nowhere\n"
-        "    operation: x\n    retry_policy: {max_attempts: 0}\n"
+        "    operation: x\n    completion: later\n"
     )
     code, _, err = main("definitions", "validate", str(workspace / "bad.yaml"))
     assert code == 2
     assert "bad.yaml:4" in err and "nowhere" in err
-    assert "bad.yaml:6" in err and "max_attempts" in err
+    assert "bad.yaml:6" in err and "completion" in err
 
 
 def test_bad_input_file_exits_2(workspace: Path, main: Callable[..., tuple[int, str, str]]) -> None:
@@ -305,3 +307,221 @@ def test_saga_start_without_services_says_how_to_name_them(
 
     assert code == 2
     assert "unknown service 'stock'" in err and "--services PATH" in err
+
+
+# -- what validation refuses, what loading stores, what starts ------------------------------
+
+
+def stored_versions(main: Callable[..., tuple[int, str, str]]) -> list[dict[str, Any]]:
+    code, out, _ = main("definitions", "list", "--json")
+    assert code == 0
+    return list(json.loads(out))
+
+
+@pytest.mark.parametrize(
+    ("line", "field", "message"),
+    [
+        ("retry_policy: {max_attempts: 2, multiplier: .inf}", "retry_policy.multiplier", "finite"),
+        ("retry_policy: {max_attempts: 2, multiplier: .nan}", "retry_policy.multiplier", "finite"),
+        ("timeout: 99999999999999999999999", "timeout", "must be at most 86400000 ms"),
+        ("payload: {n: 99999999999999999999}", "payload.n", "within 64 bits"),
+        ("payload: {x: '{{ nothere.x }}'}", "payload.x", "unknown root 'nothere'"),
+        ("payload: {x: '{{ 1+1 }}'}", "payload.x", "'1+1' is not a path"),
+        ("payload: {x: '{{ context.charge.id }}'}", "payload.x", "step 'charge' has not run"),
+    ],
+)
+def test_validate_and_load_refuse_alike_and_load_stores_nothing(
+    workspace: Path,
+    main: Callable[..., tuple[int, str, str]],
+    line: str,
+    field: str,
+    message: str,
+) -> None:
+    (workspace / "services.yaml").write_text(SERVICES.format(url="http://127.0.0.1:9"))
+    assert main("registry", "load", str(workspace / "services.yaml"))[0] == 0
+    bad = workspace / "shop.yaml"
+    bad.write_text(
+        "saga_type: shop-order\nsteps:\n  - step_id: reserve\n    service_name: stock\n"
+        f"    operation: reserve\n    {line}\n"
+        "  - step_id: charge\n    service_name: payments\n    operation: charge\n"
+    )
+
+    validated = main("definitions", "validate", str(bad))
+    loaded = main("definitions", "load", str(bad))
+
+    assert validated[0] == loaded[0] == 2
+    assert validated[2] == loaded[2]
+    (error,) = validated[2].strip().splitlines()
+    assert error.startswith(f"{bad}:6: error [steps[0].{field}]: ")
+    assert message in error
+    assert "Traceback" not in loaded[2]
+    assert stored_versions(main) == []
+
+
+BROKEN_BY_AN_OLDER_RELEASE: dict[str, Callable[[dict[str, Any]], None]] = {
+    "an infinite multiplier, stored as null": lambda plan: plan["steps"][0]["retry"].update(
+        multiplier=None
+    ),
+    "an operation outside /operations/": lambda plan: plan["steps"][0]["operation"].update(
+        endpoint="/operations/../../admin?x=1"
+    ),
+}
+
+
+def store_as_an_older_release_did(
+    workspace: Path, name: str, version: int, change: Callable[[dict[str, Any]], None]
+) -> None:
+    """Store ``version`` of ``name`` as a copy of version 1 with ``change`` made, as a
+    release that did not check what it stored could have."""
+    with sqlite3.connect(workspace / "mesh.db") as db:
+        (body,) = db.execute(
+            "SELECT body FROM orch_definitions WHERE name = ? AND version = 1", (name,)
+        ).fetchone()
+        plan = json.loads(body)
+        plan["version"] = version
+        change(plan)
+        db.execute(
+            "INSERT INTO orch_definitions (kind, name, version, digest, body, source, created_at)"
+            " VALUES ('saga', ?, ?, 'old', ?, 'old.yaml:1', 0)",
+            (name, version, json.dumps(plan)),
+        )
+
+
+@pytest.mark.parametrize("broken", list(BROKEN_BY_AN_OLDER_RELEASE))
+def test_a_stored_version_that_cannot_run_is_refused_in_one_line_and_can_be_retired(
+    workspace: Path,
+    shop: tuple[str, list[str]],
+    main: Callable[..., tuple[int, str, str]],
+    broken: str,
+) -> None:
+    url, calls = shop
+    (workspace / "services.yaml").write_text(SERVICES.format(url=url))
+    (workspace / "shop.yaml").write_text(SAGA.format())
+    (workspace / "order.json").write_text(json.dumps({"sku": "A-1", "amount": 10}))
+    assert main("registry", "load", str(workspace / "services.yaml"))[0] == 0
+    assert main("definitions", "load", str(workspace / "shop.yaml"))[0] == 0
+    store_as_an_older_release_did(workspace, "shop-order", 2, BROKEN_BY_AN_OLDER_RELEASE[broken])
+    order = ("--input", str(workspace / "order.json"))
+
+    code, _, err = main("saga", "start", "shop-order", *order)
+
+    assert code == 1
+    (line,) = err.strip().splitlines()
+    assert line.startswith("error: saga 'shop-order' version 2 cannot run: [steps[0].")
+    assert line.endswith(
+        "retire it (hybridmesh definitions retire shop-order --version 2) and load a fixed "
+        "definition"
+    )
+    assert calls == []
+
+    code, out, _ = main("definitions", "retire", "shop-order", "--version", "2")
+    assert (code, out.strip()) == (0, "retired saga shop-order v2; new executions use v1")
+    assert [v["retired_at"] is not None for v in stored_versions(main)] == [False, True]
+
+    code, out, _ = main("saga", "start", "shop-order", *order, "--json")
+    assert code == 0, out
+    assert (json.loads(out)["version"], json.loads(out)["status"]) == (1, "completed")
+    assert calls == ["/operations/reserve", "/operations/charge"]
+
+    code, _, err = main("saga", "start", "shop-order", *order, "--version", "2")
+    assert code == 1
+    assert (
+        err.strip() == "error: saga 'shop-order' version 2 is retired: it starts no new executions"
+    )
+
+
+def test_retiring_every_version_leaves_nothing_to_start_until_a_new_one_is_loaded(
+    workspace: Path, main: Callable[..., tuple[int, str, str]]
+) -> None:
+    (workspace / "services.yaml").write_text(SERVICES.format(url="http://127.0.0.1:9"))
+    (workspace / "shop.yaml").write_text(SAGA.format())
+    main("registry", "load", str(workspace / "services.yaml"))
+    main("definitions", "load", str(workspace / "shop.yaml"))
+
+    code, out, _ = main("definitions", "retire", "shop-order", "--version", "1")
+    assert out.strip() == (
+        "retired saga shop-order v1; no version is left to start: load a fixed definition"
+    )
+    assert main("definitions", "retire", "shop-order", "--version", "1")[0] == 0  # again
+    code, _, err = main("saga", "start", "shop-order", "--detach")
+    assert (code, err.strip()) == (
+        1,
+        "error: every version of saga 'shop-order' is retired: register a new one",
+    )
+
+    code, out, _ = main("definitions", "load", str(workspace / "shop.yaml"), "--json")
+    assert json.loads(out) == [{"kind": "saga", "name": "shop-order", "version": 2}]
+    assert main("saga", "start", "shop-order", "--detach")[0] == 0
+
+    assert main("definitions", "retire", "shop-order", "--version", "7")[0] == 1
+    code, _, err = main("definitions", "retire", "nothing", "--version", "1")
+    assert (code, err.strip()) == (1, "error: no saga or workflow 'nothing' in the catalog")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("saga", "start", "shop-order", "--timeout", "nan"),
+        ("saga", "start", "shop-order", "--timeout", "inf"),
+        ("saga", "start", "shop-order", "--version", "99999999999999999999"),
+        ("executions", "list", "--limit", "99999999999999999999"),
+        ("executions", "list", "--limit", "0"),
+        ("worker", "--lease", "nan"),
+        ("worker", "--grace", "-1"),
+        ("worker", "--max-executions", "99999999999999999999"),
+        ("definitions", "retire", "shop-order", "--version", "0"),
+        ("batch", "runs", "--limit", "99999999999999999999"),
+        ("review", "list", "--limit", "99999999999999999999"),
+        ("dlq", "list", "--limit", "99999999999999999999"),
+        ("events", "tail", ">", "--count", "0"),
+        ("serve", "--port", "65536"),
+    ],
+)
+def test_number_options_out_of_bounds_are_usage_errors(
+    workspace: Path, main: Callable[..., tuple[int, str, str]], args: tuple[str, ...]
+) -> None:
+    code, _, err = main(*args)
+
+    assert code == 2
+    assert f"Invalid value for '{args[-2]}'" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("abc", "must be a whole number"), ("99999", "must be at most 65535")],
+)
+def test_a_bad_number_in_the_environment_names_its_variable(
+    workspace: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    main: Callable[..., tuple[int, str, str]],
+    value: str,
+    message: str,
+) -> None:
+    monkeypatch.setenv("HYBRIDMESH_HTTP_PORT", value)
+
+    code, _, err = main("definitions", "list")
+
+    assert (code, err.strip()) == (2, f"error [HYBRIDMESH_HTTP_PORT]: {message}")
+
+
+@pytest.mark.parametrize(
+    ("text", "field", "message"),
+    [
+        ("amount: .nan\n", "amount", "must be a finite number"),
+        ("items: [1, .inf]\n", "items[1]", "must be a finite number"),
+        ("n: 99999999999999999999\n", "n", "must be a whole number within 64 bits"),
+    ],
+)
+def test_an_input_json_cannot_carry_is_refused_naming_its_field(
+    workspace: Path,
+    main: Callable[..., tuple[int, str, str]],
+    text: str,
+    field: str,
+    message: str,
+) -> None:
+    (workspace / "order.yaml").write_text(text)
+
+    code, _, err = main("saga", "start", "shop-order", "--input", str(workspace / "order.yaml"))
+
+    assert (code, err.strip()) == (2, f"{workspace / 'order.yaml'}: error [{field}]: {message}")

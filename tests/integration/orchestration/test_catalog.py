@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,14 +13,21 @@ import pytest
 
 from hybridmesh.core.clock import FakeClock
 from hybridmesh.core.errors import NotFoundError, ValidationError
-from hybridmesh.orchestration.catalog import CatalogEntry, DefinitionCatalog, plan_digest
+from hybridmesh.core.serialization import dumps
+from hybridmesh.orchestration.catalog import (
+    CatalogEntry,
+    DefinitionCatalog,
+    RetiredVersionError,
+    UnrunnableDefinitionError,
+    plan_digest,
+)
 from hybridmesh.orchestration.definitions import (
     SagaDefinition,
     SagaStep,
     to_plan,
 )
 from hybridmesh.orchestration.loader import load_definitions
-from hybridmesh.orchestration.plan import Kind, Plan
+from hybridmesh.orchestration.plan import Kind, Plan, RetrySpec
 from hybridmesh.registry import ServiceRegistry
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "tanqory"
@@ -260,3 +268,105 @@ async def test_concurrent_registrations_of_one_change_agree_on_its_version(
 
     assert {plan.version for plan in results} == {2}
     assert await store.fetch_value("SELECT COUNT(*) FROM orch_definitions") == 2
+
+
+# ----------------------------------------------------- what is stored, what starts, retiring
+
+
+async def test_a_plan_that_would_not_come_back_from_the_store_is_not_stored(
+    store: Any, catalog: DefinitionCatalog
+) -> None:
+    good = order_saga()
+    infinite = replace(good.steps[0], retry=RetrySpec(max_attempts=2, multiplier=math.inf))
+    huge = replace(good.steps[0], timeout_ms=10**12)
+
+    for broken in (infinite, huge):
+        with pytest.raises(ValidationError) as refused:
+            await catalog.register(replace(good, steps=(broken, *good.steps[1:])))
+        assert "saga 'order-processing': would not run as stored" in str(refused.value)
+    assert await store.fetch_value("SELECT COUNT(*) FROM orch_definitions") == 0
+
+
+async def store_broken_version(store: Any, plan: Plan, version: int) -> None:
+    """Store ``plan`` as ``version`` with an infinite multiplier, as JSON wrote it (null),
+    the way a release that did not check plans could have."""
+    body = plan.to_dict()
+    body["version"] = version
+    body["steps"][0]["retry"]["multiplier"] = None
+    await store.execute(
+        "INSERT INTO orch_definitions (kind, name, version, digest, body, source, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "saga",
+        plan.name,
+        version,
+        "old",
+        dumps(body),
+        "old.yaml:1",
+        0.0,
+    )
+
+
+async def test_a_stored_version_that_cannot_run_is_named_with_its_fields(
+    store: Any, catalog: DefinitionCatalog
+) -> None:
+    first = await catalog.register(order_saga())
+    await store_broken_version(store, first, 2)
+
+    with pytest.raises(UnrunnableDefinitionError) as refused:
+        await catalog.to_start(Kind.SAGA, "order-processing")
+
+    assert str(refused.value) == (
+        "saga 'order-processing' version 2 cannot run: [steps[0].retry.multiplier] must be a "
+        "number; retire it (hybridmesh definitions retire order-processing --version 2) and "
+        "load a fixed definition"
+    )
+    assert await catalog.get(Kind.SAGA, "order-processing", 1) == first
+
+
+async def test_a_retired_version_starts_nothing_and_the_newest_live_one_starts_instead(
+    store: Any, catalog: DefinitionCatalog, clock: FakeClock
+) -> None:
+    first = await catalog.register(order_saga())
+    await store_broken_version(store, first, 2)
+    other = DefinitionCatalog(store)  # another process, which has seen version 2 as newest
+    with pytest.raises(UnrunnableDefinitionError):
+        await other.to_start(Kind.SAGA, "order-processing")
+
+    entry = await catalog.retire(Kind.SAGA, "order-processing", 2)
+
+    assert (entry.version, entry.retired_at) == (2, clock.now())
+    assert (await catalog.to_start(Kind.SAGA, "order-processing")).version == 1
+    assert (await catalog.get(Kind.SAGA, "order-processing")).version == 1
+    with pytest.raises(RetiredVersionError, match="version 2 is retired"):
+        await catalog.to_start(Kind.SAGA, "order-processing", 2)
+    other.newest_ttl = 0.0
+    assert (await other.to_start(Kind.SAGA, "order-processing")).version == 1
+    again = await catalog.retire(Kind.SAGA, "order-processing", 2)
+    assert again.retired_at == entry.retired_at
+    listed = {e.version: e.retired_at for e in await catalog.list()}
+    assert listed == {1: None, 2: entry.retired_at}
+    with pytest.raises(NotFoundError, match="has no version 3"):
+        await catalog.retire(Kind.SAGA, "order-processing", 3)
+
+
+async def test_a_retired_version_keeps_running_what_it_started(catalog: DefinitionCatalog) -> None:
+    first = await catalog.register(order_saga())
+    await catalog.retire(Kind.SAGA, "order-processing", 1)
+
+    assert await catalog.get(Kind.SAGA, "order-processing", 1) == first
+    with pytest.raises(RetiredVersionError, match="every version of saga 'order-processing'"):
+        await catalog.to_start(Kind.SAGA, "order-processing")
+
+
+async def test_registering_what_a_retired_version_holds_makes_a_new_version(
+    catalog: DefinitionCatalog,
+) -> None:
+    await catalog.register(order_saga())
+    await catalog.retire(Kind.SAGA, "order-processing", 1)
+
+    again = await catalog.register(order_saga())
+
+    assert again.version == 2
+    assert (await catalog.to_start(Kind.SAGA, "order-processing")).version == 2
+    with pytest.raises(ValidationError, match="version 1 is retired"):
+        await catalog.register(replace(order_saga(), version=1), explicit_version=True)

@@ -559,3 +559,56 @@ async def test_execution_timeout_fails_a_saga_into_compensation(rig: Rig) -> Non
     assert done.status is Status.COMPENSATED
     assert done.error == "execution timed out after 500 ms"
     assert rig.ops.paths()[-2:] == ["/operations/refund", "/operations/release"]
+
+
+async def test_a_template_that_cannot_resolve_fails_its_step_and_sends_nothing(
+    rig: Rig,
+) -> None:
+    # Registered as a plan, so no definition's validation saw these templates.
+    broken = saga(
+        saga_step("reserve", "inventory", undo="release"),
+        PlanStep(
+            step_id="charge",
+            name="charge",
+            service="payments",
+            architecture=None,
+            operation=op("charge", {"amount": "{{ 1+1 }}", "order": "{{ input.order_id }}"}),
+            retry=FAST,
+        ),
+        saga_step("confirm", "users"),
+        name="broken-templates",
+    )
+    missing = saga(
+        PlanStep(
+            step_id="charge",
+            name="charge",
+            service="payments",
+            architecture=None,
+            operation=op("charge", {"amount": "total: {{ input.total }}"}),
+            retry=FAST,
+        ),
+        name="missing-value",
+    )
+    engine = rig.engine()
+    await engine.register(broken)
+    await engine.register(missing)
+    async with engine:
+        first = await engine.wait(
+            await engine.start_saga("broken-templates", {"order_id": "o-9"}), timeout=10
+        )
+        second = await engine.wait(
+            await engine.start_saga("missing-value", {"order_id": "o-9"}), timeout=10
+        )
+
+    assert first.status is Status.COMPENSATED
+    assert second.status is Status.COMPENSATED
+    assert rig.ops.paths() == ["/operations/reserve", "/operations/release"]
+    (charge,) = [s for s in first.steps if s.step_id == "charge"]
+    assert charge.attempt == 1  # not retried
+    assert charge.error is not None
+    assert charge.error.startswith("invalid: template '{{ 1+1 }}': '1+1' is not a path")
+    (only,) = second.steps
+    assert (only.attempt, only.error) == (
+        1,
+        "invalid: template {{ input.total }}: nothing at 'input.total'",
+    )

@@ -105,6 +105,17 @@ def test_validate_the_reference_services_exits_0(cli: Cli) -> None:
             6,
             "integration_patterns.0.type",
         ),
+        (
+            "name: svc-a\narchitecture: microservice\nbase_url: http://a\nversion: v1\n"
+            "resilience:\n  rate_limit: .inf\n",
+            6,
+            "resilience.rate_limit",
+        ),
+        (
+            "name: svc-a\narchitecture: microservice\nbase_url: 'http://a b/'\nversion: v1\n",
+            3,
+            "base_url",
+        ),
     ],
 )
 def test_validate_a_bad_file_exits_2_naming_file_line_and_field(

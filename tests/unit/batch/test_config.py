@@ -60,6 +60,40 @@ def test_errors_name_file_line_and_field(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    ("line", "field", "message"),
+    [
+        ("limit: .inf", "limit", "must be a whole number"),
+        ("limit: .nan", "limit", "must be a whole number"),
+        ("limit: 2.5", "limit", "must be a whole number"),
+        ("limit: true", "limit", "must be a whole number"),
+        ("limit: '10'", "limit", "must be a whole number"),
+        ("limit: 99999999999999999999", "limit", "must be at most 1000000"),
+        ("limit: 0", "limit", "must be at least 1"),
+        (
+            "endpoint: 'http://a b/'",
+            "endpoint",
+            "'http://a b/' is not an http(s) URL: it contains ' '",
+        ),
+        ("endpoint: 'http://erp/batch?x=1'", "endpoint", "a URL here has no query or fragment"),
+    ],
+)
+def test_a_bad_limit_or_endpoint_names_file_line_and_field(
+    tmp_path: Path, line: str, field: str, message: str
+) -> None:
+    path = tmp_path / "targets.yaml"
+    endpoint = "" if field == "endpoint" else "    endpoint: http://erp/b\n"
+    path.write_text(f"targets:\n  - target: legacy-erp\n    format: http\n{endpoint}    {line}\n")
+    where = (str(path), 5 if endpoint else 4, f"targets[0].{field}")
+
+    with pytest.raises(ValidationError) as refused:
+        load_batch_targets(path)
+
+    (problem,) = refused.value.problems
+    assert (problem.file, problem.line, problem.field) == where
+    assert message in problem.message
+
+
+@pytest.mark.parametrize(
     ("content", "line", "message"),
     [
         (

@@ -620,14 +620,23 @@ def test_camel_case_files_get_errors_in_their_own_spelling(tmp_path: Path) -> No
             stepName: A
             serviceInfo: {serviceName: user-service}
             operation: {type: function}
-            retryPolicy: {maxAttempts: 0}
         """,
+    )
+    unread = write(
+        tmp_path,
+        "unread.yaml",
+        path.read_text().replace(
+            "operation: {type: function}",
+            "operation: {endpoint: /a}\n    retryPolicy: {maxAttempts: 0}",
+        ),
     )
 
     assert messages(load_definitions(path).errors) == [
         f"{path}:12: error [steps[0].operation.functionName]: missing: a function step names "
         "its function, unless its service is serverless",
-        f"{path}:13: error [steps[0].retryPolicy.maxAttempts]: must be at least 1",
+    ]
+    assert messages(load_definitions(unread).errors) == [
+        f"{unread}:13: error [steps[0].retryPolicy.maxAttempts]: must be at least 1",
     ]
 
 

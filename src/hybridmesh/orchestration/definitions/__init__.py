@@ -4,10 +4,10 @@ A definition is data. Build one in Python, or load it from YAML with
 :mod:`hybridmesh.orchestration.loader`; :func:`validate` lists what is wrong with it, and
 :func:`to_plan` turns a valid one into the :class:`~hybridmesh.orchestration.plan.Plan` the
 engine runs. The fields live in ``_model``, the checks in ``_validate``, the way to a plan
-in ``_compile``; import them from here. Durations are milliseconds, as in the integration guide.
+in ``_compile`` (and ``_plan``: validate, then compile); import them from here. Durations
+are milliseconds, as in the integration guide.
 """
 
-from hybridmesh.orchestration.definitions._compile import to_plan
 from hybridmesh.orchestration.definitions._model import (
     DEFAULT_ERROR_HANDLING,
     DEFINITION_READER,
@@ -22,6 +22,7 @@ from hybridmesh.orchestration.definitions._model import (
     WorkflowStep,
     definition_key,
 )
+from hybridmesh.orchestration.definitions._plan import to_plan
 from hybridmesh.orchestration.definitions._validate import dependency_cycles, validate
 
 __all__ = [

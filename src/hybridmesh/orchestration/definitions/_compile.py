@@ -1,4 +1,5 @@
-"""A valid saga or workflow definition turned into the plan the engine runs."""
+"""A saga or workflow definition turned into the plan the engine runs (no checks: see
+``_validate``, whose last check compiles the definition, and ``_plan``)."""
 
 from __future__ import annotations
 
@@ -6,15 +7,12 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from hybridmesh.core.errors import Problem, ValidationError
-from hybridmesh.core.names import quoted
+from hybridmesh.core.serialization import dumps, loads
 from hybridmesh.orchestration.definitions._model import (
     Definition,
     SagaDefinition,
     WorkflowDefinition,
-    definition_key,
 )
-from hybridmesh.orchestration.definitions._validate import validate
 from hybridmesh.orchestration.plan import (
     Completion,
     Consistency,
@@ -23,33 +21,16 @@ from hybridmesh.orchestration.plan import (
     Operation,
     Plan,
     PlanStep,
+    operation_endpoint,
 )
 from hybridmesh.registry import Architecture, ServiceRegistry
 
 
-def to_plan(
-    definition: Definition,
-    *,
-    registry: ServiceRegistry | None = None,
-    version: int | None = None,
-) -> Plan:
-    """The plan that runs ``definition``.
-
-    The version is ``version``, else the definition's, else 1 (a
-    :class:`~hybridmesh.orchestration.catalog.DefinitionCatalog` assigns real ones). Steps
-    get their architecture from the definition, else from ``registry`` when given, else
-    None (the engine asks its registry). Raises
-    :class:`~hybridmesh.core.errors.ValidationError` listing the errors :func:`validate`
-    finds.
-    """
-    errors = [p for p in validate(definition, registry=registry) if p.severity == "error"]
-    if errors:
-        kind, name = definition_key(definition)
-        raise ValidationError(
-            [Problem(f"{kind.value} {quoted(name)}: {p.message}", field=p.field) for p in errors]
-        )
-    if version is None:
-        version = definition.version if definition.version is not None else 1
+def compile_plan(definition: Definition, *, registry: ServiceRegistry | None, version: int) -> Plan:
+    """The plan of ``definition`` at ``version``, as it is: call it on a valid definition
+    (:func:`~hybridmesh.orchestration.definitions.to_plan` does). Steps get their
+    architecture from the definition, else from ``registry`` when given, else None (the
+    engine asks its registry)."""
     if isinstance(definition, SagaDefinition):
         return _saga_plan(definition, registry, version)
     return _workflow_plan(definition, registry, version)
@@ -61,17 +42,17 @@ def _registered_architecture(registry: ServiceRegistry | None, service: str) -> 
 
 
 def _plain(value: Any) -> Any:
-    """``value`` as JSON would give it back, so a plan equals its stored copy."""
-    if isinstance(value, Mapping):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(item) for item in value]
-    return value
+    """``value`` as JSON gives it back (lists for tuples, ISO text for dates), so a plan
+    equals its stored copy."""
+    return loads(dumps(value))
 
 
 def _operations_call(operation: str, payload: Mapping[str, Any]) -> Operation:
     return Operation(
-        type="command", method="POST", endpoint=f"/operations/{operation}", payload=_plain(payload)
+        type="command",
+        method="POST",
+        endpoint=operation_endpoint(operation),
+        payload=_plain(payload),
     )
 
 
@@ -163,4 +144,4 @@ def _workflow_plan(
     )
 
 
-__all__ = ["to_plan"]
+__all__ = ["compile_plan"]

@@ -8,6 +8,10 @@ Durations are milliseconds, as in the integration guide.
 
 Fields that take one of a few words (``error_handling``, ``consistency_strategy``, an
 operation's ``type``) are plain strings, as users write them; validation checks them.
+Numbers are bounded (:mod:`hybridmesh.core.limits`: an attempt's timeout at most a day, a
+deadline at most 365 days, finite multipliers) and operation names keep to a safe set
+(:data:`~hybridmesh.orchestration.plan.OperationName`): a definition that breaks them is
+refused when it is built or read, at the field.
 """
 
 from __future__ import annotations
@@ -16,15 +20,17 @@ from collections.abc import Mapping
 from dataclasses import field
 from typing import Any
 
-from pydantic import StrictBool, StrictInt, StrictStr, TypeAdapter
+from pydantic import StrictBool, StrictStr, TypeAdapter
 from pydantic.dataclasses import dataclass
 
+from hybridmesh.core.limits import DeadlineMs, TimeoutMs, Version
 from hybridmesh.orchestration.plan import (
     READ_CONFIG,
     Consistency,
     ErrorHandling,
     Kind,
     Operation,
+    OperationName,
     RetrySpec,
 )
 
@@ -51,16 +57,16 @@ class SagaStep:
 
     step_id: StrictStr
     service_name: StrictStr
-    operation: StrictStr
+    operation: OperationName
     payload: Mapping[str, Any] = field(default_factory=dict)
-    compensation_operation: StrictStr | None = None
+    compensation_operation: OperationName | None = None
     compensation_payload: Mapping[str, Any] | None = None
-    timeout: StrictInt = 30_000
+    timeout: TimeoutMs = 30_000
     retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
     completion: StrictStr = "sync"
-    completion_timeout: StrictInt | None = None
+    completion_timeout: DeadlineMs | None = None
     #: All attempts together, waits included (ms; None: no bound beyond the attempts).
-    total_timeout: StrictInt | None = None
+    total_timeout: DeadlineMs | None = None
 
 
 @dataclass(frozen=True, config=READ_CONFIG)
@@ -73,10 +79,10 @@ class SagaDefinition:
 
     saga_type: StrictStr
     steps: tuple[SagaStep, ...]
-    version: StrictInt | None = None
+    version: Version | None = None
     description: StrictStr = ""
     metadata: Mapping[str, Any] = field(default_factory=dict)
-    timeout_ms: StrictInt | None = None
+    timeout_ms: DeadlineMs | None = None
 
 
 @dataclass(frozen=True, config=READ_CONFIG)
@@ -104,11 +110,11 @@ class WorkflowStep:
     dependencies: tuple[StrictStr, ...] = ()
     parallel: StrictBool = True
     optional: StrictBool = False
-    timeout: StrictInt = 30_000
+    timeout: TimeoutMs = 30_000
     retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
     compensation: WorkflowOperation | None = None
     #: All attempts together, waits included (ms; None: no bound beyond the attempts).
-    total_timeout: StrictInt | None = None
+    total_timeout: DeadlineMs | None = None
 
 
 #: The error handling each consistency strategy gives a workflow that states none: strong
@@ -136,9 +142,9 @@ class WorkflowDefinition:
     name: StrictStr
     description: StrictStr
     consistency_strategy: StrictStr
-    timeout_ms: StrictInt | None
+    timeout_ms: DeadlineMs | None
     steps: tuple[WorkflowStep, ...]
-    version: StrictInt | None = None
+    version: Version | None = None
     #: None: the consistency strategy's default.
     error_handling: StrictStr | None = field(default=None, kw_only=True)
 

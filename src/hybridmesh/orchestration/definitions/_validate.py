@@ -1,8 +1,21 @@
-"""Checks of a saga or workflow definition: every error and warning, each at its field."""
+"""Checks of a saga or workflow definition: every error and warning, each at its field.
+
+The definitions' own types refuse numbers out of bounds and unsafe operation names when a
+definition is built or read; these checks add what needs the whole definition (step ids,
+dependencies, templates and the steps they name), the registry, and the retry policies and
+operations written as plain dataclasses, which are checked here by the same types. The
+last check compiles a clean definition and reads its plan back from its stored form, so
+what validates is what the catalog stores and the engine runs.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import dataclasses
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+import pydantic
+from pydantic import TypeAdapter
 
 from hybridmesh.client import (
     UNREGISTERED_SOURCE_ARCHITECTURE,
@@ -12,7 +25,10 @@ from hybridmesh.client import (
     select_strategy,
 )
 from hybridmesh.core.errors import Problem
+from hybridmesh.core.limits import describe, dotted
 from hybridmesh.core.names import name_problem
+from hybridmesh.core.serialization import json_problems, walk
+from hybridmesh.orchestration.definitions._compile import compile_plan
 from hybridmesh.orchestration.definitions._model import (
     HTTP_METHODS,
     Definition,
@@ -23,9 +39,21 @@ from hybridmesh.orchestration.definitions._model import (
     WorkflowOperation,
     WorkflowStep,
 )
-from hybridmesh.orchestration.plan import OPERATION_TYPES, Completion, Consistency, ErrorHandling
+from hybridmesh.orchestration.plan import (
+    OPERATION_TYPES,
+    Completion,
+    Consistency,
+    ErrorHandling,
+    batch_operation_name,
+    operation_name_problem,
+    stored_copy_problems,
+)
 from hybridmesh.orchestration.steps import call_pattern, request_type
+from hybridmesh.orchestration.templates import TemplateError, references
 from hybridmesh.registry import Architecture, ServiceRegistry
+
+_RETRY: TypeAdapter[RetryPolicy] = TypeAdapter(RetryPolicy)
+_OPERATION: TypeAdapter[WorkflowOperation] = TypeAdapter(WorkflowOperation)
 
 
 def validate(definition: Definition, *, registry: ServiceRegistry | None = None) -> list[Problem]:
@@ -40,6 +68,8 @@ def validate(definition: Definition, *, registry: ServiceRegistry | None = None)
         checks.saga(definition)
     else:
         checks.workflow(definition)
+    if not any(problem.severity == "error" for problem in checks.problems):
+        checks.storable(definition)
     return checks.problems
 
 
@@ -60,41 +90,50 @@ class _Checks:
 
     def saga(self, saga: SagaDefinition) -> None:
         self.identifier("saga_type", saga.saga_type)
-        self.common(saga.version, saga.timeout_ms, [s.step_id for s in saga.steps], "saga")
+        ids = [s.step_id for s in saga.steps]
+        self.common(ids, "saga")
+        self.json("metadata", saga.metadata)
         for index, step in enumerate(saga.steps):
             at = f"steps[{index}]"
             self.service(f"{at}.service_name", step.service_name)
-            self.name(f"{at}.operation", step.operation)
-            if step.compensation_operation is not None:
-                self.name(f"{at}.compensation_operation", step.compensation_operation)
-            elif step.compensation_payload is not None:
+            if step.compensation_operation is None and step.compensation_payload is not None:
                 self.warning(
                     f"{at}.compensation_payload", "unused: there is no compensation_operation"
                 )
-            self.step_limits(at, step.timeout, step.retry_policy, step.total_timeout)
+            self.retry(f"{at}.retry_policy", step.retry_policy)
             self.choice(f"{at}.completion", step.completion, tuple(Completion))
-            if step.completion_timeout is not None:
-                self.positive(f"{at}.completion_timeout", step.completion_timeout)
-                if step.completion == Completion.SYNC:
-                    self.warning(
-                        f"{at}.completion_timeout", "unused: completion is 'sync', not 'event'"
-                    )
+            if step.completion_timeout is not None and step.completion == Completion.SYNC:
+                self.warning(
+                    f"{at}.completion_timeout", "unused: completion is 'sync', not 'event'"
+                )
+            earlier = set(ids[:index])
+            scope = _Scope("saga", set(ids), step.step_id, earlier)
+            self.payload(f"{at}.payload", step.payload, scope)
+            if step.compensation_payload is not None:
+                self.payload(
+                    f"{at}.compensation_payload",
+                    step.compensation_payload,
+                    scope,
+                    compensation=True,
+                )
 
     def workflow(self, workflow: WorkflowDefinition) -> None:
         self.identifier("workflow_id", workflow.workflow_id)
         ids = [s.step_id for s in workflow.steps]
-        self.common(workflow.version, workflow.timeout_ms, ids, "workflow")
+        self.common(ids, "workflow")
         self.choice("consistency_strategy", workflow.consistency_strategy, tuple(Consistency))
         if workflow.error_handling is not None:
             self.choice("error_handling", workflow.error_handling, tuple(ErrorHandling))
         known = set(ids)
+        before = _ancestors([(s.step_id, s.dependencies) for s in workflow.steps])
         for index, step in enumerate(workflow.steps):
             at = f"steps[{index}]"
             architecture = self.architecture(at, step.service_info)
-            self.operation(f"{at}.operation", step.operation)
+            scope = _Scope("workflow", known, step.step_id, before.get(step.step_id, set()))
+            self.operation(f"{at}.operation", step.operation, scope)
             self.capabilities(f"{at}.operation.type", step, architecture)
             if step.compensation is not None:
-                self.operation(f"{at}.compensation", step.compensation)
+                self.operation(f"{at}.compensation", step.compensation, scope, compensation=True)
             if (
                 step.operation.type == "function"
                 and step.operation.function_name is None
@@ -107,7 +146,7 @@ class _Checks:
             for number, dependency in enumerate(step.dependencies):
                 if dependency not in known:
                     self.error(f"{at}.dependencies[{number}]", f"unknown step {dependency!r}")
-            self.step_limits(at, step.timeout, step.retry_policy, step.total_timeout)
+            self.retry(f"{at}.retry_policy", step.retry_policy)
         for cycle in dependency_cycles([(s.step_id, s.dependencies) for s in workflow.steps]):
             self.error(
                 f"steps[{ids.index(cycle[0])}].dependencies",
@@ -116,13 +155,7 @@ class _Checks:
         if workflow.effective_error_handling() == ErrorHandling.COMPENSATION:
             self.compensations(workflow.steps)
 
-    def common(
-        self, version: int | None, timeout_ms: int | None, ids: list[str], kind: str
-    ) -> None:
-        if version is not None and version < 1:
-            self.error("version", "must be at least 1")
-        if timeout_ms is not None:
-            self.positive("timeout_ms", timeout_ms)
+    def common(self, ids: list[str], kind: str) -> None:
         if not ids:
             self.error("steps", f"a {kind} needs at least one step")
         first: dict[str, int] = {}
@@ -135,6 +168,14 @@ class _Checks:
                 )
             first.setdefault(step_id, index)
 
+    def storable(self, definition: Definition) -> None:
+        """The compiled plan survives its trip through the store unchanged."""
+        version = definition.version if definition.version is not None else 1
+        plan = compile_plan(definition, registry=self.registry, version=version)
+        for problem in stored_copy_problems(plan):
+            where = f" [{problem.field}]" if problem.field else ""
+            self.problems.append(Problem(f"its plan{where}: {problem.message}"))
+
     def identifier(self, where: str, value: str) -> None:
         """A definition's name or a step id: the one name rule (``hybridmesh.core.names``)."""
         problem = name_problem(value)
@@ -144,10 +185,6 @@ class _Checks:
     def name(self, where: str, value: str) -> None:
         if not value.strip():
             self.error(where, "must not be empty")
-
-    def positive(self, where: str, value: int) -> None:
-        if value <= 0:
-            self.error(where, "must be a positive number of milliseconds")
 
     def choice(self, where: str, value: str, allowed: Sequence[str]) -> None:
         if value not in allowed:
@@ -202,27 +239,100 @@ class _Checks:
         except PatternNotAllowedError as refused:
             self.error(where, str(refused))
 
-    def operation(self, at: str, operation: WorkflowOperation) -> None:
+    def typed(self, where: str, adapter: TypeAdapter[Any], value: Any) -> bool:
+        """Whether the plain dataclass ``value`` holds what its type allows (noting each
+        field that does not): dataclasses built in Python are not checked when built."""
+        data = {item.name: getattr(value, item.name) for item in dataclasses.fields(value)}
+        try:
+            adapter.validate_python(data)
+        except pydantic.ValidationError as invalid:
+            for error in invalid.errors():
+                self.error(where + dotted(error), describe(error))
+            return False
+        return True
+
+    def retry(self, where: str, retry: RetryPolicy) -> None:
+        self.typed(where, _RETRY, retry)
+
+    def operation(
+        self, at: str, operation: WorkflowOperation, scope: _Scope, *, compensation: bool = False
+    ) -> None:
+        if not self.typed(at, _OPERATION, operation):
+            return
         self.choice(f"{at}.type", operation.type, OPERATION_TYPES)
         self.choice(f"{at}.method", operation.method, HTTP_METHODS)
-        if not operation.endpoint.startswith("/"):
-            self.error(f"{at}.endpoint", "must start with '/'")
+        if operation.type == "batch" and operation.batch_operation is None:
+            problem = operation_name_problem(batch_operation_name(operation))
+            if problem is not None:
+                self.error(
+                    f"{at}.batch_operation",
+                    "missing: the endpoint's last part, which names a batch operation by "
+                    f"default, is not an operation name ({problem})",
+                )
+        self.payload(f"{at}.payload", operation.payload, scope, compensation=compensation)
 
-    def step_limits(
-        self, at: str, timeout: int, retry: RetryPolicy, total: int | None = None
+    def payload(
+        self, at: str, payload: Mapping[str, Any], scope: _Scope, *, compensation: bool = False
     ) -> None:
-        self.positive(f"{at}.timeout", timeout)
-        if total is not None:
-            self.positive(f"{at}.total_timeout", total)
-        where = f"{at}.retry_policy"
-        if retry.max_attempts < 1:
-            self.error(f"{where}.max_attempts", "must be at least 1")
-        if retry.backoff_ms < 0:
-            self.error(f"{where}.backoff_ms", "must not be negative")
-        if retry.max_backoff_ms < 0:
-            self.error(f"{where}.max_backoff_ms", "must not be negative")
-        if retry.multiplier < 1:
-            self.error(f"{where}.multiplier", "must be at least 1")
+        """A payload holds JSON values and templates that parse and name what is there
+        when it is sent."""
+        if not self.json(at, payload):
+            return
+        for where, text in _texts(at, payload):
+            try:
+                found = references(text)
+            except TemplateError as invalid:
+                self.error(where, "; ".join(p.message for p in invalid.problems))
+                continue
+            for reference in found:
+                self.reference(where, reference.path, scope, compensation)
+
+    def reference(
+        self, where: str, path: tuple[str, ...], scope: _Scope, compensation: bool
+    ) -> None:
+        """A template's path names a step only when that step has completed by then: the
+        step's dependencies, directly or through others (in a saga: the steps before it)."""
+        root, *rest = path
+        template = "{{ " + ".".join(path) + " }}"
+        if root not in ("context", "steps") or not rest:
+            return
+        step = rest[0]
+        if step not in scope.ids:
+            if root == "steps":
+                self.error(where, f"{template}: no step {step!r} in this {scope.kind}")
+            return  # context also holds the input and the context updates steps return
+        if root == "steps" and rest[1:] and rest[1] not in ("status", "result"):
+            self.error(where, f"{template}: a step has 'status' and 'result', not {rest[1]!r}")
+        if step in scope.before:
+            return
+        if step == scope.own and compensation:
+            self.warning(
+                where,
+                f"{template}: the step's own answer; its compensation also runs when the "
+                "step gave none (a timeout), and then this template names nothing",
+            )
+            return
+        why = (
+            "it is this step"
+            if step == scope.own
+            else "it comes after this step"
+            if scope.kind == "saga"
+            else "it is not among this step's dependencies, direct or through others"
+        )
+        self.error(where, f"{template}: step {step!r} has not run when this step runs: {why}")
+
+    def json(self, at: str, value: Any) -> bool:
+        """Whether ``value`` holds only what JSON does (noting each place that does not):
+        string keys, text, finite numbers, whole numbers within 64 bits, true, false, null,
+        lists and mappings (dates, as YAML reads them, become ISO text). A key may not
+        hold a template: only values are rendered."""
+        found = json_problems(value, at)
+        for where, key, is_key in walk(at, value):
+            if is_key and isinstance(key, str) and ("{{" in key or "}}" in key):
+                found.append((where, "templates are rendered in values, not in keys"))
+        for where, problem in found:
+            self.error(where, problem)
+        return not found
 
     def compensations(self, steps: Sequence[WorkflowStep]) -> None:
         """Under compensation, what others build on must say how it is undone."""
@@ -241,6 +351,44 @@ class _Checks:
                     f"steps[{index}].compensation",
                     f"missing: error_handling is 'compensation', and {who} on this {kind} step",
                 )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Scope:
+    """What a step's templates may name: the steps of the definition (``ids``), the step
+    itself (``own``) and the steps that have completed before it runs (``before``)."""
+
+    kind: str
+    ids: set[str]
+    own: str
+    before: set[str]
+
+
+def _ancestors(steps: Sequence[tuple[str, Sequence[str]]]) -> dict[str, set[str]]:
+    """Each step's dependencies, direct or through others (cycles and unknown steps are
+    reported elsewhere; here they only stop the walk)."""
+    graph: dict[str, list[str]] = {}
+    for step_id, dependencies in steps:
+        graph.setdefault(step_id, []).extend(dependencies)
+    found: dict[str, set[str]] = {}
+    for step_id in graph:
+        seen: set[str] = set()
+        pending = list(graph[step_id])
+        while pending:
+            dependency = pending.pop()
+            if dependency not in seen and dependency in graph:
+                seen.add(dependency)
+                pending.extend(graph[dependency])
+        seen.discard(step_id)
+        found[step_id] = seen
+    return found
+
+
+def _texts(at: str, value: Any) -> Iterator[tuple[str, str]]:
+    """The strings among the values inside ``value`` that hold a template."""
+    for where, item, is_key in walk(at, value):
+        if not is_key and isinstance(item, str) and "{{" in item:
+            yield where, item
 
 
 def dependency_cycles(steps: Sequence[tuple[str, Sequence[str]]]) -> list[list[str]]:
