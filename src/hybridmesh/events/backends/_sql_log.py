@@ -125,6 +125,12 @@ class LogRecorder(ABC):
     async def settle(self, queries: Transaction, rows: Sequence[SettleRow]) -> None:
         """Run ``_sql_queries.SETTLE`` for each row."""
 
+    @staticmethod
+    @abstractmethod
+    def wildcard_match(parts: Sequence[str | None]) -> tuple[str, tuple[Any, ...]]:
+        """A case-sensitive condition that ``type`` is ``parts`` joined, each None standing
+        for any run of characters (``_sql_queries.WildcardMatch``), with its arguments."""
+
     def listener(
         self, url: str, wakeup: Wakeup, clock: Clock, wanted: Callable[[str], bool]
     ) -> PostgresListener | None:

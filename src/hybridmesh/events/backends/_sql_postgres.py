@@ -8,6 +8,7 @@ processes' waiting fetches, naming the types appended.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -96,6 +97,10 @@ WHERE p.group_name = v.group_name AND p.partition = v.partition AND p.lease_toke
 """
 
 
+# What LIKE reads as a wildcard or as its escape, in a literal part of a pattern.
+_LIKE_SPECIAL = re.compile(r"[%_\\]")
+
+
 def array_columns(rows: Iterable[Sequence[Any]]) -> list[list[Any]]:
     """``rows`` as one list per column: the arguments of a statement that takes each
     column as an array (``unnest(?::text[], ...)``), so many rows go in one round trip."""
@@ -117,6 +122,13 @@ class PostgresLogRecorder(LogRecorder):
 
     async def settle(self, queries: Transaction, rows: Sequence[SettleRow]) -> None:
         await queries.execute(SETTLE_MANY, *array_columns(row.values() for row in rows))
+
+    @staticmethod
+    def wildcard_match(parts: Sequence[str | None]) -> tuple[str, tuple[Any, ...]]:
+        like = "".join(
+            "%" if part is None else _LIKE_SPECIAL.sub(r"\\\g<0>", part) for part in parts
+        )
+        return "type LIKE ? ESCAPE '\\'", (like,)
 
     def listener(
         self, url: str, wakeup: Wakeup, clock: Clock, wanted: Callable[[str], bool]

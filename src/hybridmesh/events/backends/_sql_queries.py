@@ -8,13 +8,14 @@ statements) lives in ``_sql_sqlite`` and ``_sql_postgres``.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
 from hybridmesh.events.backend import DeadLetter
 from hybridmesh.events.envelope import CloudEvent, EventFormatError
-from hybridmesh.events.subjects import literal_prefix
+from hybridmesh.events.subjects import validate_pattern
 
 INSERT_EVENT = (
     "INSERT INTO event_log (event_id, source, type, partition, only_group, body, published_at) "
@@ -37,7 +38,10 @@ INSERT_POSITION = (
 # Lease the partitions of a group that are free (never leased, released, or their lease
 # expired), not waiting for a retry, and that have events past their position: oldest
 # pending first. A lease still set was not settled in time (its consumer died mid-batch), so
-# taking it over counts one more attempt of the partition's next event.
+# taking it over counts one more attempt of the partition's next event. Each leased
+# partition comes with its first seq past the position and the log's newest seq: every
+# seq up to ``newest`` has committed (publishers append in seq order), so a read up to it
+# may move the position there even where it found nothing the group wants.
 LEASE = """
 UPDATE event_positions
 SET lease_owner = ?, lease_token = ?, lease_until = ?,
@@ -52,7 +56,10 @@ WHERE group_name = ? AND partition IN (
               ORDER BY l.seq LIMIT 1)
     LIMIT ?{lock}
 )
-RETURNING partition, position, head_attempts
+RETURNING partition, position, head_attempts,
+    (SELECT l.seq FROM event_log l WHERE l.partition = event_positions.partition
+     AND l.seq > event_positions.position ORDER BY l.seq LIMIT 1) AS first,
+    (SELECT MAX(seq) FROM event_log) AS newest
 """
 # Settle a batch (or release a partition): only while its lease is still the current one.
 SETTLE = """
@@ -86,34 +93,63 @@ def partition_of(event: CloudEvent, partitions: int) -> int:
     return zlib.crc32(key.encode()) % partitions
 
 
-def type_filter(pattern: str) -> tuple[str, tuple[Any, ...]]:
-    """A SQL condition on ``type`` that every type matching ``pattern`` meets, and its
-    arguments: equality for a pattern without wildcards, a prefix test for one that starts
-    with literal tokens, nothing otherwise. It only narrows; :func:`matches` decides."""
-    prefix = literal_prefix(pattern)
-    if not prefix:
+#: Renders a sequence of literal parts (str) and runs of any characters (None) as a SQL
+#: condition on ``type`` matching the whole of it, with its arguments (LIKE or GLOB).
+WildcardMatch = Callable[[Sequence[str | None]], tuple[str, tuple[Any, ...]]]
+
+# How many dots ``type`` has: one less than its tokens.
+_DOTS = "length(type) - length(replace(type, '.', ''))"
+
+
+@lru_cache(maxsize=1024)
+def type_filter(pattern: str, wildcard: WildcardMatch) -> tuple[str, tuple[Any, ...]]:
+    """A SQL condition (``" AND ..."``, or ``""`` for ``>``) that the types matching
+    ``pattern`` meet, and its arguments, so a read passes over other types in the database.
+
+    It is exact for every pattern but those with a ``*`` before a trailing ``>`` (there a
+    ``*`` may stand for several tokens in SQL; :func:`matches` decides). Types have no
+    wildcards and no empty tokens, so fixing the number of dots makes each ``*`` (a run of
+    any characters in ``wildcard``) exactly one token: ``a.*.c`` is ``a.%.c`` with two dots.
+    """
+    tokens = validate_pattern(pattern).split(".")
+    tail = tokens[-1] == ">"
+    fixed = tokens[:-1] if tail else tokens
+    if not fixed:
         return "", ()
-    if prefix == pattern:
+    if not tail and "*" not in fixed:
         return " AND type = ?", (pattern,)
-    return " AND substr(type, 1, ?) = ?", (len(prefix) + 1, prefix + ".")
+    if "*" not in fixed:  # a literal prefix, then one token or more
+        prefix = ".".join(fixed) + "."
+        return " AND substr(type, 1, ?) = ?", (len(prefix), prefix)
+    if tail:
+        condition, args = f" AND {_DOTS} >= ?", (len(fixed),)
+    else:
+        condition, args = f" AND {_DOTS} = ?", (len(fixed) - 1,)
+    parts: list[str | None] = []
+    for index, token in enumerate(fixed):
+        if index:
+            parts.append(".")
+        parts.append(None if token == "*" else token)
+    if tail:
+        parts += [".", None]
+    matching, matching_args = wildcard(parts)
+    return f"{condition} AND {matching}", (*args, *matching_args)
 
 
 @lru_cache(maxsize=256)
 def read_events_sql(partitions: int, narrowing: str) -> str:
-    """Up to ``?`` events past ``?`` in each of ``partitions`` partitions, in one statement.
-    Its arguments, per partition: the group, the narrowing's, partition, position, limit.
+    """The events a group wants in each of ``partitions`` partitions, in one statement:
+    up to ``?`` past ``?`` up to ``?``, oldest first. Its arguments, per partition:
+    partition, position, the last seq to look at, the group, the narrowing's, the limit.
 
     Rows the group does not want (replays for other groups, types the narrowing rules out)
-    do not come back, except the last one read in a partition, with a NULL body: the reader
-    learns how far it looked, so it can skip past them all. A group that wants few of the
-    log's types reads little more than what it wants.
+    are passed over in the database: with the ``event_log_scan`` index it reads the index
+    entries of the range, and the bodies of the rows it returns.
     """
     one = (
-        "SELECT seq, partition, type, body FROM (SELECT *, max(seq) OVER () AS last FROM "
-        "(SELECT seq, partition, type, CASE WHEN (only_group IS NULL OR "
-        f"only_group = ?){narrowing} THEN body END AS body FROM event_log "
-        "WHERE partition = ? AND seq > ? ORDER BY seq LIMIT ?) AS w{index}) AS q{index} "
-        "WHERE body IS NOT NULL OR seq = last"
+        "SELECT * FROM (SELECT seq, partition, type, body FROM event_log "
+        "WHERE partition = ? AND seq > ? AND seq <= ? AND (only_group IS NULL OR only_group = ?)"
+        f"{narrowing} ORDER BY seq LIMIT ?) AS q{{index}}"
     )
     return " UNION ALL ".join(one.format(index=index) for index in range(partitions))
 
@@ -153,6 +189,7 @@ __all__ = [
     "SEQ_AT_COUNT",
     "SETTLE",
     "UPSERT_GROUP",
+    "WildcardMatch",
     "dead_letter_from_row",
     "epoch_to_datetime",
     "partition_of",
