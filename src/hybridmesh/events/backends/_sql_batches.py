@@ -106,7 +106,7 @@ def plan_batches(
             if not matches(spec.pattern, row["type"]):
                 continue
             attempt = 1 if deliveries else scan.head_attempts + 1
-            deliveries.append(_delivery(row["body"], int(row["seq"]), attempt))
+            deliveries.append(delivery_of(row["body"], int(row["seq"]), attempt))
         if deliveries:
             seqs = tuple(int(d.position) for d in deliveries)
             handle = Lease(scan.partition, token, seqs, scan.head_attempts + 1, read_upto)
@@ -178,7 +178,8 @@ def _dead_letter(batch: PartitionBatch, index: int, reason: str, now: float) -> 
     )
 
 
-def _delivery(body: str, seq: int, attempt: int) -> Delivery:
+def delivery_of(body: str, seq: int, attempt: int) -> Delivery:
+    """The delivery of a stored event (a malformed body is delivered with its error)."""
     # The log holds only events that were validated on publish: the trusted parse.
     try:
         event = CloudEvent.from_stored(body)
@@ -193,6 +194,7 @@ __all__ = [
     "Look",
     "Scan",
     "SettleWrite",
+    "delivery_of",
     "given_back",
     "plan_batches",
     "settle_rows",

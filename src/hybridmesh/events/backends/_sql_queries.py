@@ -87,6 +87,25 @@ DELETE_UP_TO = (
 )
 
 
+NEWEST_SEQ = "SELECT COALESCE(MAX(seq), 0) FROM event_log"
+
+# Where a read without a group goes next: the first seq past its place, and the newest.
+READ_BOUNDS = (
+    "SELECT (SELECT seq FROM event_log WHERE seq > ? ORDER BY seq LIMIT 1) AS first, "
+    "(SELECT MAX(seq) FROM event_log) AS newest"
+)
+
+
+@lru_cache(maxsize=256)
+def read_log_sql(narrowing: str) -> str:
+    """Up to ``?`` events past ``?`` up to ``?`` in log order, published for every group
+    (not replays), of the types ``narrowing`` lets through (its arguments last but one)."""
+    return (
+        "SELECT seq, type, body FROM event_log WHERE seq > ? AND seq <= ? "
+        f"AND only_group IS NULL{narrowing} ORDER BY seq LIMIT ?"
+    )
+
+
 def partition_of(event: CloudEvent, partitions: int) -> int:
     """The partition of ``event``: by its partition key, else by its id."""
     key = event.partition_key or event.id
@@ -186,6 +205,8 @@ __all__ = [
     "INSERT_EVENT",
     "INSERT_POSITION",
     "LEASE",
+    "NEWEST_SEQ",
+    "READ_BOUNDS",
     "SEQ_AT_COUNT",
     "SETTLE",
     "UPSERT_GROUP",
@@ -194,5 +215,6 @@ __all__ = [
     "epoch_to_datetime",
     "partition_of",
     "read_events_sql",
+    "read_log_sql",
     "type_filter",
 ]

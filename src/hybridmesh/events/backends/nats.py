@@ -38,6 +38,7 @@ import asyncio
 import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import nats
 from nats.aio.client import Client as NATS
@@ -77,6 +78,7 @@ from hybridmesh.events.backends._nats_layout import (
     replay_origin,
 )
 from hybridmesh.events.backends._nats_lease import LeaseState
+from hybridmesh.events.backends._nats_reader import NatsLogReader
 from hybridmesh.events.backends._nats_wire import JetStreamError, Publisher, PullClient
 from hybridmesh.events.envelope import CloudEvent
 from hybridmesh.events.subjects import validate_pattern, validate_subject
@@ -98,6 +100,7 @@ class _Connection:
     publisher: Publisher
     reader: GroupReader
     letters: DeadLetterStore
+    pull: PullClient
 
 
 class NatsEventBackend:
@@ -156,7 +159,7 @@ class NatsEventBackend:
                 request_timeout=self.request_timeout,
             )
             publisher = Publisher(nc, timeout=self.request_timeout)
-            self._conn = _Connection(nc, js, publisher, reader, letters)
+            self._conn = _Connection(nc, js, publisher, reader, letters, pull)
         layout = self.layout
         await self._ensure_stream(
             StreamConfig(
@@ -346,6 +349,18 @@ class NatsEventBackend:
             await self.ensure_group(spec)
             group = self._groups[spec.name]
         return group
+
+    # -- reading without a group -----------------------------------------------------------
+
+    async def open_reader(
+        self, pattern: str, *, start: Literal["earliest", "latest"] = "latest"
+    ) -> NatsLogReader:
+        """A reader of the events whose type matches ``pattern`` on an ephemeral consumer
+        (see :mod:`._nats_reader`): deleted when the reader closes, or by the server once
+        it has not been pulled for ``READER_INACTIVE`` seconds."""
+        validate_pattern(pattern)
+        conn = self._connected()
+        return await NatsLogReader.open(conn.nc, conn.js, conn.pull, self.layout, pattern, start)
 
     # -- consuming -------------------------------------------------------------------------
 

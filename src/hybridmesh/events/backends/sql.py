@@ -31,15 +31,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 from hybridmesh.core.clock import SYSTEM_CLOCK, Clock
 from hybridmesh.core.errors import ConfigurationError, NotFoundError, ValidationError
 from hybridmesh.core.ids import new_id
 from hybridmesh.events.backend import (
     DeadLetter,
+    Delivery,
     GroupSpec,
     PartitionBatch,
     Settlement,
@@ -57,6 +58,7 @@ from hybridmesh.events.backends._sql_batches import (
 )
 from hybridmesh.events.backends._sql_log import LogRecorder, LogRow, SettleRow
 from hybridmesh.events.backends._sql_postgres import PostgresLogRecorder
+from hybridmesh.events.backends._sql_reader import Found, SqlLogReader
 from hybridmesh.events.backends._sql_retention import TRIM_BATCH, Retention, trim_log
 from hybridmesh.events.backends._sql_sqlite import SqliteLogRecorder
 from hybridmesh.events.backends._sql_wakeup import Wakeup, wait_for
@@ -67,6 +69,7 @@ from hybridmesh.store import Store, Transaction, open_store
 from hybridmesh.store.group_commit import GroupCommit
 
 log = get_logger("hybridmesh.events.sql")
+T = TypeVar("T")
 
 #: Fetches start a background :meth:`SqlEventBackend.trim` at most this often (seconds).
 TRIM_EVERY = 60.0
@@ -288,6 +291,29 @@ class SqlEventBackend:
             raise NotFoundError(f"consumer group {name!r} does not exist; ensure_group creates it")
         self._groups.add(name)
 
+    # -- reading without a group -----------------------------------------------------------
+
+    async def open_reader(
+        self, pattern: str, *, start: Literal["earliest", "latest"] = "latest"
+    ) -> SqlLogReader:
+        """A reader of the events whose type matches ``pattern``, from the oldest retained
+        one or after the newest, that keeps its place in this process only (see
+        :class:`~hybridmesh.events.backend.EventReader`)."""
+        validate_pattern(pattern)
+        position = 0
+        if start == "latest":
+            position = int(await self.store.fetch_value(q.NEWEST_SEQ))
+        return SqlLogReader(self, pattern, position)
+
+    async def _read_log(self, reader: SqlLogReader, max_events: int, wait: float) -> list[Delivery]:
+        async def look() -> Found[Delivery]:
+            return await reader.look(self.store, self.recorder, max_events, self.scan_span)
+
+        return await self._look_until(reader.key, reader.pattern, wait, look)
+
+    def _forget(self, reader: SqlLogReader) -> None:
+        self._idle.pop(reader.key, None)
+
     # -- consuming -------------------------------------------------------------------------
 
     async def fetch(
@@ -300,39 +326,51 @@ class SqlEventBackend:
         if max_events < 1:
             return []
         self._maybe_trim()
+
+        async def look() -> Found[PartitionBatch]:
+            found = await self._lease(spec, consumer, max_events)
+            return Found(found.batches, found.passed_over, found.cut_short)
+
+        return await self._look_until(spec.name, spec.pattern, wait, look)
+
+    async def _look_until(
+        self, idle_key: str, pattern: str, wait: float, look: Callable[[], Awaitable[Found[T]]]
+    ) -> list[T]:
+        """Look (``look()``) until something is found or ``wait`` seconds (real time) have
+        passed, pausing between looks that found nothing until a publish of a type that
+        ``pattern`` matches wakes this process, or the pause (kept under ``idle_key``) ends."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(wait, 0.0)
         if wait > 0 and self._listener is not None:
             await self._listener.ensure()
         # Publishes wake this fetch only for the events it takes, from now on.
-        pattern = spec.pattern
         self._fetching[pattern] = self._fetching.get(pattern, 0) + 1
         try:
             while True:
                 waiter = self._wakeup.waiter()  # before looking, so no publish slips through
-                look = await self._lease(spec, consumer, max_events)
-                if look.batches:
-                    self._idle.pop(spec.name, None)
-                    return look.batches
-                if look.passed_over:
-                    # Events of other types flow: the group is not idle, and what it
+                found = await look()
+                if found.items:
+                    self._idle.pop(idle_key, None)
+                    return found.items
+                if found.passed_over:
+                    # Events of other types flow: the reader is not idle, and what it
                     # wants may come any moment. A look cut short goes on at once.
-                    self._idle.pop(spec.name, None)
-                    if look.cut_short:
+                    self._idle.pop(idle_key, None)
+                    if found.cut_short:
                         continue
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     return []
                 # Each look that finds nothing makes the next one wait twice as long, up to
                 # idle_poll_interval; a wake-up starts over at poll_interval.
-                interval = self._idle.get(spec.name, self.poll_interval)
+                interval = self._idle.get(idle_key, self.poll_interval)
                 await wait_for(waiter, min(remaining, interval))
                 if self._closed:
                     return []
                 if waiter.is_set():
-                    self._idle.pop(spec.name, None)
+                    self._idle.pop(idle_key, None)
                 else:
-                    self._idle[spec.name] = min(interval * 2, self.idle_poll_interval)
+                    self._idle[idle_key] = min(interval * 2, self.idle_poll_interval)
         finally:
             left = self._fetching[pattern] - 1
             if left:
@@ -533,5 +571,6 @@ __all__ = [
     "LogRow",
     "Retention",
     "SqlEventBackend",
+    "SqlLogReader",
     "recorder_for",
 ]

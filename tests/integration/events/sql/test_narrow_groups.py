@@ -5,6 +5,7 @@ On SQLite and on PostgreSQL; the costs are counted in looks (leases), not timed.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -93,3 +94,31 @@ async def test_passing_over_other_types_is_not_idle(
     assert len(pauses) >= 2 and pauses[0] == pytest.approx(0.02)
     newest = int(await sql.store.fetch_value("SELECT MAX(seq) FROM event_log"))
     assert max((await positions(sql, NEEDLE.name)).values()) == newest
+
+
+async def test_a_reader_reaches_its_event_past_50000_others_in_one_look_and_writes_nothing(
+    make_sql: MakeSql,
+) -> None:
+    sql = await make_sql()
+    await publish_noise(sql, 50_000)
+    needle = CloudEvent.create("needle.found", "/tests", {"n": 1})
+    await sql.publish([needle])
+
+    reader = await sql.open_reader("needle.*", start="earliest")
+    looks = 0
+    look = reader.look
+
+    async def counted(*args: Any) -> Any:
+        nonlocal looks
+        looks += 1
+        return await look(*args)
+
+    reader.look = counted  # type: ignore[method-assign]
+    [delivery] = await reader.read(1, wait=0)
+    assert delivery.event is not None and delivery.event.id == needle.id
+    assert looks == 1
+    assert await reader.read(1, wait=0) == []
+    await reader.close()
+    # It kept its place in memory only: no group, no position.
+    for table in ("event_groups", "event_positions"):
+        assert await sql.store.fetch_value(f"SELECT COUNT(*) FROM {table}") == 0
