@@ -60,7 +60,7 @@ class NatsLogReader:
         start: Literal["earliest", "latest"],
     ) -> NatsLogReader:
         """Create the reader's consumer, and the doorbell that wakes its waits."""
-        subject = layout.event_subject(PUBLISHED, 0, pattern).replace(".0.", ".*.", 1)
+        subject = f"{layout.prefix}.ev.{PUBLISHED}.*.{pattern}"  # any partition, no replays
         doorbell = await Doorbell.open(nc, subject)  # before the consumer: nothing slips by
         name = f"read-{new_id().replace('-', '')[:20]}"
         try:

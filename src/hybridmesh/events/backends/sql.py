@@ -134,6 +134,7 @@ class SqlEventBackend:
         self._wakeup = Wakeup()
         self._listener = self.recorder.listener(store.url, self._wakeup, clock, self._wants)
         self._fetching: dict[str, int] = {}  # the patterns of the fetches in progress
+        self._releasing: set[asyncio.Task[None]] = set()  # partitions being given back
         self._groups: set[str] = set()
         self._owns_store = False
         self._closed = False
@@ -188,6 +189,7 @@ class SqlEventBackend:
         self._closed = True
         self._wakeup.fire()
         await self._publishes.drain()
+        await self._releases_done()
         await self._settles.drain()
         if self._trim_task is not None:
             self._trim_task.cancel()
@@ -381,6 +383,7 @@ class SqlEventBackend:
     async def _lease(self, spec: GroupSpec, consumer: str, max_events: int) -> Look:
         """One look: lease the partitions with events past the group's position, read
         what the group wants of them, and give back those that held none of it."""
+        await self._releases_done()
         now = self._now()
         token = new_id()
         leased = await self.store.fetch_all(
@@ -411,7 +414,11 @@ class SqlEventBackend:
                 await asyncio.shield(self._settle(back))
             raise
         look = plan_batches(spec, token, scans, rows)
-        if look.releases:
+        if look.releases and look.batches:
+            # Giving back the partitions that held nothing for the group is no reason to
+            # keep what it wants waiting: that write goes on while the batches are handled.
+            self._release_later(look.releases)
+        elif look.releases:
             await self._settle(look.releases)
         if look.passed_over and not look.batches and len(leased) == max_events:
             # Partitions it could not lease for want of room may be pending too.
@@ -420,6 +427,26 @@ class SqlEventBackend:
 
     async def _settle(self, rows: list[SettleRow]) -> None:
         await self.recorder.settle(self.store, rows)
+
+    def _release_later(self, rows: list[SettleRow]) -> None:
+        """Give partitions back in the background; until it is written they stay leased
+        to this look, so no one else takes them meanwhile (after ``ack_wait`` at worst)."""
+        task = asyncio.create_task(self._settle(rows), name="hybridmesh-events-release")
+        self._releasing.add(task)
+        task.add_done_callback(self._released)
+
+    def _released(self, task: asyncio.Task[None]) -> None:
+        self._releasing.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning(
+                "giving back leased partitions failed (they free themselves after ack_wait): %s",
+                task.exception(),
+            )
+
+    async def _releases_done(self) -> None:
+        """Wait for the partitions given back in the background (see :meth:`_lease`)."""
+        if self._releasing:
+            await asyncio.gather(*self._releasing, return_exceptions=True)
 
     async def _read(self, spec: GroupSpec, scans: list[Scan]) -> list[dict[str, Any]]:
         """What the group wants of each scan's range, in one statement."""
@@ -435,6 +462,7 @@ class SqlEventBackend:
         no-op when the lease was lost (it expired and another consumer took it)."""
         if not isinstance(batch.token, Lease):
             raise ValidationError("this batch was not fetched from a SqlEventBackend")
+        await self._releases_done()  # the look's other partitions are given back first
         await self._settles.submit(settle_rows(batch, settlement, self._now()))
         if settlement.retry_after is None and settlement.handled < len(batch.deliveries):
             self._wakeup.fire()  # the rest of the batch is ready again
