@@ -719,23 +719,27 @@ def _narrow_markdown(
         "**A narrow group beside other traffic.** A consumer group wanting one type "
         f"(`needle.*`, {_narrow.NEEDLE_RATE} events/s published in this process, "
         f"{_narrow.NEEDLES} per phase) runs alone, then beside another process that "
-        f"publishes {_narrow.NOISE_RATE:,} events/s of another type and consumes them with "
-        "its own group (`noise.*`), then beside it again, then alone again, twice over; "
-        "each condition pools its four phases. *Catch-up*: a new group from the earliest "
+        f"publishes {_narrow.NOISE_RATE:,} events/s of another type on the same database "
+        "and consumes them with its own group (`noise.*`), and *elsewhere*: beside the same "
+        "process working on another database (another file; another database of the same "
+        "server), which shows what sharing the machine costs apart from sharing the log. "
+        "Phases of each condition alternate (alone, beside, elsewhere, elsewhere, beside, "
+        "alone, twice over) and are pooled. *Catch-up*: a new group from the earliest "
         "event, and a read without a group (`hybridmesh events tail`), each reaching the "
         "one `needle.*` event "
         f"past {_narrow.CATCH_UP_NOISE:,} events of another type. Goals: p95 beside at most "
         f"{_narrow.P95_GOAL:.1f} times p95 alone; catch-up under {_narrow.CATCH_UP_GOAL} s.",
         "",
         "| database | p50 / p95 ms alone | p50 / p95 ms beside | p95 ratio (goal) "
-        "| other traffic: events/s, its group's p95 ms | catch-up s: group, read (goal) |",
-        "|---|---|---|---|---|---|",
+        "| p50 / p95 ms elsewhere (ratio) | other traffic: events/s, its group's p95 ms "
+        "| catch-up s: group, read (goal) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for dialect, label in (("sqlite", "SQLite"), ("postgresql", "PostgreSQL")):
         found = narrow.get(dialect, {"error": "not run"})
         if "error" in found:
             error = str(found["error"]).replace("|", "\\|").replace("\n", " ")[:160]
-            lines.append(f"| {label} | failed: {error} | | | | |")
+            lines.append(f"| {label} | failed: {error} | | | | | |")
             continue
         steady, caught = found["steady"], found["catch_up"]
         latency, timing = (
@@ -746,6 +750,8 @@ def _narrow_markdown(
             f"| {label} | {steady['alone']['p50_ms']:.1f} / {steady['alone']['p95_ms']:.1f} "
             f"| {steady['beside']['p50_ms']:.1f} / {steady['beside']['p95_ms']:.1f} "
             f"| {steady['p95_ratio']:.2f} (≤ {_narrow.P95_GOAL:.1f}: {verdict(latency['met'])}) "
+            f"| {steady['elsewhere']['p50_ms']:.1f} / {steady['elsewhere']['p95_ms']:.1f} "
+            f"({steady['elsewhere_p95_ratio']:.2f}) "
             f"| {steady['noise_rate']:,.0f}, {steady['noise_group_p95_ms']:.1f} "
             f"| {caught['group_seconds']:.3f}, {caught['reader_seconds']:.3f} "
             f"(< {_narrow.CATCH_UP_GOAL}: {verdict(timing['met'])}) |"

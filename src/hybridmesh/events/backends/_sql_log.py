@@ -109,8 +109,9 @@ class DeadLetterRow:
 class LogRecorder(ABC):
     """The event log's writes that depend on the database."""
 
-    #: Leases free partitions (``_sql_queries.LEASE`` with this database's row locks).
-    lease_sql: str
+    #: What the select of a look (``_sql_queries.look_sql``) adds to lock the rows it
+    #: takes: nothing on SQLite (one writer at a time), ``FOR UPDATE ... SKIP LOCKED``.
+    lease_lock: str
 
     @abstractmethod
     async def append(self, queries: Transaction, rows: Sequence[LogRow]) -> None:

@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from hybridmesh.core.clock import Clock
-from hybridmesh.events.backends import _sql_queries as q
 from hybridmesh.events.backends._sql_log import LogRecorder, LogRow, SettleRow
 from hybridmesh.events.backends._sql_wakeup import PostgresListener, Wakeup
 from hybridmesh.store import Statement, Transaction
@@ -111,7 +110,7 @@ class PostgresLogRecorder(LogRecorder):
     """:class:`LogRecorder` for PostgreSQL; also appends events within a caller's larger
     statement (:meth:`guarded_append`)."""
 
-    lease_sql = q.LEASE.format(lock=SKIP_LOCKED)
+    lease_lock = SKIP_LOCKED
 
     async def append(self, queries: Transaction, rows: Sequence[LogRow]) -> None:
         await queries.execute(APPEND_EVENTS, *array_columns(row.values() for row in rows))

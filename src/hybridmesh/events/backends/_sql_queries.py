@@ -35,32 +35,63 @@ INSERT_POSITION = (
     "ON CONFLICT DO NOTHING"
 )
 
-# Lease the partitions of a group that are free (never leased, released, or their lease
-# expired), not waiting for a retry, and that have events past their position: oldest
-# pending first. A lease still set was not settled in time (its consumer died mid-batch), so
-# taking it over counts one more attempt of the partition's next event. Each leased
-# partition comes with its first seq past the position and the log's newest seq: every
-# seq up to ``newest`` has committed (publishers append in seq order), so a read up to it
-# may move the position there even where it found nothing the group wants.
-LEASE = """
-UPDATE event_positions
-SET lease_owner = ?, lease_token = ?, lease_until = ?,
-    head_attempts = CASE WHEN lease_token IS NULL THEN head_attempts ELSE head_attempts + 1 END
-WHERE group_name = ? AND partition IN (
-    SELECT p.partition FROM event_positions p
-    WHERE p.group_name = ? AND (p.lease_token IS NULL OR p.lease_until <= ?)
-        AND p.not_before <= ?
-        AND EXISTS (SELECT 1 FROM event_log l
-                    WHERE l.partition = p.partition AND l.seq > p.position)
-    ORDER BY (SELECT l.seq FROM event_log l WHERE l.partition = p.partition AND l.seq > p.position
-              ORDER BY l.seq LIMIT 1)
-    LIMIT ?{lock}
+# One look of a group at its partitions: take the free ones (never leased, released, or
+# their lease expired) that are not waiting for a retry and have events past their
+# position, oldest pending first; give each a range, from its first pending seq, ``span``
+# seqs at most and up to the log's newest seq (every seq up to the newest has committed:
+# publishers append in seq order). A partition with an event the group wants in its range
+# is leased; one without is moved to the end of its range at once, in this same write, so
+# a group passes over other types without leasing, reading or giving back anything. A
+# lease still set was not settled in time (its consumer died mid-batch): taking it over
+# counts one more attempt of the partition's next event. Returns every partition taken,
+# leased (``lease_token``) or moved, with its first pending seq and the newest seq.
+# Arguments: group (replays), the narrowing's, span, span, group, now, now, how many,
+# owner, token, lease end, group.
+_LOOK = """
+WITH c AS MATERIALIZED (
+    SELECT r.partition AS taken, r.bound, EXISTS (
+        SELECT 1 FROM event_log l WHERE l.partition = r.partition AND l.seq > r.position
+            AND l.seq <= r.bound AND (l.only_group IS NULL OR l.only_group = ?){narrowing}
+    ) AS wanted
+    FROM (
+        SELECT t.partition, t.position, CASE WHEN t.first + ? - 1 < t.newest
+            THEN t.first + ? - 1 ELSE t.newest END AS bound
+        FROM (
+            SELECT p.partition, p.position,
+                (SELECT l.seq FROM event_log l WHERE l.partition = p.partition
+                 AND l.seq > p.position ORDER BY l.seq LIMIT 1) AS first,
+                (SELECT MAX(l.seq) FROM event_log l) AS newest
+            FROM event_positions p
+            WHERE p.group_name = ? AND (p.lease_token IS NULL OR p.lease_until <= ?)
+                AND p.not_before <= ?
+                AND EXISTS (SELECT 1 FROM event_log l
+                            WHERE l.partition = p.partition AND l.seq > p.position)
+            ORDER BY first LIMIT ?{lock}
+        ) AS t
+    ) AS r
 )
-RETURNING partition, position, head_attempts,
+UPDATE event_positions
+SET position = CASE WHEN c.wanted THEN position ELSE c.bound END,
+    head_attempts = CASE WHEN NOT c.wanted THEN 0
+        WHEN lease_token IS NULL THEN head_attempts ELSE head_attempts + 1 END,
+    lease_owner = CASE WHEN c.wanted THEN CAST(? AS TEXT) END,
+    lease_token = CASE WHEN c.wanted THEN CAST(? AS TEXT) END,
+    lease_until = CASE WHEN c.wanted THEN CAST(? AS DOUBLE PRECISION) END
+FROM c
+WHERE group_name = ? AND partition = c.taken
+RETURNING partition, position, head_attempts, lease_token,
     (SELECT l.seq FROM event_log l WHERE l.partition = event_positions.partition
      AND l.seq > event_positions.position ORDER BY l.seq LIMIT 1) AS first,
-    (SELECT MAX(seq) FROM event_log) AS newest
+    (SELECT MAX(l.seq) FROM event_log l) AS newest
 """
+
+
+@lru_cache(maxsize=256)
+def look_sql(lock: str, narrowing: str) -> str:
+    """:data:`_LOOK` with a database's row locks and a group's narrowing."""
+    return _LOOK.format(lock=lock, narrowing=narrowing)
+
+
 # Settle a batch (or release a partition): only while its lease is still the current one.
 SETTLE = """
 UPDATE event_positions SET position = ?, head_attempts = ?, not_before = ?, lease_owner = NULL,
@@ -204,7 +235,6 @@ __all__ = [
     "INSERT_DEAD_LETTER",
     "INSERT_EVENT",
     "INSERT_POSITION",
-    "LEASE",
     "NEWEST_SEQ",
     "READ_BOUNDS",
     "SEQ_AT_COUNT",
@@ -213,6 +243,7 @@ __all__ = [
     "WildcardMatch",
     "dead_letter_from_row",
     "epoch_to_datetime",
+    "look_sql",
     "partition_of",
     "read_events_sql",
     "read_log_sql",

@@ -10,7 +10,7 @@ with the pattern tested in SQL, and moves its place to the end of what it read.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from hybridmesh.core.ids import new_id
 from hybridmesh.events.backend import Delivery
@@ -19,9 +19,6 @@ from hybridmesh.events.backends._sql_batches import delivery_of
 from hybridmesh.events.backends._sql_log import LogRecorder
 from hybridmesh.events.subjects import matches
 from hybridmesh.store import Store
-
-if TYPE_CHECKING:
-    from hybridmesh.events.backends.sql import SqlEventBackend
 
 T = TypeVar("T")
 
@@ -36,14 +33,25 @@ class Found(Generic[T]):
     cut_short: bool = False
 
 
+class Host(Protocol):
+    """What a reader needs of its backend (``SqlEventBackend``): to look until something
+    comes, waking and pausing as group fetches do, and to forget the reader."""
+
+    async def _read_log(
+        self, reader: SqlLogReader, max_events: int, wait: float
+    ) -> list[Delivery]: ...
+
+    def _forget(self, reader: SqlLogReader) -> None: ...
+
+
 class SqlLogReader:
     """An :class:`~hybridmesh.events.backend.EventReader` of the SQL log."""
 
-    def __init__(self, backend: SqlEventBackend, pattern: str, position: int) -> None:
+    def __init__(self, backend: Host, pattern: str, position: int) -> None:
         self.pattern = pattern
         self.position = position  # every seq up to this one has been read
         self.key = f"reader:{new_id()}"  # its idle pauses, beside the groups'
-        self._backend: SqlEventBackend | None = backend
+        self._backend: Host | None = backend
 
     async def read(self, max_events: int, wait: float) -> list[Delivery]:
         if self._backend is None or max_events < 1:

@@ -18,7 +18,7 @@ from hybridmesh.store import Statement, Transaction
 class SqliteLogRecorder(LogRecorder):
     """:class:`LogRecorder` for SQLite."""
 
-    lease_sql = q.LEASE.format(lock="")
+    lease_lock = ""
 
     async def append(self, queries: Transaction, rows: Sequence[LogRow]) -> None:
         await queries.executemany(q.INSERT_EVENT, [row.values() for row in rows])

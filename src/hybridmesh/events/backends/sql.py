@@ -10,13 +10,15 @@ attempts made on the next event, when a retry may run, and who holds the partiti
   On PostgreSQL publishers take an advisory lock, so sequence numbers commit in order (a
   reader never passes a seq that commits later), and NOTIFY waiting fetches: all of it
   one statement, so one round trip.
-- **fetch** leases free partitions that have events past their position in one UPDATE
-  (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so processes share the work), then reads their
-  events in one SELECT. Events the group does not want are passed over in the database:
-  the SELECT tests the group's pattern on the ``type`` column (``_sql_queries.type_filter``)
-  through index entries alone, and the position moves to the end of the range it read
-  even when nothing in it was wanted. So a group that wants one type in a thousand reads
-  past the other 999 in bulk, and is served as promptly as one that wants them all.
+- **fetch** looks at the group's free partitions that have events past their position in
+  one UPDATE (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so processes share the work): each
+  gets a range from its first pending seq (``scan_span`` seqs at most, up to the newest
+  committed seq), the group's pattern is tested on the ``type`` column of that range in SQL
+  (``_sql_queries.type_filter``, through index entries alone), and a partition holding
+  something the group wants is leased while one holding nothing of it is moved to the end
+  of its range at once. Then one SELECT reads the leased partitions' events. So a group
+  that wants one type in a thousand passes over the other 999 in bulk, without leasing or
+  reading them, and is served as promptly as one that wants them all.
 - **settle** moves the position with an UPDATE that only applies while the batch's lease is
   still the partition's current one: a consumer whose lease expired and was taken over
   changes nothing.
@@ -134,7 +136,6 @@ class SqlEventBackend:
         self._wakeup = Wakeup()
         self._listener = self.recorder.listener(store.url, self._wakeup, clock, self._wants)
         self._fetching: dict[str, int] = {}  # the patterns of the fetches in progress
-        self._releasing: set[asyncio.Task[None]] = set()  # partitions being given back
         self._groups: set[str] = set()
         self._owns_store = False
         self._closed = False
@@ -189,7 +190,6 @@ class SqlEventBackend:
         self._closed = True
         self._wakeup.fire()
         await self._publishes.drain()
-        await self._releases_done()
         await self._settles.drain()
         if self._trim_task is not None:
             self._trim_task.cancel()
@@ -381,24 +381,37 @@ class SqlEventBackend:
                 del self._fetching[pattern]
 
     async def _lease(self, spec: GroupSpec, consumer: str, max_events: int) -> Look:
-        """One look: lease the partitions with events past the group's position, read
-        what the group wants of them, and give back those that held none of it."""
-        await self._releases_done()
+        """One look: lease the partitions with events the group wants, move the others
+        past what they hold (one write, :func:`~._sql_queries.look_sql`), and read what
+        the leased ones hold for the group."""
         now = self._now()
         token = new_id()
-        leased = await self.store.fetch_all(
-            self.recorder.lease_sql,
-            consumer,
-            token,
-            now + spec.ack_wait,
+        narrowing, narrowing_args = q.type_filter(spec.pattern, self.recorder.wildcard_match)
+        taken = await self.store.fetch_all(
+            q.look_sql(self.recorder.lease_lock, narrowing),
             spec.name,
+            *narrowing_args,
+            self.scan_span,
+            self.scan_span,
             spec.name,
             now,
             now,
             max_events,
+            consumer,
+            token,
+            now + spec.ack_wait,
+            spec.name,
         )
-        if not leased:
+        if not taken:
             return NOTHING
+        leased = [row for row in taken if row["lease_token"] == token]
+        moved = [row for row in taken if row["lease_token"] != token]
+        # A partition moved short of the newest seq has more to pass over; so may the
+        # partitions a look could not take for want of room.
+        more = len(taken) == max_events or any(r["position"] < r["newest"] for r in moved)
+        passed = Look([], [], passed_over=bool(moved), cut_short=bool(moved) and more)
+        if not leased:
+            return passed
         each, extra = divmod(max_events, len(leased))
         scans = [
             Scan.of(row, each + (1 if index < extra else 0), self.scan_span)
@@ -414,39 +427,17 @@ class SqlEventBackend:
                 await asyncio.shield(self._settle(back))
             raise
         look = plan_batches(spec, token, scans, rows)
-        if look.releases and look.batches:
-            # Giving back the partitions that held nothing for the group is no reason to
-            # keep what it wants waiting: that write goes on while the batches are handled.
-            self._release_later(look.releases)
-        elif look.releases:
+        if look.releases:
             await self._settle(look.releases)
-        if look.passed_over and not look.batches and len(leased) == max_events:
-            # Partitions it could not lease for want of room may be pending too.
-            return replace(look, cut_short=True)
-        return look
+        return Look(
+            look.batches,
+            look.releases,
+            passed_over=look.passed_over or passed.passed_over,
+            cut_short=look.cut_short or passed.cut_short,
+        )
 
     async def _settle(self, rows: list[SettleRow]) -> None:
         await self.recorder.settle(self.store, rows)
-
-    def _release_later(self, rows: list[SettleRow]) -> None:
-        """Give partitions back in the background; until it is written they stay leased
-        to this look, so no one else takes them meanwhile (after ``ack_wait`` at worst)."""
-        task = asyncio.create_task(self._settle(rows), name="hybridmesh-events-release")
-        self._releasing.add(task)
-        task.add_done_callback(self._released)
-
-    def _released(self, task: asyncio.Task[None]) -> None:
-        self._releasing.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.warning(
-                "giving back leased partitions failed (they free themselves after ack_wait): %s",
-                task.exception(),
-            )
-
-    async def _releases_done(self) -> None:
-        """Wait for the partitions given back in the background (see :meth:`_lease`)."""
-        if self._releasing:
-            await asyncio.gather(*self._releasing, return_exceptions=True)
 
     async def _read(self, spec: GroupSpec, scans: list[Scan]) -> list[dict[str, Any]]:
         """What the group wants of each scan's range, in one statement."""
@@ -462,7 +453,6 @@ class SqlEventBackend:
         no-op when the lease was lost (it expired and another consumer took it)."""
         if not isinstance(batch.token, Lease):
             raise ValidationError("this batch was not fetched from a SqlEventBackend")
-        await self._releases_done()  # the look's other partitions are given back first
         await self._settles.submit(settle_rows(batch, settlement, self._now()))
         if settlement.retry_after is None and settlement.handled < len(batch.deliveries):
             self._wakeup.fire()  # the rest of the batch is ready again
