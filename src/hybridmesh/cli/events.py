@@ -188,7 +188,8 @@ async def _consume(
                     shown += 1
                 left = None if left is None else left - shown
                 pending.pop(0)
-                await backend.settle(batch, settlement or Settlement(shown))
+                # What was printed is acknowledged even when a signal stops the tail now.
+                await asyncio.shield(backend.settle(batch, settlement or Settlement(shown)))
         finally:
             for batch in pending:  # not printed: they come again, as they were
                 with contextlib.suppress(Exception):
