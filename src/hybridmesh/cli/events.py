@@ -152,7 +152,7 @@ async def _read(
         while left is None or left > 0:
             for delivery in await reader.read(_wanted(left), TAIL_WAIT):
                 if delivery.event is None:
-                    _malformed(delivery)
+                    _malformed(delivery, "skipped")
                     continue
                 show(delivery.event)
                 left = None if left is None else left - 1
@@ -179,7 +179,7 @@ async def _consume(
                 shown, settlement = 0, None
                 for delivery in batch.deliveries:
                     if delivery.event is None:
-                        _malformed(delivery)
+                        _malformed(delivery, f"moved to the dead letters of {spec.name}")
                         settlement = Settlement(
                             shown, dead_letter=f"malformed event: {delivery.error}"
                         )
@@ -196,9 +196,9 @@ async def _consume(
                     await asyncio.shield(backend.settle(batch, Settlement(0)))
 
 
-def _malformed(delivery: Delivery) -> None:
+def _malformed(delivery: Delivery, what: str) -> None:
     err_console.print(
-        f"skipped an event that is not a CloudEvent: {escape(delivery.error or '')}",
+        f"{what}: an event that is not a CloudEvent ({escape(delivery.error or '')})",
         highlight=False,
     )
 

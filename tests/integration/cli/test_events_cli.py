@@ -213,3 +213,38 @@ def test_a_tail_stopped_by_a_signal_ends_cleanly_and_leaves_no_group(
             tail.kill()
             tail.wait()
     assert _groups(db) == 0
+
+
+async def _publish_after_a_malformed_row(url: str, event: CloudEvent) -> None:
+    backend = await SqlEventBackend.open(url)
+    try:
+        await backend.store.execute(
+            "INSERT INTO event_log (event_id, source, type, partition, body, published_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            "bad-1", "/tests", "user.registered", 0, '{"specversion": "1.0"', 0.0,
+        )  # fmt: skip
+        await backend.publish([event])
+    finally:
+        await backend.close()
+
+
+@pytest.mark.parametrize("group", [None, "watchers"])
+def test_tail_reports_an_event_that_does_not_parse_and_goes_on(
+    db: str, capsys: pytest.CaptureFixture[str], group: str | None
+) -> None:
+    import asyncio
+
+    [sent] = _numbered(1)
+    asyncio.run(_publish_after_a_malformed_row(db, sent))
+    grouped = ["--group", group] if group else []
+    code, out, err = run_cli(
+        capsys, "events", "tail", "user.*", "--from", "earliest", "--count", "1", "--json",
+        *grouped,
+    )  # fmt: skip
+    assert code == 0
+    assert [json.loads(line)["id"] for line in out.splitlines()] == [sent.id]
+    assert "not a CloudEvent" in err
+    if group:  # a group keeps it, as the bus would
+        assert "dead letters of watchers" in err
+        code, out, _ = run_cli(capsys, "dlq", "list", "--json")
+        assert [letter["group"] for letter in json.loads(out)] == ["watchers"]
