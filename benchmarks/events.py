@@ -15,8 +15,19 @@ same size: raw nats-py (``publish_async`` with a bounded window of pending acks,
 pull consumer, ``fetch`` + ``ack`` per message) and FastStream (a ``NatsBroker`` JetStream
 batch pull subscriber, acknowledging after the handler returns).
 
-Goals: JetStream bus >= 0.85x raw nats-py and >= 1.0x FastStream (throughput); SQLite bus
->= 20,000 events/s. A section that fails is recorded with its error; the others go on.
+The SQL log has no broker peer; its reference is what its database does with the same rows
+without the bus (``benchmarks/_sql_plain.py``): a plain loop with ``sqlite3`` or asyncpg
+that appends the same rows in the same chunks and reads them back in seq order, in the
+same run. The SQL rows and their references run back to back in rounds of alternating
+order, like the NATS trio.
+
+Then a narrow consumer group beside other traffic, and catching up past 50,000 events of
+other types, on SQLite and PostgreSQL (``benchmarks/_narrow.py``).
+
+Goals: JetStream bus >= 0.85x raw nats-py and >= 1.0x FastStream (throughput); the SQL log
+>= 0.5x its database's plain loop, on SQLite and on PostgreSQL; a narrow group's p95 beside
+1,500 events/s of other types <= 2x its p95 alone, and catch-up past 50,000 other events
+under 0.5 s. A section that fails is recorded with its error; the others go on.
 """
 
 from __future__ import annotations
@@ -36,6 +47,7 @@ from typing import Any
 
 from rich.progress import Progress, TaskID
 
+from benchmarks import _narrow
 from benchmarks._postgres import fresh_database
 from benchmarks._report import (
     LatencySummary,
@@ -48,6 +60,7 @@ from benchmarks._report import (
     write_json,
     write_section,
 )
+from benchmarks._sql_plain import Row, postgres_loop, sqlite_loop
 from hybridmesh.events.backend import EventBackend
 from hybridmesh.events.bus import EventBus
 from hybridmesh.events.envelope import CloudEvent
@@ -66,9 +79,9 @@ SOURCE = "/benchmarks/events"
 # (EVENTS is a multiple of FETCH). A finite wait lets nats-py raise asyncio's TimeoutError
 # where FastStream 0.7 only catches nats-py's own, which kills its consuming task.
 FASTSTREAM_BATCH_WAIT: float | None = None
-NATS_ROUNDS = 2  # rounds of the three NATS sections (full mode; quick mode runs one)
+NATS_ROUNDS = 2  # rounds of the NATS trio and the SQL pairs (full mode; quick mode runs one)
 STALL_SECONDS = 60.0  # a section fails when nothing is handled for this long
-SQLITE_GOAL = 20_000.0
+SQL_PLAIN_GOAL = 0.5  # the SQL log's throughput over its database's plain loop
 NATS_PY_GOAL = 0.85
 FASTSTREAM_GOAL = 1.0
 
@@ -77,7 +90,9 @@ PublishChunk = Callable[[int, int], Awaitable[None]]
 SECTIONS = {
     "sqlite": "SQL log, SQLite, one process",
     "sqlite_2p": "SQL log, SQLite, publisher and consumer processes",
+    "sqlite_plain": "plain sqlite3 loop (same rows)",
     "postgresql": "SQL log, PostgreSQL",
+    "postgresql_plain": "plain asyncpg loop (same rows)",
     "jetstream": "JetStream bus",
     "nats_py": "raw nats-py (JetStream)",
     "faststream": "FastStream (JetStream)",
@@ -466,10 +481,39 @@ async def _faststream_run(count: int, progress: Progress, task: TaskID) -> dict[
             await _delete_streams(marker)
 
 
-# -- the run -------------------------------------------------------------------------------
+# -- the SQL log's references --------------------------------------------------------------
 
 
 Section = Callable[[int, Progress, TaskID], Awaitable[dict[str, Any]]]
+
+
+def _log_rows(count: int) -> list[Row]:
+    """The rows the bus appends for ``count`` events, as it would build them."""
+    from hybridmesh.events.backends._sql_queries import partition_of
+
+    trace = {"traceparent": f"00-{'1' * 32}-{'2' * 16}-01"}
+    rows: list[Row] = []
+    for n in range(count):
+        event = _event(n, time.time()).with_extensions(**trace)
+        body = event.to_json().decode()
+        rows.append((event.id, event.source, event.type, partition_of(event, 16), None, body, 0.0))
+    return rows
+
+
+def _plain(dialect: str) -> Section:
+    async def section(count: int, progress: Progress, task: TaskID) -> dict[str, Any]:
+        rows = _log_rows(count)
+        if dialect == "sqlite":
+            result = sqlite_loop(rows, CHUNK, SQL_FETCH)
+        else:
+            result = await postgres_loop(rows, CHUNK, SQL_FETCH)
+        progress.update(task, completed=count)
+        return result
+
+    return section
+
+
+# -- the run -------------------------------------------------------------------------------
 
 
 def _on_bus(
@@ -491,7 +535,9 @@ async def run(*, quick: bool = False) -> dict[str, Any]:
     sections: dict[str, Section] = {
         "sqlite": _on_bus(_sqlite_backend, SQL_FETCH),
         "sqlite_2p": _sqlite_two_processes,
+        "sqlite_plain": _plain("sqlite"),
         "postgresql": _on_bus(_postgres_backend, SQL_FETCH),
+        "postgresql_plain": _plain("postgresql"),
         "jetstream": _on_bus(_nats_backend),
         "nats_py": _nats_py_run,
         "faststream": _faststream_run,
@@ -500,7 +546,8 @@ async def run(*, quick: bool = False) -> dict[str, Any]:
     # whose order alternates, and each keeps its best round (load elsewhere on the machine
     # only ever slows a round down).
     trio = ["jetstream", "nats_py", "faststream"]
-    schedule = ["sqlite", "sqlite_2p", "postgresql", *alternating(trio, rounds)]
+    sql = ["sqlite_plain", "sqlite", "postgresql_plain", "postgresql"]
+    schedule = ["sqlite_2p", *alternating(sql, rounds), *alternating(trio, rounds)]
     results: dict[str, Any] = {
         "benchmark": "events",
         "machine": machine(),
@@ -518,7 +565,7 @@ async def run(*, quick: bool = False) -> dict[str, Any]:
     with Progress(transient=True) as progress:
         for name in schedule:
             label = SECTIONS[name]
-            if name in trio and rounds > 1:
+            if name in trio + sql and rounds > 1:
                 label += f" (round {len(attempts[name]) + 1}/{rounds})"
             task = progress.add_task(label, total=count)
             try:
@@ -527,42 +574,50 @@ async def run(*, quick: bool = False) -> dict[str, Any]:
                 attempts[name].append(failed_round(error))
                 print(f"events benchmark: {label} failed: {error!r}", file=sys.stderr)
             progress.remove_task(task)
+        results["narrow"] = {}
+        for dialect in ("sqlite", "postgresql"):
+            task = progress.add_task(f"narrow group beside other traffic, {dialect}", total=None)
+            try:
+                results["narrow"][dialect] = await _narrow.run_dialect(dialect)
+            except Exception as error:
+                results["narrow"][dialect] = failed_round(error)
+                print(f"events benchmark: narrow, {dialect} failed: {error!r}", file=sys.stderr)
+            progress.remove_task(task)
     results["load_after"] = [round(x, 2) for x in os.getloadavg()]
     results["runs"] = best_rounds(attempts)
-    results["goals"] = _goals(results["runs"])
+    results["goals"] = _goals(results["runs"], results["narrow"])
     write_json("events", results)
     write_section("events", _markdown(results, quick))
     return results
 
 
-def _goals(runs: dict[str, Any]) -> dict[str, Any]:
+def _goal(value: float | None, goal: float, *, at_most: bool = False) -> dict[str, Any]:
+    met = None if value is None else (value <= goal if at_most else value >= goal)
+    return {"ratio": value, "goal": goal, "met": met}
+
+
+def _goals(runs: dict[str, Any], narrow: dict[str, Any]) -> dict[str, Any]:
     bus = figure(runs, "jetstream")
-    vs_raw = ratio(bus, figure(runs, "nats_py"))
-    vs_fs = ratio(bus, figure(runs, "faststream"))
-    sqlite = figure(runs, "sqlite")
-    split = figure(runs, "sqlite_2p")
-    return {
-        "jetstream_vs_nats_py": {
-            "ratio": vs_raw,
-            "goal": NATS_PY_GOAL,
-            "met": None if vs_raw is None else vs_raw >= NATS_PY_GOAL,
-        },
-        "jetstream_vs_faststream": {
-            "ratio": vs_fs,
-            "goal": FASTSTREAM_GOAL,
-            "met": None if vs_fs is None else vs_fs >= FASTSTREAM_GOAL,
-        },
-        "sqlite_events_per_second": {
-            "value": sqlite,
-            "goal": SQLITE_GOAL,
-            "met": None if sqlite is None else sqlite >= SQLITE_GOAL,
-        },
-        "sqlite_two_processes_events_per_second": {
-            "value": split,
-            "goal": SQLITE_GOAL,
-            "met": None if split is None else split >= SQLITE_GOAL,
-        },
+    lite, pg = figure(runs, "sqlite_plain"), figure(runs, "postgresql_plain")
+    goals = {
+        "jetstream_vs_nats_py": _goal(ratio(bus, figure(runs, "nats_py")), NATS_PY_GOAL),
+        "jetstream_vs_faststream": _goal(ratio(bus, figure(runs, "faststream")), FASTSTREAM_GOAL),
+        "sqlite_vs_plain": _goal(ratio(figure(runs, "sqlite"), lite), SQL_PLAIN_GOAL),
+        "sqlite_2p_vs_plain": _goal(ratio(figure(runs, "sqlite_2p"), lite), SQL_PLAIN_GOAL),
+        "postgresql_vs_plain": _goal(ratio(figure(runs, "postgresql"), pg), SQL_PLAIN_GOAL),
     }
+    for dialect, found in narrow.items():
+        if "error" in found:
+            continue
+        goals[f"narrow_{dialect}_p95_ratio"] = _goal(
+            found["steady"]["p95_ratio"], _narrow.P95_GOAL, at_most=True
+        )
+        caught = found["catch_up"]
+        slowest = max(caught["group_seconds"], caught["reader_seconds"])
+        goals[f"narrow_{dialect}_catch_up_seconds"] = _goal(
+            slowest, _narrow.CATCH_UP_GOAL, at_most=True
+        )
+    return goals
 
 
 def _markdown(results: dict[str, Any], quick: bool) -> str:
@@ -570,8 +625,8 @@ def _markdown(results: dict[str, Any], quick: bool) -> str:
     runs, goals = results["runs"], results["goals"]
     info = results["machine"]
     rounds = (
-        f" These three run back to back in {results['nats_rounds']} rounds of alternating "
-        "order; each shows its best round."
+        f" The NATS trio, and the SQL rows with their plain loops, run back to back in "
+        f"{results['nats_rounds']} rounds of alternating order; each shows its best round."
         if results["nats_rounds"] > 1
         else ""
     )
@@ -587,7 +642,11 @@ def _markdown(results: dict[str, Any], quick: bool) -> str:
         "consuming goes on. The peers run on the same NATS server in the same run with "
         "bodies of the same size: raw nats-py (`publish_async`, confirmed per chunk; durable "
         "pull consumer, `fetch` + `ack` per message) and FastStream (`NatsBroker`, JetStream "
-        f"batch pull subscriber, ack after the handler).{rounds} The second SQLite row "
+        "batch pull subscriber, ack after the handler). The SQL log's reference is its "
+        "database without the bus: a plain loop (`sqlite3`, asyncpg) that appends the same "
+        "rows (same bodies, a table with the log's columns and indexes) in the same chunks, "
+        "one transaction each, and reads each chunk back in seq order in batches of the same "
+        f"fetch size.{rounds} The second SQLite row "
         "runs the consumer group in its own process on the same database file, as a "
         "deployment runs a worker beside the publishing service; the other rows run "
         "publisher and consumer in one process. "
@@ -611,16 +670,18 @@ def _markdown(results: dict[str, Any], quick: bool) -> str:
     def fmt(value: float | None) -> str:
         return "n/a" if value is None else f"{value:.2f}"
 
-    raw, fs, lite, split = (
-        goals["jetstream_vs_nats_py"],
-        goals["jetstream_vs_faststream"],
-        goals["sqlite_events_per_second"],
-        goals["sqlite_two_processes_events_per_second"],
-    )
+    def vs_plain(key: str, loop: str) -> tuple[str, str]:
+        goal = goals[key]
+        shown = f"{fmt(goal['ratio'])} vs {loop}"
+        return shown, f"≥ {SQL_PLAIN_GOAL:.2f} ({verdict(goal['met'])})"
+
+    raw, fs = goals["jetstream_vs_nats_py"], goals["jetstream_vs_faststream"]
     extra = {
-        "sqlite": ("—", f"≥ {SQLITE_GOAL:,.0f} events/s ({verdict(lite['met'])})"),
-        "sqlite_2p": ("—", f"≥ {SQLITE_GOAL:,.0f} events/s ({verdict(split['met'])})"),
-        "postgresql": ("—", "—"),
+        "sqlite": vs_plain("sqlite_vs_plain", "sqlite3"),
+        "sqlite_2p": vs_plain("sqlite_2p_vs_plain", "sqlite3"),
+        "sqlite_plain": ("1.00", "reference"),
+        "postgresql": vs_plain("postgresql_vs_plain", "asyncpg"),
+        "postgresql_plain": ("1.00", "reference"),
         "jetstream": (
             f"{fmt(raw['ratio'])} vs nats-py; {fmt(fs['ratio'])} vs FastStream",
             f"≥ {NATS_PY_GOAL:.2f} ({verdict(raw['met'])}); "
@@ -636,9 +697,63 @@ def _markdown(results: dict[str, Any], quick: bool) -> str:
             error = str(run["error"]).replace("|", "\\|").replace("\n", " ")[:160]
             lines.append(f"| {label} | failed: {error} | | | | | | — | {goal} |")
             continue
+        if "publish_rate" not in run:  # a plain loop: appends and reads, no latency
+            lines.append(
+                f"| {label} | {run['events']:,} | {run['seconds']:.2f} "
+                f"| {run['throughput']:,.0f} | — | — | — | {shown} | {goal} |"
+            )
+            continue
         lines.append(
             f"| {label} | {run['events']:,} | {run['seconds']:.2f} | {run['throughput']:,.0f} "
             f"| {run['publish_rate']:,.0f} | {run['p50_ms']:.1f} | {run['p95_ms']:.1f} "
             f"| {shown} | {goal} |"
         )
+    lines += ["", *_narrow_markdown(results["narrow"], goals, verdict)]
     return "\n".join(lines)
+
+
+def _narrow_markdown(
+    narrow: dict[str, Any], goals: dict[str, Any], verdict: Callable[[bool | None], str]
+) -> list[str]:
+    lines = [
+        "**A narrow group beside other traffic.** A consumer group wanting one type "
+        f"(`needle.*`, {_narrow.NEEDLE_RATE} events/s published in this process, "
+        f"{_narrow.NEEDLES} per phase) runs alone, then beside another process that "
+        f"publishes {_narrow.NOISE_RATE:,} events/s of another type on the same database "
+        "and consumes them with its own group (`noise.*`), and *elsewhere*: beside the same "
+        "process working on another database (another file; another database of the same "
+        "server), which shows what sharing the machine costs apart from sharing the log. "
+        "Phases of each condition alternate (alone, beside, elsewhere, elsewhere, beside, "
+        "alone, twice over) and are pooled. *Catch-up*: a new group from the earliest "
+        "event, and a read without a group (`hybridmesh events tail`), each reaching the "
+        "one `needle.*` event "
+        f"past {_narrow.CATCH_UP_NOISE:,} events of another type. Goals: p95 beside at most "
+        f"{_narrow.P95_GOAL:.1f} times p95 alone; catch-up under {_narrow.CATCH_UP_GOAL} s.",
+        "",
+        "| database | p50 / p95 ms alone | p50 / p95 ms beside | p95 ratio (goal) "
+        "| p50 / p95 ms elsewhere (ratio) | other traffic: events/s, its group's p95 ms "
+        "| catch-up s: group, read (goal) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for dialect, label in (("sqlite", "SQLite"), ("postgresql", "PostgreSQL")):
+        found = narrow.get(dialect, {"error": "not run"})
+        if "error" in found:
+            error = str(found["error"]).replace("|", "\\|").replace("\n", " ")[:160]
+            lines.append(f"| {label} | failed: {error} | | | | | |")
+            continue
+        steady, caught = found["steady"], found["catch_up"]
+        latency, timing = (
+            goals[f"narrow_{dialect}_p95_ratio"],
+            goals[f"narrow_{dialect}_catch_up_seconds"],
+        )
+        lines.append(
+            f"| {label} | {steady['alone']['p50_ms']:.1f} / {steady['alone']['p95_ms']:.1f} "
+            f"| {steady['beside']['p50_ms']:.1f} / {steady['beside']['p95_ms']:.1f} "
+            f"| {steady['p95_ratio']:.2f} (≤ {_narrow.P95_GOAL:.1f}: {verdict(latency['met'])}) "
+            f"| {steady['elsewhere']['p50_ms']:.1f} / {steady['elsewhere']['p95_ms']:.1f} "
+            f"({steady['elsewhere_p95_ratio']:.2f}) "
+            f"| {steady['noise_rate']:,.0f}, {steady['noise_group_p95_ms']:.1f} "
+            f"| {caught['group_seconds']:.3f}, {caught['reader_seconds']:.3f} "
+            f"(< {_narrow.CATCH_UP_GOAL}: {verdict(timing['met'])}) |"
+        )
+    return lines

@@ -18,7 +18,7 @@ import pytest
 
 from hybridmesh.core.errors import NotFoundError
 from hybridmesh.events import limits
-from hybridmesh.events.backend import DeadLetter, EventBackend, GroupSpec, Settlement
+from hybridmesh.events.backend import DeadLetter, EventBackend, EventReader, GroupSpec, Settlement
 from hybridmesh.events.bus import MAX_REASON, Drop, EventBus, Retry
 from hybridmesh.events.envelope import CloudEvent
 
@@ -450,3 +450,58 @@ class EventBackendConformance:
             await bus.replay(letter.id)
             await wait_for(lambda: bool(handled), seconds=30)
         assert handled == [sent]
+
+    async def test_a_reader_sees_the_matching_events_in_log_order_from_where_it_starts(
+        self, backend: EventBackend
+    ) -> None:
+        older = event("user.registered", n=0)
+        await backend.publish([older])
+        from_earliest = await backend.open_reader("user.*", start="earliest")
+        from_latest = await backend.open_reader("user.*", start="latest")
+        try:
+            sent = [event("user.registered", key=f"k{n % 3}", n=n) for n in range(1, 7)]
+            mixed = [e for n, wanted in enumerate(sent) for e in (event("order.x", n=n), wanted)]
+            await backend.publish(mixed)
+            assert await read_ids(from_earliest, 7) == [older.id, *(e.id for e in sent)]
+            assert await read_ids(from_latest, 6) == [e.id for e in sent]
+        finally:
+            await from_earliest.close()
+            await from_latest.close()
+        await from_earliest.close()  # closing twice is fine
+
+    async def test_a_reader_takes_at_most_max_events_and_loses_none(
+        self, backend: EventBackend
+    ) -> None:
+        reader = await backend.open_reader(">", start="latest")
+        try:
+            sent = [event(n=n) for n in range(7)]
+            await backend.publish(sent)
+            seen: list[str] = []
+            async with asyncio.timeout(10):
+                while len(seen) < len(sent):
+                    got = await reader.read(3, wait=1.0)
+                    assert len(got) <= 3
+                    seen += [d.event.id for d in got if d.event]
+            assert seen == [e.id for e in sent]
+        finally:
+            await reader.close()
+
+    async def test_a_reader_skips_replays_meant_for_a_group(self, backend: EventBackend) -> None:
+        reader = await backend.open_reader(">", start="latest")
+        try:
+            await backend.publish([event(n=1)], group="someone")
+            last = event(n=2)
+            await backend.publish([last])
+            assert await read_ids(reader, 1) == [last.id]
+            assert await reader.read(10, wait=0.2) == []
+        finally:
+            await reader.close()
+
+
+async def read_ids(reader: EventReader, count: int, seconds: float = 10.0) -> list[str]:
+    """Read until ``count`` events came; their ids in the order read."""
+    seen: list[str] = []
+    async with asyncio.timeout(seconds):
+        while len(seen) < count:
+            seen += [d.event.id for d in await reader.read(100, wait=1.0) if d.event]
+    return seen

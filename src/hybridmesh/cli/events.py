@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
+import signal
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Literal
 
 import click
 from rich.markup import escape
@@ -12,8 +14,10 @@ from rich.table import Table
 
 from hybridmesh.cli._common import COUNT, console, emit_json, err_console, get_ctx, json_option, run
 from hybridmesh.core.errors import ValidationError
-from hybridmesh.core.ids import new_id
 from hybridmesh.core.serialization import dumps, loads
+
+if TYPE_CHECKING:
+    from hybridmesh.events import CloudEvent, Delivery, EventBus, GroupSpec
 
 
 @click.group()
@@ -64,6 +68,11 @@ def publish(
         console.print(f"published {published.type} {published.id}", highlight=False)
 
 
+#: How many events a tail asks for at once, and how long each ask waits.
+TAIL_BATCH = 100
+TAIL_WAIT = 0.5
+
+
 @events.command()
 @click.argument("pattern", default=">")
 @click.option(
@@ -74,50 +83,154 @@ def publish(
     show_default=True,
     help="Start after the newest event, or at the oldest retained one.",
 )
-@click.option("--group", default=None, help="Consumer group (default: a new one for this tail).")
+@click.option(
+    "--group",
+    default=None,
+    help="Consume as this consumer group (durable): acknowledge the events printed, so the "
+    "group's next consumer goes on after them. Without it, read with no group at all.",
+)
 @click.option("--count", type=COUNT, default=None, help="Stop after this many events.")
 @json_option
 def tail(pattern: str, start: str, group: str | None, count: int | None, as_json: bool) -> None:
-    """Print events matching PATTERN (NATS rules: user.*, order.>) as they arrive."""
-    from hybridmesh.events import CloudEvent, open_bus, validate_pattern
+    """Print events matching PATTERN (NATS rules: user.*, order.>) as they arrive.
+
+    Without --group the tail keeps its place in memory: it creates no consumer group,
+    acknowledges nothing and leaves nothing behind, however it ends (on NATS its
+    ephemeral consumer is deleted when it stops, or by the server 30 s after its process
+    died). Ctrl-C or SIGTERM stops it cleanly.
+    """
+    from hybridmesh.events import GroupSpec, open_bus, validate_pattern
 
     validate_pattern(pattern)
-    seen = 0
-    done = asyncio.Event()
+    begin: Literal["earliest", "latest"] = "earliest" if start == "earliest" else "latest"
 
-    async def show(event: CloudEvent) -> None:
-        nonlocal seen
+    def show(event: CloudEvent) -> None:
         if as_json:
             click.echo(dumps(event.to_dict()))
-        else:
-            data = dumps(event.data) if event.data is not None else ""
-            console.print(
-                f"[dim]{event.time.isoformat() if event.time else ''}[/dim] "
-                f"[bold]{escape(event.type)}[/bold] {escape(event.source)} {escape(event.id)} "
-                f"{escape(data[:200])}",
-                highlight=False,
-            )
-        seen += 1
-        if count is not None and seen >= count:
-            done.set()
+            return
+        data = dumps(event.data) if event.data is not None else ""
+        console.print(
+            f"[dim]{event.time.isoformat() if event.time else ''}[/dim] "
+            f"[bold]{escape(event.type)}[/bold] {escape(event.source)} {escape(event.id)} "
+            f"{escape(data[:200])}",
+            highlight=False,
+        )
 
     async def follow() -> None:
         bus = await open_bus(get_ctx().settings)
-        bus.poll_wait = 0.2
-        bus.subscribe(
-            pattern,
-            show,
-            group=group or f"tail-{new_id()[:12]}",
-            start="latest" if start == "latest" else "earliest",
-            ephemeral=group is None,
-        )
-        async with bus:
+        try:
+            await bus.backend.start()
             if not as_json:
                 err_console.print(f"tailing {pattern} (Ctrl-C to stop)", highlight=False)
-            await done.wait()
+            if group is None:
+                await _read(bus, pattern, begin, count, show)
+            else:
+                await _consume(bus, GroupSpec(group, pattern, begin), count, show)
+        finally:
+            await bus.close()
 
-    with contextlib.suppress(KeyboardInterrupt):
-        run(follow())
+    _run_until_stopped(follow())
+
+
+def _wanted(left: int | None) -> int:
+    return TAIL_BATCH if left is None else min(left, TAIL_BATCH)
+
+
+async def _read(
+    bus: EventBus,
+    pattern: str,
+    start: Literal["earliest", "latest"],
+    count: int | None,
+    show: Callable[[CloudEvent], None],
+) -> None:
+    """Print ``count`` events (or go on) read with no consumer group."""
+    reader = await bus.open_reader(pattern, start=start)
+    try:
+        left = count
+        while left is None or left > 0:
+            for delivery in await reader.read(_wanted(left), TAIL_WAIT):
+                if delivery.event is None:
+                    _malformed(delivery, "skipped")
+                    continue
+                show(delivery.event)
+                left = None if left is None else left - 1
+    finally:
+        await reader.close()
+
+
+async def _consume(
+    bus: EventBus, spec: GroupSpec, count: int | None, show: Callable[[CloudEvent], None]
+) -> None:
+    """Print ``count`` events (or go on) consumed as group ``spec``, acknowledging exactly
+    those printed: a fetch asks for no more than are left to print, and whatever a stop
+    interrupts is given back untouched."""
+    from hybridmesh.events import Settlement
+
+    backend = bus.backend
+    await backend.ensure_group(spec)
+    left = count
+    while left is None or left > 0:
+        pending = await backend.fetch(spec, bus.consumer, max_events=_wanted(left), wait=TAIL_WAIT)
+        try:
+            while pending:
+                batch = pending[0]
+                shown, settlement = 0, None
+                for delivery in batch.deliveries:
+                    if delivery.event is None:
+                        _malformed(delivery, f"moved to the dead letters of {spec.name}")
+                        settlement = Settlement(
+                            shown, dead_letter=f"malformed event: {delivery.error}"
+                        )
+                        break
+                    show(delivery.event)
+                    shown += 1
+                left = None if left is None else left - shown
+                pending.pop(0)
+                # What was printed is acknowledged even when a signal stops the tail now.
+                await asyncio.shield(backend.settle(batch, settlement or Settlement(shown)))
+        finally:
+            for batch in pending:  # not printed: they come again, as they were
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(backend.settle(batch, Settlement(0)))
+
+
+def _malformed(delivery: Delivery, what: str) -> None:
+    err_console.print(
+        f"{what}: an event that is not a CloudEvent ({escape(delivery.error or '')})",
+        highlight=False,
+    )
+
+
+def _run_until_stopped(main: Coroutine[Any, Any, None]) -> None:
+    """Run ``main``; the first SIGINT or SIGTERM cancels it, so its clean-up runs and the
+    command exits 0 (a second signal is not caught)."""
+
+    async def guarded() -> None:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        stopped = False
+
+        def stop() -> None:
+            nonlocal stopped
+            stopped = True
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
+            task.cancel()
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop)
+        try:
+            await main
+        except asyncio.CancelledError:
+            if not stopped:
+                raise
+        finally:
+            if not stopped:
+                for signum in (signal.SIGINT, signal.SIGTERM):
+                    loop.remove_signal_handler(signum)
+
+    run(guarded())
 
 
 @click.group()

@@ -123,6 +123,23 @@ class DeadLetter:
         return self.event.source if self.event else None
 
 
+class EventReader(Protocol):
+    """A read of the log from a place of its own, kept in this process only: it creates no
+    consumer group and leaves nothing behind when it ends, however it ends (on NATS, the
+    server deletes its consumer once it has not pulled for a while). It sees the events
+    published for every group (not replays), in log order, and acknowledges nothing. For
+    watching the bus (``hybridmesh events tail``), not for work that must not be lost."""
+
+    async def read(self, max_events: int, wait: float) -> list[Delivery]:
+        """Up to ``max_events`` events after the last read, waiting up to ``wait`` seconds
+        for some; an empty list when none came."""
+        ...
+
+    async def close(self) -> None:
+        """Stop reading and let go of what the read holds. Idempotent."""
+        ...
+
+
 class EventBackend(Protocol):
     """Stores events and group positions. Implementations: ``backends/sql.py`` (SQLite and
     PostgreSQL), ``backends/nats.py`` (JetStream), ``backends/memory.py`` (tests only)."""
@@ -156,6 +173,13 @@ class EventBackend(Protocol):
     async def delete_group(self, name: str) -> None:
         """Forget a group and its positions (its dead letters stay). For groups that live
         as long as one process, such as a tail or a WebSocket hub. Unknown names are fine."""
+        ...
+
+    async def open_reader(
+        self, pattern: str, *, start: Literal["earliest", "latest"] = "latest"
+    ) -> EventReader:
+        """A :class:`EventReader` of the events whose type matches ``pattern``, from the
+        oldest retained one or after the newest."""
         ...
 
     async def fetch(
@@ -197,6 +221,7 @@ __all__ = [
     "DeadLetter",
     "Delivery",
     "EventBackend",
+    "EventReader",
     "GroupSpec",
     "PartitionBatch",
     "Settlement",

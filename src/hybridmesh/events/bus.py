@@ -30,6 +30,7 @@ from hybridmesh.core.names import name_problem
 from hybridmesh.events.backend import (
     DeadLetter,
     EventBackend,
+    EventReader,
     GroupSpec,
     PartitionBatch,
     Settlement,
@@ -505,6 +506,20 @@ class EventBus:
                     )
                     return Retry(reason=f"{type(error).__name__}: {error}")
         return ACK if result is None else result
+
+    # -- reading without a group -----------------------------------------------------------
+
+    async def open_reader(
+        self, pattern: str, *, start: Literal["earliest", "latest"] = "latest"
+    ) -> EventReader:
+        """Read the events whose type matches ``pattern`` (NATS rules) in log order, from
+        the oldest retained one or after the newest, with no consumer group: nothing is
+        acknowledged and nothing is left behind (see
+        :class:`~hybridmesh.events.backend.EventReader`). For watching the bus."""
+        validate_pattern(pattern)
+        if not self._started:
+            await self.backend.start()
+        return await self.backend.open_reader(pattern, start=start)
 
     # -- dead letters ----------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from hybridmesh.events.backend import GroupSpec, PartitionBatch, Settlement
 from hybridmesh.events.backends import _sql_queries as q
-from hybridmesh.events.backends._sql_batches import given_back, plan_batches, settle_rows
+from hybridmesh.events.backends._sql_batches import Scan, given_back, plan_batches, settle_rows
 from hybridmesh.events.backends._sql_log import DeadLetterRow, SettleRow
 from hybridmesh.events.envelope import CloudEvent
 
@@ -25,20 +25,52 @@ def _leased(partition: int, position: int, head_attempts: int = 0) -> dict[str, 
     return {"partition": partition, "position": position, "head_attempts": head_attempts}
 
 
+def _scan(
+    partition: int, position: int, head_attempts: int = 0, *, upto: int = 15, limit: int = 10
+) -> Scan:
+    return Scan(partition, position, head_attempts, upto, limit, newest=upto)
+
+
 def _batch_of_three(head_attempts: int = 0) -> PartitionBatch:
     """Partition 3 holds seqs 11, 12 and 14 for the group, and 15 that it skips."""
     rows = [_stored(11, 3), _stored(12, 3), _stored(14, 3), _stored(15, 3, "user.created")]
-    [batch], releases = plan_batches(SPEC, "tok", [_leased(3, 10, head_attempts)], rows)
-    assert releases == []
+    look = plan_batches(SPEC, "tok", [_scan(3, 10, head_attempts)], rows)
+    assert look.releases == []
+    [batch] = look.batches
     return batch
 
 
 def test_a_partition_with_nothing_wanted_is_released_past_what_was_read() -> None:
-    leased = [_leased(1, 4, head_attempts=2), _leased(2, 7)]
-    rows = [_stored(5, 1, "user.created"), {**_stored(6, 1), "body": None}, _stored(9, 2)]
-    batches, releases = plan_batches(SPEC, "tok", leased, rows)
-    assert [(b.partition, [d.position for d in b.deliveries]) for b in batches] == [("2", [9])]
-    assert releases == [SettleRow(6, 0, 0.0, "billing", 1, "tok")]
+    scans = [_scan(1, 4, head_attempts=2, upto=8), _scan(2, 7, upto=8)]
+    look = plan_batches(SPEC, "tok", scans, [_stored(5, 1, "user.created"), _stored(8, 2)])
+    assert [(b.partition, [d.position for d in b.deliveries]) for b in look.batches] == [("2", [8])]
+    # Partition 1 read up to 8 (not only up to its last row, 5), and nothing of it is due.
+    assert look.releases == [SettleRow(8, 0, 0.0, "billing", 1, "tok")]
+    assert look.passed_over and not look.cut_short
+
+
+def test_a_scan_that_returned_its_limit_read_only_up_to_its_last_row() -> None:
+    rows = [_stored(5, 1, "user.created"), _stored(6, 1, "user.deleted")]
+    look = plan_batches(SPEC, "tok", [_scan(1, 4, upto=100, limit=2)], rows)
+    assert look.batches == []
+    assert look.releases == [SettleRow(6, 0, 0.0, "billing", 1, "tok")]
+    assert look.passed_over and look.cut_short  # more may follow at once
+
+
+def test_a_scan_cut_short_of_the_newest_seq_says_so() -> None:
+    cut = Scan(1, 4, 0, upto=50, limit=10, newest=90)
+    look = plan_batches(SPEC, "tok", [cut], [])
+    assert look.releases == [SettleRow(50, 0, 0.0, "billing", 1, "tok")]
+    assert look.passed_over and look.cut_short
+
+
+def test_a_scan_is_the_span_from_the_first_pending_seq_up_to_the_newest() -> None:
+    leased = {**_leased(2, 10, head_attempts=1), "first": 40, "newest": 1_000}
+    assert Scan.of(leased, limit=5, span=100) == Scan(2, 10, 1, 139, 5, 1_000)
+    assert Scan.of({**leased, "newest": 60}, limit=5, span=100).upto == 60
+    # Its events are gone (retention) since it was leased: it reads nothing.
+    gone = Scan.of({**leased, "first": None}, limit=5, span=100)
+    assert gone.upto == 10 and not plan_batches(SPEC, "tok", [gone], []).passed_over
 
 
 def test_settling_every_delivery_moves_past_all_that_was_read() -> None:

@@ -43,41 +43,81 @@ class SettleWrite:
     dead_letter: DeadLetterRow | None = None
 
 
-def plan_batches(
-    spec: GroupSpec, token: str, leased: list[dict[str, Any]], rows: list[dict[str, Any]]
-) -> tuple[list[PartitionBatch], list[SettleRow]]:
-    """Turn the rows read for the ``leased`` partitions into batches (oldest first), and
-    the rows that release the partitions holding nothing the group wants, past what was
-    skipped.
+@dataclass(slots=True, frozen=True)
+class Scan:
+    """One leased partition, and the range of it that one look reads."""
 
-    ``rows`` have ``seq``, ``partition``, ``type`` and ``body`` (NULL for rows the query
-    already ruled out); ``leased`` has ``partition``, ``position`` and ``head_attempts``.
+    partition: int
+    position: int  # the group is done with every seq up to this one
+    head_attempts: int
+    upto: int  # the last seq the look reads; every seq up to it has committed
+    limit: int  # at most this many rows come back; when all do, it read up to the last
+    newest: int  # the log's newest seq when leased: beyond ``upto``, the scan was cut short
+
+    @classmethod
+    def of(cls, leased: dict[str, Any], limit: int, span: int) -> Scan:
+        """The scan of a partition as the lease returned it (with its ``first`` seq past
+        the position and the log's ``newest``): from the first pending seq, ``span`` seqs
+        at most, up to the newest."""
+        position = int(leased["position"])
+        first, newest = leased["first"], int(leased["newest"] or 0)
+        upto = position if first is None else min(int(first) + span - 1, newest)
+        return cls(leased["partition"], position, leased["head_attempts"], upto, limit, newest)
+
+
+@dataclass(slots=True, frozen=True)
+class Look:
+    """What one look at the log came to: the batches to deliver, the partitions to give
+    back (moved past what was read), and whether it passed over rows the group does not
+    want (then the group is not idle) and stopped short of the end (then look again at
+    once, rather than wait)."""
+
+    batches: list[PartitionBatch]
+    releases: list[SettleRow]
+    passed_over: bool
+    cut_short: bool
+
+
+NOTHING = Look([], [], passed_over=False, cut_short=False)
+
+
+def plan_batches(
+    spec: GroupSpec, token: str, scans: list[Scan], rows: list[dict[str, Any]]
+) -> Look:
+    """Turn the rows read for the ``scans`` into batches (oldest first), and the rows
+    that release the partitions holding nothing the group wants, past what was read.
+
+    ``rows`` have ``seq``, ``partition``, ``type`` and ``body``: what the read returned
+    (``_sql_queries.read_events_sql``), which may include types the group does not want
+    when its condition only narrows; :func:`matches` decides.
     """
     by_partition: dict[int, list[dict[str, Any]]] = {}
     for row in sorted(rows, key=lambda r: int(r["seq"])):
         by_partition.setdefault(row["partition"], []).append(row)
     batches: list[PartitionBatch] = []
     releases: list[SettleRow] = []
-    for lease in leased:
-        partition, position = lease["partition"], lease["position"]
-        head_attempts = lease["head_attempts"]
+    passed_over = cut_short = False
+    for scan in scans:
+        found = by_partition.get(scan.partition, [])
+        full = len(found) >= scan.limit
+        read_upto = int(found[-1]["seq"]) if full else max(scan.upto, scan.position)
         deliveries: list[Delivery] = []
-        read_upto = position
-        for row in by_partition.get(partition, ()):
-            read_upto = row["seq"]
-            body = row["body"]
-            if body is None or not matches(spec.pattern, row["type"]):
+        for row in found:
+            if not matches(spec.pattern, row["type"]):
                 continue
-            attempt = 1 if deliveries else head_attempts + 1
-            deliveries.append(_delivery(body, read_upto, attempt))
+            attempt = 1 if deliveries else scan.head_attempts + 1
+            deliveries.append(delivery_of(row["body"], int(row["seq"]), attempt))
         if deliveries:
             seqs = tuple(int(d.position) for d in deliveries)
-            handle = Lease(partition, token, seqs, head_attempts + 1, read_upto)
-            batches.append(PartitionBatch(spec.name, str(partition), deliveries, handle))
-        else:
-            releases.append(SettleRow(read_upto, 0, 0.0, spec.name, partition, token))
+            handle = Lease(scan.partition, token, seqs, scan.head_attempts + 1, read_upto)
+            batches.append(PartitionBatch(spec.name, str(scan.partition), deliveries, handle))
+            continue
+        releases.append(SettleRow(read_upto, 0, 0.0, spec.name, scan.partition, token))
+        if read_upto > scan.position:
+            passed_over = True
+            cut_short = cut_short or full or scan.upto < scan.newest
     batches.sort(key=lambda batch: int(batch.deliveries[0].position))
-    return batches, releases
+    return Look(batches, releases, passed_over, cut_short)
 
 
 def given_back(group: str, token: str, leased: list[dict[str, Any]]) -> list[SettleRow]:
@@ -138,7 +178,8 @@ def _dead_letter(batch: PartitionBatch, index: int, reason: str, now: float) -> 
     )
 
 
-def _delivery(body: str, seq: int, attempt: int) -> Delivery:
+def delivery_of(body: str, seq: int, attempt: int) -> Delivery:
+    """The delivery of a stored event (a malformed body is delivered with its error)."""
     # The log holds only events that were validated on publish: the trusted parse.
     try:
         event = CloudEvent.from_stored(body)
@@ -147,4 +188,14 @@ def _delivery(body: str, seq: int, attempt: int) -> Delivery:
     return Delivery(event, attempt, position=seq)
 
 
-__all__ = ["Lease", "SettleWrite", "given_back", "plan_batches", "settle_rows"]
+__all__ = [
+    "NOTHING",
+    "Lease",
+    "Look",
+    "Scan",
+    "SettleWrite",
+    "delivery_of",
+    "given_back",
+    "plan_batches",
+    "settle_rows",
+]

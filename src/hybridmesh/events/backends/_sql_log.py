@@ -109,8 +109,9 @@ class DeadLetterRow:
 class LogRecorder(ABC):
     """The event log's writes that depend on the database."""
 
-    #: Leases free partitions (``_sql_queries.LEASE`` with this database's row locks).
-    lease_sql: str
+    #: What the select of a look (``_sql_queries.look_sql``) adds to lock the rows it
+    #: takes: nothing on SQLite (one writer at a time), ``FOR UPDATE ... SKIP LOCKED``.
+    lease_lock: str
 
     @abstractmethod
     async def append(self, queries: Transaction, rows: Sequence[LogRow]) -> None:
@@ -124,6 +125,12 @@ class LogRecorder(ABC):
     @abstractmethod
     async def settle(self, queries: Transaction, rows: Sequence[SettleRow]) -> None:
         """Run ``_sql_queries.SETTLE`` for each row."""
+
+    @staticmethod
+    @abstractmethod
+    def wildcard_match(parts: Sequence[str | None]) -> tuple[str, tuple[Any, ...]]:
+        """A case-sensitive condition that ``type`` is ``parts`` joined, each None standing
+        for any run of characters (``_sql_queries.WildcardMatch``), with its arguments."""
 
     def listener(
         self, url: str, wakeup: Wakeup, clock: Clock, wanted: Callable[[str], bool]

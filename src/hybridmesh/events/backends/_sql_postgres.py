@@ -8,11 +8,11 @@ processes' waiting fetches, naming the types appended.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from hybridmesh.core.clock import Clock
-from hybridmesh.events.backends import _sql_queries as q
 from hybridmesh.events.backends._sql_log import LogRecorder, LogRow, SettleRow
 from hybridmesh.events.backends._sql_wakeup import PostgresListener, Wakeup
 from hybridmesh.store import Statement, Transaction
@@ -96,6 +96,10 @@ WHERE p.group_name = v.group_name AND p.partition = v.partition AND p.lease_toke
 """
 
 
+# What LIKE reads as a wildcard or as its escape, in a literal part of a pattern.
+_LIKE_SPECIAL = re.compile(r"[%_\\]")
+
+
 def array_columns(rows: Iterable[Sequence[Any]]) -> list[list[Any]]:
     """``rows`` as one list per column: the arguments of a statement that takes each
     column as an array (``unnest(?::text[], ...)``), so many rows go in one round trip."""
@@ -106,7 +110,7 @@ class PostgresLogRecorder(LogRecorder):
     """:class:`LogRecorder` for PostgreSQL; also appends events within a caller's larger
     statement (:meth:`guarded_append`)."""
 
-    lease_sql = q.LEASE.format(lock=SKIP_LOCKED)
+    lease_lock = SKIP_LOCKED
 
     async def append(self, queries: Transaction, rows: Sequence[LogRow]) -> None:
         await queries.execute(APPEND_EVENTS, *array_columns(row.values() for row in rows))
@@ -117,6 +121,13 @@ class PostgresLogRecorder(LogRecorder):
 
     async def settle(self, queries: Transaction, rows: Sequence[SettleRow]) -> None:
         await queries.execute(SETTLE_MANY, *array_columns(row.values() for row in rows))
+
+    @staticmethod
+    def wildcard_match(parts: Sequence[str | None]) -> tuple[str, tuple[Any, ...]]:
+        like = "".join(
+            "%" if part is None else _LIKE_SPECIAL.sub(r"\\\g<0>", part) for part in parts
+        )
+        return "type LIKE ? ESCAPE '\\'", (like,)
 
     def listener(
         self, url: str, wakeup: Wakeup, clock: Clock, wanted: Callable[[str], bool]

@@ -13,6 +13,7 @@ import itertools
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import Literal
 
 from hybridmesh.core.clock import SYSTEM_CLOCK, Clock
 from hybridmesh.core.errors import NotFoundError
@@ -112,6 +113,13 @@ class MemoryEventBackend:
 
     def _now(self) -> float:
         return self.clock.now().timestamp()
+
+    async def open_reader(
+        self, pattern: str, *, start: Literal["earliest", "latest"] = "latest"
+    ) -> MemoryReader:
+        validate_pattern(pattern)
+        position = self._log[-1].seq if (start == "latest" and self._log) else 0
+        return MemoryReader(self, pattern, position)
 
     async def fetch(
         self, spec: GroupSpec, consumer: str, *, max_events: int, wait: float
@@ -227,4 +235,34 @@ class MemoryEventBackend:
         return len(doomed)
 
 
-__all__ = ["MemoryEventBackend", "partition_of"]
+class MemoryReader:
+    """An :class:`~hybridmesh.events.backend.EventReader` of a :class:`MemoryEventBackend`."""
+
+    def __init__(self, backend: MemoryEventBackend, pattern: str, position: int) -> None:
+        self._backend = backend
+        self._pattern = pattern
+        self._position = position
+
+    async def read(self, max_events: int, wait: float) -> list[Delivery]:
+        found = self._take(max_events)
+        if found or wait <= 0:
+            return found
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._backend._published.wait(), wait)
+        return self._take(max_events)
+
+    def _take(self, max_events: int) -> list[Delivery]:
+        found: list[Delivery] = []
+        for entry in self._backend._log:
+            if entry.seq <= self._position or len(found) >= max_events:
+                continue
+            self._position = entry.seq
+            if entry.only_group is None and matches(self._pattern, entry.event.type):
+                found.append(Delivery(entry.event, 1, position=entry.seq))
+        return found
+
+    async def close(self) -> None:
+        return None
+
+
+__all__ = ["MemoryEventBackend", "MemoryReader", "partition_of"]

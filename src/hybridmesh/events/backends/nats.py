@@ -38,6 +38,7 @@ import asyncio
 import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import nats
 from nats import errors as nats_errors
@@ -79,6 +80,7 @@ from hybridmesh.events.backends._nats_layout import (
     replay_origin,
 )
 from hybridmesh.events.backends._nats_lease import LeaseState
+from hybridmesh.events.backends._nats_reader import NatsLogReader
 from hybridmesh.events.backends._nats_wire import (
     API_PREFIX,
     JetStreamError,
@@ -114,6 +116,7 @@ class _Connection:
     reader: GroupReader
     letters: DeadLetterStore
     link: Link
+    pull: PullClient
 
 
 class NatsEventBackend:
@@ -179,7 +182,7 @@ class NatsEventBackend:
             request_timeout=self.request_timeout,
         )
         publisher = Publisher(nc, timeout=self.request_timeout)
-        return _Connection(nc, js, publisher, reader, letters, link)
+        return _Connection(nc, js, publisher, reader, letters, link, pull)
 
     async def _ensure_streams(self) -> None:
         layout = self.layout
@@ -455,6 +458,18 @@ class NatsEventBackend:
             await self.ensure_group(spec)
             group = self._groups[spec.name]
         return group
+
+    # -- reading without a group -----------------------------------------------------------
+
+    async def open_reader(
+        self, pattern: str, *, start: Literal["earliest", "latest"] = "latest"
+    ) -> NatsLogReader:
+        """A reader of the events whose type matches ``pattern`` on an ephemeral consumer
+        (see :mod:`._nats_reader`): deleted when the reader closes, or by the server once
+        it has not been pulled for ``READER_INACTIVE`` seconds."""
+        validate_pattern(pattern)
+        conn = self._connected()
+        return await NatsLogReader.open(conn.nc, conn.js, conn.pull, self.layout, pattern, start)
 
     # -- consuming -------------------------------------------------------------------------
 

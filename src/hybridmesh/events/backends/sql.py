@@ -10,10 +10,15 @@ attempts made on the next event, when a retry may run, and who holds the partiti
   On PostgreSQL publishers take an advisory lock, so sequence numbers commit in order (a
   reader never passes a seq that commits later), and NOTIFY waiting fetches: all of it
   one statement, so one round trip.
-- **fetch** leases free partitions that have events past their position in one UPDATE
-  (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so processes share the work), then reads their
-  events in one SELECT. Events the group does not want are skipped; the position moves past
-  them.
+- **fetch** looks at the group's free partitions that have events past their position in
+  one UPDATE (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so processes share the work): each
+  gets a range from its first pending seq (``scan_span`` seqs at most, up to the newest
+  committed seq), the group's pattern is tested on the ``type`` column of that range in SQL
+  (``_sql_queries.type_filter``, through index entries alone), and a partition holding
+  something the group wants is leased while one holding nothing of it is moved to the end
+  of its range at once. Then one SELECT reads the leased partitions' events. So a group
+  that wants one type in a thousand passes over the other 999 in bulk, without leasing or
+  reading them, and is served as promptly as one that wants them all.
 - **settle** moves the position with an UPDATE that only applies while the batch's lease is
   still the partition's current one: a consumer whose lease expired and was taken over
   changes nothing.
@@ -30,7 +35,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 from hybridmesh.core.clock import SYSTEM_CLOCK, Clock
 from hybridmesh.core.errors import (
@@ -44,13 +49,17 @@ from hybridmesh.core.ids import new_id
 from hybridmesh.events.backend import (
     BackendUnavailableError,
     DeadLetter,
+    Delivery,
     GroupSpec,
     PartitionBatch,
     Settlement,
 )
 from hybridmesh.events.backends import _sql_queries as q
 from hybridmesh.events.backends._sql_batches import (
+    NOTHING,
     Lease,
+    Look,
+    Scan,
     SettleWrite,
     given_back,
     plan_batches,
@@ -58,6 +67,7 @@ from hybridmesh.events.backends._sql_batches import (
 )
 from hybridmesh.events.backends._sql_log import LogRecorder, LogRow, SettleRow
 from hybridmesh.events.backends._sql_postgres import PostgresLogRecorder
+from hybridmesh.events.backends._sql_reader import Found, SqlLogReader
 from hybridmesh.events.backends._sql_retention import TRIM_BATCH, Retention, trim_log
 from hybridmesh.events.backends._sql_sqlite import SqliteLogRecorder
 from hybridmesh.events.backends._sql_wakeup import Wakeup, wait_for
@@ -68,6 +78,7 @@ from hybridmesh.store import Store, Transaction, open_store
 from hybridmesh.store.group_commit import GroupCommit
 
 log = get_logger("hybridmesh.events.sql")
+T = TypeVar("T")
 
 #: Fetches start a background :meth:`SqlEventBackend.trim` at most this often (seconds).
 TRIM_EVERY = 60.0
@@ -75,6 +86,10 @@ TRIM_EVERY = 60.0
 _FIRST_PAUSE = 0.05
 _MAX_PAUSE = 1.0
 _CHECK_TIMEOUT = 2.0  # seconds a health check waits for the database
+#: A look reads at most this many seqs of a partition: what a look costs a group that
+#: wants few of the log's types is bounded (tens of milliseconds), and a fetch goes on
+#: looking at once while it passes over more.
+SCAN_SPAN = 65_536
 
 
 class SqlEventBackend:
@@ -86,7 +101,9 @@ class SqlEventBackend:
     databases (publishes in this process, NOTIFY on PostgreSQL and retries of this
     process's consumers falling due wake it at once). While a group's looks keep finding
     nothing, each waits twice as long as the one before, up to ``idle_poll_interval``
-    (default 0.5 s): an idle consumer costs a few queries a second, not twenty.
+    (default 0.5 s): an idle consumer costs a few queries a second, not twenty. A look that
+    passes over events of other types is not idle: the next waits ``poll_interval`` again.
+    ``scan_span`` (default :data:`SCAN_SPAN`) bounds the seqs of a partition one look reads.
     ``retention`` (default: keep everything) is applied by :meth:`trim`, which fetches
     start in the background at most once a minute. ``publish_timeout`` (default 10 s) is
     how long a publish or a settle keeps trying when the database connection is lost.
@@ -106,11 +123,15 @@ class SqlEventBackend:
         retention: Retention | None = None,
         idle_poll_interval: float = 0.5,
         publish_timeout: float = 10.0,
+        scan_span: int = SCAN_SPAN,
     ) -> None:
         if partitions < 1:
             raise ConfigurationError("an event log needs at least one partition")
         if poll_interval <= 0:
             raise ConfigurationError("poll_interval must be more than 0 seconds")
+        if scan_span < 1:
+            raise ConfigurationError("scan_span must be at least 1")
+        self.scan_span = scan_span
         self.store = store
         self.partitions = partitions
         self.publish_timeout = publish_timeout
@@ -146,6 +167,7 @@ class SqlEventBackend:
         retention: Retention | None = None,
         idle_poll_interval: float = 0.5,
         publish_timeout: float = 10.0,
+        scan_span: int = SCAN_SPAN,
     ) -> SqlEventBackend:
         """Open the store at ``url`` (default: the embedded SQLite file), upgrade its
         schema, and return a backend that closes the store when it is closed."""
@@ -160,6 +182,7 @@ class SqlEventBackend:
                 retention=retention,
                 idle_poll_interval=idle_poll_interval,
                 publish_timeout=publish_timeout,
+                scan_span=scan_span,
             )
         except BaseException:
             await store.close()
@@ -324,6 +347,29 @@ class SqlEventBackend:
             raise NotFoundError(f"consumer group {name!r} does not exist; ensure_group creates it")
         self._groups.add(name)
 
+    # -- reading without a group -----------------------------------------------------------
+
+    async def open_reader(
+        self, pattern: str, *, start: Literal["earliest", "latest"] = "latest"
+    ) -> SqlLogReader:
+        """A reader of the events whose type matches ``pattern``, from the oldest retained
+        one or after the newest, that keeps its place in this process only (see
+        :class:`~hybridmesh.events.backend.EventReader`)."""
+        validate_pattern(pattern)
+        position = 0
+        if start == "latest":
+            position = int(await self.store.fetch_value(q.NEWEST_SEQ))
+        return SqlLogReader(self, pattern, position)
+
+    async def _read_log(self, reader: SqlLogReader, max_events: int, wait: float) -> list[Delivery]:
+        async def look() -> Found[Delivery]:
+            return await reader.look(self.store, self.recorder, max_events, self.scan_span)
+
+        return await self._look_until(reader.key, reader.pattern, wait, look)
+
+    def _forget(self, reader: SqlLogReader) -> None:
+        self._idle.pop(reader.key, None)
+
     # -- consuming -------------------------------------------------------------------------
 
     async def fetch(
@@ -336,33 +382,51 @@ class SqlEventBackend:
         if max_events < 1:
             return []
         self._maybe_trim()
+
+        async def look() -> Found[PartitionBatch]:
+            found = await self._lease(spec, consumer, max_events)
+            return Found(found.batches, found.passed_over, found.cut_short)
+
+        return await self._look_until(spec.name, spec.pattern, wait, look)
+
+    async def _look_until(
+        self, idle_key: str, pattern: str, wait: float, look: Callable[[], Awaitable[Found[T]]]
+    ) -> list[T]:
+        """Look (``look()``) until something is found or ``wait`` seconds (real time) have
+        passed, pausing between looks that found nothing until a publish of a type that
+        ``pattern`` matches wakes this process, or the pause (kept under ``idle_key``) ends."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(wait, 0.0)
         if wait > 0 and self._listener is not None:
             await self._listener.ensure()
         # Publishes wake this fetch only for the events it takes, from now on.
-        pattern = spec.pattern
         self._fetching[pattern] = self._fetching.get(pattern, 0) + 1
         try:
             while True:
                 waiter = self._wakeup.waiter()  # before looking, so no publish slips through
-                batches = await self._lease(spec, consumer, max_events)
+                found = await look()
+                if found.items:
+                    self._idle.pop(idle_key, None)
+                    return found.items
+                if found.passed_over:
+                    # Events of other types flow: the reader is not idle, and what it
+                    # wants may come any moment. A look cut short goes on at once.
+                    self._idle.pop(idle_key, None)
+                    if found.cut_short:
+                        continue
                 remaining = deadline - loop.time()
-                if batches:
-                    self._idle.pop(spec.name, None)
-                    return batches
                 if remaining <= 0:
-                    return batches
+                    return []
                 # Each look that finds nothing makes the next one wait twice as long, up to
                 # idle_poll_interval; a wake-up starts over at poll_interval.
-                interval = self._idle.get(spec.name, self.poll_interval)
+                interval = self._idle.get(idle_key, self.poll_interval)
                 await wait_for(waiter, min(remaining, interval))
                 if self._closed:
                     return []
                 if waiter.is_set():
-                    self._idle.pop(spec.name, None)
+                    self._idle.pop(idle_key, None)
                 else:
-                    self._idle[spec.name] = min(interval * 2, self.idle_poll_interval)
+                    self._idle[idle_key] = min(interval * 2, self.idle_poll_interval)
         finally:
             left = self._fetching[pattern] - 1
             if left:
@@ -370,24 +434,45 @@ class SqlEventBackend:
             else:
                 del self._fetching[pattern]
 
-    async def _lease(self, spec: GroupSpec, consumer: str, max_events: int) -> list[PartitionBatch]:
+    async def _lease(self, spec: GroupSpec, consumer: str, max_events: int) -> Look:
+        """One look: lease the partitions with events the group wants, move the others
+        past what they hold (one write, :func:`~._sql_queries.look_sql`), and read what
+        the leased ones hold for the group."""
         now = self._now()
         token = new_id()
-        leased = await self.store.fetch_all(
-            self.recorder.lease_sql,
-            consumer,
-            token,
-            now + spec.ack_wait,
+        narrowing, narrowing_args = q.type_filter(spec.pattern, self.recorder.wildcard_match)
+        taken = await self.store.fetch_all(
+            q.look_sql(self.recorder.lease_lock, narrowing),
             spec.name,
+            *narrowing_args,
+            self.scan_span,
+            self.scan_span,
             spec.name,
             now,
             now,
             max_events,
+            consumer,
+            token,
+            now + spec.ack_wait,
+            spec.name,
         )
+        if not taken:
+            return NOTHING
+        leased = [row for row in taken if row["lease_token"] == token]
+        moved = [row for row in taken if row["lease_token"] != token]
+        # A partition moved short of the newest seq has more to pass over; so may the
+        # partitions a look could not take for want of room.
+        more = len(taken) == max_events or any(r["position"] < r["newest"] for r in moved)
+        passed = Look([], [], passed_over=bool(moved), cut_short=bool(moved) and more)
         if not leased:
-            return []
+            return passed
+        each, extra = divmod(max_events, len(leased))
+        scans = [
+            Scan.of(row, each + (1 if index < extra else 0), self.scan_span)
+            for index, row in enumerate(leased)
+        ]
         try:
-            rows = await self._read(spec, leased, max_events)
+            rows = await self._read(spec, scans)
         except BaseException:
             # Cancelled or failed between lease and delivery: give the partitions back now
             # rather than after ack_wait (as they were: a taken-over head keeps its count).
@@ -395,26 +480,27 @@ class SqlEventBackend:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._settle(back))
             raise
-        batches, releases = plan_batches(spec, token, leased, rows)
-        if releases:
-            await self._settle(releases)
-        return batches
+        look = plan_batches(spec, token, scans, rows)
+        if look.releases:
+            await self._settle(look.releases)
+        return Look(
+            look.batches,
+            look.releases,
+            passed_over=look.passed_over or passed.passed_over,
+            cut_short=look.cut_short or passed.cut_short,
+        )
 
     async def _settle(self, rows: list[SettleRow]) -> None:
         await self.recorder.settle(self.store, rows)
 
-    async def _read(
-        self, spec: GroupSpec, leased: list[dict[str, Any]], max_events: int
-    ) -> list[dict[str, Any]]:
-        """Up to ``max_events`` events past the positions of the ``leased`` partitions, in
-        one statement; each partition gets its share (there are at most ``max_events``)."""
-        each, extra = divmod(max_events, len(leased))
-        narrowing, narrowing_args = q.type_filter(spec.pattern)
+    async def _read(self, spec: GroupSpec, scans: list[Scan]) -> list[dict[str, Any]]:
+        """What the group wants of each scan's range, in one statement."""
+        narrowing, narrowing_args = q.type_filter(spec.pattern, self.recorder.wildcard_match)
         args: list[Any] = []
-        for index, lease in enumerate(leased):
-            limit = each + (1 if index < extra else 0)
-            args += (spec.name, *narrowing_args, lease["partition"], lease["position"], limit)
-        return await self.store.fetch_all(q.read_events_sql(len(leased), narrowing), *args)
+        for scan in scans:
+            args += (scan.partition, scan.position, scan.upto, spec.name, *narrowing_args)
+            args.append(scan.limit)
+        return await self.store.fetch_all(q.read_events_sql(len(scans), narrowing), *args)
 
     async def settle(self, batch: PartitionBatch, settlement: Settlement) -> None:
         """Move the partition's position as ``settlement`` says and release the lease; a
@@ -554,11 +640,13 @@ def recorder_for(store: Store) -> LogRecorder:
 
 
 __all__ = [
+    "SCAN_SPAN",
     "TRIM_BATCH",
     "TRIM_EVERY",
     "LogRecorder",
     "LogRow",
     "Retention",
     "SqlEventBackend",
+    "SqlLogReader",
     "recorder_for",
 ]
