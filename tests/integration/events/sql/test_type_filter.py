@@ -1,6 +1,7 @@
 """The SQL a read tests a group's pattern with selects exactly the types the pattern matches,
 on SQLite and on PostgreSQL: every pattern of up to three tokens against every type of up
-to four, over tokens that LIKE and GLOB would read as wildcards and letters of either case."""
+to four, over letters of either case and the one token character that LIKE reads as a
+wildcard ('_'; the characters GLOB reads as wildcards cannot be in a type or pattern)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from hybridmesh.events.backends.sql import recorder_for
 from hybridmesh.events.subjects import matches
 from hybridmesh.store import Store
 
-LITERALS = ("a", "A", "%", "_", "?", "[", "xa", "a\\")
+LITERALS = ("a", "A", "_", "-", "a_", "_a", "xa", "a-")
 
 
 def _all(tokens: tuple[str, ...], most: int) -> list[tuple[str, ...]]:
@@ -22,7 +23,7 @@ def _all(tokens: tuple[str, ...], most: int) -> list[tuple[str, ...]]:
 
 
 # Every type of up to four tokens over the first six, and two with longer tokens.
-TYPES = [*(".".join(combo) for combo in _all(LITERALS[:6], 4)), "a\\.b", "ab.b"]
+TYPES = [*(".".join(combo) for combo in _all(LITERALS[:6], 4)), "ab.b", "xa_b.a"]
 PATTERNS = [
     ".".join(combo)
     for combo in _all((*LITERALS, "*", ">"), 3)
