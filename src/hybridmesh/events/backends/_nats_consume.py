@@ -16,6 +16,11 @@ later one, whatever its key.
 JetStream redelivers in the order events were nak'd (or expired), not in log order, so the
 events themselves are nak'd at once, in log order: nak'd with a delay, the retried event
 would queue up behind the ones released after it. The delay lives in the lease instead.
+
+Acks and naks go out on the reader's connection, by the message's reply subject, not on the
+connection the message came in on: JetStream takes them from any connection. A batch
+fetched before the server closed the backend's connection is settled on the new one, so its
+lease and events come back at once rather than when ``ack_wait`` runs out.
 """
 
 from __future__ import annotations
@@ -48,6 +53,12 @@ _CONTENDED_WAIT = 0.1  # how long to queue for a lease held elsewhere before loo
 # NATS 2.9 may never answer a pull request that expires within a millisecond or so.
 _MIN_QUEUE_WAIT = 0.02
 _DRAIN_PULL = 100  # pull size while taking all of a partition's queued redeliveries
+_ACK, _NAK, _TERM = b"+ACK", b"-NAK", b"+TERM"
+
+
+def _nak_after(seconds: float) -> bytes:
+    """A nak whose message comes again ``seconds`` from now."""
+    return _NAK + b' {"delay": %d}' % int(seconds * 1e9)
 
 
 @dataclass(frozen=True)
@@ -192,7 +203,7 @@ class GroupReader:
             seq, _ = ack_info(token.reply)
             state = LeaseState.decode(token.data)
             if state.not_before > now:  # a retry's delay: hand it back until then
-                await token.nak(delay=state.not_before - now)
+                await self._answer(token, _nak_after(state.not_before - now))
                 wake = state.not_before - now + 0.005
                 found.wake_in = wake if found.wake_in is None else min(found.wake_in, wake)
                 continue
@@ -291,14 +302,14 @@ class GroupReader:
         for seq, delivered, msg in sorted(lease.pulled, key=lambda item: item[0]):
             origin = self.layout.origin_of(msg.subject)
             if origin != PUBLISHED and origin != group.replay_origin:
-                await msg.ack()  # a replay meant for another group
+                await self._answer(msg, _ACK)  # a replay meant for another group
                 continue
             if len(lease.handed) >= count:
                 lease.tail.append(Held(seq, msg))
                 continue
             event, error = _parse(msg.data)
             if event is not None and not matches(pattern, event.type):
-                await msg.ack()  # its subject matched, its type does not: not for this group
+                await self._answer(msg, _ACK)  # its subject matched, its type does not
                 continue
             attempt = lease.state.attempt(seq, delivered)
             raw = msg.data if event is None else b""
@@ -321,7 +332,7 @@ class GroupReader:
         handed = lease.handed
         done = min(max(settlement.handled, 0), len(handed))
         for held in handed[:done]:
-            await held.msg.ack()
+            await self._answer(held.msg, _ACK)
         if self.clock.monotonic() - lease.taken_at >= lease.ack_wait:
             log.warning(
                 "group %s partition %d: settled after its lease expired; unhandled events "
@@ -337,7 +348,7 @@ class GroupReader:
         not_before = 0.0
         if head is not None and settlement.dead_letter is not None:
             await self._bury(lease, head, settlement.dead_letter)
-            await head.msg.term()
+            await self._answer(head.msg, _TERM)
             finished.append(head.seq)
             rest = released = rest[1:]
         elif head is not None and settlement.retry_after is not None:
@@ -359,7 +370,7 @@ class GroupReader:
         if not msgs:
             return
         for msg in msgs[:-1]:
-            await msg.nak()
+            await self._answer(msg, _NAK)
         await self._nc.request(msgs[-1].reply, b"-NAK", timeout=self.request_timeout)
 
     async def _release(self, lease: Lease, state: LeaseState) -> None:
@@ -378,7 +389,13 @@ class GroupReader:
                 raise
             log.warning("group %s partition %d: lease lost", lease.group, lease.partition)
             return
-        await lease.token.ack()
+        await self._answer(lease.token, _ACK)
+
+    async def _answer(self, msg: Msg, verb: bytes) -> None:
+        """Ack, nak or term ``msg`` on this reader's connection (see the module's text):
+        ``msg.ack()`` and the like would use the connection it came in on, which may be
+        closed for good by now."""
+        await self._nc.publish(msg.reply, verb)
 
     async def _bury(self, lease: Lease, held: Held, reason: str) -> None:
         attempts = held.delivery.attempt if held.delivery is not None else 1

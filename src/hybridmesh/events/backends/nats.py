@@ -19,6 +19,8 @@ same-key events in order across processes and behind a retried event:
   retried event and everything after it) waits on the server;
 - an unsettled batch expires after ``ack_wait``: JetStream delivers it again, with its
   delivery count (the attempt) one higher, to whichever process takes the lease next.
+- a batch fetched before the server closed the connection is settled on the new one (acks
+  go by reply subject), so it does not wait for ``ack_wait``.
 
 ``Delivery.attempt`` is JetStream's delivery count less the deliveries that were releases
 (events handed back untouched behind a retried one), which the lease token keeps count of.

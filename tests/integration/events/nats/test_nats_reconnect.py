@@ -153,3 +153,43 @@ async def test_an_event_over_the_servers_max_payload_is_400_material_and_harms_n
         assert not backend._connected().nc.is_closed
     finally:
         await backend.close()
+
+
+#: A correctness bound, far below the default ack_wait (30 s): a batch fetched on a
+#: connection the server closed must be settled on the new one, not wait for ack_wait.
+WELL_BEFORE_ACK_WAIT = 10.0
+
+
+async def test_a_batch_held_when_the_server_closed_the_connection_is_settled_on_the_new_one(
+    make_nats: MakeNats,
+) -> None:
+    backend = await make_nats()
+    seen: list[int] = []
+    reached, go_on = asyncio.Event(), asyncio.Event()
+
+    async def handler(e: CloudEvent) -> None:
+        n = e.data["n"]
+        if n == 40 and not go_on.is_set():  # hold the batch (and its lease) here
+            reached.set()
+            await go_on.wait()
+        seen.append(n)
+
+    bus = EventBus(backend, poll_wait=0.2, owns_backend=False)
+    bus.subscribe(">", handler, group=f"g{uuid.uuid4().hex[:8]}")  # ack_wait: 30 s
+    # One key: one partition, so the held batch is all the bus has in hand.
+    events = [
+        CloudEvent.create("user.registered", "/tests", {"n": n}, partition_key="k")
+        for n in range(200)
+    ]
+    async with bus:
+        await bus.publish_many(events)
+        await asyncio.wait_for(reached.wait(), WELL_BEFORE_ACK_WAIT)
+        closed = backend._connected().nc
+        await closed.publish("x" * 10_000, b"")
+        await eventually(lambda: closed.is_closed, what="the server closing the connection")
+        go_on.set()
+        await eventually(
+            lambda: sorted(set(seen)) == list(range(200)),
+            WELL_BEFORE_ACK_WAIT,
+            "every event handled",
+        )
