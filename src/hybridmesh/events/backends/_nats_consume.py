@@ -20,7 +20,11 @@ would queue up behind the ones released after it. The delay lives in the lease i
 Acks and naks go out on the reader's connection, by the message's reply subject, not on the
 connection the message came in on: JetStream takes them from any connection. A batch
 fetched before the server closed the backend's connection is settled on the new one, so its
-lease and events come back at once rather than when ``ack_wait`` runs out.
+lease and events come back at once rather than when ``ack_wait`` runs out. Likewise the
+naks a closed connection refused to send (nats-py raises before sending anything) and the
+leases whose pulls it refused are kept in :class:`Unsent` and sent on the next connection.
+What the dying connection did send, or received unread, is not known; it comes back after
+``ack_wait``.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from nats import errors as nats_errors
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -59,6 +64,18 @@ _ACK, _NAK, _TERM = b"+ACK", b"-NAK", b"+TERM"
 def _nak_after(seconds: float) -> bytes:
     """A nak whose message comes again ``seconds`` from now."""
     return _NAK + b' {"delay": %d}' % int(seconds * 1e9)
+
+
+class Unsent:
+    """Reply subjects to nak, in order, that a closed connection refused to send: messages
+    this process holds and nobody else can have (the server redelivers them only after
+    ``ack_wait``). Shared by the backend's successive connections."""
+
+    def __init__(self) -> None:
+        self.replies: list[str] = []
+
+    def add(self, msgs: Sequence[Msg]) -> None:
+        self.replies += [m.reply for m in msgs]
 
 
 @dataclass(frozen=True)
@@ -121,8 +138,10 @@ class GroupReader:
         layout: Layout,
         clock: Clock,
         request_timeout: float,
+        unsent: Unsent | None = None,
     ) -> None:
         self._nc = nc
+        self._unsent = unsent or Unsent()
         self._js = js
         self._pull = pull
         self._letters = letters
@@ -263,7 +282,12 @@ class GroupReader:
         )
         hungry: list[Lease] = []
         for lease, result in zip(budget, results, strict=True):
-            if isinstance(result, BaseException):
+            if isinstance(result, nats_errors.ConnectionClosedError):
+                # The closed connection sent no pull: what the lease holds is all known.
+                pulled = sorted(lease.pulled, key=lambda item: item[0])
+                self._unsent.add([msg for _, _, msg in pulled] + [lease.token])
+                lease.settled = True
+            elif isinstance(result, BaseException):
                 log.warning(
                     "group %s partition %d: pull failed (%s); its lease will expire",
                     group.spec.name,
@@ -369,9 +393,28 @@ class GroupReader:
         any process, sees them."""
         if not msgs:
             return
-        for msg in msgs[:-1]:
-            await self._answer(msg, _NAK)
-        await self._nc.request(msgs[-1].reply, b"-NAK", timeout=self.request_timeout)
+        for index, msg in enumerate(msgs):
+            try:
+                if index < len(msgs) - 1:
+                    await self._answer(msg, _NAK)
+                else:
+                    await self._nc.request(msg.reply, _NAK, timeout=self.request_timeout)
+            except nats_errors.ConnectionClosedError:
+                self._unsent.add(msgs[index:])  # none of these went out
+                raise
+
+    async def send_unsent(self) -> None:
+        """Nak, on this connection, what a closed one refused to send (see :class:`Unsent`)."""
+        replies, self._unsent.replies = self._unsent.replies, []
+        for index, reply in enumerate(replies):
+            try:
+                if index < len(replies) - 1:
+                    await self._nc.publish(reply, _NAK)
+                else:
+                    await self._nc.request(reply, _NAK, timeout=self.request_timeout)
+            except nats_errors.ConnectionClosedError:
+                self._unsent.replies[:0] = replies[index:]
+                raise
 
     async def _release(self, lease: Lease, state: LeaseState) -> None:
         """Free the lease; when its state changed, by publishing the next token in its place."""
@@ -410,4 +453,4 @@ class GroupReader:
         )
 
 
-__all__ = ["LEASE_GRACE", "WRONG_LAST_SEQUENCE", "GroupReader", "GroupRef"]
+__all__ = ["LEASE_GRACE", "WRONG_LAST_SEQUENCE", "GroupReader", "GroupRef", "Unsent"]
