@@ -68,7 +68,7 @@ def create_app(
 async def _attach_hub(app: web.Application) -> None:
     hub = app[HUB]
     if hub is not None:
-        hub.attach(app[BUS])
+        await hub.attach(app[BUS])
 
 
 async def _close_hub(app: web.Application) -> None:

@@ -3,9 +3,14 @@
 A client connects with a token (``?token=…`` or ``Authorization: Bearer …``); an injected
 :data:`Authenticator` turns it into a :class:`Principal` or refuses it. A hub built without
 one (no tokens configured yet) answers every connection 401 with a problem+json body that
-names :data:`TOKENS_SETTING`, the setting to configure. The hub subscribes
-itself to the bus (:meth:`WebSocketHub.attach`) and hands every event to the clients that
-want it. Messages are JSON text frames.
+names :data:`TOKENS_SETTING`, the setting to configure. The hub reads the bus
+(:meth:`WebSocketHub.attach`) and hands every event to the clients that want it. Messages
+are JSON text frames.
+
+The hub reads with :meth:`EventBus.open_reader`, not a consumer group: it only forwards
+live events, so it needs no acks, no replays of dead letters and no place kept across
+restarts, and a reader leaves nothing behind however the process ends (a group made per
+process would stay in the backend after a crash).
 
 Client to server (any message may carry an ``"id"``, string or number, echoed in its reply)::
 
@@ -57,12 +62,18 @@ from hybridmesh.api.problems import problem_response
 from hybridmesh.core.errors import ValidationError
 from hybridmesh.core.ids import new_id
 from hybridmesh.core.serialization import dumps, loads
-from hybridmesh.events.bus import EventBus, Subscription
+from hybridmesh.events.backend import EventReader
+from hybridmesh.events.bus import EventBus
 from hybridmesh.events.envelope import CloudEvent
 from hybridmesh.events.subjects import matches, validate_pattern
 from hybridmesh.observability import MeshMetrics, get_logger
 
 log = get_logger("hybridmesh.api.websocket")
+
+_READ_BATCH = 500  # events the hub reads from the bus at once
+_READ_WAIT = 1.0  # seconds one read waits for events
+_REOPEN_PAUSE = 0.5  # seconds before reading again after a failed read, doubling ...
+_MAX_REOPEN_PAUSE = 5.0  # ... up to this
 
 #: Close code for a missing or refused token (4000-4999 are the application's; 401 inside).
 UNAUTHORIZED = 4401
@@ -262,6 +273,7 @@ class WebSocketHub:
         self._by_pattern: dict[str, set[_Client]] = {}
         self._by_room: dict[str, set[_Client]] = {}
         self._closing = False
+        self._reading: asyncio.Task[None] | None = None
         self._metrics = metrics
         self._collector = _HubCollector(self)
         if metrics is not None:
@@ -269,19 +281,43 @@ class WebSocketHub:
 
     # -- the bus side ----------------------------------------------------------------------
 
-    def attach(
-        self, bus: EventBus, *, pattern: str = ">", group: str | None = None
-    ) -> Subscription:
-        """Subscribe the hub to ``bus`` (idempotent), from the newest event on.
+    async def attach(self, bus: EventBus, *, pattern: str = ">") -> None:
+        """Read ``bus`` from the newest event on and dispatch what comes (idempotent).
 
-        The group is ``ws-hub-<random>`` unless named, so that every server process has its
-        own group and sees every event.
+        Once this returns, every event published later reaches the hub. Each server
+        process reads every event; nothing is written to the backend for it (see the
+        module's text). The reading stops at :meth:`close`.
         """
-        for sub in bus.subscriptions.values():
-            if sub.handler is self:
-                return sub
-        name = group or f"ws-hub-{new_id()[:12]}"
-        return bus.subscribe(pattern, self, group=name, start="latest", ephemeral=True)
+        if self._reading is not None:
+            return
+        reader = await bus.open_reader(pattern, start="latest")
+        self._reading = asyncio.create_task(self._read(bus, pattern, reader))
+
+    async def _read(self, bus: EventBus, pattern: str, reader: EventReader) -> None:
+        """Dispatch what ``reader`` reads until cancelled. A failed read (the backend is
+        away) opens a new reader after a pause: what was published meanwhile is missed,
+        which a live feed allows (see the module's text)."""
+        pause = _REOPEN_PAUSE
+        try:
+            while True:
+                try:
+                    deliveries = await reader.read(_READ_BATCH, _READ_WAIT)
+                except Exception as error:
+                    log.warning("hub: reading the bus failed (%s); reading again", error)
+                    with contextlib.suppress(Exception):
+                        await reader.close()
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, _MAX_REOPEN_PAUSE)
+                    with contextlib.suppress(Exception):
+                        reader = await bus.open_reader(pattern, start="latest")
+                    continue
+                pause = _REOPEN_PAUSE
+                for delivery in deliveries:
+                    if delivery.event is not None:  # not a CloudEvent: nothing to forward
+                        await self.dispatch(delivery.event)
+        finally:
+            with contextlib.suppress(Exception):
+                await reader.close()
 
     async def __call__(self, event: CloudEvent) -> None:
         """The bus handler: :meth:`dispatch`."""
@@ -491,8 +527,14 @@ class WebSocketHub:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def close(self) -> None:
-        """Close every connection with 1001 and refuse new ones. Idempotent."""
+        """Stop reading the bus, close every connection with 1001 and refuse new ones.
+        Idempotent."""
         self._closing = True
+        reading, self._reading = self._reading, None
+        if reading is not None:
+            reading.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reading
         clients = list(self._clients)
         for client in clients:
             self._forget(client)

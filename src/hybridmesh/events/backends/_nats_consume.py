@@ -16,6 +16,15 @@ later one, whatever its key.
 JetStream redelivers in the order events were nak'd (or expired), not in log order, so the
 events themselves are nak'd at once, in log order: nak'd with a delay, the retried event
 would queue up behind the ones released after it. The delay lives in the lease instead.
+
+Acks and naks go out on the reader's connection, by the message's reply subject, not on the
+connection the message came in on: JetStream takes them from any connection. A batch
+fetched before the server closed the backend's connection is settled on the new one, so its
+lease and events come back at once rather than when ``ack_wait`` runs out. Likewise the
+naks a closed connection refused to send (nats-py raises before sending anything) and the
+leases whose pulls it refused are kept in :class:`Unsent` and sent on the next connection.
+What the dying connection did send, or received unread, is not known; it comes back after
+``ack_wait``.
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from nats import errors as nats_errors
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -48,6 +58,24 @@ _CONTENDED_WAIT = 0.1  # how long to queue for a lease held elsewhere before loo
 # NATS 2.9 may never answer a pull request that expires within a millisecond or so.
 _MIN_QUEUE_WAIT = 0.02
 _DRAIN_PULL = 100  # pull size while taking all of a partition's queued redeliveries
+_ACK, _NAK, _TERM = b"+ACK", b"-NAK", b"+TERM"
+
+
+def _nak_after(seconds: float) -> bytes:
+    """A nak whose message comes again ``seconds`` from now."""
+    return _NAK + b' {"delay": %d}' % int(seconds * 1e9)
+
+
+class Unsent:
+    """Reply subjects to nak, in order, that a closed connection refused to send: messages
+    this process holds and nobody else can have (the server redelivers them only after
+    ``ack_wait``). Shared by the backend's successive connections."""
+
+    def __init__(self) -> None:
+        self.replies: list[str] = []
+
+    def add(self, msgs: Sequence[Msg]) -> None:
+        self.replies += [m.reply for m in msgs]
 
 
 @dataclass(frozen=True)
@@ -110,8 +138,10 @@ class GroupReader:
         layout: Layout,
         clock: Clock,
         request_timeout: float,
+        unsent: Unsent | None = None,
     ) -> None:
         self._nc = nc
+        self._unsent = unsent or Unsent()
         self._js = js
         self._pull = pull
         self._letters = letters
@@ -192,7 +222,7 @@ class GroupReader:
             seq, _ = ack_info(token.reply)
             state = LeaseState.decode(token.data)
             if state.not_before > now:  # a retry's delay: hand it back until then
-                await token.nak(delay=state.not_before - now)
+                await self._answer(token, _nak_after(state.not_before - now))
                 wake = state.not_before - now + 0.005
                 found.wake_in = wake if found.wake_in is None else min(found.wake_in, wake)
                 continue
@@ -252,7 +282,12 @@ class GroupReader:
         )
         hungry: list[Lease] = []
         for lease, result in zip(budget, results, strict=True):
-            if isinstance(result, BaseException):
+            if isinstance(result, nats_errors.ConnectionClosedError):
+                # The closed connection sent no pull: what the lease holds is all known.
+                pulled = sorted(lease.pulled, key=lambda item: item[0])
+                self._unsent.add([msg for _, _, msg in pulled] + [lease.token])
+                lease.settled = True
+            elif isinstance(result, BaseException):
                 log.warning(
                     "group %s partition %d: pull failed (%s); its lease will expire",
                     group.spec.name,
@@ -291,14 +326,14 @@ class GroupReader:
         for seq, delivered, msg in sorted(lease.pulled, key=lambda item: item[0]):
             origin = self.layout.origin_of(msg.subject)
             if origin != PUBLISHED and origin != group.replay_origin:
-                await msg.ack()  # a replay meant for another group
+                await self._answer(msg, _ACK)  # a replay meant for another group
                 continue
             if len(lease.handed) >= count:
                 lease.tail.append(Held(seq, msg))
                 continue
             event, error = _parse(msg.data)
             if event is not None and not matches(pattern, event.type):
-                await msg.ack()  # its subject matched, its type does not: not for this group
+                await self._answer(msg, _ACK)  # its subject matched, its type does not
                 continue
             attempt = lease.state.attempt(seq, delivered)
             raw = msg.data if event is None else b""
@@ -321,7 +356,7 @@ class GroupReader:
         handed = lease.handed
         done = min(max(settlement.handled, 0), len(handed))
         for held in handed[:done]:
-            await held.msg.ack()
+            await self._answer(held.msg, _ACK)
         if self.clock.monotonic() - lease.taken_at >= lease.ack_wait:
             log.warning(
                 "group %s partition %d: settled after its lease expired; unhandled events "
@@ -337,7 +372,7 @@ class GroupReader:
         not_before = 0.0
         if head is not None and settlement.dead_letter is not None:
             await self._bury(lease, head, settlement.dead_letter)
-            await head.msg.term()
+            await self._answer(head.msg, _TERM)
             finished.append(head.seq)
             rest = released = rest[1:]
         elif head is not None and settlement.retry_after is not None:
@@ -358,9 +393,28 @@ class GroupReader:
         any process, sees them."""
         if not msgs:
             return
-        for msg in msgs[:-1]:
-            await msg.nak()
-        await self._nc.request(msgs[-1].reply, b"-NAK", timeout=self.request_timeout)
+        for index, msg in enumerate(msgs):
+            try:
+                if index < len(msgs) - 1:
+                    await self._answer(msg, _NAK)
+                else:
+                    await self._nc.request(msg.reply, _NAK, timeout=self.request_timeout)
+            except nats_errors.ConnectionClosedError:
+                self._unsent.add(msgs[index:])  # none of these went out
+                raise
+
+    async def send_unsent(self) -> None:
+        """Nak, on this connection, what a closed one refused to send (see :class:`Unsent`)."""
+        replies, self._unsent.replies = self._unsent.replies, []
+        for index, reply in enumerate(replies):
+            try:
+                if index < len(replies) - 1:
+                    await self._nc.publish(reply, _NAK)
+                else:
+                    await self._nc.request(reply, _NAK, timeout=self.request_timeout)
+            except nats_errors.ConnectionClosedError:
+                self._unsent.replies[:0] = replies[index:]
+                raise
 
     async def _release(self, lease: Lease, state: LeaseState) -> None:
         """Free the lease; when its state changed, by publishing the next token in its place."""
@@ -378,7 +432,13 @@ class GroupReader:
                 raise
             log.warning("group %s partition %d: lease lost", lease.group, lease.partition)
             return
-        await lease.token.ack()
+        await self._answer(lease.token, _ACK)
+
+    async def _answer(self, msg: Msg, verb: bytes) -> None:
+        """Ack, nak or term ``msg`` on this reader's connection (see the module's text):
+        ``msg.ack()`` and the like would use the connection it came in on, which may be
+        closed for good by now."""
+        await self._nc.publish(msg.reply, verb)
 
     async def _bury(self, lease: Lease, held: Held, reason: str) -> None:
         attempts = held.delivery.attempt if held.delivery is not None else 1
@@ -393,4 +453,4 @@ class GroupReader:
         )
 
 
-__all__ = ["LEASE_GRACE", "WRONG_LAST_SEQUENCE", "GroupReader", "GroupRef"]
+__all__ = ["LEASE_GRACE", "WRONG_LAST_SEQUENCE", "GroupReader", "GroupRef", "Unsent"]

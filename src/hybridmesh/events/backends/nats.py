@@ -19,6 +19,9 @@ same-key events in order across processes and behind a retried event:
   retried event and everything after it) waits on the server;
 - an unsettled batch expires after ``ack_wait``: JetStream delivers it again, with its
   delivery count (the attempt) one higher, to whichever process takes the lease next.
+- a batch fetched before the server closed the connection is settled on the new one (acks
+  go by reply subject), and leases the closed connection refused to release are released
+  on the new one, so neither waits for ``ack_wait``.
 
 ``Delivery.attempt`` is JetStream's delivery count less the deliveries that were releases
 (events handed back untouched behind a retried one), which the lease token keeps count of.
@@ -69,6 +72,7 @@ from hybridmesh.events.backends._nats_consume import (
     WRONG_LAST_SEQUENCE,
     GroupReader,
     GroupRef,
+    Unsent,
 )
 from hybridmesh.events.backends._nats_dlq import DeadLetterStore
 from hybridmesh.events.backends._nats_layout import (
@@ -156,6 +160,7 @@ class NatsEventBackend:
         self._reopening = asyncio.Lock()
         self._closing = False
         self._groups: dict[str, GroupRef] = {}
+        self._unsent = Unsent()  # naks a closed connection refused, for the next one
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -180,6 +185,7 @@ class NatsEventBackend:
             layout=self.layout,
             clock=self.clock,
             request_timeout=self.request_timeout,
+            unsent=self._unsent,
         )
         publisher = Publisher(nc, timeout=self.request_timeout)
         return _Connection(nc, js, publisher, reader, letters, link, pull)
@@ -480,7 +486,10 @@ class NatsEventBackend:
         waiting up to ``wait`` seconds for some; one batch per leased partition."""
         group = await self._group(spec)
         try:
-            return await (await self._up()).reader.fetch(group, max_events, wait)
+            conn = await self._up()
+            if self._unsent.replies:
+                await conn.reader.send_unsent()
+            return await conn.reader.fetch(group, max_events, wait)
         except (JetStreamError, TimeoutError):
             # A pull on a deleted consumer is refused or goes unanswered: another process may
             # have deleted the group. The next fetch makes it again (ensure_group).

@@ -11,10 +11,12 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from nats import errors as nats_errors
 from tests.integration.events.nats.conftest import MakeNats, PrivateNats
 from tests.waiting import eventually
 
 from hybridmesh.events.backend import BackendUnavailableError, GroupSpec, Settlement
+from hybridmesh.events.backends._nats_layout import group_token
 from hybridmesh.events.backends.nats import NatsEventBackend
 from hybridmesh.events.bus import EventBus
 from hybridmesh.events.envelope import CloudEvent, EventFormatError
@@ -62,7 +64,8 @@ async def test_the_bus_keeps_consuming_after_the_server_closed_its_connection(
         seen.append(e.data["n"])
 
     bus = EventBus(backend, poll_wait=0.2, owns_backend=False)
-    # The leases a fetch held when the connection closed come back after ack_wait.
+    # A fetch whose pulls were in flight when the connection closed cannot know what the
+    # server delivered: those leases come back after ack_wait.
     bus.subscribe(">", handler, group=f"g{uuid.uuid4().hex[:8]}", ack_wait=2.0)
     async with bus:
         await bus.publish(event(1))
@@ -153,3 +156,66 @@ async def test_an_event_over_the_servers_max_payload_is_400_material_and_harms_n
         assert not backend._connected().nc.is_closed
     finally:
         await backend.close()
+
+
+#: A correctness bound, far below the default ack_wait (30 s): a batch fetched on a
+#: connection the server closed must be settled on the new one, not wait for ack_wait.
+WELL_BEFORE_ACK_WAIT = 10.0
+
+
+async def test_a_batch_held_when_the_server_closed_the_connection_is_settled_on_the_new_one(
+    make_nats: MakeNats,
+) -> None:
+    backend = await make_nats()
+    seen: list[int] = []
+    reached, go_on = asyncio.Event(), asyncio.Event()
+
+    async def handler(e: CloudEvent) -> None:
+        n = e.data["n"]
+        if n == 40 and not go_on.is_set():  # hold the batch (and its lease) here
+            reached.set()
+            await go_on.wait()
+        seen.append(n)
+
+    bus = EventBus(backend, poll_wait=0.2, owns_backend=False)
+    bus.subscribe(">", handler, group=f"g{uuid.uuid4().hex[:8]}")  # ack_wait: 30 s
+    # One key: one partition, so the held batch is all the bus has in hand.
+    events = [
+        CloudEvent.create("user.registered", "/tests", {"n": n}, partition_key="k")
+        for n in range(200)
+    ]
+    async with bus:
+        await bus.publish_many(events)
+        await asyncio.wait_for(reached.wait(), WELL_BEFORE_ACK_WAIT)
+        closed = backend._connected().nc
+        await closed.publish("x" * 10_000, b"")
+        await eventually(lambda: closed.is_closed, what="the server closing the connection")
+        go_on.set()
+        await eventually(
+            lambda: sorted(set(seen)) == list(range(200)),
+            WELL_BEFORE_ACK_WAIT,
+            "every event handled",
+        )
+
+
+async def test_leases_a_closed_connection_refused_to_release_are_released_on_the_next(
+    make_nats: MakeNats,
+) -> None:
+    backend = await make_nats()
+    group = GroupSpec(f"g{uuid.uuid4().hex[:8]}")  # ack_wait: 30 s
+    await backend.ensure_group(group)
+    await backend.publish([event(1)])
+    # Hold every lease token, as a fetch does, and lose the connection before handing them
+    # back: the closed connection refuses the naks (nothing is sent).
+    conn, layout = backend._connected(), backend.layout
+    tokens = await conn.pull.pull(
+        layout.leases_stream, layout.lease_consumer(group_token(group.name)), layout.partitions
+    )
+    assert len(tokens) == layout.partitions
+    await conn.nc.close()
+    with pytest.raises(nats_errors.ConnectionClosedError):
+        await conn.reader._nak_all(tokens)
+    [batch] = await asyncio.wait_for(
+        backend.fetch(group, "c", max_events=10, wait=WELL_BEFORE_ACK_WAIT), WELL_BEFORE_ACK_WAIT
+    )
+    assert [d.event.data["n"] for d in batch.deliveries if d.event is not None] == [1]
