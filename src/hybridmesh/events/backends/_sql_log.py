@@ -11,7 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from hybridmesh.core.clock import Clock
 from hybridmesh.events.backends._sql_wakeup import PostgresListener, Wakeup
@@ -21,9 +21,11 @@ from hybridmesh.store import Statement, Transaction
 Row = tuple[Any, ...]
 
 
-@dataclass(slots=True, frozen=True)
-class LogRow:
-    """One event to append to ``event_log``: its dedupe key, where it goes, and its body."""
+class LogRow(NamedTuple):
+    """One event to append to ``event_log``: its dedupe key, where it goes, and its body.
+
+    A named tuple rather than a frozen dataclass: one is made per event published, and a
+    tuple is several times cheaper to make, and is already the row the driver takes."""
 
     event_id: str
     source: str
@@ -34,16 +36,8 @@ class LogRow:
     published_at: float
 
     def values(self) -> Row:
-        """The row's values in the order of :data:`~._sql_queries.INSERT_EVENT`."""
-        return (
-            self.event_id,
-            self.source,
-            self.type,
-            self.partition,
-            self.only_group,
-            self.body,
-            self.published_at,
-        )
+        """The row's values in the order of :data:`~._sql_queries.INSERT_EVENT`: its own."""
+        return self
 
 
 @dataclass(slots=True, frozen=True)

@@ -236,7 +236,7 @@ class SqlEventBackend:
             event.validate()
         now = self._now()
         await self._publishes.submit([self._row(event, group, now) for event in events])
-        if any(self._wanted_type(event.type) for event in events):
+        if any(self._wanted_type(t) for t in {event.type for event in events}):
             self._wakeup.fire()
 
     def log_rows(self, events: Sequence[CloudEvent], *, group: str | None = None) -> list[LogRow]:
