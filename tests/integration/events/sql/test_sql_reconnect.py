@@ -71,7 +71,9 @@ async def test_a_publish_right_after_the_sessions_were_terminated_is_stored(
         assert await terminate_all(admin, postgres_url) >= 1
         await backend.publish([event(2)])  # on a connection the pool does not know is dead
         await backend.publish([event(3)])
-        assert await fetch_numbers(backend, group) == [1, 2, 3]
+        # Each is stored once; without a partition key they may sit in different partitions,
+        # whose order among themselves is not kept.
+        assert sorted(await fetch_numbers(backend, group)) == [1, 2, 3]
         await backend.check()
     finally:
         await backend.close()
