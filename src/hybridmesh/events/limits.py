@@ -71,7 +71,10 @@ MAX_DATA_BYTES = 512 * 1024
 
 #: Control characters (C0, DEL, C1) and lone surrogates, which no string attribute may hold.
 FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
-TYPE = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*")
+#: One token of an event type (and of a subscription pattern, besides its wildcards).
+TYPE_TOKEN = re.compile(r"[A-Za-z0-9_-]+")
+#: An event type: tokens joined by single dots.
+TYPE = re.compile(rf"{TYPE_TOKEN.pattern}(?:\.{TYPE_TOKEN.pattern})*")
 EXTENSION_NAME = re.compile(r"[a-z0-9]{1,20}")
 # RFC 6838 restricted-name for type, subtype and parameter names; a parameter value is an
 # RFC 9110 token or quoted-string.
@@ -176,6 +179,7 @@ __all__ = [
     "MAX_TYPE",
     "MIN_INTEGER",
     "TYPE",
+    "TYPE_TOKEN",
     "event_type",
     "extension_value",
     "free_text",

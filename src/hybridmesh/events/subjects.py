@@ -12,13 +12,10 @@ safe in a NATS subject and a Kafka topic name alike.
 
 from __future__ import annotations
 
-import re
 from functools import lru_cache
 
 from hybridmesh.core.errors import ValidationError
-from hybridmesh.events.limits import MAX_TYPE, shown
-
-_TOKEN = re.compile(r"[A-Za-z0-9_-]+")
+from hybridmesh.events.limits import MAX_TYPE, TYPE_TOKEN, shown
 
 
 def _tokens(text: str, what: str, *, wildcards: bool) -> list[str]:
@@ -36,7 +33,7 @@ def _tokens(text: str, what: str, *, wildcards: bool) -> list[str]:
             raise ValidationError(f"{what} {shown(text)}: '>' may only be the last token")
         if wildcards and token not in ("*", ">") and ("*" in token or ">" in token):
             raise ValidationError(f"{what} {shown(text)}: wildcards must be whole tokens")
-        if not _TOKEN.fullmatch(token) and not (wildcards and token in ("*", ">")):
+        if not TYPE_TOKEN.fullmatch(token) and not (wildcards and token in ("*", ">")):
             raise ValidationError(
                 f"{what} {shown(text)}: tokens are ASCII letters, digits, '-' and '_'"
             )
