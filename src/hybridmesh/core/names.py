@@ -59,6 +59,24 @@ def check_name(value: str) -> str:
 Name = Annotated[str, AfterValidator(check_name)]
 
 
+#: A serverless function's name, which is looser than a name (it may hold '_' and '.', as
+#: function names on the usual platforms do): 1 to 128 lower-case letters, digits, '-', '_'
+#: and '.', starting with a letter or a digit.
+FUNCTION_NAME = re.compile(r"[a-z0-9][a-z0-9\-_.]{0,127}")
+FUNCTION_NAME_RULE = (
+    "use 1 to 128 lower-case letters, digits, '-', '_' or '.', starting with a letter or digit"
+)
+
+
+def function_name_problem(value: str) -> str | None:
+    """Why ``value`` cannot name a function (a sentence that states the rule), or None."""
+    if isinstance(value, str) and FUNCTION_NAME.fullmatch(value):
+        return None
+    return f"function name {quoted(value) if isinstance(value, str) else repr(value)}: " + (
+        FUNCTION_NAME_RULE
+    )
+
+
 def _reason(value: str) -> str:
     if not value:
         return "it is empty"
@@ -81,10 +99,13 @@ def quoted(value: str) -> str:
 
 
 __all__ = [
+    "FUNCTION_NAME",
+    "FUNCTION_NAME_RULE",
     "MAX_NAME_LENGTH",
     "NAME_RULE",
     "Name",
     "check_name",
+    "function_name_problem",
     "is_name",
     "name_problem",
     "quoted",

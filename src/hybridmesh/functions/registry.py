@@ -23,7 +23,6 @@ import asyncio
 import contextlib
 import contextvars
 import inspect
-import re
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -44,6 +43,7 @@ from hybridmesh.core.errors import (
     ValidationError,
 )
 from hybridmesh.core.ids import new_id, new_request_id
+from hybridmesh.core.names import FUNCTION_NAME, function_name_problem
 from hybridmesh.functions.http import FUNCTION_PATTERN, post_function
 from hybridmesh.observability import (
     MeshMetrics,
@@ -59,9 +59,9 @@ from hybridmesh.transports._http import HttpSession
 
 log = get_logger("hybridmesh.functions")
 
-#: A function name: lower-case letters, digits, ``-``, ``_`` and ``.``, starting with a letter
-#: or digit; at most 128 characters.
-NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9\-_.]{0,127}")
+#: A function name (:data:`hybridmesh.core.names.FUNCTION_NAME`): lower-case letters,
+#: digits, ``-``, ``_`` and ``.``, starting with a letter or digit; at most 128 characters.
+NAME_PATTERN = FUNCTION_NAME
 #: Threads shared by the synchronous Python functions of one registry.
 MAX_THREADS = 64
 
@@ -423,16 +423,9 @@ def _is_async(fn: Callable[..., Any]) -> bool:
 
 
 def _check_name(name: str) -> str:
-    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
-        raise ValidationError(
-            [
-                Problem(
-                    f"function name {name!r}: use 1 to 128 lower-case letters, digits, '-', "
-                    "'_' or '.', starting with a letter or digit",
-                    field="name",
-                )
-            ]
-        )
+    problem = function_name_problem(name)
+    if problem is not None:
+        raise ValidationError([Problem(problem, field="name")])
     return name
 
 

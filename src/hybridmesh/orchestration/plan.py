@@ -39,6 +39,7 @@ from hybridmesh.core.limits import (
     describe,
     dotted,
 )
+from hybridmesh.core.names import function_name_problem
 from hybridmesh.core.serialization import dumps, loads
 
 #: How definitions are read from plain data: each field by its name or its camelCase alias
@@ -159,6 +160,12 @@ def _checked(rule: Any) -> AfterValidator:
 
 #: An operation's name (:func:`operation_name_problem`).
 OperationName = Annotated[StrictStr, _checked(operation_name_problem)]
+#: A function's name: what a function can be registered under
+#: (:func:`hybridmesh.core.names.function_name_problem`), and an operation name too.
+FunctionName = Annotated[
+    StrictStr,
+    _checked(lambda name: function_name_problem(name) or operation_name_problem(name)),
+]
 #: A path on a service (:func:`endpoint_problem`).
 Endpoint = Annotated[StrictStr, _checked(endpoint_problem)]
 
@@ -215,7 +222,7 @@ class Operation:
     payload: Mapping[str, Any] = field(default_factory=dict)
     #: The function's name, for ``type: function`` (a serverless service's defaults to the
     #: service's name).
-    function_name: OperationName | None = None
+    function_name: FunctionName | None = None
     #: The batch operation's name, for ``type: batch`` (defaults to the endpoint's last part).
     batch_operation: OperationName | None = None
 

@@ -283,6 +283,23 @@ def test_batch_operation_and_function_names_are_operation_names(field: str) -> N
     assert [where for where, _ in problems] == [f"steps[0].operation.{field}"]
 
 
+@pytest.mark.parametrize("name", ["Transform-Events", "a..b", "_private"])
+def test_a_function_name_no_function_can_be_registered_under_is_refused(name: str) -> None:
+    # What the function registry accepts, and a safe path segment too: a step naming
+    # anything else could never find its function.
+    operation = WorkflowOperation(type="function", function_name=name)
+
+    problems = errors(validate(workflow(wf_step(operation=operation))))
+
+    assert [where for where, _ in problems] == ["steps[0].operation.function_name"]
+
+
+def test_a_function_name_the_registry_takes_is_valid() -> None:
+    operation = WorkflowOperation(type="function", function_name="transform_events.v2")
+
+    assert errors(validate(workflow(wf_step(operation=operation)))) == []
+
+
 def test_a_batch_step_named_by_its_endpoint_needs_an_operation_name_there() -> None:
     operation = WorkflowOperation(type="batch", endpoint="/batch/orders?since=1")
     named = replace(operation, batch_operation="orders")
