@@ -19,7 +19,7 @@ from pathlib import Path
 
 import nats
 import pytest
-from tests.waiting import eventually_sync
+from tests.waiting import eventually, eventually_sync
 
 from hybridmesh.events.backends.nats import NatsEventBackend
 
@@ -66,6 +66,21 @@ async def prefix(nats_url: str) -> AsyncIterator[str]:
 
 
 MakeNats = Callable[..., Awaitable[NatsEventBackend]]
+
+
+async def hang_up(backend: NatsEventBackend) -> None:
+    """Make the server hang up on the backend's connection, and wait until the client has
+    seen it: send a protocol line over the server's 4 KiB limit (as a 10,000-character
+    event type once did), which the server answers with -ERR and a closed socket.
+    Whichever of the two the client reads first decides what it does: on the -ERR it
+    gives the connection up (closed), on the reset it reconnects by itself. The backend
+    must go on either way, so either ends the wait."""
+    hung_up = backend._connected().nc
+    await hung_up.publish("x" * 10_000, b"")
+    await eventually(
+        lambda: hung_up.is_closed or hung_up.stats["reconnects"] > 0,
+        what="the server hanging up",
+    )
 
 
 @pytest.fixture

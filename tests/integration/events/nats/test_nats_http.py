@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from tests.integration.events.nats.conftest import PrivateNats
+from tests.integration.events.nats.conftest import PrivateNats, hang_up
 from tests.waiting import eventually
 
 from hybridmesh.api import create_app
@@ -88,9 +88,7 @@ async def test_after_the_server_closed_the_connection_events_are_taken_again(
     nats_url: str, prefix: str
 ) -> None:
     async with serving(nats_url, prefix) as served:
-        closed = served.backend._connected().nc
-        await closed.publish("x" * 10_000, b"")  # a line the server refuses: it hangs up
-        await eventually(lambda: closed.is_closed, what="the server closing the connection")
+        await hang_up(served.backend)
         good = event()
         assert (await served.post(good.to_json()))[0] == 202
         await eventually(lambda: served.seen == [good.id], what="the event consumed")

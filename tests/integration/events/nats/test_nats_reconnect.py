@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from nats import errors as nats_errors
-from tests.integration.events.nats.conftest import MakeNats, PrivateNats
+from tests.integration.events.nats.conftest import MakeNats, PrivateNats, hang_up
 from tests.waiting import eventually
 
 from hybridmesh.events.backend import BackendUnavailableError, GroupSpec, Settlement
@@ -43,11 +43,7 @@ async def test_a_connection_the_server_closed_is_opened_again(make_nats: MakeNat
     group = GroupSpec(f"g{uuid.uuid4().hex[:8]}")
     await backend.ensure_group(group)
     await backend.publish([event(1)])
-    # Send the server a protocol line over its 4 KiB limit, as a 10,000-character type once
-    # did: it answers -ERR and closes the connection, and nats-py gives that client up.
-    closed = backend._connected().nc
-    await closed.publish("x" * 10_000, b"")
-    await eventually(lambda: closed.is_closed, what="the server closing the connection")
+    await hang_up(backend)
     await backend.publish([event(2)])
     assert sorted(await fetch_numbers(backend, group)) == [1, 2]
     await backend.check()
@@ -70,9 +66,7 @@ async def test_the_bus_keeps_consuming_after_the_server_closed_its_connection(
     async with bus:
         await bus.publish(event(1))
         await eventually(lambda: seen == [1], what="the first event")
-        closed = backend._connected().nc
-        await closed.publish("x" * 10_000, b"")
-        await eventually(lambda: closed.is_closed, what="the server closing the connection")
+        await hang_up(backend)
         await bus.publish(event(2))
         await eventually(lambda: seen == [1, 2], what="the event after the reconnect")
 
@@ -187,9 +181,7 @@ async def test_a_batch_held_when_the_server_closed_the_connection_is_settled_on_
     async with bus:
         await bus.publish_many(events)
         await asyncio.wait_for(reached.wait(), WELL_BEFORE_ACK_WAIT)
-        closed = backend._connected().nc
-        await closed.publish("x" * 10_000, b"")
-        await eventually(lambda: closed.is_closed, what="the server closing the connection")
+        await hang_up(backend)
         go_on.set()
         await eventually(
             lambda: sorted(set(seen)) == list(range(200)),
