@@ -52,6 +52,11 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("otel_traces_sampler_arg"),
         description="OTEL_TRACES_SAMPLER_ARG: the ratio of the *traceidratio samplers, 0 to 1.",
     )
+    redis_url: str | None = Field(
+        None,
+        description="redis://host:port/db: the gateway's rate limits are shared across its "
+        "replicas through it; unset, each replica counts alone.",
+    )
     http_host: str = Field("127.0.0.1", description="Address `hybridmesh serve` binds.")
     http_port: Port = Field(8700, description="Port `hybridmesh serve` binds (0: any free one).")
     http_header_timeout: Seconds = Field(

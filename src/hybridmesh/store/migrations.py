@@ -246,6 +246,62 @@ _EVENT_SCAN = (
     "DROP INDEX event_log_partition",
 )
 
+# The gateway: its routes (each a JSON document with a revision), one revision counter for
+# everything the gateway replicas share (routes and keys: a replica reloads when it moves),
+# API keys (hashed), a bounded sample of mirror mismatches, and per-second windows that
+# each replica publishes for `routes stats`.
+_GATEWAY = (
+    """
+    CREATE TABLE gw_routes (
+        name TEXT PRIMARY KEY,
+        spec TEXT NOT NULL,
+        revision BIGINT NOT NULL,
+        source TEXT,
+        updated_at DOUBLE PRECISION NOT NULL
+    )
+    """,
+    "CREATE TABLE gw_revision (id INTEGER PRIMARY KEY, revision BIGINT NOT NULL)",
+    "INSERT INTO gw_revision (id, revision) VALUES (1, 0)",
+    """
+    CREATE TABLE gw_keys (
+        id TEXT PRIMARY KEY,
+        consumer TEXT NOT NULL,
+        route TEXT,
+        digest TEXT NOT NULL UNIQUE,
+        prefix TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        revoked_at DOUBLE PRECISION
+    )
+    """,
+    """
+    CREATE TABLE gw_mismatches (
+        id TEXT PRIMARY KEY,
+        route TEXT NOT NULL,
+        at DOUBLE PRECISION NOT NULL,
+        method TEXT NOT NULL,
+        path TEXT NOT NULL,
+        differences TEXT NOT NULL,
+        primary_status INTEGER,
+        candidate_status INTEGER,
+        primary_body TEXT,
+        candidate_body TEXT
+    )
+    """,
+    "CREATE INDEX gw_mismatches_route ON gw_mismatches (route, at)",
+    """
+    CREATE TABLE gw_windows (
+        replica TEXT NOT NULL,
+        route TEXT NOT NULL,
+        backend TEXT NOT NULL,
+        second BIGINT NOT NULL,
+        requests INTEGER NOT NULL,
+        errors INTEGER NOT NULL,
+        latency TEXT NOT NULL,
+        PRIMARY KEY (route, second, replica, backend)
+    )
+    """,
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         version=1,
@@ -305,6 +361,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         statements=("ALTER TABLE orch_definitions ADD COLUMN retired_at DOUBLE PRECISION",),
     ),
     Migration(version=9, name="event log scans by type", statements=_EVENT_SCAN),
+    Migration(version=10, name="gateway", statements=_GATEWAY),
 )
 """Every migration, in version order. :meth:`Store.upgrade` applies the missing ones."""
 

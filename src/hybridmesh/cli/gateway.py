@@ -1,0 +1,412 @@
+"""``hybridmesh gateway``, ``hybridmesh routes`` and ``hybridmesh keys``: the front door.
+
+``gateway`` runs a replica of the reverse proxy; ``routes`` applies, inspects and changes
+its routes in the state store (every replica picks a change up within a second); ``keys``
+creates and revokes the API keys of the ``key_auth`` policy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.markup import escape
+from rich.table import Table
+
+from hybridmesh.cli._common import console, emit_json, err_console, get_ctx, json_option, run
+from hybridmesh.core.errors import Problem, ValidationError
+from hybridmesh.core.process import tune_gc
+from hybridmesh.gateway.config import LoadedRoute, Route, load_routes
+from hybridmesh.gateway.state import GatewayState, StoredRoute
+from hybridmesh.store import open_store
+
+T = TypeVar("T")
+
+
+async def _with_state(action: Callable[[GatewayState], Awaitable[T]], *, create: bool = True) -> T:
+    async with await open_store(get_ctx().database_url, create=create) as store:
+        await store.upgrade()
+        return await action(GatewayState(store))
+
+
+def _problems(problems: list[Problem]) -> None:
+    for p in problems:
+        err_console.print(str(p), style="red", markup=False, highlight=False, soft_wrap=True)
+
+
+def _loaded(path: Path) -> list[LoadedRoute]:
+    try:
+        return load_routes(path)
+    except ValidationError as invalid:
+        _problems(invalid.problems)
+        raise SystemExit(2) from None
+
+
+def _route_summary(stored: StoredRoute) -> dict[str, Any]:
+    route = stored.route
+    path = route.match.path
+    return {
+        "name": route.name,
+        "hosts": list(route.match.hosts),
+        "path": path.model_dump(exclude_none=True),
+        "methods": list(route.match.methods),
+        "backends": [
+            {
+                "name": b.name,
+                "target": b.url or f"service:{b.service}",
+                "weight": b.weight,
+            }
+            for b in route.backends
+        ],
+        "sticky": route.sticky.model_dump(exclude_none=True) if route.sticky else None,
+        "mirror": route.mirror.model_dump(mode="json") if route.mirror else None,
+        "policies": sorted(route.policies),
+        "revision": stored.revision,
+        "source": stored.source,
+        "updated_at": stored.updated_at,
+    }
+
+
+# -- the gateway process -------------------------------------------------------------------
+
+
+@click.command()
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    envvar="HYBRIDMESH_GATEWAY_HOST",
+    show_default=True,
+    help="Address to bind.",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65_535),
+    default=8800,
+    envvar="HYBRIDMESH_GATEWAY_PORT",
+    show_default=True,
+    help="Port to bind, 0 for any free one.",
+)
+@click.option(
+    "--status-port",
+    type=click.IntRange(0, 65_535),
+    default=None,
+    envvar="HYBRIDMESH_GATEWAY_STATUS_PORT",
+    help="Also serve GET /metrics, /livez and /readyz on this port (0: any free one).",
+)
+@click.option(
+    "--trusted-proxy",
+    "trusted_proxies",
+    multiple=True,
+    metavar="CIDR",
+    help="A proxy in front of the gateway whose X-Forwarded-For is believed (repeatable).",
+)
+@click.option("--no-access-log", is_flag=True, help="Do not log a line per request.")
+def gateway(
+    host: str,
+    port: int,
+    status_port: int | None,
+    trusted_proxies: tuple[str, ...],
+    no_access_log: bool,
+) -> None:
+    """Run a gateway replica: an HTTP/1.1 reverse proxy with the routes in the store.
+
+    Any number of replicas can share one store (SQLite on one host, PostgreSQL when
+    scaled); each picks up a change to routes or keys within a second, without a restart.
+    Prints the address it listens on, then serves until interrupted (Ctrl-C or SIGTERM),
+    letting requests under way finish.
+    """
+    from hybridmesh.gateway.server import GatewaySettings
+
+    settings = get_ctx().settings
+    gateway_settings = GatewaySettings(
+        header_timeout=settings.http_header_timeout,
+        body_timeout=settings.http_body_timeout,
+        redis_url=settings.redis_url,
+        trusted_proxies=trusted_proxies,
+        access_log=not no_access_log,
+    )
+    tune_gc()
+    with contextlib.suppress(KeyboardInterrupt):
+        run(_run_gateway(host, port, status_port, gateway_settings))
+
+
+async def _run_gateway(host: str, port: int, status_port: int | None, settings: Any) -> None:
+    from hybridmesh.gateway.server import Gateway
+    from hybridmesh.gateway.state import SnapshotWatcher
+    from hybridmesh.observability import configure_logging
+
+    configure_logging(get_ctx().settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with await open_store(get_ctx().database_url) as store:
+        await store.upgrade()
+        proxy = Gateway(settings)
+        watcher = SnapshotWatcher(GatewayState(store), proxy.use)
+        await watcher.start()
+        bound_host, bound_port = await proxy.start(host, port)
+        status = None
+        if status_port is not None:
+            status = await _status_server(proxy, host, status_port)
+        console.print(f"gateway listening on http://{bound_host}:{bound_port}", highlight=False)
+        if status is not None:
+            console.print(f"gateway status on http://{host}:{status[1]}", highlight=False)
+        try:
+            await stop.wait()
+        finally:
+            await watcher.close()
+            await proxy.close()
+            if status is not None:
+                await status[0].cleanup()
+
+
+async def _status_server(proxy: Any, host: str, port: int) -> tuple[Any, int]:
+    from aiohttp import web
+
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(body=proxy.metrics.render(), content_type="text/plain")
+
+    async def livez(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(_: web.Request) -> web.Response:
+        ready = proxy.snapshot.revision >= 0
+        return web.json_response(
+            {"status": "ok" if ready else "starting", "revision": proxy.snapshot.revision},
+            status=200 if ready else 503,
+        )
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/livez", livez)
+    app.router.add_get("/readyz", readyz)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, bound
+
+
+# -- routes --------------------------------------------------------------------------------
+
+
+@click.group()
+def routes() -> None:
+    """The gateway's routes: apply YAML, list, show, diff, shift weights."""
+
+
+_path = click.argument("path", type=click.Path(exists=True, path_type=Path), metavar="FILE")
+
+
+@routes.command("validate")
+@_path
+@json_option
+def routes_validate(path: Path, as_json: bool) -> None:
+    """Check a routes file (or folder) without touching the store; exits 2 naming
+    file:line and field when it is invalid."""
+    try:
+        loaded = load_routes(path)
+    except ValidationError as invalid:
+        if as_json:
+            emit_json({"valid": False, "errors": [_problem_dict(p) for p in invalid.problems]})
+        else:
+            _problems(invalid.problems)
+        raise SystemExit(2) from None
+    if as_json:
+        emit_json({"valid": True, "routes": [item.route.name for item in loaded]})
+    else:
+        console.print(f"[green]valid[/green]: {len(loaded)} route(s)", highlight=False)
+
+
+def _problem_dict(p: Problem) -> dict[str, Any]:
+    return {"file": p.file, "line": p.line, "field": p.field, "message": p.message}
+
+
+@routes.command("apply")
+@_path
+@click.option("--prune", is_flag=True, help="Delete stored routes that FILE does not define.")
+@json_option
+def routes_apply(path: Path, prune: bool, as_json: bool) -> None:
+    """Store the routes of FILE (a file or a folder): new ones are created, changed ones
+    replaced. Every replica routes with them within a second. Exits 2 when FILE is invalid
+    or a backend names a service that is not registered."""
+    loaded = _loaded(path)
+
+    async def apply(state: GatewayState) -> Any:
+        try:
+            return await state.apply(loaded, prune=prune, source=str(path))
+        except ValidationError as invalid:
+            _problems(invalid.problems)
+            raise SystemExit(2) from None
+
+    result = run(_with_state(apply))
+    if as_json:
+        emit_json(result.to_dict())
+        return
+    for what, names in result.to_dict().items():
+        for name in names:
+            console.print(f"{what:9} {name}", highlight=False)
+
+
+@routes.command("diff")
+@_path
+@click.option("--prune", is_flag=True, help="Also show stored routes FILE does not define.")
+@json_option
+def routes_diff(path: Path, prune: bool, as_json: bool) -> None:
+    """What `routes apply FILE` would change, changing nothing."""
+    loaded = _loaded(path)
+    result = run(
+        _with_state(lambda s: s.diff([i.route for i in loaded], prune=prune), create=False)
+    )
+    if as_json:
+        emit_json(result.to_dict())
+        return
+    marks = {"created": "+", "updated": "~", "deleted": "-", "unchanged": "="}
+    for what, names in result.to_dict().items():
+        for name in names:
+            console.print(f"{marks[what]} {name} ({what})", highlight=False)
+
+
+@routes.command("list")
+@json_option
+def routes_list(as_json: bool) -> None:
+    """The stored routes."""
+    stored = run(_with_state(lambda s: s.routes(), create=False))
+    rows = [_route_summary(s) for s in stored]
+    if as_json:
+        emit_json(rows)
+        return
+    table = Table("route", "match", "backends", "policies", "revision")
+    for row in rows:
+        path = row["path"]
+        match = " ".join([*(row["hosts"] or []), f"{next(iter(path))} {next(iter(path.values()))}"])
+        if row["methods"]:
+            match += " " + ",".join(row["methods"])
+        backends = ", ".join(f"{b['name']} {b['weight']:g}%" for b in row["backends"])
+        table.add_row(
+            escape(row["name"]),
+            escape(match),
+            escape(backends),
+            escape(", ".join(row["policies"])),
+            str(row["revision"]),
+        )
+    console.print(table)
+
+
+@routes.command("show")
+@click.argument("name")
+@json_option
+def routes_show(name: str, as_json: bool) -> None:
+    """One route, as stored."""
+    stored = run(_with_state(lambda s: s.route(name), create=False))
+    if as_json:
+        emit_json(
+            {
+                **_route_summary(stored),
+                "spec": stored.route.model_dump(mode="json", exclude_defaults=True),
+            }
+        )
+        return
+    import yaml
+
+    console.print(f"[bold]{escape(name)}[/bold] (revision {stored.revision})")
+    text = yaml.safe_dump(
+        stored.route.model_dump(mode="json", exclude_defaults=True), sort_keys=False
+    )
+    console.print(text, markup=False, highlight=False)
+
+
+@routes.command("set-weight")
+@click.argument("name")
+@click.argument("backend")
+@click.argument("percent", type=float)
+@json_option
+def routes_set_weight(name: str, backend: str, percent: float, as_json: bool) -> None:
+    """Give BACKEND of route NAME PERCENT of the traffic (0 to 100, in 0.01 steps); the
+    other backends share the rest in their present proportions."""
+    route: Route = run(_with_state(lambda s: s.set_weight(name, backend, percent)))
+    weights = {b.name: b.weight for b in route.backends}
+    if as_json:
+        emit_json({"route": name, "weights": weights})
+        return
+    console.print(
+        f"{escape(name)}: " + ", ".join(f"{escape(k)} {v:g}%" for k, v in weights.items()),
+        highlight=False,
+    )
+
+
+@routes.command("delete")
+@click.argument("name")
+def routes_delete(name: str) -> None:
+    """Delete route NAME (exits 1 when there is none)."""
+    if not run(_with_state(lambda s: s.delete(name))):
+        err_console.print(f"error: no route {escape(name)!s}", highlight=False)
+        raise SystemExit(1)
+    console.print(f"deleted {escape(name)}", highlight=False)
+
+
+# -- keys ----------------------------------------------------------------------------------
+
+
+@click.group()
+def keys() -> None:
+    """API keys for routes with the key_auth policy."""
+
+
+@keys.command("create")
+@click.option("--consumer", required=True, help="Who the key belongs to (rate limits use it).")
+@click.option("--route", default=None, help="Only valid on this route (default: every route).")
+@json_option
+def keys_create(consumer: str, route: str | None, as_json: bool) -> None:
+    """Create a key. The key is printed once and stored only as a digest."""
+    from hybridmesh.core.names import name_problem
+
+    problem = name_problem(consumer)
+    if problem is not None:
+        raise click.BadParameter(problem, param_hint="--consumer")
+    record, secret = run(_with_state(lambda s: s.create_key(consumer, route)))
+    if as_json:
+        emit_json({**record.to_dict(), "key": secret})
+        return
+    console.print(
+        f"key {record.id} for {escape(consumer)}: {secret}", highlight=False, soft_wrap=True
+    )
+    err_console.print("store it now: it is not shown again", style="yellow")
+
+
+@keys.command("list")
+@click.option("--active", is_flag=True, help="Leave revoked keys out.")
+@json_option
+def keys_list(active: bool, as_json: bool) -> None:
+    """The keys (never the keys themselves: their id, consumer and first characters)."""
+    found = run(_with_state(lambda s: s.keys(include_revoked=not active), create=False))
+    if as_json:
+        emit_json([k.to_dict() for k in found])
+        return
+    table = Table("id", "consumer", "route", "prefix", "status")
+    for k in found:
+        row = k.to_dict()
+        table.add_row(k.id, escape(k.consumer), escape(k.route or "*"), k.prefix, row["status"])
+    console.print(table)
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+@json_option
+def keys_revoke(key_id: str, as_json: bool) -> None:
+    """Revoke key KEY_ID: every replica refuses it within a second."""
+    record = run(_with_state(lambda s: s.revoke_key(key_id)))
+    if as_json:
+        emit_json(record.to_dict())
+        return
+    console.print(f"revoked {record.id} ({escape(record.consumer)})", highlight=False)
+
+
+__all__ = ["gateway", "keys", "routes"]

@@ -1,0 +1,142 @@
+"""What passes through the gateway: a request on its way, the gateway's own answers.
+
+Header names are kept lower-case (HTTP/1.1 names are case-insensitive, RFC 9110 section
+5.1), values as the client sent them (decoded as ISO-8859-1, so every byte survives).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any
+
+from hybridmesh.core.serialization import dumpb
+
+
+class Headers:
+    """An ordered list of ``(name, value)`` pairs; a name may appear more than once."""
+
+    __slots__ = ("pairs",)
+
+    def __init__(self, pairs: Iterable[tuple[str, str]] = ()) -> None:
+        self.pairs: list[tuple[str, str]] = [(n.lower(), v) for n, v in pairs]
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        """The first value of ``name`` (lower-case)."""
+        for key, value in self.pairs:
+            if key == name:
+                return value
+        return default
+
+    def get_all(self, name: str) -> list[str]:
+        return [value for key, value in self.pairs if key == name]
+
+    def __contains__(self, name: object) -> bool:
+        return any(key == name for key, _ in self.pairs)
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(self.pairs)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def add(self, name: str, value: str) -> None:
+        self.pairs.append((name.lower(), value))
+
+    def set(self, name: str, value: str) -> None:
+        """Replace every ``name`` with one ``value`` (where the first one stood)."""
+        name = name.lower()
+        out: list[tuple[str, str]] = []
+        placed = False
+        for key, old in self.pairs:
+            if key == name:
+                if not placed:
+                    out.append((name, value))
+                    placed = True
+            else:
+                out.append((key, old))
+        if not placed:
+            out.append((name, value))
+        self.pairs = out
+
+    def remove(self, name: str) -> None:
+        name = name.lower()
+        self.pairs = [(key, value) for key, value in self.pairs if key != name]
+
+    def copy(self) -> Headers:
+        clone = Headers()
+        clone.pairs = list(self.pairs)
+        return clone
+
+    def __repr__(self) -> str:
+        return f"Headers({self.pairs!r})"
+
+
+@dataclass(slots=True)
+class Answer:
+    """An answer the gateway gives itself (a refusal, a failure), never sent upstream."""
+
+    status: int
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""
+
+
+def problem(
+    status: int,
+    detail: str,
+    *,
+    request_id: str | None = None,
+    title: str | None = None,
+    headers: Iterable[tuple[str, str]] = (),
+    **extra: Any,
+) -> Answer:
+    """An RFC 9457 problem answer (``application/problem+json``) naming the request id."""
+    document: dict[str, Any] = {
+        "type": "about:blank",
+        "title": title or HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+    }
+    if request_id is not None:
+        document["request_id"] = request_id
+    document.update(extra)
+    return Answer(
+        status,
+        [("content-type", "application/problem+json"), *headers],
+        dumpb(document),
+    )
+
+
+@dataclass(slots=True)
+class ProxyRequest:
+    """One request as the gateway handles it. Policies read it and may change it: what
+    reaches the backend is ``method``, ``path``, ``query``, ``headers`` and ``body`` as
+    they stand when the last policy has run."""
+
+    method: str
+    path: str
+    query: str
+    headers: Headers
+    body: bytes
+    client_ip: str
+    request_id: str
+    #: The named groups of the route's path regex.
+    captures: dict[str, str] = field(default_factory=dict)
+    #: Who is calling, as the authentication policy established it (key or JWT).
+    consumer: str | None = None
+    #: The id of the credential used (an API key's id), for rate limits by credential.
+    credential: str | None = None
+    #: A verified JWT's claims.
+    claims: dict[str, Any] | None = None
+    #: Headers added to whatever answer the client gets (rate limit headers).
+    answer_headers: list[tuple[str, str]] = field(default_factory=list)
+    #: The name of the route that took the request.
+    route: str = ""
+
+    @property
+    def target(self) -> str:
+        return f"{self.path}?{self.query}" if self.query else self.path
+
+
+__all__ = ["Answer", "Headers", "ProxyRequest", "problem"]

@@ -1,0 +1,95 @@
+"""Policies: what a route does to a request besides sending it on, like Kong's plugins.
+
+Each kind lives in its own module here, registers itself with
+:func:`~hybridmesh.gateway.config.register_policy` (its settings model, its place in the
+order, its builder), and is documented in docs/gateway.md. A route's policies are built
+once per route revision and run in their kinds' order: first who may call (IP
+restriction, then authentication), then how much (rate limits), then what is changed
+(transformations, fault injection).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from hybridmesh.gateway.http import Answer, Headers, ProxyRequest
+
+if TYPE_CHECKING:
+    from hybridmesh.gateway.state import Snapshot
+
+#: Where each kind runs (lower first).
+ORDER_IP = 10
+ORDER_AUTH = 20
+ORDER_RATE = 30
+ORDER_TRANSFORM = 40
+ORDER_FAULTS = 50
+
+
+@dataclass(frozen=True)
+class PolicyContext:
+    """What a policy may use besides its settings."""
+
+    route: str
+    #: The gateway's current routes and keys (changes live).
+    snapshot: Callable[[], Snapshot]
+    #: ``HYBRIDMESH_REDIS_URL``, when rate limits are shared through Redis.
+    redis_url: str | None = None
+    #: The proxies whose ``X-Forwarded-For`` is believed.
+    trusted_proxies: tuple[str, ...] = ()
+
+
+class Policy:
+    """One step of a route's pipeline."""
+
+    #: Set by policies that change the answer's body: the gateway then reads the whole
+    #: answer before it sends it on.
+    transforms_response_body: bool = False
+    #: Set by policies that need the request's whole body (all do today: bodies are read
+    #: before the pipeline runs, within the route's ``max_body_bytes``).
+    reads_request_body: bool = False
+
+    async def request(self, request: ProxyRequest) -> Answer | None:
+        """Look at (and maybe change) ``request``; an :class:`Answer` refuses it."""
+        return None
+
+    def response_head(self, request: ProxyRequest, status: int, headers: Headers) -> None:
+        """Change the answer's headers in place before they go to the client."""
+
+    def response_body(
+        self, request: ProxyRequest, status: int, headers: Headers, body: bytes
+    ) -> bytes:
+        """The answer's new body (only when :attr:`transforms_response_body`)."""
+        return body
+
+    async def close(self) -> None:
+        """Release what the policy holds (connections)."""
+
+
+Builder = Callable[[Any, PolicyContext], Policy]
+_BUILDERS: dict[str, Builder] = {}
+
+
+def register_builder(name: str, builder: Builder) -> None:
+    _BUILDERS[name] = builder
+
+
+def build_policy(name: str, settings: Any, context: PolicyContext) -> Policy:
+    return _BUILDERS[name](settings, context)
+
+
+# The built-in kinds register themselves on import.
+from hybridmesh.gateway.policies import builtin  # noqa: E402, F401
+
+__all__ = [
+    "ORDER_AUTH",
+    "ORDER_FAULTS",
+    "ORDER_IP",
+    "ORDER_RATE",
+    "ORDER_TRANSFORM",
+    "Policy",
+    "PolicyContext",
+    "build_policy",
+    "register_builder",
+]

@@ -1,0 +1,3 @@
+"""The policy kinds that come with hybridmesh (each module registers itself)."""
+
+from hybridmesh.gateway.policies import faults  # noqa: F401

@@ -1,0 +1,72 @@
+"""``faults``: delay or abort a share of a route's requests, for chaos experiments and for
+testing the gates of a migration (Envoy's fault injection filter).
+
+Settings::
+
+    faults:
+      delay: {percent: 10, seconds: 0.5}     # wait before sending on
+      abort: {percent: 5, status: 503}       # answer this status instead
+      header: x-fault                        # only requests carrying this header
+
+Off unless a route names it; changed live like any route. An aborted request never reaches
+a backend, and counts as refused with reason ``fault``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from hybridmesh.core.limits import Delay
+from hybridmesh.gateway.config import HeaderName, Percent, PolicyKind, register_policy
+from hybridmesh.gateway.http import Answer, ProxyRequest, problem
+from hybridmesh.gateway.policies import ORDER_FAULTS, Policy, PolicyContext, register_builder
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FaultDelay(_Strict):
+    percent: Percent
+    seconds: Delay
+
+
+class FaultAbort(_Strict):
+    percent: Percent
+    status: int = Field(503, ge=400, le=599)
+
+
+class FaultSettings(_Strict):
+    delay: FaultDelay | None = None
+    abort: FaultAbort | None = None
+    #: Only requests carrying this header are faulted (any value).
+    header: HeaderName | None = None
+
+
+class Faults(Policy):
+    def __init__(self, settings: FaultSettings, context: PolicyContext) -> None:
+        self.settings = settings
+        self.rng = random.Random()
+
+    async def request(self, request: ProxyRequest) -> Answer | None:
+        settings = self.settings
+        if settings.header is not None and settings.header not in request.headers:
+            return None
+        delay = settings.delay
+        if delay is not None and self.rng.random() * 100 < delay.percent:
+            await asyncio.sleep(delay.seconds)
+        abort = settings.abort
+        if abort is not None and self.rng.random() * 100 < abort.percent:
+            return problem(
+                abort.status,
+                "fault injected by the route's faults policy",
+                request_id=request.request_id,
+            )
+        return None
+
+
+register_policy(PolicyKind("faults", FaultSettings, ORDER_FAULTS, __doc__ or ""))
+register_builder("faults", Faults)

@@ -1,0 +1,947 @@
+"""The gateway process: an HTTP/1.1 reverse proxy on ``asyncio`` and llhttp (``httptools``).
+
+Each client connection is an :class:`asyncio.Protocol` whose requests are parsed by llhttp
+and handled one after another (pipelined requests wait their turn). A request is matched
+to a route (:mod:`hybridmesh.gateway.routing`), passes the route's policies, and goes to
+the backend chosen for it over a keep-alive connection (:mod:`hybridmesh.gateway.upstream`);
+the answer's head goes back as soon as it arrives and its body streams after it.
+
+Hygiene, as RFC 9110/9112 and the usual proxies do it:
+
+- limits: a request line over 8 KiB is 414, a head over 64 KiB or 100 headers is 431, a
+  body over the route's ``max_body_bytes`` is 413, a head not complete within
+  ``header_timeout`` seconds is 408 (or a quiet close for an idle keep-alive connection),
+  a body not complete within ``body_timeout`` is 408, anything llhttp cannot parse is 400;
+  each of these answers closes the connection;
+- hop-by-hop headers (``Connection`` and those it names, ``Keep-Alive``, ``TE``,
+  ``Trailer``, ``Transfer-Encoding``, ``Upgrade``, ``Proxy-*``) are not passed on, either
+  way; the gateway frames each message itself;
+- ``X-Forwarded-For`` (appended), ``X-Forwarded-Proto`` and ``X-Forwarded-Host`` are set,
+  ``X-Request-ID`` is kept (or made) and returned, ``traceparent`` is propagated (a new
+  trace when the client sent none), with a server span per request when spans are on;
+- failures are problem+json with the request id: 502 when the backend cannot be reached or
+  answers garbage, 503 when every backend is ejected or its breaker is open, 504 when it
+  does not answer in time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections import deque
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import httptools
+
+from hybridmesh.core.clock import SYSTEM_CLOCK
+from hybridmesh.core.errors import CircuitOpenError
+from hybridmesh.core.ids import new_request_id
+from hybridmesh.gateway.config import IDEMPOTENT_METHODS, Backend, Route, policy_settings
+from hybridmesh.gateway.http import Answer, Headers, ProxyRequest, problem
+from hybridmesh.gateway.metrics import GatewayMetrics
+from hybridmesh.gateway.policies import Policy, PolicyContext, build_policy
+from hybridmesh.gateway.routing import CompiledRoute, sticky_key
+from hybridmesh.gateway.state import Snapshot
+from hybridmesh.gateway.upstream import (
+    BodySink,
+    Origin,
+    UpstreamConnection,
+    UpstreamError,
+    UpstreamPool,
+    UpstreamResponse,
+)
+from hybridmesh.observability import get_logger
+from hybridmesh.resilience.breaker import CircuitBreaker, CircuitBreakerConfig
+
+log = get_logger("hybridmesh.gateway")
+access_log = get_logger("hybridmesh.gateway.access")
+
+MAX_REQUEST_LINE = 8 * 1024
+MAX_HEAD_BYTES = 64 * 1024
+MAX_HEADERS = 100
+#: Requests parsed ahead of the one being answered before reading pauses.
+MAX_PIPELINED = 16
+
+#: RFC 9110 section 7.6.1: never forwarded, whatever ``Connection`` names besides.
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+_NO_BODY_STATUSES = frozenset({204, 304})
+
+
+@dataclass
+class GatewaySettings:
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    #: Largest body of any request, before its route is known (a route may lower it).
+    max_body_bytes: int = 1024 * 1024 * 1024
+    redis_url: str | None = None
+    trusted_proxies: tuple[str, ...] = ()
+    access_log: bool = True
+
+
+# -- per backend and route -------------------------------------------------------------------
+
+
+@dataclass
+class BackendRuntime:
+    """A backend of a route as the gateway calls it, and its health (kept across reloads
+    while the backend keeps its name and address)."""
+
+    backend: Backend
+    url: str
+    origin: Origin
+    base_path: str
+    breaker: CircuitBreaker | None
+    consecutive_failures: int = 0
+    ejections: int = 0
+    ejected_until: float = 0.0
+
+    def ejected(self, now: float) -> bool:
+        return self.ejected_until > now
+
+
+@dataclass
+class RouteRuntime:
+    compiled: CompiledRoute
+    policies: list[Policy]
+    backends: dict[str, BackendRuntime]
+    #: The mirror hook (set when the route mirrors).
+    mirror: Any = None
+    transforms_response: bool = False
+
+
+class Hooks:
+    """Extension points the server calls; the defaults do nothing."""
+
+    def build_mirror(self, route: Route, runtime: RouteRuntime) -> Any:
+        return None
+
+    def observe(self, route: str, backend: str, status: int, seconds: float) -> None:
+        pass
+
+
+# -- the server ------------------------------------------------------------------------------
+
+
+class Gateway:
+    """Routes requests with the current :class:`Snapshot` (:meth:`use` swaps it)."""
+
+    def __init__(
+        self,
+        settings: GatewaySettings | None = None,
+        *,
+        metrics: GatewayMetrics | None = None,
+        hooks: Hooks | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings or GatewaySettings()
+        self.metrics = metrics or GatewayMetrics()
+        self.hooks = hooks or Hooks()
+        self.rng = rng or random.Random()
+        self.pool = UpstreamPool()
+        self.snapshot = Snapshot.empty()
+        self.routes: dict[str, RouteRuntime] = {}
+        self._backends: dict[tuple[str, str, str], BackendRuntime] = {}
+        self._server: asyncio.Server | None = None
+        self._connections: set[ClientConnection] = set()
+        self._retired: list[Policy] = []
+
+    # -- snapshots -------------------------------------------------------------------------
+
+    def use(self, snapshot: Snapshot) -> None:
+        """Route with ``snapshot`` from now on; requests under way keep what they have."""
+        routes: dict[str, RouteRuntime] = {}
+        backends: dict[tuple[str, str, str], BackendRuntime] = {}
+        for compiled in snapshot.table.routes:
+            route = compiled.route
+            context = PolicyContext(
+                route.name,
+                lambda: self.snapshot,
+                self.settings.redis_url,
+                self.settings.trusted_proxies,
+            )
+            policies = [
+                build_policy(kind.name, settings, context)
+                for kind, settings in policy_settings(route)
+            ]
+            runtime = RouteRuntime(compiled, policies, {})
+            runtime.transforms_response = any(p.transforms_response_body for p in policies)
+            for backend in route.backends:
+                url = self._url_of(backend, snapshot)
+                if url is None:
+                    continue  # a service that left the registry: the backend cannot be used
+                key = (route.name, backend.name, url)
+                existing = self._backends.get(key)
+                if existing is None:
+                    existing = self._backend_runtime(route, backend, url)
+                else:
+                    existing.backend = backend
+                backends[key] = existing
+                runtime.backends[backend.name] = existing
+            runtime.mirror = self.hooks.build_mirror(route, runtime)
+            routes[route.name] = runtime
+        old = [p for r in self.routes.values() for p in r.policies]
+        self.snapshot, self.routes, self._backends = snapshot, routes, backends
+        self._retired.extend(old)
+        log.info("gateway: routing with revision %d (%d routes)", snapshot.revision, len(routes))
+
+    @staticmethod
+    def _url_of(backend: Backend, snapshot: Snapshot) -> str | None:
+        if backend.url is not None:
+            return backend.url
+        return snapshot.services.get(backend.service or "")
+
+    @staticmethod
+    def _backend_runtime(route: Route, backend: Backend, url: str) -> BackendRuntime:
+        parts = urlsplit(url)
+        settings = route.breaker
+        breaker = (
+            CircuitBreaker(
+                f"gateway:{route.name}:{backend.name}",
+                CircuitBreakerConfig(
+                    failure_rate_threshold=settings.failure_rate,
+                    minimum_calls=settings.minimum_calls,
+                    window_size=settings.window,
+                    wait_in_open=settings.wait_in_open,
+                ),
+                SYSTEM_CLOCK,
+            )
+            if settings.enabled
+            else None
+        )
+        return BackendRuntime(backend, url, Origin.of(url), parts.path.rstrip("/"), breaker)
+
+    # -- serving ---------------------------------------------------------------------------
+
+    async def start(self, host: str, port: int) -> tuple[str, int]:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: ClientConnection(self), host, port, reuse_address=True, backlog=1024
+        )
+        sockname = self._server.sockets[0].getsockname()
+        return sockname[0], sockname[1]
+
+    async def close(self, grace: float = 10.0) -> None:
+        """Stop accepting, let requests under way finish (up to ``grace`` seconds), then
+        close every connection."""
+        if self._server is not None:
+            self._server.close()
+        deadline = time.monotonic() + grace
+        while any(c.busy for c in self._connections) and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)  # a poll: cheap, and only at shutdown
+        for connection in list(self._connections):
+            connection.close()
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await self._server.wait_closed()
+        self.pool.close()
+        for policy in [*self._retired, *(p for r in self.routes.values() for p in r.policies)]:
+            with contextlib.suppress(Exception):
+                await policy.close()
+
+    # -- one request -----------------------------------------------------------------------
+
+    async def handle(self, connection: ClientConnection, incoming: Incoming) -> bool:
+        """Answer one request on ``connection``; False when the connection must close."""
+        began = time.perf_counter()
+        headers = Headers()
+        headers.pairs = incoming.headers
+        request_id = headers.get("x-request-id")
+        if not request_id or len(request_id) > 200 or not request_id.isprintable():
+            request_id = new_request_id()
+        route_name, backend_name = "-", "-"
+        status = 500
+        try:
+            answer, route_name, backend_name, status = await self._route(
+                connection, incoming, headers, request_id
+            )
+        except Exception:
+            log.exception("gateway: handling a request failed")
+            answer = problem(500, "the gateway failed on this request", request_id=request_id)
+        if answer is not None:
+            status = answer.status
+            connection.send_answer(answer, request_id, incoming.keep_alive, incoming.method)
+        seconds = time.perf_counter() - began
+        self.metrics.observe(route_name, backend_name, status, seconds)
+        self.hooks.observe(route_name, backend_name, status, seconds)
+        if self.settings.access_log:
+            access_log.info(
+                "%s %s %d %.1fms",
+                incoming.method,
+                incoming.path,
+                status,
+                seconds * 1000,
+                extra={
+                    "request_id": request_id,
+                    "http_method": incoming.method,
+                    "http_path": incoming.path,
+                    "http_status": status,
+                    "route": route_name,
+                    "backend": backend_name,
+                    "client_ip": connection.client_ip,
+                    "duration_ms": round(seconds * 1000, 3),
+                },
+            )
+        return incoming.keep_alive and not connection.closing
+
+    async def _route(
+        self, connection: ClientConnection, incoming: Incoming, headers: Headers, request_id: str
+    ) -> tuple[Answer | None, str, str, int]:
+        """Route, check, send on; an Answer when the gateway answers itself."""
+        snapshot = self.snapshot
+        path = incoming.path
+        if _escapes(path):
+            self.metrics.refused("-", "bad_path")
+            return (
+                problem(400, "the path has '.' or '..' segments", request_id=request_id),
+                "-",
+                "-",
+                400,
+            )
+        found = snapshot.table.match(incoming.method, headers.get("host") or "", path, headers)
+        if found is None:
+            self.metrics.refused("-", "no_route")
+            return problem(404, "no route takes this request", request_id=request_id), "-", "-", 404
+        compiled, captures = found
+        route = compiled.route
+        runtime = self.routes.get(route.name)
+        if runtime is None:  # the snapshot changed under us: the old one's route is gone
+            return (
+                problem(503, "the route is being changed", request_id=request_id),
+                route.name,
+                "-",
+                503,
+            )
+        if len(incoming.body) > route.max_body_bytes:
+            self.metrics.refused(route.name, "too_large")
+            return (
+                problem(
+                    413, f"the body is over {route.max_body_bytes} bytes", request_id=request_id
+                ),
+                route.name,
+                "-",
+                413,
+            )
+        request = ProxyRequest(
+            method=incoming.method,
+            path=compiled.upstream_path(path, captures),
+            query=incoming.query,
+            headers=headers,
+            body=incoming.body,
+            client_ip=connection.client_ip,
+            request_id=request_id,
+            captures=captures,
+            route=route.name,
+        )
+        for policy in runtime.policies:
+            answer = await policy.request(request)
+            if answer is not None:
+                answer.headers.extend(request.answer_headers)
+                self.metrics.refused(route.name, _reason(answer.status))
+                return answer, route.name, "-", answer.status
+        key = sticky_key(route, headers, request.client_ip, request.claims)
+        chosen = compiled.choose(key, headers, self.rng)
+        backend = self._healthy(runtime, chosen)
+        if backend is None:
+            self.metrics.upstream_failure(route.name, chosen.name, "ejected")
+            return (
+                problem(
+                    503,
+                    "every backend of this route is ejected after failures",
+                    request_id=request_id,
+                    headers=request.answer_headers,
+                ),
+                route.name,
+                chosen.name,
+                503,
+            )
+        ticket = runtime.mirror.start(request) if runtime.mirror is not None else None
+        status = await self._proxy(connection, incoming, runtime, backend, request, ticket)
+        return None, route.name, backend.backend.name, status
+
+    def _healthy(self, runtime: RouteRuntime, chosen: Backend) -> BackendRuntime | None:
+        """``chosen``'s runtime, or another live backend's when it is ejected."""
+        backend = runtime.backends.get(chosen.name)
+        now = time.monotonic()
+        if backend is not None and not backend.ejected(now):
+            return backend
+        others = [
+            b
+            for b in runtime.backends.values()
+            if b.backend.weight > 0 and not b.ejected(now) and b is not backend
+        ]
+        if not others:
+            return None
+        return self.rng.choices(others, weights=[b.backend.weight for b in others])[0]
+
+    # -- calling the backend ---------------------------------------------------------------
+
+    async def _proxy(
+        self,
+        connection: ClientConnection,
+        incoming: Incoming,
+        runtime: RouteRuntime,
+        backend: BackendRuntime,
+        request: ProxyRequest,
+        ticket: Any,
+    ) -> int:
+        """Send ``request`` to ``backend`` (retrying as the route allows) and relay the
+        answer to the client. Returns the status the client got."""
+        route = runtime.compiled.route
+        attempts = 1 + (route.retries.attempts if request.method in IDEMPOTENT_METHODS else 0)
+        message = self._message(connection, incoming, request, backend)
+        head_only = request.method == "HEAD"
+        timeouts = route.timeouts
+        deadline = time.monotonic() + timeouts.total
+        failure: tuple[int, str, str] = (502, "connect", "no attempt was made")
+        for attempt in range(attempts):
+            if attempt and time.monotonic() >= deadline:
+                break
+            breaker = backend.breaker
+            try:
+                if breaker is not None:
+                    breaker.acquire()
+            except CircuitOpenError:
+                self.metrics.upstream_failure(route.name, backend.backend.name, "breaker_open")
+                failure = (503, "breaker_open", "the backend's circuit breaker is open")
+                break
+            began = time.monotonic()
+            upstream: UpstreamConnection | None = None
+            try:
+                upstream, reused = await self.pool.connection(
+                    backend.origin, min(timeouts.connect, max(deadline - began, 0.001))
+                )
+                try:
+                    async with asyncio.timeout(
+                        min(timeouts.read, max(deadline - time.monotonic(), 0.001))
+                    ):
+                        response = await upstream.send(message, head_only)
+                except UpstreamError as error:
+                    if reused and not upstream._received_any:
+                        # A keep-alive connection the backend had closed: once more, anew.
+                        upstream, _ = await self.pool.connection(backend.origin, timeouts.connect)
+                        async with asyncio.timeout(timeouts.read):
+                            response = await upstream.send(message, head_only)
+                    else:
+                        raise error
+            except TimeoutError:
+                if upstream is not None:
+                    upstream.abort()
+                self._failed(runtime, backend, began, "timeout")
+                failure = (504, "timeout", f"the backend did not answer within {timeouts.read:g} s")
+                if request.method not in IDEMPOTENT_METHODS:
+                    break
+                continue
+            except UpstreamError as error:
+                self._failed(runtime, backend, began, "connect" if not error.sent else "reset")
+                failure = (502, "connect", str(error))
+                if error.sent and request.method not in IDEMPOTENT_METHODS:
+                    break
+                continue
+            retryable = response.status in route.retries.on_statuses
+            if retryable and attempt + 1 < attempts and time.monotonic() < deadline:
+                upstream.abort()  # the answer's body is not wanted
+                self._failed(runtime, backend, began, f"status_{response.status}")
+                continue
+            return await self._relay(
+                connection,
+                incoming,
+                runtime,
+                backend,
+                request,
+                upstream,
+                response,
+                began,
+                deadline,
+                ticket,
+            )
+        status, _, detail = failure
+        if ticket is not None:
+            ticket.primary_failed()
+        connection.send_answer(
+            problem(status, detail, request_id=request.request_id, headers=request.answer_headers),
+            request.request_id,
+            incoming.keep_alive,
+            incoming.method,
+        )
+        return status
+
+    def _failed(
+        self, runtime: RouteRuntime, backend: BackendRuntime, began: float, reason: str
+    ) -> None:
+        route = runtime.compiled.route
+        self.metrics.upstream_failure(route.name, backend.backend.name, reason)
+        if backend.breaker is not None:
+            backend.breaker.record_failure(time.monotonic() - began, ConnectionError(reason))
+        self._count_failure(route, backend)
+
+    def _count_failure(self, route: Route, backend: BackendRuntime) -> None:
+        backend.consecutive_failures += 1
+        outlier = route.outlier
+        if backend.consecutive_failures >= outlier.consecutive_failures:
+            backend.ejections += 1
+            backend.consecutive_failures = 0
+            seconds = min(outlier.base_ejection * backend.ejections, outlier.max_ejection)
+            backend.ejected_until = time.monotonic() + seconds
+            self.metrics.ejected(route.name, backend.backend.name)
+            log.warning(
+                "gateway: route %s ejects backend %s for %.0f s after %d failures in a row",
+                route.name,
+                backend.backend.name,
+                seconds,
+                outlier.consecutive_failures,
+            )
+
+    def _message(
+        self,
+        connection: ClientConnection,
+        incoming: Incoming,
+        request: ProxyRequest,
+        backend: BackendRuntime,
+    ) -> bytes:
+        """The request as the backend gets it."""
+        route = self.routes[request.route].compiled.route
+        headers = request.headers
+        dropped = HOP_BY_HOP | _named_in_connection(headers)
+        lines = [f"{request.method} {backend.base_path}{request.target} HTTP/1.1"]
+        host = headers.get("host") if route.preserve_host else None
+        lines.append(f"host: {host or backend.origin.authority}")
+        forwarded_for = None
+        forwarded = False
+        for name, value in headers.pairs:
+            if name in dropped or name == "host" or name == "content-length":
+                continue
+            if name == "x-forwarded-for":
+                forwarded_for = f"{value}, {connection.client_ip}"
+                continue
+            if name in ("x-forwarded-proto", "x-forwarded-host", "x-request-id"):
+                continue
+            if name == "traceparent":
+                forwarded = True
+            lines.append(f"{name}: {value}")
+        lines.append(f"x-forwarded-for: {forwarded_for or connection.client_ip}")
+        lines.append("x-forwarded-proto: http")
+        lines.append(f"x-forwarded-host: {headers.get('host', '')}")
+        lines.append(f"x-request-id: {request.request_id}")
+        if not forwarded:
+            from hybridmesh.observability.tracing import inject_headers
+
+            carrier: dict[str, str] = {}
+            inject_headers(carrier)
+            lines.extend(f"{k}: {v}" for k, v in carrier.items())
+        body = request.body
+        if body or request.method in ("POST", "PUT", "PATCH"):
+            lines.append(f"content-length: {len(body)}")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+    async def _relay(
+        self,
+        connection: ClientConnection,
+        incoming: Incoming,
+        runtime: RouteRuntime,
+        backend: BackendRuntime,
+        request: ProxyRequest,
+        upstream: UpstreamConnection,
+        response: UpstreamResponse,
+        began: float,
+        deadline: float,
+        ticket: Any,
+    ) -> int:
+        route = runtime.compiled.route
+        status = response.status
+        headers = Headers()
+        headers.pairs = [
+            (n.decode("latin-1").lower(), v.decode("latin-1")) for n, v in response.headers
+        ]
+        dropped = HOP_BY_HOP | _named_in_connection(headers)
+        headers.pairs = [(n, v) for n, v in headers.pairs if n not in dropped]
+        for policy in runtime.policies:
+            policy.response_head(request, status, headers)
+        headers.pairs.extend(request.answer_headers)
+        buffered = runtime.transforms_response or ticket is not None
+        assert response.done is not None
+        try:
+            if buffered:
+                async with asyncio.timeout(max(deadline - time.monotonic(), 0.001)):
+                    await response.done
+                body = b"".join(response.chunks)
+                for policy in runtime.policies:
+                    if policy.transforms_response_body:
+                        body = policy.response_body(request, status, headers, body)
+                headers.remove("content-length")
+                connection.send_head(status, headers, request.request_id, incoming, len(body))
+                connection.send_body(body)
+                if ticket is not None:
+                    ticket.primary(status, headers, body)
+            else:
+                length = response.length
+                if length is not None:
+                    headers.remove("content-length")
+                chunked = connection.send_head(
+                    status, headers, request.request_id, incoming, length
+                )
+                if incoming.method != "HEAD" and status not in _NO_BODY_STATUSES:
+                    sink = connection.sink(chunked, upstream)
+                    upstream.attach(sink)
+                    async with asyncio.timeout(max(deadline - time.monotonic(), 0.001)):
+                        await response.done
+                    sink.finish()
+        except (TimeoutError, UpstreamError) as error:
+            # The head went out already: all that can be done is to end the connection, so
+            # the client sees an incomplete answer rather than a wrong one.
+            upstream.abort()
+            self._failed(
+                runtime, backend, began, "timeout" if isinstance(error, TimeoutError) else "reset"
+            )
+            connection.close()
+            return status
+        seconds = time.monotonic() - began
+        if status >= 500:
+            if backend.breaker is not None:
+                backend.breaker.record_failure(seconds, ConnectionError(f"status {status}"))
+            self._count_failure(route, backend)
+        else:
+            if backend.breaker is not None:
+                backend.breaker.record_success(seconds)
+            backend.consecutive_failures = 0
+        return status
+
+
+def _reason(status: int) -> str:
+    return {
+        401: "unauthorized",
+        403: "forbidden",
+        413: "too_large",
+        429: "rate_limited",
+    }.get(status, f"status_{status}")
+
+
+def _named_in_connection(headers: Headers) -> frozenset[str]:
+    named = headers.get_all("connection")
+    if not named:
+        return frozenset()
+    return frozenset(token.strip().lower() for value in named for token in value.split(","))
+
+
+def _escapes(path: str) -> bool:
+    """Whether ``path`` has ``.`` or ``..`` segments (also percent-encoded): a prefix route
+    could otherwise be left by a backend that resolves them."""
+    if "." not in path and "%" not in path:
+        return False
+    return any(unquote(segment) in (".", "..") for segment in path.split("/"))
+
+
+# -- client connections ----------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Incoming:
+    method: str
+    path: str
+    query: str
+    headers: list[tuple[str, str]]
+    body: bytes
+    keep_alive: bool
+    http_minor: int
+
+
+class _Refuse(Exception):
+    def __init__(self, status: int, detail: str) -> None:
+        self.status = status
+        self.detail = detail
+
+
+class ClientConnection(asyncio.Protocol):
+    """One client connection: parse, queue, answer in order."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.client_ip = ""
+        self.closing = False
+        self.busy = False
+        self.paused_writing = False
+        self._queue: deque[Incoming] = deque()
+        self._worker: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._url = b""
+        self._headers: list[tuple[str, str]] = []
+        self._head_bytes = 0
+        self._body: list[bytes] = []
+        self._body_size = 0
+        self._started = False  # a request's first byte has come
+        self._writers: list[_ClientSink] = []
+
+    # -- asyncio.Protocol ------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        self.client_ip = peer[0] if peer else ""
+        self.gateway._connections.add(self)
+        self._arm(self.gateway.settings.header_timeout)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closing = True
+        self.gateway._connections.discard(self)
+        self._disarm()
+        if self._worker is not None and not self._worker.done():
+            self._worker.cancel()
+
+    def data_received(self, data: bytes) -> None:
+        if self.closing:
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._refuse(400, "protocol upgrades are not proxied")
+        except httptools.HttpParserError as error:
+            # llhttp wraps what a callback raised; a refusal of ours comes back as its cause.
+            refused = error.__context__
+            if isinstance(refused, _Refuse):
+                self._refuse(refused.status, refused.detail)
+            else:
+                self._refuse(400, f"malformed HTTP request: {error}")
+
+    def pause_writing(self) -> None:
+        self.paused_writing = True
+
+    def resume_writing(self) -> None:
+        self.paused_writing = False
+        for sink in self._writers:
+            sink.upstream.resume()
+
+    # -- httptools callbacks ---------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._headers = []
+        self._head_bytes = 0
+        self._body = []
+        self._body_size = 0
+        if not self._started:
+            self._started = True
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        if len(self._url) > MAX_REQUEST_LINE:
+            raise _Refuse(414, f"the request target is over {MAX_REQUEST_LINE} bytes")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_bytes += len(name) + len(value) + 4
+        if self._head_bytes > MAX_HEAD_BYTES or len(self._headers) >= MAX_HEADERS:
+            raise _Refuse(
+                431, f"the request head is over {MAX_HEAD_BYTES} bytes or {MAX_HEADERS} headers"
+            )
+        self._headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
+
+    def on_headers_complete(self) -> None:
+        settings = self.gateway.settings
+        for name, value in self._headers:
+            if name == "content-length":
+                try:
+                    size = int(value)
+                except ValueError:
+                    raise _Refuse(400, "malformed Content-Length") from None
+                if size > settings.max_body_bytes:
+                    raise _Refuse(413, f"the body is over {settings.max_body_bytes} bytes")
+        self._disarm()
+        self._arm(settings.body_timeout, body=True)
+
+    def on_body(self, body: bytes) -> None:
+        self._body_size += len(body)
+        if self._body_size > self.gateway.settings.max_body_bytes:
+            raise _Refuse(413, f"the body is over {self.gateway.settings.max_body_bytes} bytes")
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        self._disarm()
+        self._started = False
+        parts = self._url.decode("latin-1")
+        path, _, query = parts.partition("?")
+        if not path.startswith("/"):
+            raise _Refuse(400, "the request target must be a path (origin form)")
+        self._queue.append(
+            Incoming(
+                self.parser.get_method().decode("ascii"),
+                path,
+                query,
+                self._headers,
+                b"".join(self._body),
+                self.parser.should_keep_alive(),
+                1 if self.parser.get_http_version() == "1.1" else 0,
+            )
+        )
+        if len(self._queue) >= MAX_PIPELINED and self.transport is not None:
+            self.transport.pause_reading()
+        if self._worker is None or self._worker.done():
+            self.busy = True
+            self._worker = asyncio.get_running_loop().create_task(self._work())
+
+    # -- answering -------------------------------------------------------------------------
+
+    async def _work(self) -> None:
+        try:
+            while self._queue and not self.closing:
+                incoming = self._queue.popleft()
+                if self.transport is not None and len(self._queue) < MAX_PIPELINED:
+                    self.transport.resume_reading()
+                keep = await self.gateway.handle(self, incoming)
+                if not keep:
+                    self.close()
+                    return
+        finally:
+            self.busy = False
+        if not self.closing:
+            self._arm(self.gateway.settings.header_timeout)
+
+    def send_answer(self, answer: Answer, request_id: str, keep_alive: bool, method: str) -> None:
+        headers = Headers(answer.headers)
+        status = answer.status
+        close = not keep_alive or status in (400, 408, 413, 414, 431)
+        head = [f"HTTP/1.1 {status} {_phrase(status)}"]
+        head.extend(f"{n}: {v}" for n, v in headers.pairs)
+        head.append(f"x-request-id: {request_id}")
+        head.append(f"content-length: {len(answer.body)}")
+        if close:
+            head.append("connection: close")
+        data = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
+        if method != "HEAD":
+            data += answer.body
+        self.write(data)
+        if close:
+            self.closing = True
+            self.close()
+
+    def send_head(
+        self,
+        status: int,
+        headers: Headers,
+        request_id: str,
+        incoming: Incoming,
+        length: int | None,
+    ) -> bool:
+        """Write an answer's head; True when its body goes chunked."""
+        head = [f"HTTP/1.1 {status} {_phrase(status)}"]
+        head.extend(f"{n}: {v}" for n, v in headers.pairs if n != "x-request-id")
+        head.append(f"x-request-id: {request_id}")
+        chunked = False
+        if status in _NO_BODY_STATUSES or 100 <= status < 200:
+            pass
+        elif length is not None:
+            head.append(f"content-length: {length}")
+        elif incoming.http_minor >= 1:
+            head.append("transfer-encoding: chunked")
+            chunked = True
+        else:
+            incoming.keep_alive = False  # an HTTP/1.0 answer without length ends at close
+        if not incoming.keep_alive:
+            head.append("connection: close")
+        self.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
+        return chunked
+
+    def send_body(self, body: bytes) -> None:
+        if body:
+            self.write(body)
+
+    def sink(self, chunked: bool, upstream: UpstreamConnection) -> _ClientSink:
+        sink = _ClientSink(self, chunked, upstream)
+        self._writers = [sink]
+        return sink
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def close(self) -> None:
+        self.closing = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def _refuse(self, status: int, detail: str) -> None:
+        self.gateway.metrics.refused("-", _reason(status) if status != 400 else "malformed")
+        self._queue.clear()
+        answer = problem(status, detail, request_id=new_request_id())
+        self.send_answer(answer, new_request_id(), False, "GET")
+
+    def _arm(self, seconds: float, *, body: bool = False) -> None:
+        self._disarm()
+        self._timer = asyncio.get_running_loop().call_later(seconds, self._expired, body)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _expired(self, body: bool) -> None:
+        self._timer = None
+        if self.busy:
+            return
+        if self._started or body:
+            what = "body" if body else "head"
+            self._refuse(408, f"the request {what} did not arrive in time")
+        else:
+            self.close()  # an idle keep-alive connection
+
+
+class _ClientSink(BodySink):
+    """An answer's body on its way to the client, framed as its head said."""
+
+    def __init__(
+        self, connection: ClientConnection, chunked: bool, upstream: UpstreamConnection
+    ) -> None:
+        self.connection = connection
+        self.chunked = chunked
+        self.upstream = upstream
+
+    def write(self, chunk: bytes) -> None:
+        if not chunk:
+            return
+        if self.chunked:
+            self.connection.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+        else:
+            self.connection.write(chunk)
+
+    @property
+    def paused(self) -> bool:
+        return self.connection.paused_writing
+
+    def finish(self) -> None:
+        if self.chunked:
+            self.connection.write(b"0\r\n\r\n")
+        self.connection._writers = []
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Unknown"
+
+
+__all__ = [
+    "HOP_BY_HOP",
+    "BackendRuntime",
+    "ClientConnection",
+    "Gateway",
+    "GatewaySettings",
+    "Hooks",
+    "RouteRuntime",
+]
