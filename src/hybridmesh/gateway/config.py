@@ -430,6 +430,12 @@ def _entries(document: Any) -> Iterator[tuple[Any, tuple[str | int, ...]]]:
         yield document, ()
 
 
+def _describe(error: Any) -> str:
+    if error["type"] == "extra_forbidden":
+        return "unknown field"
+    return describe(error)
+
+
 def _dotted(loc: tuple[Any, ...]) -> str | None:
     return ".".join(str(part) for part in loc) or None
 
@@ -459,7 +465,7 @@ def _route_problems(entry: dict[str, Any], file: str, lines: Lines) -> list[Prob
         except pydantic.ValidationError as invalid:
             for error in invalid.errors():
                 loc = ("policies", name, *error["loc"])
-                problems.append(Problem(describe(error), file, lines.line_of(loc), _dotted(loc)))
+                problems.append(Problem(_describe(error), file, lines.line_of(loc), _dotted(loc)))
     return problems
 
 
@@ -513,7 +519,7 @@ def _routes(documents: list[Any], file: str) -> list[LoadedRoute]:
                     if loc[:1] == ("policies",) and len(loc) > 1:
                         continue  # reported by _route_problems, with the policy's own fields
                     problems.append(
-                        Problem(describe(error), file, lines.line_of(loc), _dotted(loc))
+                        Problem(_describe(error), file, lines.line_of(loc), _dotted(loc))
                     )
                 problems += route_problems
                 continue
