@@ -106,12 +106,20 @@ def _route_summary(stored: StoredRoute) -> dict[str, Any]:
     help="A proxy in front of the gateway whose X-Forwarded-For is believed (repeatable).",
 )
 @click.option("--no-access-log", is_flag=True, help="Do not log a line per request.")
+@click.option(
+    "--loop",
+    type=click.Choice(["auto", "uvloop", "asyncio"]),
+    default="auto",
+    show_default=True,
+    help="The event loop: uvloop where it is installed (auto), or asyncio's own.",
+)
 def gateway(
     host: str,
     port: int,
     status_port: int | None,
     trusted_proxies: tuple[str, ...],
     no_access_log: bool,
+    loop: str,
 ) -> None:
     """Run a gateway replica: an HTTP/1.1 reverse proxy with the routes in the store.
 
@@ -131,8 +139,18 @@ def gateway(
         access_log=not no_access_log,
     )
     tune_gc()
+    main = _run_gateway(host, port, status_port, gateway_settings)
     with contextlib.suppress(KeyboardInterrupt):
-        run(_run_gateway(host, port, status_port, gateway_settings))
+        if loop != "asyncio":
+            try:
+                import uvloop
+            except ImportError:
+                if loop == "uvloop":
+                    raise click.UsageError("--loop uvloop: uvloop is not installed") from None
+            else:
+                uvloop.run(main)
+                return
+        run(main)
 
 
 async def _run_gateway(host: str, port: int, status_port: int | None, settings: Any) -> None:

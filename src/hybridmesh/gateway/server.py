@@ -66,6 +66,8 @@ MAX_HEAD_BYTES = 64 * 1024
 MAX_HEADERS = 100
 #: Requests parsed ahead of the one being answered before reading pauses.
 MAX_PIPELINED = 16
+#: How often deadlines are checked: a timeout fires up to this much late.
+SWEEP_SECONDS = 0.05
 
 #: RFC 9110 section 7.6.1: never forwarded, whatever ``Connection`` names besides.
 HOP_BY_HOP = frozenset(
@@ -161,6 +163,7 @@ class Gateway:
         self._server: asyncio.Server | None = None
         self._connections: set[ClientConnection] = set()
         self._retired: list[Policy] = []
+        self._sweeper: asyncio.Task[None] | None = None
 
     # -- snapshots -------------------------------------------------------------------------
 
@@ -234,14 +237,28 @@ class Gateway:
         self._server = await loop.create_server(
             lambda: ClientConnection(self), host, port, reuse_address=True, backlog=1024
         )
+        self._sweeper = loop.create_task(self._sweep(), name="gateway:deadlines")
         sockname = self._server.sockets[0].getsockname()
         return sockname[0], sockname[1]
+
+    async def _sweep(self) -> None:
+        """Enforce every deadline (slow clients, slow backends) from one periodic check:
+        cheaper than a timer per request, at the price of up to :data:`SWEEP_SECONDS` of
+        lateness."""
+        while True:
+            await asyncio.sleep(SWEEP_SECONDS)
+            now = time.monotonic()
+            self.pool.sweep(now)
+            for connection in [c for c in self._connections if c.deadline and c.deadline <= now]:
+                connection.expire()
 
     async def close(self, grace: float = 10.0) -> None:
         """Stop accepting, let requests under way finish (up to ``grace`` seconds), then
         close every connection."""
         if self._server is not None:
             self._server.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         deadline = time.monotonic() + grace
         while any(c.busy for c in self._connections) and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.02)  # a poll: cheap, and only at shutdown
@@ -424,20 +441,20 @@ class Gateway:
             began = time.monotonic()
             upstream: UpstreamConnection | None = None
             try:
-                upstream, reused = await self.pool.connection(
-                    backend.origin, min(timeouts.connect, max(deadline - began, 0.001))
-                )
+                upstream = self.pool.idle(backend.origin)
+                reused = upstream is not None
+                if upstream is None:
+                    upstream, _ = await self.pool.connection(
+                        backend.origin, min(timeouts.connect, max(deadline - began, 0.001))
+                    )
+                wait_until = min(began + timeouts.read, deadline)
                 try:
-                    async with asyncio.timeout(
-                        min(timeouts.read, max(deadline - time.monotonic(), 0.001))
-                    ):
-                        response = await upstream.send(message, head_only)
+                    response = await upstream.send(message, head_only, wait_until)
                 except UpstreamError as error:
                     if reused and not upstream._received_any:
                         # A keep-alive connection the backend had closed: once more, anew.
                         upstream, _ = await self.pool.connection(backend.origin, timeouts.connect)
-                        async with asyncio.timeout(timeouts.read):
-                            response = await upstream.send(message, head_only)
+                        response = await upstream.send(message, head_only, wait_until)
                     else:
                         raise error
             except TimeoutError:
@@ -575,33 +592,41 @@ class Gateway:
             policy.response_head(request, status, headers)
         headers.pairs.extend(request.answer_headers)
         buffered = runtime.transforms_response or ticket is not None
-        assert response.done is not None
+        done = response.done
+        assert done is not None
         try:
-            if buffered:
-                async with asyncio.timeout(max(deadline - time.monotonic(), 0.001)):
-                    await response.done
+            if buffered or done.done():
+                # The whole answer is wanted first, or is here already (a small answer
+                # usually comes in one read): head and body go out in one write.
+                if not done.done():
+                    upstream.deadline = deadline
+                    await done
+                done.result()
                 body = b"".join(response.chunks)
                 for policy in runtime.policies:
                     if policy.transforms_response_body:
                         body = policy.response_body(request, status, headers, body)
                 headers.remove("content-length")
-                connection.send_head(status, headers, request.request_id, incoming, len(body))
-                connection.send_body(body)
+                self.pool.release(upstream)
+                head, _ = connection.head(status, headers, request.request_id, incoming, len(body))
+                connection.write(head + body if incoming.method != "HEAD" else head)
                 if ticket is not None:
                     ticket.primary(status, headers, body)
             else:
                 length = response.length
                 if length is not None:
                     headers.remove("content-length")
-                chunked = connection.send_head(
+                head, chunked = connection.head(
                     status, headers, request.request_id, incoming, length
                 )
+                connection.write(head)
                 if incoming.method != "HEAD" and status not in _NO_BODY_STATUSES:
                     sink = connection.sink(chunked, upstream)
                     upstream.attach(sink)
-                    async with asyncio.timeout(max(deadline - time.monotonic(), 0.001)):
-                        await response.done
+                    upstream.deadline = deadline
+                    await done
                     sink.finish()
+                self.pool.release(upstream)
         except (TimeoutError, UpstreamError) as error:
             # The head went out already: all that can be done is to end the connection, so
             # the client sees an incomplete answer rather than a wrong one.
@@ -680,7 +705,9 @@ class ClientConnection(asyncio.Protocol):
         self.paused_writing = False
         self._queue: deque[Incoming] = deque()
         self._worker: asyncio.Task[None] | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        #: When the head or body under way is due (time.monotonic(); 0: nothing due).
+        self.deadline = 0.0
+        self._deadline_body = False
         self._url = b""
         self._headers: list[tuple[str, str]] = []
         self._head_bytes = 0
@@ -830,15 +857,15 @@ class ClientConnection(asyncio.Protocol):
             self.closing = True
             self.close()
 
-    def send_head(
+    def head(
         self,
         status: int,
         headers: Headers,
         request_id: str,
         incoming: Incoming,
         length: int | None,
-    ) -> bool:
-        """Write an answer's head; True when its body goes chunked."""
+    ) -> tuple[bytes, bool]:
+        """An answer's head, and whether its body goes chunked."""
         head = [f"HTTP/1.1 {status} {_phrase(status)}"]
         head.extend(f"{n}: {v}" for n, v in headers.pairs if n != "x-request-id")
         head.append(f"x-request-id: {request_id}")
@@ -854,12 +881,7 @@ class ClientConnection(asyncio.Protocol):
             incoming.keep_alive = False  # an HTTP/1.0 answer without length ends at close
         if not incoming.keep_alive:
             head.append("connection: close")
-        self.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
-        return chunked
-
-    def send_body(self, body: bytes) -> None:
-        if body:
-            self.write(body)
+        return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1"), chunked
 
     def sink(self, chunked: bool, upstream: UpstreamConnection) -> _ClientSink:
         sink = _ClientSink(self, chunked, upstream)
@@ -882,16 +904,17 @@ class ClientConnection(asyncio.Protocol):
         self.send_answer(answer, new_request_id(), False, "GET")
 
     def _arm(self, seconds: float, *, body: bool = False) -> None:
-        self._disarm()
-        self._timer = asyncio.get_running_loop().call_later(seconds, self._expired, body)
+        self.deadline = time.monotonic() + seconds
+        self._deadline_body = body
 
     def _disarm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self.deadline = 0.0
+
+    def expire(self) -> None:
+        self.deadline = 0.0
+        self._expired(self._deadline_body)
 
     def _expired(self, body: bool) -> None:
-        self._timer = None
         if self.busy:
             return
         if self._started or body:

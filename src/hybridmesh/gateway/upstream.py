@@ -91,16 +91,27 @@ class UpstreamConnection(asyncio.Protocol):
         self._headers: list[tuple[bytes, bytes]] = []
         self._sink: BodySink | None = None
         self._received_any = False
+        #: The last answer ended cleanly on a connection that stays open.
+        self.reusable = False
+        #: When the exchange under way gives up (loop time; 0: none). The gateway's sweep
+        #: fails it with TimeoutError once passed: one periodic check instead of a timer
+        #: per request.
+        self.deadline = 0.0
 
     # -- the exchange ----------------------------------------------------------------------
 
-    def send(self, message: bytes, head_only: bool) -> asyncio.Future[UpstreamResponse]:
+    def send(
+        self, message: bytes, head_only: bool, deadline: float = 0.0
+    ) -> asyncio.Future[UpstreamResponse]:
         loop = asyncio.get_running_loop()
+        self.deadline = deadline
+        self.pool.busy.add(self)
         self._head = loop.create_future()
         self._response = None
         self._headers = []
         self._sink = None
         self._received_any = False
+        self.reusable = False
         self._head_only = head_only
         assert self.transport is not None
         self.transport.write(message)
@@ -209,11 +220,23 @@ class UpstreamConnection(asyncio.Protocol):
         response = self._response
         if response is None or response.done is None or response.done.done():
             return
+        # Whoever sent the request gives the connection back (UpstreamPool.release) once it
+        # has taken the answer: parked here, another request could take it first.
+        self.reusable = response.keep_alive and not self._head_only
         response.done.set_result(None)
-        if response.keep_alive and not self._head_only:
-            self.pool.park(self)
-        else:
-            self.close()
+
+    def expire(self) -> None:
+        """Give up the exchange under way: its waiter gets TimeoutError."""
+        error = TimeoutError("the backend did not answer in time")
+        if self._head is not None and not self._head.done():
+            self._head.set_exception(error)
+        elif (
+            self._response is not None
+            and self._response.done is not None
+            and not self._response.done.done()
+        ):
+            self._response.done.set_exception(error)
+        self.abort()
 
     def _fail(self, error: UpstreamError) -> None:
         if self._head is not None and not self._head.done():
@@ -232,19 +255,36 @@ class UpstreamPool:
     def __init__(self) -> None:
         self._idle: dict[Origin, deque[UpstreamConnection]] = {}
         self._all: set[UpstreamConnection] = set()
+        #: Connections with an exchange under way (their deadlines are swept).
+        self.busy: set[UpstreamConnection] = set()
+
+    def idle(self, origin: Origin) -> UpstreamConnection | None:
+        """An idle connection to ``origin`` that is still open, if any (no waiting)."""
+        idle = self._idle.get(origin)
+        if not idle:
+            return None
+        now = asyncio.get_running_loop().time()
+        while idle:
+            connection = idle.pop()
+            if not connection.closed and now - connection.idle_since < IDLE_SECONDS:
+                return connection
+            connection.close()
+        return None
+
+    def sweep(self, now: float) -> None:
+        """Fail every exchange whose deadline has passed."""
+        for connection in [c for c in self.busy if c.deadline and c.deadline <= now]:
+            self.busy.discard(connection)
+            connection.expire()
 
     async def connection(
         self, origin: Origin, connect_timeout: float
     ) -> tuple[UpstreamConnection, bool]:
         """A connection to ``origin``: an idle one (``True``: reused) or a new one."""
-        idle = self._idle.get(origin)
+        connection = self.idle(origin)
+        if connection is not None:
+            return connection, True
         loop = asyncio.get_running_loop()
-        now = loop.time()
-        while idle:
-            connection = idle.pop()
-            if not connection.closed and now - connection.idle_since < IDLE_SECONDS:
-                return connection, True
-            connection.close()
         try:
             async with asyncio.timeout(connect_timeout):
                 _, protocol = await loop.create_connection(
@@ -264,6 +304,16 @@ class UpstreamPool:
         self._all.add(protocol)
         return protocol, False
 
+    def release(self, connection: UpstreamConnection) -> None:
+        """Take back a connection whose answer was read: kept for the next request when
+        the answer ended cleanly and the connection stays open, closed otherwise."""
+        self.busy.discard(connection)
+        connection.deadline = 0.0
+        if connection.reusable and not connection.closed:
+            self.park(connection)
+        else:
+            connection.close()
+
     def park(self, connection: UpstreamConnection) -> None:
         if connection.closed:
             return
@@ -276,6 +326,7 @@ class UpstreamPool:
 
     def forget(self, connection: UpstreamConnection) -> None:
         self._all.discard(connection)
+        self.busy.discard(connection)
         idle = self._idle.get(connection.origin)
         if idle is not None:
             with contextlib.suppress(ValueError):
