@@ -13,8 +13,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from hybridmesh.cli._common import COUNT, console, emit_json, err_console, get_ctx, json_option, run
-from hybridmesh.core.errors import ValidationError
-from hybridmesh.core.serialization import dumps, loads
+from hybridmesh.core.errors import Problem, ValidationError
+from hybridmesh.core.serialization import JSONNumberError, dumps, loads_input
 
 if TYPE_CHECKING:
     from hybridmesh.events import CloudEvent, Delivery, EventBus, GroupSpec
@@ -46,7 +46,14 @@ def publish(
     from hybridmesh.events import CloudEvent, open_bus, validate_subject
 
     try:
-        payload: Any = loads(data) if data is not None else None
+        payload: Any = loads_input(data) if data is not None else None
+    except JSONNumberError as error:
+        raise ValidationError(
+            [
+                Problem(f"{at}: {what}" if at else what, field="--data")
+                for at, what in error.problems
+            ]
+        ) from None
     except ValueError as error:
         raise ValidationError(f"--data is not valid JSON: {error}") from None
     validate_subject(event_type)
