@@ -260,17 +260,16 @@ def _letter_json(letter: Any) -> dict[str, Any]:
 
 async def _with_bus(action: Any, *, create: bool = True) -> Any:
     """Run ``action`` on a bus from the CLI's settings. Commands that only read pass
-    ``create=False``: the SQL log's database is then never created (a missing one is empty)."""
+    ``create=False``: nothing is then written to the SQL log's database (a missing one, or
+    one without the schema, is empty; see :func:`~hybridmesh.store.open_ready_store`)."""
     from hybridmesh.events import open_bus
-    from hybridmesh.store import open_store
+    from hybridmesh.store import open_ready_store
 
     settings = get_ctx().settings
     store = None
     if settings.events_url is None:  # the SQL log, in the state store
-        store = await open_store(settings.database_url, create=create)
+        store = await open_ready_store(settings.database_url, create=create)
     try:
-        if store is not None:
-            await store.upgrade()
         bus = await open_bus(settings, store=store)
         try:
             return await action(bus)

@@ -110,7 +110,8 @@ async def _with_runtime(
     create: bool = True,
 ) -> T:
     """Run ``work`` on a runtime opened from the CLI's settings. Commands that only read pass
-    ``create=False``: they never create the database (a missing one reads as empty)."""
+    ``create=False``: they write nothing to the database (a missing one, or one without the
+    schema, reads as empty; see :func:`~hybridmesh.store.open_ready_store`)."""
     from hybridmesh.runtime import Runtime
 
     registry = _registry_from(services)
