@@ -34,7 +34,7 @@ from hybridmesh.orchestration.loader import load_definitions
 from hybridmesh.orchestration.plan import Plan
 from hybridmesh.registry import RegistryCatalog, ServiceRegistry
 from hybridmesh.review import ReviewItem, ReviewQueue, dead_letter_retry
-from hybridmesh.store import Store, open_store
+from hybridmesh.store import Store, open_ready_store
 
 
 @dataclass
@@ -74,12 +74,12 @@ class Runtime:
         ``settings.registry_path``), and wire the rest. ``events=False`` leaves the bus out:
         the engine's events then wait in the outbox for a worker that has one.
         ``batch_targets`` set how legacy batches go out (formats, cron schedules, limits).
-        ``create=False`` is for commands that only read: a SQLite database that does not
-        exist is not created, and reads as empty (:func:`~hybridmesh.store.open_store`)."""
+        ``create=False`` is for commands that only read: the database is not written to (a
+        missing one, or one without the schema, reads as empty; one whose schema is older
+        raises ``StoreError``: see :func:`~hybridmesh.store.open_ready_store`)."""
         settings = settings or Settings()
-        store = await open_store(settings.database_url, create=create)
+        store = await open_ready_store(settings.database_url, create=create)
         try:
-            await store.upgrade()
             if registry is None:
                 registry = await RegistryCatalog(store).registry()
                 if not len(registry) and settings.registry_path:

@@ -61,7 +61,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from hybridmesh.api.problems import problem_response
 from hybridmesh.core.errors import ValidationError
 from hybridmesh.core.ids import new_id
-from hybridmesh.core.serialization import dumps, loads
+from hybridmesh.core.serialization import JSONNumberError, dumps, loads_input
 from hybridmesh.events.backend import EventReader
 from hybridmesh.events.bus import EventBus
 from hybridmesh.events.envelope import CloudEvent
@@ -464,7 +464,9 @@ class WebSocketHub:
         ref: Any = None
         try:
             try:
-                message = loads(text)
+                message = loads_input(text)
+            except JSONNumberError as error:
+                raise _Refused(str(error)) from None
             except ValueError:
                 raise _Refused("not valid JSON") from None
             if not isinstance(message, dict):

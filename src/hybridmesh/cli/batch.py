@@ -42,14 +42,17 @@ async def _with_batch(
     create: bool = True,
 ) -> T:
     """Run ``action`` on the batch integration over the CLI's store. Commands that only read
-    pass ``create=False``: a missing database is not created."""
+    pass ``create=False``: nothing is written to the database (see
+    :func:`~hybridmesh.store.open_ready_store`)."""
     from hybridmesh.batch import BatchIntegration
-    from hybridmesh.store import open_store
+    from hybridmesh.store import open_ready_store
 
-    async with await open_store(get_ctx().database_url, create=create) as store:
-        await store.upgrade()
-        async with BatchIntegration(store, exchange_dir=exchange_dir, targets=targets) as batch:
-            return await action(batch)
+    store = await open_ready_store(get_ctx().database_url, create=create)
+    async with (
+        store,
+        BatchIntegration(store, exchange_dir=exchange_dir, targets=targets) as batch,
+    ):
+        return await action(batch)
 
 
 @click.group()

@@ -13,8 +13,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from hybridmesh.cli._common import COUNT, console, emit_json, err_console, get_ctx, json_option, run
-from hybridmesh.core.errors import ValidationError
-from hybridmesh.core.serialization import dumps, loads
+from hybridmesh.core.errors import Problem, ValidationError
+from hybridmesh.core.serialization import JSONNumberError, dumps, loads_input
 
 if TYPE_CHECKING:
     from hybridmesh.events import CloudEvent, Delivery, EventBus, GroupSpec
@@ -46,7 +46,14 @@ def publish(
     from hybridmesh.events import CloudEvent, open_bus, validate_subject
 
     try:
-        payload: Any = loads(data) if data is not None else None
+        payload: Any = loads_input(data) if data is not None else None
+    except JSONNumberError as error:
+        raise ValidationError(
+            [
+                Problem(f"{at}: {what}" if at else what, field="--data")
+                for at, what in error.problems
+            ]
+        ) from None
     except ValueError as error:
         raise ValidationError(f"--data is not valid JSON: {error}") from None
     validate_subject(event_type)
@@ -253,17 +260,16 @@ def _letter_json(letter: Any) -> dict[str, Any]:
 
 async def _with_bus(action: Any, *, create: bool = True) -> Any:
     """Run ``action`` on a bus from the CLI's settings. Commands that only read pass
-    ``create=False``: the SQL log's database is then never created (a missing one is empty)."""
+    ``create=False``: nothing is then written to the SQL log's database (a missing one, or
+    one without the schema, is empty; see :func:`~hybridmesh.store.open_ready_store`)."""
     from hybridmesh.events import open_bus
-    from hybridmesh.store import open_store
+    from hybridmesh.store import open_ready_store
 
     settings = get_ctx().settings
     store = None
     if settings.events_url is None:  # the SQL log, in the state store
-        store = await open_store(settings.database_url, create=create)
+        store = await open_ready_store(settings.database_url, create=create)
     try:
-        if store is not None:
-            await store.upgrade()
         bus = await open_bus(settings, store=store)
         try:
             return await action(bus)

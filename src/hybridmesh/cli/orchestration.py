@@ -35,7 +35,7 @@ from hybridmesh.cli._common import (
     run,
 )
 from hybridmesh.core.errors import NotFoundError, Problem, ValidationError
-from hybridmesh.core.serialization import json_problems, loads
+from hybridmesh.core.serialization import JSONNumberError, json_problems, loads_input
 from hybridmesh.core.yaml_source import YamlReader
 
 T = TypeVar("T")
@@ -110,7 +110,8 @@ async def _with_runtime(
     create: bool = True,
 ) -> T:
     """Run ``work`` on a runtime opened from the CLI's settings. Commands that only read pass
-    ``create=False``: they never create the database (a missing one reads as empty)."""
+    ``create=False``: they write nothing to the database (a missing one, or one without the
+    schema, reads as empty; see :func:`~hybridmesh.store.open_ready_store`)."""
     from hybridmesh.runtime import Runtime
 
     registry = _registry_from(services)
@@ -152,7 +153,12 @@ def _read_input(path: Path | None) -> dict[str, Any]:
             ) from None
     if raw.lstrip().startswith((b"{", b"[")):
         try:
-            data = loads(raw)
+            data = loads_input(raw)
+        except JSONNumberError as error:
+            problems = [
+                Problem(what, file=name, field=where or None) for where, what in error.problems
+            ]
+            raise ValidationError(problems) from None
         except ValueError as error:
             raise ValidationError([Problem(f"not valid JSON: {error}", file=name)]) from None
     else:

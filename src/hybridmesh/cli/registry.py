@@ -23,7 +23,7 @@ from hybridmesh.registry import (
     to_dot,
     to_mermaid,
 )
-from hybridmesh.store import open_store
+from hybridmesh.store import open_ready_store
 
 _ARCHITECTURES = click.Choice([a.value for a in Architecture])
 _path_argument = click.argument(
@@ -44,9 +44,9 @@ def registry() -> None:
 
 
 async def _stored() -> list[ServiceDefinition]:
-    # Only reads: a database that does not exist yet is not created, and holds no services.
-    async with await open_store(get_ctx().database_url, create=False) as store:
-        await store.upgrade()
+    # Only reads: nothing is written to the database, and one without the schema (or that
+    # does not exist yet) holds no services.
+    async with await open_ready_store(get_ctx().database_url, create=False) as store:
         return await RegistryCatalog(store).list()
 
 
@@ -123,8 +123,7 @@ def load(path: Path, replace: bool) -> None:
     result = _checked(path)
 
     async def save() -> int:
-        async with await open_store(get_ctx().database_url) as store:
-            await store.upgrade()
+        async with await open_ready_store(get_ctx().database_url) as store:
             return await RegistryCatalog(store).save(
                 result.definitions(), source=str(path), replace=replace
             )

@@ -24,7 +24,7 @@ from hybridmesh.review import (
     ReviewQueue,
     dead_letter_retry,
 )
-from hybridmesh.store import Store, open_store
+from hybridmesh.store import Store, open_ready_store
 
 if TYPE_CHECKING:
     from hybridmesh.events import EventBackend
@@ -86,10 +86,10 @@ def _actor() -> str:
 
 async def _with_queue(action: Callable[[ReviewQueue], Awaitable[T]], *, create: bool = True) -> T:
     """Run ``action`` on a queue over the settings' store, with the CLI's retry handlers.
-    Commands that only read pass ``create=False``: a missing database is not created."""
+    Commands that only read pass ``create=False``: nothing is written to the database (see
+    :func:`~hybridmesh.store.open_ready_store`)."""
     settings = get_ctx().settings
-    async with await open_store(settings.database_url, create=create) as store:
-        await store.upgrade()
+    async with await open_ready_store(settings.database_url, create=create) as store:
         queue = ReviewQueue(store)
         async with retry_handlers(store, settings) as handlers:
             for origin, handler in handlers.items():

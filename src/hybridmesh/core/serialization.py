@@ -6,6 +6,7 @@ is several times faster than the standard library.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterator, Mapping
 from datetime import date, datetime
@@ -42,12 +43,76 @@ def dumpb(value: Any, *, utc_z: bool = False) -> bytes:
 
 
 def loads(text: str | bytes) -> Any:
-    """Parse JSON text or bytes; raises ``ValueError`` when it is not JSON."""
+    """Parse JSON text or bytes; raises ``ValueError`` when it is not JSON.
+
+    For JSON this library wrote itself, which holds no whole number beyond 64 bits (orjson
+    cannot write one). JSON from outside goes through :func:`loads_input`: orjson reads
+    such a number as a float, losing its last digits without a word."""
     return orjson.loads(text)
 
 
 #: The whole numbers JSON holds here: 64 bits, signed or not (what orjson writes).
 JSON_INT_MIN, JSON_INT_MAX = -(2**63), 2**64 - 1
+
+#: What is wrong with a whole number outside :data:`JSON_INT_MIN`..:data:`JSON_INT_MAX`.
+WIDE_INT_PROBLEM = f"must be a whole number within 64 bits ({JSON_INT_MIN} to {JSON_INT_MAX})"
+
+
+class JSONNumberError(ValueError):
+    """JSON text holding a whole number beyond 64 bits. ``problems`` lists each one's
+    place (``payload.n``, ``[1].data.n``; empty for the whole text) with what is wrong."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(f"{at}: {what}" if at else what for at, what in problems))
+
+
+def loads_input(text: str | bytes, at: str = "") -> Any:
+    """Parse JSON that came from outside (a file, an option, a request, a message) as
+    :func:`loads` does, but raise :class:`JSONNumberError` for a whole number beyond 64
+    bits, naming its place below ``at``, rather than read it as a float with digits lost:
+    it could not be stored or sent on as the number it is. Other errors are ``ValueError``.
+
+    Costs a pass over the bytes on top of the parse; only text with a run of 19 digits
+    (the shortest such number) is looked at closer.
+    """
+    value = orjson.loads(text)
+    raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
+    if _NINETEEN_DIGITS in raw.translate(_DIGITS_AS_ZERO):
+        wide = _wide_ints(raw, at)
+        if wide:
+            raise JSONNumberError(wide)
+    return value
+
+
+# Every digit as "0", every other byte as itself: a number's digits become one run of "0".
+_DIGITS_AS_ZERO = bytes(0x30 if 0x30 <= i <= 0x39 else i for i in range(256))
+_NINETEEN_DIGITS = b"0" * 19
+# Enough digits to be beyond 64 bits whatever they are; such a number is not converted.
+_TOO_MANY_DIGITS = 21
+
+
+#: Stands for a whole number written with more than :data:`_TOO_MANY_DIGITS` digits.
+_TOO_WIDE = object()
+
+
+def _exact_int(digits: str) -> object:
+    return _TOO_WIDE if len(digits.lstrip("-")) > _TOO_MANY_DIGITS else int(digits)
+
+
+def _wide_ints(raw: bytes, at: str) -> list[tuple[str, str]]:
+    """The places in ``raw`` (valid JSON) of whole numbers beyond 64 bits: the standard
+    library's parser reads whole numbers exactly (it is slower, and only used here)."""
+    try:
+        exact = json.loads(raw, parse_int=_exact_int)
+    except RecursionError:  # deeper than its parser goes: say so without the place
+        return [(at, WIDE_INT_PROBLEM)]
+    return [
+        (where, WIDE_INT_PROBLEM)
+        for where, item, is_key in walk(at, exact)
+        if not is_key
+        and (item is _TOO_WIDE or (type(item) is int and not JSON_INT_MIN <= item <= JSON_INT_MAX))
+    ]
 
 
 def walk(at: str, value: Any) -> Iterator[tuple[str, Any, bool]]:
@@ -98,7 +163,7 @@ def _value_problem(value: Any) -> str | None:
     if isinstance(value, int):
         if JSON_INT_MIN <= value <= JSON_INT_MAX:
             return None
-        return "must be a whole number within 64 bits"
+        return WIDE_INT_PROBLEM
     if isinstance(value, float):
         return None if math.isfinite(value) else "must be a finite number"
     return f"is not a JSON value (a {type(value).__name__})"
@@ -107,9 +172,12 @@ def _value_problem(value: Any) -> str | None:
 __all__ = [
     "JSON_INT_MAX",
     "JSON_INT_MIN",
+    "WIDE_INT_PROBLEM",
+    "JSONNumberError",
     "dumpb",
     "dumps",
     "json_problems",
     "loads",
+    "loads_input",
     "walk",
 ]

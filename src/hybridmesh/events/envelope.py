@@ -27,7 +27,7 @@ from urllib.parse import quote, unquote
 
 from hybridmesh.core.errors import Problem, ValidationError
 from hybridmesh.core.ids import uuid7
-from hybridmesh.core.serialization import dumpb, loads
+from hybridmesh.core.serialization import JSONNumberError, dumpb, loads, loads_input
 from hybridmesh.events import limits
 from hybridmesh.events.limits import shown
 
@@ -509,7 +509,9 @@ class CloudEvent:
         if body:
             if _is_json(content_type):
                 try:
-                    attrs["data"] = loads(body)
+                    attrs["data"] = loads_input(body, "data")
+                except JSONNumberError as error:
+                    raise EventFormatError(_number_problems(error)) from None
                 except ValueError as error:
                     raise EventFormatError(
                         [_problem(f"body is not JSON: {error}", "data")]
@@ -524,11 +526,19 @@ class CloudEvent:
         return cls.from_dict(attrs)
 
 
-def _load_json(body: bytes | str) -> Any:
+def _load_json(body: bytes | str, *, outside: bool = False) -> Any:
+    """``body`` parsed; ``outside`` for a body from a client, whose whole numbers beyond 64
+    bits are refused by place (``data.n``, ``[1].data.n``) rather than read as floats."""
     try:
-        return loads(body)
+        return loads_input(body) if outside else loads(body)
+    except JSONNumberError as error:
+        raise EventFormatError(_number_problems(error)) from None
     except ValueError as error:
         raise EventFormatError([Problem(f"not valid JSON: {error}")]) from None
+
+
+def _number_problems(error: JSONNumberError) -> list[Problem]:
+    return [Problem(what, field=at or None) for at, what in error.problems]
 
 
 def to_batch(events: Iterable[CloudEvent]) -> bytes:
@@ -539,8 +549,9 @@ def to_batch(events: Iterable[CloudEvent]) -> bytes:
 def from_batch(body: bytes | str) -> list[CloudEvent]:
     """Parse batch mode; every bad event is reported, by index. An event whose source and
     id came earlier in the batch is an error too (``[2].id``): publishing it would store
-    one of them, so the batch is refused rather than half-stored."""
-    items = _load_json(body)
+    one of them, so the batch is refused rather than half-stored. A whole number beyond 64
+    bits is refused by place (``[1].data.n``)."""
+    items = _load_json(body, outside=True)
     if not isinstance(items, list):
         raise EventFormatError([Problem("a batch must be a JSON array of CloudEvents")])
     events: list[CloudEvent] = []
@@ -563,11 +574,13 @@ def from_batch(body: bytes | str) -> list[CloudEvent]:
 
 
 def from_http(headers: Mapping[str, str], body: bytes) -> list[CloudEvent]:
-    """Parse an HTTP request in any mode: structured, batch or binary (by Content-Type)."""
+    """Parse an HTTP request in any mode: structured, batch or binary (by Content-Type).
+    A whole number beyond 64 bits in the JSON is refused by place (``data.n``): read as a
+    float it would lose digits."""
     content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
     media = content_type.split(";", 1)[0].strip().lower()
     if media == STRUCTURED_CONTENT_TYPE:
-        return [CloudEvent.from_json(body)]
+        return [CloudEvent.from_dict(_load_json(body, outside=True))]
     if media == BATCH_CONTENT_TYPE:
         return from_batch(body)
     if any(k.lower().startswith("ce-") for k in headers):

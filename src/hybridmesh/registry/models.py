@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from hybridmesh.core.names import Name
+from hybridmesh.core.serialization import WIDE_INT_PROBLEM, json_problems
 from hybridmesh.core.urls import http_url_problem
 from hybridmesh.resilience.overrides import ResilienceOverrides
 
@@ -57,6 +58,15 @@ class IntegrationPattern(_Strict):
     description: str = ""
     use_cases: tuple[str, ...] = ()
     implementation: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("implementation")
+    @classmethod
+    def _check_numbers(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # Stored as JSON, which holds whole numbers within 64 bits only.
+        wide = [where for where, what in json_problems(value) if what == WIDE_INT_PROBLEM]
+        if wide:
+            raise ValueError(f"{', '.join(wide)}: {WIDE_INT_PROBLEM}")
+        return value
 
     def __hash__(self) -> int:
         return hash((self.type, self.description, self.use_cases))

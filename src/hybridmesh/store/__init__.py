@@ -9,13 +9,15 @@
     rows = await store.fetch_all("SELECT name FROM services WHERE owner = ?", "team-a")
     await store.close()
 
+:func:`open_ready_store` opens and upgrades in one step; with ``create=False`` (commands
+that only read) it writes nothing, and a database without the schema reads as empty.
 SQL uses ``?`` placeholders on every backend. Failures raise
 :class:`~hybridmesh.core.errors.StoreError`; bad URLs raise
 :class:`~hybridmesh.core.errors.ConfigurationError`.
 """
 
 from hybridmesh.store._base import BatchResult, Migration, Statement, Store, Transaction
-from hybridmesh.store._open import open_store
+from hybridmesh.store._open import open_ready_store, open_store
 from hybridmesh.store.migrations import MIGRATIONS
 from hybridmesh.store.postgres import PostgresStore
 from hybridmesh.store.sqlite import SQLiteStore
@@ -29,5 +31,6 @@ __all__ = [
     "Statement",
     "Store",
     "Transaction",
+    "open_ready_store",
     "open_store",
 ]

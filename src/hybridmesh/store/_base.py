@@ -143,6 +143,14 @@ class Store(Queries):
     """Whether :meth:`batch` may finish without giving the event loop a turn (it runs on
     the loop's own thread), so group commits gather their writes first."""
 
+    read_only = False
+    """Opened with ``create=False``, for commands that only read: :meth:`upgrade` never
+    changes this database's schema, and raises instead when migrations are pending."""
+
+    missing = False
+    """The database has no hybridmesh schema and was left so (``create=False``): this store
+    is an empty one in memory standing in for it, so reads find nothing."""
+
     def __init__(
         self, url: str, migrations: Sequence[Migration], clock: Clock = SYSTEM_CLOCK
     ) -> None:
@@ -203,10 +211,18 @@ class Store(Queries):
     async def upgrade(self) -> list[Migration]:
         """Apply every pending migration, in version order; return the ones applied.
 
-        Idempotent: a second call applies nothing and returns ``[]``. Concurrent calls, from
-        this process or others, are serialised by a database lock, so each migration is
-        applied exactly once. All pending migrations commit together or not at all.
+        Idempotent: a second call applies nothing and returns ``[]`` (and, finding nothing
+        pending, neither locks nor writes). Concurrent calls, from this process or others,
+        are serialised by a database lock, so each migration is applied exactly once. All
+        pending migrations commit together or not at all.
+
+        A :attr:`read_only` store is never changed: it raises :class:`StoreError` when
+        migrations are pending, saying to run ``hybridmesh db upgrade``.
         """
+        if not await self.pending_migrations():
+            return []
+        if self.read_only:
+            raise StoreError(await self._not_upgraded())
         applied: list[Migration] = []
         async with self._migration_transaction() as tx:
             await tx.execute(SCHEMA_TABLE_SQL)
@@ -224,6 +240,20 @@ class Store(Queries):
                 )
                 applied.append(migration)
         return applied
+
+    async def _not_upgraded(self) -> str:
+        """Why a read-only store cannot be used as it is: its schema is missing or old."""
+        version = await self.schema_version()
+        latest = self.migrations[-1].version if self.migrations else 0
+        where = f"{self.dialect}: the database {self.display_url}"
+        if version == 0:
+            state = "has no hybridmesh schema"
+        else:
+            state = f"is at schema version {version}, and this release reads version {latest}"
+        return (
+            f"{where} {state}; a command that only reads does not change it: run "
+            "`hybridmesh db upgrade` first"
+        )
 
     async def schema_version(self) -> int:
         """The highest applied migration version; 0 for a database never upgraded."""

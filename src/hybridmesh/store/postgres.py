@@ -59,12 +59,15 @@ class PostgresStore(Store):
         url: str,
         pool: Any,
         *,
+        create: bool = True,
         migrations: Sequence[Migration] = MIGRATIONS,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         super().__init__(url, migrations, clock)
         self._pool: Any = pool
         self._closed = False
+        #: Opened with ``create=False``: upgrade() does not change the schema.
+        self.read_only = not create
 
     @classmethod
     async def open(
@@ -74,10 +77,13 @@ class PostgresStore(Store):
         min_size: int = 1,
         max_size: int = 10,
         connect_timeout: float = 10.0,
+        create: bool = True,
         migrations: Sequence[Migration] = MIGRATIONS,
         clock: Clock = SYSTEM_CLOCK,
     ) -> PostgresStore:
         """Connect a pool of ``min_size`` (default 1) to ``max_size`` (default 10) connections.
+        Connecting writes nothing; with ``create=False`` the store is :attr:`read_only`, and
+        :meth:`upgrade` does not create or change the schema either.
 
         Raises :class:`~hybridmesh.core.errors.InvalidSettingError` for a malformed URL (one
         that :mod:`hybridmesh.store.urls` refuses, or whose parameters asyncpg refuses), and
@@ -101,7 +107,7 @@ class PostgresStore(Store):
             raise StoreError(
                 f"postgresql: cannot connect to {server_of(url)}: {_scrub(str(error), url)}"
             ) from error
-        return cls(url, pool, migrations=migrations, clock=clock)
+        return cls(url, pool, create=create, migrations=migrations, clock=clock)
 
     # -- queries ------------------------------------------------------------------------
 

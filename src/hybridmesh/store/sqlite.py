@@ -82,7 +82,8 @@ class SQLiteStore(Store):
 
     With ``create=False`` a file that does not exist is not created: the store is an empty
     in-memory database instead, and :attr:`missing` is True. Commands that only read use
-    this, so looking at a database that is not there yet leaves no file behind.
+    this, so looking at a database that is not there yet leaves no file behind; an existing
+    file is then :attr:`read_only`: :meth:`upgrade` does not change its schema.
     """
 
     dialect = "sqlite"
@@ -101,6 +102,8 @@ class SQLiteStore(Store):
         self.missing = not create and self.path != MEMORY and not Path(self.path).exists()
         if self.missing:
             self.path = MEMORY
+        #: A file opened with ``create=False``: upgrade() does not change its schema.
+        self.read_only = not create and self.path != MEMORY
         self._thread = ConnectionThread("hybridmesh-sqlite")
         self._conn: sqlite3.Connection | None = None
         self._lock = asyncio.Lock()

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import pytest
 from cloudevents.core.bindings import http as ce_http
 from cloudevents.core.v1.event import CloudEvent as SdkEvent
 from cloudevents.v1.conversion import to_binary as sdk1_to_binary
@@ -256,3 +257,51 @@ async def test_an_event_sent_again_is_accepted_again_and_stored_once(served: Ser
     await post(served, later.to_json(), {"Content-Type": STRUCTURED_CONTENT_TYPE})
     received = await served.sink.wait_for(2)
     assert [e.id for e in received] == [event.id, later.id]
+
+
+WIDE = 18446744073709551616  # 2**64: orjson alone would read it as a float, digits lost
+WIDE_MESSAGE = (
+    "must be a whole number within 64 bits (-9223372036854775808 to 18446744073709551615)"
+)
+
+
+def _binary_with_wide_data() -> tuple[bytes, dict[str, str]]:
+    headers, _ = registered().to_binary()
+    return f'{{"user_id": "42", "score": {WIDE}}}'.encode(), headers
+
+
+@pytest.mark.parametrize(
+    ("mode", "field"),
+    [("structured", "data.score"), ("batch", "[1].data.score"), ("binary", "data.score")],
+)
+async def test_a_whole_number_beyond_64_bits_is_400_naming_its_field(
+    served: Served, mode: str, field: str
+) -> None:
+    document = registered().to_dict()
+    document["data"] = {"user_id": "42", "score": WIDE}
+    if mode == "structured":
+        body, headers = json.dumps(document).encode(), {"Content-Type": STRUCTURED_CONTENT_TYPE}
+    elif mode == "batch":
+        first = registered("1").to_dict()
+        body, headers = json.dumps([first, document]).encode(), {"Content-Type": BATCH_CONTENT_TYPE}
+    else:
+        body, headers = _binary_with_wide_data()
+
+    response, problem = await post(served, body, headers)
+
+    assert response.status == 400
+    assert response.content_type == PROBLEM
+    assert problem["errors"] == [{"field": field, "message": WIDE_MESSAGE}]
+    published = served.metrics.sample("hybridmesh_events_published_total", type="user.registered")
+    assert published is None
+
+
+async def test_whole_numbers_at_the_ends_of_64_bits_arrive_exactly(served: Served) -> None:
+    data = {"user_id": "42", "top": 2**64 - 1, "bottom": -(2**63)}
+    event = CloudEvent.create("user.registered", "/user-service", data)
+
+    response, _ = await post(served, event.to_json(), {"Content-Type": STRUCTURED_CONTENT_TYPE})
+
+    assert response.status == 202
+    (received,) = await served.sink.wait_for(1)
+    assert received.data == data

@@ -116,6 +116,11 @@ async def test_joining_another_users_room_is_refused_and_the_socket_stays_open(
         ('{"action": "subscribe"}', "patterns"),
         ('{"action": "subscribe", "patterns": ["user.>.x"]}', "'>'"),
         ('{"action": "join"}', "room"),
+        (
+            '{"action": "ping", "id": 18446744073709551616}',
+            "id: must be a whole number within 64 bits (-9223372036854775808 to "
+            "18446744073709551615)",
+        ),
     ],
 )
 async def test_invalid_messages_get_an_error_and_do_not_close_the_socket(

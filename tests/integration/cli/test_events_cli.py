@@ -56,6 +56,11 @@ def test_publish_then_tail_from_the_earliest(db: str, capsys: pytest.CaptureFixt
     [
         (["user.*", "--source", "x"], "wildcards"),
         (["a.b", "--source", "x", "--data", "{bad"], "--data is not valid JSON"),
+        (
+            ["a.b", "--source", "x", "--data", '{"n": 18446744073709551616}'],
+            "error [--data]: n: must be a whole number within 64 bits "
+            "(-9223372036854775808 to 18446744073709551615)",
+        ),
         (["a.b"], "Missing option"),
     ],
 )

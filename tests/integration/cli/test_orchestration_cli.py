@@ -510,7 +510,11 @@ def test_a_bad_number_in_the_environment_names_its_variable(
     [
         ("amount: .nan\n", "amount", "must be a finite number"),
         ("items: [1, .inf]\n", "items[1]", "must be a finite number"),
-        ("n: 99999999999999999999\n", "n", "must be a whole number within 64 bits"),
+        (
+            "n: 99999999999999999999\n",
+            "n",
+            "must be a whole number within 64 bits (-9223372036854775808 to 18446744073709551615)",
+        ),
     ],
 )
 def test_an_input_json_cannot_carry_is_refused_naming_its_field(
@@ -525,3 +529,26 @@ def test_an_input_json_cannot_carry_is_refused_naming_its_field(
     code, _, err = main("saga", "start", "shop-order", "--input", str(workspace / "order.yaml"))
 
     assert (code, err.strip()) == (2, f"{workspace / 'order.yaml'}: error [{field}]: {message}")
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        ('{"n": 99999999999999999999}', "n"),
+        ('{"order": {"lines": [1, -9223372036854775809]}}', "order.lines[1]"),
+    ],
+)
+def test_a_json_input_number_beyond_64_bits_is_refused_not_rounded(
+    workspace: Path, main: Callable[..., tuple[int, str, str]], text: str, field: str
+) -> None:
+    # orjson would read it as a float and lose its last digits; it is refused instead.
+    path = workspace / "order.json"
+    path.write_text(text)
+
+    code, _, err = main("saga", "start", "shop-order", "--input", str(path))
+
+    assert (code, err.strip()) == (
+        2,
+        f"{path}: error [{field}]: must be a whole number within 64 bits "
+        "(-9223372036854775808 to 18446744073709551615)",
+    )

@@ -4,14 +4,18 @@ console-script entry point, so the exit codes are the ones a shell sees."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import sqlite3
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 
 from hybridmesh.cli.main import main
+from hybridmesh.store import MIGRATIONS, PostgresStore, SQLiteStore, open_store
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "tanqory"
 SERVICES = EXAMPLES / "services"
@@ -186,6 +190,120 @@ def test_the_database_appears_once_a_command_writes(
     assert (empty_dir / ".hybridmesh" / "mesh.db").is_file()
     code, out, _ = run_cli(capsys, "registry", "list", "--json")
     assert code == 0 and "user-service" in out
+
+
+# ------------------------------------------- read-only commands on a database without the schema
+
+
+async def _relations(url: str) -> list[str]:
+    """Every table, index, sequence and view in the database, outside the system schemas."""
+    import asyncpg
+
+    conn = await asyncpg.connect(url, timeout=5)
+    try:
+        rows = await conn.fetch(
+            "SELECT n.nspname || '.' || c.relname AS name FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') "
+            "AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%' ORDER BY 1"
+        )
+    finally:
+        await conn.close()
+    return [row["name"] for row in rows]
+
+
+async def _admin(url: str, sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(url, timeout=5)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(("args", "expected"), READ_ONLY, ids=[label(a) for a, _ in READ_ONLY])
+def test_a_read_only_command_on_an_empty_postgres_database_creates_no_table(
+    empty_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    postgres_url: str,
+    args: list[str],
+    expected: int,
+) -> None:
+    code, _, err = run_cli(capsys, "--database-url", postgres_url, *args)
+
+    assert code == expected, err
+    assert "Traceback" not in err
+    assert asyncio.run(_relations(postgres_url)) == []
+    assert list(empty_dir.iterdir()) == []
+
+
+@pytest.mark.postgres
+def test_a_postgres_schema_without_the_tables_reads_empty_and_stays_empty(
+    empty_dir: Path, capsys: pytest.CaptureFixture[str], postgres_url: str
+) -> None:
+    # The database's public schema holds a registry; the schema the URL names holds nothing.
+    assert (
+        run_cli(capsys, "--database-url", postgres_url, "registry", "load", str(SERVICES))[0] == 0
+    )
+    asyncio.run(_admin(postgres_url, "CREATE SCHEMA mesh"))
+    before = asyncio.run(_relations(postgres_url))
+    url = f"{postgres_url}?search_path=mesh"
+
+    for args in (["registry", "list", "--json"], ["review", "list", "--json"]):
+        code, out, err = run_cli(capsys, "--database-url", url, *args)
+        assert (code, out.strip()) == (0, "[]"), err
+
+    assert asyncio.run(_relations(postgres_url)) == before
+    assert not [name for name in before if name.startswith("mesh.")]
+
+
+async def _upgrade_to(url: str, version: int) -> None:
+    """The schema as a release that knew migrations up to ``version`` left it."""
+    kind = SQLiteStore if url.startswith("sqlite") else PostgresStore
+    older = [m for m in MIGRATIONS if m.version <= version]
+    async with await kind.open(url, migrations=older) as store:
+        await store.upgrade()
+
+
+async def _version(url: str) -> int:
+    async with await open_store(url, create=False) as store:
+        return await store.schema_version()
+
+
+@pytest.mark.parametrize("args", [["review", "list"], ["registry", "list"], ["dlq", "list"]])
+def test_a_read_only_command_on_an_older_schema_says_to_upgrade_and_changes_nothing(
+    empty_dir: Path, capsys: pytest.CaptureFixture[str], database_url: str, args: list[str]
+) -> None:
+    asyncio.run(_upgrade_to(database_url, 4))
+
+    code, out, err = run_cli(capsys, "--database-url", database_url, *args)
+
+    assert (code, out) == (1, "")
+    line = one_line(err)
+    assert line.startswith("error: ")
+    assert f"is at schema version 4, and this release reads version {MIGRATIONS[-1].version}" in (
+        line
+    )
+    assert "run `hybridmesh db upgrade` first" in line
+    assert asyncio.run(_version(database_url)) == 4
+    assert run_cli(capsys, "--database-url", database_url, "db", "upgrade")[0] == 0
+    assert run_cli(capsys, "--database-url", database_url, *args)[0] == 0
+
+
+def test_a_sqlite_file_without_the_schema_is_read_as_empty_and_left_so(
+    empty_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = empty_dir / "other.db"
+    sqlite3.connect(path).close()
+    url = f"sqlite:///{path}"
+
+    code, out, err = run_cli(capsys, "--database-url", url, "review", "list", "--json")
+
+    assert (code, out.strip()) == (0, "[]"), err
+    with closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("SELECT name FROM sqlite_master").fetchall() == []
 
 
 # --------------------------------------------------------------------------- "error" once

@@ -345,7 +345,8 @@ def test_payload_values_read_from_yaml_are_checked_at_their_line(tmp_path: Path)
 
     assert errors_of(path) == [
         f"{path}:8: error [steps[0].payload.amount]: must be a finite number",
-        f"{path}:9: error [steps[0].payload.n]: must be a whole number within 64 bits",
+        f"{path}:9: error [steps[0].payload.n]: must be a whole number within 64 bits "
+        "(-9223372036854775808 to 18446744073709551615)",
     ]
 
 

@@ -315,6 +315,26 @@ def test_unknown_nested_key_names_its_full_path(tmp_path: Path) -> None:
     assert error.line == line_of(path, "teleport:")
 
 
+def test_a_whole_number_beyond_64_bits_in_an_implementation_is_an_error(tmp_path: Path) -> None:
+    # Stored as JSON, which cannot hold it: refused here rather than failing on save.
+    path = write(
+        tmp_path,
+        "bad.yaml",
+        service("svc-a")
+        + "integration_patterns:\n  - type: rest\n    implementation:\n"
+        + "      limits: {max_rows: 99999999999999999999}\n",
+    )
+
+    error = only_error(inspect_definitions(path).errors)
+
+    assert error.field == "integration_patterns.0.implementation"
+    assert error.line == line_of(path, "implementation:")
+    assert error.message == (
+        "limits.max_rows: must be a whole number within 64 bits "
+        "(-9223372036854775808 to 18446744073709551615)"
+    )
+
+
 @pytest.mark.parametrize("url", ["ftp://x", "http://", "not a url"])
 def test_malformed_base_url_names_the_base_url_line(tmp_path: Path, url: str) -> None:
     path = write(
