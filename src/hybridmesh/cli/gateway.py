@@ -23,14 +23,15 @@ from hybridmesh.core.errors import Problem, ValidationError
 from hybridmesh.core.process import tune_gc
 from hybridmesh.gateway.config import LoadedRoute, Route, load_routes
 from hybridmesh.gateway.state import GatewayState, StoredRoute
-from hybridmesh.store import open_store
+from hybridmesh.store import open_ready_store, open_store
 
 T = TypeVar("T")
 
 
 async def _with_state(action: Callable[[GatewayState], Awaitable[T]], *, create: bool = True) -> T:
-    async with await open_store(get_ctx().database_url, create=create) as store:
-        await store.upgrade()
+    # Commands that only read (create=False) write nothing: a missing database reads as
+    # empty, an out-of-date one asks for `hybridmesh db upgrade`.
+    async with await open_ready_store(get_ctx().database_url, create=create) as store:
         return await action(GatewayState(store))
 
 

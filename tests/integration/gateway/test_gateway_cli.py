@@ -235,3 +235,21 @@ def test_a_gateway_process_shifts_traffic_live_and_stops_cleanly(
             assert process.wait(15) == 0
     finally:
         del os.environ["HYBRIDMESH_DATABASE_URL"]
+
+
+def test_commands_that_only_read_create_nothing(
+    db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    routes = tmp_path / "routes.yaml"
+    routes.write_text(ROUTES)
+    for args in (
+        ("routes", "list", "--json"),
+        ("keys", "list", "--json"),
+        ("routes", "diff", str(routes), "--json"),
+        ("routes", "validate", str(routes)),
+    ):
+        code, out, _ = run_cli(capsys, *args)
+        assert code == 0, args
+    assert not Path(db.removeprefix("sqlite:///")).exists()
+    code, _, err = run_cli(capsys, "routes", "show", "shop")
+    assert code == 1 and "no route 'shop'" in err
