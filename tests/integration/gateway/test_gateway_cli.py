@@ -248,7 +248,7 @@ def test_commands_that_only_read_create_nothing(
         ("routes", "diff", str(routes), "--json"),
         ("routes", "validate", str(routes)),
     ):
-        code, out, _ = run_cli(capsys, *args)
+        code, _, _ = run_cli(capsys, *args)
         assert code == 0, args
     assert not Path(db.removeprefix("sqlite:///")).exists()
     code, _, err = run_cli(capsys, "routes", "show", "shop")
