@@ -43,7 +43,7 @@ def test_demo_runs_the_reference_system_and_shows_resilience(tmp_path: Path) -> 
 
     # The registry it loaded is in the store.
     services = listed("registry", "list")
-    assert len(services) == 11 and "legacy-erp" in {s["name"] for s in services}
+    assert len(services) == 14 and "legacy-erp" in {s["name"] for s in services}
 
     # One order saga completed, one was compensated (its stock released), and the
     # onboarding workflow completed.

@@ -24,7 +24,7 @@ REFERENCE = Path(__file__).resolve().parents[3] / "examples" / "tanqory" / "serv
 @pytest.fixture(scope="module")
 def reference() -> list[ServiceDefinition]:
     definitions = load_definitions(REFERENCE).definitions()
-    assert len(definitions) == 11
+    assert len(definitions) == 14
     return definitions
 
 
@@ -49,7 +49,7 @@ async def test_saved_reference_services_list_back_by_name_equal_to_the_originals
 
     listed = await catalog.list()
 
-    assert count == 11
+    assert count == 14
     assert [d.name for d in listed] == sorted(d.name for d in reference)
     assert listed == by_name(reference)
     for saved, original in zip(listed, by_name(reference), strict=True):
@@ -126,12 +126,12 @@ async def test_saving_again_updates_in_place(
 
     assert count == 1
     assert await catalog.get("user-service") == changed
-    assert len(await catalog.list()) == 11
+    assert len(await catalog.list()) == 14
     row = await store.fetch_one(
         "SELECT version, base_url, source FROM services WHERE name = ?", "user-service"
     )
     assert row == {"version": "v9", "base_url": "http://127.0.0.1:9000", "source": "patch.yaml"}
-    assert await store.fetch_value("SELECT COUNT(*) FROM services") == 11
+    assert await store.fetch_value("SELECT COUNT(*) FROM services") == 14
 
 
 async def test_saving_the_same_definitions_twice_changes_nothing(
@@ -164,7 +164,7 @@ async def test_without_replace_other_services_stay(
 
     await catalog.save(reference[:1])
 
-    assert len(await catalog.list()) == 11
+    assert len(await catalog.list()) == 14
 
 
 async def test_replace_with_nothing_empties_the_catalog(
@@ -187,7 +187,7 @@ async def test_remove_deletes_one_service_and_reports_whether_it_existed(
 
     names = [d.name for d in await catalog.list()]
     assert "shipping-service" not in names
-    assert len(names) == 10
+    assert len(names) == 13
     with pytest.raises(UnknownServiceError):
         await catalog.get("shipping-service")
 

@@ -14,7 +14,7 @@ import yaml
 from hybridmesh.cli.main import main
 
 REFERENCE = Path(__file__).resolve().parents[3] / "examples" / "tanqory" / "services"
-REFERENCE_COUNT = 11
+REFERENCE_COUNT = 14
 
 
 @dataclass

@@ -50,7 +50,7 @@ def test_backstage_export_is_one_component_document_per_service(
     docs = list(yaml.safe_load_all(text))
 
     assert text.startswith("---")
-    assert len(docs) == len(definitions) == 11
+    assert len(docs) == len(definitions) == 14
     assert [doc["metadata"]["name"] for doc in docs] == [d.name for d in definitions]
     for doc in docs:
         assert doc["apiVersion"] == "backstage.io/v1alpha1"
