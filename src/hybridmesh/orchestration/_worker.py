@@ -11,15 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass
+from typing import Any
 
-from hybridmesh.core.serialization import loads
 from hybridmesh.observability import get_logger
 from hybridmesh.observability.tracing import context_in_trace
+from hybridmesh.orchestration._claimed import Unrunnable, claimed_live, end_unrunnable, let_go
 from hybridmesh.orchestration._driver import Driver, DriverContext, Live
-from hybridmesh.orchestration._machine import ExecutionState, Machine, Status
 from hybridmesh.orchestration._records import Execution
 from hybridmesh.orchestration.catalog import DefinitionCatalog
-from hybridmesh.orchestration.plan import Kind
 
 log = get_logger("hybridmesh.orchestration")
 
@@ -189,27 +188,39 @@ class Worker:
             if row["id"] in self._driving:
                 continue  # our own lease, renewed: the driver is on it
             try:
-                plan = await self.catalog.get(Kind(row["kind"]), row["name"], int(row["version"]))
-            except Exception:
-                log.exception("execution %s: its definition cannot be loaded", row["id"])
+                live = await claimed_live(row, self.catalog, context)
+            except Unrunnable as unrunnable:
+                await self._end(row, unrunnable)
                 continue
-            state = ExecutionState.from_dict(loads(row["state"]))
-            machine = Machine(
-                plan, Status(row["status"]), state, attempts_of=context.runner.max_attempts
-            )
-            live = Live(
-                row["id"],
-                plan,
-                loads(row["input"]),
-                machine,
-                row["trace_context"],
-                seq=int(row["history_seq"]),
-                created=float(row["created_at"]),
-                signals=bool(row["signals"]),
-                recovered=True,
-            )
+            except Exception:
+                log.exception(
+                    "execution %s: its definition cannot be loaded; trying again in %g s",
+                    row["id"],
+                    self.settings.lease_seconds,
+                )
+                await self._let_go(row)
+                continue
             self.spawn(live)
         return len(rows)
+
+    async def _end(self, row: dict[str, Any], unrunnable: Unrunnable) -> None:
+        """End an execution that can never run (see ``_claimed``); when that fails, let it
+        go to be tried again later."""
+        try:
+            await end_unrunnable(self.context, row, unrunnable)
+        except Exception:
+            log.exception("execution %s: ending it failed (%s)", row["id"], unrunnable.reason)
+            await self._let_go(row)
+
+    async def _let_go(self, row: dict[str, Any]) -> None:
+        """Release a claimed execution this worker does not drive, due again after a
+        lease's time: held, its lease would be renewed with the others' for as long as the
+        worker runs."""
+        context = self.context
+        try:
+            await let_go(context, row, context.now() + self.settings.lease_seconds)
+        except Exception:
+            log.exception("execution %s: releasing it failed", row["id"])
 
     async def _renew(self) -> None:
         context = self.context

@@ -80,31 +80,35 @@ class Writer:
 
     def event(
         self,
-        plan: Plan,
+        plan: Plan | tuple[Kind, str, int],
         execution_id: str,
         trace: str | None,
         outcome: str,
         data: dict[str, Any],
     ) -> Publication | None:
-        """The event for ``outcome`` (None without a bus), in the execution's trace
-        (``trace``, its traceparent). :meth:`Publication.attach` it to the change that
-        announces it; once written, :meth:`published` it."""
+        """The event for ``outcome`` (None without a bus) of an execution of ``plan`` (or
+        of the kind, name and version of a definition that cannot be read), in the
+        execution's trace (``trace``, its traceparent). :meth:`Publication.attach` it to
+        the change that announces it; once written, :meth:`published` it."""
         if self._outbox is None or self.bus is None:
             return None
-        key = "saga_id" if plan.kind is Kind.SAGA else "execution_id"
+        kind, name, version = (
+            (plan.kind, plan.name, plan.version) if isinstance(plan, Plan) else plan
+        )
+        key = "saga_id" if kind is Kind.SAGA else "execution_id"
         body = {
             key: execution_id,
-            "type": plan.name,
-            "version": plan.version,
+            "type": name,
+            "version": version,
             "status": outcome,
             **data,
         }
-        if plan.kind is Kind.WORKFLOW:
-            body["workflow_id"] = plan.name
+        if kind is Kind.WORKFLOW:
+            body["workflow_id"] = name
         else:
-            body["saga_type"] = plan.name
+            body["saga_type"] = name
         event = CloudEvent.create(
-            f"{plan.kind.value}.{outcome}",
+            f"{kind.value}.{outcome}",
             ORCHESTRATOR,
             body,
             subject=execution_id,

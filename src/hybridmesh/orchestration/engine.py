@@ -13,7 +13,9 @@ Retries wait on durable timers: a short backoff is slept by the worker holding t
 execution, a long one releases it with a due time. Events for the bus (``saga.completed``,
 ``workflow.failed``, ...) go through the store's outbox in the same transaction, so one is
 published for every ending, after the ending is saved. A compensation that keeps failing
-puts an item in the review queue, in the same transaction too.
+puts an item in the review queue, in the same transaction too, and so does an execution
+that can never run (its definition version cannot be read or built, see ``_claimed``): it
+ends ``failed`` the first time a worker claims it, instead of being claimed at every lease.
 
 :class:`Orchestrator` is the facade: starting, reading, waiting for and signalling
 executions. Its worker loop is ``_worker``, each execution's driver ``_driver``, its
@@ -72,7 +74,7 @@ class Orchestrator:
     for the rules per architecture); ``functions`` and ``batch`` serve serverless steps and
     legacy batch operations; ``bus`` receives the engine's events (through the outbox) and
     delivers ``saga.step.completed``/``saga.step.failed``; ``review`` takes compensations
-    that keep failing.
+    that keep failing, and executions whose stored definition version cannot run.
 
     Nothing runs until :meth:`start_worker` (or ``async with``): :meth:`start` only records
     an execution, which any worker on the same store picks up. A worker in this process

@@ -430,6 +430,30 @@ def test_a_stored_version_that_cannot_run_is_refused_in_one_line_and_can_be_reti
     )
 
 
+def test_a_stored_version_whose_body_is_no_longer_json_is_refused_in_one_line(
+    workspace: Path, main: Callable[..., tuple[int, str, str]]
+) -> None:
+    (workspace / "services.yaml").write_text(SERVICES.format(url="http://127.0.0.1:9"))
+    (workspace / "shop.yaml").write_text(SAGA.format())
+    main("registry", "load", str(workspace / "services.yaml"))
+    main("definitions", "load", str(workspace / "shop.yaml"))
+    with sqlite3.connect(workspace / "mesh.db") as db:
+        db.execute("UPDATE orch_definitions SET body = substr(body, 1, 40) WHERE version = 1")
+
+    code, _, err = main("saga", "start", "shop-order", "--detach")
+
+    assert code == 1
+    (line,) = err.strip().splitlines()
+    assert line.startswith(
+        "error: saga 'shop-order' version 1 cannot run: its stored body is not JSON: "
+    )
+    assert line.endswith(
+        "retire it (hybridmesh definitions retire shop-order --version 1) and load a fixed "
+        "definition"
+    )
+    assert main("executions", "list", "--json")[1].strip() == "[]"
+
+
 def test_retiring_every_version_leaves_nothing_to_start_until_a_new_one_is_loaded(
     workspace: Path, main: Callable[..., tuple[int, str, str]]
 ) -> None:

@@ -52,12 +52,14 @@ class Call:
 @dataclass
 class Operations:
     """``POST /operations/{name}`` and any other path: records each call and answers from
-    a script per path (status codes, then 200), after an optional delay per path."""
+    a script per path (status codes, then 200), after an optional delay per path, and
+    once the path's gate, if any, is open."""
 
     calls: list[Call] = field(default_factory=list)
     script: dict[str, list[int]] = field(default_factory=dict)
     delays: dict[str, float] = field(default_factory=dict)
     answers: dict[str, Callable[[Any], Any]] = field(default_factory=dict)
+    gates: dict[str, asyncio.Event] = field(default_factory=dict)
 
     def fail(self, path: str, *statuses: int) -> None:
         self.script.setdefault(path, []).extend(statuses)
@@ -81,6 +83,9 @@ class Operations:
         delay = self.delays.get(path)
         if delay:
             await asyncio.sleep(delay)
+        gate = self.gates.get(path)
+        if gate is not None:
+            await gate.wait()
         statuses = self.script.get(path)
         if statuses:
             status = statuses.pop(0)

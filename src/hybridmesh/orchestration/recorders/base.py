@@ -158,8 +158,8 @@ WHERE id IN (
     WHERE wake_at <= ? AND (lease_owner IS NULL OR lease_until <= ?)
     ORDER BY lease_owner IS NULL, wake_at LIMIT ?{lock}
 )
-RETURNING id, kind, name, version, status, input, state, trace_context, history_seq, signals,
-    created_at
+RETURNING id, kind, name, version, status, input, state, error, trace_context, history_seq,
+    signals, created_at, ended_at
 """
 
 # Renew every lease of a worker. Rows are taken in id order, the order batches write them
