@@ -176,23 +176,33 @@ async def _start(
         _delivery(name, routes, _title_case if name == DELIVERY else _same)
     if "workflow" in modules:
         _workflow(name, routes)
-    return await serve(name, db_path, schema=SCHEMA, routes=routes, seed=_seed, host=host, port=port)
+    return await serve(
+        name, db_path, schema=SCHEMA, routes=routes, seed=_seed, host=host, port=port
+    )
 
 
-async def start_management(db_path: Path, *, host: str = "127.0.0.1", port: int = 0) -> RunningService:
+async def start_management(
+    db_path: Path, *, host: str = "127.0.0.1", port: int = 0
+) -> RunningService:
     """content-management: all three modules in one app."""
     return await _start(MANAGEMENT, db_path, {"creation", "delivery", "workflow"}, host, port)
 
 
-async def start_creation(db_path: Path, *, host: str = "127.0.0.1", port: int = 0) -> RunningService:
+async def start_creation(
+    db_path: Path, *, host: str = "127.0.0.1", port: int = 0
+) -> RunningService:
     return await _start(CREATION, db_path, {"creation"}, host, port)
 
 
-async def start_delivery(db_path: Path, *, host: str = "127.0.0.1", port: int = 0) -> RunningService:
+async def start_delivery(
+    db_path: Path, *, host: str = "127.0.0.1", port: int = 0
+) -> RunningService:
     return await _start(DELIVERY, db_path, {"delivery"}, host, port)
 
 
-async def start_workflow(db_path: Path, *, host: str = "127.0.0.1", port: int = 0) -> RunningService:
+async def start_workflow(
+    db_path: Path, *, host: str = "127.0.0.1", port: int = 0
+) -> RunningService:
     return await _start(WORKFLOW, db_path, {"workflow"}, host, port)
 
 
