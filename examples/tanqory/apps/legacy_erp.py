@@ -2,7 +2,8 @@
 
 It keeps the habits of its age: number ranges in a ``sequences`` table, zero-padded sales
 order numbers (``SO-000001``), upserts for customer master data, nightly-style batch
-endpoints. It still speaks JSON.
+endpoints. It speaks JSON, and XML on its oldest interface, the one the warehouse
+terminals use.
 
 Routes (besides the shared ``/healthz`` and ``/_admin/*``):
 
@@ -12,6 +13,11 @@ Routes (besides the shared ``/healthz`` and ``/_admin/*``):
   ``GET /erp/orders/{id}``; ``GET /erp/reports/daily?date=YYYY-MM-DD`` → the day's totals.
 - ``POST /batch/customer-sync {customers}`` → ``{accepted, created, updated}`` (all or none).
 - ``GET /batch/order-export?since=<ISO time>`` → orders created at or after ``since``.
+- XML (``application/xml``): ``POST /erp/xml/orders`` with
+  ``<order><customer_id>C-1</customer_id><total>9.5</total></order>`` → 201
+  ``<order><order_id>SO-…</order_id><status>created</status>…</order>``;
+  ``GET /erp/xml/customers/{id}`` → ``<customer>…</customer>``. A body that is not XML is
+  a 400 in XML (``<error>…</error>``).
 
 A fresh database has customer ``C-1`` (Acme Corp).
 """
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -220,6 +227,50 @@ async def post_order(request: web.Request) -> web.Response:
 @routes.get("/erp/orders/{id}")
 async def get_order(request: web.Request) -> web.Response:
     return await one_or_404(request, _find_order, "order")
+
+
+# --- the XML interface -----------------------------------------------------------------------
+
+
+def _xml(root: str, fields: Mapping[str, Any], status: int = 200) -> web.Response:
+    element = ET.Element(root)
+    for name, value in fields.items():
+        child = ET.SubElement(element, name)
+        child.text = "" if value is None else str(value)
+    return web.Response(
+        body=ET.tostring(element, encoding="utf-8", xml_declaration=True),
+        status=status,
+        content_type="application/xml",
+    )
+
+
+@routes.post("/erp/xml/orders")
+async def post_xml_order(request: web.Request) -> web.Response:
+    try:
+        order = ET.fromstring(await request.read())
+    except ET.ParseError as error:
+        return _xml("error", {"message": f"not XML: {error}"}, 400)
+    customer_id = (order.findtext("customer_id") or "").strip()
+    try:
+        total = float(order.findtext("total") or "")
+    except ValueError:
+        return _xml("error", {"message": "total must be a number"}, 422)
+    if not customer_id or total < 0:
+        return _xml("error", {"message": "customer_id and a total of zero or more"}, 422)
+    created = await database(request).run(_create_order, customer_id, [], total)
+    return _xml(
+        "order",
+        {k: created[k] for k in ("order_id", "customer_id", "total", "status", "created_at")},
+        201,
+    )
+
+
+@routes.get("/erp/xml/customers/{id}")
+async def get_xml_customer(request: web.Request) -> web.Response:
+    found = await database(request).run(_find_customer, request.match_info["id"])
+    if found is None:
+        return _xml("error", {"message": "no such customer"}, 404)
+    return _xml("customer", found)
 
 
 @routes.get("/erp/reports/daily")

@@ -148,3 +148,24 @@ async def test_order_export_since(
         assert await resp.json() == []
     async with http.get(f"{erp.url}/batch/order-export", params={"since": "soon"}) as resp:
         assert resp.status == 422
+
+
+async def test_the_xml_interface_takes_and_answers_xml(
+    http: aiohttp.ClientSession, erp: RunningService
+) -> None:
+    import xml.etree.ElementTree as ET
+
+    body = b"<order><customer_id>C-1</customer_id><total>9.5</total></order>"
+    async with http.post(f"{erp.url}/erp/xml/orders", data=body) as resp:
+        assert resp.status == 201
+        assert resp.content_type == "application/xml"
+        order = ET.fromstring(await resp.read())
+    assert order.findtext("order_id", "").startswith("SO-")
+    assert (order.findtext("status"), order.findtext("total")) == ("created", "9.5")
+    async with http.get(f"{erp.url}/erp/orders/{order.findtext('order_id')}") as resp:
+        assert (await resp.json())["total"] == 9.5  # the same order, seen in JSON
+    async with http.post(f"{erp.url}/erp/xml/orders", data=b'{"json": true}') as resp:
+        assert resp.status == 400
+        assert "not XML" in (ET.fromstring(await resp.read()).findtext("message") or "")
+    async with http.get(f"{erp.url}/erp/xml/customers/C-1") as resp:
+        assert ET.fromstring(await resp.read()).findtext("name") == "Acme Corp"
