@@ -385,6 +385,65 @@ def routes_delete(name: str) -> None:
     console.print(f"deleted {escape(name)}", highlight=False)
 
 
+@routes.command("generate")
+@click.option(
+    "--from-registry",
+    "from_registry",
+    is_flag=True,
+    help="A route per service registered in the store (the only source so far).",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    default=None,
+    help="Write the YAML to this file instead of printing it.",
+)
+@json_option
+def routes_generate(from_registry: bool, output: Path | None, as_json: bool) -> None:
+    """Write routes for the registered services: a route per service at /SERVICE (the
+    prefix stripped), with timeouts, retries and breaker from its architecture's
+    resilience policy and its overrides; a traditional monolith also gets key_auth and a
+    rate_limit of its rate. The YAML is a starting point for `routes apply`. Exits 1
+    when the registry is empty."""
+    from hybridmesh.gateway.generate import render_yaml, routes_from_registry, unknown_policies
+    from hybridmesh.registry.catalog import RegistryCatalog
+
+    if not from_registry:
+        raise click.UsageError("say where the routes come from: --from-registry")
+
+    async def services(state: GatewayState) -> list[Any]:
+        return await RegistryCatalog(state.store).list()
+
+    found = run(_with_state(services, create=False))
+    if not found:
+        err_console.print(
+            "error: the registry has no services (hybridmesh registry load FILE)",
+            highlight=False,
+        )
+        raise SystemExit(1)
+    generated = routes_from_registry(found)
+    text = render_yaml(generated)
+    notes = [
+        f"policy {name!r} is not in this build yet: the routes naming it validate once it is"
+        for name in unknown_policies(generated)
+    ]
+    if output is not None:
+        output.write_text(text, encoding="utf-8")
+    if as_json:
+        document: dict[str, Any] = {"routes": generated, "notes": notes}
+        if output is not None:
+            document = {"output": str(output), "routes": [r["name"] for r in generated]}
+            document["notes"] = notes
+        emit_json(document)
+    elif output is not None:
+        console.print(f"wrote {len(generated)} route(s) to {escape(str(output))}", highlight=False)
+    else:
+        click.echo(text, nl=False)
+    for note in notes:
+        err_console.print(f"note: {note}", style="yellow", highlight=False, soft_wrap=True)
+
+
 @routes.command("mismatches")
 @click.argument("name", metavar="ROUTE")
 @click.option("--limit", type=COUNT, default=20, show_default=True, help="How many, newest first.")
