@@ -18,7 +18,15 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from hybridmesh.cli._common import console, emit_json, err_console, get_ctx, json_option, run
+from hybridmesh.cli._common import (
+    COUNT,
+    console,
+    emit_json,
+    err_console,
+    get_ctx,
+    json_option,
+    run,
+)
 from hybridmesh.core.errors import Problem, ValidationError
 from hybridmesh.core.process import tune_gc
 from hybridmesh.gateway.config import LoadedRoute, Route, load_routes
@@ -155,6 +163,8 @@ def gateway(
 
 
 async def _run_gateway(host: str, port: int, status_port: int | None, settings: Any) -> None:
+    from hybridmesh.gateway.hooks import GatewayHooks
+    from hybridmesh.gateway.metrics import GatewayMetrics
     from hybridmesh.gateway.server import Gateway
     from hybridmesh.gateway.state import SnapshotWatcher
     from hybridmesh.observability import configure_logging
@@ -166,7 +176,10 @@ async def _run_gateway(host: str, port: int, status_port: int | None, settings: 
         loop.add_signal_handler(sig, stop.set)
     async with await open_store(get_ctx().database_url) as store:
         await store.upgrade()
-        proxy = Gateway(settings)
+        metrics = GatewayMetrics()
+        hooks = GatewayHooks(store, metrics)
+        proxy = Gateway(settings, metrics=metrics, hooks=hooks)
+        hooks.start()
         watcher = SnapshotWatcher(GatewayState(store), proxy.use)
         await watcher.start()
         bound_host, bound_port = await proxy.start(host, port)
@@ -181,6 +194,7 @@ async def _run_gateway(host: str, port: int, status_port: int | None, settings: 
         finally:
             await watcher.close()
             await proxy.close()
+            await hooks.close()
             if status is not None:
                 await status[0].cleanup()
 
@@ -369,6 +383,188 @@ def routes_delete(name: str) -> None:
         err_console.print(f"error: no route {escape(name)!s}", highlight=False)
         raise SystemExit(1)
     console.print(f"deleted {escape(name)}", highlight=False)
+
+
+@routes.command("generate")
+@click.option(
+    "--from-registry",
+    "from_registry",
+    is_flag=True,
+    help="A route per service registered in the store (the only source so far).",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    default=None,
+    help="Write the YAML to this file instead of printing it.",
+)
+@json_option
+def routes_generate(from_registry: bool, output: Path | None, as_json: bool) -> None:
+    """Write routes for the registered services: a route per service at /SERVICE (the
+    prefix stripped), with timeouts, retries and breaker from its architecture's
+    resilience policy and its overrides; a traditional monolith also gets key_auth and a
+    rate_limit of its rate. The YAML is a starting point for `routes apply`. Exits 1
+    when the registry is empty."""
+    from hybridmesh.gateway.generate import render_yaml, routes_from_registry, unknown_policies
+    from hybridmesh.registry.catalog import RegistryCatalog
+
+    if not from_registry:
+        raise click.UsageError("say where the routes come from: --from-registry")
+
+    async def services(state: GatewayState) -> list[Any]:
+        return await RegistryCatalog(state.store).list()
+
+    found = run(_with_state(services, create=False))
+    if not found:
+        err_console.print(
+            "error: the registry has no services (hybridmesh registry load FILE)",
+            highlight=False,
+        )
+        raise SystemExit(1)
+    generated = routes_from_registry(found)
+    text = render_yaml(generated)
+    notes = [
+        f"policy {name!r} is not in this build yet: the routes naming it validate once it is"
+        for name in unknown_policies(generated)
+    ]
+    if output is not None:
+        output.write_text(text, encoding="utf-8")
+    if as_json:
+        document: dict[str, Any] = {"routes": generated, "notes": notes}
+        if output is not None:
+            document = {"output": str(output), "routes": [r["name"] for r in generated]}
+            document["notes"] = notes
+        emit_json(document)
+    elif output is not None:
+        console.print(f"wrote {len(generated)} route(s) to {escape(str(output))}", highlight=False)
+    else:
+        click.echo(text, nl=False)
+    for note in notes:
+        err_console.print(f"note: {note}", style="yellow", highlight=False, soft_wrap=True)
+
+
+@routes.command("mismatches")
+@click.argument("name", metavar="ROUTE")
+@click.option("--limit", type=COUNT, default=20, show_default=True, help="How many, newest first.")
+@json_option
+def routes_mismatches(name: str, limit: int, as_json: bool) -> None:
+    """The mirror mismatches kept for ROUTE, newest first: what differed between the
+    primary's answer and the candidate's (the route's mirror.compare.keep newest are
+    kept). Exits 1 when there is no such route and nothing kept for it."""
+
+    async def read(state: GatewayState) -> list[Any]:
+        found = await state.mismatches(name, limit)
+        if not found:
+            await state.route(name)  # no route either: NotFoundError
+        return found
+
+    found = run(_with_state(read, create=False))
+    if as_json:
+        emit_json([m.to_dict() for m in found])
+        return
+    if not found:
+        console.print(f"no mismatches kept for {escape(name)}", highlight=False)
+        return
+    table = Table("at", "request", "status", "differences")
+    for m in found:
+        status = (
+            f"{m.primary_status}"
+            if m.primary_status == m.candidate_status
+            else f"{m.primary_status} -> {m.candidate_status}"
+        )
+        table.add_row(
+            _utc(m.at),
+            escape(f"{m.method} {m.path}"),
+            status,
+            escape(_differences_text(m.differences)),
+        )
+    console.print(table)
+
+
+def _utc(at: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _differences_text(differences: list[dict[str, Any]], most: int = 6) -> str:
+    parts: list[str] = []
+    for d in differences:
+        field = d.get("field")
+        if field == "status":
+            parts.append(f"status {d.get('primary')} -> {d.get('candidate')}")
+        elif field == "header":
+            parts.append(f"header {d.get('name')}")
+        elif d.get("change") == "more":
+            parts.append(f"{d.get('count')} more in the body")
+        elif d.get("path") is not None:
+            parts.append(f"body {d.get('path') or '(whole)'} ({d.get('change')})")
+        else:
+            parts.append(f"body ({d.get('change')})")
+    text = "; ".join(parts[:most])
+    if len(parts) > most:
+        text += f"; and {len(parts) - most} more"
+    return text
+
+
+@routes.command("stats")
+@click.argument("name", metavar="ROUTE")
+@click.option(
+    "--window",
+    default="60s",
+    show_default=True,
+    help="How far back: 30s, 5m, 1h (whole seconds, at most 1h).",
+)
+@json_option
+def routes_stats(name: str, window: str, as_json: bool) -> None:
+    """Requests, error rate and p50/p95/p99 latency of ROUTE's backends over the last
+    WINDOW, every gateway replica together (each writes its counts once a second).
+    Errors are answers of 500 or more, the gateway's 502/503/504 included. Exits 2 for a
+    malformed window, 1 when there is no such route."""
+    from hybridmesh.gateway.stats import MAX_WINDOW_SECONDS, parse_duration
+
+    try:
+        seconds = parse_duration(window)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--window") from None
+    if not 1 <= seconds <= MAX_WINDOW_SECONDS or seconds != int(seconds):
+        raise click.BadParameter(
+            f"{window!r}: a window is whole seconds, 1s to {MAX_WINDOW_SECONDS // 3600}h",
+            param_hint="--window",
+        )
+
+    async def read(state: GatewayState) -> Any:
+        stats = await state.window_stats(name, int(seconds))
+        if not stats.backends:
+            await state.route(name)  # no route either: NotFoundError
+        return stats
+
+    stats = run(_with_state(read, create=False))
+    if as_json:
+        emit_json(stats.to_dict())
+        return
+    console.print(
+        f"[bold]{escape(name)}[/bold]: last {stats.window_seconds} s, "
+        f"{stats.replicas} replica(s), {stats.requests} request(s)",
+        highlight=False,
+    )
+    if not stats.backends:
+        return
+    table = Table("backend", "requests", "errors", "error rate", "p50 ms", "p95 ms", "p99 ms")
+    for row in stats.to_dict()["backends"]:
+        table.add_row(
+            escape(row["backend"]),
+            str(row["requests"]),
+            str(row["errors"]),
+            f"{row['error_rate'] * 100:.2f}%",
+            *(_ms(row[k]) for k in ("p50_ms", "p95_ms", "p99_ms")),
+        )
+    console.print(table)
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
 
 
 # -- keys ----------------------------------------------------------------------------------

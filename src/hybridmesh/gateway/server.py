@@ -129,9 +129,13 @@ class RouteRuntime:
 
 
 class Hooks:
-    """Extension points the server calls; the defaults do nothing."""
+    """Extension points the server calls; the defaults do nothing
+    (:class:`hybridmesh.gateway.hooks.GatewayHooks` mirrors and keeps stats windows)."""
 
     def build_mirror(self, route: Route, runtime: RouteRuntime) -> Any:
+        """The route's mirror, or None. A mirror's ``start(request, backend)`` returns a
+        ticket (or None: not copied) whose ``primary(status, headers, body)`` is called
+        once the client has the primary's answer, or ``primary_failed()``."""
         return None
 
     def observe(self, route: str, backend: str, status: int, seconds: float) -> None:
@@ -388,7 +392,11 @@ class Gateway:
                 chosen.name,
                 503,
             )
-        ticket = runtime.mirror.start(request) if runtime.mirror is not None else None
+        ticket = (
+            runtime.mirror.start(request, backend.backend.name)
+            if runtime.mirror is not None
+            else None
+        )
         status = await self._proxy(connection, incoming, runtime, backend, request, ticket)
         return None, route.name, backend.backend.name, status
 
@@ -631,6 +639,8 @@ class Gateway:
             # The head went out already: all that can be done is to end the connection, so
             # the client sees an incomplete answer rather than a wrong one.
             upstream.abort()
+            if ticket is not None:
+                ticket.primary_failed()
             self._failed(
                 runtime, backend, began, "timeout" if isinstance(error, TimeoutError) else "reset"
             )

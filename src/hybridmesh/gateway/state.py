@@ -17,7 +17,7 @@ import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hybridmesh.core.errors import NotFoundError, Problem, ValidationError
 from hybridmesh.core.ids import new_id
@@ -28,6 +28,10 @@ from hybridmesh.observability import get_logger
 from hybridmesh.registry.catalog import RegistryCatalog
 from hybridmesh.store import Store
 from hybridmesh.store._base import Transaction
+
+if TYPE_CHECKING:
+    from hybridmesh.gateway.mirror import Mismatch
+    from hybridmesh.gateway.stats import WindowStats
 
 log = get_logger("hybridmesh.gateway.state")
 
@@ -292,6 +296,24 @@ class GatewayState:
                 await self._bump(tx)
                 row = {**row, "revoked_at": now}
         return ApiKey(**row)
+
+    # -- what the replicas saw ------------------------------------------------------------
+
+    async def window_stats(
+        self, route: str, window_seconds: int, *, now: float | None = None
+    ) -> WindowStats:
+        """Requests, error rate and latency percentiles of ``route``'s backends over the
+        last ``window_seconds`` seconds, every replica merged
+        (:func:`hybridmesh.gateway.stats.window_stats`)."""
+        from hybridmesh.gateway.stats import window_stats
+
+        return await window_stats(self.store, route, window_seconds, now=now)
+
+    async def mismatches(self, route: str, limit: int = 20) -> list[Mismatch]:
+        """The newest kept mirror mismatches of ``route``, newest first."""
+        from hybridmesh.gateway.mirror import recent_mismatches
+
+        return await recent_mismatches(self.store, route, limit)
 
     # -- the snapshot ----------------------------------------------------------------------
 
