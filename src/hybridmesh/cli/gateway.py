@@ -167,9 +167,10 @@ async def _run_gateway(host: str, port: int, status_port: int | None, settings: 
     from hybridmesh.gateway.metrics import GatewayMetrics
     from hybridmesh.gateway.server import Gateway
     from hybridmesh.gateway.state import SnapshotWatcher
-    from hybridmesh.observability import configure_logging
+    from hybridmesh.observability import configure_logging, configure_tracing, shutdown_tracing
 
     configure_logging(get_ctx().settings)
+    configure_tracing(get_ctx().settings)  # a span per request when an exporter is set
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -194,6 +195,7 @@ async def _run_gateway(host: str, port: int, status_port: int | None, settings: 
         finally:
             await watcher.close()
             await proxy.close()
+            shutdown_tracing()
             await hooks.close()
             if status is not None:
                 await status[0].cleanup()

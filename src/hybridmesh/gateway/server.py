@@ -31,12 +31,13 @@ import contextlib
 import random
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import httptools
+from opentelemetry.trace import SpanKind
 
 from hybridmesh.core.clock import SYSTEM_CLOCK
 from hybridmesh.core.errors import CircuitOpenError
@@ -56,6 +57,12 @@ from hybridmesh.gateway.upstream import (
     UpstreamResponse,
 )
 from hybridmesh.observability import get_logger
+from hybridmesh.observability.tracing import (
+    continue_trace,
+    inject_headers,
+    start_call_span,
+    tracing_records,
+)
 from hybridmesh.resilience.breaker import CircuitBreaker, CircuitBreakerConfig
 
 log = get_logger("hybridmesh.gateway")
@@ -126,6 +133,8 @@ class RouteRuntime:
     #: The mirror hook (set when the route mirrors).
     mirror: Any = None
     transforms_response: bool = False
+    #: The policies that act once the backend is chosen (fault injection per backend).
+    before_send: list[Policy] = field(default_factory=list)
 
 
 class Hooks:
@@ -189,6 +198,7 @@ class Gateway:
             ]
             runtime = RouteRuntime(compiled, policies, {})
             runtime.transforms_response = any(p.transforms_response_body for p in policies)
+            runtime.before_send = [p for p in policies if p.acts_before_send]
             for backend in route.backends:
                 url = self._url_of(backend, snapshot)
                 if url is None:
@@ -289,9 +299,14 @@ class Gateway:
         route_name, backend_name = "-", "-"
         status = 500
         try:
-            answer, route_name, backend_name, status = await self._route(
-                connection, incoming, headers, request_id
-            )
+            if tracing_records():
+                answer, route_name, backend_name, status = await self._traced(
+                    connection, incoming, headers, request_id
+                )
+            else:
+                answer, route_name, backend_name, status = await self._route(
+                    connection, incoming, headers, request_id
+                )
         except Exception:
             log.exception("gateway: handling a request failed")
             answer = problem(500, "the gateway failed on this request", request_id=request_id)
@@ -320,6 +335,37 @@ class Gateway:
                 },
             )
         return incoming.keep_alive and not connection.closing
+
+    async def _traced(
+        self, connection: ClientConnection, incoming: Incoming, headers: Headers, request_id: str
+    ) -> tuple[Answer | None, str, str, int]:
+        """:meth:`_route` inside a server span that continues the client's trace; the
+        backend then gets this span as its parent (``traceparent``)."""
+        carrier = {"traceparent": headers.get("traceparent") or ""}
+        state = headers.get("tracestate")
+        if state:
+            carrier["tracestate"] = state
+        with (
+            continue_trace(carrier),
+            start_call_span(
+                f"{incoming.method} gateway",
+                attributes={
+                    "http.request.method": incoming.method,
+                    "url.path": incoming.path,
+                    "client.address": connection.client_ip,
+                    "http.request.id": request_id,
+                },
+                kind=SpanKind.SERVER,
+            ) as span,
+        ):
+            headers.remove("traceparent")  # the span's own goes to the backend
+            headers.remove("tracestate")
+            result = await self._route(connection, incoming, headers, request_id)
+            _, route_name, backend_name, status = result
+            span.set_attribute("http.route", route_name)
+            span.set_attribute("hybridmesh.backend", backend_name)
+            span.set_attribute("http.response.status_code", status)
+            return result
 
     async def _route(
         self, connection: ClientConnection, incoming: Incoming, headers: Headers, request_id: str
@@ -392,6 +438,12 @@ class Gateway:
                 chosen.name,
                 503,
             )
+        for policy in runtime.before_send:
+            answer = await policy.before_send(request, backend.backend.name)
+            if answer is not None:
+                answer.headers.extend(request.answer_headers)
+                self.metrics.refused(route.name, _reason(answer.status))
+                return answer, route.name, backend.backend.name, answer.status
         ticket = (
             runtime.mirror.start(request, backend.backend.name)
             if runtime.mirror is not None
@@ -565,8 +617,6 @@ class Gateway:
         lines.append(f"x-forwarded-host: {headers.get('host', '')}")
         lines.append(f"x-request-id: {request.request_id}")
         if not forwarded:
-            from hybridmesh.observability.tracing import inject_headers
-
             carrier: dict[str, str] = {}
             inject_headers(carrier)
             lines.extend(f"{k}: {v}" for k, v in carrier.items())

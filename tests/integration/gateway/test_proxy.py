@@ -407,3 +407,60 @@ async def test_faults_abort_a_share_of_requests_only_with_their_header(harness: 
         async with session.get(base + "/x") as response:
             assert response.status == 200
     assert len(app.seen) == 1
+
+
+async def test_faults_can_hit_one_backend_of_a_split(harness: Harness) -> None:
+    old = await harness.upstream("old")
+    new = await harness.upstream("new")
+    base = await harness.start(
+        f"""
+routes:
+  - name: app
+    sticky: {{header: x-user}}
+    backends:
+      - {{name: old, url: "{old.url}", weight: 50}}
+      - {{name: new, url: "{new.url}", weight: 50}}
+    policies:
+      faults: {{abort: {{percent: 100, status: 502}}, backends: [new]}}
+"""
+    )
+    async with aiohttp.ClientSession() as session:
+        statuses = []
+        for n in range(60):
+            async with session.get(base + "/x", headers={"x-user": f"u{n}"}) as response:
+                statuses.append(response.status)
+    assert set(statuses) == {200, 502}
+    assert len(old.seen) == statuses.count(200)
+    assert new.seen == []  # every request for new was aborted before it left
+
+
+async def test_with_spans_on_each_request_is_a_server_span_in_the_callers_trace(
+    harness: Harness,
+) -> None:
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import SpanKind
+
+    from hybridmesh.observability import configure_tracing, shutdown_tracing
+
+    exporter = InMemorySpanExporter()
+    configure_tracing(exporter=exporter)
+    try:
+        app = await harness.upstream("app")
+        base = await harness.start(one_backend(app.url, name="traced"))
+        caller = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(base + "/x", headers={"traceparent": caller}) as response,
+        ):
+            assert response.status == 200
+        [span] = [s for s in exporter.get_finished_spans() if s.kind is SpanKind.SERVER]
+        assert f"{span.context.trace_id:032x}" == "0af7651916cd43dd8448eb211c80319c"
+        assert span.parent is not None and f"{span.parent.span_id:016x}" == "b7ad6b7169203331"
+        assert span.attributes is not None and span.attributes["http.route"] == "traced"
+        sent = {k.lower(): v for k, v in app.seen[0]["headers"].items()}["traceparent"]
+        assert sent.split("-")[1:3] == [
+            f"{span.context.trace_id:032x}",
+            f"{span.context.span_id:016x}",
+        ]
+    finally:
+        shutdown_tracing()

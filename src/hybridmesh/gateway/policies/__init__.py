@@ -49,9 +49,16 @@ class Policy:
     #: Set by policies that need the request's whole body (all do today: bodies are read
     #: before the pipeline runs, within the route's ``max_body_bytes``).
     reads_request_body: bool = False
+    #: Set by policies that act once the backend is chosen (:meth:`before_send`).
+    acts_before_send: bool = False
 
     async def request(self, request: ProxyRequest) -> Answer | None:
         """Look at (and maybe change) ``request``; an :class:`Answer` refuses it."""
+        return None
+
+    async def before_send(self, request: ProxyRequest, backend: str) -> Answer | None:
+        """Called once ``backend`` (its name) is chosen, just before the request goes to
+        it (only when :attr:`acts_before_send`); an :class:`Answer` stops it there."""
         return None
 
     def response_head(self, request: ProxyRequest, status: int, headers: Headers) -> None:

@@ -7,6 +7,7 @@ Settings::
       delay: {percent: 10, seconds: 0.5}     # wait before sending on
       abort: {percent: 5, status: 503}       # answer this status instead
       header: x-fault                        # only requests carrying this header
+      backends: [content-delivery]           # only requests sent to these backends
 
 Off unless a route names it; changed live like any route. An aborted request never reaches
 a backend, and counts as refused with reason ``fault``.
@@ -20,6 +21,7 @@ import random
 from pydantic import BaseModel, ConfigDict, Field
 
 from hybridmesh.core.limits import Delay
+from hybridmesh.core.names import Name
 from hybridmesh.gateway.config import HeaderName, Percent, PolicyKind, register_policy
 from hybridmesh.gateway.http import Answer, ProxyRequest, problem
 from hybridmesh.gateway.policies import ORDER_FAULTS, Policy, PolicyContext, register_builder
@@ -44,16 +46,25 @@ class FaultSettings(_Strict):
     abort: FaultAbort | None = None
     #: Only requests carrying this header are faulted (any value).
     header: HeaderName | None = None
+    #: Only requests going to these backends of the route (by name); all when empty.
+    backends: tuple[Name, ...] = ()
 
 
 class Faults(Policy):
+    """Runs once the backend is chosen, so that a fault can hit one backend of a split."""
+
+    acts_before_send = True
+
     def __init__(self, settings: FaultSettings, context: PolicyContext) -> None:
         self.settings = settings
+        self.backends = frozenset(settings.backends)
         self.rng = random.Random()
 
-    async def request(self, request: ProxyRequest) -> Answer | None:
+    async def before_send(self, request: ProxyRequest, backend: str) -> Answer | None:
         settings = self.settings
         if settings.header is not None and settings.header not in request.headers:
+            return None
+        if self.backends and backend not in self.backends:
             return None
         delay = settings.delay
         if delay is not None and self.rng.random() * 100 < delay.percent:
