@@ -84,6 +84,17 @@ def _route_summary(stored: StoredRoute) -> dict[str, Any]:
 # -- the gateway process -------------------------------------------------------------------
 
 
+def _networks(values: tuple[str, ...]) -> tuple[str, ...]:
+    from hybridmesh.gateway.addresses import parse_network
+
+    for value in values:
+        try:
+            parse_network(value)
+        except ValueError as error:
+            raise click.BadParameter(str(error), param_hint="--trusted-proxy") from None
+    return values
+
+
 @click.command()
 @click.option(
     "--host",
@@ -112,7 +123,10 @@ def _route_summary(stored: StoredRoute) -> dict[str, Any]:
     "trusted_proxies",
     multiple=True,
     metavar="CIDR",
-    help="A proxy in front of the gateway whose X-Forwarded-For is believed (repeatable).",
+    callback=lambda _ctx, _param, values: _networks(values),
+    help="A proxy in front of the gateway whose X-Forwarded-For is believed (repeatable): "
+    "behind it, the client is the right-most X-Forwarded-For address that is not a "
+    "trusted proxy.",
 )
 @click.option("--no-access-log", is_flag=True, help="Do not log a line per request.")
 @click.option(

@@ -42,6 +42,7 @@ from opentelemetry.trace import SpanKind
 from hybridmesh.core.clock import SYSTEM_CLOCK
 from hybridmesh.core.errors import CircuitOpenError
 from hybridmesh.core.ids import new_request_id
+from hybridmesh.gateway.addresses import NetworkSet, client_ip
 from hybridmesh.gateway.config import IDEMPOTENT_METHODS, Backend, Route, policy_settings
 from hybridmesh.gateway.http import Answer, Headers, ProxyRequest, problem
 from hybridmesh.gateway.metrics import GatewayMetrics
@@ -100,6 +101,8 @@ class GatewaySettings:
     #: Largest body of any request, before its route is known (a route may lower it).
     max_body_bytes: int = 1024 * 1024 * 1024
     redis_url: str | None = None
+    #: CIDRs of the proxies in front of the gateway, whose ``X-Forwarded-For`` is believed
+    #: (see :mod:`hybridmesh.gateway.addresses`).
     trusted_proxies: tuple[str, ...] = ()
     access_log: bool = True
 
@@ -166,6 +169,7 @@ class Gateway:
         rng: random.Random | None = None,
     ) -> None:
         self.settings = settings or GatewaySettings()
+        self.trusted = NetworkSet.parse(self.settings.trusted_proxies)
         self.metrics = metrics or GatewayMetrics()
         self.hooks = hooks or Hooks()
         self.rng = rng or random.Random()
@@ -411,7 +415,11 @@ class Gateway:
             query=incoming.query,
             headers=headers,
             body=incoming.body,
-            client_ip=connection.client_ip,
+            client_ip=(
+                client_ip(connection.client_ip, headers.get_all("x-forwarded-for"), self.trusted)
+                if self.trusted
+                else connection.client_ip
+            ),
             request_id=request_id,
             captures=captures,
             route=route.name,
