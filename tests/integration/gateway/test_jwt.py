@@ -198,6 +198,22 @@ async def test_leeway_allows_that_much_clock_skew(
     assert len(app.hits) == 2
 
 
+async def test_a_token_that_passed_is_refused_once_it_expires(
+    rs256: Rig, app: Upstream, rsa_key: rsa.RSAPrivateKey
+) -> None:
+    token = sign(rsa_key, exp=int(time.time()) + 1)
+    assert (await rs256.get("/orders", bearer(token))).status == 200
+
+    async def refused() -> bool:
+        reply = await rs256.get("/orders", bearer(token))
+        if reply.status == 200:
+            return False
+        assert_refused(reply, "the token has expired")
+        return True
+
+    await eventually(refused, what="the token refused once expired")
+
+
 async def test_hs256_and_rs256_keys_never_stand_in_for_each_other(
     tmp_path: Path, app: Upstream, rsa_key: rsa.RSAPrivateKey, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -388,9 +404,8 @@ async def test_keys_come_from_the_jwks_and_rotate(
     provider.publish("e1", ec_key)
     async with gateway_rig(tmp_path) as rig:
         await rig.apply(jwks_route(app, url, "        jwks_refetch_seconds: 0.001\n"))
-        first = await asyncio.gather(
-            *(rig.get("/orders", bearer(sign(rsa_key, kid="k1"))) for _ in range(5))
-        )
+        k1_token = sign(rsa_key, kid="k1")
+        first = await asyncio.gather(*(rig.get("/orders", bearer(k1_token)) for _ in range(5)))
         assert [r.status for r in first] == [200] * 5
         assert provider.fetches == 1  # one fetch for everyone waiting on it
         assert (await rig.get("/orders", bearer(sign(ec_key, "ES256", kid="e1")))).status == 200
@@ -406,7 +421,8 @@ async def test_keys_come_from_the_jwks_and_rotate(
         rotated = await rig.get("/orders", bearer(sign(other_rsa_key, kid="k2")))
         assert rotated.status == 200
         assert provider.fetches == fetches + 1
-        retired = await rig.get("/orders", bearer(sign(rsa_key, kid="k1")))
+        # The token that passed before is checked again with the new keys, and fails.
+        retired = await rig.get("/orders", bearer(k1_token))
         # A kid no key has, nor a key without kid: signed by an untrusted key.
         no_kid = await rig.get("/orders", bearer(sign(rsa_key)))
 
