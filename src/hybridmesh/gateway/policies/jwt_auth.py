@@ -47,6 +47,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import jwt
@@ -55,10 +56,17 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from hybridmesh.core.limits import Delay, Seconds
-from hybridmesh.gateway.config import HeaderName, PolicyKind, Url, register_policy
+from hybridmesh.gateway.config import HeaderName, PolicyKind, register_policy
 from hybridmesh.gateway.http import Answer, Headers, ProxyRequest, problem
 from hybridmesh.gateway.policies import ORDER_AUTH, Policy, PolicyContext, register_builder
 from hybridmesh.gateway.policies.identity import check_realm, set_identity
@@ -95,6 +103,21 @@ def _algorithms(value: tuple[str, ...]) -> tuple[str, ...]:
                 f"{', '.join(ALGORITHMS)}"
             )
     return tuple(dict.fromkeys(value))
+
+
+def _jwks_url(value: str) -> str:
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018  (raises on a malformed port)
+    except ValueError:
+        raise ValueError(f"{value[:80]!r} is not an http(s) URL: malformed host or port") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{value[:80]!r} is not an http(s) URL with a host")
+    if parts.username is not None or parts.password is not None or parts.fragment:
+        raise ValueError(f"{value[:80]!r}: a JWKS URL has no user, password or fragment")
+    if re.search(r"[\x00-\x20\x7f]", value):
+        raise ValueError(f"{value[:80]!r}: a URL has no spaces or control characters")
+    return value
 
 
 def _env_name(value: str) -> str:
@@ -178,15 +201,19 @@ class JwtSettings(BaseModel):
     #: The algorithms accepted; a token with any other (or ``none``) is refused.
     algorithms: Annotated[tuple[str, ...], AfterValidator(_algorithms)]
     #: The HS256 shared secret, stored with the route (prefer ``secret_env``).
-    secret: Annotated[str, AfterValidator(_secret)] | None = Field(None, max_length=4096)
+    secret: Annotated[str, StringConstraints(max_length=4096), AfterValidator(_secret)] | None = (
+        None
+    )
     #: The environment variable of each gateway replica that holds the HS256 secret.
     secret_env: Annotated[str, AfterValidator(_env_name)] | None = None
     #: A PEM public key (or certificate) for RS256 or ES256, in the route itself.
-    public_key: Annotated[str, AfterValidator(_public_key)] | None = Field(None, max_length=65_536)
+    public_key: (
+        Annotated[str, StringConstraints(max_length=65_536), AfterValidator(_public_key)] | None
+    ) = None
     #: A PEM file on each replica with the public key (or certificate).
     public_key_file: str | None = Field(None, min_length=1, max_length=4096)
     #: Where the identity provider publishes its JSON Web Key Set.
-    jwks_url: Url | None = None
+    jwks_url: Annotated[str, AfterValidator(_jwks_url)] | None = None
     #: How long a fetched JWKS is used before it is fetched again.
     jwks_cache_seconds: Seconds = 300.0
     #: The least time between two fetches of the JWKS (for unknown ``kid`` s, after failures).
