@@ -2,8 +2,10 @@
 
 PostgreSQL tests connect to ``HYBRIDMESH_TEST_POSTGRES_URL`` (default
 ``postgresql://postgres@127.0.0.1:5432/postgres``), create a database of their own and drop
-it afterwards. When the server is unreachable they skip, unless
-``HYBRIDMESH_REQUIRE_SERVICES=1`` is set (as CI does), in which case they fail.
+it afterwards. Redis tests use ``HYBRIDMESH_TEST_REDIS_URL`` (default
+``redis://127.0.0.1:6379/0``) and remove the keys they made. When a server is unreachable
+its tests skip, unless ``HYBRIDMESH_REQUIRE_SERVICES=1`` is set (as CI does), in which case
+they fail.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import pytest
 PG_ADMIN_URL = os.environ.get(
     "HYBRIDMESH_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
+REDIS_URL = os.environ.get("HYBRIDMESH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 REQUIRE_SERVICES = os.environ.get("HYBRIDMESH_REQUIRE_SERVICES", "") not in ("", "0", "false")
 
 
@@ -56,6 +59,21 @@ def postgres_url() -> Iterator[str]:
         yield _database_url(name)
     finally:
         asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+async def redis_url() -> str:
+    """The test Redis server's URL, once it answers a PING."""
+    import redis.asyncio
+
+    client = redis.asyncio.Redis.from_url(REDIS_URL, socket_connect_timeout=5)
+    try:
+        await client.ping()
+    except Exception as error:
+        _service_unavailable("Redis", error)
+    finally:
+        await client.aclose()
+    return REDIS_URL
 
 
 @pytest.fixture

@@ -5,16 +5,27 @@ Every field has a default that is safe for a single machine; the scaled mode cha
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import pydantic
-from pydantic import AliasChoices, Field
+from pydantic import AfterValidator, AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hybridmesh.core.errors import InvalidSettingError, Problem
 from hybridmesh.core.limits import Port, Seconds, describe
 
 DEFAULT_DATABASE_URL = "sqlite:///.hybridmesh/mesh.db"
+_REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+def _redis_url(value: str) -> str:
+    scheme, sep, rest = value.partition("://")
+    if not sep or scheme.lower() not in _REDIS_SCHEMES or not rest:
+        raise ValueError("must be a redis://, rediss:// or unix:// URL")
+    return value
+
+
+RedisUrl = Annotated[str, AfterValidator(_redis_url)]
 
 
 class Settings(BaseSettings):
@@ -52,10 +63,11 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("otel_traces_sampler_arg"),
         description="OTEL_TRACES_SAMPLER_ARG: the ratio of the *traceidratio samplers, 0 to 1.",
     )
-    redis_url: str | None = Field(
+    redis_url: RedisUrl | None = Field(
         None,
-        description="redis://host:port/db: the gateway's rate limits are shared across its "
-        "replicas through it; unset, each replica counts alone.",
+        description="redis://[:password@]host:port/db (or rediss:// for TLS, unix:///path): "
+        "the gateway's rate limits are shared across its replicas through it; unset, each "
+        "replica counts alone.",
     )
     http_host: str = Field("127.0.0.1", description="Address `hybridmesh serve` binds.")
     http_port: Port = Field(8700, description="Port `hybridmesh serve` binds (0: any free one).")

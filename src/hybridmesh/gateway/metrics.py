@@ -12,6 +12,8 @@
 - ``hybridmesh_gateway_ejections_total{route,backend}``: outlier ejections.
 - ``hybridmesh_gateway_mirror_total{route,outcome}``: mirrored copies by outcome
   (``match``, ``mismatch``, ``dropped``, ``failed``).
+- ``hybridmesh_gateway_fail_open_total{route,policy}``: requests a policy let through
+  unchecked because what it relies on failed (``rate_limit`` when Redis is unreachable).
 """
 
 from __future__ import annotations
@@ -68,6 +70,12 @@ class GatewayMetrics:
             ["route", "outcome"],
             registry=self.registry,
         )
+        self._fail_open = Counter(
+            "hybridmesh_gateway_fail_open_total",
+            "Requests a policy let through unchecked because what it relies on failed.",
+            ["route", "policy"],
+            registry=self.registry,
+        )
         # Looking a child up through .labels() validates and locks each time: keep them.
         self._children: dict[tuple[str, str], tuple[Any, ...]] = {}
 
@@ -94,6 +102,9 @@ class GatewayMetrics:
 
     def mirrored(self, route: str, outcome: str) -> None:
         self._mirror.labels(route, outcome).inc()
+
+    def failed_open(self, route: str, policy: str) -> None:
+        self._fail_open.labels(route, policy).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -181,6 +181,8 @@ class Gateway:
         self._connections: set[ClientConnection] = set()
         self._retired: list[Policy] = []
         self._sweeper: asyncio.Task[None] | None = None
+        #: What policies keep across snapshots (PolicyContext.shared).
+        self._policy_shared: dict[str, Any] = {}
 
     # -- snapshots -------------------------------------------------------------------------
 
@@ -195,6 +197,8 @@ class Gateway:
                 lambda: self.snapshot,
                 self.settings.redis_url,
                 self.settings.trusted_proxies,
+                self.metrics,
+                self._policy_shared,
             )
             policies = [
                 build_policy(kind.name, settings, context)

@@ -48,3 +48,15 @@ def test_a_validation_error_embedded_in_another_message_says_error_once() -> Non
     )
     assert str(error) == "error [payload]: not JSON\na.yaml:3: error: too long"
     assert error.reason == "payload: not JSON; a.yaml:3: too long"
+
+
+def test_a_redis_url_must_name_redis(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HYBRIDMESH_REDIS_URL", "http://:secret@cache:6379")
+    with pytest.raises(InvalidSettingError) as raised:
+        get_settings()
+    [problem] = raised.value.problems
+    assert problem.field == "HYBRIDMESH_REDIS_URL"
+    assert "secret" not in str(raised.value)
+    for good in ("redis://cache:6379/1", "rediss://:pw@cache:6380/0", "unix:///run/redis.sock"):
+        monkeypatch.setenv("HYBRIDMESH_REDIS_URL", good)
+        assert get_settings().redis_url == good

@@ -11,12 +11,13 @@ restriction, then authentication), then how much (rate limits), then what is cha
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from hybridmesh.gateway.http import Answer, Headers, ProxyRequest
 
 if TYPE_CHECKING:
+    from hybridmesh.gateway.metrics import GatewayMetrics
     from hybridmesh.gateway.state import Snapshot
 
 #: Where each kind runs (lower first).
@@ -38,6 +39,12 @@ class PolicyContext:
     redis_url: str | None = None
     #: The proxies whose ``X-Forwarded-For`` is believed.
     trusted_proxies: tuple[str, ...] = ()
+    #: The gateway's metrics (policies count what they let through unchecked).
+    metrics: GatewayMetrics | None = None
+    #: What a kind keeps across route revisions (policies are rebuilt on every change of
+    #: routes or keys): local rate limit counters, the Redis connection pool. One per
+    #: gateway; keys are the kind's own.
+    shared: dict[str, Any] = field(default_factory=dict)
 
 
 class Policy:

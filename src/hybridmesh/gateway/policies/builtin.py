@@ -1,3 +1,9 @@
 """The policy kinds that come with hybridmesh (each module registers itself)."""
 
-from hybridmesh.gateway.policies import faults, ip_restriction, jwt_auth, key_auth  # noqa: F401
+from hybridmesh.gateway.policies import (  # noqa: F401
+    faults,
+    ip_restriction,
+    jwt_auth,
+    key_auth,
+    rate_limit,
+)
