@@ -163,7 +163,7 @@ _MUST_BE = {
 def describe(error: ErrorDetails) -> str:
     """One pydantic error as the house words it: ``must be a whole number``, or the
     message a validator gave (without pydantic's ``Value error,`` prefix)."""
-    if error["loc"] and error["loc"][-1] == "[key]":
+    if error["loc"] and error["loc"][-1] == "[key]" and error["type"].endswith("_type"):
         return f"a key must be a string, not {error['input']!r}: quote it"
     return _MUST_BE.get(error["type"]) or str(error["msg"]).removeprefix("Value error, ")
 

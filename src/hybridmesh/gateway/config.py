@@ -34,7 +34,7 @@ import pydantic
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from hybridmesh.core.errors import Problem, ValidationError
-from hybridmesh.core.limits import Count, Ratio, Seconds, describe
+from hybridmesh.core.limits import Count, Ratio, Seconds, describe, location
 from hybridmesh.core.names import Name
 from hybridmesh.core.urls import http_url_problem
 from hybridmesh.core.yaml_source import DEFAULT_LIMITS, Lines, YamlLimits, YamlReader
@@ -464,7 +464,7 @@ def _route_problems(entry: dict[str, Any], file: str, lines: Lines) -> list[Prob
             kind.settings.model_validate({} if value is None else value)
         except pydantic.ValidationError as invalid:
             for error in invalid.errors():
-                loc = ("policies", name, *error["loc"])
+                loc = ("policies", name, *location(error))
                 problems.append(Problem(_describe(error), file, lines.line_of(loc), _dotted(loc)))
     return problems
 

@@ -46,7 +46,7 @@ from hybridmesh.gateway.addresses import NetworkSet, client_ip
 from hybridmesh.gateway.config import IDEMPOTENT_METHODS, Backend, Route, policy_settings
 from hybridmesh.gateway.http import Answer, Headers, ProxyRequest, problem
 from hybridmesh.gateway.metrics import GatewayMetrics
-from hybridmesh.gateway.policies import Policy, PolicyContext, build_policy
+from hybridmesh.gateway.policies import Policy, PolicyContext, ReplaceAnswer, build_policy
 from hybridmesh.gateway.routing import CompiledRoute, sticky_key
 from hybridmesh.gateway.state import Snapshot
 from hybridmesh.gateway.upstream import (
@@ -658,7 +658,7 @@ class Gateway:
         ]
         dropped = HOP_BY_HOP | _named_in_connection(headers)
         headers.pairs = [(n, v) for n, v in headers.pairs if n not in dropped]
-        for policy in runtime.policies:
+        for policy in reversed(runtime.policies):  # the answer passes them backwards
             policy.response_head(request, status, headers)
         headers.pairs.extend(request.answer_headers)
         buffered = runtime.transforms_response or ticket is not None
@@ -673,9 +673,21 @@ class Gateway:
                     await done
                 done.result()
                 body = b"".join(response.chunks)
-                for policy in runtime.policies:
-                    if policy.transforms_response_body:
-                        body = policy.response_body(request, status, headers, body)
+                try:
+                    for policy in reversed(runtime.policies):
+                        if policy.transforms_response_body:
+                            body = policy.response_body(request, status, headers, body)
+                except ReplaceAnswer as replaced:
+                    self.pool.release(upstream)
+                    answer = replaced.answer
+                    answer.headers.extend(request.answer_headers)
+                    connection.send_answer(
+                        answer, request.request_id, incoming.keep_alive, incoming.method
+                    )
+                    if ticket is not None:
+                        ticket.primary(answer.status, Headers(answer.headers), answer.body)
+                    self._answered(route, backend, status, began)
+                    return answer.status
                 headers.remove("content-length")
                 self.pool.release(upstream)
                 head, _ = connection.head(status, headers, request.request_id, incoming, len(body))
@@ -708,6 +720,11 @@ class Gateway:
             )
             connection.close()
             return status
+        self._answered(route, backend, status, began)
+        return status
+
+    def _answered(self, route: Route, backend: BackendRuntime, status: int, began: float) -> None:
+        """Count a backend's answer for its breaker and outlier detection."""
         seconds = time.monotonic() - began
         if status >= 500:
             if backend.breaker is not None:
@@ -717,7 +734,6 @@ class Gateway:
             if backend.breaker is not None:
                 backend.breaker.record_success(seconds)
             backend.consecutive_failures = 0
-        return status
 
 
 def _reason(status: int) -> str:

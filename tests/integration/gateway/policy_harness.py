@@ -31,6 +31,7 @@ class Seen:
 
     method: str
     path: str
+    #: The query string as it came, still percent-encoded.
     query: str
     headers: CIMultiDictProxy[str]
     body: bytes
@@ -55,7 +56,7 @@ class Upstream:
             Seen(
                 request.method,
                 request.path,
-                request.query_string,
+                request.raw_path.partition("?")[2],
                 request.headers,
                 body,
                 request.content_length,

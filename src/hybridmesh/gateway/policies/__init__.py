@@ -5,7 +5,11 @@ Each kind lives in its own module here, registers itself with
 order, its builder), and is documented in docs/gateway.md. A route's policies are built
 once per route revision and run in their kinds' order: first who may call (IP
 restriction, then authentication), then how much (rate limits), then what is changed
-(transformations, fault injection).
+(transformations, fault injection). On the way back the answer passes them in the reverse
+order (the last to touch the request is the first to see the answer), so a pair of
+conversions nests: the XML policy turns a JSON request into XML after the request
+transformer ran, and turns the XML answer back into JSON before the response transformer
+runs.
 """
 
 from __future__ import annotations
@@ -47,6 +51,16 @@ class PolicyContext:
     shared: dict[str, Any] = field(default_factory=dict)
 
 
+class ReplaceAnswer(Exception):
+    """Raised by :meth:`Policy.response_body` when the backend's answer cannot be given
+    to the client (an XML answer that cannot be converted): the client gets ``answer``
+    instead."""
+
+    def __init__(self, answer: Answer) -> None:
+        super().__init__(answer.status)
+        self.answer = answer
+
+
 class Policy:
     """One step of a route's pipeline."""
 
@@ -74,7 +88,9 @@ class Policy:
     def response_body(
         self, request: ProxyRequest, status: int, headers: Headers, body: bytes
     ) -> bytes:
-        """The answer's new body (only when :attr:`transforms_response_body`)."""
+        """The answer's new body (only when :attr:`transforms_response_body`); ``headers``
+        may still be changed (they go out after the body is known). Raise
+        :class:`ReplaceAnswer` to answer with something else."""
         return body
 
     async def close(self) -> None:
@@ -104,6 +120,7 @@ __all__ = [
     "ORDER_TRANSFORM",
     "Policy",
     "PolicyContext",
+    "ReplaceAnswer",
     "build_policy",
     "register_builder",
 ]

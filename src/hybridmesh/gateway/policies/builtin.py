@@ -6,4 +6,6 @@ from hybridmesh.gateway.policies import (  # noqa: F401
     jwt_auth,
     key_auth,
     rate_limit,
+    transform,
+    xml_json,
 )
