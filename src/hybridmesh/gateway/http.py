@@ -82,6 +82,16 @@ class Answer:
     body: bytes = b""
 
 
+class ReplaceAnswer(Exception):
+    """Raised by a policy's ``response_body`` when the backend's answer cannot be given to
+    the client (an XML answer that cannot be converted): the client gets ``answer``
+    instead (the gateway's answer, so it carries no backend header)."""
+
+    def __init__(self, answer: Answer) -> None:
+        super().__init__(answer.status)
+        self.answer = answer
+
+
 def problem(
     status: int,
     detail: str,
@@ -139,4 +149,4 @@ class ProxyRequest:
         return f"{self.path}?{self.query}" if self.query else self.path
 
 
-__all__ = ["Answer", "Headers", "ProxyRequest", "problem"]
+__all__ = ["Answer", "Headers", "ProxyRequest", "ReplaceAnswer", "problem"]

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 from hybridmesh.core.ids import uuid7
 from hybridmesh.core.serialization import dumps, loads
 from hybridmesh.gateway.config import Compare, Mirror, Route
-from hybridmesh.gateway.http import Headers, ProxyRequest
+from hybridmesh.gateway.http import Headers, ProxyRequest, ReplaceAnswer
 from hybridmesh.gateway.metrics import GatewayMetrics
 from hybridmesh.gateway.upstream import (
     BodySink,
@@ -667,15 +667,19 @@ class RouteMirror:
             return reply
         headers = reply.headers
         body = reply.body
-        for policy in policies:
+        for policy in reversed(policies):  # as the server does: the answer goes backwards
             policy.response_head(request, reply.status, headers)
         if reply.truncated:
             return reply
         changed = False
-        for policy in policies:
-            if policy.transforms_response_body:
-                body = policy.response_body(request, reply.status, headers, body)
-                changed = True
+        try:
+            for policy in reversed(policies):
+                if policy.transforms_response_body:
+                    body = policy.response_body(request, reply.status, headers, body)
+                    changed = True
+        except ReplaceAnswer as replaced:  # what the client would have got instead
+            answer = replaced.answer
+            return Reply.of(answer.status, Headers(answer.headers), answer.body)
         return Reply.of(reply.status, headers, body) if changed else reply
 
 

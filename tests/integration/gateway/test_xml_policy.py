@@ -12,10 +12,14 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
+from tests.integration.gateway.mirror_rig import apply_routes, replica, upstream
 from tests.integration.gateway.policy_harness import Upstream, gateways
 
 from hybridmesh.core.errors import ValidationError
+from hybridmesh.core.serialization import loads
 from hybridmesh.gateway.config import parse_routes
+from hybridmesh.gateway.state import GatewayState
+from hybridmesh.store import open_store
 
 ORDER_XML = (
     b'<?xml version="1.0" encoding="utf-8"?>'
@@ -223,3 +227,42 @@ routes:
         "policies.xml.request",
         "policies.xml.root",
     ]
+
+
+async def test_a_mirrored_answer_is_converted_and_compared_as_the_client_would_get_it(
+    sqlite_url: str,
+) -> None:
+    """A candidate behind a mirror gets the route's policies on its answer too, in the same
+    order as the client's: the primary's XML becomes JSON (then renamed), the candidate's
+    XML bomb becomes the 502 the client would have got."""
+
+    async def primary(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=ORDER_XML, content_type="application/xml")
+
+    async def candidate(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=BILLION_LAUGHS, content_type="application/xml")
+
+    async with upstream({"/": primary}) as legacy, upstream({"/": candidate}) as modern:
+        text = f"""
+routes:
+  - name: erp
+    match: {{path: {{prefix: /erp}}}}
+    backends:
+      - {{name: legacy, url: "{legacy.url}", weight: 100}}
+      - {{name: modern, url: "{modern.url}", weight: 0}}
+    mirror: {{backend: modern}}
+    policies:
+      xml: {{response: xml_to_json}}
+      response_transformer: {{rename: {{json: {{order: result}}}}}}
+"""
+        async with await open_store(sqlite_url) as store:
+            await store.upgrade()
+            await apply_routes(store, text)
+        async with replica(sqlite_url, name="r1") as gw:
+            status, _, body = await gw.get("/erp/orders/7")
+            await gw.hooks.mirrors.settle()
+            [kept] = await GatewayState(gw.store).mismatches("erp")
+    assert status == 200
+    assert loads(body)["result"]["@id"] == "7"
+    assert (kept.primary_status, kept.candidate_status) == (200, 502)
+    assert loads(kept.primary_body or "")["result"]["status"] == "accepted"

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from hybridmesh.gateway.http import Answer, Headers, ProxyRequest
+from hybridmesh.gateway.http import Answer, Headers, ProxyRequest, ReplaceAnswer
 
 if TYPE_CHECKING:
     from hybridmesh.gateway.metrics import GatewayMetrics
@@ -49,16 +49,6 @@ class PolicyContext:
     #: routes or keys): local rate limit counters, the Redis connection pool. One per
     #: gateway; keys are the kind's own.
     shared: dict[str, Any] = field(default_factory=dict)
-
-
-class ReplaceAnswer(Exception):
-    """Raised by :meth:`Policy.response_body` when the backend's answer cannot be given
-    to the client (an XML answer that cannot be converted): the client gets ``answer``
-    instead."""
-
-    def __init__(self, answer: Answer) -> None:
-        super().__init__(answer.status)
-        self.answer = answer
 
 
 class Policy:
