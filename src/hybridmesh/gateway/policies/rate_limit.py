@@ -190,8 +190,11 @@ class SharedCounters:
     def __init__(self, url: str) -> None:
         from limits.aio.storage import RedisStorage
         from redis.asyncio import ConnectionPool
+        from redis.exceptions import RedisError
 
         self.url = url
+        #: What a failed call raises (connection refused, timeouts, Redis errors).
+        self.failures: tuple[type[Exception], ...] = (RedisError, OSError)
         self.pool: ConnectionPool = ConnectionPool.from_url(
             url,
             socket_timeout=REDIS_TIMEOUT,
@@ -212,17 +215,15 @@ class SharedCounters:
             if time.monotonic() < self.retry_at:
                 return None
             self.retry_at = 0.0
-        from redis.exceptions import RedisError
-
         try:
             count = await self.storage.incr(key, expiry)
-        except (RedisError, OSError) as error:
+        except self.failures as error:
             self.retry_at = time.monotonic() + REDIS_RETRY
             if not self.down:
                 self.down = True
                 log.warning(
-                    "gateway: Redis at %s cannot be reached (%s: %s); rate limits let "
-                    "requests through unchecked until it answers again",
+                    "gateway: Redis at %s cannot be reached or failed (%s: %s); rate limits "
+                    "let requests through unchecked until it answers again",
                     _safe(self.url),
                     type(error).__name__,
                     error,
@@ -230,7 +231,7 @@ class SharedCounters:
             return None
         if self.down:
             self.down = False
-            log.warning("gateway: Redis at %s answers again; rate limits apply", _safe(self.url))
+            log.info("gateway: Redis at %s answers again; rate limits apply", _safe(self.url))
         return int(count)
 
     async def close(self) -> None:
