@@ -382,7 +382,7 @@ def register_policy(kind: PolicyKind) -> PolicyKind:
 
 
 def policy_kinds() -> dict[str, PolicyKind]:
-    from hybridmesh.gateway import policies  # noqa: F401  (registers the built-in kinds)
+    from hybridmesh.gateway.policies import builtin  # noqa: F401  (registers the built-in kinds)
 
     return dict(_KINDS)
 

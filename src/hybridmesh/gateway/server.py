@@ -46,9 +46,9 @@ from hybridmesh.gateway.addresses import NetworkSet, client_ip
 from hybridmesh.gateway.config import IDEMPOTENT_METHODS, Backend, Route, policy_settings
 from hybridmesh.gateway.http import Answer, Headers, ProxyRequest, ReplaceAnswer, problem
 from hybridmesh.gateway.metrics import GatewayMetrics
-from hybridmesh.gateway.policies import Policy, PolicyContext, build_policy
+from hybridmesh.gateway.policies.base import Policy, PolicyContext, build_policy
 from hybridmesh.gateway.routing import CompiledRoute, sticky_key
-from hybridmesh.gateway.state import Snapshot
+from hybridmesh.gateway.snapshot import Snapshot
 from hybridmesh.gateway.upstream import (
     BodySink,
     Origin,

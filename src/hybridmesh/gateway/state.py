@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import secrets
 import time
 from collections.abc import Callable, Sequence
@@ -24,6 +23,7 @@ from hybridmesh.core.ids import new_id
 from hybridmesh.core.serialization import dumps, loads
 from hybridmesh.gateway.config import LoadedRoute, Route
 from hybridmesh.gateway.routing import RouteTable
+from hybridmesh.gateway.snapshot import ApiKey, Snapshot, key_digest
 from hybridmesh.observability import get_logger
 from hybridmesh.registry.catalog import RegistryCatalog
 from hybridmesh.store import Store
@@ -42,35 +42,6 @@ CHANNEL = "hybridmesh_gateway"
 POLL_SECONDS = 0.5
 #: What every API key starts with, so a leaked one is easy to recognise.
 KEY_PREFIX = "hmk_"
-
-
-def key_digest(secret: str) -> str:
-    """How a key is stored: its SHA-256. Keys are 256 random bits, so a fast hash is
-    enough (nothing to guess), and the stored digest cannot be used as a key."""
-    return hashlib.sha256(secret.encode()).hexdigest()
-
-
-@dataclass(frozen=True)
-class ApiKey:
-    """An API key as stored (never the key itself)."""
-
-    id: str
-    consumer: str
-    route: str | None
-    prefix: str
-    created_at: float
-    revoked_at: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "consumer": self.consumer,
-            "route": self.route,
-            "prefix": self.prefix,
-            "created_at": self.created_at,
-            "revoked_at": self.revoked_at,
-            "status": "revoked" if self.revoked_at is not None else "active",
-        }
 
 
 @dataclass(frozen=True)
@@ -95,22 +66,6 @@ class ApplyResult:
             "unchanged": self.unchanged,
             "deleted": self.deleted,
         }
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """Everything a replica routes with, at one revision."""
-
-    revision: int
-    table: RouteTable
-    #: Registry services' base URLs, for backends that name a service.
-    services: dict[str, str]
-    #: Active keys by digest.
-    keys: dict[str, ApiKey]
-
-    @classmethod
-    def empty(cls) -> Snapshot:
-        return cls(-1, RouteTable([]), {}, {})
 
 
 class GatewayState:

@@ -24,7 +24,7 @@ from hybridmesh.core.limits import Delay
 from hybridmesh.core.names import Name
 from hybridmesh.gateway.config import HeaderName, Percent, PolicyKind, register_policy
 from hybridmesh.gateway.http import Answer, ProxyRequest, problem
-from hybridmesh.gateway.policies import ORDER_FAULTS, Policy, PolicyContext, register_builder
+from hybridmesh.gateway.policies.base import ORDER_FAULTS, Policy, PolicyContext, register_builder
 
 
 class _Strict(BaseModel):

@@ -24,7 +24,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from hybridmesh.gateway.addresses import NetworkSet, parse_address, parse_network
 from hybridmesh.gateway.config import PolicyKind, register_policy
 from hybridmesh.gateway.http import Answer, ProxyRequest, problem
-from hybridmesh.gateway.policies import ORDER_IP, Policy, PolicyContext, register_builder
+from hybridmesh.gateway.policies.base import ORDER_IP, Policy, PolicyContext, register_builder
 
 
 def _cidr(value: str) -> str:

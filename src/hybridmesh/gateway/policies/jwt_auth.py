@@ -68,7 +68,7 @@ from pydantic import (
 from hybridmesh.core.limits import Delay, Seconds
 from hybridmesh.gateway.config import HeaderName, PolicyKind, register_policy
 from hybridmesh.gateway.http import Answer, Headers, ProxyRequest, problem
-from hybridmesh.gateway.policies import ORDER_AUTH, Policy, PolicyContext, register_builder
+from hybridmesh.gateway.policies.base import ORDER_AUTH, Policy, PolicyContext, register_builder
 from hybridmesh.gateway.policies.identity import check_realm, set_identity
 from hybridmesh.observability import get_logger
 

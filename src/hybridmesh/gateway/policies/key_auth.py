@@ -32,9 +32,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from hybridmesh.core.names import Name
 from hybridmesh.gateway.config import HeaderName, PolicyKind, register_policy
 from hybridmesh.gateway.http import Answer, ProxyRequest, problem
-from hybridmesh.gateway.policies import ORDER_AUTH, Policy, PolicyContext, register_builder
+from hybridmesh.gateway.policies.base import ORDER_AUTH, Policy, PolicyContext, register_builder
 from hybridmesh.gateway.policies.identity import check_realm, set_identity
-from hybridmesh.gateway.state import key_digest
+from hybridmesh.gateway.snapshot import key_digest
 
 _QUERY_NAME = re.compile(r"[A-Za-z0-9._~!$'()*+,;:@/?-]{1,256}")
 

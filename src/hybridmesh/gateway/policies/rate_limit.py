@@ -40,7 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from hybridmesh.gateway.config import HeaderName, PolicyKind, register_policy
 from hybridmesh.gateway.http import Answer, ProxyRequest, problem
-from hybridmesh.gateway.policies import ORDER_RATE, Policy, PolicyContext, register_builder
+from hybridmesh.gateway.policies.base import ORDER_RATE, Policy, PolicyContext, register_builder
 from hybridmesh.observability import get_logger
 
 if TYPE_CHECKING:

@@ -46,7 +46,12 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from hybridmesh.core.serialization import dumpb, json_problems, loads
 from hybridmesh.gateway.config import PolicyKind, UrlPath, register_policy
 from hybridmesh.gateway.http import Answer, Headers, ProxyRequest
-from hybridmesh.gateway.policies import ORDER_TRANSFORM, Policy, PolicyContext, register_builder
+from hybridmesh.gateway.policies.base import (
+    ORDER_TRANSFORM,
+    Policy,
+    PolicyContext,
+    register_builder,
+)
 
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}")
 _FIELD_VALUE = re.compile(r"[^\x00-\x08\x0a-\x1f\x7f]*")

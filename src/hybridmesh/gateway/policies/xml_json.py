@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from hybridmesh.core.serialization import dumpb, loads, walk
 from hybridmesh.gateway.config import PolicyKind, register_policy
 from hybridmesh.gateway.http import Answer, Headers, ProxyRequest, problem
-from hybridmesh.gateway.policies import (
+from hybridmesh.gateway.policies.base import (
     ORDER_TRANSFORM,
     Policy,
     PolicyContext,
