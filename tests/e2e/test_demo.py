@@ -108,3 +108,16 @@ def test_demo_runs_the_reference_system_and_shows_resilience(tmp_path: Path) -> 
     assert moves[0] == ("closed", "open") and moves[-1] == ("half_open", "closed")
     errors = [r for r in records if r["level"] == "ERROR"]
     assert [r["logger"] for r in errors] == ["hybridmesh.events"]
+
+    # The gateway part left its routes, its key and a recorded parallel-run mismatch in the
+    # store: content delivery was moved to the new service live, and the mirror caught the
+    # one title content-delivery renders differently.
+    routes = {r["name"]: r for r in listed("routes", "list")}
+    assert {"legacy-erp", "legacy-erp-xml", "content-creation", "content-delivery"} <= set(routes)
+    delivery = {b["name"]: b["weight"] for b in routes["content-delivery"]["backends"]}
+    assert delivery == {"monolith": 0.0, "delivery": 100.0}
+    [key] = listed("keys", "list")
+    assert key["consumer"] == "warehouse-terminals" and key["status"] == "active"
+    mismatches = listed("routes", "mismatches", "content-delivery")
+    assert mismatches and mismatches[0]["path"] == "/content/3"
+    assert any(d.get("path") == "title" for d in mismatches[0]["differences"])

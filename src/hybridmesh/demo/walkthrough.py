@@ -5,8 +5,9 @@ notification-services, analytics-reporting), each with its own SQLite database, 
 reference registry into the store, and makes real cross-architecture calls. Then it injects a
 fault into legacy-erp so the client's retries, circuit breaker and cached-answer fallback
 show, clears the fault, and watches the breaker close again. Then come the events part
-(:mod:`hybridmesh.demo.events_walkthrough`) and the sagas and workflows part
-(:mod:`hybridmesh.demo.orchestration_walkthrough`).
+(:mod:`hybridmesh.demo.events_walkthrough`), the sagas and workflows part
+(:mod:`hybridmesh.demo.orchestration_walkthrough`) and the gateway part
+(:mod:`hybridmesh.demo.gateway_walkthrough`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from hybridmesh.client import CommunicationRequest, CommunicationResponse, Hybri
 from hybridmesh.core.errors import HybridMeshError
 from hybridmesh.core.settings import Settings
 from hybridmesh.demo.events_walkthrough import EventsReport, show_events
+from hybridmesh.demo.gateway_walkthrough import GatewayReport, show_gateway
 from hybridmesh.demo.orchestration_walkthrough import OrchestrationReport, show_orchestration
 from hybridmesh.events import EventBus, EventTransport, open_backend
 from hybridmesh.observability import MeshMetrics, configure_logging, configure_tracing
@@ -75,6 +77,7 @@ class DemoReport:
     services: int = 0
     events: EventsReport = field(default_factory=EventsReport)
     orchestration: OrchestrationReport = field(default_factory=OrchestrationReport)
+    gateway: GatewayReport = field(default_factory=GatewayReport)
     ok: bool = True
 
 
@@ -95,6 +98,7 @@ async def reference_system(workdir: Path, bus: EventBus) -> AsyncIterator[dict[s
     """
     from tanqory.apps import (
         analytics_reporting,
+        content,
         inventory,
         legacy_erp,
         notification_services,
@@ -119,6 +123,7 @@ async def reference_system(workdir: Path, bus: EventBus) -> AsyncIterator[dict[s
         ),
         "payment-service": await payment_service.start(workdir / "payment-service.db"),
         "shipping-service": await shipping_service.start(workdir / "shipping-service.db"),
+        **{name: await start(workdir / f"{name}.db") for name, start in content.STARTERS.items()},
     }
     try:
         yield {name: svc.url for name, svc in started.items()}
@@ -163,6 +168,8 @@ async def run_demo(
             report.orchestration = await _sagas_and_workflows(
                 settings, registry, urls, Path(tmp), console
             )
+            async with await open_store(settings.database_url) as store:
+                report.gateway = await show_gateway(store, console)
         await bus.close()
         configure_logging(settings)
     report.ok = _verdict(report)
@@ -218,6 +225,7 @@ def _verdict(report: DemoReport) -> bool:
     return (
         report.events.ok
         and report.orchestration.ok
+        and report.gateway.ok
         and all(c.outcome.startswith("ok") for c in happy)
         and any(c.outcome == "cached answer" for c in report.calls)
         and any(b == "open" for _, _, b in report.transitions)
@@ -502,7 +510,18 @@ def _summary(report: DemoReport, console: Console) -> None:
     )
     for note in orch.notes:
         console.print(f"[red]{note}[/red]")
+    gw = report.gateway
+    console.print(
+        f"Gateway: refused without a key ({gw.no_key}), from a disallowed address "
+        f"({gw.wrong_address}), over the limit ({gw.over_limit}, Retry-After "
+        f"{gw.retry_after}); JSON to XML and back for legacy-erp "
+        f"({'ok' if gw.transformed else 'failed'}); sticky split {gw.split}; "
+        f"{len(gw.mismatch)} mirror mismatch(es) recorded; content delivery moved to "
+        f"{gw.shifted_to or '-'} live.",
+        highlight=False,
+    )
     console.print(
         "Next: `hybridmesh registry list`, `hybridmesh dlq list`, `hybridmesh events tail '>'`, "
-        "`hybridmesh executions list`, `hybridmesh batch runs`."
+        "`hybridmesh executions list`, `hybridmesh batch runs`, `hybridmesh routes list`, "
+        "`hybridmesh routes mismatches content-delivery`."
     )
