@@ -160,6 +160,7 @@ def gateway(
         redis_url=settings.redis_url,
         trusted_proxies=trusted_proxies,
         access_log=not no_access_log,
+        log_format=settings.log_format,
     )
     tune_gc()
     main = _run_gateway(host, port, status_port, gateway_settings)

@@ -42,6 +42,7 @@ from opentelemetry.trace import SpanKind
 from hybridmesh.core.clock import SYSTEM_CLOCK
 from hybridmesh.core.errors import CircuitOpenError
 from hybridmesh.core.ids import new_request_id
+from hybridmesh.gateway.access_log import AccessLog
 from hybridmesh.gateway.addresses import NetworkSet, client_ip
 from hybridmesh.gateway.config import IDEMPOTENT_METHODS, Backend, Route, policy_settings
 from hybridmesh.gateway.http import Answer, Headers, ProxyRequest, ReplaceAnswer, problem
@@ -105,6 +106,9 @@ class GatewaySettings:
     #: (see :mod:`hybridmesh.gateway.addresses`).
     trusted_proxies: tuple[str, ...] = ()
     access_log: bool = True
+    #: "json": access lines are written by :class:`~hybridmesh.gateway.access_log.AccessLog`
+    #: in batches; "text": through :mod:`logging`, as the other lines.
+    log_format: str = "json"
 
 
 # -- per backend and route -------------------------------------------------------------------
@@ -169,6 +173,8 @@ class Gateway:
         rng: random.Random | None = None,
     ) -> None:
         self.settings = settings or GatewaySettings()
+        use_json = self.settings.access_log and self.settings.log_format == "json"
+        self.access: AccessLog | None = AccessLog() if use_json else None
         self.trusted = NetworkSet.parse(self.settings.trusted_proxies)
         self.metrics = metrics or GatewayMetrics()
         self.hooks = hooks or Hooks()
@@ -271,6 +277,8 @@ class Gateway:
             await asyncio.sleep(SWEEP_SECONDS)
             now = time.monotonic()
             self.pool.sweep(now)
+            if self.access is not None:
+                self.access.flush()
             for connection in [c for c in self._connections if c.deadline and c.deadline <= now]:
                 connection.expire()
 
@@ -290,6 +298,8 @@ class Gateway:
             with contextlib.suppress(Exception):
                 await self._server.wait_closed()
         self.pool.close()
+        if self.access is not None:
+            self.access.flush()
         for policy in [*self._retired, *(p for r in self.routes.values() for p in r.policies)]:
             with contextlib.suppress(Exception):
                 await policy.close()
@@ -324,7 +334,19 @@ class Gateway:
         seconds = time.perf_counter() - began
         self.metrics.observe(route_name, backend_name, status, seconds)
         self.hooks.observe(route_name, backend_name, status, seconds)
-        if self.settings.access_log:
+        if self.access is not None:
+            self.access.write(
+                method=incoming.method,
+                path=incoming.path,
+                status=status,
+                seconds=seconds,
+                request_id=request_id,
+                route=route_name,
+                backend=backend_name,
+                client_ip=incoming.client_ip or connection.client_ip,
+                trace_id=incoming.trace_id,
+            )
+        elif self.settings.access_log:
             access_log.info(
                 "%s %s %d %.1fms",
                 incoming.method,
@@ -338,7 +360,7 @@ class Gateway:
                     "http_status": status,
                     "route": route_name,
                     "backend": backend_name,
-                    "client_ip": connection.client_ip,
+                    "client_ip": incoming.client_ip or connection.client_ip,
                     "duration_ms": round(seconds * 1000, 3),
                 },
             )
@@ -428,6 +450,7 @@ class Gateway:
             captures=captures,
             route=route.name,
         )
+        incoming.client_ip = request.client_ip
         for policy in runtime.policies:
             answer = await policy.request(request)
             if answer is not None:
@@ -623,6 +646,7 @@ class Gateway:
                 continue
             if name == "traceparent":
                 forwarded = True
+                incoming.trace_id = value[3:35] if len(value) >= 35 else None
             lines.append(f"{name}: {value}")
         lines.append(f"x-forwarded-for: {forwarded_for or connection.client_ip}")
         lines.append("x-forwarded-proto: http")
@@ -632,6 +656,7 @@ class Gateway:
             carrier: dict[str, str] = {}
             inject_headers(carrier)
             lines.extend(f"{k}: {v}" for k, v in carrier.items())
+            incoming.trace_id = carrier["traceparent"][3:35]
         body = request.body
         if body or request.method in ("POST", "PUT", "PATCH"):
             lines.append(f"content-length: {len(body)}")
@@ -772,6 +797,10 @@ class Incoming:
     body: bytes
     keep_alive: bool
     http_minor: int
+    #: The client's address as the route's rules judged it (X-Forwarded-For through
+    #: trusted proxies), once known; the trace the backend was sent.
+    client_ip: str = ""
+    trace_id: str | None = None
 
 
 class _Refuse(Exception):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -263,7 +264,7 @@ class UpstreamPool:
         idle = self._idle.get(origin)
         if not idle:
             return None
-        now = asyncio.get_running_loop().time()
+        now = time.monotonic()
         while idle:
             connection = idle.pop()
             if not connection.closed and now - connection.idle_since < IDLE_SECONDS:
@@ -321,7 +322,7 @@ class UpstreamPool:
         if len(idle) >= MAX_IDLE_PER_ORIGIN:
             connection.close()
             return
-        connection.idle_since = asyncio.get_running_loop().time()
+        connection.idle_since = time.monotonic()
         idle.append(connection)
 
     def forget(self, connection: UpstreamConnection) -> None:

@@ -464,3 +464,33 @@ async def test_with_spans_on_each_request_is_a_server_span_in_the_callers_trace(
         ]
     finally:
         shutdown_tracing()
+
+
+async def test_each_request_is_one_json_access_line(harness: Harness) -> None:
+    import io
+    import json
+
+    from hybridmesh.gateway.access_log import AccessLog
+
+    app = await harness.upstream("app")
+    base = await harness.start(one_backend(app.url, name="logged"))
+    assert harness.gateway is not None
+    stream = io.StringIO()
+    harness.gateway.access = AccessLog(stream)
+    caller = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    async with aiohttp.ClientSession() as session:
+        async with session.get(base + "/a?secret=1", headers={"traceparent": caller}) as response:
+            request_id = response.headers["X-Request-ID"]
+        async with session.get(base + "/b") as response:
+            second_id = response.headers["X-Request-ID"]
+    harness.gateway.access.flush()
+    first, second = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert first["logger"] == "hybridmesh.gateway.access" and first["level"] == "INFO"
+    assert first["message"].startswith("GET /a 200 ")  # never the query string
+    assert (first["request_id"], first["trace_id"]) == (
+        request_id,
+        "0af7651916cd43dd8448eb211c80319c",
+    )
+    assert (first["route"], first["backend"], first["client_ip"]) == ("logged", "main", "127.0.0.1")
+    assert second["request_id"] == second_id and len(second["trace_id"]) == 32
+    assert first["time"].endswith("Z") and len(first["time"]) == 24
