@@ -13,6 +13,22 @@ from typing import Any
 
 from hybridmesh.core.serialization import dumpb
 
+#: RFC 9110 section 7.6.1: headers that concern one connection and are never forwarded,
+#: whatever ``Connection`` names besides.
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+
 
 class Headers:
     """An ordered list of ``(name, value)`` pairs; a name may appear more than once."""
@@ -40,6 +56,13 @@ class Headers:
 
     def __len__(self) -> int:
         return len(self.pairs)
+
+    def hop_by_hop(self) -> frozenset[str]:
+        """The names not to forward: :data:`HOP_BY_HOP` and those ``Connection`` names."""
+        named = self.get_all("connection")
+        if not named:
+            return HOP_BY_HOP
+        return HOP_BY_HOP | {token.strip().lower() for value in named for token in value.split(",")}
 
     def add(self, name: str, value: str) -> None:
         self.pairs.append((name.lower(), value))
@@ -149,4 +172,4 @@ class ProxyRequest:
         return f"{self.path}?{self.query}" if self.query else self.path
 
 
-__all__ = ["Answer", "Headers", "ProxyRequest", "ReplaceAnswer", "problem"]
+__all__ = ["HOP_BY_HOP", "Answer", "Headers", "ProxyRequest", "ReplaceAnswer", "problem"]

@@ -73,19 +73,6 @@ WRITE_BATCH = 100
 PRIMARY_GRACE = 5.0
 
 #: Headers never passed on (RFC 9110 section 7.6.1), as the primary call does.
-_HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-    }
-)
 
 
 # -- comparing -------------------------------------------------------------------------------
@@ -544,12 +531,7 @@ class RouteMirror:
         the candidate."""
         candidate = self.candidate
         headers = request.headers
-        named = {
-            token.strip().lower()
-            for value in headers.get_all("connection")
-            for token in value.split(",")
-        }
-        dropped = _HOP_BY_HOP | named
+        dropped = headers.hop_by_hop()
         lines = [f"{request.method} {candidate.base_path}{request.target} HTTP/1.1"]
         host = headers.get("host") if self.route.preserve_host else None
         lines.append(f"host: {host or candidate.origin.authority}")

@@ -45,7 +45,14 @@ from hybridmesh.core.ids import new_request_id
 from hybridmesh.gateway.access_log import AccessLog
 from hybridmesh.gateway.addresses import NetworkSet, client_ip
 from hybridmesh.gateway.config import IDEMPOTENT_METHODS, Backend, Route, policy_settings
-from hybridmesh.gateway.http import Answer, Headers, ProxyRequest, ReplaceAnswer, problem
+from hybridmesh.gateway.http import (
+    HOP_BY_HOP,
+    Answer,
+    Headers,
+    ProxyRequest,
+    ReplaceAnswer,
+    problem,
+)
 from hybridmesh.gateway.metrics import GatewayMetrics
 from hybridmesh.gateway.policies.base import Policy, PolicyContext, build_policy
 from hybridmesh.gateway.routing import CompiledRoute, sticky_key
@@ -78,20 +85,6 @@ MAX_PIPELINED = 16
 #: How often deadlines are checked: a timeout fires up to this much late.
 SWEEP_SECONDS = 0.05
 
-#: RFC 9110 section 7.6.1: never forwarded, whatever ``Connection`` names besides.
-HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-    }
-)
 _NO_BODY_STATUSES = frozenset({204, 304})
 
 
@@ -630,7 +623,7 @@ class Gateway:
         """The request as the backend gets it."""
         route = self.routes[request.route].compiled.route
         headers = request.headers
-        dropped = HOP_BY_HOP | _named_in_connection(headers)
+        dropped = headers.hop_by_hop()
         lines = [f"{request.method} {backend.base_path}{request.target} HTTP/1.1"]
         host = headers.get("host") if route.preserve_host else None
         lines.append(f"host: {host or backend.origin.authority}")
@@ -681,7 +674,7 @@ class Gateway:
         headers.pairs = [
             (n.decode("latin-1").lower(), v.decode("latin-1")) for n, v in response.headers
         ]
-        dropped = HOP_BY_HOP | _named_in_connection(headers)
+        dropped = headers.hop_by_hop()
         headers.pairs = [(n, v) for n, v in headers.pairs if n not in dropped]
         for policy in reversed(runtime.policies):  # the answer passes them backwards
             policy.response_head(request, status, headers)
@@ -768,13 +761,6 @@ def _reason(status: int) -> str:
         413: "too_large",
         429: "rate_limited",
     }.get(status, f"status_{status}")
-
-
-def _named_in_connection(headers: Headers) -> frozenset[str]:
-    named = headers.get_all("connection")
-    if not named:
-        return frozenset()
-    return frozenset(token.strip().lower() for value in named for token in value.split(","))
 
 
 def _escapes(path: str) -> bool:

@@ -228,18 +228,10 @@ class UpstreamConnection(asyncio.Protocol):
 
     def expire(self) -> None:
         """Give up the exchange under way: its waiter gets TimeoutError."""
-        error = TimeoutError("the backend did not answer in time")
-        if self._head is not None and not self._head.done():
-            self._head.set_exception(error)
-        elif (
-            self._response is not None
-            and self._response.done is not None
-            and not self._response.done.done()
-        ):
-            self._response.done.set_exception(error)
+        self._fail(TimeoutError("the backend did not answer in time"))
         self.abort()
 
-    def _fail(self, error: UpstreamError) -> None:
+    def _fail(self, error: Exception) -> None:
         if self._head is not None and not self._head.done():
             self._head.set_exception(error)
         elif (
