@@ -816,6 +816,7 @@ class ClientConnection(asyncio.Protocol):
         self._head_bytes = 0
         self._body: list[bytes] = []
         self._body_size = 0
+        self._limit = gateway.settings.max_body_bytes
         self._started = False  # a request's first byte has come
         self._writers: list[_ClientSink] = []
 
@@ -866,6 +867,7 @@ class ClientConnection(asyncio.Protocol):
         self._head_bytes = 0
         self._body = []
         self._body_size = 0
+        self._limit = self.gateway.settings.max_body_bytes
         if not self._started:
             self._started = True
 
@@ -884,21 +886,43 @@ class ClientConnection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         settings = self.gateway.settings
+        self._limit = settings.max_body_bytes
+        size: int | None = None
+        has_body = False
         for name, value in self._headers:
             if name == "content-length":
                 try:
                     size = int(value)
                 except ValueError:
                     raise _Refuse(400, "malformed Content-Length") from None
-                if size > settings.max_body_bytes:
-                    raise _Refuse(413, f"the body is over {settings.max_body_bytes} bytes")
+                has_body = size > 0
+            elif name == "transfer-encoding":
+                has_body = True
+        if has_body:
+            # A body is bounded by its route's limit from its first byte, so a large upload
+            # is refused before it is read rather than held in memory and refused after.
+            self._limit = min(self._limit, self._route_limit())
+            if size is not None and size > self._limit:
+                raise _Refuse(413, f"the body is over {self._limit} bytes")
         self._disarm()
         self._arm(settings.body_timeout, body=True)
 
+    def _route_limit(self) -> int:
+        """``max_body_bytes`` of the route this request's head matches (the gateway's own
+        limit when none does: the request will be a 404 anyway)."""
+        headers = Headers()
+        headers.pairs = self._headers
+        path = self._url.split(b"?", 1)[0].decode("latin-1")
+        method = self.parser.get_method().decode("ascii", "replace")
+        found = self.gateway.snapshot.table.match(method, headers.get("host") or "", path, headers)
+        return (
+            self.gateway.settings.max_body_bytes if found is None else found[0].route.max_body_bytes
+        )
+
     def on_body(self, body: bytes) -> None:
         self._body_size += len(body)
-        if self._body_size > self.gateway.settings.max_body_bytes:
-            raise _Refuse(413, f"the body is over {self.gateway.settings.max_body_bytes} bytes")
+        if self._body_size > self._limit:
+            raise _Refuse(413, f"the body is over {self._limit} bytes")
         self._body.append(body)
 
     def on_message_complete(self) -> None:

@@ -494,3 +494,22 @@ async def test_each_request_is_one_json_access_line(harness: Harness) -> None:
     assert (first["route"], first["backend"], first["client_ip"]) == ("logged", "main", "127.0.0.1")
     assert second["request_id"] == second_id and len(second["trace_id"]) == 32
     assert first["time"].endswith("Z") and len(first["time"]) == 24
+
+
+async def test_a_body_over_the_route_limit_is_refused_before_it_is_read(harness: Harness) -> None:
+    app = await harness.upstream("app")
+    base = await harness.start(one_backend(app.url, "    max_body_bytes: 1000\n"))
+    # The head announces 50 MB and no byte of it is sent: the answer comes at once.
+    answer = await raw(
+        base, b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 50000000\r\n\r\n", read_timeout=3
+    )
+    assert answer.startswith(b"HTTP/1.1 413 ") and b"over 1000 bytes" in answer
+    # Chunked, with no length announced: refused as soon as the chunks pass the limit.
+    chunks = b"".join(b"%x\r\n%s\r\n" % (400, b"y" * 400) for _ in range(3))
+    answer = await raw(
+        base,
+        b"POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks,
+        read_timeout=3,
+    )
+    assert answer.startswith(b"HTTP/1.1 413 ")
+    assert app.seen == []
