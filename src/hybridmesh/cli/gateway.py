@@ -394,12 +394,17 @@ def routes_set_weight(name: str, backend: str, percent: float, as_json: bool) ->
 
 @routes.command("delete")
 @click.argument("name")
-def routes_delete(name: str) -> None:
+@json_option
+def routes_delete(name: str, as_json: bool) -> None:
     """Delete route NAME (exits 1 when there is none)."""
-    if not run(_with_state(lambda s: s.delete(name))):
-        err_console.print(f"error: no route {escape(name)!s}", highlight=False)
+    deleted = run(_with_state(lambda s: s.delete(name)))
+    if as_json:
+        emit_json({"route": name, "deleted": deleted})
+    if not deleted:
+        err_console.print(f"error: no route {name!r}", highlight=False, markup=False)
         raise SystemExit(1)
-    console.print(f"deleted {escape(name)}", highlight=False)
+    if not as_json:
+        console.print(f"deleted {escape(name)}", highlight=False)
 
 
 @routes.command("generate")

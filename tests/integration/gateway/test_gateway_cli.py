@@ -253,3 +253,16 @@ def test_commands_that_only_read_create_nothing(
     assert not Path(db.removeprefix("sqlite:///")).exists()
     code, _, err = run_cli(capsys, "routes", "show", "shop")
     assert code == 1 and "no route 'shop'" in err
+
+
+def test_delete_says_whether_there_was_a_route(
+    db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    routes = tmp_path / "routes.yaml"
+    routes.write_text(ROUTES)
+    assert run_cli(capsys, "routes", "apply", str(routes))[0] == 0
+    code, out, _ = run_cli(capsys, "routes", "delete", "shop", "--json")
+    assert code == 0 and json.loads(out) == {"route": "shop", "deleted": True}
+    code, out, err = run_cli(capsys, "routes", "delete", "shop", "--json")
+    assert code == 1 and json.loads(out) == {"route": "shop", "deleted": False}
+    assert "no route 'shop'" in err
