@@ -84,6 +84,11 @@ MAX_HEADERS = 100
 MAX_PIPELINED = 16
 #: How often deadlines are checked: a timeout fires up to this much late.
 SWEEP_SECONDS = 0.05
+#: Request bodies larger than this (or chunked) are passed on as they arrive, on routes
+#: whose policies do not read the body; smaller ones are read first (one write upstream).
+STREAM_THRESHOLD = 64 * 1024
+#: Bytes of a streamed body waiting for the backend before reading from the client pauses.
+STREAM_HIGH_WATER = 1024 * 1024
 
 _NO_BODY_STATUSES = frozenset({204, 304})
 
@@ -135,6 +140,9 @@ class RouteRuntime:
     transforms_response: bool = False
     #: The policies that act once the backend is chosen (fault injection per backend).
     before_send: list[Policy] = field(default_factory=list)
+    #: Whether request bodies may be passed on as they arrive: no policy reads them and
+    #: the route does not mirror (a copy needs the whole body).
+    streams_request: bool = True
 
 
 class Hooks:
@@ -206,6 +214,9 @@ class Gateway:
             runtime = RouteRuntime(compiled, policies, {})
             runtime.transforms_response = any(p.transforms_response_body for p in policies)
             runtime.before_send = [p for p in policies if p.acts_before_send]
+            runtime.streams_request = route.mirror is None and not any(
+                p.reads_request_body for p in policies
+            )
             for backend in route.backends:
                 url = self._url_of(backend, snapshot)
                 if url is None:
@@ -509,7 +520,9 @@ class Gateway:
         """Send ``request`` to ``backend`` (retrying as the route allows) and relay the
         answer to the client. Returns the status the client got."""
         route = runtime.compiled.route
-        attempts = 1 + (route.retries.attempts if request.method in IDEMPOTENT_METHODS else 0)
+        stream = incoming.stream
+        retries = route.retries.attempts if request.method in IDEMPOTENT_METHODS else 0
+        attempts = 1 if stream is not None else 1 + retries  # a streamed body goes once
         message = self._message(connection, incoming, request, backend)
         head_only = request.method == "HEAD"
         timeouts = route.timeouts
@@ -529,7 +542,9 @@ class Gateway:
             began = time.monotonic()
             upstream: UpstreamConnection | None = None
             try:
-                upstream = self.pool.idle(backend.origin)
+                # A streamed body cannot be sent again, so it never risks a keep-alive
+                # connection that the backend may have closed meanwhile.
+                upstream = self.pool.idle(backend.origin) if stream is None else None
                 reused = upstream is not None
                 if upstream is None:
                     upstream, _ = await self.pool.connection(
@@ -537,7 +552,12 @@ class Gateway:
                     )
                 wait_until = min(began + timeouts.read, deadline)
                 try:
-                    response = await upstream.send(message, head_only, wait_until)
+                    if stream is not None:
+                        response = await self._send_streamed(
+                            upstream, message, stream, incoming, timeouts.read, deadline
+                        )
+                    else:
+                        response = await upstream.send(message, head_only, wait_until)
                 except UpstreamError as error:
                     if reused and not upstream._received_any:
                         # A keep-alive connection the backend had closed: once more, anew.
@@ -545,6 +565,14 @@ class Gateway:
                         response = await upstream.send(message, head_only, wait_until)
                     else:
                         raise error
+            except BodyError as error:  # the client did not finish its body
+                if upstream is not None:
+                    upstream.abort()
+                if error.status == 0:
+                    connection.close()
+                    return 499  # nobody left to answer (nginx's "client closed request")
+                failure = (error.status, "client", error.detail)
+                break
             except TimeoutError:
                 if upstream is not None:
                     upstream.abort()
@@ -586,6 +614,53 @@ class Gateway:
             incoming.method,
         )
         return status
+
+    async def _send_streamed(
+        self,
+        upstream: UpstreamConnection,
+        head: bytes,
+        stream: BodyStream,
+        incoming: Incoming,
+        read_timeout: float,
+        deadline: float,
+    ) -> UpstreamResponse:
+        """Send ``head``, then the body as it arrives; the answer's head once it comes.
+
+        The read timeout starts when the body is all sent. A backend may answer before
+        that (a refusal): then the rest of the body is not sent, the connection to the
+        backend is not reused, and the client's connection closes after the answer, since
+        the rest of its body is still on its way."""
+        answer = upstream.send(head, False, 0.0)
+        # When the body fails first, the backend's late failure is nobody's business.
+        answer.add_done_callback(lambda done: done.cancelled() or done.exception())
+        chunked = stream.length is None
+
+        async def pump() -> None:
+            async for chunk in stream:
+                upstream.write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk)
+                await upstream.drained()
+            if chunked:
+                upstream.write(b"0\r\n\r\n")
+
+        pumping = asyncio.ensure_future(pump())
+        try:
+            waiting: set[asyncio.Future[Any]] = {pumping, answer}
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            pumping.cancel()
+            raise
+        if pumping.done():
+            pumping.result()  # a BodyError ends the call here
+            if not answer.done():
+                upstream.deadline = min(time.monotonic() + read_timeout, deadline)
+            return await answer
+        pumping.cancel()
+        with contextlib.suppress(asyncio.CancelledError, BodyError):
+            await pumping
+        upstream.reusable = False
+        upstream.dirty = True
+        incoming.keep_alive = False
+        return answer.result()
 
     def _failed(
         self, runtime: RouteRuntime, backend: BackendRuntime, began: float, reason: str
@@ -650,6 +725,13 @@ class Gateway:
             inject_headers(carrier)
             lines.extend(f"{k}: {v}" for k, v in carrier.items())
             incoming.trace_id = carrier["traceparent"][3:35]
+        stream = incoming.stream
+        if stream is not None:  # the body follows as it arrives
+            if stream.length is not None:
+                lines.append(f"content-length: {stream.length}")
+            else:
+                lines.append("transfer-encoding: chunked")
+            return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         body = request.body
         if body or request.method in ("POST", "PUT", "PATCH"):
             lines.append(f"content-length: {len(body)}")
@@ -787,6 +869,80 @@ class Incoming:
     #: trusted proxies), once known; the trace the backend was sent.
     client_ip: str = ""
     trace_id: str | None = None
+    #: The body, when it is passed on as it arrives rather than read first.
+    stream: BodyStream | None = None
+
+
+class BodyError(Exception):
+    """A streamed request body that will not be completed: the client was too slow
+    (``status`` 408) or went away (``status`` 0: nobody to answer)."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+class BodyStream:
+    """A request body passed on as it arrives: the client's connection feeds it, the call
+    to the backend reads it. Reading from the client pauses while more than
+    :data:`STREAM_HIGH_WATER` bytes wait here, and resumes below a quarter of that."""
+
+    def __init__(self, connection: ClientConnection, length: int | None) -> None:
+        self.connection = connection
+        #: The Content-Length announced (None: chunked).
+        self.length = length
+        self._chunks: deque[bytes] = deque()
+        self._buffered = 0
+        self._done = False
+        self._error: BodyError | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._paused = False
+        #: Whether the whole body was read (False when the backend answered first).
+        self.complete = False
+
+    def feed(self, chunk: bytes) -> None:
+        self._chunks.append(chunk)
+        self._buffered += len(chunk)
+        if self._buffered > STREAM_HIGH_WATER and not self._paused:
+            self._paused = True
+            if self.connection.transport is not None:
+                self.connection.transport.pause_reading()
+        self._wake()
+
+    def finish(self) -> None:
+        self._done = True
+        self._wake()
+
+    def fail(self, error: BodyError) -> None:
+        self._error = error
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def __aiter__(self) -> BodyStream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        while True:
+            if self._chunks:
+                chunk = self._chunks.popleft()
+                self._buffered -= len(chunk)
+                if self._paused and self._buffered < STREAM_HIGH_WATER // 4:
+                    self._paused = False
+                    if self.connection.transport is not None and not self.connection.closing:
+                        self.connection.transport.resume_reading()
+                return chunk
+            if self._error is not None:
+                raise self._error
+            if self._done:
+                self.complete = True
+                raise StopAsyncIteration
+            self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
+            self._waiter = None
 
 
 class _Refuse(Exception):
@@ -817,6 +973,8 @@ class ClientConnection(asyncio.Protocol):
         self._body: list[bytes] = []
         self._body_size = 0
         self._limit = gateway.settings.max_body_bytes
+        #: The body of the request under way, when it is passed on as it arrives.
+        self._stream: BodyStream | None = None
         self._started = False  # a request's first byte has come
         self._writers: list[_ClientSink] = []
 
@@ -832,6 +990,9 @@ class ClientConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
         self.gateway._connections.discard(self)
+        if self._stream is not None:
+            self._stream.fail(BodyError(0, "the client went away"))
+            self._stream = None
         self._disarm()
         if self._worker is not None and not self._worker.done():
             self._worker.cancel()
@@ -898,51 +1059,74 @@ class ClientConnection(asyncio.Protocol):
                 has_body = size > 0
             elif name == "transfer-encoding":
                 has_body = True
+        streams = False
         if has_body:
             # A body is bounded by its route's limit from its first byte, so a large upload
             # is refused before it is read rather than held in memory and refused after.
-            self._limit = min(self._limit, self._route_limit())
+            limit, streams = self._route_limit()
+            self._limit = min(self._limit, limit)
             if size is not None and size > self._limit:
                 raise _Refuse(413, f"the body is over {self._limit} bytes")
         self._disarm()
         self._arm(settings.body_timeout, body=True)
+        large = size is None or size > STREAM_THRESHOLD
+        if streams and large and not self._queue and not self.busy:
+            self._stream = BodyStream(self, size)
+            self._dispatch(self._incoming(b"", self._stream))
 
-    def _route_limit(self) -> int:
+    def _route_limit(self) -> tuple[int, bool]:
         """``max_body_bytes`` of the route this request's head matches (the gateway's own
-        limit when none does: the request will be a 404 anyway)."""
+        limit when none does: the request will be a 404 anyway), and whether the route
+        passes request bodies on as they arrive."""
         headers = Headers()
         headers.pairs = self._headers
         path = self._url.split(b"?", 1)[0].decode("latin-1")
         method = self.parser.get_method().decode("ascii", "replace")
         found = self.gateway.snapshot.table.match(method, headers.get("host") or "", path, headers)
-        return (
-            self.gateway.settings.max_body_bytes if found is None else found[0].route.max_body_bytes
-        )
+        if found is None:
+            return self.gateway.settings.max_body_bytes, False
+        route = found[0].route
+        runtime = self.gateway.routes.get(route.name)
+        return route.max_body_bytes, runtime is not None and runtime.streams_request
 
     def on_body(self, body: bytes) -> None:
         self._body_size += len(body)
         if self._body_size > self._limit:
+            if self._stream is not None:  # its request is under way: end it, and the connection
+                self._stream.fail(BodyError(413, f"the body is over {self._limit} bytes"))
+                self._stream = None
             raise _Refuse(413, f"the body is over {self._limit} bytes")
-        self._body.append(body)
+        if self._stream is not None:
+            self._stream.feed(body)
+        else:
+            self._body.append(body)
 
     def on_message_complete(self) -> None:
         self._disarm()
         self._started = False
-        parts = self._url.decode("latin-1")
-        path, _, query = parts.partition("?")
+        if self._stream is not None:  # dispatched at its head; its body is all here now
+            self._stream.finish()
+            self._stream = None
+            return
+        self._dispatch(self._incoming(b"".join(self._body), None))
+
+    def _incoming(self, body: bytes, stream: BodyStream | None) -> Incoming:
+        path, _, query = self._url.decode("latin-1").partition("?")
         if not path.startswith("/"):
             raise _Refuse(400, "the request target must be a path (origin form)")
-        self._queue.append(
-            Incoming(
-                self.parser.get_method().decode("ascii"),
-                path,
-                query,
-                self._headers,
-                b"".join(self._body),
-                self.parser.should_keep_alive(),
-                1 if self.parser.get_http_version() == "1.1" else 0,
-            )
+        return Incoming(
+            self.parser.get_method().decode("ascii"),
+            path,
+            query,
+            self._headers,
+            body,
+            self.parser.should_keep_alive(),
+            1 if self.parser.get_http_version() == "1.1" else 0,
+            stream=stream,
         )
+
+    def _dispatch(self, incoming: Incoming) -> None:
+        self._queue.append(incoming)
         if len(self._queue) >= MAX_PIPELINED and self.transport is not None:
             self.transport.pause_reading()
         if self._worker is None or self._worker.done():
@@ -1042,6 +1226,10 @@ class ClientConnection(asyncio.Protocol):
         self._expired(self._deadline_body)
 
     def _expired(self, body: bool) -> None:
+        if self._stream is not None:  # a streamed body stalled: its call ends with 408
+            self._stream.fail(BodyError(408, "the request body did not arrive in time"))
+            self._stream = None
+            return
         if self.busy:
             return
         if self._started or body:

@@ -94,6 +94,10 @@ class UpstreamConnection(asyncio.Protocol):
         self._received_any = False
         #: The last answer ended cleanly on a connection that stays open.
         self.reusable = False
+        #: Set while the send buffer is full (a streamed request body waits on it).
+        self._writable: asyncio.Event | None = None
+        #: The backend answered before the request was all sent: never reuse it.
+        self.dirty = False
         #: When the exchange under way gives up (loop time; 0: none). The gateway's sweep
         #: fails it with TimeoutError once passed: one periodic check instead of a timer
         #: per request.
@@ -126,6 +130,24 @@ class UpstreamConnection(asyncio.Protocol):
             sink.write(chunk)
         response.chunks = []
         self._sink = sink
+
+    def write(self, data: bytes) -> None:
+        """More of the request (a streamed body) on the connection."""
+        if self.transport is not None and not self.closed:
+            self.transport.write(data)
+
+    async def drained(self) -> None:
+        """Wait while the connection's send buffer is over its high-water mark."""
+        if self._writable is not None:
+            await self._writable.wait()
+
+    def pause_writing(self) -> None:
+        self._writable = asyncio.Event()
+
+    def resume_writing(self) -> None:
+        if self._writable is not None:
+            self._writable.set()
+            self._writable = None
 
     def pause(self) -> None:
         if self.transport is not None:
@@ -163,6 +185,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self.resume_writing()
         self.pool.forget(self)
         response = self._response
         if response is not None and response.done is not None and not response.done.done():
@@ -223,7 +246,7 @@ class UpstreamConnection(asyncio.Protocol):
             return
         # Whoever sent the request gives the connection back (UpstreamPool.release) once it
         # has taken the answer: parked here, another request could take it first.
-        self.reusable = response.keep_alive and not self._head_only
+        self.reusable = response.keep_alive and not self._head_only and not self.dirty
         response.done.set_result(None)
 
     def expire(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -23,15 +24,18 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class Upstream:
     """A real HTTP server that records what reached it."""
 
-    def __init__(self, name: str, handler: Handler | None = None) -> None:
+    def __init__(
+        self, name: str, handler: Handler | None = None, *, record_body: bool = True
+    ) -> None:
         self.name = name
         self.handler = handler
+        self.record_body = record_body  # False: the handler reads the body as it comes
         self.seen: list[dict[str, Any]] = []
         self.url = ""
         self._runner: web.AppRunner | None = None
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
-        body = await request.read()
+        body = await request.read() if self.record_body else b""
         self.seen.append(
             {
                 "method": request.method,
@@ -69,8 +73,10 @@ class Harness:
         self.base = ""
         self._store: Any = None
 
-    async def upstream(self, name: str, handler: Handler | None = None) -> Upstream:
-        server = await Upstream(name, handler).start()
+    async def upstream(
+        self, name: str, handler: Handler | None = None, *, record_body: bool = True
+    ) -> Upstream:
+        server = await Upstream(name, handler, record_body=record_body).start()
         self.upstreams.append(server)
         return server
 
@@ -513,3 +519,89 @@ async def test_a_body_over_the_route_limit_is_refused_before_it_is_read(harness:
     )
     assert answer.startswith(b"HTTP/1.1 413 ")
     assert app.seen == []
+
+
+async def _open(base: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    host, port = base.removeprefix("http://").split(":")
+    return await asyncio.open_connection(host, int(port))
+
+
+def _chunk(data: bytes) -> bytes:
+    return b"%x\r\n%b\r\n" % (len(data), data)
+
+
+async def test_a_large_body_reaches_the_backend_while_the_client_is_still_sending(
+    harness: Harness,
+) -> None:
+    first_part_seen = asyncio.Event()
+
+    async def consume(request: web.Request) -> web.StreamResponse:
+        total = 0
+        async for data in request.content.iter_any():
+            total += len(data)
+            first_part_seen.set()
+        return web.json_response({"bytes": total})
+
+    app = await harness.upstream("app", consume, record_body=False)
+    base = await harness.start(one_backend(app.url))
+    reader, writer = await _open(base)
+    writer.write(b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+    writer.write(_chunk(b"a" * 100_000))
+    await writer.drain()
+    # Were the body read whole before the request went on, this would wait forever.
+    await asyncio.wait_for(first_part_seen.wait(), 5)
+    writer.write(_chunk(b"b" * 150_000) + b"0\r\n\r\n")
+    await writer.drain()
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert head.startswith(b"HTTP/1.1 200 ")
+    length = int(
+        next(
+            v
+            for k, v in (line.split(b": ", 1) for line in head.split(b"\r\n")[1:-2])
+            if k == b"content-length"
+        )
+    )
+    assert json.loads(await reader.readexactly(length)) == {"bytes": 250_000}
+    writer.close()
+
+
+async def test_a_streamed_body_that_stalls_is_408_and_the_backend_call_ends(
+    harness: Harness,
+) -> None:
+    ended = asyncio.Event()
+
+    async def consume(request: web.Request) -> web.StreamResponse:
+        try:
+            await request.read()
+        finally:
+            ended.set()
+        return web.Response(text="never complete")
+
+    app = await harness.upstream("app", consume, record_body=False)
+    base = await harness.start(
+        one_backend(app.url),
+        GatewaySettings(header_timeout=5, body_timeout=0.3, access_log=False),
+    )
+    answer = await raw(
+        base,
+        b"PUT /x HTTP/1.1\r\nHost: x\r\nContent-Length: 500000\r\n\r\n" + b"z" * 100_000,
+    )
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    await asyncio.wait_for(ended.wait(), 5)  # the backend's half-sent request was cut
+
+
+async def test_a_backend_answering_before_the_body_is_sent_is_relayed_and_the_rest_dropped(
+    harness: Harness,
+) -> None:
+    async def refuse(request: web.Request) -> web.StreamResponse:
+        return web.json_response({"error": "quota"}, status=403)  # without reading the body
+
+    app = await harness.upstream("app", refuse, record_body=False)
+    base = await harness.start(one_backend(app.url))
+    reader, writer = await _open(base)
+    writer.write(b"POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+    writer.write(_chunk(b"c" * 80_000))
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(-1), 5)  # the gateway closes after it
+    assert answer.startswith(b"HTTP/1.1 403 ") and b"connection: close" in answer.lower()
+    writer.close()

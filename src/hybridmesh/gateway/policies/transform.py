@@ -370,6 +370,7 @@ class RequestTransformer(Policy):
         )
         self.body = Ops.of(s.remove.body, s.rename.body, s.replace.body, s.add.body, s.append.body)
         self.uri = PathTemplate(s.replace.uri) if s.replace.uri is not None else None
+        self.reads_request_body = self.body is not None
 
     async def request(self, request: ProxyRequest) -> Answer | None:
         if self.headers is not None:

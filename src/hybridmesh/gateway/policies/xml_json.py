@@ -142,6 +142,7 @@ class Xml(Policy):
         self.max_bytes = settings.max_bytes
         self.route = context.route
         self.transforms_response_body = self.to_json
+        self.reads_request_body = self.to_xml
 
     async def request(self, request: ProxyRequest) -> Answer | None:
         if not self.to_xml or not request.body.strip():
