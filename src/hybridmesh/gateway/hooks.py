@@ -43,8 +43,8 @@ class GatewayHooks(Hooks):
         clock: Callable[[], float] = time.time,
         flush_seconds: float | None = None,
     ) -> None:
-        self.mirrors = MirrorHub(store, metrics, clock=clock)
         self.windows = WindowRecorder(store, replica=replica, clock=clock)
+        self.mirrors = MirrorHub(store, metrics, clock=clock, observe=self.windows.observe)
         if flush_seconds is not None:
             self.windows.flush_seconds = flush_seconds
 

@@ -444,8 +444,13 @@ class MirrorHub:
         *,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.time,
+        observe: Callable[[str, str, int, float], None] | None = None,
     ) -> None:
         self.metrics = metrics
+        #: Where each copy's outcome is counted (the stats windows), as backend
+        #: ``mirror:<candidate>``: a parallel run shows the candidate's error rate and
+        #: latency before it takes any traffic.
+        self.observe = observe
         self.pool = UpstreamPool()
         self.writer = MismatchWriter(store)
         self.rng = rng or random.Random()
@@ -560,10 +565,17 @@ class RouteMirror:
         outcome = "failed"
         try:
             candidate: Reply | None = None
+            began = time.perf_counter()
             try:
                 candidate = await self._call(message, request.method == "HEAD")
-            except (TimeoutError, OSError) as error:
+            except TimeoutError as error:
                 log.debug("gateway mirror: route %s candidate failed: %s", name, error)
+                self._observe(504, began)
+            except OSError as error:
+                log.debug("gateway mirror: route %s candidate failed: %s", name, error)
+                self._observe(502, began)
+            else:
+                self._observe(candidate.status, began)
             try:
                 async with asyncio.timeout(max(waited_until - time.monotonic(), 0.001)):
                     primary = await ticket._primary
@@ -599,6 +611,11 @@ class RouteMirror:
             self.hub.in_flight[name] = self.hub.in_flight.get(name, 1) - 1
             if outcome:
                 self.hub.metrics.mirrored(name, outcome)
+
+    def _observe(self, status: int, began: float) -> None:
+        if self.hub.observe is not None:
+            backend = f"mirror:{self.settings.backend}"
+            self.hub.observe(self.route.name, backend, status, time.perf_counter() - began)
 
     async def _call(self, message: bytes, head_only: bool) -> Reply:
         """Send the copy and read its whole answer, within the route's timeouts."""

@@ -221,3 +221,38 @@ def _after_now() -> float:
     import time
 
     return time.time() + 1
+
+
+async def test_a_parallel_run_counts_the_candidates_answers_in_its_own_window(
+    backends: Backends, sqlite_url: str
+) -> None:
+    async with await open_store(sqlite_url) as store:
+        await store.upgrade()
+        await apply_routes(
+            store,
+            f"""
+routes:
+  - name: orders
+    match: {{path: {{prefix: /orders}}}}
+    backends:
+      - {{name: fast, url: "{backends.fast.url}", weight: 100}}
+      - {{name: broken, url: "{backends.broken.url}", weight: 0}}
+    mirror: {{backend: broken, percent: 100}}
+""",
+        )
+    async with replica(sqlite_url, name="one") as one:
+        for _ in range(4):
+            status, _, _ = await one.get("/orders/1")
+            assert status == 200  # the client only ever sees the primary
+        state = GatewayState(one.store)
+
+        async def counted() -> bool:
+            stats = await state.window_stats("orders", 300)
+            return stats.backends.get("mirror:broken") is not None and (
+                stats.backends["mirror:broken"].requests == 4
+            )
+
+        await eventually(counted, what="the copies counted")
+        stats = await state.window_stats("orders", 300)
+        assert stats.backends["fast"].error_rate == 0.0
+        assert stats.backends["mirror:broken"].error_rate == 1.0
