@@ -81,6 +81,21 @@ def _route_summary(stored: StoredRoute) -> dict[str, Any]:
     }
 
 
+#: Policy settings never printed: shared secrets (a jwt route's HS256 ``secret``).
+_SECRET_SETTINGS = frozenset({"secret"})
+
+
+def _shown_spec(route: Route) -> dict[str, Any]:
+    """The route as stored, with its secrets masked: `routes show` output is copied into
+    tickets and chats, and a secret belongs in the environment (``secret_env``)."""
+    spec = route.model_dump(mode="json", exclude_defaults=True)
+    for settings in spec.get("policies", {}).values():
+        if isinstance(settings, dict):
+            for name in _SECRET_SETTINGS & settings.keys():
+                settings[name] = "********"
+    return spec
+
+
 # -- the gateway process -------------------------------------------------------------------
 
 
@@ -360,16 +375,14 @@ def routes_show(name: str, as_json: bool) -> None:
         emit_json(
             {
                 **_route_summary(stored),
-                "spec": stored.route.model_dump(mode="json", exclude_defaults=True),
+                "spec": _shown_spec(stored.route),
             }
         )
         return
     import yaml
 
     console.print(f"[bold]{escape(name)}[/bold] (revision {stored.revision})")
-    text = yaml.safe_dump(
-        stored.route.model_dump(mode="json", exclude_defaults=True), sort_keys=False
-    )
+    text = yaml.safe_dump(_shown_spec(stored.route), sort_keys=False)
     console.print(text, markup=False, highlight=False)
 
 

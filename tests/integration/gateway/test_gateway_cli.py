@@ -266,3 +266,17 @@ def test_delete_says_whether_there_was_a_route(
     code, out, err = run_cli(capsys, "routes", "delete", "shop", "--json")
     assert code == 1 and json.loads(out) == {"route": "shop", "deleted": False}
     assert "no route 'shop'" in err
+
+
+def test_routes_show_never_prints_a_shared_secret(
+    db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    secret = "a-shared-secret-of-at-least-32-bytes!!"
+    routes = tmp_path / "routes.yaml"
+    routes.write_text(
+        ROUTES + f'    policies:\n      jwt: {{algorithms: [HS256], secret: "{secret}"}}\n'
+    )
+    assert run_cli(capsys, "routes", "apply", str(routes))[0] == 0
+    for args in (("routes", "show", "shop", "--json"), ("routes", "show", "shop")):
+        code, out, _ = run_cli(capsys, *args)
+        assert code == 0 and secret not in out and "********" in out
