@@ -607,6 +607,8 @@ class Gateway:
         status, _, detail = failure
         if ticket is not None:
             ticket.primary_failed()
+        if stream is not None and not stream.complete:
+            incoming.keep_alive = False  # the rest of its body is still coming: close after
         connection.send_answer(
             problem(status, detail, request_id=request.request_id, headers=request.answer_headers),
             request.request_id,

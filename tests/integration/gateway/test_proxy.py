@@ -605,3 +605,24 @@ async def test_a_backend_answering_before_the_body_is_sent_is_relayed_and_the_re
     answer = await asyncio.wait_for(reader.read(-1), 5)  # the gateway closes after it
     assert answer.startswith(b"HTTP/1.1 403 ") and b"connection: close" in answer.lower()
     writer.close()
+
+
+async def test_a_streamed_body_for_a_backend_that_is_down_gets_502_and_the_connection_closes(
+    harness: Harness,
+) -> None:
+    base = await harness.start(one_backend(await _closed_port_url()))
+    reader, writer = await _open(base)
+    writer.write(b"POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+    writer.write(_chunk(b"d" * 80_000))
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(-1), 5)
+    assert answer.startswith(b"HTTP/1.1 502 ") and b"connection: close" in answer.lower()
+    writer.close()
+
+
+async def _closed_port_url() -> str:
+    server = await asyncio.get_running_loop().create_server(asyncio.Protocol, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    server.close()
+    await server.wait_closed()
+    return f"http://127.0.0.1:{port}"
