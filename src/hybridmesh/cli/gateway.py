@@ -441,7 +441,7 @@ def routes_generate(from_registry: bool, output: Path | None, as_json: bool) -> 
     resilience policy and its overrides; a traditional monolith also gets key_auth and a
     rate_limit of its rate. The YAML is a starting point for `routes apply`. Exits 1
     when the registry is empty."""
-    from hybridmesh.gateway.generate import render_yaml, routes_from_registry, unknown_policies
+    from hybridmesh.gateway.generate import render_yaml, routes_from_registry
     from hybridmesh.registry.catalog import RegistryCatalog
 
     if not from_registry:
@@ -459,24 +459,17 @@ def routes_generate(from_registry: bool, output: Path | None, as_json: bool) -> 
         raise SystemExit(1)
     generated = routes_from_registry(found)
     text = render_yaml(generated)
-    notes = [
-        f"policy {name!r} is not in this build yet: the routes naming it validate once it is"
-        for name in unknown_policies(generated)
-    ]
     if output is not None:
         output.write_text(text, encoding="utf-8")
     if as_json:
-        document: dict[str, Any] = {"routes": generated, "notes": notes}
+        document: dict[str, Any] = {"routes": generated}
         if output is not None:
             document = {"output": str(output), "routes": [r["name"] for r in generated]}
-            document["notes"] = notes
         emit_json(document)
     elif output is not None:
         console.print(f"wrote {len(generated)} route(s) to {escape(str(output))}", highlight=False)
     else:
         click.echo(text, nl=False)
-    for note in notes:
-        err_console.print(f"note: {note}", style="yellow", highlight=False, soft_wrap=True)
 
 
 @routes.command("mismatches")

@@ -23,7 +23,7 @@ from typing import Any
 import pydantic
 
 from hybridmesh.core.limits import DAY_SECONDS
-from hybridmesh.gateway.config import Breaker, Retries, Route, Timeouts, policy_kinds
+from hybridmesh.gateway.config import Breaker, Retries, Route, Timeouts
 from hybridmesh.registry.models import Architecture, ServiceDefinition
 from hybridmesh.resilience.policies import ResiliencePolicy, apply_overrides, default_policy
 
@@ -113,12 +113,6 @@ def routes_from_registry(services: Iterable[ServiceDefinition]) -> list[dict[str
     return routes
 
 
-def unknown_policies(routes: Sequence[dict[str, Any]]) -> list[str]:
-    """Policy kinds the routes name that this build does not have."""
-    known = policy_kinds()
-    return sorted({name for r in routes for name in r.get("policies", {}) if name not in known})
-
-
 def render_yaml(routes: Sequence[dict[str, Any]]) -> str:
     """The routes file: a ``routes:`` list, in the order given."""
     import yaml
@@ -138,5 +132,4 @@ __all__ = [
     "route_for",
     "routes_from_registry",
     "service_policy",
-    "unknown_policies",
 ]

@@ -41,14 +41,6 @@ def reference() -> dict[str, ServiceDefinition]:
     return {d.name: d for d in load_definitions(REFERENCE).definitions()}
 
 
-def without_policies(path: Path, target: Path) -> Path:
-    document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    for route in document["routes"]:
-        route.pop("policies", None)
-    target.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
-    return target
-
-
 def test_a_route_per_service_that_validates(
     capsys: pytest.CaptureFixture[str], sqlite_url: str, tmp_path: Path
 ) -> None:
@@ -89,24 +81,11 @@ def test_a_route_per_service_that_validates(
     assert code == 0
     assert {r["name"]: r for r in json.loads(shown)["routes"]} == generated
 
-    # Round trip: everything validates; the monolith's policies once the build has them.
-    missing = MONOLITH_POLICIES - set(policy_kinds())
+    # Round trip: everything validates and applies, the monolith's policies included.
+    assert set(policy_kinds()) >= MONOLITH_POLICIES
     code, out, err = cli(capsys, sqlite_url, "routes", "validate", output)
-    if not missing:
-        assert code == 0, out + err
-    else:
-        assert code == 2
-        errors = [line for line in err.splitlines() if line.strip()]
-        assert errors and all("unknown policy" in line for line in errors), err
-        assert {n for n in missing if f"policies.{n}" in err} == missing
-        assert (
-            "validate once it is"
-            in cli(capsys, sqlite_url, "routes", "generate", "--from-registry")[2]
-        )
-    bare = without_policies(output, tmp_path / "bare.yaml")
-    code, out, err = cli(capsys, sqlite_url, "routes", "validate", bare)
     assert code == 0, out + err
-    code, out, err = cli(capsys, sqlite_url, "routes", "apply", output if not missing else bare)
+    code, out, err = cli(capsys, sqlite_url, "routes", "apply", output)
     assert code == 0, out + err
 
 
