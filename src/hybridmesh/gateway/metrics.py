@@ -28,6 +28,16 @@ BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 _CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 
 
+def refusal_reason(status: int) -> str:
+    """The ``reason`` label of a request the gateway answered itself with ``status``."""
+    return {
+        401: "unauthorized",
+        403: "forbidden",
+        413: "too_large",
+        429: "rate_limited",
+    }.get(status, f"status_{status}")
+
+
 class GatewayMetrics:
     content_type = CONTENT_TYPE_LATEST
 
@@ -113,4 +123,4 @@ class GatewayMetrics:
         return self.registry.get_sample_value(name, labels)
 
 
-__all__ = ["BUCKETS", "GatewayMetrics"]
+__all__ = ["BUCKETS", "GatewayMetrics", "refusal_reason"]
