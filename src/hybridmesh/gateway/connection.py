@@ -7,7 +7,9 @@ its body is large or chunked and its route passes bodies on as they arrive
 (:class:`BodyStream`). Limits: a request line over :data:`MAX_REQUEST_LINE` is 414, a head
 over :data:`MAX_HEAD_BYTES` or :data:`MAX_HEADERS` is 431, a body over its route's limit
 is 413 from its first byte, a head or body not complete in time is 408, and anything llhttp
-cannot parse is 400; each of these answers closes the connection.
+cannot parse is 400; each of these answers closes the connection. An upgrade request
+(WebSocket) is handed over whole and, once the backend agrees, the connection becomes a
+:class:`~hybridmesh.gateway.tunnel.Tunnel`.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from hybridmesh.core.ids import new_request_id
 from hybridmesh.gateway.http import Answer, Headers, problem
 from hybridmesh.gateway.metrics import GatewayMetrics, refusal_reason
 from hybridmesh.gateway.settings import GatewaySettings
+from hybridmesh.gateway.tunnel import Tunnel
 from hybridmesh.gateway.upstream import BodySink, UpstreamConnection
 
 MAX_REQUEST_LINE = 8 * 1024
@@ -57,6 +60,10 @@ class Front(Protocol):
 
     async def handle(self, connection: ClientConnection, incoming: Incoming) -> bool: ...
 
+    async def upgrade(
+        self, connection: ClientConnection, incoming: Incoming, initial: bytes
+    ) -> None: ...
+
 
 @dataclass(slots=True)
 class Incoming:
@@ -73,6 +80,8 @@ class Incoming:
     trace_id: str | None = None
     #: The body, when it is passed on as it arrives rather than read first.
     stream: BodyStream | None = None
+    #: The protocol an upgrade request asks for (``websocket``); None for other requests.
+    upgrade: str | None = None
 
 
 class BodyError(Exception):
@@ -177,6 +186,9 @@ class ClientConnection(asyncio.Protocol):
         self._limit = gateway.settings.max_body_bytes
         #: The body of the request under way, when it is passed on as it arrives.
         self._stream: BodyStream | None = None
+        #: An upgrade request, between its end and llhttp stopping at it; then the tunnel.
+        self._upgrading: Incoming | None = None
+        self.tunnel: Tunnel | None = None
         self._started = False  # a request's first byte has come
         self._writers: list[_ClientSink] = []
 
@@ -192,6 +204,8 @@ class ClientConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
         self.gateway.forget(self)
+        if self.tunnel is not None:
+            self.tunnel.client_lost()
         if self._stream is not None:
             self._stream.fail(BodyError(0, "the client went away"))
             self._stream = None
@@ -202,10 +216,22 @@ class ClientConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closing:
             return
+        if self.tunnel is not None:
+            self.tunnel.to_backend(data)
+            return
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self._refuse(400, "protocol upgrades are not proxied")
+        except httptools.HttpParserUpgrade as upgrade:
+            incoming, self._upgrading = self._upgrading, None
+            if incoming is None or self.busy or self._queue:
+                self._refuse(400, "an upgrade must be the only request under way")
+                return
+            offset = upgrade.args[0] if upgrade.args else len(data)
+            self._disarm()
+            self.busy = True
+            self._worker = asyncio.get_running_loop().create_task(
+                self._upgrade(incoming, data[offset:])
+            )
         except httptools.HttpParserError as error:
             # llhttp wraps what a callback raised; a refusal of ours comes back as its cause.
             refused = error.__context__
@@ -216,11 +242,25 @@ class ClientConnection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.paused_writing = True
+        if self.tunnel is not None:
+            self.tunnel.pause_client()
 
     def resume_writing(self) -> None:
         self.paused_writing = False
         for sink in self._writers:
             sink.upstream.resume()
+        if self.tunnel is not None:
+            self.tunnel.resume_client()
+
+    async def _upgrade(self, incoming: Incoming, initial: bytes) -> None:
+        try:
+            await self.gateway.upgrade(self, incoming, initial)
+        finally:
+            self.busy = False
+
+    def join(self, tunnel: Tunnel) -> None:
+        """From now on, what the client sends goes to the backend through ``tunnel``."""
+        self.tunnel = tunnel
 
     # -- httptools callbacks ---------------------------------------------------------------
 
@@ -301,6 +341,12 @@ class ClientConnection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         self._disarm()
         self._started = False
+        if self.parser.should_upgrade():  # joined to the backend once llhttp stops here
+            self._upgrading = self._incoming(b"", None)
+            headers = Headers()
+            headers.pairs = self._upgrading.headers
+            self._upgrading.upgrade = headers.get("upgrade") or "websocket"
+            return
         if self._stream is not None:  # dispatched at its head; its body is all here now
             self._stream.finish()
             self._stream = None

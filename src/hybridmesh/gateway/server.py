@@ -63,6 +63,7 @@ from hybridmesh.gateway.policies.base import Policy, PolicyContext, build_policy
 from hybridmesh.gateway.routing import CompiledRoute, sticky_key
 from hybridmesh.gateway.settings import GatewaySettings
 from hybridmesh.gateway.snapshot import Snapshot
+from hybridmesh.gateway.tunnel import Tunnel
 from hybridmesh.gateway.upstream import (
     Origin,
     UpstreamConnection,
@@ -306,8 +307,23 @@ class Gateway:
 
     # -- one request -----------------------------------------------------------------------
 
-    async def handle(self, connection: ClientConnection, incoming: Incoming) -> bool:
-        """Answer one request on ``connection``; False when the connection must close."""
+    async def upgrade(
+        self, connection: ClientConnection, incoming: Incoming, initial: bytes
+    ) -> None:
+        """Pass an upgrade request (WebSocket) to its backend and, when the backend agrees
+        (101), join the two connections (:mod:`hybridmesh.gateway.tunnel`); ``initial`` is
+        what the client sent after the request. Otherwise the connection ends with the
+        answer."""
+        incoming.keep_alive = False  # whatever happens, this connection is not reused
+        await self.handle(connection, incoming, tunnel=initial)
+        if connection.tunnel is None or not connection.tunnel.joined:
+            connection.close()
+
+    async def handle(
+        self, connection: ClientConnection, incoming: Incoming, *, tunnel: bytes | None = None
+    ) -> bool:
+        """Answer one request on ``connection``; False when the connection must close.
+        ``tunnel``: the request is an upgrade, and these bytes follow it."""
         began = time.perf_counter()
         headers = Headers()
         headers.pairs = incoming.headers
@@ -319,11 +335,11 @@ class Gateway:
         try:
             if tracing_records():
                 answer, route_name, backend_name, status = await self._traced(
-                    connection, incoming, headers, request_id
+                    connection, incoming, headers, request_id, tunnel
                 )
             else:
                 answer, route_name, backend_name, status = await self._route(
-                    connection, incoming, headers, request_id
+                    connection, incoming, headers, request_id, tunnel
                 )
         except Exception:
             log.exception("gateway: handling a request failed")
@@ -367,7 +383,12 @@ class Gateway:
         return incoming.keep_alive and not connection.closing
 
     async def _traced(
-        self, connection: ClientConnection, incoming: Incoming, headers: Headers, request_id: str
+        self,
+        connection: ClientConnection,
+        incoming: Incoming,
+        headers: Headers,
+        request_id: str,
+        tunnel: bytes | None = None,
     ) -> tuple[Answer | None, str, str, int]:
         """:meth:`_route` inside a server span that continues the client's trace; the
         backend then gets this span as its parent (``traceparent``)."""
@@ -390,7 +411,7 @@ class Gateway:
         ):
             headers.remove("traceparent")  # the span's own goes to the backend
             headers.remove("tracestate")
-            result = await self._route(connection, incoming, headers, request_id)
+            result = await self._route(connection, incoming, headers, request_id, tunnel)
             _, route_name, backend_name, status = result
             span.set_attribute("http.route", route_name)
             span.set_attribute("hybridmesh.backend", backend_name)
@@ -398,7 +419,12 @@ class Gateway:
             return result
 
     async def _route(
-        self, connection: ClientConnection, incoming: Incoming, headers: Headers, request_id: str
+        self,
+        connection: ClientConnection,
+        incoming: Incoming,
+        headers: Headers,
+        request_id: str,
+        tunnel: bytes | None = None,
     ) -> tuple[Answer | None, str, str, int]:
         """Route, check, send on; an Answer when the gateway answers itself."""
         snapshot = self.snapshot
@@ -479,6 +505,11 @@ class Gateway:
                 answer.headers.extend(request.answer_headers)
                 self.metrics.refused(route.name, refusal_reason(answer.status))
                 return answer, route.name, backend.backend.name, answer.status
+        if tunnel is not None:
+            status = await self._open_tunnel(
+                connection, incoming, runtime, backend, request, tunnel
+            )
+            return None, route.name, backend.backend.name, status
         ticket = (
             runtime.mirror.start(request, backend.backend.name)
             if runtime.mirror is not None
@@ -486,6 +517,58 @@ class Gateway:
         )
         status = await self._proxy(connection, incoming, runtime, backend, request, ticket)
         return None, route.name, backend.backend.name, status
+
+    async def _open_tunnel(
+        self,
+        connection: ClientConnection,
+        incoming: Incoming,
+        runtime: RouteRuntime,
+        backend: BackendRuntime,
+        request: ProxyRequest,
+        initial: bytes,
+    ) -> int:
+        """Send the upgrade request to ``backend`` on a connection of its own and relay the
+        answer; on 101 the connections stay joined. Returns the answer's status."""
+        timeouts = runtime.compiled.route.timeouts
+        message = self._message(connection, incoming, request, backend)
+        began = time.monotonic()
+        tunnel = Tunnel(connection)
+        origin = backend.origin
+        failure: tuple[int, str] | None = None
+        try:
+            async with asyncio.timeout(timeouts.connect):
+                await asyncio.get_running_loop().create_connection(
+                    lambda: tunnel, origin.host, origin.port, ssl=origin.scheme == "https" or None
+                )
+        except TimeoutError:
+            failure = (502, f"connecting to {origin.authority} took over {timeouts.connect:g} s")
+        except OSError as error:
+            failure = (502, f"cannot connect to {origin.authority}: {error}")
+        if failure is None:
+            connection.join(tunnel)
+            tunnel.to_backend(message + initial)
+            try:
+                async with asyncio.timeout(timeouts.read):
+                    status = await asyncio.shield(tunnel.answered)
+            except TimeoutError:
+                status = None
+                failure = (504, f"the backend did not answer within {timeouts.read:g} s")
+            if status is not None:
+                if backend.breaker is not None:
+                    backend.breaker.record_success(time.monotonic() - began)
+                return status
+            failure = failure or (502, "the backend closed the connection before answering")
+            if tunnel.transport is not None:
+                tunnel.transport.abort()
+        status, detail = failure
+        self._failed(runtime, backend, began, "timeout" if status == 504 else "connect")
+        connection.send_answer(
+            problem(status, detail, request_id=request.request_id, headers=request.answer_headers),
+            request.request_id,
+            False,
+            incoming.method,
+        )
+        return status
 
     def _healthy(self, runtime: RouteRuntime, chosen: Backend) -> BackendRuntime | None:
         """``chosen``'s runtime, or another live backend's when it is ejected."""
@@ -718,6 +801,9 @@ class Gateway:
         lines.append("x-forwarded-proto: http")
         lines.append(f"x-forwarded-host: {headers.get('host', '')}")
         lines.append(f"x-request-id: {request.request_id}")
+        if incoming.upgrade is not None:  # hop-by-hop, but the point of this request
+            lines.append("connection: upgrade")
+            lines.append(f"upgrade: {incoming.upgrade}")
         if not forwarded:
             carrier: dict[str, str] = {}
             inject_headers(carrier)
