@@ -343,9 +343,8 @@ class ClientConnection(asyncio.Protocol):
         self._started = False
         if self.parser.should_upgrade():  # joined to the backend once llhttp stops here
             self._upgrading = self._incoming(b"", None)
-            headers = Headers()
-            headers.pairs = self._upgrading.headers
-            self._upgrading.upgrade = headers.get("upgrade") or "websocket"
+            asked = [value for name, value in self._headers if name == "upgrade"]
+            self._upgrading.upgrade = asked[0] if asked else "websocket"
             return
         if self._stream is not None:  # dispatched at its head; its body is all here now
             self._stream.finish()

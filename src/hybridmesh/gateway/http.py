@@ -172,4 +172,57 @@ class ProxyRequest:
         return f"{self.path}?{self.query}" if self.query else self.path
 
 
-__all__ = ["HOP_BY_HOP", "Answer", "Headers", "ProxyRequest", "ReplaceAnswer", "problem"]
+#: Headers the gateway writes itself on the way to a backend: the client's are replaced.
+_SET_ON_THE_WAY = frozenset(
+    {
+        "host",
+        "content-length",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "x-request-id",
+    }
+)
+
+
+def forwarded_lines(
+    request: ProxyRequest, *, base_path: str, authority: str, preserve_host: bool, peer: str
+) -> list[str]:
+    """The request line and headers a backend gets, without framing: hop-by-hop headers
+    dropped, ``Host`` the backend's (or the client's with ``preserve_host``), ``peer``
+    appended to ``X-Forwarded-For``, ``X-Forwarded-Proto``, ``X-Forwarded-Host`` and
+    ``X-Request-ID`` set. The call to the backend and the mirror's copy both send these."""
+    headers = request.headers
+    dropped = headers.hop_by_hop() | _SET_ON_THE_WAY
+    host = headers.get("host")
+    lines = [
+        f"{request.method} {base_path}{request.target} HTTP/1.1",
+        f"host: {(host if preserve_host else None) or authority}",
+    ]
+    lines.extend(f"{name}: {value}" for name, value in headers.pairs if name not in dropped)
+    earlier = ", ".join(headers.get_all("x-forwarded-for"))
+    lines.append(f"x-forwarded-for: {earlier}, {peer}" if earlier else f"x-forwarded-for: {peer}")
+    lines.append("x-forwarded-proto: http")
+    lines.append(f"x-forwarded-host: {host or ''}")
+    lines.append(f"x-request-id: {request.request_id}")
+    return lines
+
+
+def with_body(lines: list[str], request: ProxyRequest) -> bytes:
+    """``lines`` framed with ``Content-Length``, then the request's body."""
+    body = request.body
+    if body or request.method in ("POST", "PUT", "PATCH"):
+        lines.append(f"content-length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+__all__ = [
+    "HOP_BY_HOP",
+    "Answer",
+    "Headers",
+    "ProxyRequest",
+    "ReplaceAnswer",
+    "forwarded_lines",
+    "problem",
+    "with_body",
+]

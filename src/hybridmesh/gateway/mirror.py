@@ -42,7 +42,13 @@ from typing import TYPE_CHECKING, Any
 from hybridmesh.core.ids import uuid7
 from hybridmesh.core.serialization import dumps, loads
 from hybridmesh.gateway.config import Compare, Mirror, Route
-from hybridmesh.gateway.http import Headers, ProxyRequest, ReplaceAnswer
+from hybridmesh.gateway.http import (
+    Headers,
+    ProxyRequest,
+    ReplaceAnswer,
+    forwarded_lines,
+    with_body,
+)
 from hybridmesh.gateway.metrics import GatewayMetrics
 from hybridmesh.gateway.upstream import (
     BodySink,
@@ -534,30 +540,14 @@ class RouteMirror:
     def _message(self, request: ProxyRequest) -> bytes:
         """The copy as the candidate gets it: what the primary call sends, addressed to
         the candidate."""
-        candidate = self.candidate
-        headers = request.headers
-        dropped = headers.hop_by_hop()
-        lines = [f"{request.method} {candidate.base_path}{request.target} HTTP/1.1"]
-        host = headers.get("host") if self.route.preserve_host else None
-        lines.append(f"host: {host or candidate.origin.authority}")
-        forwarded_for = None
-        for name, value in headers.pairs:
-            if name in dropped or name in ("host", "content-length"):
-                continue
-            if name == "x-forwarded-for":
-                forwarded_for = f"{value}, {request.client_ip}"
-                continue
-            if name in ("x-forwarded-proto", "x-forwarded-host", "x-request-id"):
-                continue
-            lines.append(f"{name}: {value}")
-        lines.append(f"x-forwarded-for: {forwarded_for or request.client_ip}")
-        lines.append("x-forwarded-proto: http")
-        lines.append(f"x-forwarded-host: {headers.get('host', '')}")
-        lines.append(f"x-request-id: {request.request_id}")
-        body = request.body
-        if body or request.method in ("POST", "PUT", "PATCH"):
-            lines.append(f"content-length: {len(body)}")
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+        lines = forwarded_lines(
+            request,
+            base_path=self.candidate.base_path,
+            authority=self.candidate.origin.authority,
+            preserve_host=self.route.preserve_host,
+            peer=request.client_ip,
+        )
+        return with_body(lines, request)
 
     async def _run(self, ticket: MirrorTicket, request: ProxyRequest, message: bytes) -> None:
         name = self.route.name

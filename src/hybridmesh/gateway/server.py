@@ -51,12 +51,13 @@ from hybridmesh.gateway.connection import (
     Incoming,
 )
 from hybridmesh.gateway.http import (
-    HOP_BY_HOP,
     Answer,
     Headers,
     ProxyRequest,
     ReplaceAnswer,
+    forwarded_lines,
     problem,
+    with_body,
 )
 from hybridmesh.gateway.metrics import GatewayMetrics, refusal_reason
 from hybridmesh.gateway.policies.base import Policy, PolicyContext, build_policy
@@ -480,9 +481,7 @@ class Gateway:
         for policy in runtime.policies:
             answer = await policy.request(request)
             if answer is not None:
-                answer.headers.extend(request.answer_headers)
-                self.metrics.refused(route.name, refusal_reason(answer.status))
-                return answer, route.name, "-", answer.status
+                return self._refused(answer, request, "-")
         key = sticky_key(route, headers, request.client_ip, request.claims)
         chosen = compiled.choose(key, headers, self.rng)
         backend = self._healthy(runtime, chosen)
@@ -502,9 +501,7 @@ class Gateway:
         for policy in runtime.before_send:
             answer = await policy.before_send(request, backend.backend.name)
             if answer is not None:
-                answer.headers.extend(request.answer_headers)
-                self.metrics.refused(route.name, refusal_reason(answer.status))
-                return answer, route.name, backend.backend.name, answer.status
+                return self._refused(answer, request, backend.backend.name)
         if tunnel is not None:
             status = await self._open_tunnel(
                 connection, incoming, runtime, backend, request, tunnel
@@ -569,6 +566,15 @@ class Gateway:
             incoming.method,
         )
         return status
+
+    def _refused(
+        self, answer: Answer, request: ProxyRequest, backend: str
+    ) -> tuple[Answer, str, str, int]:
+        """A policy's refusal, as :meth:`_route` returns it: counted, with the headers the
+        policies added for the client (rate limit headers)."""
+        answer.headers.extend(request.answer_headers)
+        self.metrics.refused(request.route, refusal_reason(answer.status))
+        return answer, request.route, backend, answer.status
 
     def _healthy(self, runtime: RouteRuntime, chosen: Backend) -> BackendRuntime | None:
         """``chosen``'s runtime, or another live backend's when it is ejected."""
@@ -776,50 +782,35 @@ class Gateway:
         request: ProxyRequest,
         backend: BackendRuntime,
     ) -> bytes:
-        """The request as the backend gets it."""
+        """The request as the backend gets it: :func:`forwarded_lines`, the trace context
+        (the client's, or a new trace), an upgrade's headers, and the framing."""
         route = self.routes[request.route].compiled.route
-        headers = request.headers
-        dropped = headers.hop_by_hop()
-        lines = [f"{request.method} {backend.base_path}{request.target} HTTP/1.1"]
-        host = headers.get("host") if route.preserve_host else None
-        lines.append(f"host: {host or backend.origin.authority}")
-        forwarded_for = None
-        forwarded = False
-        for name, value in headers.pairs:
-            if name in dropped or name == "host" or name == "content-length":
-                continue
-            if name == "x-forwarded-for":
-                forwarded_for = f"{value}, {connection.client_ip}"
-                continue
-            if name in ("x-forwarded-proto", "x-forwarded-host", "x-request-id"):
-                continue
-            if name == "traceparent":
-                forwarded = True
-                incoming.trace_id = value[3:35] if len(value) >= 35 else None
-            lines.append(f"{name}: {value}")
-        lines.append(f"x-forwarded-for: {forwarded_for or connection.client_ip}")
-        lines.append("x-forwarded-proto: http")
-        lines.append(f"x-forwarded-host: {headers.get('host', '')}")
-        lines.append(f"x-request-id: {request.request_id}")
-        if incoming.upgrade is not None:  # hop-by-hop, but the point of this request
-            lines.append("connection: upgrade")
-            lines.append(f"upgrade: {incoming.upgrade}")
-        if not forwarded:
+        lines = forwarded_lines(
+            request,
+            base_path=backend.base_path,
+            authority=backend.origin.authority,
+            preserve_host=route.preserve_host,
+            peer=connection.client_ip,
+        )
+        traceparent = request.headers.get("traceparent")
+        if traceparent is None:
             carrier: dict[str, str] = {}
             inject_headers(carrier)
             lines.extend(f"{k}: {v}" for k, v in carrier.items())
-            incoming.trace_id = carrier["traceparent"][3:35]
+            traceparent = carrier["traceparent"]
+        incoming.trace_id = traceparent[3:35] if len(traceparent) >= 35 else None
+        if incoming.upgrade is not None:  # hop-by-hop, but the point of this request
+            lines.append("connection: upgrade")
+            lines.append(f"upgrade: {incoming.upgrade}")
         stream = incoming.stream
-        if stream is not None:  # the body follows as it arrives
-            if stream.length is not None:
-                lines.append(f"content-length: {stream.length}")
-            else:
-                lines.append("transfer-encoding: chunked")
-            return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-        body = request.body
-        if body or request.method in ("POST", "PUT", "PATCH"):
-            lines.append(f"content-length: {len(body)}")
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+        if stream is None:
+            return with_body(lines, request)
+        # The body follows as it arrives.
+        if stream.length is not None:
+            lines.append(f"content-length: {stream.length}")
+        else:
+            lines.append("transfer-encoding: chunked")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
     async def _relay(
         self,
@@ -929,7 +920,6 @@ def _escapes(path: str) -> bool:
 
 
 __all__ = [
-    "HOP_BY_HOP",
     "BackendRuntime",
     "ClientConnection",
     "Gateway",
