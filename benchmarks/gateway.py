@@ -5,8 +5,12 @@ what limits the proxies). In front of it, on their own ports: an nginx worker pr
 keep-alive to the upstream, and one `hybridmesh gateway` process (uvloop) whose route has
 two weighted backends (the same upstream twice), a sticky header, key auth, a rate limit
 that does not trip, metrics and the access log (JSON lines, to a file) on. nginx writes its
-access log to a file too. wrk drives each, and the upstream directly, at 1 and at 64
-connections, in rounds whose order alternates; each keeps its best round.
+access log to a file too. Beside them, the floor of a Python proxy here
+(:mod:`benchmarks._bare_forwarder`: the gateway's loop and parser, and nothing but
+forwarding). wrk drives each, and the upstream directly, at 1 and at 64 connections, in
+rounds whose order alternates; each keeps its best round. Each proxy's CPU time per request
+is read from ``/proc`` during its rounds, and :mod:`benchmarks._gateway_costs` measures
+what each piece of the gateway's per-request work costs on its own.
 
 Goals: the gateway's throughput at least 0.5 times nginx's at 64 connections; its p50 at
 one connection at most 1 ms above the direct call's.
@@ -38,6 +42,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from benchmarks import _gateway_costs
+from benchmarks._cpu import _process_seconds
 from benchmarks._report import (
     alternating,
     best_rounds,
@@ -52,6 +58,8 @@ SECONDS = 8
 SECONDS_ONE = 4
 SHIFT_SECONDS = 60
 SHIFT_STEPS = (0, 1, 5, 10, 25, 50, 75, 100)
+#: What wrk drives, in this order: the upstream itself, then the three proxies in front of it.
+TARGETS = ("direct", "nginx", "gateway", "bare")
 BODY = '{"id":"1","name":"Ada","email":"ada@example.com","status":"active"}'
 
 _UPSTREAM = """
@@ -155,12 +163,28 @@ def _ms(text: str) -> float:
     return float(number) * _UNITS[unit]
 
 
-def wrk(url: str, connections: int, seconds: int, script: Path | None = None) -> dict[str, Any]:
-    """Run wrk; its throughput, latency percentiles and failures."""
+def _tree_seconds(pid: int) -> float:
+    """CPU seconds of process ``pid`` and its children (an nginx master's worker)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    kids = children.read_text().split() if children.exists() else []
+    return sum(_process_seconds(p) or 0.0 for p in [pid, *map(int, kids)])
+
+
+def wrk(
+    url: str,
+    connections: int,
+    seconds: int,
+    script: Path | None = None,
+    proxy: int | None = None,
+) -> dict[str, Any]:
+    """Run wrk; its throughput, latency percentiles and failures, and with ``proxy`` (a
+    process id) the CPU that process and its children spent per request."""
     args = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
     if script is not None:
         args += ["-s", str(script)]
+    cpu_before = _tree_seconds(proxy) if proxy is not None else 0.0
     out = subprocess.run([*args, url], capture_output=True, text=True, check=True).stdout
+    cpu = _tree_seconds(proxy) - cpu_before if proxy is not None else None
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     percentiles = {p: _ms(v) for p, v in re.findall(r"^\s+(50|90|99)%\s+(\S+)", out, re.M)}
@@ -170,6 +194,7 @@ def wrk(url: str, connections: int, seconds: int, script: Path | None = None) ->
     return {
         "throughput": rate,
         "requests": total,
+        "cpu_us_per_request": round(cpu * 1e6 / total, 1) if cpu is not None and total else None,
         "p50_ms": percentiles.get("50"),
         "p90_ms": percentiles.get("90"),
         "p99_ms": percentiles.get("99"),
@@ -247,7 +272,8 @@ async def run(*, quick: bool = False) -> dict[str, Any]:
     results["load_before"] = [round(x, 2) for x in os.getloadavg()]
     with tempfile.TemporaryDirectory(prefix="hm-gw-bench-") as folder:
         work = Path(folder)
-        ports = {name: _free_port() for name in ("upstream", "old", "new", "nginx", "gateway")}
+        names = ("upstream", "old", "new", "nginx", "gateway", "bare")
+        ports = {name: _free_port() for name in names}
         (work / "up.conf").write_text(
             _UPSTREAM.format(
                 dir=work, port=ports["upstream"], old=ports["old"], new=ports["new"], body=BODY
@@ -272,28 +298,35 @@ async def run(*, quick: bool = False) -> dict[str, Any]:
         access = (work / "gateway-access.log").open("w")
         with (
             _process([_nginx(), "-c", str(work / "up.conf"), "-p", str(work)]),
-            _process([_nginx(), "-c", str(work / "px.conf"), "-p", str(work)]),
+            _process([_nginx(), "-c", str(work / "px.conf"), "-p", str(work)]) as nginx,
             _process(
                 [sys.executable, "-m", "hybridmesh", "gateway", "--port", str(ports["gateway"])],
                 env=env,
                 stdout=subprocess.DEVNULL,
                 stderr=access,
-            ),
+            ) as gateway,
+            _process(
+                [
+                    sys.executable,
+                    *("-m", "benchmarks._bare_forwarder"),
+                    *(str(ports["bare"]), str(ports["upstream"])),
+                ]
+            ) as bare,
         ):
-            for name in ("upstream", "nginx", "gateway"):
+            for name in ("upstream", "nginx", "gateway", "bare"):
                 _wait_port(ports[name])
             targets = {
-                "direct": f"http://127.0.0.1:{ports['upstream']}/users/1",
-                "nginx": f"http://127.0.0.1:{ports['nginx']}/users/1",
-                "gateway": f"http://127.0.0.1:{ports['gateway']}/users/1",
+                name: f"http://127.0.0.1:{ports[name if name != 'direct' else 'upstream']}/users/1"
+                for name in TARGETS
             }
+            proxies = {"nginx": nginx.pid, "gateway": gateway.pid, "bare": bare.pid}
             attempts: dict[str, list[dict[str, Any]]] = {}
             for connections, length in ((64, seconds), (1, seconds_one)):
                 for name in alternating(list(targets), rounds):
                     section = f"{name}_c{connections}"
                     try:
                         figures = await asyncio.to_thread(
-                            wrk, targets[name], connections, length, key_script
+                            wrk, targets[name], connections, length, key_script, proxies.get(name)
                         )
                     except Exception as error:
                         figures = failed_round(error)
@@ -309,6 +342,7 @@ async def run(*, quick: bool = False) -> dict[str, Any]:
             results["shift"] = {**shift, "steps": steps, "seconds": shift_seconds}
         access.close()
         results["access_log_lines"] = sum(1 for _ in (work / "gateway-access.log").open())
+    results["costs"] = await _gateway_costs.measure()
     results["load_after"] = [round(x, 2) for x in os.getloadavg()]
     results["goals"] = _goals(results)
     write_json("gateway", results)
@@ -357,26 +391,32 @@ def _markdown(results: dict[str, Any], quick: bool) -> str:
         "nginx worker proxying to it with keep-alive (*nginx*), and one `hybridmesh gateway` "
         "process (uvloop) whose route splits between two backends by a sticky header, checks "
         "an API key, applies a rate limit that does not trip, and keeps metrics and a JSON "
-        "access log (nginx logs to a file too). Rounds alternate; each row is its best of "
+        "access log (nginx logs to a file too); and *bare*, a Python forwarder on the "
+        "gateway's loop and parser that does nothing but forward (the floor of a Python proxy "
+        "here). CPU is the proxy process's own (nginx: its worker) per request, from /proc "
+        "during the round. Rounds alternate; each row is its best of "
         f"{ROUNDS}. Command: `make bench` (`python -m benchmarks gateway`). Machine: "
         f"{m['cpus']} CPUs, Python {m['python']}, {m['date']}; load average "
         f"{results['load_before'][0]} before, {results['load_after'][0]} after.",
         "",
-        "| target | connections | requests/s | p50 ms | p90 ms | p99 ms | failed |",
-        "|---|---|---|---|---|---|---|",
+        "| target | connections | requests/s | p50 ms | p90 ms | p99 ms | failed "
+        "| CPU µs/request |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for connections in (64, 1):
-        for name in ("direct", "nginx", "gateway"):
+        for name in TARGETS:
             row = runs.get(f"{name}_c{connections}", {})
             if "throughput" not in row:
                 lines.append(
-                    f"| {name} | {connections} | failed: {row.get('error', '?')} | | | | |"
+                    f"| {name} | {connections} | failed: {row.get('error', '?')} | | | | | |"
                 )
                 continue
             failed = row["socket_errors"] + row["non_2xx"]
+            cpu = row.get("cpu_us_per_request")
             lines.append(
                 f"| {name} | {connections} | {row['throughput']:,.0f} | {row['p50_ms']:.3f} | "
-                f"{row['p90_ms']:.3f} | {row['p99_ms']:.3f} | {failed} |"
+                f"{row['p90_ms']:.3f} | {row['p99_ms']:.3f} | {failed} | "
+                f"{'' if cpu is None else cpu} |"
             )
     t, a = goals["throughput_vs_nginx"], goals["added_p50_ms_c1"]
     shift = results["shift"]
@@ -392,6 +432,15 @@ def _markdown(results: dict[str, Any], quick: bool) -> str:
         f"{verdict(goals['shift_failures'])}), sticky users sent back to the old side "
         f"{shift.get('flips')} (goal 0: {verdict(goals['shift_flips'])}).",
         f"- The gateway wrote {results['access_log_lines']:,} access log lines.",
+        "",
+        "What each piece of the gateway's per-request work costs on its own "
+        "(`benchmarks/_gateway_costs.py`, CPU µs per call, best of three loops of "
+        f"{_gateway_costs.CALLS:,}):",
+        "",
+        "| piece | µs |",
+        "|---|---|",
+        *(f"| {name} | {micros} |" for name, micros in results["costs"]),
+        f"| **sum** | **{sum(m for _, m in results['costs']):.2f}** |",
     ]
     return "\n".join(lines)
 
