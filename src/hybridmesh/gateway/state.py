@@ -176,29 +176,68 @@ class GatewayState:
 
     async def set_weight(self, name: str, backend: str, percent: float) -> Route:
         """Move ``backend`` of route ``name`` to ``percent``; the others share the rest."""
-        now = self.clock()
         async with self.store.transaction() as tx:
-            row = await tx.fetch_one("SELECT spec, source FROM gw_routes WHERE name = ?", name)
-            if row is None:
-                raise NotFoundError(f"no route {name!r}")
-            route = Route.model_validate(loads(row["spec"]))
-            try:
-                route.backend(backend)
-            except KeyError:
-                names = ", ".join(b.name for b in route.backends)
-                raise NotFoundError(
-                    f"route {name!r} has no backend {backend!r} (it has {names})"
-                ) from None
-            try:
-                updated = route.with_weight(backend, percent)
-            except ValueError as error:
-                raise ValidationError([Problem(str(error), field="percent")]) from None
-            revision = (
-                int(await tx.fetch_value("SELECT revision FROM gw_revision WHERE id = 1")) + 1
-            )
-            await self._save(tx, updated, revision, row["source"], now)
-            await self._bump(tx)
+            return await self.set_weight_in(tx, name, backend, percent)
+
+    async def set_weight_in(
+        self, tx: Transaction, name: str, backend: str, percent: float
+    ) -> Route:
+        """:meth:`set_weight` inside the caller's transaction (a migration plan records the
+        step in the same one, so the weight and the record never disagree)."""
+        route, source = await self._route_in(tx, name)
+        self._check_backend(route, backend)
+        try:
+            updated = route.with_weight(backend, percent)
+        except ValueError as error:
+            raise ValidationError([Problem(str(error), field="percent")]) from None
+        if updated != route:
+            await self._replace(tx, updated, source)
         return updated
+
+    async def remove_backend_in(self, tx: Transaction, name: str, backend: str) -> Route:
+        """Remove ``backend`` (which must take 0 %) from route ``name``, in ``tx``; a route
+        without it already is left as it is."""
+        route, source = await self._route_in(tx, name)
+        if backend not in [b.name for b in route.backends]:
+            return route
+        if route.backend(backend).weight > 0:
+            raise ValidationError(
+                [Problem(f"backend {backend!r} still takes traffic on route {name!r}")]
+            )
+        kept = tuple(b for b in route.backends if b.name != backend)
+        if not kept:
+            raise ValidationError([Problem(f"{backend!r} is route {name!r}'s only backend")])
+        data = route.model_dump(mode="json", exclude_defaults=True)
+        data["backends"] = [b.model_dump(mode="json", exclude_defaults=True) for b in kept]
+        updated = Route.model_validate(data)
+        await self._replace(tx, updated, source)
+        return updated
+
+    async def routes_in(self, tx: Transaction) -> dict[str, Route]:
+        """Every route by name, read in ``tx``."""
+        rows = await tx.fetch_all("SELECT name, spec FROM gw_routes")
+        return {row["name"]: Route.model_validate(loads(row["spec"])) for row in rows}
+
+    async def _route_in(self, tx: Transaction, name: str) -> tuple[Route, str | None]:
+        row = await tx.fetch_one("SELECT spec, source FROM gw_routes WHERE name = ?", name)
+        if row is None:
+            raise NotFoundError(f"no route {name!r}")
+        return Route.model_validate(loads(row["spec"])), row["source"]
+
+    @staticmethod
+    def _check_backend(route: Route, backend: str) -> None:
+        try:
+            route.backend(backend)
+        except KeyError:
+            names = ", ".join(b.name for b in route.backends)
+            raise NotFoundError(
+                f"route {route.name!r} has no backend {backend!r} (it has {names})"
+            ) from None
+
+    async def _replace(self, tx: Transaction, route: Route, source: str | None) -> None:
+        revision = int(await tx.fetch_value("SELECT revision FROM gw_revision WHERE id = 1")) + 1
+        await self._save(tx, route, revision, source, self.clock())
+        await self._bump(tx)
 
     async def delete(self, name: str) -> bool:
         async with self.store.transaction() as tx:

@@ -302,6 +302,55 @@ _GATEWAY = (
     """,
 )
 
+# Migration plans (migration/): each plan's current version and where its run stands, with
+# the lease that lets one runner at a time act on it (``lease_epoch`` fences a runner that
+# lost its lease), every stored version of its spec, and the audit of every action.
+_MIGRATION_PLANS = (
+    """
+    CREATE TABLE mig_plans (
+        name TEXT PRIMARY KEY,
+        version INTEGER NOT NULL,
+        plan TEXT NOT NULL,
+        status TEXT NOT NULL,
+        step INTEGER NOT NULL,
+        phase TEXT NOT NULL,
+        window_started DOUBLE PRECISION,
+        gate TEXT,
+        reason TEXT,
+        approved_step INTEGER,
+        request TEXT,
+        lease_owner TEXT,
+        lease_until DOUBLE PRECISION,
+        lease_epoch BIGINT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        updated_at DOUBLE PRECISION NOT NULL
+    )
+    """,
+    "CREATE INDEX mig_plans_status ON mig_plans (status)",
+    """
+    CREATE TABLE mig_plan_versions (
+        name TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        plan TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (name, version)
+    )
+    """,
+    """
+    CREATE TABLE mig_audit (
+        id TEXT PRIMARY KEY,
+        plan TEXT NOT NULL,
+        at DOUBLE PRECISION NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        step INTEGER,
+        reason TEXT,
+        details TEXT
+    )
+    """,
+    "CREATE INDEX mig_audit_plan ON mig_audit (plan, at)",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         version=1,
@@ -362,6 +411,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(version=9, name="event log scans by type", statements=_EVENT_SCAN),
     Migration(version=10, name="gateway", statements=_GATEWAY),
+    Migration(version=11, name="migration plans", statements=_MIGRATION_PLANS),
 )
 """Every migration, in version order. :meth:`Store.upgrade` applies the missing ones."""
 

@@ -1,0 +1,555 @@
+"""Migration plans: how a service's traffic moves to the services that replace it.
+
+A plan names a ``source`` service, its ``targets`` and a ``strategy``, and holds the steps
+that carry it out. Each :class:`Step` has a type (``routing``, ``data``, ``functionality``
+or ``validation``) and the five parts the integration guide gives every step:
+
+- **preconditions**: what must hold before it runs (:meth:`Step.preconditions`: the route
+  and backends it acts on exist, plus any the plan lists);
+- **execute**: one :data:`Action` (set a backend's weight, prepare a route, retire the old
+  backend, step a flag's rollout, or only check);
+- **validate** and **monitoring window**: its :class:`Criteria`, measured every
+  ``interval`` through a ``window`` (five minutes and one minute by default);
+- **rollback**: :meth:`MigrationPlan.rollback_action`, back to the previous step's weight
+  (the guide's way: from 5 % back to 1 %, from 1 % back to 0) or to 0 at once, as the
+  plan's ``rollback`` says.
+
+A plan is written in YAML (validated, problems name file, line and field) or generated
+from the command line; :func:`build_plan` turns targets into steps against the gateway's
+routes, so a target whose route or backends do not exist is refused when the plan is made,
+not when it runs.
+
+Strangler fig, per target (the guide's generated plan): prepare the target's route (the
+target's backend at 0 %), then 1, 5, 10, 25, 50, 75 and 100 % (configurable), each gated;
+then, after a person confirms, retire the source's backend from the route.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+import pydantic
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from hybridmesh.core.errors import Problem, ValidationError
+from hybridmesh.core.limits import describe, location
+from hybridmesh.core.names import Name
+from hybridmesh.core.yaml_lines import Lines
+from hybridmesh.core.yaml_source import DEFAULT_LIMITS, YamlLimits, YamlReader
+from hybridmesh.gateway.config import Percent, Route
+from hybridmesh.gateway.stats import parse_duration
+
+#: The guide's traffic steps, in percent.
+DEFAULT_STEPS: tuple[float, ...] = (1, 5, 10, 25, 50, 75, 100)
+#: The most steps a plan may have.
+MAX_STEPS = 200
+
+
+class Strategy(StrEnum):
+    STRANGLER_FIG = "strangler_fig"
+    BRANCH_BY_ABSTRACTION = "branch_by_abstraction"
+    DATABASE_DECOMPOSITION = "database_decomposition"
+
+
+class StepType(StrEnum):
+    ROUTING = "routing"
+    DATA = "data"
+    FUNCTIONALITY = "functionality"
+    VALIDATION = "validation"
+
+
+class RollbackTo(StrEnum):
+    """Where a failed gate or an abort takes traffic."""
+
+    PREVIOUS_STEP = "previous_step"
+    ZERO = "zero"
+
+
+def _seconds(value: Any) -> Any:
+    """A duration as seconds: a number, or text such as ``30s``, ``5m``, ``250ms``."""
+    if isinstance(value, str):
+        return parse_duration(value)
+    return value
+
+
+Seconds = Annotated[float, BeforeValidator(_seconds), Field(gt=0, le=7 * 86_400)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Criteria(_Strict):
+    """What a step's monitoring window must show for the step to pass.
+
+    Measured on the step's backend every ``interval`` over the last ``interval``; a
+    measurement fails when the error rate is at or over ``max_error_rate`` or the p95 at or
+    over ``max_p95_ms``. More than ``failure_limit`` failed measurements fail the gate (and
+    roll back). A measurement with fewer than ``min_requests`` requests is inconclusive; a
+    window whose requests all together stay under ``min_requests`` does not pass: the plan
+    pauses for a person. More than ``consecutive_error_limit`` measurements in a row that
+    could not be taken (the store unreachable) pause it too.
+    """
+
+    max_error_rate: float = Field(default=0.01, ge=0, le=1)
+    max_p95_ms: float = Field(default=500.0, gt=0, le=3_600_000)
+    min_requests: int = Field(default=20, ge=1, le=1_000_000_000)
+    interval: Seconds = 60.0
+    window: Seconds = 300.0
+    failure_limit: int = Field(default=0, ge=0, le=1000)
+    consecutive_error_limit: int = Field(default=2, ge=0, le=1000)
+
+    @model_validator(mode="after")
+    def _interval_within_window(self) -> Criteria:
+        if self.interval > self.window:
+            raise ValueError("interval must not be longer than window")
+        return self
+
+
+# -- actions ---------------------------------------------------------------------------------
+
+
+class SetWeight(_Strict):
+    """Send ``percent`` of ``route``'s traffic to ``backend`` (the others share the rest)."""
+
+    do: Literal["set_weight"] = "set_weight"
+    route: Name
+    backend: Name
+    percent: Percent
+
+
+class PrepareRoute(_Strict):
+    """Check that ``route`` has the source's and the target's backends, and start the target
+    at 0 %."""
+
+    do: Literal["prepare_route"] = "prepare_route"
+    route: Name
+    source_backend: Name
+    target_backend: Name
+
+
+class RetireBackend(_Strict):
+    """Remove ``backend`` (the source's, at 0 %) from ``route``: the old path is gone."""
+
+    do: Literal["retire_backend"] = "retire_backend"
+    route: Name
+    backend: Name
+
+
+class SetFlagRollout(_Strict):
+    """Serve ``variant`` of feature flag ``flag`` to ``percent`` of its users."""
+
+    do: Literal["set_flag_rollout"] = "set_flag_rollout"
+    flag: str = Field(min_length=1, max_length=200)
+    variant: str = Field(min_length=1, max_length=200)
+    percent: Percent
+
+
+class Check(_Strict):
+    """Change nothing: the step only measures (its criteria) or waits for a person."""
+
+    do: Literal["check"] = "check"
+
+
+Action = Annotated[
+    SetWeight | PrepareRoute | RetireBackend | SetFlagRollout | Check, Field(discriminator="do")
+]
+
+
+class Measure(_Strict):
+    """What a step's gate reads: the per-second windows of ``route``'s ``backend`` (a
+    gateway route, or ``abstraction:<name>`` for an abstraction's implementations)."""
+
+    route: str = Field(min_length=1, max_length=200)
+    backend: str = Field(min_length=1, max_length=200)
+
+
+class Step(_Strict):
+    name: str = Field(min_length=1, max_length=120)
+    type: StepType
+    action: Action
+    #: Whether the step waits for ``hybridmesh migrate approve`` before it executes.
+    approval: bool = False
+    #: Its monitoring window and thresholds; None: it passes once executed.
+    gate: Criteria | None = None
+    #: What the gate reads (by default the backend the action moves traffic to).
+    measure: Measure | None = None
+
+    def measured(self) -> Measure | None:
+        if self.measure is not None:
+            return self.measure
+        action = self.action
+        if isinstance(action, SetWeight):
+            return Measure(route=action.route, backend=action.backend)
+        return None
+
+    def preconditions(self) -> list[Precondition]:
+        """What must hold before this step executes."""
+        action = self.action
+        if isinstance(action, SetWeight):
+            return [Precondition(action.route, action.backend)]
+        if isinstance(action, PrepareRoute):
+            return [
+                Precondition(action.route, action.source_backend),
+                Precondition(action.route, action.target_backend),
+            ]
+        if isinstance(action, RetireBackend):
+            return [Precondition(action.route, action.backend, at_most=0.0)]
+        return []
+
+
+@dataclass(frozen=True)
+class Precondition:
+    """``route`` exists and has ``backend``, at no more than ``at_most`` percent when set."""
+
+    route: str
+    backend: str
+    at_most: float | None = None
+
+    def problem(self, routes: Mapping[str, Route]) -> str | None:
+        """What is wrong, or None when it holds."""
+        route = routes.get(self.route)
+        if route is None:
+            return f"the gateway has no route {self.route!r}"
+        names = [b.name for b in route.backends]
+        if self.backend not in names:
+            return (
+                f"route {self.route!r} has no backend {self.backend!r} (it has {', '.join(names)})"
+            )
+        weight = route.backend(self.backend).weight
+        if self.at_most is not None and weight > self.at_most:
+            return f"backend {self.backend!r} of route {self.route!r} still takes {weight:g} %"
+        return None
+
+
+# -- what people write -----------------------------------------------------------------------
+
+
+class Target(_Strict):
+    """A service that takes over part of the source's traffic.
+
+    ``route`` is the gateway route that carries that part (by default the route named after
+    the service); ``backend`` and ``source_backend`` are that route's backends for the
+    target and the source (by default the ones naming the services)."""
+
+    service: Name
+    route: Name | None = None
+    backend: Name | None = None
+    source_backend: Name | None = None
+    #: The percents traffic moves through, each gated.
+    steps: tuple[Percent, ...] = Field(default=DEFAULT_STEPS, min_length=1, max_length=50)
+    #: Percents that wait for ``migrate approve`` before traffic moves to them.
+    approve_at: tuple[Percent, ...] = ()
+    #: Retire the source's backend from the route once the target has 100 % (after a
+    #: person confirms).
+    retire: bool = True
+    #: This target's thresholds, instead of the plan's.
+    criteria: Criteria | None = None
+    #: Branch by abstraction: the feature flag, and the variant of the new implementation.
+    flag: str | None = Field(default=None, min_length=1, max_length=200)
+    variant: str = Field(default="new", min_length=1, max_length=200)
+
+    @model_validator(mode="after")
+    def _steps_grow(self) -> Target:
+        if any(b <= a for a, b in zip(self.steps, self.steps[1:], strict=False)):
+            raise ValueError("steps must grow: each percent above the one before")
+        if self.steps[0] <= 0:
+            raise ValueError("steps must be above 0 % (the route is prepared at 0 %)")
+        missing = [p for p in self.approve_at if p not in self.steps]
+        if missing:
+            raise ValueError(f"approve_at names percents that are not steps: {missing}")
+        return self
+
+
+class PlanSpec(_Strict):
+    """A plan as written: its targets, and optionally its steps spelled out."""
+
+    name: Name
+    source: Name
+    strategy: Strategy
+    description: str = Field(default="", max_length=2000)
+    targets: tuple[Target, ...] = Field(default=(), max_length=50)
+    criteria: Criteria = Criteria()
+    rollback: RollbackTo = RollbackTo.PREVIOUS_STEP
+    #: Steps written out; when given, they are the plan (targets only document it).
+    steps: tuple[Step, ...] | None = Field(default=None, min_length=1, max_length=MAX_STEPS)
+
+    @model_validator(mode="after")
+    def _something_to_do(self) -> PlanSpec:
+        if not self.targets and self.steps is None:
+            raise ValueError("a plan needs targets or steps")
+        services = [t.service for t in self.targets]
+        if len(set(services)) != len(services):
+            raise ValueError("a target service is listed twice")
+        if self.source in services:
+            raise ValueError("the source cannot be its own target")
+        return self
+
+
+class MigrationPlan(_Strict):
+    """A plan ready to run: its spec and the steps built from it."""
+
+    spec: PlanSpec
+    steps: tuple[Step, ...] = Field(min_length=1, max_length=MAX_STEPS)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def rollback_action(self, index: int) -> Action | None:
+        """What undoes step ``index`` (and the steps of its target before it) as the plan's
+        rollback strategy says: the weight (or flag percent) of the step before on the same
+        route and backend, or 0; None when the step moved no traffic."""
+        action = self.steps[index].action
+        if isinstance(action, SetWeight):
+            previous = 0.0
+            if self.spec.rollback is RollbackTo.PREVIOUS_STEP:
+                for earlier in reversed(self.steps[:index]):
+                    e = earlier.action
+                    if isinstance(e, SetWeight) and (e.route, e.backend) == (
+                        action.route,
+                        action.backend,
+                    ):
+                        previous = e.percent
+                        break
+            return SetWeight(route=action.route, backend=action.backend, percent=previous)
+        if isinstance(action, SetFlagRollout):
+            previous = 0.0
+            if self.spec.rollback is RollbackTo.PREVIOUS_STEP:
+                for earlier in reversed(self.steps[:index]):
+                    e = earlier.action
+                    if isinstance(e, SetFlagRollout) and e.flag == action.flag:
+                        previous = e.percent
+                        break
+            return SetFlagRollout(flag=action.flag, variant=action.variant, percent=previous)
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def build_plan(spec: PlanSpec, routes: Mapping[str, Route]) -> MigrationPlan:
+    """The steps of ``spec`` (its own when written out, else generated by its strategy),
+    checked against the gateway's ``routes``; :class:`ValidationError` names the target
+    whose route or backends cannot be found."""
+    if spec.steps is not None:
+        return MigrationPlan(spec=spec, steps=spec.steps)
+    problems: list[Problem] = []
+    steps: list[Step] = []
+    for index, target in enumerate(spec.targets):
+        try:
+            steps += _target_steps(spec, target, routes)
+        except _TargetProblem as problem:
+            problems.append(Problem(str(problem), field=f"targets.{index}.{problem.field}"))
+    if problems:
+        raise ValidationError(problems)
+    if len(steps) > MAX_STEPS:
+        raise ValidationError([Problem(f"the plan would have over {MAX_STEPS} steps")])
+    return MigrationPlan(spec=spec, steps=tuple(steps))
+
+
+class _TargetProblem(Exception):
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def _target_steps(spec: PlanSpec, target: Target, routes: Mapping[str, Route]) -> list[Step]:
+    criteria = target.criteria or spec.criteria
+    if spec.strategy is Strategy.STRANGLER_FIG:
+        return _strangler_steps(spec, target, routes, criteria)
+    if spec.strategy is Strategy.BRANCH_BY_ABSTRACTION:
+        return _abstraction_steps(target, criteria)
+    raise _TargetProblem(
+        "database_decomposition plans need the data side of a migration (change capture, "
+        "backfill and reconciliation), which this version does not have; write the plan's "
+        "steps out instead",
+        "service",
+    )
+
+
+def _backend_of(route: Route, service: str, given: str | None, field: str) -> str:
+    if given is not None:
+        if given not in [b.name for b in route.backends]:
+            names = ", ".join(b.name for b in route.backends)
+            raise _TargetProblem(
+                f"route {route.name!r} has no backend {given!r} (it has {names})", field
+            )
+        return given
+    found = [b.name for b in route.backends if b.service == service]
+    if len(found) != 1:
+        what = "no backend" if not found else "more than one backend"
+        raise _TargetProblem(
+            f"route {route.name!r} has {what} for service {service!r}; name it with {field}",
+            field,
+        )
+    return found[0]
+
+
+def _strangler_steps(
+    spec: PlanSpec, target: Target, routes: Mapping[str, Route], criteria: Criteria
+) -> list[Step]:
+    route_name = target.route or target.service
+    route = routes.get(route_name)
+    if route is None:
+        raise _TargetProblem(
+            f"the gateway has no route {route_name!r}; apply one with `hybridmesh routes "
+            "apply` whose backends are the source and the target",
+            "route",
+        )
+    backend = _backend_of(route, target.service, target.backend, "backend")
+    source = _backend_of(route, spec.source, target.source_backend, "source_backend")
+    steps = [
+        Step(
+            name=f"prepare {route_name}",
+            type=StepType.ROUTING,
+            action=PrepareRoute(route=route_name, source_backend=source, target_backend=backend),
+        )
+    ]
+    for percent in target.steps:
+        steps.append(
+            Step(
+                name=f"{target.service} {percent:g}%",
+                type=StepType.ROUTING,
+                action=SetWeight(route=route_name, backend=backend, percent=percent),
+                approval=percent in target.approve_at,
+                gate=criteria,
+            )
+        )
+    if target.retire and target.steps[-1] == 100:
+        steps.append(
+            Step(
+                name=f"retire {spec.source} from {route_name}",
+                type=StepType.FUNCTIONALITY,
+                action=RetireBackend(route=route_name, backend=source),
+                approval=True,
+            )
+        )
+    return steps
+
+
+def _abstraction_steps(target: Target, criteria: Criteria) -> list[Step]:
+    flag = target.flag or target.service
+    measure = Measure(route=f"abstraction:{flag}", backend=target.variant)
+    return [
+        Step(
+            name=f"{flag} {percent:g}%",
+            type=StepType.FUNCTIONALITY,
+            action=SetFlagRollout(flag=flag, variant=target.variant, percent=percent),
+            approval=percent in target.approve_at,
+            gate=criteria,
+            measure=measure,
+        )
+        for percent in target.steps
+    ]
+
+
+# -- reading files ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoadedPlan:
+    """A plan spec and where it was written."""
+
+    spec: PlanSpec
+    file: str
+    line: int
+    lines: Lines | None = field(default=None, compare=False, repr=False)
+
+    def line_of(self, *loc: str | int) -> int:
+        return self.line if self.lines is None else self.lines.line_of(loc)
+
+
+def _entries(data: Any) -> Iterator[tuple[Any, tuple[str | int, ...]]]:
+    if isinstance(data, dict) and "plans" in data and "name" not in data:
+        items = data["plans"]
+        if not isinstance(items, list):
+            yield items, ("plans",)
+            return
+        for index, item in enumerate(items):
+            yield item, ("plans", index)
+    elif isinstance(data, list):
+        for index, item in enumerate(data):
+            yield item, (index,)
+    elif data is not None:
+        yield data, ()
+
+
+def _describe(error: Any) -> str:
+    return "unknown field" if error["type"] == "extra_forbidden" else describe(error)
+
+
+def parse_plans(
+    data: bytes | str, file: str, limits: YamlLimits = DEFAULT_LIMITS
+) -> list[LoadedPlan]:
+    """The plans of one YAML text (a plan, a list of plans, or ``plans:``);
+    :class:`ValidationError` lists every problem with its file, line and field."""
+    reader = YamlReader(limits)
+    found: list[LoadedPlan] = []
+    problems: list[Problem] = []
+    for document in reader.parse(data, file):
+        for entry, prefix in _entries(document.data):
+            lines = document.lines.under(prefix) or Lines(document.lines.line_of(prefix))
+            if not isinstance(entry, dict):
+                problems.append(Problem("a plan must be a mapping", file, lines.line, None))
+                continue
+            try:
+                spec = PlanSpec.model_validate(entry)
+            except pydantic.ValidationError as invalid:
+                for error in invalid.errors():
+                    loc = tuple(location(error))
+                    dotted = ".".join(str(part) for part in loc) or None
+                    problems.append(Problem(_describe(error), file, lines.line_of(loc), dotted))
+                continue
+            found.append(LoadedPlan(spec, file, lines.line, lines))
+    if not found and not problems:
+        problems.append(Problem("defines no plan", file))
+    if problems:
+        raise ValidationError(problems)
+    return found
+
+
+def located(error: ValidationError, loaded: LoadedPlan) -> ValidationError:
+    """``error`` (from :func:`build_plan`) with the file and line of each field it names."""
+    problems = []
+    for problem in error.problems:
+        loc: Sequence[str | int] = tuple(
+            int(part) if part.isdigit() else part
+            for part in (problem.field or "").split(".")
+            if part
+        )
+        problems.append(Problem(problem.message, loaded.file, loaded.line_of(*loc), problem.field))
+    return ValidationError(problems)
+
+
+def percent_text(value: float) -> str:
+    return f"{value:g} %" if math.isfinite(value) else "?"
+
+
+__all__ = [
+    "DEFAULT_STEPS",
+    "Action",
+    "Check",
+    "Criteria",
+    "LoadedPlan",
+    "Measure",
+    "MigrationPlan",
+    "PlanSpec",
+    "Precondition",
+    "PrepareRoute",
+    "RetireBackend",
+    "RollbackTo",
+    "SetFlagRollout",
+    "SetWeight",
+    "Step",
+    "StepType",
+    "Strategy",
+    "Target",
+    "build_plan",
+    "located",
+    "parse_plans",
+]

@@ -1,0 +1,424 @@
+"""The plan runner: drives running plans one step at a time, durably.
+
+Any number of runners (``hybridmesh migrate runner``, or ``migrate run`` for one plan) share
+the store. A runner takes a plan's lease, then moves it by *ticks*; each tick is one
+transition written in one fenced transaction (:meth:`MigrationState.fenced`):
+
+- a step not yet executed waits for approval when it asks for it, checks its
+  preconditions against the gateway's routes (a failed one pauses the plan with the
+  reason), then executes: the gateway's weight is written in the same transaction as the
+  record that the step started, so no crash can leave them apart;
+- a step being monitored is measured every ``interval`` (:mod:`hybridmesh.migration.gates`):
+  more failed measurements than ``failure_limit`` roll traffic back as the plan says and end
+  it ``rolled_back``; when its ``window`` is over, the whole window is judged once more: a
+  pass moves to the next step, too little traffic pauses the plan for a person. On each look
+  the runner also puts back the step's weight if someone changed it at the gateway;
+- an aborted plan is rolled back and ends ``aborted``.
+
+A runner that dies leaves its lease to expire (``lease_seconds``); another runner then
+takes the plan over at the step and phase the store holds. The lease is renewed by every
+tick, so a runner sleeps at most a third of it between ticks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import os
+import socket
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from hybridmesh.core.errors import HybridMeshError
+from hybridmesh.gateway.state import GatewayState
+from hybridmesh.migration.gates import Tally, Verdict, measure
+from hybridmesh.migration.plans import (
+    Action,
+    Check,
+    PrepareRoute,
+    RetireBackend,
+    SetFlagRollout,
+    SetWeight,
+    Step,
+)
+from hybridmesh.migration.state import (
+    LeaseLostError,
+    MigrationState,
+    Phase,
+    PlanRecord,
+    Status,
+)
+from hybridmesh.observability import get_logger
+from hybridmesh.store import Store, Transaction
+
+log = get_logger("hybridmesh.migration")
+
+#: Seconds a runner's lease on a plan lasts without a tick.
+LEASE_SECONDS = 15.0
+
+
+class FlagRollouts(Protocol):
+    """What a runner needs of feature flags to step a branch-by-abstraction plan."""
+
+    async def set_rollout_in(
+        self, tx: Transaction, flag: str, variant: str, percent: float
+    ) -> None: ...
+
+
+class ActionError(HybridMeshError):
+    """An action that cannot be carried out (the plan pauses with this reason)."""
+
+
+def default_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class PlanRunner:
+    """Drives plans in ``store``; ``owner`` names this runner in leases and the audit."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        owner: str | None = None,
+        lease_seconds: float = LEASE_SECONDS,
+        poll_seconds: float = 0.5,
+        clock: Callable[[], float] = time.time,
+        flags: FlagRollouts | None = None,
+    ) -> None:
+        self.store = store
+        self.owner = owner or default_owner()
+        self.actor = f"runner:{self.owner}"
+        self.lease_seconds = lease_seconds
+        self.poll_seconds = poll_seconds
+        self.clock = clock
+        self.flags = flags
+        self.state = MigrationState(store, clock=clock)
+        self.gateway = GatewayState(store, clock=clock)
+        self._driving: dict[str, asyncio.Task[None]] = {}
+
+    # -- the loop --------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event | None = None, *, only: str | None = None) -> None:
+        """Claim and drive plans until ``stop`` is set (with ``only``: that plan, until it
+        ends or waits for a person)."""
+        stop = stop or asyncio.Event()
+        try:
+            while not stop.is_set():
+                for name in await self.state.claimable(self.clock()):
+                    if only is not None and name != only:
+                        continue
+                    if name not in self._driving or self._driving[name].done():
+                        self._driving[name] = asyncio.create_task(
+                            self.drive(name), name=f"migration:{name}"
+                        )
+                if only is not None:
+                    record = await self.state.get(only)
+                    driving = self._driving.get(only)
+                    idle = driving is None or driving.done()
+                    if idle and record.status not in (Status.RUNNING, Status.ABORTING):
+                        return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.poll_seconds)
+        finally:
+            for task in self._driving.values():
+                task.cancel()
+            await asyncio.gather(*self._driving.values(), return_exceptions=True)
+
+    async def drive(self, name: str) -> None:
+        """Hold plan ``name``'s lease and tick it until it ends, waits for a person, or the
+        lease is lost."""
+        epoch = await self.state.claim(name, self.owner, self.lease_seconds)
+        if epoch is None:
+            return
+        try:
+            while True:
+                wait = await self.tick(name, epoch)
+                if wait is None:
+                    return
+                await asyncio.sleep(min(wait, self.lease_seconds / 3))
+        except LeaseLostError:
+            log.info("migration: plan %s was taken over by another runner", name)
+            return
+        finally:
+            with contextlib.suppress(Exception):
+                await self.state.release(name, self.owner, epoch)
+
+    # -- one transition --------------------------------------------------------------------
+
+    async def tick(self, name: str, epoch: int) -> float | None:
+        """Move plan ``name`` one transition; seconds until the next look, or None when
+        the runner should let go of it."""
+        record = await self.state.get(name)
+        measured: tuple[str, Any] | None = None
+        if (
+            record.status is Status.RUNNING
+            and record.phase is Phase.MONITORING
+            and record.step < len(record.plan.steps)
+        ):
+            measured = await self._measure_if_due(record)
+        async with self.state.fenced(name, self.owner, epoch, self.lease_seconds) as (tx, current):
+            if (current.step, current.phase, current.window_started, current.gate) != (
+                record.step,
+                record.phase,
+                record.window_started,
+                record.gate,
+            ):
+                return 0.0  # moved meanwhile (a person resumed it, say): look again
+            if current.status is Status.ABORTING:
+                await self._roll_back(
+                    tx, current, Status.ABORTED, "migration.aborted", current.reason
+                )
+                return None
+            if current.status is not Status.RUNNING:
+                return None
+            if current.step >= len(current.plan.steps):
+                await self._complete(tx, current)
+                return None
+            step = current.plan.steps[current.step]
+            if current.phase is Phase.PENDING:
+                return await self._start_step(tx, current, step)
+            return await self._monitor(tx, current, step, measured)
+
+    async def _start_step(self, tx: Transaction, record: PlanRecord, step: Step) -> float | None:
+        state, name, index = self.state, record.name, record.step
+        if step.approval and record.approved_step != index:
+            await state.update_in(tx, name, status=Status.WAITING_APPROVAL)
+            await state.audit_in(
+                tx, name, self.actor, "migration.gate.awaiting_approval", index, step.name, {}
+            )
+            return None
+        routes = await self.gateway.routes_in(tx)
+        problems = [p for p in (c.problem(routes) for c in step.preconditions()) if p]
+        if problems:
+            reason = f"precondition of step {index + 1} ({step.name}): {'; '.join(problems)}"
+            await state.update_in(tx, name, status=Status.PAUSED, reason=reason)
+            await state.audit_in(
+                tx, name, self.actor, "migration.precondition.failed", index, reason, {}
+            )
+            return None
+        try:
+            done = await self._execute(tx, step.action)
+        except HybridMeshError as error:
+            reason = f"step {index + 1} ({step.name}) could not execute: {error}"
+            await state.update_in(tx, name, status=Status.PAUSED, reason=reason)
+            await state.audit_in(tx, name, self.actor, "migration.step.failed", index, reason, {})
+            return None
+        details = {"name": step.name, "type": step.type.value, "action": done}
+        await state.audit_in(tx, name, self.actor, "migration.step.started", index, None, details)
+        if step.gate is None:
+            await self._next_step(tx, record, step, {})
+            return 0.0
+        await state.update_in(
+            tx, name, phase=Phase.MONITORING, window_started=self.clock(), gate=Tally().to_dict()
+        )
+        return step.gate.interval
+
+    async def _measure_if_due(self, record: PlanRecord) -> tuple[str, Any] | None:
+        """The measurement due now (outside the transaction: it only reads), if any:
+        ``("interval", Measurement)``, ``("window", Measurement)`` at the window's end, or
+        ``("error", text)``."""
+        step = record.plan.steps[record.step]
+        gate, what = step.gate, step.measured()
+        if gate is None or what is None or record.window_started is None:
+            return None
+        tally = Tally.from_dict(record.gate)
+        now = self.clock()
+        ends = record.window_started + gate.window
+        due = record.window_started + (tally.measurements + 1) * gate.interval
+        try:
+            if now >= ends and due > ends:
+                seconds = min(gate.window, now - record.window_started)
+                return "window", await measure(self.store, what, seconds, gate, now=now)
+            if now >= due:
+                return "interval", await measure(self.store, what, gate.interval, gate, now=now)
+        except Exception as error:  # the store unreachable: counted, then paused
+            return "error", f"{type(error).__name__}: {error}"
+        return None
+
+    async def _monitor(
+        self, tx: Transaction, record: PlanRecord, step: Step, measured: tuple[str, Any] | None
+    ) -> float | None:
+        gate = step.gate
+        assert gate is not None and record.window_started is not None
+        state, name, index = self.state, record.name, record.step
+        await self._reconcile(tx, record, step)
+        tally = Tally.from_dict(record.gate)
+        if measured is None:
+            due = min(
+                record.window_started + (tally.measurements + 1) * gate.interval,
+                record.window_started + gate.window,
+            )
+            return max(due - self.clock(), 0.0)
+        kind, value = measured
+        if kind == "error":
+            tally.could_not_measure(value)
+            if tally.errors_in_row > gate.consecutive_error_limit:
+                reason = f"step {index + 1} ({step.name}): the gate could not measure: {value}"
+                await state.update_in(
+                    tx, name, status=Status.PAUSED, reason=reason, gate=tally.to_dict()
+                )
+                await state.audit_in(
+                    tx, name, self.actor, "migration.gate.error", index, reason, tally.to_dict()
+                )
+                return None
+            await state.update_in(tx, name, gate=tally.to_dict())
+            return gate.interval
+        if kind == "interval":
+            tally.add(value)
+            await state.update_in(tx, name, gate=tally.to_dict())
+            if tally.failed > gate.failure_limit:
+                await self._gate_failed(tx, record, step, tally, value.reasons)
+                return None
+            return 0.0
+        # The window is over: judge it whole.
+        tally.last = value.to_dict()
+        if value.verdict is Verdict.FAIL:
+            tally.failures = [*tally.failures[-4:], value.to_dict()]
+            await self._gate_failed(tx, record, step, tally, value.reasons)
+            return None
+        if value.verdict is Verdict.INCONCLUSIVE:
+            reason = (
+                f"step {index + 1} ({step.name}) is inconclusive: {value.reasons[0]} over its "
+                f"{gate.window:g} s window; resume to measure a new window, or abort"
+            )
+            await state.update_in(
+                tx, name, status=Status.PAUSED, reason=reason, gate=tally.to_dict()
+            )
+            await state.audit_in(
+                tx, name, self.actor, "migration.gate.inconclusive", index, reason, tally.to_dict()
+            )
+            return None
+        await self._next_step(tx, record, step, tally.to_dict())
+        return 0.0
+
+    async def _gate_failed(
+        self,
+        tx: Transaction,
+        record: PlanRecord,
+        step: Step,
+        tally: Tally,
+        reasons: tuple[str, ...],
+    ) -> None:
+        reason = f"step {record.step + 1} ({step.name}) failed its gate: {'; '.join(reasons)}"
+        await self.state.update_in(tx, record.name, gate=tally.to_dict())
+        await self.state.audit_in(
+            tx,
+            record.name,
+            self.actor,
+            "migration.gate.failed",
+            record.step,
+            reason,
+            tally.to_dict(),
+        )
+        await self._roll_back(tx, record, Status.ROLLED_BACK, "migration.rolled_back", reason)
+
+    async def _next_step(
+        self, tx: Transaction, record: PlanRecord, step: Step, gate: dict[str, Any]
+    ) -> None:
+        await self.state.audit_in(
+            tx,
+            record.name,
+            self.actor,
+            "migration.step.completed",
+            record.step,
+            None,
+            {"name": step.name, "gate": gate},
+        )
+        await self.state.update_in(
+            tx,
+            record.name,
+            step=record.step + 1,
+            phase=Phase.PENDING,
+            window_started=None,
+            gate=None,
+        )
+        if record.step + 1 >= len(record.plan.steps):
+            await self._complete(tx, record)
+
+    async def _complete(self, tx: Transaction, record: PlanRecord) -> None:
+        await self.state.update_in(
+            tx,
+            record.name,
+            status=Status.COMPLETED,
+            step=len(record.plan.steps),
+            phase=Phase.PENDING,
+            reason=None,
+        )
+        await self.state.audit_in(
+            tx,
+            record.name,
+            self.actor,
+            "migration.completed",
+            None,
+            None,
+            {"steps": len(record.plan.steps)},
+        )
+
+    async def _roll_back(
+        self, tx: Transaction, record: PlanRecord, status: Status, action: str, reason: str | None
+    ) -> None:
+        """Undo the last executed step as the plan's rollback strategy says, and end."""
+        executed = record.step if record.phase is Phase.MONITORING else record.step - 1
+        undo = record.plan.rollback_action(executed) if executed >= 0 else None
+        done: dict[str, Any] | None = None
+        if undo is not None:
+            try:
+                done = await self._execute(tx, undo)
+            except HybridMeshError as error:
+                reason = f"{reason}; the rollback could not execute: {error}"
+        await self.state.update_in(tx, record.name, status=status, reason=reason)
+        await self.state.audit_in(
+            tx,
+            record.name,
+            self.actor,
+            action,
+            executed if executed >= 0 else None,
+            reason,
+            {"rollback": done, "strategy": record.plan.spec.rollback.value},
+        )
+
+    async def _reconcile(self, tx: Transaction, record: PlanRecord, step: Step) -> None:
+        """Put the step's weight back at the gateway if it was changed by hand."""
+        action = step.action
+        if not isinstance(action, SetWeight):
+            return
+        routes = await self.gateway.routes_in(tx)
+        route = routes.get(action.route)
+        if route is None or action.backend not in [b.name for b in route.backends]:
+            return
+        found = route.backend(action.backend).weight
+        if math.isclose(found, action.percent, abs_tol=0.005):
+            return
+        await self.gateway.set_weight_in(tx, action.route, action.backend, action.percent)
+        await self.state.audit_in(
+            tx,
+            record.name,
+            self.actor,
+            "migration.weights.reconciled",
+            record.step,
+            f"{action.route}/{action.backend} was at {found:g} %, the plan says "
+            f"{action.percent:g} %",
+            {},
+        )
+
+    async def _execute(self, tx: Transaction, action: Action) -> dict[str, Any]:
+        """Carry ``action`` out in ``tx``; what was done."""
+        if isinstance(action, SetWeight):
+            await self.gateway.set_weight_in(tx, action.route, action.backend, action.percent)
+        elif isinstance(action, PrepareRoute):
+            await self.gateway.set_weight_in(tx, action.route, action.target_backend, 0)
+        elif isinstance(action, RetireBackend):
+            await self.gateway.remove_backend_in(tx, action.route, action.backend)
+        elif isinstance(action, SetFlagRollout):
+            if self.flags is None:
+                raise ActionError("this runner has no feature flags to step")
+            await self.flags.set_rollout_in(tx, action.flag, action.variant, action.percent)
+        elif not isinstance(action, Check):
+            raise ActionError(f"unknown action {action!r}")
+        return action.model_dump(mode="json")
+
+
+__all__ = ["LEASE_SECONDS", "ActionError", "FlagRollouts", "PlanRunner", "default_owner"]
