@@ -121,3 +121,20 @@ def test_demo_runs_the_reference_system_and_shows_resilience(tmp_path: Path) -> 
     mismatches = listed("routes", "mismatches", "content-delivery")
     assert mismatches and mismatches[0]["path"] == "/content/3"
     assert any(d.get("path") == "title" for d in mismatches[0]["differences"])
+
+    # The migration part left its two plans: publishing carved out to content-workflow
+    # (content-management retired from the route after approval), and content-creation
+    # rolled back to 0 % by its gate after the injected fault, with the audit to show it.
+    plans = {p["name"]: p for p in listed("migrate", "list")}
+    assert plans["carve-workflow"]["status"] == "completed"
+    assert plans["carve-creation"]["status"] == "rolled_back"
+    assert "error rate" in plans["carve-creation"]["reason"]
+    workflow = {b["name"]: b["weight"] for b in routes["content-workflow"]["backends"]}
+    assert workflow == {"workflow": 100.0}
+    creation = {b["name"]: b["weight"] for b in routes["content-creation"]["backends"]}
+    assert creation["creation"] == 0.0
+    audit = [e["action"] for e in listed("migrate", "audit", "carve-creation")]
+    assert audit[-2:] == ["migration.gate.failed", "migration.rolled_back"]
+    workflow_audit = listed("migrate", "audit", "carve-workflow")
+    approvals = [e for e in workflow_audit if e["action"] == "migration.approve"]
+    assert approvals and approvals[0]["actor"] == "demo"

@@ -20,7 +20,9 @@ mismatch is recorded, and a live weight change that moves content delivery over.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,16 +122,8 @@ async def show_gateway(store: Store, console: Console) -> GatewayReport:
         "(hybridmesh routes apply): legacy-erp behind key auth, an IP allowlist and a "
         "rate limit; content-management's routes ready to split."
     )
-    metrics = GatewayMetrics()
-    hooks = GatewayHooks(store, metrics, flush_seconds=0.2)
-    gateway = Gateway(GatewaySettings(access_log=False), metrics=metrics, hooks=hooks)
-    watcher = SnapshotWatcher(state, gateway.use)
-    await watcher.start()
-    hooks.start()
-    host, port = await gateway.start("127.0.0.1", 0)
-    base = f"http://{host}:{port}"
-    console.print(f"A gateway replica listens on {base} (hybridmesh gateway).")
-    try:
+    async with running_gateway(store) as (watcher, base):
+        console.print(f"A gateway replica listens on {base} (hybridmesh gateway).")
         _, key = await state.create_key("warehouse-terminals")
         console.print(
             "Created an API key for consumer warehouse-terminals (hybridmesh keys create)."
@@ -141,11 +135,29 @@ async def show_gateway(store: Store, console: Console) -> GatewayReport:
             await _split(http, base, console, report)
             await _mirrored(http, base, state, console, report)
             await _shift(http, base, state, console, report)
+    return report
+
+
+@contextlib.asynccontextmanager
+async def running_gateway(
+    store: Store,
+) -> AsyncIterator[tuple[SnapshotWatcher, str]]:
+    """A gateway replica on ``store`` (as ``hybridmesh gateway`` runs one), writing its
+    stats windows every 0.2 s; yields its snapshot watcher and its base URL."""
+    state = GatewayState(store)
+    metrics = GatewayMetrics()
+    hooks = GatewayHooks(store, metrics, flush_seconds=0.2)
+    gateway = Gateway(GatewaySettings(access_log=False), metrics=metrics, hooks=hooks)
+    watcher = SnapshotWatcher(state, gateway.use)
+    await watcher.start()
+    hooks.start()
+    host, port = await gateway.start("127.0.0.1", 0)
+    try:
+        yield watcher, f"http://{host}:{port}"
     finally:
         await watcher.close()
         await gateway.close(grace=2)
         await hooks.close()
-    return report
 
 
 async def _status(
@@ -277,4 +289,4 @@ async def _shift(
     )
 
 
-__all__ = ["GatewayReport", "show_gateway"]
+__all__ = ["GatewayReport", "running_gateway", "show_gateway"]

@@ -27,6 +27,7 @@ from hybridmesh.core.errors import HybridMeshError
 from hybridmesh.core.settings import Settings
 from hybridmesh.demo.events_walkthrough import EventsReport, show_events
 from hybridmesh.demo.gateway_walkthrough import GatewayReport, show_gateway
+from hybridmesh.demo.migration_walkthrough import MigrationReport, show_migration
 from hybridmesh.demo.orchestration_walkthrough import OrchestrationReport, show_orchestration
 from hybridmesh.events import EventBus, EventTransport, open_backend
 from hybridmesh.observability import MeshMetrics, configure_logging, configure_tracing
@@ -78,6 +79,7 @@ class DemoReport:
     events: EventsReport = field(default_factory=EventsReport)
     orchestration: OrchestrationReport = field(default_factory=OrchestrationReport)
     gateway: GatewayReport = field(default_factory=GatewayReport)
+    migration: MigrationReport = field(default_factory=MigrationReport)
     ok: bool = True
 
 
@@ -170,6 +172,7 @@ async def run_demo(
             )
             async with await open_store(settings.database_url) as store:
                 report.gateway = await show_gateway(store, console)
+                report.migration = await show_migration(store, console)
         await bus.close()
         configure_logging(settings)
     report.ok = _verdict(report)
@@ -226,6 +229,7 @@ def _verdict(report: DemoReport) -> bool:
         report.events.ok
         and report.orchestration.ok
         and report.gateway.ok
+        and report.migration.ok
         and all(c.outcome.startswith("ok") for c in happy)
         and any(c.outcome == "cached answer" for c in report.calls)
         and any(b == "open" for _, _, b in report.transitions)
@@ -520,8 +524,18 @@ def _summary(report: DemoReport, console: Console) -> None:
         f"{gw.shifted_to or '-'} live.",
         highlight=False,
     )
+    mig = report.migration
+    console.print(
+        f"Migration: carve-workflow {mig.workflow_status} (route backends "
+        f"{mig.workflow_backends}); carve-creation {mig.creation_status}, content-creation back "
+        f"at {mig.creation_weight} % {mig.rollback_seconds} s after the fault; "
+        f"{mig.requests} requests, {mig.injected_failures} failed by the injected fault, "
+        f"{mig.other_failures} otherwise.",
+        highlight=False,
+    )
     console.print(
         "Next: `hybridmesh registry list`, `hybridmesh dlq list`, `hybridmesh events tail '>'`, "
         "`hybridmesh executions list`, `hybridmesh batch runs`, `hybridmesh routes list`, "
-        "`hybridmesh routes mismatches content-delivery`."
+        "`hybridmesh routes mismatches content-delivery`, `hybridmesh migrate list`, "
+        "`hybridmesh migrate audit carve-creation`."
     )

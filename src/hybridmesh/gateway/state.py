@@ -18,6 +18,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import pydantic
+
 from hybridmesh.core.errors import NotFoundError, Problem, ValidationError
 from hybridmesh.core.ids import new_id
 from hybridmesh.core.serialization import dumps, loads
@@ -193,6 +195,27 @@ class GatewayState:
         if updated != route:
             await self._replace(tx, updated, source)
         return updated
+
+    async def edit(self, name: str, change: Callable[[dict[str, Any]], None]) -> Route:
+        """Change route ``name`` in one transaction: ``change`` edits its spec as a dict
+        (as YAML writes it); the result is validated and stored as a new revision. What
+        others change meanwhile (a plan's weights) is never overwritten with an old copy."""
+        async with self.store.transaction() as tx:
+            route, source = await self._route_in(tx, name)
+            data = route.model_dump(mode="json", exclude_defaults=True)
+            change(data)
+            try:
+                updated = Route.model_validate(data)
+            except pydantic.ValidationError as invalid:
+                raise ValidationError(
+                    [
+                        Problem(str(e["msg"]), field=".".join(map(str, e["loc"])) or None)
+                        for e in invalid.errors()
+                    ]
+                ) from None
+            if updated != route:
+                await self._replace(tx, updated, source)
+            return updated
 
     async def remove_backend_in(self, tx: Transaction, name: str, backend: str) -> Route:
         """Remove ``backend`` (which must take 0 %) from route ``name``, in ``tx``; a route
