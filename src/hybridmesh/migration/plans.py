@@ -40,7 +40,7 @@ from hybridmesh.core.limits import describe, location
 from hybridmesh.core.names import Name
 from hybridmesh.core.yaml_lines import Lines
 from hybridmesh.core.yaml_source import DEFAULT_LIMITS, YamlLimits, YamlReader
-from hybridmesh.gateway.config import Percent, Route
+from hybridmesh.gateway.config import Percent, Route, Url
 from hybridmesh.gateway.stats import parse_duration
 
 #: The guide's traffic steps, in percent.
@@ -226,6 +226,41 @@ class Precondition:
         return None
 
 
+# -- webhooks --------------------------------------------------------------------------------
+
+
+class WebhookType(StrEnum):
+    """When a plan calls a webhook (as Flagger's hooks do):
+
+    - ``pre_step``: before a step executes; an answer other than 2xx (or none) pauses the
+      plan with the reason, and the step does not execute;
+    - ``confirm_step``: before a step executes, the step waits until it answers 2xx
+      (asked again every few seconds), as Flagger's confirm-promotion does;
+    - ``rollback``: asked at every gate measurement; a 2xx rolls the step back at once (an
+      outside alert, say).
+    """
+
+    PRE_STEP = "pre_step"
+    CONFIRM_STEP = "confirm_step"
+    ROLLBACK = "rollback"
+
+
+class Webhook(_Strict):
+    """An HTTP endpoint a plan POSTs to (JSON: plan, version, step, step name, type and
+    ``metadata``)."""
+
+    name: Name
+    type: WebhookType
+    url: Url
+    timeout: Seconds = 5.0
+    #: The steps (by name) it is called for; empty: every step with a gate.
+    steps: tuple[str, ...] = ()
+    metadata: dict[str, str] = Field(default_factory=dict, max_length=50)
+
+    def applies_to(self, step: Step) -> bool:
+        return step.name in self.steps if self.steps else step.gate is not None
+
+
 # -- what people write -----------------------------------------------------------------------
 
 
@@ -277,6 +312,7 @@ class PlanSpec(_Strict):
     rollback: RollbackTo = RollbackTo.PREVIOUS_STEP
     #: Steps written out; when given, they are the plan (targets only document it).
     steps: tuple[Step, ...] | None = Field(default=None, min_length=1, max_length=MAX_STEPS)
+    webhooks: tuple[Webhook, ...] = Field(default=(), max_length=20)
 
     @model_validator(mode="after")
     def _something_to_do(self) -> PlanSpec:
@@ -549,6 +585,8 @@ __all__ = [
     "StepType",
     "Strategy",
     "Target",
+    "Webhook",
+    "WebhookType",
     "build_plan",
     "located",
     "parse_plans",

@@ -31,6 +31,8 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+import aiohttp
+
 from hybridmesh.core.errors import HybridMeshError
 from hybridmesh.gateway.state import GatewayState
 from hybridmesh.migration.gates import Tally, Verdict, measure
@@ -42,6 +44,8 @@ from hybridmesh.migration.plans import (
     SetFlagRollout,
     SetWeight,
     Step,
+    Webhook,
+    WebhookType,
 )
 from hybridmesh.migration.state import (
     LeaseLostError,
@@ -57,6 +61,8 @@ log = get_logger("hybridmesh.migration")
 
 #: Seconds a runner's lease on a plan lasts without a tick.
 LEASE_SECONDS = 15.0
+#: Seconds between asks of a ``confirm_step`` webhook that has not confirmed yet.
+CONFIRM_POLL_SECONDS = 2.0
 
 
 class FlagRollouts(Protocol):
@@ -98,6 +104,7 @@ class PlanRunner:
         self.state = MigrationState(store, clock=clock)
         self.gateway = GatewayState(store, clock=clock)
         self._driving: dict[str, asyncio.Task[None]] = {}
+        self._http: aiohttp.ClientSession | None = None
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -126,6 +133,7 @@ class PlanRunner:
             for task in self._driving.values():
                 task.cancel()
             await asyncio.gather(*self._driving.values(), return_exceptions=True)
+            await self.close()
 
     async def drive(self, name: str) -> None:
         """Hold plan ``name``'s lease and tick it until it ends, waits for a person, or the
@@ -153,12 +161,18 @@ class PlanRunner:
         the runner should let go of it."""
         record = await self.state.get(name)
         measured: tuple[str, Any] | None = None
-        if (
-            record.status is Status.RUNNING
-            and record.phase is Phase.MONITORING
-            and record.step < len(record.plan.steps)
-        ):
-            measured = await self._measure_if_due(record)
+        hooked: tuple[str, str] | None = None
+        if record.status is Status.RUNNING and record.step < len(record.plan.steps):
+            # What needs the network is done before the transaction, which only records it.
+            step = record.plan.steps[record.step]
+            if record.phase is Phase.MONITORING:
+                measured = await self._measure_if_due(record)
+                if measured is not None and measured[0] == "interval":
+                    asked = await self._hooks(record, step, WebhookType.ROLLBACK)
+                    if asked is not None and asked[0]:
+                        measured = ("rollback", asked[1])
+            elif not step.approval or record.approved_step == record.step:
+                hooked = await self._before_step(record, step)
         async with self.state.fenced(name, self.owner, epoch, self.lease_seconds) as (tx, current):
             if (current.step, current.phase, current.window_started, current.gate) != (
                 record.step,
@@ -179,10 +193,12 @@ class PlanRunner:
                 return None
             step = current.plan.steps[current.step]
             if current.phase is Phase.PENDING:
-                return await self._start_step(tx, current, step)
+                return await self._start_step(tx, current, step, hooked)
             return await self._monitor(tx, current, step, measured)
 
-    async def _start_step(self, tx: Transaction, record: PlanRecord, step: Step) -> float | None:
+    async def _start_step(
+        self, tx: Transaction, record: PlanRecord, step: Step, hooked: tuple[str, str] | None
+    ) -> float | None:
         state, name, index = self.state, record.name, record.step
         if step.approval and record.approved_step != index:
             await state.update_in(tx, name, status=Status.WAITING_APPROVAL)
@@ -199,6 +215,26 @@ class PlanRunner:
                 tx, name, self.actor, "migration.precondition.failed", index, reason, {}
             )
             return None
+        if hooked is not None:
+            what, reason = hooked
+            if what == "pause":
+                await state.update_in(tx, name, status=Status.PAUSED, reason=reason)
+                await state.audit_in(
+                    tx, name, self.actor, "migration.webhook.failed", index, reason, {}
+                )
+                return None
+            if record.reason != reason:  # waiting for a confirmation: said once
+                await state.update_in(tx, name, reason=reason)
+                await state.audit_in(
+                    tx,
+                    name,
+                    self.actor,
+                    "migration.gate.awaiting_confirmation",
+                    index,
+                    reason,
+                    {},
+                )
+            return CONFIRM_POLL_SECONDS
         try:
             done = await self._execute(tx, step.action)
         except HybridMeshError as error:
@@ -253,6 +289,13 @@ class PlanRunner:
             )
             return max(due - self.clock(), 0.0)
         kind, value = measured
+        if kind == "rollback":
+            reason = f"step {index + 1} ({step.name}): {value}"
+            await state.audit_in(
+                tx, name, self.actor, "migration.webhook.rollback", index, reason, {}
+            )
+            await self._roll_back(tx, record, Status.ROLLED_BACK, "migration.rolled_back", reason)
+            return None
         if kind == "error":
             tally.could_not_measure(value)
             if tally.errors_in_row > gate.consecutive_error_limit:
@@ -293,6 +336,59 @@ class PlanRunner:
             return None
         await self._next_step(tx, record, step, tally.to_dict())
         return 0.0
+
+    async def _before_step(self, record: PlanRecord, step: Step) -> tuple[str, str] | None:
+        """The step's ``pre_step`` and ``confirm_step`` webhooks: ``("pause", why)`` when a
+        pre-step hook failed, ``("wait", why)`` while a confirmation is missing."""
+        failed = await self._hooks(record, step, WebhookType.PRE_STEP)
+        if failed is not None and not failed[0]:
+            return "pause", f"step {record.step + 1} ({step.name}): {failed[1]}"
+        unconfirmed = await self._hooks(record, step, WebhookType.CONFIRM_STEP)
+        if unconfirmed is not None and not unconfirmed[0]:
+            return "wait", f"step {record.step + 1} ({step.name}) waits: {unconfirmed[1]}"
+        return None
+
+    async def _hooks(
+        self, record: PlanRecord, step: Step, kind: WebhookType
+    ) -> tuple[bool, str] | None:
+        """Call the plan's ``kind`` webhooks for ``step``: None when there is none, else
+        whether every one answered 2xx, and what the first other answer was (for a
+        ``rollback`` hook, whether one answered 2xx, and which)."""
+        hooks = [h for h in record.plan.spec.webhooks if h.type is kind and h.applies_to(step)]
+        if not hooks:
+            return None
+        payload = {
+            "plan": record.name,
+            "version": record.version,
+            "step": record.step,
+            "step_name": step.name,
+            "type": kind.value,
+        }
+        for hook in hooks:
+            ok, said = await self._call(hook, {**payload, "metadata": hook.metadata})
+            if kind is WebhookType.ROLLBACK and ok:
+                return True, f"rollback webhook {hook.name} asked for a rollback ({said})"
+            if kind is not WebhookType.ROLLBACK and not ok:
+                return False, f"{kind.value} webhook {hook.name} answered {said}"
+        return (False, "") if kind is WebhookType.ROLLBACK else (True, "")
+
+    async def _call(self, hook: Webhook, payload: dict[str, Any]) -> tuple[bool, str]:
+        if self._http is None:
+            self._http = aiohttp.ClientSession()
+        try:
+            async with self._http.post(
+                hook.url, json=payload, timeout=aiohttp.ClientTimeout(total=hook.timeout)
+            ) as answer:
+                await answer.read()
+                return 200 <= answer.status < 300, f"HTTP {answer.status}"
+        except (aiohttp.ClientError, TimeoutError, OSError) as error:
+            return False, f"no answer: {str(error) or type(error).__name__}"
+
+    async def close(self) -> None:
+        """Close the runner's HTTP session (webhooks)."""
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
 
     async def _gate_failed(
         self,

@@ -425,11 +425,19 @@ class MigrationState:
         """Record an action and queue its CloudEvent (type ``action``) in ``tx``."""
         now = self.clock()
         entry_id = uuid7()
+        # The plan's row is locked by now (every caller updated it first in ``tx``), so
+        # the next number is this transaction's alone.
+        seq = int(
+            await tx.fetch_value(
+                "SELECT COALESCE(MAX(seq), 0) + 1 FROM mig_audit WHERE plan = ?", plan
+            )
+        )
         await tx.execute(
-            "INSERT INTO mig_audit (id, plan, at, actor, action, step, reason, details) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO mig_audit (id, plan, seq, at, actor, action, step, reason, details) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             entry_id,
             plan,
+            seq,
             now,
             actor,
             action,
@@ -457,7 +465,7 @@ class MigrationState:
     async def audit(self, plan: str, limit: int = 200) -> list[AuditEntry]:
         rows = await self.store.fetch_all(
             "SELECT id, plan, at, actor, action, step, reason, details FROM mig_audit "
-            "WHERE plan = ? ORDER BY at DESC, id DESC LIMIT ?",
+            "WHERE plan = ? ORDER BY seq DESC LIMIT ?",
             plan,
             limit,
         )

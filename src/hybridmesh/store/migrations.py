@@ -304,7 +304,8 @@ _GATEWAY = (
 
 # Migration plans (migration/): each plan's current version and where its run stands, with
 # the lease that lets one runner at a time act on it (``lease_epoch`` fences a runner that
-# lost its lease), every stored version of its spec, and the audit of every action.
+# lost its lease), every stored version of its spec, and the audit of every action (``seq``
+# orders a plan's entries: each is written after its plan's row is locked).
 _MIGRATION_PLANS = (
     """
     CREATE TABLE mig_plans (
@@ -340,6 +341,7 @@ _MIGRATION_PLANS = (
     CREATE TABLE mig_audit (
         id TEXT PRIMARY KEY,
         plan TEXT NOT NULL,
+        seq BIGINT NOT NULL,
         at DOUBLE PRECISION NOT NULL,
         actor TEXT NOT NULL,
         action TEXT NOT NULL,
@@ -348,7 +350,7 @@ _MIGRATION_PLANS = (
         details TEXT
     )
     """,
-    "CREATE INDEX mig_audit_plan ON mig_audit (plan, at)",
+    "CREATE UNIQUE INDEX mig_audit_plan ON mig_audit (plan, seq)",
 )
 
 MIGRATIONS: tuple[Migration, ...] = (

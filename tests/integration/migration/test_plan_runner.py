@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from hybridmesh.core.errors import ValidationError
 from hybridmesh.gateway.config import parse_routes
@@ -315,3 +316,89 @@ async def test_a_target_without_a_route_or_backend_is_refused_when_the_plan_is_m
     (problem,) = refused.value.problems
     assert problem.field == "targets.1.route"
     assert "no route 'content-workflow'" in problem.message
+
+
+class Hooks:
+    """A webhook receiver on loopback: answers each type with the status the test sets."""
+
+    def __init__(self) -> None:
+        self.status = {"pre": 200, "confirm": 200, "rollback": 404}
+        self.calls: list[dict[str, Any]] = []
+        self.url = ""
+
+    async def handle(self, request: web.Request) -> web.Response:
+        kind = request.match_info["kind"]
+        self.calls.append({"kind": kind, **await request.json()})
+        return web.Response(status=self.status[kind])
+
+
+@pytest.fixture
+async def hooks() -> AsyncIterator[Hooks]:
+    receiver = Hooks()
+    app = web.Application()
+    app.router.add_post("/{kind}", receiver.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    receiver.url = f"http://127.0.0.1:{port}"
+    yield receiver
+    await runner.cleanup()
+
+
+def _webhooks(hooks: Hooks, *kinds: str) -> list[dict[str, Any]]:
+    types = {"pre": "pre_step", "confirm": "confirm_step", "rollback": "rollback"}
+    return [
+        {"name": kind, "type": types[kind], "url": f"{hooks.url}/{kind}", "metadata": {"k": "v"}}
+        for kind in kinds
+    ]
+
+
+async def test_a_failing_pre_step_webhook_pauses_the_plan_before_the_step(
+    rig: Rig, hooks: Hooks
+) -> None:
+    name = await rig.plan(webhooks=_webhooks(hooks, "pre"))
+    runner = rig.runner()
+    await rig.run(runner, name, seconds=5)  # prepare (no gate: no hook), then 10 % passes
+    assert await rig.weight() == 50.0
+    hooks.status["pre"] = 500
+    await rig.run(runner, name, seconds=8)
+    record = await rig.state.get(name)
+    assert record.status is Status.PAUSED
+    assert "pre_step webhook pre answered HTTP 500" in (record.reason or "")
+    # The step did not execute, and no runner takes the plan up until a person resumes it.
+    started = [e for e in await rig.state.audit(name) if e.action == "migration.step.started"]
+    assert started[-1].step == record.step - 1
+    assert await rig.state.claim(name, "runner-b", 5) is None
+    assert hooks.calls[0]["plan"] == name and hooks.calls[0]["metadata"] == {"k": "v"}
+    await runner.close()
+
+
+async def test_a_step_waits_for_its_confirmation_webhook(rig: Rig, hooks: Hooks) -> None:
+    hooks.status["confirm"] = 403
+    name = await rig.plan(webhooks=_webhooks(hooks, "confirm"))
+    runner = rig.runner()
+    await rig.run(runner, name, seconds=4)
+    record = await rig.state.get(name)
+    assert record.status is Status.RUNNING and await rig.weight() == 0.0
+    assert "confirm_step webhook confirm answered HTTP 403" in (record.reason or "")
+    assert (await rig.actions(name)).count("migration.gate.awaiting_confirmation") == 1
+    hooks.status["confirm"] = 200
+    await rig.run(runner, name, seconds=2)
+    assert await rig.weight() == 10.0
+    await runner.close()
+
+
+async def test_a_rollback_webhook_rolls_the_step_back(rig: Rig, hooks: Hooks) -> None:
+    name = await rig.plan(webhooks=_webhooks(hooks, "rollback"))
+    runner = rig.runner()
+    await rig.run(runner, name, seconds=5)
+    assert await rig.weight() == 50.0
+    hooks.status["rollback"] = 200  # an outside alert fires
+    await rig.run(runner, name, seconds=3)
+    record = await rig.state.get(name)
+    assert record.status is Status.ROLLED_BACK and await rig.weight() == 10.0
+    assert "rollback webhook rollback asked" in (record.reason or "")
+    assert "migration.webhook.rollback" in await rig.actions(name)
+    await runner.close()
