@@ -52,6 +52,7 @@ def _register_commands() -> None:
     from hybridmesh.cli.db import db
     from hybridmesh.cli.demo import demo
     from hybridmesh.cli.events import dlq, events
+    from hybridmesh.cli.flags import flags
     from hybridmesh.cli.gateway import gateway, keys, routes
     from hybridmesh.cli.migrate import migrate
     from hybridmesh.cli.orchestration import definitions, executions, saga, worker, workflow
@@ -75,6 +76,7 @@ def _register_commands() -> None:
     cli.add_command(routes)
     cli.add_command(keys)
     cli.add_command(migrate)
+    cli.add_command(flags)
     cli.add_command(demo)
 
 

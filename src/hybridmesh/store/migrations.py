@@ -353,6 +353,25 @@ _MIGRATION_PLANS = (
     "CREATE UNIQUE INDEX mig_audit_plan ON mig_audit (plan, seq)",
 )
 
+# Feature flags (flags/): each flag a JSON definition with its own version (1 when created,
+# one more per change), and one revision counter that every change moves in the same
+# transaction: a process's flag cache reloads when it moves (and, on PostgreSQL, when
+# NOTIFY hybridmesh_flags says so).
+_FLAGS = (
+    """
+    CREATE TABLE ff_flags (
+        key TEXT PRIMARY KEY,
+        definition TEXT NOT NULL, -- the flag, as JSON
+        version BIGINT NOT NULL,
+        revision BIGINT NOT NULL, -- the revision of its last change
+        source TEXT, -- the file it was applied from, if any
+        updated_at DOUBLE PRECISION NOT NULL
+    )
+    """,
+    "CREATE TABLE ff_revision (id INTEGER PRIMARY KEY, revision BIGINT NOT NULL)",
+    "INSERT INTO ff_revision (id, revision) VALUES (1, 0)",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         version=1,
@@ -414,6 +433,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(version=9, name="event log scans by type", statements=_EVENT_SCAN),
     Migration(version=10, name="gateway", statements=_GATEWAY),
     Migration(version=11, name="migration plans", statements=_MIGRATION_PLANS),
+    Migration(version=12, name="feature flags", statements=_FLAGS),
 )
 """Every migration, in version order. :meth:`Store.upgrade` applies the missing ones."""
 
