@@ -22,7 +22,7 @@ from hybridmesh.cli._common import console, emit_json, err_console, get_ctx, jso
 from hybridmesh.core.errors import Problem, ValidationError
 from hybridmesh.flags.evaluation import Evaluation
 from hybridmesh.flags.files import LoadedFlag, load_flags, validation_error
-from hybridmesh.flags.model import TARGETING_KEY, Flag, Rule, Split
+from hybridmesh.flags.model import TARGETING_KEY, Flag, with_rollout
 from hybridmesh.flags.store import FlagStore, StoredFlag
 from hybridmesh.store import open_ready_store
 
@@ -256,7 +256,7 @@ def flags_set(
             spec["enabled"] = enabled
         rules: list[Any] = [] if clear_targeting else list(base.get("targeting", []))
         if shares:
-            rules = _with_rollout(rules, shares, spec["default_variant"])
+            rules = with_rollout(rules, shares, spec["default_variant"])
         spec["targeting"] = rules
         try:
             return Flag.model_validate(spec)
@@ -290,38 +290,6 @@ def _percent(text: str) -> Decimal:
             f"{text!r}: a percent is 0 to 100, in steps of 0.01", param_hint="--percent"
         )
     return value
-
-
-def _with_rollout(
-    rules: list[Any], shares: list[tuple[str, Decimal]], default_variant: str
-) -> list[Any]:
-    """``rules`` ending with a split of everyone by ``shares``, the default variant taking
-    what they leave. Weights are the percents themselves when they are whole, else
-    hundredths of a percent (flagd's weights are whole numbers)."""
-    names = [name for name, _ in shares]
-    if len(set(names)) != len(names):
-        raise click.BadParameter("a variant is named twice", param_hint="--percent")
-    total = sum((share for _, share in shares), Decimal(0))
-    rest = 100 - total
-    if rest < 0:
-        raise click.BadParameter(
-            f"the percents add up to {total}, over 100", param_hint="--percent"
-        )
-    if default_variant in names and rest:
-        raise click.BadParameter(
-            f"the percents add up to {total}, not 100: leave the default variant "
-            f"({default_variant}) out and it takes the rest",
-            param_hint="--percent",
-        )
-    parts = [*shares, (default_variant, rest)] if rest else shares
-    scale = 1 if all(share == int(share) for _, share in parts) else 100
-    split = [Split(variant=name, weight=int(share * scale)) for name, share in parts]
-    rollout = Rule(fractional=tuple(split)).model_dump(
-        mode="json", exclude_none=True, exclude_defaults=True
-    )
-    if rules and not rules[-1].get("when") and "fractional" in rules[-1]:
-        return [*rules[:-1], rollout]
-    return [*rules, rollout]
 
 
 @flags.command("evaluate")

@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -44,6 +45,7 @@ from pydantic import (
     model_validator,
 )
 
+from hybridmesh.core.errors import Problem, ValidationError
 from hybridmesh.core.names import Name
 from hybridmesh.core.serialization import dumpb
 from hybridmesh.core.yaml_lines import Location
@@ -370,6 +372,44 @@ def _dotted(loc: Location) -> str:
     return ".".join(str(part) for part in loc)
 
 
+def with_rollout(
+    rules: list[Any], shares: list[tuple[str, Decimal]], default_variant: str
+) -> list[Any]:
+    """``rules`` (as YAML writes them) ending with a split of everyone by ``shares``
+    (variant, percent), the default variant taking what they leave; a split of everyone
+    already last is replaced. Weights are the percents themselves when they are whole, else
+    hundredths of a percent (flagd's weights are whole numbers).
+    :class:`ValidationError` when the shares cannot make a split."""
+    names = [name for name, _ in shares]
+    if len(set(names)) != len(names):
+        raise ValidationError([Problem("a variant is named twice", field="percent")])
+    total = sum((share for _, share in shares), Decimal(0))
+    rest = 100 - total
+    if rest < 0:
+        raise ValidationError(
+            [Problem(f"the percents add up to {total}, over 100", field="percent")]
+        )
+    if default_variant in names and rest:
+        raise ValidationError(
+            [
+                Problem(
+                    f"the percents add up to {total}, not 100: leave the default variant "
+                    f"({default_variant}) out and it takes the rest",
+                    field="percent",
+                )
+            ]
+        )
+    parts = [*shares, (default_variant, rest)] if rest else shares
+    scale = 1 if all(share == int(share) for _, share in parts) else 100
+    split = [Split(variant=name, weight=int(share * scale)) for name, share in parts]
+    rollout = Rule(fractional=tuple(split)).model_dump(
+        mode="json", exclude_none=True, exclude_defaults=True
+    )
+    if rules and not rules[-1].get("when") and "fractional" in rules[-1]:
+        return [*rules[:-1], rollout]
+    return [*rules, rollout]
+
+
 __all__ = [
     "MAX_WEIGHT",
     "OPERATORS",
@@ -381,4 +421,5 @@ __all__ = [
     "Split",
     "flag_problems",
     "kind_of",
+    "with_rollout",
 ]

@@ -182,6 +182,26 @@ class FlagStore:
         except _Unchanged as unchanged:
             return unchanged.result  # type: ignore[no-any-return]
 
+    async def update_in(
+        self, tx: Transaction, key: str, change: Callable[[Flag], Flag]
+    ) -> StoredFlag:
+        """:meth:`update` of an existing flag inside the caller's transaction (a migration
+        plan records its step in the same one); nothing is written when ``change`` returns
+        the flag as it was. :class:`NotFoundError` when there is no flag ``key``."""
+        row = await tx.fetch_one(f"{_SELECT} WHERE key = ?", key)
+        if row is None:
+            raise NotFoundError(f"no flag {key!r}")
+        stored = _stored(row)
+        flag = change(stored.flag)
+        if flag == stored.flag:
+            return stored
+        if flag.key != key:
+            raise ValidationError([Problem(f"the flag's key must stay {key!r}", field="key")])
+        revision = await self._bump(tx)
+        now = self.clock()
+        await _replace(tx, flag, revision, stored.source, now)
+        return StoredFlag(flag, stored.version + 1, revision, stored.source, now)
+
     async def delete(self, key: str) -> bool:
         async with self.store.transaction() as tx:
             deleted = await tx.execute("DELETE FROM ff_flags WHERE key = ?", key)

@@ -42,6 +42,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, ParamSpec, TypeVar
 
+from hybridmesh.flags.client import FlagClient
 from hybridmesh.gateway.stats import LatencyHistogram, WindowRecorder
 from hybridmesh.migration.experiment import DEFAULT_TIMEOUT, Experiment, ExperimentStats
 from hybridmesh.observability import get_logger
@@ -66,6 +67,19 @@ def always(implementation: Implementation) -> Chooser:
 
     def choose(context: Mapping[str, Any]) -> str:
         return implementation
+
+    return choose
+
+
+def flag_chooser(flags: FlagClient, key: str) -> Chooser:
+    """A chooser that asks feature flag ``key`` (variants named ``old`` and ``new``) for
+    each call, with the call's context as the evaluation context (its ``targetingKey``
+    keeps a user on one side while a ``branch_by_abstraction`` plan grows the new one).
+    Any error of the flag serves ``old``."""
+
+    def choose(context: Mapping[str, Any]) -> str:
+        variant = flags.evaluate(key, context).variant
+        return variant if variant in (OLD, NEW) else OLD
 
     return choose
 
@@ -244,4 +258,5 @@ __all__ = [
     "Implementation",
     "ImplementationStats",
     "always",
+    "flag_chooser",
 ]

@@ -29,11 +29,14 @@ import os
 import socket
 import time
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any, Protocol
 
 import aiohttp
 
-from hybridmesh.core.errors import HybridMeshError
+from hybridmesh.core.errors import HybridMeshError, Problem, ValidationError
+from hybridmesh.flags.model import Flag, with_rollout
+from hybridmesh.flags.store import FlagStore
 from hybridmesh.gateway.state import GatewayState
 from hybridmesh.migration.gates import Tally, Verdict, measure
 from hybridmesh.migration.plans import (
@@ -73,6 +76,41 @@ class FlagRollouts(Protocol):
     ) -> None: ...
 
 
+class FlagStoreRollouts:
+    """Steps feature flags' rollouts in the flag store (:mod:`hybridmesh.flags`): the flag's
+    last rule becomes a split of everyone giving ``variant`` ``percent`` and the default
+    variant the rest, so users already on ``variant`` stay on it as it grows."""
+
+    def __init__(self, flags: FlagStore) -> None:
+        self.flags = flags
+
+    async def set_rollout_in(
+        self, tx: Transaction, flag: str, variant: str, percent: float
+    ) -> None:
+        def change(current: Flag) -> Flag:
+            spec = current.definition()
+            if variant not in spec["variants"]:
+                names = ", ".join(spec["variants"])
+                raise ValidationError(
+                    [Problem(f"flag {flag!r} has no variant {variant!r} (it has {names})")]
+                )
+            if variant == spec["default_variant"]:
+                raise ValidationError(
+                    [
+                        Problem(
+                            f"{variant!r} is flag {flag!r}'s default variant: nothing to roll out"
+                        )
+                    ]
+                )
+            share = Decimal(str(percent))
+            spec["targeting"] = with_rollout(
+                list(spec.get("targeting", [])), [(variant, share)], spec["default_variant"]
+            )
+            return Flag.model_validate(spec)
+
+        await self.flags.update_in(tx, flag, change)
+
+
 class ActionError(HybridMeshError):
     """An action that cannot be carried out (the plan pauses with this reason)."""
 
@@ -100,7 +138,7 @@ class PlanRunner:
         self.lease_seconds = lease_seconds
         self.poll_seconds = poll_seconds
         self.clock = clock
-        self.flags = flags
+        self.flags: FlagRollouts = flags or FlagStoreRollouts(FlagStore(store, clock=clock))
         self.state = MigrationState(store, clock=clock)
         self.gateway = GatewayState(store, clock=clock)
         self._driving: dict[str, asyncio.Task[None]] = {}
@@ -509,12 +547,17 @@ class PlanRunner:
         elif isinstance(action, RetireBackend):
             await self.gateway.remove_backend_in(tx, action.route, action.backend)
         elif isinstance(action, SetFlagRollout):
-            if self.flags is None:
-                raise ActionError("this runner has no feature flags to step")
             await self.flags.set_rollout_in(tx, action.flag, action.variant, action.percent)
         elif not isinstance(action, Check):
             raise ActionError(f"unknown action {action!r}")
         return action.model_dump(mode="json")
 
 
-__all__ = ["LEASE_SECONDS", "ActionError", "FlagRollouts", "PlanRunner", "default_owner"]
+__all__ = [
+    "LEASE_SECONDS",
+    "ActionError",
+    "FlagRollouts",
+    "FlagStoreRollouts",
+    "PlanRunner",
+    "default_owner",
+]
