@@ -201,21 +201,27 @@ class GatewayState:
         (as YAML writes it); the result is validated and stored as a new revision. What
         others change meanwhile (a plan's weights) is never overwritten with an old copy."""
         async with self.store.transaction() as tx:
-            route, source = await self._route_in(tx, name)
-            data = route.model_dump(mode="json", exclude_defaults=True)
-            change(data)
-            try:
-                updated = Route.model_validate(data)
-            except pydantic.ValidationError as invalid:
-                raise ValidationError(
-                    [
-                        Problem(str(e["msg"]), field=".".join(map(str, e["loc"])) or None)
-                        for e in invalid.errors()
-                    ]
-                ) from None
-            if updated != route:
-                await self._replace(tx, updated, source)
-            return updated
+            return await self.edit_in(tx, name, change)
+
+    async def edit_in(
+        self, tx: Transaction, name: str, change: Callable[[dict[str, Any]], None]
+    ) -> Route:
+        """:meth:`edit` inside the caller's transaction."""
+        route, source = await self._route_in(tx, name)
+        data = route.model_dump(mode="json", exclude_defaults=True)
+        change(data)
+        try:
+            updated = Route.model_validate(data)
+        except pydantic.ValidationError as invalid:
+            raise ValidationError(
+                [
+                    Problem(str(e["msg"]), field=".".join(map(str, e["loc"])) or None)
+                    for e in invalid.errors()
+                ]
+            ) from None
+        if updated != route:
+            await self._replace(tx, updated, source)
+        return updated
 
     async def remove_backend_in(self, tx: Transaction, name: str, backend: str) -> Route:
         """Remove ``backend`` (which must take 0 %) from route ``name``, in ``tx``; a route

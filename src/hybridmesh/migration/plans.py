@@ -40,7 +40,7 @@ from hybridmesh.core.limits import describe, location
 from hybridmesh.core.names import Name
 from hybridmesh.core.yaml_lines import Lines
 from hybridmesh.core.yaml_source import DEFAULT_LIMITS, YamlLimits, YamlReader
-from hybridmesh.gateway.config import Percent, Route, Url
+from hybridmesh.gateway.config import HeaderName, Percent, Route, Url
 from hybridmesh.gateway.stats import parse_duration
 
 #: The guide's traffic steps, in percent.
@@ -122,14 +122,23 @@ class SetWeight(_Strict):
     percent: Percent
 
 
+class Testers(_Strict):
+    """Requests carrying ``header: value`` go to the target whatever its weight: people
+    can try the new service before any real traffic moves (a header route)."""
+
+    header: HeaderName
+    value: str = Field(default="always", min_length=1, max_length=200)
+
+
 class PrepareRoute(_Strict):
-    """Check that ``route`` has the source's and the target's backends, and start the target
-    at 0 %."""
+    """Check that ``route`` has the source's and the target's backends, start the target
+    at 0 %, and send ``testers`` to it."""
 
     do: Literal["prepare_route"] = "prepare_route"
     route: Name
     source_backend: Name
     target_backend: Name
+    testers: Testers | None = None
 
 
 class RetireBackend(_Strict):
@@ -284,6 +293,8 @@ class Target(_Strict):
     retire: bool = True
     #: This target's thresholds, instead of the plan's.
     criteria: Criteria | None = None
+    #: A header that sends testers to the target from the start (``X-Canary: always``).
+    testers: Testers | None = None
     #: Branch by abstraction: the feature flag, and the variant of the new implementation.
     flag: str | None = Field(default=None, min_length=1, max_length=200)
     variant: str = Field(default="new", min_length=1, max_length=200)
@@ -443,7 +454,12 @@ def _strangler_steps(
         Step(
             name=f"prepare {route_name}",
             type=StepType.ROUTING,
-            action=PrepareRoute(route=route_name, source_backend=source, target_backend=backend),
+            action=PrepareRoute(
+                route=route_name,
+                source_backend=source,
+                target_backend=backend,
+                testers=target.testers,
+            ),
         )
     ]
     for percent in target.steps:
@@ -585,6 +601,7 @@ __all__ = [
     "StepType",
     "Strategy",
     "Target",
+    "Testers",
     "Webhook",
     "WebhookType",
     "build_plan",

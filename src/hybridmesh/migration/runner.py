@@ -544,6 +544,20 @@ class PlanRunner:
             await self.gateway.set_weight_in(tx, action.route, action.backend, action.percent)
         elif isinstance(action, PrepareRoute):
             await self.gateway.set_weight_in(tx, action.route, action.target_backend, 0)
+            if action.testers is not None:
+                testers = action.testers
+                rule = {
+                    "header": testers.header,
+                    "exact": testers.value,
+                    "backend": action.target_backend,
+                }
+
+                def add_rule(spec: dict[str, Any]) -> None:
+                    rules = spec.setdefault("header_routes", [])
+                    if rule not in rules:
+                        rules.insert(0, rule)
+
+                await self.gateway.edit_in(tx, action.route, add_rule)
         elif isinstance(action, RetireBackend):
             await self.gateway.remove_backend_in(tx, action.route, action.backend)
         elif isinstance(action, SetFlagRollout):

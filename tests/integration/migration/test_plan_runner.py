@@ -402,3 +402,23 @@ async def test_a_rollback_webhook_rolls_the_step_back(rig: Rig, hooks: Hooks) ->
     assert "rollback webhook rollback asked" in (record.reason or "")
     assert "migration.webhook.rollback" in await rig.actions(name)
     await runner.close()
+
+
+async def test_testers_reach_the_target_before_any_traffic_moves(rig: Rig) -> None:
+    targets = [
+        {
+            "service": "content-delivery",
+            "backend": "delivery",
+            "source_backend": "monolith",
+            "steps": [10, 100],
+            "testers": {"header": "x-canary", "value": "always"},
+        }
+    ]
+    name = await rig.plan(targets=targets)
+    runner = rig.runner()
+    await rig.run(runner, name, seconds=1)  # the route is prepared
+    route = (await rig.gateway.route("content-delivery")).route
+    assert [(r.header, r.exact, r.backend) for r in route.header_routes] == [
+        ("x-canary", "always", "delivery")
+    ]
+    assert await rig.weight() in (0.0, 10.0)
