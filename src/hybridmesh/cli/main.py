@@ -52,6 +52,7 @@ def _register_commands() -> None:
     from hybridmesh.cli.db import db
     from hybridmesh.cli.demo import demo
     from hybridmesh.cli.events import dlq, events
+    from hybridmesh.cli.experiments import experiments
     from hybridmesh.cli.gateway import gateway, keys, routes
     from hybridmesh.cli.orchestration import definitions, executions, saga, worker, workflow
     from hybridmesh.cli.registry import registry
@@ -73,6 +74,7 @@ def _register_commands() -> None:
     cli.add_command(gateway)
     cli.add_command(routes)
     cli.add_command(keys)
+    cli.add_command(experiments)
     cli.add_command(demo)
 
 
