@@ -52,6 +52,7 @@ def _register_commands() -> None:
     from hybridmesh.cli.db import db
     from hybridmesh.cli.demo import demo
     from hybridmesh.cli.events import dlq, events
+    from hybridmesh.cli.experiments import experiments
     from hybridmesh.cli.flags import flags
     from hybridmesh.cli.gateway import gateway, keys, routes
     from hybridmesh.cli.migrate import migrate
@@ -77,6 +78,7 @@ def _register_commands() -> None:
     cli.add_command(keys)
     cli.add_command(migrate)
     cli.add_command(flags)
+    cli.add_command(experiments)
     cli.add_command(demo)
 
 

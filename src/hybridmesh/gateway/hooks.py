@@ -44,7 +44,13 @@ class GatewayHooks(Hooks):
         flush_seconds: float | None = None,
     ) -> None:
         self.windows = WindowRecorder(store, replica=replica, clock=clock)
-        self.mirrors = MirrorHub(store, metrics, clock=clock, observe=self.windows.observe)
+        self.mirrors = MirrorHub(
+            store,
+            metrics,
+            clock=clock,
+            observe=self.windows.observe,
+            compared=self.windows.compared,
+        )
         if flush_seconds is not None:
             self.windows.flush_seconds = flush_seconds
 

@@ -25,6 +25,11 @@ any other body byte for byte. Each copy ends as one of the outcomes counted in
   timed out) or the primary call failed;
 - ``dropped``: not sent, ``max_in_flight`` copies were under way.
 
+The stats windows (:mod:`hybridmesh.gateway.stats`) count each copy as backend
+``mirror:<candidate>``: its status and latency when the candidate answered, and whether it
+was compared and differed, so a parallel run's error rate, p95 and mismatch rate can be
+read from the store, every replica together.
+
 ``hybridmesh routes mismatches ROUTE`` lists what was kept (:func:`recent_mismatches`).
 """
 
@@ -451,12 +456,16 @@ class MirrorHub:
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.time,
         observe: Callable[[str, str, int, float], None] | None = None,
+        compared: Callable[[str, str, bool], None] | None = None,
     ) -> None:
         self.metrics = metrics
         #: Where each copy's outcome is counted (the stats windows), as backend
         #: ``mirror:<candidate>``: a parallel run shows the candidate's error rate and
         #: latency before it takes any traffic.
         self.observe = observe
+        #: Where each comparison is counted (the stats windows, the same backend), and
+        #: whether it found a difference.
+        self.compared = compared
         self.pool = UpstreamPool()
         self.writer = MismatchWriter(store)
         self.rng = rng or random.Random()
@@ -576,6 +585,8 @@ class RouteMirror:
             candidate = self._as_client_sees(request, candidate)
             differences = compare_replies(primary, candidate, self.settings.compare)
             outcome = "mismatch" if differences else "match"
+            if self.hub.compared is not None:
+                self.hub.compared(name, f"mirror:{self.settings.backend}", bool(differences))
             if differences and self.settings.compare.keep:
                 self.hub.writer.put(
                     Mismatch(

@@ -8,6 +8,11 @@ the seconds that are over to the store's ``gw_windows`` table (one row per repli
 backend and second; in the background, in one transaction, never on a request's path) and
 deletes rows older than :data:`RETENTION_SECONDS`.
 
+A mirror's copies are counted as backend ``mirror:<candidate>`` (see
+:mod:`hybridmesh.gateway.mirror`), and their rows also hold how many copies were compared
+with the primary's answer and how many of those differed (``compared``, ``mismatches``):
+the mismatch rate of a parallel run, from the store, every replica together.
+
 :func:`window_stats` (also :meth:`GatewayState.window_stats
 <hybridmesh.gateway.state.GatewayState.window_stats>`) merges every replica's rows of the
 last N seconds into one :class:`BackendWindow` per backend: requests, errors, error rate and
@@ -162,11 +167,20 @@ class BackendWindow:
     #: Answers with a status of 500 or more (the gateway's 502/503/504 included).
     errors: int
     latency: LatencyHistogram = field(repr=False, compare=False)
+    #: A mirror's copies compared with the primary's answer, and those that differed
+    #: (0 for a backend that is not a mirror).
+    compared: int = 0
+    mismatches: int = 0
 
     @property
     def error_rate(self) -> float:
         """``errors / requests``; 0.0 when there was no request."""
         return self.errors / self.requests if self.requests else 0.0
+
+    @property
+    def mismatch_rate(self) -> float:
+        """``mismatches / compared``; 0.0 when nothing was compared."""
+        return self.mismatches / self.compared if self.compared else 0.0
 
     def percentile_ms(self, percent: float) -> float | None:
         """The estimated ``percent`` percentile latency in milliseconds (None: no request)."""
@@ -204,6 +218,8 @@ class BackendWindow:
             "p95_ms": rounded(self.p95_ms),
             "p99_ms": rounded(self.p99_ms),
             "mean_ms": rounded(self.mean_ms),
+            "compared": self.compared,
+            "mismatches": self.mismatches,
         }
 
 
@@ -256,17 +272,20 @@ async def window_stats(
     until = int(time.time() if now is None else now)
     since = until - int(window_seconds)
     rows = await store.fetch_all(
-        "SELECT replica, backend, requests, errors, latency FROM gw_windows "
+        "SELECT replica, backend, requests, errors, compared, mismatches, latency "
+        "FROM gw_windows "
         "WHERE route = ? AND second >= ? AND second < ?",
         route,
         since,
         until,
     )
-    merged: dict[str, tuple[int, int, LatencyHistogram]] = {}
+    merged: dict[str, tuple[int, int, int, int, LatencyHistogram]] = {}
     replicas: set[str] = set()
     for row in rows:
         replicas.add(row["replica"])
-        requests, errors, histogram = merged.get(row["backend"], (0, 0, LatencyHistogram()))
+        requests, errors, compared, mismatches, histogram = merged.get(
+            row["backend"], (0, 0, 0, 0, LatencyHistogram())
+        )
         try:
             histogram.merge(LatencyHistogram.from_json(loads(row["latency"])))
         except (ValueError, TypeError, AttributeError) as error:
@@ -276,6 +295,8 @@ async def window_stats(
         merged[row["backend"]] = (
             requests + int(row["requests"]),
             errors + int(row["errors"]),
+            compared + int(row["compared"]),
+            mismatches + int(row["mismatches"]),
             histogram,
         )
     return WindowStats(
@@ -285,8 +306,8 @@ async def window_stats(
         until,
         len(replicas),
         {
-            name: BackendWindow(name, requests, errors, histogram)
-            for name, (requests, errors, histogram) in merged.items()
+            name: BackendWindow(name, requests, errors, histogram, compared, mismatches)
+            for name, (requests, errors, compared, mismatches, histogram) in merged.items()
         },
     )
 
@@ -311,11 +332,13 @@ def parse_duration(text: str) -> float:
 
 
 class _Cell:
-    __slots__ = ("errors", "latency", "requests")
+    __slots__ = ("compared", "errors", "latency", "mismatches", "requests")
 
     def __init__(self) -> None:
         self.requests = 0
         self.errors = 0
+        self.compared = 0
+        self.mismatches = 0
         self.latency = LatencyHistogram()
 
 
@@ -362,7 +385,7 @@ class WindowRecorder:
         """Count one answered request (``route`` ``-``: no route took it, not counted)."""
         if route == "-":
             return
-        second = int(self.clock())
+        second = int(self.clock())  # not _cell(): a call less on every request
         if second > self._second:
             self._roll(second)
         cell = self._current.get((route, backend))
@@ -372,6 +395,23 @@ class WindowRecorder:
         if status >= 500:
             cell.errors += 1
         cell.latency.add(seconds)
+
+    def compared(self, route: str, backend: str, mismatched: bool) -> None:
+        """Count one mirrored copy compared with the primary's answer (``backend`` is the
+        mirror's, ``mirror:<candidate>``), and whether they differed."""
+        cell = self._cell(route, backend)
+        cell.compared += 1
+        if mismatched:
+            cell.mismatches += 1
+
+    def _cell(self, route: str, backend: str) -> _Cell:
+        second = int(self.clock())
+        if second > self._second:
+            self._roll(second)
+        cell = self._current.get((route, backend))
+        if cell is None:
+            cell = self._current[(route, backend)] = _Cell()
+        return cell
 
     def _roll(self, second: int) -> None:
         """Close the current second (a clock that went back keeps counting into it)."""
@@ -395,6 +435,8 @@ class WindowRecorder:
                 at,
                 cell.requests,
                 cell.errors,
+                cell.compared,
+                cell.mismatches,
                 dumps(cell.latency.to_json()),
             )
             for at, cells in sorted(self._finished.items())
@@ -459,10 +501,11 @@ class WindowRecorder:
 
 
 _UPSERT = (
-    "INSERT INTO gw_windows (replica, route, backend, second, requests, errors, latency) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?) "
+    "INSERT INTO gw_windows (replica, route, backend, second, requests, errors, compared, "
+    "mismatches, latency) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (route, second, replica, backend) DO UPDATE SET "
-    "requests = excluded.requests, errors = excluded.errors, latency = excluded.latency"
+    "requests = excluded.requests, errors = excluded.errors, compared = excluded.compared, "
+    "mismatches = excluded.mismatches, latency = excluded.latency"
 )
 
 

@@ -9,6 +9,9 @@
   and candidates in process, and :class:`ExperimentStats`, a publisher counting them;
 - :mod:`~hybridmesh.migration.abstraction`: :class:`Abstraction`, branch by abstraction
   (an old and a new implementation behind one callable, with fallback and metrics).
+- :mod:`~hybridmesh.migration.boundary`: boundary experiments, a candidate backend
+  mirrored a gateway route's live traffic for a while and judged on its error rate, p95
+  and mismatch rate (:func:`~hybridmesh.migration.boundary.run_boundary_experiment`).
 """
 
 from hybridmesh.migration.abstraction import Abstraction, ImplementationStats

@@ -372,6 +372,29 @@ _FLAGS = (
     "INSERT INTO ff_revision (id, revision) VALUES (1, 0)",
 )
 
+# Boundary experiments (migration/boundary.py): each run of a candidate boundary mirrored
+# against a route's live traffic, with its verdict and measurements (the whole result as
+# JSON, the columns it is listed by beside it). The mirror's window rows gain how many
+# copies were compared with the primary's answer and how many differed: the mismatch rate
+# of a parallel run, read from the store rather than from one replica's metrics.
+_BOUNDARY_EXPERIMENTS = (
+    """
+    CREATE TABLE mig_experiments (
+        id TEXT PRIMARY KEY,
+        route TEXT NOT NULL,
+        status TEXT NOT NULL,
+        verdict TEXT,
+        result TEXT NOT NULL,
+        started_at DOUBLE PRECISION NOT NULL,
+        ended_at DOUBLE PRECISION
+    )
+    """,
+    "CREATE INDEX mig_experiments_started ON mig_experiments (started_at)",
+    "CREATE INDEX mig_experiments_route ON mig_experiments (route, status)",
+    "ALTER TABLE gw_windows ADD COLUMN compared INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE gw_windows ADD COLUMN mismatches INTEGER NOT NULL DEFAULT 0",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         version=1,
@@ -434,6 +457,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(version=10, name="gateway", statements=_GATEWAY),
     Migration(version=11, name="migration plans", statements=_MIGRATION_PLANS),
     Migration(version=12, name="feature flags", statements=_FLAGS),
+    Migration(version=13, name="boundary experiments", statements=_BOUNDARY_EXPERIMENTS),
 )
 """Every migration, in version order. :meth:`Store.upgrade` applies the missing ones."""
 
