@@ -203,6 +203,18 @@ class GatewayState:
         async with self.store.transaction() as tx:
             return await self.edit_in(tx, name, change)
 
+    async def update(self, name: str, change: Callable[[Route], Route | None]) -> Route:
+        """Read route ``name`` and store ``change(route)`` in one transaction (``change``
+        returning None or the route as it is writes nothing); the route as it ends up.
+        :class:`NotFoundError` when there is no such route."""
+        async with self.store.transaction() as tx:
+            route, source = await self._route_in(tx, name)
+            updated = change(route)
+            if updated is None or updated == route:
+                return route
+            await self._replace(tx, updated, source)
+            return updated
+
     async def edit_in(
         self, tx: Transaction, name: str, change: Callable[[dict[str, Any]], None]
     ) -> Route:

@@ -58,7 +58,7 @@ from hybridmesh.core.errors import (
 from hybridmesh.core.limits import describe, location
 from hybridmesh.core.names import Name
 from hybridmesh.core.serialization import dumps, loads
-from hybridmesh.gateway.config import Backend, Compare, LoadedRoute, Mirror, Percent, Route, Url
+from hybridmesh.gateway.config import Backend, Compare, Mirror, Percent, Route, Url
 from hybridmesh.gateway.state import GatewayState, StoredRoute
 from hybridmesh.gateway.stats import (
     MAX_WINDOW_SECONDS,
@@ -83,8 +83,6 @@ SETTLE_SECONDS = 3.0
 MAX_DURATION_SECONDS = MAX_WINDOW_SECONDS - 60
 #: Seconds between calls of the progress callback.
 PROGRESS_SECONDS = 0.5
-#: The ``source`` the route carries while an experiment mirrors it.
-SOURCE_PREFIX = "experiment:"
 
 
 def _seconds(value: Any) -> Any:
@@ -515,27 +513,24 @@ def _removable(route: Route, backend: str) -> bool:
 async def _restore(
     state: GatewayState, spec: BoundaryExperiment, before: StoredRoute, installed: Route
 ) -> Restore:
-    """Put the route back (never raises: a failure is the result's)."""
-    try:
-        try:
-            current = await state.route(spec.route)
-        except NotFoundError:
-            return Restore(
-                RestoreOutcome.ROUTE_DELETED, "the route was deleted during the experiment"
-            )
-        if current.route == before.route:
-            return Restore(RestoreOutcome.RESTORED, "the route is as it was")
-        if current.route == installed:
-            await _put(state, before.route, before.source)
-            return Restore(RestoreOutcome.RESTORED, "the route is as it was")
-        cleaned = without_candidate(current.route, before.route, spec)
-        if cleaned == current.route:
-            return Restore(
+    """Put the route back (never raises: a failure is the result's). The route is read
+    and written in one transaction, so a change made meanwhile is never overwritten."""
+    outcome = Restore(RestoreOutcome.RESTORED, "the route is as it was")
+
+    def put_back(current: Route) -> Route | None:
+        nonlocal outcome
+        if current == before.route:
+            return None
+        if current == installed:
+            return before.route
+        cleaned = without_candidate(current, before.route, spec)
+        if cleaned == current:
+            outcome = Restore(
                 RestoreOutcome.UNTOUCHED,
                 "the route was changed during the experiment and holds nothing of it; "
                 "left as it is",
             )
-        await _put(state, cleaned, current.source)
+            return None
         detail = (
             "the route was changed during the experiment: only the experiment's mirror "
             "was taken out"
@@ -546,16 +541,19 @@ async def _restore(
             )
         else:
             detail += f" and its backend {spec.backend!r} removed"
-        return Restore(RestoreOutcome.EXPERIMENT_REMOVED, detail)
+        outcome = Restore(RestoreOutcome.EXPERIMENT_REMOVED, detail)
+        return cleaned
+
+    try:
+        await state.update(spec.route, put_back)
+    except NotFoundError:
+        return Restore(RestoreOutcome.ROUTE_DELETED, "the route was deleted during the experiment")
     except Exception as error:
         log.error(
             "boundary experiment %s: putting route %s back failed: %s", spec.id, spec.route, error
         )
         return Restore(RestoreOutcome.FAILED, f"putting the route back failed: {error}")
-
-
-async def _put(state: GatewayState, route: Route, source: str | None) -> None:
-    await state.apply([LoadedRoute(route, source or "", 0)], source=source)
+    return outcome
 
 
 # -- running ---------------------------------------------------------------------------------
@@ -598,7 +596,7 @@ async def run_boundary_experiment(
     restore: Restore | None = None
     try:
         try:
-            await _put(state, installed, SOURCE_PREFIX + spec.id)
+            await state.update(spec.route, _install(before.route, installed))
             await _wait(spec.duration, clock, sleep, progress)
         finally:
             restore = await _finish(_restore(state, spec, before, installed))
@@ -679,6 +677,20 @@ async def _check(
                     "routes apply`)"
                 )
     return before
+
+
+def _install(before: Route, installed: Route) -> Callable[[Route], Route]:
+    """The change that puts the candidate on the route, unless the route moved since it
+    was checked (then the experiment does not start: nothing is overwritten)."""
+
+    def install(current: Route) -> Route:
+        if current != before:
+            raise ExperimentConflictError(
+                f"route {current.name!r} changed while the experiment was being set up; try again"
+            )
+        return installed
+
+    return install
 
 
 def _taken(id: str) -> ValidationError:
