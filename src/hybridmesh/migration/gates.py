@@ -42,6 +42,13 @@ class Measurement:
     verdict: Verdict
     #: Why it failed or was inconclusive (empty when it passed).
     reasons: tuple[str, ...] = ()
+    #: A parallel run's answers compared with the primary's, and those that differed.
+    compared: int = 0
+    mismatches: int = 0
+
+    @property
+    def mismatch_rate(self) -> float:
+        return self.mismatches / self.compared if self.compared else 0.0
 
     @property
     def error_rate(self) -> float:
@@ -56,6 +63,9 @@ class Measurement:
             "p95_ms": None if self.p95_ms is None else round(self.p95_ms, 3),
             "verdict": self.verdict.value,
             "reasons": list(self.reasons),
+            "compared": self.compared,
+            "mismatches": self.mismatches,
+            "mismatch_rate": round(self.mismatch_rate, 6),
         }
 
 
@@ -64,17 +74,31 @@ def judge(window: BackendWindow | None, seconds: int, criteria: Criteria) -> Mea
     requests = window.requests if window is not None else 0
     errors = window.errors if window is not None else 0
     p95 = window.p95_ms if window is not None else None
+    compared = window.compared if window is not None else 0
+    mismatches = window.mismatches if window is not None else 0
+
+    def measured(verdict: Verdict, reasons: tuple[str, ...]) -> Measurement:
+        return Measurement(seconds, requests, errors, p95, verdict, reasons, compared, mismatches)
+
     if requests < criteria.min_requests:
         reason = f"{requests} requests, fewer than the {criteria.min_requests} needed"
-        return Measurement(seconds, requests, errors, p95, Verdict.INCONCLUSIVE, (reason,))
+        return measured(Verdict.INCONCLUSIVE, (reason,))
+    if criteria.max_mismatch_rate is not None and compared < criteria.min_compared:
+        reason = f"{compared} answers compared, fewer than the {criteria.min_compared} needed"
+        return measured(Verdict.INCONCLUSIVE, (reason,))
     reasons = []
     rate = errors / requests
     if rate >= criteria.max_error_rate:
         reasons.append(f"error rate {rate:.2%} is at or over {criteria.max_error_rate:.2%}")
     if p95 is not None and p95 >= criteria.max_p95_ms:
         reasons.append(f"p95 {p95:.0f} ms is at or over {criteria.max_p95_ms:g} ms")
-    verdict = Verdict.FAIL if reasons else Verdict.PASS
-    return Measurement(seconds, requests, errors, p95, verdict, tuple(reasons))
+    limit = criteria.max_mismatch_rate
+    if limit is not None and mismatches and mismatches / compared >= limit:
+        reasons.append(
+            f"mismatch rate {mismatches / compared:.2%} ({mismatches} of {compared} compared) "
+            f"is at or over {limit:.2%}"
+        )
+    return measured(Verdict.FAIL if reasons else Verdict.PASS, tuple(reasons))
 
 
 async def measure(

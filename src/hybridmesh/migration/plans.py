@@ -40,7 +40,7 @@ from hybridmesh.core.limits import describe, location
 from hybridmesh.core.names import Name
 from hybridmesh.core.yaml_lines import Lines
 from hybridmesh.core.yaml_source import DEFAULT_LIMITS, YamlLimits, YamlReader
-from hybridmesh.gateway.config import HeaderName, Percent, Route, Url
+from hybridmesh.gateway.config import Compare, HeaderName, Percent, Route, Url
 from hybridmesh.gateway.stats import parse_duration
 
 #: The guide's traffic steps, in percent.
@@ -102,6 +102,10 @@ class Criteria(_Strict):
     window: Seconds = 300.0
     failure_limit: int = Field(default=0, ge=0, le=1000)
     consecutive_error_limit: int = Field(default=2, ge=0, le=1000)
+    #: For a parallel run: the most mirrored answers that may differ from the primary's,
+    #: judged once at least ``min_compared`` were compared (None: not judged).
+    max_mismatch_rate: float | None = Field(default=None, ge=0, le=1)
+    min_compared: int = Field(default=20, ge=1, le=1_000_000_000)
 
     @model_validator(mode="after")
     def _interval_within_window(self) -> Criteria:
@@ -149,6 +153,17 @@ class RetireBackend(_Strict):
     backend: Name
 
 
+class MirrorTraffic(_Strict):
+    """Copy ``percent`` of ``route``'s requests to ``backend`` and compare the answers (a
+    parallel run: clients only ever get the primary's answer); 0 stops it."""
+
+    do: Literal["mirror"] = "mirror"
+    route: Name
+    backend: Name
+    percent: Percent = 100.0
+    compare: Compare = Compare()
+
+
 class SetFlagRollout(_Strict):
     """Serve ``variant`` of feature flag ``flag`` to ``percent`` of its users."""
 
@@ -165,7 +180,8 @@ class Check(_Strict):
 
 
 Action = Annotated[
-    SetWeight | PrepareRoute | RetireBackend | SetFlagRollout | Check, Field(discriminator="do")
+    SetWeight | PrepareRoute | RetireBackend | MirrorTraffic | SetFlagRollout | Check,
+    Field(discriminator="do"),
 ]
 
 
@@ -194,6 +210,8 @@ class Step(_Strict):
         action = self.action
         if isinstance(action, SetWeight):
             return Measure(route=action.route, backend=action.backend)
+        if isinstance(action, MirrorTraffic):  # the copies are counted as mirror:<backend>
+            return Measure(route=action.route, backend=f"mirror:{action.backend}")
         return None
 
     def preconditions(self) -> list[Precondition]:
@@ -208,6 +226,8 @@ class Step(_Strict):
             ]
         if isinstance(action, RetireBackend):
             return [Precondition(action.route, action.backend, at_most=0.0)]
+        if isinstance(action, MirrorTraffic):
+            return [Precondition(action.route, action.backend)]
         return []
 
 
@@ -273,6 +293,19 @@ class Webhook(_Strict):
 # -- what people write -----------------------------------------------------------------------
 
 
+class ParallelRun(_Strict):
+    """A parallel run before traffic moves: ``percent`` of the route's requests copied to
+    the target for a window, passing with at least ``min_compared`` answers compared and a
+    mismatch rate under ``max_mismatch_rate`` (and the copies' error rate and p95 within
+    the plan's criteria)."""
+
+    percent: Percent = 100.0
+    max_mismatch_rate: float = Field(default=0.005, ge=0, le=1)
+    min_compared: int = Field(default=50, ge=1, le=1_000_000_000)
+    window: Seconds | None = None
+    compare: Compare = Compare()
+
+
 class Target(_Strict):
     """A service that takes over part of the source's traffic.
 
@@ -295,6 +328,9 @@ class Target(_Strict):
     criteria: Criteria | None = None
     #: A header that sends testers to the target from the start (``X-Canary: always``).
     testers: Testers | None = None
+    #: Before any traffic moves: the route's requests copied to the target and the
+    #: answers compared, gated on the mismatch rate.
+    parallel_run: ParallelRun | None = None
     #: Branch by abstraction: the feature flag, and the variant of the new implementation.
     flag: str | None = Field(default=None, min_length=1, max_length=200)
     variant: str = Field(default="new", min_length=1, max_length=200)
@@ -373,6 +409,8 @@ class MigrationPlan(_Strict):
                         previous = e.percent
                         break
             return SetFlagRollout(flag=action.flag, variant=action.variant, percent=previous)
+        if isinstance(action, MirrorTraffic) and action.percent > 0:
+            return MirrorTraffic(route=action.route, backend=action.backend, percent=0)
         return None
 
     def to_json(self) -> dict[str, Any]:
@@ -462,6 +500,31 @@ def _strangler_steps(
             ),
         )
     ]
+    if target.parallel_run is not None:
+        run = target.parallel_run
+        updates: dict[str, Any] = {
+            "max_mismatch_rate": run.max_mismatch_rate,
+            "min_compared": run.min_compared,
+        }
+        if run.window is not None:
+            updates["window"] = run.window
+            updates["interval"] = min(criteria.interval, run.window)
+        mirror_gate = Criteria.model_validate({**criteria.model_dump(), **updates})
+        steps += [
+            Step(
+                name=f"parallel run {target.service}",
+                type=StepType.VALIDATION,
+                action=MirrorTraffic(
+                    route=route_name, backend=backend, percent=run.percent, compare=run.compare
+                ),
+                gate=mirror_gate,
+            ),
+            Step(
+                name=f"end parallel run {target.service}",
+                type=StepType.VALIDATION,
+                action=MirrorTraffic(route=route_name, backend=backend, percent=0),
+            ),
+        ]
     for percent in target.steps:
         steps.append(
             Step(
@@ -590,6 +653,8 @@ __all__ = [
     "LoadedPlan",
     "Measure",
     "MigrationPlan",
+    "MirrorTraffic",
+    "ParallelRun",
     "PlanSpec",
     "Precondition",
     "PrepareRoute",

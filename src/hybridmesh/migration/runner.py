@@ -42,6 +42,7 @@ from hybridmesh.migration.gates import Tally, Verdict, measure
 from hybridmesh.migration.plans import (
     Action,
     Check,
+    MirrorTraffic,
     PrepareRoute,
     RetireBackend,
     SetFlagRollout,
@@ -560,6 +561,21 @@ class PlanRunner:
                 await self.gateway.edit_in(tx, action.route, add_rule)
         elif isinstance(action, RetireBackend):
             await self.gateway.remove_backend_in(tx, action.route, action.backend)
+        elif isinstance(action, MirrorTraffic):
+            mirror = action
+
+            def set_mirror(spec: dict[str, Any]) -> None:
+                current = spec.get("mirror") or {}
+                if mirror.percent > 0:
+                    spec["mirror"] = {
+                        "backend": mirror.backend,
+                        "percent": mirror.percent,
+                        "compare": mirror.compare.model_dump(mode="json"),
+                    }
+                elif current.get("backend") == mirror.backend:
+                    spec.pop("mirror", None)
+
+            await self.gateway.edit_in(tx, action.route, set_mirror)
         elif isinstance(action, SetFlagRollout):
             await self.flags.set_rollout_in(tx, action.flag, action.variant, action.percent)
         elif not isinstance(action, Check):

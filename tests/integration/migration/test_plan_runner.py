@@ -422,3 +422,67 @@ async def test_testers_reach_the_target_before_any_traffic_moves(rig: Rig) -> No
         ("x-canary", "always", "delivery")
     ]
     assert await rig.weight() in (0.0, 10.0)
+
+
+async def _mirrored(rig: Rig, compared: int, mismatched: int) -> None:
+    """Mirrored copies to delivery counted in the second before the clock's."""
+    rig.replicas += 1
+    recorder = WindowRecorder(
+        rig.store, replica=f"replica-{rig.replicas}", clock=lambda: rig.clock.now - 1
+    )
+    for n in range(compared):
+        recorder.observe("content-delivery", "mirror:delivery", 200, 0.01)
+        recorder.compared("content-delivery", "mirror:delivery", n < mismatched)
+    await recorder.close()
+
+
+@pytest.mark.parametrize(("mismatched", "passes"), [(0, True), (3, False)])
+async def test_a_parallel_run_gates_on_the_mismatch_rate_before_traffic_moves(
+    rig: Rig, mismatched: int, passes: bool
+) -> None:
+    targets = [
+        {
+            "service": "content-delivery",
+            "backend": "delivery",
+            "source_backend": "monolith",
+            "steps": [10, 100],
+            "parallel_run": {"max_mismatch_rate": 0.05, "min_compared": 10},
+        }
+    ]
+    name = await rig.plan(targets=targets)
+    runner = rig.runner()
+    epoch = await rig.state.claim(name, runner.owner, runner.lease_seconds)
+    assert epoch is not None
+    mirrored_while_running = False
+    for _ in range(6):
+        rig.clock.now += 1
+        await _mirrored(rig, compared=20, mismatched=mismatched)
+        while (wait := await runner.tick(name, epoch)) == 0.0:
+            pass
+        route = (await rig.gateway.route("content-delivery")).route
+        if route.mirror is not None and route.mirror.backend == "delivery":
+            mirrored_while_running = True
+        if wait is None:
+            break
+    record = await rig.state.get(name)
+    route = (await rig.gateway.route("content-delivery")).route
+    assert mirrored_while_running
+    started = [
+        record.plan.steps[e.step].name
+        for e in await rig.state.audit(name)
+        if e.action == "migration.step.started" and e.step is not None
+    ]
+    if passes:
+        # The run passed and ended before any real traffic moved.
+        assert started[:4] == [
+            "prepare content-delivery",
+            "parallel run content-delivery",
+            "end parallel run content-delivery",
+            "content-delivery 10%",
+        ]
+        assert route.mirror is None
+    else:
+        assert await rig.weight() == 0.0  # no real traffic ever moved
+        assert record.status is Status.ROLLED_BACK
+        assert "mismatch rate 15.00%" in (record.reason or "")
+        assert route.mirror is None  # rolling back stopped the copies

@@ -114,3 +114,29 @@ def test_gate_verdicts_follow_the_guides_thresholds() -> None:
     assert slow.verdict is Verdict.FAIL and "p95" in slow.reasons[0]
     assert judge(_window(5, 5, 0.05), 60, criteria).verdict is Verdict.INCONCLUSIVE
     assert judge(None, 60, criteria).verdict is Verdict.INCONCLUSIVE
+
+
+def test_a_parallel_run_is_judged_on_compared_answers() -> None:
+    criteria = Criteria(min_requests=5, max_mismatch_rate=0.01, min_compared=50)
+    window = _window(100, 0, 0.01)
+    few = judge(BackendWindow("mirror:new", 100, 0, window.latency, 10, 0), 60, criteria)
+    assert few.verdict is Verdict.INCONCLUSIVE and "compared" in few.reasons[0]
+    bad = judge(BackendWindow("mirror:new", 100, 0, window.latency, 100, 2), 60, criteria)
+    assert bad.verdict is Verdict.FAIL and "mismatch rate 2.00%" in bad.reasons[0]
+    good = judge(BackendWindow("mirror:new", 100, 0, window.latency, 100, 0), 60, criteria)
+    assert good.verdict is Verdict.PASS
+
+
+def test_a_parallel_run_comes_before_any_traffic_and_ends_before_the_first_step() -> None:
+    text = PLAN.replace("    approve_at: [50]\n", "    parallel_run: {max_mismatch_rate: 0.005}\n")
+    (loaded,) = parse_plans(text, "plan.yaml")
+    plan = build_plan(loaded.spec, ROUTES)
+    names = [s.name for s in plan.steps[:4]]
+    assert names == [
+        "prepare content-delivery",
+        "parallel run content-delivery",
+        "end parallel run content-delivery",
+        "content-delivery 1%",
+    ]
+    gate = plan.steps[1].gate
+    assert gate is not None and gate.max_mismatch_rate == 0.005 and gate.min_compared == 50
