@@ -138,3 +138,9 @@ def test_demo_runs_the_reference_system_and_shows_resilience(tmp_path: Path) -> 
     workflow_audit = listed("migrate", "audit", "carve-workflow")
     approvals = [e for e in workflow_audit if e["action"] == "migration.approve"]
     assert approvals and approvals[0]["actor"] == "demo"
+    summary = {p["name"]: p for p in listed("migrate", "list")}["summary-v2"]
+    assert summary["status"] == "completed" and summary["strategy"] == "branch_by_abstraction"
+    flag = listed("flags", "show", "content-summary")
+    assert flag["rollout"] == {"new": 100.0}
+    [experiment] = listed("experiments", "list")
+    assert experiment["verdict"] == "rejected"

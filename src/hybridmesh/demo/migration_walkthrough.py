@@ -12,6 +12,13 @@ runner``) while a load of readers and editors goes through a gateway replica:
   it answers 503, through the gateway's ``faults`` policy): the gate catches it and the plan
   rolls the new service back to 0 % by itself.
 
+Then a function of content-management (its summary) moves to a new implementation by
+branch by abstraction: an ``Abstraction`` asks flag ``content-summary`` on every call, and
+plan ``summary-v2`` steps the flag 25 → 100 %, gated on the new implementation's windows.
+Last, a boundary experiment tries content-delivery as the service behind content previews
+for two seconds of mirrored traffic; its verdict (rejected: it renders some titles
+differently) comes with the mismatch rate.
+
 The part ends with each plan's audit, the time from the fault to the rollback, and the
 requests that failed other than through the injected fault (there must be none: moving
 traffic costs nothing).
@@ -31,8 +38,14 @@ import aiohttp
 from rich.console import Console
 
 from hybridmesh.core.errors import NotFoundError
+from hybridmesh.flags.client import FlagClient
+from hybridmesh.flags.files import parse_flags
+from hybridmesh.flags.store import FlagStore
 from hybridmesh.gateway.config import parse_routes
 from hybridmesh.gateway.state import GatewayState
+from hybridmesh.gateway.stats import WindowRecorder
+from hybridmesh.migration.abstraction import Abstraction, flag_chooser
+from hybridmesh.migration.boundary import BoundaryExperiment, run_boundary_experiment
 from hybridmesh.migration.plans import PlanSpec, build_plan
 from hybridmesh.migration.runner import PlanRunner
 from hybridmesh.migration.state import MigrationState, Status
@@ -55,9 +68,31 @@ routes:
     backends:
       - {name: monolith, service: content-management, weight: 100}
       - {name: workflow, service: content-workflow, weight: 0}
+  - name: content-preview
+    match: {path: {regex: '/preview/(?P<id>[0-9]+)'}, methods: [GET]}
+    rewrite: /content/{id}
+    backends:
+      - {name: monolith, service: content-management, weight: 100}
 """
 
 GATE = {"interval": 1, "window": 2, "min_requests": 5}
+
+#: The function carved out by branch by abstraction, and its flag (variants old and new).
+SUMMARY_FLAG = """
+key: content-summary
+description: which implementation summarizes content items
+variants: {old: old, new: new}
+default_variant: old
+"""
+SUMMARY_PLAN = {
+    "name": "summary-v2",
+    "source": "content-management",
+    "strategy": "branch_by_abstraction",
+    "description": "the summary function moves to its new implementation",
+    "targets": [{"service": "content-summary", "steps": [25, 100]}],
+    "criteria": GATE,
+}
+
 PLANS: tuple[dict[str, Any], ...] = (
     {
         "name": "carve-workflow",
@@ -91,6 +126,10 @@ class MigrationReport:
     creation_weight: float | None = None
     rollback_reason: str = ""
     rollback_seconds: float | None = None
+    summary_status: str = ""
+    summary_calls: dict[str, int] = field(default_factory=dict)
+    experiment_verdict: str = ""
+    experiment_reasons: list[str] = field(default_factory=list)
     requests: int = 0
     injected_failures: int = 0
     other_failures: int = 0
@@ -105,6 +144,9 @@ class MigrationReport:
             and self.creation_weight == 0.0
             and self.other_failures == 0
             and self.requests > 0
+            and self.summary_status == Status.COMPLETED.value
+            and self.summary_calls.get("new", 0) > 0
+            and self.experiment_verdict == "rejected"
         )
 
 
@@ -178,12 +220,14 @@ async def show_migration(store: Store, console: Console) -> MigrationReport:
         runner_task = asyncio.create_task(runner.run(stop_runner))
         try:
             await _watch(store, gateway, plans, load, console, report)
+            await _branch_by_abstraction(store, plans, console, report)
+            await _boundary_experiment(store, base, console, report)
         finally:
             stop_runner.set()
             stop_load.set()
             with contextlib.suppress(Exception):
                 await asyncio.gather(runner_task, load_task)
-    for name in ("carve-workflow", "carve-creation"):
+    for name in ("carve-workflow", "carve-creation", "summary-v2"):
         _print_audit(console, name, await plans.audit(name))
     route = (await gateway.route("content-workflow")).route
     report.workflow_backends = [b.name for b in route.backends]
@@ -259,6 +303,117 @@ async def _watch(
             return
         await asyncio.sleep(0.1)
     console.print("[red]  the plans did not end in time[/red]")
+
+
+def _summary_old(item: dict[str, Any]) -> str:
+    """The monolith's summary: the first sentence of the body."""
+    body: str = item["body"]
+    return body.split(". ")[0].rstrip(".") + "."
+
+
+def _summary_new(item: dict[str, Any]) -> str:
+    """The new summary: the same sentence, found by the new text pipeline."""
+    body: str = item["body"]
+    return body.split(".")[0].strip() + "."
+
+
+async def _branch_by_abstraction(
+    store: Store, plans: MigrationState, console: Console, report: MigrationReport
+) -> None:
+    """A function of content-management behind an Abstraction, its flag stepped by a
+    ``branch_by_abstraction`` plan while calls go on; the runner already running drives it."""
+    await FlagStore(store).apply(parse_flags(SUMMARY_FLAG, "demo-flags.yaml"))
+    plan = build_plan(PlanSpec.model_validate(SUMMARY_PLAN), {})
+    with contextlib.suppress(NotFoundError):
+        await plans.delete(plan.name)
+    await plans.save(plan, actor="demo")
+    await plans.control(plan.name, "start", actor="demo", reason=plan.spec.description)
+    console.print(
+        "  Branch by abstraction: content-management's summary function sits behind an "
+        "Abstraction that asks flag content-summary (old or new) on every call; plan "
+        "summary-v2 steps the flag 25 → 100 %, gated on the new implementation's windows."
+    )
+    flags = await FlagClient(store, poll_seconds=0.2).start()
+    recorder = WindowRecorder(store, replica="demo-app", flush_seconds=0.2)
+    recorder.start()
+
+    async def old(item: dict[str, Any]) -> str:
+        return _summary_old(item)
+
+    async def new(item: dict[str, Any]) -> str:
+        return _summary_new(item)
+
+    summary = Abstraction(
+        "content-summary",
+        old,
+        new,
+        choose=flag_chooser(flags, "content-summary"),
+        recorder=recorder,
+    )
+    item = {"body": "The best offers of the season. Read on for more."}
+    began = time.monotonic()
+    try:
+        n = 0
+        while time.monotonic() - began < DEADLINE_SECONDS:
+            for _ in range(20):
+                n += 1
+                await summary.call({"targetingKey": f"reader-{n % 500}"}, item)
+            record = await plans.get(plan.name)
+            if record.status.ended or record.status is Status.PAUSED:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await recorder.close()
+        await flags.close()
+    record = await plans.get(plan.name)
+    report.summary_status = record.status.value
+    report.summary_calls = {name: stats.calls for name, stats in summary.stats.items()}
+    console.print(
+        f"  summary-v2 {record.status.value}: {report.summary_calls} calls by implementation "
+        "(the flag's split keeps each user on their side while the new side grows).",
+        highlight=False,
+    )
+
+
+async def _boundary_experiment(
+    store: Store, base: str, console: Console, report: MigrationReport
+) -> None:
+    """Try content-delivery as the boundary for content previews before committing to it:
+    the gateway copies /preview to it for two seconds and compares the answers."""
+    spec = BoundaryExperiment.model_validate(
+        {
+            "id": f"preview-by-delivery-{int(time.time())}",
+            "route": "content-preview",
+            "candidate": {"service": "content-delivery"},
+            "duration": 2,
+            "hypothesis": {"min_requests": 10, "min_compared": 10},
+            "compare": {"ignore": ["status", "published_at"]},
+        }
+    )
+    stop = asyncio.Event()
+
+    async def readers() -> None:
+        async with aiohttp.ClientSession() as http:
+            while not stop.is_set():
+                for item in (1, 2, 3):
+                    async with http.get(f"{base}/preview/{item}") as response:
+                        await response.read()
+                await asyncio.sleep(0.02)
+
+    reading = asyncio.create_task(readers())
+    try:
+        result = await run_boundary_experiment(store, spec, settle_seconds=0.5)
+    finally:
+        stop.set()
+        await reading
+    report.experiment_verdict = result.verdict.value if result.verdict else result.status.value
+    report.experiment_reasons = list(result.reasons)
+    console.print(
+        f"  hybridmesh experiments run --route content-preview --candidate-service "
+        f"content-delivery --duration 2s: [bold]{report.experiment_verdict}[/bold]"
+        + (f" ({'; '.join(result.reasons)})" if result.reasons else ""),
+        highlight=False,
+    )
 
 
 async def _set_fault(gateway: GatewayState, route_name: str, percent: float) -> None:

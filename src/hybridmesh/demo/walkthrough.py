@@ -530,7 +530,8 @@ def _summary(report: DemoReport, console: Console) -> None:
         f"{mig.workflow_backends}); carve-creation {mig.creation_status}, content-creation back "
         f"at {mig.creation_weight} % {mig.rollback_seconds} s after the fault; "
         f"{mig.requests} requests, {mig.injected_failures} failed by the injected fault, "
-        f"{mig.other_failures} otherwise.",
+        f"{mig.other_failures} otherwise; summary-v2 {mig.summary_status} "
+        f"({mig.summary_calls}); the preview experiment {mig.experiment_verdict}.",
         highlight=False,
     )
     console.print(
