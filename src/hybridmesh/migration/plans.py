@@ -83,6 +83,24 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class MetricCheck(_Strict):
+    """A custom metric a gate reads from a Prometheus HTTP API (the plan's ``prometheus``):
+    ``query`` (PromQL; ``{route}``, ``{backend}``, ``{plan}`` and ``{interval}`` are filled
+    in) must give one number, at most ``max`` and at least ``min``. No number is a
+    measurement that could not be taken: it never passes."""
+
+    name: Name
+    query: str = Field(min_length=1, max_length=4000)
+    max: float | None = None
+    min: float | None = None
+
+    @model_validator(mode="after")
+    def _a_bound(self) -> MetricCheck:
+        if self.max is None and self.min is None:
+            raise ValueError("give max, min or both")
+        return self
+
+
 class Criteria(_Strict):
     """What a step's monitoring window must show for the step to pass.
 
@@ -106,6 +124,8 @@ class Criteria(_Strict):
     #: judged once at least ``min_compared`` were compared (None: not judged).
     max_mismatch_rate: float | None = Field(default=None, ge=0, le=1)
     min_compared: int = Field(default=20, ge=1, le=1_000_000_000)
+    #: Custom metrics from Prometheus, checked at every measurement.
+    metrics: tuple[MetricCheck, ...] = Field(default=(), max_length=20)
 
     @model_validator(mode="after")
     def _interval_within_window(self) -> Criteria:
@@ -360,6 +380,16 @@ class PlanSpec(_Strict):
     #: Steps written out; when given, they are the plan (targets only document it).
     steps: tuple[Step, ...] | None = Field(default=None, min_length=1, max_length=MAX_STEPS)
     webhooks: tuple[Webhook, ...] = Field(default=(), max_length=20)
+    #: The Prometheus HTTP API the gates' ``metrics`` query (``http://prometheus:9090``).
+    prometheus: Url | None = None
+
+    @model_validator(mode="after")
+    def _prometheus_for_metrics(self) -> PlanSpec:
+        gates = [self.criteria, *(t.criteria for t in self.targets if t.criteria)]
+        gates += [s.gate for s in self.steps or () if s.gate is not None]
+        if any(g.metrics for g in gates) and self.prometheus is None:
+            raise ValueError("gates with metrics need the plan's prometheus URL")
+        return self
 
     @model_validator(mode="after")
     def _something_to_do(self) -> PlanSpec:
@@ -652,6 +682,7 @@ __all__ = [
     "Criteria",
     "LoadedPlan",
     "Measure",
+    "MetricCheck",
     "MigrationPlan",
     "MirrorTraffic",
     "ParallelRun",

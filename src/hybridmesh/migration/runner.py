@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import math
 import os
 import socket
@@ -38,7 +39,7 @@ from hybridmesh.core.errors import HybridMeshError, Problem, ValidationError
 from hybridmesh.flags.model import Flag, with_rollout
 from hybridmesh.flags.store import FlagStore
 from hybridmesh.gateway.state import GatewayState
-from hybridmesh.migration.gates import Tally, Verdict, measure
+from hybridmesh.migration.gates import Measurement, Tally, Verdict, measure
 from hybridmesh.migration.plans import (
     Action,
     Check,
@@ -308,7 +309,10 @@ class PlanRunner:
                 seconds = min(gate.window, now - record.window_started)
                 return "window", await measure(self.store, what, seconds, gate, now=now)
             if now >= due:
-                return "interval", await measure(self.store, what, gate.interval, gate, now=now)
+                measured = await measure(self.store, what, gate.interval, gate, now=now)
+                if gate.metrics:
+                    measured = await self._custom_metrics(record, step, measured)
+                return "interval", measured
         except Exception as error:  # the store unreachable: counted, then paused
             return "error", f"{type(error).__name__}: {error}"
         return None
@@ -375,6 +379,58 @@ class PlanRunner:
             return None
         await self._next_step(tx, record, step, tally.to_dict())
         return 0.0
+
+    async def _custom_metrics(
+        self, record: PlanRecord, step: Step, measured: Measurement
+    ) -> Measurement:
+        """``measured`` with the gate's Prometheus metrics checked too: a bound missed
+        fails it; a metric with no number raises (the measurement could not be taken)."""
+        gate, what = step.gate, step.measured()
+        url = record.plan.spec.prometheus
+        assert gate is not None and url is not None
+        fields = {
+            "route": what.route if what else "",
+            "backend": what.backend if what else "",
+            "plan": record.name,
+            "interval": f"{max(1, round(gate.interval))}s",
+        }
+        reasons = list(measured.reasons) if measured.verdict is Verdict.FAIL else []
+        for check in gate.metrics:
+            value = await self._prometheus_value(url, check.query.format(**fields), check.name)
+            if check.max is not None and value > check.max:
+                reasons.append(f"{check.name} {value:g} is over {check.max:g}")
+            if check.min is not None and value < check.min:
+                reasons.append(f"{check.name} {value:g} is under {check.min:g}")
+        if not reasons:
+            return measured
+        return dataclasses.replace(measured, verdict=Verdict.FAIL, reasons=tuple(reasons))
+
+    async def _prometheus_value(self, url: str, query: str, name: str) -> float:
+        """One number from Prometheus's instant query API (``/api/v1/query``)."""
+        if self._http is None:
+            self._http = aiohttp.ClientSession()
+        async with self._http.get(
+            f"{url}/api/v1/query", params={"query": query}, timeout=aiohttp.ClientTimeout(10)
+        ) as answer:
+            body = await answer.json(content_type=None)
+        data = body.get("data") if isinstance(body, dict) else None
+        if not isinstance(body, dict) or body.get("status") != "success" or data is None:
+            raise ActionError(f"metric {name}: Prometheus answered {answer.status}: {body!r:.200}")
+        result = data.get("result")
+        if data.get("resultType") == "scalar" and isinstance(result, list):
+            sample = result
+        elif isinstance(result, list) and len(result) == 1:
+            sample = result[0].get("value")
+        else:
+            count = len(result) if isinstance(result, list) else 0
+            raise ActionError(f"metric {name}: the query gave {count} series, not one")
+        try:
+            value = float(sample[1])
+        except (TypeError, ValueError, IndexError):
+            raise ActionError(f"metric {name}: no number in {sample!r:.100}") from None
+        if math.isnan(value):
+            raise ActionError(f"metric {name}: the query gave NaN")
+        return value
 
     async def _before_step(self, record: PlanRecord, step: Step) -> tuple[str, str] | None:
         """The step's ``pre_step`` and ``confirm_step`` webhooks: ``("pause", why)`` when a

@@ -486,3 +486,83 @@ async def test_a_parallel_run_gates_on_the_mismatch_rate_before_traffic_moves(
         assert record.status is Status.ROLLED_BACK
         assert "mismatch rate 15.00%" in (record.reason or "")
         assert route.mirror is None  # rolling back stopped the copies
+
+
+class PrometheusAPI:
+    """A stand-in for Prometheus's instant query API on loopback (no Prometheus server
+    runs on the test machines): answers every query with ``value``, or no series."""
+
+    def __init__(self) -> None:
+        self.value: str | None = "0.1"
+        self.queries: list[str] = []
+        self.url = ""
+
+    async def query(self, request: web.Request) -> web.Response:
+        self.queries.append(request.query["query"])
+        result = [] if self.value is None else [{"metric": {}, "value": [T0, self.value]}]
+        return web.json_response(
+            {"status": "success", "data": {"resultType": "vector", "result": result}}
+        )
+
+
+@pytest.fixture
+async def prometheus() -> AsyncIterator[PrometheusAPI]:
+    api = PrometheusAPI()
+    app = web.Application()
+    app.router.add_get("/api/v1/query", api.query)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    api.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    yield api
+    await runner.cleanup()
+
+
+def _with_metric(prometheus: PrometheusAPI) -> dict[str, Any]:
+    return {
+        "prometheus": prometheus.url,
+        "criteria": {
+            "interval": 2,
+            "window": 4,
+            "min_requests": 10,
+            "consecutive_error_limit": 1,
+            "metrics": [
+                {
+                    "name": "queue-depth",
+                    "query": "max(queue_depth{{backend='{backend}'}}[{interval}])",
+                    "max": 50,
+                }
+            ],
+        },
+    }
+
+
+async def test_a_custom_prometheus_metric_over_its_bound_rolls_back(
+    rig: Rig, prometheus: PrometheusAPI
+) -> None:
+    name = await rig.plan(**_with_metric(prometheus))
+    runner = rig.runner()
+    await rig.run(runner, name, seconds=5)
+    assert await rig.weight() == 50.0
+    assert prometheus.queries[0] == "max(queue_depth{backend='delivery'}[2s])"
+    prometheus.value = "80"
+    await rig.run(runner, name, seconds=3)
+    record = await rig.state.get(name)
+    assert record.status is Status.ROLLED_BACK
+    assert "queue-depth 80 is over 50" in (record.reason or "")
+    await runner.close()
+
+
+async def test_a_custom_metric_without_data_never_passes(
+    rig: Rig, prometheus: PrometheusAPI
+) -> None:
+    prometheus.value = None
+    name = await rig.plan(**_with_metric(prometheus))
+    runner = rig.runner()
+    await rig.run(runner, name, seconds=8)
+    record = await rig.state.get(name)
+    assert record.status is Status.PAUSED
+    assert "could not measure" in (record.reason or "") and "0 series" in (record.reason or "")
+    assert await rig.weight() == 10.0
+    await runner.close()
