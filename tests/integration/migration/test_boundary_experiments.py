@@ -106,7 +106,10 @@ class Rig:
             "compare": {"ignore": ["request_id", "served_by"]},
             **spec,
         }
-        task = asyncio.ensure_future(run_boundary_experiment(self.store, parse_spec(data)))
+        # The replica here flushes every 0.2 s and polls every 0.1 s: settling takes less.
+        task = asyncio.ensure_future(
+            run_boundary_experiment(self.store, parse_spec(data), settle_seconds=0.8)
+        )
         answers = await self.drive(task) if traffic else []
         return await task, answers
 
