@@ -10,7 +10,7 @@ import asyncio
 import importlib
 import sys
 
-BENCHMARKS = ["client_overhead", "events", "sagas", "reliability", "gateway"]
+BENCHMARKS = ["client_overhead", "events", "sagas", "reliability", "gateway", "migration"]
 
 
 def main() -> None:
