@@ -10,7 +10,15 @@ import asyncio
 import importlib
 import sys
 
-BENCHMARKS = ["client_overhead", "events", "sagas", "reliability", "gateway", "flags"]
+BENCHMARKS = [
+    "client_overhead",
+    "events",
+    "sagas",
+    "reliability",
+    "gateway",
+    "flags",
+    "migration",
+]
 
 
 def main() -> None:

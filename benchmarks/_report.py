@@ -47,6 +47,11 @@ absolute timing, so a machine that runs faster or slower moves both sides alike.
   every one of 1,000 order sagas ends completed or compensated and none is left half done;
   the stock held by reservations equals the units of the completed orders; at least 99.5 %
   complete; no order is charged twice or charged without completing.
+- **Migration plans** (outcomes and one time): a plan driven by `hybridmesh migrate runner`
+  processes through a real gateway under load completes although its runner is killed
+  mid-window, with no step started twice and the gateway's weight never apart from the
+  plan's; a target that starts failing is rolled back to 0 % within one gate interval + 1 s;
+  a healthy plan from 0 to 100 % fails no request.
 """
 
 
