@@ -82,6 +82,10 @@ class Incoming:
     stream: BodyStream | None = None
     #: The protocol an upgrade request asks for (``websocket``); None for other requests.
     upgrade: str | None = None
+    #: The backend chosen for the request when it was ejected and another answered: the
+    #: stats windows count the request against it (a gate judges the share it could not
+    #: take), not against the one that answered.
+    rerouted_from: str | None = None
 
 
 class BodyError(Exception):

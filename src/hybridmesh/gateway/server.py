@@ -350,7 +350,10 @@ class Gateway:
             connection.send_answer(answer, request_id, incoming.keep_alive, incoming.method)
         seconds = time.perf_counter() - began
         self.metrics.observe(route_name, backend_name, status, seconds)
-        self.hooks.observe(route_name, backend_name, status, seconds)
+        if incoming.rerouted_from is None:
+            self.hooks.observe(route_name, backend_name, status, seconds)
+        else:  # its chosen backend was ejected: a failure of that backend's share
+            self.hooks.observe(route_name, incoming.rerouted_from, 503, seconds)
         if self.access is not None:
             self.access.write(
                 method=incoming.method,
@@ -485,6 +488,8 @@ class Gateway:
         key = sticky_key(route, headers, request.client_ip, request.claims)
         chosen = compiled.choose(key, headers, self.rng)
         backend = self._healthy(runtime, chosen)
+        if backend is not None and backend.backend.name != chosen.name:
+            incoming.rerouted_from = chosen.name
         if backend is None:
             self.metrics.upstream_failure(route.name, chosen.name, "ejected")
             return (

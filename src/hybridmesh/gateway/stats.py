@@ -427,6 +427,12 @@ class WindowRecorder:
         if everything and self._current:
             self._finished[self._second] = self._current
             self._current = {}
+        # The second under way goes too, as counted so far (and again, whole, once it is
+        # over: rows are upserted): a gate reading the windows sees a failure within a
+        # flush of it, not a second and a flush later.
+        seconds = sorted(self._finished.items())
+        if self._current:
+            seconds.append((self._second, self._current))
         rows = [
             (
                 self.replica,
@@ -439,15 +445,16 @@ class WindowRecorder:
                 cell.mismatches,
                 dumps(cell.latency.to_json()),
             )
-            for at, cells in sorted(self._finished.items())
+            for at, cells in seconds
             for (route, backend), cell in cells.items()
         ]
         self._finished.clear()
         return rows
 
     async def flush(self, *, everything: bool = False) -> int:
-        """Write the finished seconds (with ``everything``, the current one too); returns
-        the rows written. Rows the store refuses are kept for the next flush (the oldest
+        """Write the finished seconds and the current one as counted so far (with
+        ``everything``, the current one is closed: nothing more is counted into it);
+        returns the rows written. Rows the store refuses are kept for the next flush (the oldest
         dropped past ``max_pending_rows``)."""
         async with self._lock:
             self._pending.extend(self._take(everything=everything))

@@ -102,11 +102,12 @@ def judge(window: BackendWindow | None, seconds: int, criteria: Criteria) -> Mea
 
 
 async def measure(
-    store: Store, what: Measure, seconds: float, criteria: Criteria, *, now: float | None = None
+    store: Store, what: Measure, since: int, until: int, criteria: Criteria
 ) -> Measurement:
-    """Judge ``what``'s backend over the last ``seconds`` (whole seconds, at least 1)."""
-    span = max(1, min(round(seconds), MAX_WINDOW_SECONDS))
-    stats = await window_stats(store, what.route, span, now=now)
+    """Judge ``what``'s backend over the seconds ``since`` (included) to ``until``
+    (excluded; at least one, at most :data:`MAX_WINDOW_SECONDS`)."""
+    span = max(1, min(until - since, MAX_WINDOW_SECONDS))
+    stats = await window_stats(store, what.route, span, now=since + span)
     return judge(stats.backends.get(what.backend), span, criteria)
 
 
@@ -120,6 +121,9 @@ class Tally:
     inconclusive: int = 0
     #: Measurements in a row that could not be taken (the store unreachable, say).
     errors_in_row: int = 0
+    #: When the last measurement was taken, and the first second not judged yet.
+    measured_at: float | None = None
+    measured_until: int | None = None
     requests: int = 0
     last: dict[str, Any] | None = None
     failures: list[dict[str, Any]] = field(default_factory=list)

@@ -66,6 +66,9 @@ log = get_logger("hybridmesh.migration")
 
 #: Seconds a runner's lease on a plan lasts without a tick.
 LEASE_SECONDS = 15.0
+#: Seconds after a second ends by which every gateway replica has written its rows (they
+#: flush every second): a window is judged whole only then.
+COMPLETE_AFTER_SECONDS = 2.0
 #: Seconds between asks of a ``confirm_step`` webhook that has not confirmed yet.
 CONFIRM_POLL_SECONDS = 2.0
 
@@ -294,25 +297,32 @@ class PlanRunner:
 
     async def _measure_if_due(self, record: PlanRecord) -> tuple[str, Any] | None:
         """The measurement due now (outside the transaction: it only reads), if any:
-        ``("interval", Measurement)``, ``("window", Measurement)`` at the window's end, or
-        ``("error", text)``."""
+        ``("interval", (Measurement, since, until))``, ``("window", Measurement)`` once
+        the window is over and its seconds are all written, or ``("error", text)``.
+
+        An interval measurement reads every second not yet judged, up to the one under way
+        (replicas write it as counted so far, every flush): a failure shows within a flush
+        and an interval. A runner that takes a plan over measures once, over all the
+        seconds the dead one did not judge."""
         step = record.plan.steps[record.step]
         gate, what = step.gate, step.measured()
         if gate is None or what is None or record.window_started is None:
             return None
         tally = Tally.from_dict(record.gate)
         now = self.clock()
-        ends = record.window_started + gate.window
-        due = record.window_started + (tally.measurements + 1) * gate.interval
+        started = record.window_started
+        ends = started + gate.window
         try:
-            if now >= ends and due > ends:
-                seconds = min(gate.window, now - record.window_started)
-                return "window", await measure(self.store, what, seconds, gate, now=now)
-            if now >= due:
-                measured = await measure(self.store, what, gate.interval, gate, now=now)
+            if now >= ends + COMPLETE_AFTER_SECONDS:
+                since, until = int(started), math.ceil(ends)
+                return "window", await measure(self.store, what, since, until, gate)
+            if now >= (tally.measured_at or started) + gate.interval:
+                since = int(started) if tally.measured_until is None else tally.measured_until
+                until = int(now) + 1
+                measured = await measure(self.store, what, since, until, gate)
                 if gate.metrics:
                     measured = await self._custom_metrics(record, step, measured)
-                return "interval", measured
+                return "interval", (measured, since, until)
         except Exception as error:  # the store unreachable: counted, then paused
             return "error", f"{type(error).__name__}: {error}"
         return None
@@ -325,12 +335,13 @@ class PlanRunner:
         state, name, index = self.state, record.name, record.step
         await self._reconcile(tx, record, step)
         tally = Tally.from_dict(record.gate)
+        now = self.clock()
         if measured is None:
             due = min(
-                record.window_started + (tally.measurements + 1) * gate.interval,
-                record.window_started + gate.window,
+                (tally.measured_at or record.window_started) + gate.interval,
+                record.window_started + gate.window + COMPLETE_AFTER_SECONDS,
             )
-            return max(due - self.clock(), 0.0)
+            return max(due - now, 0.0)
         kind, value = measured
         if kind == "rollback":
             reason = f"step {index + 1} ({step.name}): {value}"
@@ -341,6 +352,7 @@ class PlanRunner:
             return None
         if kind == "error":
             tally.could_not_measure(value)
+            tally.measured_at = now
             if tally.errors_in_row > gate.consecutive_error_limit:
                 reason = f"step {index + 1} ({step.name}): the gate could not measure: {value}"
                 await state.update_in(
@@ -353,10 +365,18 @@ class PlanRunner:
             await state.update_in(tx, name, gate=tally.to_dict())
             return gate.interval
         if kind == "interval":
-            tally.add(value)
+            measurement, since, until = value
+            tally.add(measurement)
+            tally.measured_at = now
+            # A failure is counted once: the seconds it saw are judged. Otherwise only the
+            # seconds every replica has written are (later rows may still bring errors).
+            complete = int(now - COMPLETE_AFTER_SECONDS)
+            tally.measured_until = (
+                until if measurement.verdict is Verdict.FAIL else max(since, complete)
+            )
             await state.update_in(tx, name, gate=tally.to_dict())
             if tally.failed > gate.failure_limit:
-                await self._gate_failed(tx, record, step, tally, value.reasons)
+                await self._gate_failed(tx, record, step, tally, measurement.reasons)
                 return None
             return 0.0
         # The window is over: judge it whole.

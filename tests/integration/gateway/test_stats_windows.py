@@ -256,3 +256,38 @@ routes:
         stats = await state.window_stats("orders", 300)
         assert stats.backends["fast"].error_rate == 0.0
         assert stats.backends["mirror:broken"].error_rate == 1.0
+
+
+async def test_an_ejected_backends_share_counts_against_it_not_the_one_that_answered(
+    backends: Backends, database_url: str
+) -> None:
+    """While a failing backend is ejected, the gateway sends its share elsewhere; the
+    windows still count that share against the failing backend, so a migration gate does
+    not see a dead new service as a healthy one with a few errors."""
+    routes = f"""
+routes:
+  - name: split
+    match: {{path: {{prefix: /orders}}}}
+    backends:
+      - {{name: old, url: "{backends.fast.url}", weight: 50}}
+      - {{name: new, url: "{backends.broken.url}", weight: 50}}
+    retries: {{attempts: 0}}
+    breaker: {{enabled: false}}
+    outlier: {{consecutive_failures: 2, base_ejection: 60}}
+"""
+    async with await open_store(database_url) as store:
+        await store.upgrade()
+        await apply_routes(store, routes)
+    async with replica(database_url, name="one") as gw:
+        statuses = [(await gw.get("/orders/1"))[0] for _ in range(60)]
+        state = GatewayState(gw.store)
+
+        async def written() -> bool:
+            return (await state.window_stats("split", 300)).requests == 60
+
+        await eventually(written, what="the windows written")
+        stats = await state.window_stats("split", 300)
+    assert statuses.count(500) == 2  # new answered twice, then was ejected
+    new, old = stats.backends["new"], stats.backends["old"]
+    assert new.requests > 10 and new.error_rate == 1.0
+    assert old.errors == 0 and old.requests + new.requests == 60

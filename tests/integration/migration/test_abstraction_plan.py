@@ -90,12 +90,12 @@ async def test_the_plan_grows_the_flag_and_users_stay_on_the_new_side(store: Sto
     try:
         share_10, new_at_10 = _share(client)
         assert 0.07 < share_10 < 0.13
-        await _run(store, clock, state, seconds=3)  # 10 % passed, 50 % executed
+        await _run(store, clock, state, seconds=4)  # 10 % passed, 50 % executed
         await client.reload()
         share_50, new_at_50 = _share(client)
         assert 0.45 < share_50 < 0.55
         assert new_at_10 <= new_at_50, "nobody on the new side went back"
-        await _run(store, clock, state, seconds=6)
+        await _run(store, clock, state, seconds=8)
         assert (await state.get(name)).status is Status.COMPLETED
         await client.reload()
         assert _share(client)[0] == 1.0
@@ -107,7 +107,7 @@ async def test_the_plan_grows_the_flag_and_users_stay_on_the_new_side(store: Sto
 async def test_a_failing_new_implementation_rolls_the_flag_back(store: Store) -> None:
     clock = Clock()
     name, state = await _setup(store, clock)
-    await _run(store, clock, state, seconds=3)  # 10 % passed, 50 % executed
+    await _run(store, clock, state, seconds=5)  # 10 % passed, 50 % executed
     await _run(store, clock, state, seconds=3, failing=True)
     record = await state.get(name)
     assert record.status is Status.ROLLED_BACK

@@ -162,7 +162,7 @@ async def test_a_healthy_plan_moves_traffic_step_by_step_and_retires_the_source(
 async def test_a_failing_gate_rolls_back_to_the_previous_step_and_stops(rig: Rig) -> None:
     name = await rig.plan()
     runner = rig.runner()
-    await rig.run(runner, name, seconds=5)  # prepare, 10 % passes its window
+    await rig.run(runner, name, seconds=7)  # prepare, 10 % passes its window
     assert await rig.weight() == 50.0
     await rig.run(runner, name, seconds=5, healthy=False)
     record = await rig.state.get(name)
@@ -178,7 +178,7 @@ async def test_a_failing_gate_rolls_back_to_the_previous_step_and_stops(rig: Rig
 async def test_rollback_to_zero_takes_all_traffic_back_at_once(rig: Rig) -> None:
     name = await rig.plan(rollback="zero")
     runner = rig.runner()
-    await rig.run(runner, name, seconds=5)
+    await rig.run(runner, name, seconds=7)
     assert await rig.weight() == 50.0
     await rig.run(runner, name, seconds=5, healthy=False)
     assert (await rig.state.get(name)).status is Status.ROLLED_BACK
@@ -203,7 +203,7 @@ async def test_too_little_traffic_pauses_the_plan_instead_of_passing(rig: Rig) -
 
     # A person resumes: a new window is measured, this time with traffic.
     await rig.state.control(name, "resume", actor="alice", reason="traffic is back")
-    await rig.run(runner, name, seconds=5)
+    await rig.run(runner, name, seconds=7)
     assert await rig.weight() == 50.0
 
 
@@ -254,7 +254,7 @@ async def test_a_new_runner_resumes_at_the_step_the_store_holds(rig: Rig) -> Non
 async def test_abort_rolls_back_and_ends_the_plan(rig: Rig) -> None:
     name = await rig.plan()
     runner = rig.runner()
-    await rig.run(runner, name, seconds=5)
+    await rig.run(runner, name, seconds=7)
     assert await rig.weight() == 50.0
     await rig.state.control(name, "abort", actor="carol", reason="customer complaints")
     await rig.run(runner, name, seconds=1)
@@ -360,7 +360,7 @@ async def test_a_failing_pre_step_webhook_pauses_the_plan_before_the_step(
 ) -> None:
     name = await rig.plan(webhooks=_webhooks(hooks, "pre"))
     runner = rig.runner()
-    await rig.run(runner, name, seconds=5)  # prepare (no gate: no hook), then 10 % passes
+    await rig.run(runner, name, seconds=7)  # prepare (no gate: no hook), then 10 % passes
     assert await rig.weight() == 50.0
     hooks.status["pre"] = 500
     await rig.run(runner, name, seconds=8)
@@ -393,7 +393,7 @@ async def test_a_step_waits_for_its_confirmation_webhook(rig: Rig, hooks: Hooks)
 async def test_a_rollback_webhook_rolls_the_step_back(rig: Rig, hooks: Hooks) -> None:
     name = await rig.plan(webhooks=_webhooks(hooks, "rollback"))
     runner = rig.runner()
-    await rig.run(runner, name, seconds=5)
+    await rig.run(runner, name, seconds=7)
     assert await rig.weight() == 50.0
     hooks.status["rollback"] = 200  # an outside alert fires
     await rig.run(runner, name, seconds=3)
@@ -454,7 +454,7 @@ async def test_a_parallel_run_gates_on_the_mismatch_rate_before_traffic_moves(
     epoch = await rig.state.claim(name, runner.owner, runner.lease_seconds)
     assert epoch is not None
     mirrored_while_running = False
-    for _ in range(6):
+    for _ in range(9):
         rig.clock.now += 1
         await _mirrored(rig, compared=20, mismatched=mismatched)
         while (wait := await runner.tick(name, epoch)) == 0.0:
@@ -543,7 +543,7 @@ async def test_a_custom_prometheus_metric_over_its_bound_rolls_back(
 ) -> None:
     name = await rig.plan(**_with_metric(prometheus))
     runner = rig.runner()
-    await rig.run(runner, name, seconds=5)
+    await rig.run(runner, name, seconds=7)
     assert await rig.weight() == 50.0
     assert prometheus.queries[0] == "max(queue_depth{backend='delivery'}[2s])"
     prometheus.value = "80"
@@ -566,3 +566,80 @@ async def test_a_custom_metric_without_data_never_passes(
     assert "could not measure" in (record.reason or "") and "0 series" in (record.reason or "")
     assert await rig.weight() == 10.0
     await runner.close()
+
+
+async def _one_step_plan(rig: Rig, **criteria: Any) -> str:
+    targets = [
+        {
+            "service": "content-delivery",
+            "backend": "delivery",
+            "source_backend": "monolith",
+            "steps": [25],
+            "retire": False,
+        }
+    ]
+    gate = {"interval": 1, "window": 10, "min_requests": 3, **criteria}
+    return await rig.plan(targets=targets, criteria=gate, rollback="zero")
+
+
+async def test_the_gate_sees_a_failing_second_within_an_interval_of_its_rows(rig: Rig) -> None:
+    """The gateway writes each second (as counted so far) at .5 past; the runner looks at
+    .2 past. Errors from T0+1.5 on must fail the gate at its next looks, not at the end of
+    the window, whatever the two clocks' offset."""
+    name = await _one_step_plan(rig)
+    rig.clock.now = T0 + 0.2
+    runner = rig.runner()
+    epoch = await rig.state.claim(name, runner.owner, runner.lease_seconds)
+    assert epoch is not None
+    while await runner.tick(name, epoch) == 0.0:
+        pass  # prepared, 25 % monitored from T0+0.2
+    recorder = WindowRecorder(rig.store, replica="gw-1", clock=rig.clock)
+    for second in range(1, 12):
+        failing = second >= 2
+        for n in range(100):
+            recorder.observe("content-delivery", "delivery", 503 if failing and n % 2 else 200, 0)
+        rig.clock.now = T0 + second + 0.2
+        if await runner.tick(name, epoch) is None:
+            break
+        rig.clock.now = T0 + second + 0.5
+        await recorder.flush()
+    failed = [e for e in await rig.state.audit(name) if e.action == "migration.gate.failed"]
+    assert failed, "the gate never failed"
+    # Errors counted from T0+1.5; the second holding them written at T0+2.5, seen at T0+3.2.
+    assert failed[0].at <= T0 + 3.2
+    assert await rig.weight() == 0.0
+
+
+async def test_a_runner_taking_over_judges_the_seconds_it_missed_once(rig: Rig) -> None:
+    """Runner a dies after T0+1.2; runner b takes over at T0+5.2. One second holds
+    failures: b must count it as one failed measurement, not once per missed interval."""
+    name = await _one_step_plan(rig, failure_limit=2)
+    rig.clock.now = T0 + 0.2
+    first = rig.runner("a", lease=2)
+    epoch = await rig.state.claim(name, first.owner, first.lease_seconds)
+    assert epoch is not None
+    while await first.tick(name, epoch) == 0.0:
+        pass
+    recorder = WindowRecorder(rig.store, replica="gw", clock=rig.clock)
+    runner = first
+    for second in range(1, 8):
+        rig.clock.now = T0 + second - 1 + 0.5
+        for n in range(20):
+            bad = second - 1 == 4 and n % 2
+            recorder.observe("content-delivery", "delivery", 503 if bad else 200, 0.002)
+        rig.clock.now = T0 + second + 0.1
+        await recorder.flush()
+        rig.clock.now = T0 + second + 0.2
+        if second in (2, 3, 4):
+            continue  # runner a is gone
+        if second == 5:
+            runner = rig.runner("b", lease=2)
+            epoch = await rig.state.claim(name, runner.owner, runner.lease_seconds)
+            assert epoch is not None
+        while (wait := await runner.tick(name, epoch)) == 0.0:
+            pass
+        if wait is None:
+            break
+    record = await rig.state.get(name)
+    assert record.status is Status.RUNNING
+    assert record.gate["failed"] == 1
