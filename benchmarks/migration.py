@@ -618,7 +618,8 @@ async def _rollback_once(
         "to_second_end_s": round(second_ends - switched, 3),
         # The runner measures every interval from the step's start: this far past a second.
         "runner_measures_past_second_s": round((reached.window_started or 0.0) % 1, 3),
-        # The gateway writes a second this long after it ended (median).
+        # A second first appears in the store this long after it ends (median; negative:
+        # while it is under way, as counted so far).
         "gateway_writes_after_s": round(statistics.median(lags), 3) if lags else None,
         "gate_failed_after_second_end_s": round(gate_failed - second_ends, 3)
         if gate_failed
@@ -876,7 +877,7 @@ def _rollback_lines(
         f"**{_verdict(goal)}**). A runner process started at a random moment drives each run.",
         "",
         "| run | switch, s into the step (into its second) | runner measures, s past each "
-        "second | gateway writes a second, s after its end | failed by | interval "
+        "second | a second first in the store, s after its end | failed by | interval "
         "measurements before (pass/inconclusive) | rolled back (audit), s | 0 % read, s "
         "| requests failed at clients (last, s) |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -904,23 +905,18 @@ def _rollback_explained(rollback: dict[str, Any], gate: dict[str, Any]) -> str:
     lags = [r["gateway_writes_after_s"] for r in runs if r.get("gateway_writes_after_s")]
     lag = f"{statistics.median(lags):.2f} s " if lags else ""
     return (
-        "  What the time is made of. A gate measurement reads the whole seconds before the "
-        f"current one, and the gateway writes a finished second to the store {lag}after it "
-        "ends (its writer wakes once a second). So a failure shows at the earliest at the "
-        "end of its second plus that delay, and is read by the next interval measurement: up "
-        f"to 1 s + the delay + {gate['interval']} s. But the runner measures at a fixed "
-        "offset from the step's start, and when that falls earlier in the second than the "
-        "gateway's write, every measurement finds its newest second not written yet, and the "
-        "next one reads only the seconds after it: that second is never measured at interval "
-        "level, and with a 1 s interval no interval measurement sees anything (the "
-        "*inconclusive* column). Meanwhile the gateway's outlier ejection (5 failures in a "
-        "row) takes *new* out within milliseconds of the switch and serves its share from "
-        "*old*, counted as *old*'s: for the next 10 s the switch's second is the only one "
-        f"with errors of *new*. In {caught['interval']} of {len(runs)} runs an interval "
-        f"measurement caught the failure; in {caught['window']} the runner measured before "
-        "the gateway's write and only the judgement at the end of the window "
-        f"({rollback['window_s']:g} s) rolled back. Which of the two happens decides the "
-        "goal; the interval does not."
+        "  What the time is made of. The gateway writes its windows once a second, the second "
+        f"under way included as counted so far (here it first appeared {lag}after that "
+        "second's end; negative: while it was under way), and the gate's interval "
+        "measurement reads every second it has not judged yet, up to the one under way. So a "
+        "failure is read at most one write period after it happens, by the next interval "
+        f"measurement: up to 1 s + {gate['interval']} s, whatever the offset between the "
+        "runner's measurements and the gateway's writes. The gateway's outlier ejection "
+        "takes *new* out within milliseconds of the switch; the share meant for it, served by "
+        "*old* meanwhile, still counts against *new* in the windows, so the gate sees it. "
+        f"In {caught['interval']} of {len(runs)} runs an interval measurement caught the "
+        f"failure; in {caught['window']} only the judgement at the end of the window "
+        f"({rollback['window_s']:g} s)."
     )
 
 
