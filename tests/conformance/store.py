@@ -193,6 +193,23 @@ class StoreConformance:
         await insert(store, "billing")
         assert await names(store) == ["billing"]
 
+    async def test_a_transaction_cancelled_while_it_begins_leaves_the_store_usable(
+        self, store: Store
+    ) -> None:
+        async def begins() -> None:
+            async with store.transaction() as tx:
+                await tx.execute(INSERT, *service_row("orders"))
+
+        task = asyncio.create_task(begins())
+        await asyncio.sleep(0)  # the task has asked for its transaction to begin
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+        async with store.transaction() as tx:
+            await tx.execute(INSERT, *service_row("billing"))
+        assert await names(store) == ["billing"]
+
     async def test_transaction_handle_is_unusable_after_the_block(self, store: Store) -> None:
         async with store.transaction() as tx:
             pass

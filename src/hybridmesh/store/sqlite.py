@@ -157,7 +157,13 @@ class SQLiteStore(Store):
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
         async with self._exclusive():
-            await self._call(_BEGIN, partial(_execute, _BEGIN, ()))
+            try:
+                await self._call(_BEGIN, partial(_execute, _BEGIN, ()))
+            except BaseException:
+                # Cancelled while the worker thread ran BEGIN: the transaction may have
+                # begun all the same, and the next caller would find it open.
+                await self._rollback()
+                raise
             handle = _SQLiteTransaction(self)
             try:
                 yield handle
