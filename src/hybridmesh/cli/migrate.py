@@ -15,7 +15,7 @@ import getpass
 import os
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -513,6 +513,27 @@ _control("abort", "Roll PLAN back as its rollback strategy says, and end it.")
 # -- runners ---------------------------------------------------------------------------------
 
 
+@contextlib.asynccontextmanager
+async def _publishing(store: Store, stop: asyncio.Event) -> AsyncIterator[None]:
+    """Publish the plans' audit events (queued in the outbox with each action) to the
+    event bus the settings name, while the runner runs, and what is left at its end."""
+    from hybridmesh.events import OutboxRelay, open_bus
+
+    bus = await open_bus(get_ctx().settings, store=store)
+    relay = OutboxRelay(store, bus)
+    task = asyncio.create_task(relay.run(stop), name="migration:events")
+    try:
+        yield
+    finally:
+        stop.set()
+        with contextlib.suppress(Exception):
+            await task
+        with contextlib.suppress(Exception):
+            while await relay.relay_once():
+                pass
+        await bus.close()
+
+
 def _on_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
     """Ctrl-C and SIGTERM stop the runner after its current tick (not possible, and not
     needed, when the command runs off the main thread, as in tests)."""
@@ -540,15 +561,16 @@ def migrate_run(plan: str, lease: float, actor: str | None, as_json: bool) -> No
         loop = asyncio.get_running_loop()
         _on_signals(loop, stop)
         task = asyncio.create_task(runner.run(stop, only=plan))
-        with console.status(f"plan {plan}") as status:
-            while not task.done():
-                await asyncio.wait({task}, timeout=0.5)
-                view = await _load_view(store, plan)
-                status.update(
-                    f"plan {plan}: step {min(view['step'] + 1, view['steps'])}/{view['steps']} "
-                    f"{view.get('step_name') or ''} ({view['status']})"
-                )
-        task.result()
+        async with _publishing(store, asyncio.Event()):
+            with console.status(f"plan {plan}") as status:
+                while not task.done():
+                    await asyncio.wait({task}, timeout=0.5)
+                    view = await _load_view(store, plan)
+                    status.update(
+                        f"plan {plan}: step {min(view['step'] + 1, view['steps'])}/"
+                        f"{view['steps']} {view.get('step_name') or ''} ({view['status']})"
+                    )
+            task.result()
         return await state.get(plan)
 
     record = run(_with_store(drive))
@@ -568,7 +590,8 @@ def migrate_run(plan: str, lease: float, actor: str | None, as_json: bool) -> No
 @click.option("--lease", type=float, default=15.0, show_default=True, help="Lease seconds.")
 def migrate_runner(lease: float) -> None:
     """Drive every running plan until interrupted; any number of runners share the store,
-    and one that dies is replaced by another within its lease."""
+    and one that dies is replaced by another within its lease. The plans' audit events are
+    published to the event bus (HYBRIDMESH_EVENTS_URL, or the SQL log in the store)."""
 
     async def serve(store: Store) -> None:
         stop = asyncio.Event()
@@ -576,7 +599,8 @@ def migrate_runner(lease: float) -> None:
         _on_signals(loop, stop)
         runner = PlanRunner(store, lease_seconds=lease)
         console.print(f"migration runner {runner.owner} started", highlight=False)
-        await runner.run(stop)
+        async with _publishing(store, asyncio.Event()):
+            await runner.run(stop)
 
     run(_with_store(serve))
 

@@ -217,3 +217,14 @@ async def test_migrate_run_drives_a_plan_through_its_gates_on_live_windows(
     assert code == 0 and json.loads(out.strip().splitlines()[-1])["status"] == "completed"
     code, out = await cli(capsys, url, "routes", "show", "content-delivery", "--json")
     assert [b["name"] for b in json.loads(out)["backends"]] == ["delivery"]
+    # Every action went out as a CloudEvent on the bus (the SQL log here), none left behind.
+    async with await open_store(url) as store:
+        published = await store.fetch_all(
+            "SELECT type FROM event_log WHERE source = 'hybridmesh/migration'"
+        )
+        left = await store.fetch_value(
+            "SELECT COUNT(*) FROM event_outbox WHERE source = 'hybridmesh/migration'"
+        )
+    types = [row["type"] for row in published]
+    assert types.count("migration.step.started") == 4 and "migration.completed" in types
+    assert left == 0
