@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from tests.cli_in_process import run_cli
 from tests.integration.gateway.mirror_rig import (
     Upstream,
     apply_routes,
@@ -22,7 +23,6 @@ from tests.integration.gateway.mirror_rig import (
 )
 from tests.waiting import eventually
 
-from hybridmesh.cli.main import main
 from hybridmesh.core.serialization import loads
 from hybridmesh.gateway.state import GatewayState
 from hybridmesh.store import open_store
@@ -199,23 +199,6 @@ async def test_an_unreachable_candidate_counts_failed_and_the_client_is_served(
         await gw.hooks.mirrors.settle()
         assert gw.mirrored("shop", "failed") == 3
         assert gw.mirrored("shop", "match") == 0
-
-
-async def run_cli(
-    capsys: pytest.CaptureFixture[str], database_url: str, *args: str
-) -> tuple[int, str]:
-    """The command line in-process (on a thread: it runs its own event loop)."""
-
-    def call() -> int:
-        with pytest.raises(SystemExit) as exited:
-            main(["--database-url", database_url, *args])
-        code = exited.value.code
-        return code if isinstance(code, int) else 1
-
-    capsys.readouterr()
-    code = await asyncio.to_thread(call)
-    out, err = capsys.readouterr()
-    return code, out + err
 
 
 async def test_answers_are_compared_and_the_newest_mismatches_kept(

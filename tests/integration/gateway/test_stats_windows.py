@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
+from tests.cli_in_process import run_cli
 from tests.integration.gateway.mirror_rig import (
     Upstream,
     apply_routes,
@@ -18,7 +19,6 @@ from tests.integration.gateway.mirror_rig import (
 )
 from tests.waiting import eventually
 
-from hybridmesh.cli.main import main
 from hybridmesh.gateway.state import GatewayState
 from hybridmesh.gateway.stats import BUCKETS_PER_DECADE, WindowStats, window_stats
 from hybridmesh.store import open_store
@@ -71,23 +71,6 @@ async def backends() -> AsyncIterator[Backends]:
         upstream({"/": broken}) as broken_one,
     ):
         yield Backends(fast_one, slow_one, broken_one)
-
-
-async def run_cli(
-    capsys: pytest.CaptureFixture[str], database_url: str, *args: str
-) -> tuple[int, str]:
-    """The command line in-process (on a thread: it runs its own event loop)."""
-
-    def call() -> int:
-        with pytest.raises(SystemExit) as exited:
-            main(["--database-url", database_url, *args])
-        code = exited.value.code
-        return code if isinstance(code, int) else 1
-
-    capsys.readouterr()
-    code = await asyncio.to_thread(call)
-    out, err = capsys.readouterr()
-    return code, out + err
 
 
 async def test_two_replicas_windows_merge_per_backend(

@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from tests.cli_in_process import run_cli_parts as run_cli
 from tests.integration.client.helpers import service
 from tests.integration.gateway.mirror_rig import Replica, Upstream, apply_routes, replica, upstream
 from tests.waiting import eventually
 
-from hybridmesh.cli.main import main
 from hybridmesh.core.errors import ValidationError
 from hybridmesh.gateway.config import Route
 from hybridmesh.gateway.state import GatewayState, SnapshotWatcher
@@ -350,24 +350,6 @@ async def test_what_cannot_run_is_refused_before_the_route_is_touched(rig: Rig) 
 
 
 # -- the command line ------------------------------------------------------------------------
-
-
-async def run_cli(
-    capsys: pytest.CaptureFixture[str], database_url: str, *args: str
-) -> tuple[int, str, str]:
-    """The command line in-process, on a thread (it runs its own event loop) so that the
-    gateway and the upstreams go on serving on this one."""
-
-    def call() -> int:
-        with pytest.raises(SystemExit) as exited:
-            main(["--database-url", database_url, *args])
-        code = exited.value.code
-        return code if isinstance(code, int) else 1
-
-    capsys.readouterr()
-    code = await asyncio.to_thread(call)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 async def test_the_command_line_runs_shows_and_lists_experiments(

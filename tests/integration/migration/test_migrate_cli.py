@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from tests.cli_in_process import run_cli as cli
 
-from hybridmesh.cli.main import main
 from hybridmesh.gateway.stats import WindowRecorder
 from hybridmesh.store import open_store
 
@@ -26,21 +26,6 @@ routes:
       - {name: monolith, service: content-management, weight: 100}
       - {name: delivery, service: content-delivery, weight: 0}
 """
-
-
-async def cli(capsys: pytest.CaptureFixture[str], database_url: str, *args: str) -> tuple[int, str]:
-    """The command line in-process (on a thread: it runs its own event loop)."""
-
-    def call() -> int:
-        with pytest.raises(SystemExit) as exited:
-            main(["--database-url", database_url, *args])
-        code = exited.value.code
-        return code if isinstance(code, int) else 1
-
-    capsys.readouterr()
-    code = await asyncio.to_thread(call)
-    out, err = capsys.readouterr()
-    return code, out + err
 
 
 @pytest.fixture
