@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hybridmesh.core.applying import ApplyResult, plan_apply
 from hybridmesh.core.errors import NotFoundError, Problem, ValidationError
 from hybridmesh.core.serialization import dumps, loads
 from hybridmesh.flags.files import LoadedFlag, load_flags
@@ -45,22 +46,6 @@ class StoredFlag:
             "source": self.source,
             "updated_at": self.updated_at,
             "definition": self.flag.definition(),
-        }
-
-
-@dataclass(frozen=True)
-class ApplyResult:
-    created: list[str] = field(default_factory=list)
-    updated: list[str] = field(default_factory=list)
-    unchanged: list[str] = field(default_factory=list)
-    deleted: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, list[str]]:
-        return {
-            "created": self.created,
-            "updated": self.updated,
-            "unchanged": self.unchanged,
-            "deleted": self.deleted,
         }
 
 
@@ -283,20 +268,7 @@ def _stored(row: dict[str, Any]) -> StoredFlag:
 
 
 def _plan(current: dict[str, Flag], flags: Sequence[Flag], prune: bool) -> ApplyResult:
-    result = ApplyResult()
-    given: set[str] = set()
-    for flag in flags:
-        given.add(flag.key)
-        old = current.get(flag.key)
-        if old is None:
-            result.created.append(flag.key)
-        elif old == flag:
-            result.unchanged.append(flag.key)
-        else:
-            result.updated.append(flag.key)
-    if prune:
-        result.deleted.extend(sorted(set(current) - given))
-    return result
+    return plan_apply(current, flags, lambda item: item.key, prune=prune)
 
 
 __all__ = ["CHANNEL", "ApplyResult", "FlagStore", "StoredFlag"]

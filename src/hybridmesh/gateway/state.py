@@ -15,11 +15,12 @@ import contextlib
 import secrets
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pydantic
 
+from hybridmesh.core.applying import ApplyResult, plan_apply
 from hybridmesh.core.errors import NotFoundError, Problem, ValidationError
 from hybridmesh.core.ids import new_id
 from hybridmesh.core.serialization import dumps, loads
@@ -52,22 +53,6 @@ class StoredRoute:
     revision: int
     source: str | None
     updated_at: float
-
-
-@dataclass(frozen=True)
-class ApplyResult:
-    created: list[str] = field(default_factory=list)
-    updated: list[str] = field(default_factory=list)
-    unchanged: list[str] = field(default_factory=list)
-    deleted: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, list[str]]:
-        return {
-            "created": self.created,
-            "updated": self.updated,
-            "unchanged": self.unchanged,
-            "deleted": self.deleted,
-        }
 
 
 class GatewayState:
@@ -391,20 +376,7 @@ def _stored(row: dict[str, Any]) -> StoredRoute:
 
 
 def _plan(current: dict[str, Route], routes: Sequence[Route], prune: bool) -> ApplyResult:
-    result = ApplyResult()
-    given = set()
-    for route in routes:
-        given.add(route.name)
-        old = current.get(route.name)
-        if old is None:
-            result.created.append(route.name)
-        elif old == route:
-            result.unchanged.append(route.name)
-        else:
-            result.updated.append(route.name)
-    if prune:
-        result.deleted.extend(sorted(set(current) - given))
-    return result
+    return plan_apply(current, routes, lambda item: item.name, prune=prune)
 
 
 class SnapshotWatcher:
