@@ -32,6 +32,7 @@ a pydantic error whose message is the house's (``must be at most 86400000 ms (on
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -160,6 +161,22 @@ _MUST_BE = {
 }
 
 
+#: The longest regular expression users may write (a route's match, a flag's condition).
+MAX_PATTERN = 1024
+
+
+def check_pattern(value: str) -> str:
+    """``value`` when it is a regular expression of at most :data:`MAX_PATTERN`
+    characters; :class:`ValueError` (for pydantic) otherwise."""
+    if len(value) > MAX_PATTERN:
+        raise ValueError(f"a pattern may have at most {MAX_PATTERN} characters")
+    try:
+        re.compile(value)
+    except re.error as error:
+        raise ValueError(f"is not a regular expression: {error}") from None
+    return value
+
+
 def describe(error: ErrorDetails) -> str:
     """One pydantic error as the house words it: ``must be a whole number``, or the
     message a validator gave (without pydantic's ``Value error,`` prefix)."""
@@ -197,6 +214,7 @@ __all__ = [
     "MAX_COUNT",
     "MAX_DEADLINE_MS",
     "MAX_MULTIPLIER",
+    "MAX_PATTERN",
     "MAX_RATE",
     "MAX_VERSION",
     "MULTIPLIER",
@@ -221,6 +239,7 @@ __all__ = [
     "Seconds",
     "TimeoutMs",
     "Version",
+    "check_pattern",
     "describe",
     "dotted",
     "location",

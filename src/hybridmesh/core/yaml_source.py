@@ -359,6 +359,29 @@ def _yaml_problem(error: yaml.YAMLError, file: str, limits: YamlLimits) -> Probl
     return Problem("invalid YAML: " + " ".join(reason.split()), file, line)
 
 
+def document_entries(
+    data: Any, plural: str, identity: str
+) -> Iterator[tuple[Any, tuple[str | int, ...]]]:
+    """The items of one YAML document that holds one item, a list of them, or a mapping
+    ``{plural: [...]}`` (told from a single item by its lack of the ``identity`` key), each
+    with its location. A ``plural`` that is not a list comes back whole at ``(plural,)``,
+    for the caller to report."""
+    if data is None:
+        return
+    if isinstance(data, dict) and plural in data and identity not in data:
+        items = data[plural]
+        if not isinstance(items, list):
+            yield items, (plural,)
+            return
+        for index, item in enumerate(items):
+            yield item, (plural, index)
+    elif isinstance(data, list):
+        for index, item in enumerate(data):
+            yield item, (index,)
+    else:
+        yield data, ()
+
+
 __all__ = [
     "DEFAULT_LIMITS",
     "Lines",
@@ -366,6 +389,7 @@ __all__ = [
     "YamlDocument",
     "YamlLimits",
     "YamlReader",
+    "document_entries",
     "parse_yaml",
     "read_yaml",
     "yaml_files",

@@ -7,7 +7,6 @@ read in one load. See :mod:`hybridmesh.flags.model` for what a flag holds.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,13 @@ import pydantic
 
 from hybridmesh.core.errors import Problem, ValidationError
 from hybridmesh.core.limits import describe, location
-from hybridmesh.core.yaml_source import DEFAULT_LIMITS, Lines, YamlLimits, YamlReader
+from hybridmesh.core.yaml_source import (
+    DEFAULT_LIMITS,
+    Lines,
+    YamlLimits,
+    YamlReader,
+    document_entries,
+)
 from hybridmesh.flags.model import Flag, flag_problems
 
 
@@ -56,23 +61,6 @@ def load_flags(path: Path, limits: YamlLimits = DEFAULT_LIMITS) -> list[LoadedFl
     if not found:
         raise ValidationError([Problem("defines no flag", str(path))])
     return _unique(found)
-
-
-def _entries(document: Any) -> Iterator[tuple[Any, tuple[str | int, ...]]]:
-    if document is None:
-        return
-    if isinstance(document, dict) and "flags" in document and "key" not in document:
-        items = document["flags"]
-        if not isinstance(items, list):
-            yield items, ("flags",)
-            return
-        for index, item in enumerate(items):
-            yield item, ("flags", index)
-    elif isinstance(document, list):
-        for index, item in enumerate(document):
-            yield item, (index,)
-    else:
-        yield document, ()
 
 
 def _describe(error: Any) -> str:
@@ -121,7 +109,7 @@ def _flags(documents: list[Any], file: str) -> list[LoadedFlag]:
     found: list[LoadedFlag] = []
     problems: list[Problem] = []
     for document in documents:
-        for entry, prefix in _entries(document.data):
+        for entry, prefix in document_entries(document.data, "flags", "key"):
             lines = document.lines.under(prefix) or Lines(document.lines.line_of(prefix))
             if not isinstance(entry, dict):
                 what = (

@@ -46,6 +46,7 @@ from pydantic import (
 )
 
 from hybridmesh.core.errors import Problem, ValidationError
+from hybridmesh.core.limits import check_pattern
 from hybridmesh.core.names import Name
 from hybridmesh.core.serialization import dumpb
 from hybridmesh.core.yaml_lines import Location
@@ -53,8 +54,6 @@ from hybridmesh.core.yaml_lines import Location
 #: The largest weight, and the largest sum of a split's weights (flagd's: the product of
 #: a 32-bit hash and the sum must fit in 64 signed bits).
 MAX_WEIGHT = 2**31 - 1
-#: Longest ``matches`` pattern.
-MAX_PATTERN = 1024
 #: Most rules a flag may have, conditions a rule may have, variants a flag may have.
 MAX_RULES = 100
 MAX_CONDITIONS = 32
@@ -123,16 +122,6 @@ def _attribute(value: str) -> str:
     return value
 
 
-def _regex(value: str) -> str:
-    if len(value) > MAX_PATTERN:
-        raise ValueError(f"a pattern may have at most {MAX_PATTERN} characters")
-    try:
-        re.compile(value)
-    except re.error as error:
-        raise ValueError(f"is not a regular expression: {error}") from None
-    return value
-
-
 def _number(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError("must be a number")
@@ -195,7 +184,7 @@ AttributeName = Annotated[StrictStr, AfterValidator(_attribute)]
 # One message for a value of the wrong type, rather than one per member of a union.
 Number = Annotated[int | float, PlainValidator(_number)]
 Scalar = Annotated[str | bool | int | float, PlainValidator(_scalar)]
-Regex = Annotated[StrictStr, AfterValidator(_regex)]
+Regex = Annotated[StrictStr, AfterValidator(check_pattern)]
 Weight = Annotated[StrictInt, Field(ge=0, le=MAX_WEIGHT)]
 VariantValue = Annotated[Any, AfterValidator(_json_value)]
 

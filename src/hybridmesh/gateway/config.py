@@ -25,7 +25,6 @@ registry is in the store).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -34,10 +33,16 @@ import pydantic
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from hybridmesh.core.errors import Problem, ValidationError
-from hybridmesh.core.limits import Count, Ratio, Seconds, describe, location
+from hybridmesh.core.limits import Count, Ratio, Seconds, check_pattern, describe, location
 from hybridmesh.core.names import Name
 from hybridmesh.core.urls import http_url_problem
-from hybridmesh.core.yaml_source import DEFAULT_LIMITS, Lines, YamlLimits, YamlReader
+from hybridmesh.core.yaml_source import (
+    DEFAULT_LIMITS,
+    Lines,
+    YamlLimits,
+    YamlReader,
+    document_entries,
+)
 
 #: Methods a route may name (RFC 9110's, and PATCH).
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"})
@@ -45,8 +50,6 @@ METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS",
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 #: Methods whose repeat has the effect of one (RFC 9110 section 9.2.2): these are retried.
 IDEMPOTENT_METHODS = SAFE_METHODS | {"PUT", "DELETE"}
-#: Longest regular expression a route may hold (match, header rules).
-MAX_PATTERN = 1024
 #: A header name (RFC 9110 token).
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}")
 _HOST = re.compile(r"(\*\.)?[A-Za-z0-9]([A-Za-z0-9.-]{0,252}[A-Za-z0-9])?(:\d{1,5})?")
@@ -56,16 +59,6 @@ def _header_name(value: str) -> str:
     if not _TOKEN.fullmatch(value):
         raise ValueError(f"{value[:40]!r} is not a header name (RFC 9110 token characters)")
     return value.lower()
-
-
-def _regex(value: str) -> str:
-    if len(value) > MAX_PATTERN:
-        raise ValueError(f"a pattern may have at most {MAX_PATTERN} characters")
-    try:
-        re.compile(value)
-    except re.error as error:
-        raise ValueError(f"is not a regular expression: {error}") from None
-    return value
 
 
 def _path(value: str) -> str:
@@ -105,7 +98,7 @@ def _percent(value: float) -> float:
 
 
 HeaderName = Annotated[str, AfterValidator(_header_name)]
-Regex = Annotated[str, AfterValidator(_regex)]
+Regex = Annotated[str, AfterValidator(check_pattern)]
 UrlPath = Annotated[str, AfterValidator(_path)]
 Url = Annotated[str, AfterValidator(_url)]
 Host = Annotated[str, AfterValidator(_host)]
@@ -413,23 +406,6 @@ class LoadedRoute:
         return self.line if self.lines is None else self.lines.line_of(loc)
 
 
-def _entries(document: Any) -> Iterator[tuple[Any, tuple[str | int, ...]]]:
-    if document is None:
-        return
-    if isinstance(document, dict) and "routes" in document and "name" not in document:
-        items = document["routes"]
-        if not isinstance(items, list):
-            yield items, ("routes",)
-            return
-        for index, item in enumerate(items):
-            yield item, ("routes", index)
-    elif isinstance(document, list):
-        for index, item in enumerate(document):
-            yield item, (index,)
-    else:
-        yield document, ()
-
-
 def _describe(error: Any) -> str:
     if error["type"] == "extra_forbidden":
         return "unknown field"
@@ -500,7 +476,7 @@ def _routes(documents: list[Any], file: str) -> list[LoadedRoute]:
     found: list[LoadedRoute] = []
     problems: list[Problem] = []
     for document in documents:
-        for entry, prefix in _entries(document.data):
+        for entry, prefix in document_entries(document.data, "routes", "name"):
             lines = document.lines.under(prefix) or Lines(document.lines.line_of(prefix))
             if not isinstance(entry, dict):
                 what = (

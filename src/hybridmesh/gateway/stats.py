@@ -123,6 +123,11 @@ class LatencyHistogram:
             seen += count
         return _within(max(self.counts), 1.0)
 
+    def percentile_ms(self, percent: float) -> float | None:
+        """The estimated ``percent`` percentile in milliseconds; None when empty."""
+        seconds = self.quantile(percent / 100)
+        return None if seconds is None else seconds * 1000
+
     def to_json(self) -> dict[str, Any]:
         return {
             "v": HISTOGRAM_VERSION,
@@ -184,8 +189,7 @@ class BackendWindow:
 
     def percentile_ms(self, percent: float) -> float | None:
         """The estimated ``percent`` percentile latency in milliseconds (None: no request)."""
-        seconds = self.latency.quantile(percent / 100)
-        return None if seconds is None else seconds * 1000
+        return self.latency.percentile_ms(percent)
 
     @property
     def p50_ms(self) -> float | None:

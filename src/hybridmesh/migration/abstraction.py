@@ -99,8 +99,7 @@ class ImplementationStats:
         return self.errors / self.calls if self.calls else 0.0
 
     def percentile_ms(self, percent: float) -> float | None:
-        seconds = self.latency.quantile(percent / 100)
-        return None if seconds is None else seconds * 1000
+        return self.latency.percentile_ms(percent)
 
     def to_dict(self) -> dict[str, Any]:
         def rounded(value: float | None) -> float | None:

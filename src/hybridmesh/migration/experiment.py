@@ -397,8 +397,7 @@ class PathStats:
         return self.errors / self.runs if self.runs else 0.0
 
     def percentile_ms(self, percent: float) -> float | None:
-        seconds = self.latency.quantile(percent / 100)
-        return None if seconds is None else seconds * 1000
+        return self.latency.percentile_ms(percent)
 
     def to_dict(self) -> dict[str, Any]:
         def rounded(value: float | None) -> float | None:

@@ -27,7 +27,7 @@ then, after a person confirms, retire the source's backend from the route.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -39,7 +39,7 @@ from hybridmesh.core.errors import Problem, ValidationError
 from hybridmesh.core.limits import describe, location
 from hybridmesh.core.names import Name
 from hybridmesh.core.yaml_lines import Lines
-from hybridmesh.core.yaml_source import DEFAULT_LIMITS, YamlLimits, YamlReader
+from hybridmesh.core.yaml_source import DEFAULT_LIMITS, YamlLimits, YamlReader, document_entries
 from hybridmesh.gateway.config import Compare, HeaderName, Percent, Route, Url
 from hybridmesh.gateway.stats import parse_duration
 
@@ -609,21 +609,6 @@ class LoadedPlan:
         return self.line if self.lines is None else self.lines.line_of(loc)
 
 
-def _entries(data: Any) -> Iterator[tuple[Any, tuple[str | int, ...]]]:
-    if isinstance(data, dict) and "plans" in data and "name" not in data:
-        items = data["plans"]
-        if not isinstance(items, list):
-            yield items, ("plans",)
-            return
-        for index, item in enumerate(items):
-            yield item, ("plans", index)
-    elif isinstance(data, list):
-        for index, item in enumerate(data):
-            yield item, (index,)
-    elif data is not None:
-        yield data, ()
-
-
 def _describe(error: Any) -> str:
     return "unknown field" if error["type"] == "extra_forbidden" else describe(error)
 
@@ -637,7 +622,7 @@ def parse_plans(
     found: list[LoadedPlan] = []
     problems: list[Problem] = []
     for document in reader.parse(data, file):
-        for entry, prefix in _entries(document.data):
+        for entry, prefix in document_entries(document.data, "plans", "name"):
             lines = document.lines.under(prefix) or Lines(document.lines.line_of(prefix))
             if not isinstance(entry, dict):
                 problems.append(Problem("a plan must be a mapping", file, lines.line, None))
