@@ -13,9 +13,14 @@ def demo() -> None:
     """Start the reference services on local ports, load the registry and make real
     cross-architecture calls, with a fault injected so retries, the circuit breaker and
     the fallback show; then follow an event from an outbox to WebSocket and analytics, and a
-    poison event to the dead letters and back; last, run the order saga (one order completes,
-    one is compensated after its payment is declined), the onboarding workflow, and a legacy
-    ERP batch exported to CSV. Exits 0 when every step behaved as expected."""
+    poison event to the dead letters and back; run the order saga (one order completes, one
+    is compensated after its payment is declined), the onboarding workflow, and a legacy ERP
+    batch exported to CSV; put a gateway in front of the legacy monolith (key auth, an IP
+    allowlist, a rate limit, XML translation, a sticky split, a mirrored parallel run, a live
+    weight change); last, carve content-management up with gated migration plans under live
+    load (one reaches 100 %, one rolls itself back after an injected fault), move a function
+    by branch by abstraction, and run a boundary experiment. Exits 0 when every step behaved
+    as expected."""
     from hybridmesh.demo import run_demo
 
     report = run(run_demo(get_ctx().settings, console))
