@@ -234,25 +234,38 @@ def _read_document(
             dotted = ".".join(str(part) for part in loc) or None
             problems.append(Problem(describe(error), file, lines.line_of(loc), dotted))
         return
-    for kind, specs, into in (
-        ("replications", parsed.replications, found.replications),
-        ("bridges", parsed.bridges, found.bridges),
-    ):
-        for index, spec in enumerate(specs):
-            line = lines.line_of((kind, index))
-            if spec.name in found.lines:
-                first = found.lines[spec.name]
-                problems.append(
-                    Problem(
-                        f"{spec.name!r} is defined twice (first at {first[0]}:{first[1]})",
-                        file,
-                        line,
-                        f"{kind}.{index}.name",
-                    )
-                )
-                continue
-            found.lines[spec.name] = (file, line)
-            into[spec.name] = spec  # type: ignore[index]
+    for index, replication in enumerate(parsed.replications):
+        if _first(replication.name, "replications", index, lines, file, found, problems):
+            found.replications[replication.name] = replication
+    for index, bridge in enumerate(parsed.bridges):
+        if _first(bridge.name, "bridges", index, lines, file, found, problems):
+            found.bridges[bridge.name] = bridge
+
+
+def _first(
+    name: str,
+    kind: str,
+    index: int,
+    lines: Lines,
+    file: str,
+    found: DataDefinitions,
+    problems: list[Problem],
+) -> bool:
+    """Whether ``name`` is new in this load (recording where it is); a problem if not."""
+    line = lines.line_of((kind, index))
+    if name in found.lines:
+        first_file, first_line = found.lines[name]
+        problems.append(
+            Problem(
+                f"{name!r} is defined twice (first at {first_file}:{first_line})",
+                file,
+                line,
+                f"{kind}.{index}.name",
+            )
+        )
+        return False
+    found.lines[name] = (file, line)
+    return True
 
 
 __all__ = [
