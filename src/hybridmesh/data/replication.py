@@ -1,0 +1,724 @@
+"""Replication of a legacy database's tables into a new service's database.
+
+A :class:`Replicator` reads the source's change log (:mod:`hybridmesh.data.capture`) and
+writes each table's rows, through its :class:`~hybridmesh.data.mapping.TableMapping`, into
+the target. It starts with an initial **backfill** while the source keeps taking writes, then
+**streams** changes as they come.
+
+**Backfill, by watermarks** (Netflix's DBLog; Debezium's incremental snapshots). Tables are
+copied in chunks of primary-key order, interleaved with the log and without locks. For each
+chunk the replicator writes a low watermark into the log, selects the chunk, and writes a
+high watermark. Reading the log on, every change between the two watermarks removes its key
+from the chunk: the log has a change at least as new as the selected row. At the high
+watermark the rows left are written, in the log's order at that point. A chunk row
+therefore never overwrites a newer change; a change made after the selection comes after
+the high watermark, so it is applied after the chunk's row.
+
+**Streaming apply.** Changes are applied in log order, in batches, each batch in one target
+transaction together with the replicator's position (kept in the target database), so
+after a crash it resumes where the last batch committed and applies nothing twice. Within a
+batch only each key's last state is written (an upsert of the after image, or a delete),
+which is what applying them one by one would leave. Applying is idempotent too: an upsert
+or delete of a row's state can be repeated.
+
+**Two directions.** During a cut-over's reverse-sync window a second replicator carries the
+new owner's writes back to the legacy database (:meth:`ReplicationSpec` reversed by
+:func:`reverse_spec`). Each replicator marks what it writes with its name, and the other
+skips those changes, so nothing goes round in circles. When both sides changed a row since
+they last agreed, that is a conflict: last writer wins by change time, or the source
+(legacy) wins, as configured; every conflict is counted and filed in the review queue with
+both versions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from hybridmesh.core.errors import StoreUnavailableError
+from hybridmesh.data.capture import (
+    CHANGES,
+    Change,
+    clear_origin,
+    install_capture,
+    key_text,
+    mark_origin,
+    prepare_origin,
+    read_changes,
+    register_consumer,
+    save_position,
+    sequence_changes,
+    write_watermark,
+)
+from hybridmesh.data.config import ReplicationSpec, TableSpec
+from hybridmesh.data.databases import TableShape, quote
+from hybridmesh.data.mapping import TableMapping
+from hybridmesh.store import Store, Transaction
+
+Phase = Literal["backfill", "streaming"]
+Desired = Literal["running", "paused", "stopped"]
+
+STATE = "hm_replication_state"
+POSITION = "hm_replication_position"
+
+
+@dataclass
+class TableProgress:
+    """One table's place in the replication."""
+
+    source: str
+    target: str
+    phase: Phase
+    #: The key of the last row the backfill copied (JSON), None before the first chunk.
+    chunk_after: str | None
+    rows_copied: int
+    #: Rows in the source table when the backfill started (for progress).
+    rows_total: int
+
+
+@dataclass
+class ReplicationStatus:
+    """Where a replication stands; what ``hybridmesh replicate status`` shows."""
+
+    name: str
+    position: int
+    head: int
+    applied: int
+    conflicts: int
+    lag_changes: int
+    lag_seconds: float
+    tables: list[TableProgress]
+    updated_at: float
+
+    @property
+    def phase(self) -> str:
+        return "backfill" if any(t.phase == "backfill" for t in self.tables) else "streaming"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "phase": self.phase,
+            "position": self.position,
+            "head": self.head,
+            "applied": self.applied,
+            "conflicts": self.conflicts,
+            "lag_changes": self.lag_changes,
+            "lag_seconds": round(self.lag_seconds, 3),
+            "tables": [vars(t) for t in self.tables],
+            "updated_at": self.updated_at,
+        }
+
+
+@dataclass
+class _Window:
+    """A backfill chunk between its watermarks."""
+
+    table: str
+    low: int
+    high: int
+    rows: dict[str, dict[str, Any]]
+    last_key: str | None
+    complete: bool
+
+
+@dataclass
+class _Table:
+    """What the replicator knows of one replicated table."""
+
+    mapping: TableMapping
+    shape: TableShape
+    columns: list[str]  # the target's columns that the mapping writes
+    progress: TableProgress
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """Both sides changed a row since they last agreed."""
+
+    replication: str
+    table: str
+    key: tuple[Any, ...]
+    incoming: dict[str, Any] | None
+    incoming_at: float
+    local: dict[str, Any] | None
+    local_at: float
+    winner: Literal["incoming", "local"]
+
+
+ConflictSink = Callable[[Conflict, Transaction], Awaitable[None]]
+
+
+def reverse_spec(spec: ReplicationSpec) -> ReplicationSpec:
+    """``spec`` the other way round: the new owner's tables back into the legacy database.
+
+    Renames are inverted, computed columns are left out, and a transformed column comes
+    back only through its ``reverse_transform``.
+    """
+    tables = []
+    for table in spec.tables:
+        target = table.target or table.source
+        renames = {t: s for s, t in table.columns.items() if t is not None}
+        reverse: dict[str, str | None] = dict(renames)
+        for column in table.computed:
+            reverse[column] = None
+        for column in table.transform:
+            name = table.columns.get(column) or column
+            if name not in table.reverse_transform:
+                reverse[name] = None
+        tables.append(
+            TableSpec(
+                source=target,
+                target=table.source,
+                key=[table.columns.get(k) or k for k in table.key] if table.key else None,
+                columns=reverse,
+                transform=dict(table.reverse_transform),
+            )
+        )
+    return spec.model_copy(
+        update={
+            "name": f"{spec.name}-reverse",
+            "source": spec.target,
+            "target": spec.source,
+            "tables": tables,
+        }
+    )
+
+
+class Replicator:
+    """Replicates ``spec``'s tables from ``source`` into ``target``.
+
+    ``peer`` names the replication running the other way during a reverse-sync window (its
+    writes are skipped, and conflicts with it are resolved by ``spec.conflicts``);
+    ``legacy_is_source`` says which side is the legacy one (for ``source_wins``).
+    ``on_conflict`` files a conflict (in the review queue) inside the batch's transaction.
+    """
+
+    def __init__(
+        self,
+        spec: ReplicationSpec,
+        source: Store,
+        target: Store,
+        *,
+        peer: str | None = None,
+        legacy_is_source: bool = True,
+        on_conflict: ConflictSink | None = None,
+        backfill: bool = True,
+    ) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.source = source
+        self.target = target
+        self.peer = peer
+        self.legacy_is_source = legacy_is_source
+        self.on_conflict = on_conflict
+        self.backfill = backfill
+        self.position = 0
+        self.applied = 0
+        self.conflicts = 0
+        self.last_change_at = 0.0
+        self.head = 0
+        self._tables: dict[str, _Table] = {}
+        self._window: _Window | None = None
+        self._prepared = False
+
+    # -- setting up ------------------------------------------------------------------------
+
+    async def prepare(self) -> None:
+        """Capture the source's tables, create what the target needs, and take up the
+        position and progress a previous run left (or start: backfill from the head)."""
+        names = [t.source for t in self.spec.tables]
+        shapes = await install_capture(self.source, names)
+        await prepare_origin(self.target)
+        async with self.target.transaction() as tx:
+            for statement in _state_tables(self.target.dialect):
+                await tx.execute(statement)
+        if self.peer is not None:
+            for db in (self.source, self.target):
+                await _index_keys(db)
+        stored = {
+            str(r["tbl"]): r
+            for r in await self.target.fetch_all(
+                f"SELECT tbl, phase, chunk_after, rows_copied, rows_total FROM {STATE} "
+                "WHERE name = ?",
+                self.name,
+            )
+        }
+        for table in self.spec.tables:
+            shape = shapes[table.source]
+            mapping = table.mapping(shape.key)
+            columns = mapping.target_columns(shape.columns)
+            await self._ensure_target_table(mapping, shape, columns)
+            row = stored.get(mapping.target)
+            if row is None:
+                progress = TableProgress(
+                    table.source,
+                    mapping.target,
+                    "backfill" if self.backfill else "streaming",
+                    None,
+                    0,
+                    await _count(self.source, table.source),
+                )
+            else:
+                progress = TableProgress(
+                    table.source,
+                    mapping.target,
+                    row["phase"],
+                    row["chunk_after"],
+                    int(row["rows_copied"]),
+                    int(row["rows_total"]),
+                )
+            self._tables[table.source] = _Table(mapping, shape, columns, progress)
+        saved = await self.target.fetch_one(
+            f"SELECT position, applied, conflicts, last_change_at FROM {POSITION} WHERE name = ?",
+            self.name,
+        )
+        if saved is None:
+            self.position = await register_consumer(self.source, self.name)
+            async with self.target.transaction() as tx:
+                await self._save(tx)
+        else:
+            self.position = int(saved["position"])
+            self.applied = int(saved["applied"])
+            self.conflicts = int(saved["conflicts"])
+            self.last_change_at = float(saved["last_change_at"])
+            await register_consumer(self.source, self.name, self.position)
+        self._prepared = True
+
+    async def _ensure_target_table(
+        self, mapping: TableMapping, shape: TableShape, columns: list[str]
+    ) -> None:
+        existing = await _table_exists(self.target, mapping.target)
+        if existing:
+            return
+        types = {
+            mapping.target_name(c): _column_type(
+                shape.types.get(c, ""), self.source.dialect, self.target.dialect
+            )
+            for c in shape.columns
+            if c not in mapping.drop and c not in mapping.transform
+        }
+        cols = ", ".join(f"{quote(c)} {types.get(c, 'TEXT')}" for c in columns)
+        key = ", ".join(quote(c) for c in mapping.target_key)
+        await self.target.execute(
+            f"CREATE TABLE IF NOT EXISTS {quote(mapping.target)} ({cols}, PRIMARY KEY ({key}))"
+        )
+
+    # -- running ---------------------------------------------------------------------------
+
+    @property
+    def backfilling(self) -> bool:
+        return any(t.progress.phase == "backfill" for t in self._tables.values())
+
+    async def step(self) -> int:
+        """Do one round: open a backfill chunk if one is due, then read and apply a batch
+        of changes. Returns how many changes it read (0: caught up)."""
+        if not self._prepared:
+            await self.prepare()
+        if self._window is None and self.backfill:
+            await self._open_window()
+        changes = await read_changes(self.source, self.position, self.spec.batch_size)
+        if not changes:
+            return 0
+        async with self.target.transaction() as tx:
+            await mark_origin(tx, self.target.dialect, self.name)
+            await self._apply(tx, changes)
+            self.position = changes[-1].seq
+            await self._save(tx)
+            await clear_origin(tx, self.target.dialect)
+        return len(changes)
+
+    async def run(
+        self,
+        *,
+        desired: Callable[[], Awaitable[Desired]] | None = None,
+        idle: float = 0.05,
+        report: Callable[[ReplicationStatus], Awaitable[None]] | None = None,
+        report_every: float = 1.0,
+        until_caught_up: bool = False,
+    ) -> None:
+        """Replicate until ``desired()`` says ``stopped`` (or, with ``until_caught_up``,
+        until the backfill is done and the log is read to its head). ``paused`` holds the
+        position. Source or target unreachable: it waits and tries again."""
+        last_report = 0.0
+        state: Desired = "running"
+        while True:
+            now = time.monotonic()
+            if desired is not None and now - last_report >= min(report_every, 0.5):
+                state = await desired()
+            if state == "stopped":
+                break
+            read = 0
+            if state == "running":
+                try:
+                    read = await self.step()
+                except StoreUnavailableError:
+                    self._window = None
+                    self._prepared = False
+                    await asyncio.sleep(0.5)
+                    continue
+            if report is not None and now - last_report >= report_every:
+                last_report = now
+                await report(await self.status())
+            if until_caught_up and not read and not self.backfilling and self._window is None:
+                break
+            if not read:
+                await asyncio.sleep(idle)
+        await self.report_position()
+        if report is not None:
+            await report(await self.status())
+
+    async def report_position(self) -> None:
+        """Tell the source how far this replication has read, so it can prune the log."""
+        await save_position(self.source, self.name, self.position)
+
+    async def status(self) -> ReplicationStatus:
+        """Position, lag (changes and seconds) and each table's progress."""
+        self.head = await sequence_changes(self.source)
+        oldest = await self.source.fetch_value(
+            f"SELECT at FROM {CHANGES} WHERE seq > ? ORDER BY seq LIMIT 1", self.position
+        )
+        lag_seconds = 0.0 if oldest is None else max(0.0, time.time() - float(oldest))
+        return ReplicationStatus(
+            name=self.name,
+            position=self.position,
+            head=self.head,
+            applied=self.applied,
+            conflicts=self.conflicts,
+            lag_changes=max(0, self.head - self.position),
+            lag_seconds=lag_seconds,
+            tables=[t.progress for t in self._tables.values()],
+            updated_at=time.time(),
+        )
+
+    # -- backfill --------------------------------------------------------------------------
+
+    async def _open_window(self) -> None:
+        table = next((t for t in self._tables.values() if t.progress.phase == "backfill"), None)
+        if table is None:
+            return
+        label = f"{self.name}:{table.progress.source}:{uuid.uuid4().hex}"
+        low = await write_watermark(self.source, label + ":low")
+        rows = await _chunk(
+            self.source, table.shape, table.progress.chunk_after, self.spec.chunk_size
+        )
+        high = await write_watermark(self.source, label + ":high")
+        keyed = {key_text([row[c] for c in table.shape.key]): row for row in rows}
+        self._window = _Window(
+            table=table.progress.source,
+            low=low,
+            high=high,
+            rows=keyed,
+            last_key=next(reversed(keyed)) if keyed else table.progress.chunk_after,
+            complete=len(rows) < self.spec.chunk_size,
+        )
+
+    def _close_window(self, window: _Window, ops: _Ops) -> None:
+        table = self._tables[window.table]
+        for key, row in window.rows.items():
+            ops.upsert(table, key, row)
+        progress = table.progress
+        progress.rows_copied += len(window.rows)
+        progress.chunk_after = window.last_key
+        if window.complete:
+            progress.phase = "streaming"
+        self._window = None
+
+    # -- applying --------------------------------------------------------------------------
+
+    async def _apply(self, tx: Transaction, changes: Sequence[Change]) -> None:
+        ops = _Ops()
+        window = self._window
+        for change in changes:
+            if change.op == "watermark":
+                if window is not None and change.seq == window.high:
+                    self._close_window(window, ops)
+                    window = None
+                continue
+            table = self._tables.get(change.table)
+            if table is None or (self.peer is not None and change.origin == self.peer):
+                continue
+            if window is not None and change.table == window.table and change.seq > window.low:
+                window.rows.pop(change.key_text, None)
+            if self.peer is not None and not await self._wins(tx, table, change):
+                continue
+            self.last_change_at = change.at
+            old_key = (
+                change.before is not None
+                and change.after is not None
+                and (_key_of(table, change.before) != change.key_text)
+            )
+            if old_key and change.before is not None:
+                ops.delete(table, _key_of(table, change.before), change.before)
+            if change.after is None:
+                ops.delete(table, change.key_text, change.before or {})
+            else:
+                ops.upsert(table, change.key_text, change.after)
+        self.applied += await ops.write(tx, self.target.dialect)
+
+    async def _wins(self, tx: Transaction, table: _Table, change: Change) -> bool:
+        """In a reverse-sync window: whether ``change`` is applied. It is not when the peer
+        has since written the row on the source side (the peer's value is already on both
+        sides), nor when it loses a conflict with a change the target has not sent yet."""
+        assert self.peer is not None
+        superseded = await self.source.fetch_value(
+            f"SELECT 1 FROM {CHANGES} WHERE tbl = ? AND key = ? AND origin = ? "
+            "AND (seq > ? OR seq IS NULL) LIMIT 1",
+            change.table,
+            _stored_key(self.source.dialect, change.key),
+            self.peer,
+            change.seq,
+        )
+        if superseded:
+            return False
+        mapping = table.mapping
+        peer_position = await self.source.fetch_value(
+            f"SELECT position FROM {POSITION} WHERE name = ?", self.peer
+        )
+        target_key = [
+            mapping.map_key(dict(zip(mapping.key, change.key, strict=True)))[c]
+            for c in mapping.target_key
+        ]
+        local = await self.target.fetch_one(
+            f"SELECT after, at FROM {CHANGES} WHERE tbl = ? AND key = ? "
+            "AND (origin IS NULL OR origin <> ?) AND (seq > ? OR seq IS NULL) "
+            "ORDER BY at DESC LIMIT 1",
+            mapping.target,
+            _stored_key(self.target.dialect, target_key),
+            self.name,
+            int(peer_position or 0),
+        )
+        if local is None:
+            return True
+        local_at = float(local["at"])
+        if self.spec.conflicts == "source_wins":
+            incoming_wins = self.legacy_is_source
+        else:
+            incoming_wins = change.at > local_at or (
+                change.at == local_at and self.legacy_is_source
+            )
+        self.conflicts += 1
+        if self.on_conflict is not None:
+            await self.on_conflict(
+                Conflict(
+                    replication=self.name,
+                    table=change.table,
+                    key=change.key,
+                    incoming=change.after,
+                    incoming_at=change.at,
+                    local=None if local["after"] is None else json.loads(local["after"]),
+                    local_at=local_at,
+                    winner="incoming" if incoming_wins else "local",
+                ),
+                tx,
+            )
+        return incoming_wins
+
+    async def _save(self, tx: Transaction) -> None:
+        now = time.time()
+        await tx.execute(
+            f"INSERT INTO {POSITION} (name, position, applied, conflicts, last_change_at, "
+            "updated_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+            "position = excluded.position, applied = excluded.applied, "
+            "conflicts = excluded.conflicts, last_change_at = excluded.last_change_at, "
+            "updated_at = excluded.updated_at",
+            self.name,
+            self.position,
+            self.applied,
+            self.conflicts,
+            self.last_change_at,
+            now,
+        )
+        for table in self._tables.values():
+            p = table.progress
+            await tx.execute(
+                f"INSERT INTO {STATE} (name, tbl, phase, chunk_after, rows_copied, "
+                "rows_total) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name, tbl) DO UPDATE SET "
+                "phase = excluded.phase, chunk_after = excluded.chunk_after, "
+                "rows_copied = excluded.rows_copied, rows_total = excluded.rows_total",
+                self.name,
+                p.target,
+                p.phase,
+                p.chunk_after,
+                p.rows_copied,
+                p.rows_total,
+            )
+
+
+class _Ops:
+    """The last state of each key a batch touched, in the order the keys were first met."""
+
+    def __init__(self) -> None:
+        self._last: dict[tuple[str, str], tuple[_Table, dict[str, Any] | None]] = {}
+
+    def upsert(self, table: _Table, key: str, row: Mapping[str, Any]) -> None:
+        self._last.pop((table.progress.source, key), None)
+        self._last[(table.progress.source, key)] = (table, table.mapping.map_row(row))
+
+    def delete(self, table: _Table, key: str, row: Mapping[str, Any]) -> None:
+        self._last.pop((table.progress.source, key), None)
+        self._last[(table.progress.source, key)] = (
+            table,
+            {"__delete__": table.mapping.map_key({c: row.get(c) for c in table.mapping.key})},
+        )
+
+    async def write(self, tx: Transaction, dialect: str) -> int:
+        groups: dict[str, tuple[_Table, list[dict[str, Any]], list[dict[str, Any]]]] = {}
+        for table, row in self._last.values():
+            _, upserts, deletes = groups.setdefault(table.progress.source, (table, [], []))
+            if row is not None and "__delete__" in row:
+                deletes.append(row["__delete__"])
+            elif row is not None:
+                upserts.append(row)
+        for table, upserts, deletes in groups.values():
+            if deletes:
+                await _delete_rows(tx, table, deletes)
+            if upserts:
+                await _upsert_rows(tx, dialect, table, upserts)
+        return len(self._last)
+
+
+# ---------------------------------------------------------------------------- SQL
+
+
+async def _upsert_rows(
+    tx: Transaction, dialect: str, table: _Table, rows: list[dict[str, Any]]
+) -> None:
+    mapping = table.mapping
+    columns = table.columns
+    names = ", ".join(quote(c) for c in columns)
+    key = ", ".join(quote(c) for c in mapping.target_key)
+    others = [c for c in columns if c not in mapping.target_key]
+    update = (
+        "DO UPDATE SET " + ", ".join(f"{quote(c)} = excluded.{quote(c)}" for c in others)
+        if others
+        else "DO NOTHING"
+    )
+    if dialect == "postgresql":
+        # PostgreSQL turns JSON values into the columns' types itself (a timestamp written
+        # as text in the log, say), and takes a whole batch in one statement.
+        await tx.execute(
+            f"INSERT INTO {quote(mapping.target)} ({names}) SELECT {names} FROM "
+            f"jsonb_populate_recordset(NULL::{quote(mapping.target)}, ?::jsonb) "
+            f"ON CONFLICT ({key}) {update}",
+            json.dumps(rows, default=str),
+        )
+        return
+    marks = ", ".join("?" for _ in columns)
+    await tx.executemany(
+        f"INSERT INTO {quote(mapping.target)} ({names}) VALUES ({marks}) "
+        f"ON CONFLICT ({key}) {update}",
+        [[_sqlite_value(row.get(c)) for c in columns] for row in rows],
+    )
+
+
+async def _delete_rows(tx: Transaction, table: _Table, keys: list[dict[str, Any]]) -> None:
+    columns = table.mapping.target_key
+    where = " AND ".join(f"{quote(c)} = ?" for c in columns)
+    await tx.executemany(
+        f"DELETE FROM {quote(table.mapping.target)} WHERE {where}",
+        [[k[c] for c in columns] for k in keys],
+    )
+
+
+def _sqlite_value(value: Any) -> Any:
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    if isinstance(value, bool):
+        return int(value)
+    return value
+
+
+async def _chunk(
+    db: Store, shape: TableShape, after: str | None, size: int
+) -> list[dict[str, Any]]:
+    """The next ``size`` rows of ``shape``'s table after key ``after`` (JSON), in key order,
+    each as the trigger's image of it (JSON values), so chunk rows and changes are mapped
+    and written the same way."""
+    key = ", ".join(quote(c) for c in shape.key)
+    table = quote(shape.name)
+    image = (
+        f"to_jsonb({table}.*)::text"
+        if db.dialect == "postgresql"
+        else "json_object("
+        + ", ".join("'" + c.replace("'", "''") + f"', {quote(c)}" for c in shape.columns)
+        + ")"
+    )
+    args: list[Any] = []
+    where = ""
+    if after is not None:
+        values = json.loads(after)
+        marks = ", ".join("?" for _ in values)
+        where = f"WHERE ({key}) > ({marks})"
+        args = list(values)
+    rows = await db.fetch_all(
+        f"SELECT {image} AS image FROM {table} {where} ORDER BY {key} LIMIT ?", *args, size
+    )
+    return [json.loads(row["image"]) for row in rows]
+
+
+def _key_of(table: _Table, image: Mapping[str, Any]) -> str:
+    return key_text([image.get(c) for c in table.mapping.key])
+
+
+def _stored_key(dialect: str, key: Iterable[Any]) -> str:
+    """A key as the change log stores it (PostgreSQL's jsonb text puts a space after
+    commas)."""
+    if dialect == "postgresql":
+        return json.dumps(list(key), separators=(", ", ": "))
+    return key_text(list(key))
+
+
+async def _count(db: Store, table: str) -> int:
+    return int(await db.fetch_value(f"SELECT COUNT(*) FROM {quote(table)}") or 0)
+
+
+async def _table_exists(db: Store, table: str) -> bool:
+    if db.dialect == "sqlite":
+        found = await db.fetch_value(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", table
+        )
+    else:
+        found = await db.fetch_value("SELECT to_regclass(?) IS NOT NULL", quote(table))
+    return bool(found)
+
+
+async def _index_keys(db: Store) -> None:
+    """An index for finding a key's changes, which conflict checks need."""
+    await db.execute(f"CREATE INDEX IF NOT EXISTS {CHANGES}_key ON {CHANGES} (tbl, key)")
+
+
+def _column_type(declared: str, source: str, target: str) -> str:
+    if source == target and declared:
+        return declared
+    lowered = declared.lower()
+    if "int" in lowered:
+        return "BIGINT"
+    if any(word in lowered for word in ("real", "double", "float", "numeric", "decimal")):
+        return "DOUBLE PRECISION" if target == "postgresql" else "REAL"
+    return "TEXT"
+
+
+def _state_tables(dialect: str) -> list[str]:
+    real = "DOUBLE PRECISION" if dialect == "postgresql" else "REAL"
+    return [
+        f"CREATE TABLE IF NOT EXISTS {STATE} (name TEXT NOT NULL, tbl TEXT NOT NULL, "
+        "phase TEXT NOT NULL, chunk_after TEXT, rows_copied BIGINT NOT NULL, "
+        "rows_total BIGINT NOT NULL, PRIMARY KEY (name, tbl))",
+        f"CREATE TABLE IF NOT EXISTS {POSITION} (name TEXT PRIMARY KEY, "
+        "position BIGINT NOT NULL, applied BIGINT NOT NULL, conflicts BIGINT NOT NULL, "
+        f"last_change_at {real} NOT NULL, updated_at {real} NOT NULL)",
+    ]
+
+
+__all__ = [
+    "Conflict",
+    "ReplicationStatus",
+    "Replicator",
+    "TableProgress",
+    "reverse_spec",
+]
