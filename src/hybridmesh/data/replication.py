@@ -150,7 +150,7 @@ class Conflict:
     winner: Literal["incoming", "local"]
 
 
-ConflictSink = Callable[[Conflict, Transaction], Awaitable[None]]
+ConflictSink = Callable[[Conflict], Awaitable[None]]
 
 
 def reverse_spec(spec: ReplicationSpec) -> ReplicationSpec:
@@ -195,7 +195,8 @@ class Replicator:
     ``peer`` names the replication running the other way during a reverse-sync window (its
     writes are skipped, and conflicts with it are resolved by ``spec.conflicts``);
     ``legacy_is_source`` says which side is the legacy one (for ``source_wins``).
-    ``on_conflict`` files a conflict (in the review queue) inside the batch's transaction.
+    ``on_conflict`` files a conflict (in the review queue) before the batch commits, so a
+    conflict is never lost; it may be filed again if the batch is applied again.
     """
 
     def __init__(
@@ -310,6 +311,12 @@ class Replicator:
 
     # -- running ---------------------------------------------------------------------------
 
+    def reset(self) -> None:
+        """Forget what is only in memory (an open backfill chunk) and prepare again on the
+        next step: after a connection was lost."""
+        self._window = None
+        self._prepared = False
+
     @property
     def backfilling(self) -> bool:
         return any(t.progress.phase == "backfill" for t in self._tables.values())
@@ -357,8 +364,7 @@ class Replicator:
                 try:
                     read = await self.step()
                 except StoreUnavailableError:
-                    self._window = None
-                    self._prepared = False
+                    self.reset()
                     await asyncio.sleep(0.5)
                     continue
             if report is not None and now - last_report >= report_every:
@@ -483,7 +489,7 @@ class Replicator:
             mapping.map_key(dict(zip(mapping.key, change.key, strict=True)))[c]
             for c in mapping.target_key
         ]
-        local = await self.target.fetch_one(
+        local = await tx.fetch_one(
             f"SELECT after, at FROM {CHANGES} WHERE tbl = ? AND key = ? "
             "AND (origin IS NULL OR origin <> ?) AND (seq > ? OR seq IS NULL) "
             "ORDER BY at DESC LIMIT 1",
@@ -513,8 +519,7 @@ class Replicator:
                     local=None if local["after"] is None else json.loads(local["after"]),
                     local_at=local_at,
                     winner="incoming" if incoming_wins else "local",
-                ),
-                tx,
+                )
             )
         return incoming_wins
 

@@ -9,8 +9,9 @@ from typing import Any, Literal, get_args
 
 from hybridmesh.core.errors import Problem, ValidationError
 
-Origin = Literal["saga", "workflow", "batch", "dlq"]
-"""Where an item came from: a saga or workflow execution, a batch record, a dead letter."""
+Origin = Literal["saga", "workflow", "batch", "dlq", "replication"]
+"""Where an item came from: a saga or workflow execution, a batch record, a dead letter, or a
+conflict two replications met while both sides of a cut-over took writes."""
 
 Status = Literal["open", "retried", "resolved", "discarded"]
 """``open`` waits for a person; the other three are final."""

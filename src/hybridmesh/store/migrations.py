@@ -395,6 +395,25 @@ _BOUNDARY_EXPERIMENTS = (
     "ALTER TABLE gw_windows ADD COLUMN mismatches INTEGER NOT NULL DEFAULT 0",
 )
 
+# Replications and event bridges of the data side: each definition (as JSON), the state a
+# person asks for (running, paused, stopped), whether reverse sync runs, and the status the
+# process running it last reported. Positions and progress themselves live in the target
+# database, committed with the rows they describe.
+_DATA_REPLICATIONS = (
+    """CREATE TABLE data_replications (
+        name TEXT PRIMARY KEY,
+        kind TEXT NOT NULL, -- replication or bridge
+        spec TEXT NOT NULL,
+        desired TEXT NOT NULL, -- running, paused or stopped
+        reverse INTEGER NOT NULL DEFAULT 0,
+        status TEXT,
+        heartbeat_at DOUBLE PRECISION,
+        created_at DOUBLE PRECISION NOT NULL,
+        updated_at DOUBLE PRECISION NOT NULL
+    )""",
+)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         version=1,
@@ -458,6 +477,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(version=11, name="migration plans", statements=_MIGRATION_PLANS),
     Migration(version=12, name="feature flags", statements=_FLAGS),
     Migration(version=13, name="boundary experiments", statements=_BOUNDARY_EXPERIMENTS),
+    Migration(version=14, name="data replications", statements=_DATA_REPLICATIONS),
 )
 """Every migration, in version order. :meth:`Store.upgrade` applies the missing ones."""
 
