@@ -238,9 +238,6 @@ class Replicator:
         async with self.target.transaction() as tx:
             for statement in _state_tables(self.target.dialect):
                 await tx.execute(statement)
-        if self.peer is not None:
-            for db in (self.source, self.target):
-                await _index_keys(db)
         stored = {
             str(r["tbl"]): r
             for r in await self.target.fetch_all(
@@ -274,6 +271,11 @@ class Replicator:
                     int(row["rows_total"]),
                 )
             self._tables[table.source] = _Table(mapping, shape, columns, progress)
+        if self.peer is not None:
+            # Conflicts are found in both logs: the target's is the peer's source.
+            await install_capture(self.target, [t.mapping.target for t in self._tables.values()])
+            for db in (self.source, self.target):
+                await _index_keys(db)
         saved = await self.target.fetch_one(
             f"SELECT position, applied, conflicts, last_change_at FROM {POSITION} WHERE name = ?",
             self.name,
