@@ -8,12 +8,12 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from tests.integration.data.test_replication import make_customers, spec_for
 
 from hybridmesh.data.replication import Conflict, Replicator, reverse_spec
 from hybridmesh.data.runner import conflict_filer
 from hybridmesh.review import ReviewQueue
 from hybridmesh.store import Store, open_store
-from tests.integration.data.test_replication import make_customers, spec_for
 
 
 async def both_ways(
@@ -62,7 +62,8 @@ async def test_the_new_owners_writes_reach_the_legacy_database_and_stop_there(
     forward, reverse, met = await both_ways(legacy, new)
 
     await new.execute(
-        "INSERT INTO users (id, full_name, email, initials) VALUES (7, 'Eve Fox', 'eve@x.org', 'EF')"
+        "INSERT INTO users (id, full_name, email, initials) "
+        "VALUES (7, 'Eve Fox', 'eve@x.org', 'EF')"
     )
     await new.execute("UPDATE users SET full_name = 'Ada King' WHERE id = 1")
     await legacy.execute("UPDATE customers SET name = 'Bo Lee' WHERE id = 2")
