@@ -130,6 +130,16 @@ def _percents(text: str | None, option: str) -> list[float]:
     default=None,
     help="A YAML plan instead of the options.",
 )
+@click.option(
+    "--replication",
+    default=None,
+    help="database_decomposition: the replication (`replicate apply`) moving the data.",
+)
+@click.option(
+    "--flag",
+    default=None,
+    help="database_decomposition: switch writes by this flag's variant, not a route.",
+)
 @click.option("--start", is_flag=True, help="Start the plan at once (a runner then drives it).")
 @by_option
 @json_option
@@ -147,6 +157,8 @@ def migrate_plan(
     max_p95_ms: float | None,
     min_requests: int | None,
     file: Path | None,
+    replication: str | None,
+    flag: str | None,
     start: bool,
     actor: str | None,
     as_json: bool,
@@ -180,6 +192,10 @@ def migrate_plan(
             target["steps"] = _percents(steps, "--steps")
         if approve_at:
             target["approve_at"] = _percents(approve_at, "--approve-at")
+        if replication:
+            target["replication"] = replication
+        if flag:
+            target["flag"] = flag
         data = {
             "name": name or f"{source}-migration",
             "source": source,
@@ -516,18 +532,23 @@ _control("abort", "Roll PLAN back as its rollback strategy says, and end it.")
 @contextlib.asynccontextmanager
 async def _publishing(store: Store, stop: asyncio.Event) -> AsyncIterator[None]:
     """Publish the plans' audit events (queued in the outbox with each action) to the
-    event bus the settings name, while the runner runs, and what is left at its end."""
+    event bus the settings name, while the runner runs, and what is left at its end; and
+    run the replications that data steps ask to run (unless another process runs them)."""
+    from hybridmesh.data.runner import DataSupervisor
     from hybridmesh.events import OutboxRelay, open_bus
 
     bus = await open_bus(get_ctx().settings, store=store)
     relay = OutboxRelay(store, bus)
     task = asyncio.create_task(relay.run(stop), name="migration:events")
+    data = asyncio.create_task(DataSupervisor(store, bus=bus).run(stop), name="migration:data")
     try:
         yield
     finally:
         stop.set()
         with contextlib.suppress(Exception):
             await task
+        with contextlib.suppress(Exception):
+            await data
         with contextlib.suppress(Exception):
             while await relay.relay_once():
                 pass
@@ -591,7 +612,8 @@ def migrate_run(plan: str, lease: float, actor: str | None, as_json: bool) -> No
 def migrate_runner(lease: float) -> None:
     """Drive every running plan until interrupted; any number of runners share the store,
     and one that dies is replaced by another within its lease. The plans' audit events are
-    published to the event bus (HYBRIDMESH_EVENTS_URL, or the SQL log in the store)."""
+    published to the event bus (HYBRIDMESH_EVENTS_URL, or the SQL log in the store), and
+    the replications data steps ask for run here unless another process runs them."""
 
     async def serve(store: Store) -> None:
         stop = asyncio.Event()

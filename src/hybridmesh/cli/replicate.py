@@ -232,6 +232,31 @@ def replicate_start(name: str, file: Path | None, until_caught_up: bool, as_json
     )
 
 
+@replicate.command("run")
+def replicate_run() -> None:
+    """Run every stored replication and bridge that is asked to run and that no other
+    process runs, until interrupted (any number of these share the work; one that dies is
+    replaced within five seconds). Bridges publish to the event bus the settings name."""
+
+    async def serve(store: Store) -> None:
+        from hybridmesh.data.runner import DataSupervisor
+        from hybridmesh.events import open_bus
+
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(RuntimeError, NotImplementedError, ValueError):
+                loop.add_signal_handler(sig, stop.set)
+        bus = await open_bus(get_ctx().settings, store=store)
+        try:
+            with console.status("running replications and bridges (Ctrl-C stops)"):
+                await DataSupervisor(store, bus=bus).run(stop)
+        finally:
+            await bus.close()
+
+    run(_with_store(serve))
+
+
 def _progress() -> Progress:
     return Progress(
         TextColumn("{task.description}"),

@@ -38,6 +38,7 @@ class DataRecord:
     desired: Desired
     reverse: bool
     status: dict[str, Any] | None
+    owner: str | None
     heartbeat_at: float | None
     updated_at: float
 
@@ -53,6 +54,7 @@ class DataRecord:
             "desired": self.desired,
             "reverse": self.reverse,
             "running": self.running_now(now),
+            "owner": self.owner if self.running_now(now) else None,
             "status": self.status,
             "heartbeat_at": self.heartbeat_at,
             "spec": self.spec.model_dump(mode="json"),
@@ -138,20 +140,47 @@ class DataControl:
             return "stopped", False
         return row["desired"], bool(row["reverse"])
 
-    async def report(self, name: str, status: dict[str, Any]) -> None:
-        """Record the status a running process reports (and that it is alive)."""
+    async def claim(self, name: str, owner: str) -> bool:
+        """Become the one process that runs ``name``: granted when nobody runs it, or its
+        runner has not reported for :data:`STALE_AFTER` seconds (it died)."""
         now = time.time()
-        await self.store.execute(
-            "UPDATE data_replications SET status = ?, heartbeat_at = ? WHERE name = ?",
+        claimed = await self.store.execute(
+            "UPDATE data_replications SET owner = ?, heartbeat_at = ? WHERE name = ? AND "
+            "(owner IS NULL OR owner = ? OR heartbeat_at IS NULL OR heartbeat_at < ?)",
+            owner,
+            now,
+            name,
+            owner,
+            now - STALE_AFTER,
+        )
+        return claimed == 1
+
+    async def report(self, name: str, status: dict[str, Any], owner: str) -> bool:
+        """Record the status ``owner`` reports (and that it is alive); False when another
+        process has taken ``name`` over (this one must stop)."""
+        now = time.time()
+        kept = await self.store.execute(
+            "UPDATE data_replications SET status = ?, heartbeat_at = ? "
+            "WHERE name = ? AND owner = ?",
             json.dumps(status, default=str),
             now,
             name,
+            owner,
         )
+        return kept == 1
 
-    async def released(self, name: str) -> None:
-        """Record that no process runs ``name`` any more (its last status stays)."""
+    async def owner(self, name: str) -> str | None:
+        """The process running ``name`` now, if one reported lately."""
+        record = await self.get(name)
+        return record.owner if record.running_now() else None
+
+    async def released(self, name: str, owner: str) -> None:
+        """Record that ``owner`` runs ``name`` no more (its last status stays)."""
         await self.store.execute(
-            "UPDATE data_replications SET heartbeat_at = NULL WHERE name = ?", name
+            "UPDATE data_replications SET owner = NULL, heartbeat_at = NULL "
+            "WHERE name = ? AND owner = ?",
+            name,
+            owner,
         )
 
     async def running(self) -> Sequence[DataRecord]:
@@ -173,6 +202,7 @@ def _record(row: dict[str, Any]) -> DataRecord:
         desired=row["desired"],
         reverse=bool(row["reverse"]),
         status=None if row["status"] is None else json.loads(row["status"]),
+        owner=row["owner"],
         heartbeat_at=row["heartbeat_at"],
         updated_at=float(row["updated_at"]),
     )

@@ -11,10 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import socket
+import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from hybridmesh.core.errors import StoreUnavailableError
+from hybridmesh.core.errors import HybridMeshError, StoreUnavailableError
 from hybridmesh.data.bridge import EventBridge
 from hybridmesh.data.config import BridgeSpec, ReplicationSpec
 from hybridmesh.data.control import DataControl
@@ -22,8 +26,11 @@ from hybridmesh.data.databases import open_database
 from hybridmesh.data.metrics import DataMetrics
 from hybridmesh.data.replication import Conflict, Replicator, reverse_spec
 from hybridmesh.events import EventBus
+from hybridmesh.observability import get_logger
 from hybridmesh.review import ReviewQueue
 from hybridmesh.store import Store
+
+log = get_logger("hybridmesh.data")
 
 StatusSink = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -80,12 +87,24 @@ async def run_stored(
     stop: asyncio.Event | None = None,
     on_status: StatusSink | None = None,
     metrics: DataMetrics | None = None,
+    owner: str | None = None,
 ) -> dict[str, Any]:
     """Run replication or bridge ``name`` until it is asked to stop (or ``stop`` is set, or,
     with ``until_caught_up``, until it has caught up); returns its last status. A bridge
-    needs ``bus``."""
+    needs ``bus``.
+
+    One process runs a replication at a time: this one claims it first, and raises
+    :class:`AlreadyRunningError` while another reports on it; if another takes it over
+    (this one stalled past :data:`~hybridmesh.data.control.STALE_AFTER`), this one stops.
+    """
     control = DataControl(store)
     record = await control.get(name)
+    owner = owner or default_owner()
+    if not await control.claim(name, owner):
+        raise AlreadyRunningError(
+            f"{name} is run by {record.owner} (it reported "
+            f"{time.time() - (record.heartbeat_at or 0):.1f} s ago); stop that one first"
+        )
     metrics = metrics or DataMetrics.default()
     stop = stop or asyncio.Event()
     last: dict[str, Any] = {}
@@ -94,8 +113,11 @@ async def run_stored(
         nonlocal last
         last = status
         metrics.observe(status)
-        with contextlib.suppress(StoreUnavailableError):
-            await control.report(name, status)
+        try:
+            if not await control.report(name, status, owner):
+                stop.set()  # taken over: the other process goes on from the same position
+        except StoreUnavailableError:
+            pass
         if on_status is not None:
             await on_status(status)
 
@@ -103,8 +125,71 @@ async def run_stored(
         await _run_record(record.spec, store, control, bus, stop, until_caught_up, report)
     finally:
         with contextlib.suppress(StoreUnavailableError):
-            await control.released(name)
+            await control.released(name, owner)
     return last
+
+
+class AlreadyRunningError(HybridMeshError):
+    """Another process runs this replication or bridge."""
+
+
+def default_owner() -> str:
+    """This process, as a replication's owner: host, process id and a random part."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class DataSupervisor:
+    """Runs every stored replication and bridge that is asked to run (or stay paused) and
+    that no other process runs: ``hybridmesh replicate run``, and beside a migration plan
+    runner. Several supervisors share the work; one that dies is replaced within
+    :data:`~hybridmesh.data.control.STALE_AFTER` seconds."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        bus: EventBus | None = None,
+        owner: str | None = None,
+        look_every: float = 1.0,
+    ) -> None:
+        self.store = store
+        self.bus = bus
+        self.owner = owner or default_owner()
+        self.look_every = look_every
+        self.tasks: dict[str, asyncio.Task[dict[str, Any]]] = {}
+
+    async def run(self, stop: asyncio.Event) -> None:
+        control = DataControl(self.store)
+        try:
+            while not stop.is_set():
+                with contextlib.suppress(StoreUnavailableError):
+                    for record in await control.running():
+                        if record.kind == "bridge" and self.bus is None:
+                            continue
+                        task = self.tasks.get(record.name)
+                        if task is not None and not task.done():
+                            continue
+                        if record.running_now() and record.owner != self.owner:
+                            continue
+                        self.tasks[record.name] = asyncio.create_task(
+                            self._run(record.name, stop), name=f"data:{record.name}"
+                        )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.look_every)
+        finally:
+            stop.set()
+            if self.tasks:
+                await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+
+    async def _run(self, name: str, stop: asyncio.Event) -> dict[str, Any]:
+        try:
+            return await run_stored(self.store, name, bus=self.bus, stop=stop, owner=self.owner)
+        except AlreadyRunningError:
+            return {}
+        except Exception as error:  # one replication failing does not stop the others
+            log.warning("data: %s failed: %s: %s", name, type(error).__name__, error)
+            await asyncio.sleep(self.look_every)
+            return {}
 
 
 async def _run_record(
@@ -222,4 +307,11 @@ async def _status(forward: Replicator, reverse: Replicator | None, desired: str)
     return status
 
 
-__all__ = ["conflict_filer", "opened", "run_stored"]
+__all__ = [
+    "AlreadyRunningError",
+    "DataSupervisor",
+    "conflict_filer",
+    "default_owner",
+    "opened",
+    "run_stored",
+]

@@ -199,10 +199,56 @@ class Check(_Strict):
     do: Literal["check"] = "check"
 
 
+class SetReplication(_Strict):
+    """Ask replication ``replication`` (``hybridmesh replicate``) to run, pause or stop,
+    and turn its reverse-sync window on or off (None: leave it)."""
+
+    do: Literal["set_replication"] = "set_replication"
+    replication: Name
+    desired: Literal["running", "paused", "stopped"] | None = None
+    reverse: bool | None = None
+
+
+class RetireReplication(_Strict):
+    """The new owner is confirmed: stop ``replication`` both ways and remove change capture
+    from both databases. Not undone by a rollback."""
+
+    do: Literal["retire_replication"] = "retire_replication"
+    replication: Name
+
+
 Action = Annotated[
-    SetWeight | PrepareRoute | RetireBackend | MirrorTraffic | SetFlagRollout | Check,
+    SetWeight
+    | PrepareRoute
+    | RetireBackend
+    | MirrorTraffic
+    | SetFlagRollout
+    | Check
+    | SetReplication
+    | RetireReplication,
     Field(discriminator="do"),
 ]
+
+
+class DataGate(_Strict):
+    """What a data step waits for, looked at every ``interval``: the step passes once it
+    holds, and fails (rolling back as the plan says) if it has not held within ``timeout``.
+
+    - ``running``: a process runs the replication (it reported within five seconds);
+    - ``backfilled``: every table's backfill is done and the lag is at most
+      ``max_lag_changes`` changes;
+    - ``reconciled``: a reconciliation (repairing first when ``repair``) finds at most
+      ``max_inconsistency`` of the rows different;
+    - ``reverse_running``: the reverse-sync window runs, at most ``max_lag_changes`` behind.
+    """
+
+    replication: Name
+    condition: Literal["running", "backfilled", "reconciled", "reverse_running"]
+    max_lag_changes: int = Field(default=100, ge=0)
+    max_inconsistency: float = Field(default=0.0, ge=0, le=1)
+    repair: bool = True
+    interval: Seconds = 2.0
+    timeout: Seconds = 3600.0
 
 
 class Measure(_Strict):
@@ -223,6 +269,8 @@ class Step(_Strict):
     gate: Criteria | None = None
     #: What the gate reads (by default the backend the action moves traffic to).
     measure: Measure | None = None
+    #: A data step's gate: what it waits for instead of traffic figures.
+    until: DataGate | None = None
 
     def measured(self) -> Measure | None:
         if self.measure is not None:
@@ -352,8 +400,13 @@ class Target(_Strict):
     #: answers compared, gated on the mismatch rate.
     parallel_run: ParallelRun | None = None
     #: Branch by abstraction: the feature flag, and the variant of the new implementation.
+    #: Database decomposition: the flag whose ``variant`` sends writes to the new owner
+    #: (instead of a route).
     flag: str | None = Field(default=None, min_length=1, max_length=200)
     variant: str = Field(default="new", min_length=1, max_length=200)
+    #: Database decomposition: the replication (``hybridmesh replicate``) that moves the
+    #: target's tables out of the source's database.
+    replication: Name | None = None
 
     @model_validator(mode="after")
     def _steps_grow(self) -> Target:
@@ -441,6 +494,12 @@ class MigrationPlan(_Strict):
             return SetFlagRollout(flag=action.flag, variant=action.variant, percent=previous)
         if isinstance(action, MirrorTraffic) and action.percent > 0:
             return MirrorTraffic(route=action.route, backend=action.backend, percent=0)
+        if isinstance(action, SetReplication):
+            return SetReplication(
+                replication=action.replication,
+                desired="stopped" if action.desired == "running" else None,
+                reverse=False if action.reverse else None,
+            )
         return None
 
     def to_json(self) -> dict[str, Any]:
@@ -479,12 +538,7 @@ def _target_steps(spec: PlanSpec, target: Target, routes: Mapping[str, Route]) -
         return _strangler_steps(spec, target, routes, criteria)
     if spec.strategy is Strategy.BRANCH_BY_ABSTRACTION:
         return _abstraction_steps(target, criteria)
-    raise _TargetProblem(
-        "database_decomposition plans need the data side of a migration (change capture, "
-        "backfill and reconciliation), which this version does not have; write the plan's "
-        "steps out instead",
-        "service",
-    )
+    return _decomposition_steps(spec, target, routes, criteria)
 
 
 def _backend_of(route: Route, service: str, given: str | None, field: str) -> str:
@@ -577,6 +631,77 @@ def _strangler_steps(
     return steps
 
 
+def _decomposition_steps(
+    spec: PlanSpec, target: Target, routes: Mapping[str, Route], criteria: Criteria
+) -> list[Step]:
+    """Database decomposition, as the guide's cut-over: replicate, backfill, verify, start
+    reverse sync, switch writes to the new owner (its route, or a flag), wait for a person
+    to confirm while legacy reports keep reading the old database, retire."""
+    if target.replication is None:
+        raise _TargetProblem(
+            "a database_decomposition target needs its replication: define one with "
+            "`hybridmesh replicate apply` and name it here",
+            "replication",
+        )
+    name = target.replication
+
+    def until(condition: Any) -> DataGate:
+        return DataGate(replication=name, condition=condition)
+
+    switch: Step
+    if target.flag is not None:
+        switch = Step(
+            name=f"writes to {target.service}",
+            type=StepType.FUNCTIONALITY,
+            action=SetFlagRollout(flag=target.flag, variant=target.variant, percent=100),
+            approval=True,
+            gate=criteria,
+            measure=Measure(route=f"abstraction:{target.flag}", backend=target.variant),
+        )
+    else:
+        route_name = target.route or target.service
+        route = routes.get(route_name)
+        if route is None:
+            raise _TargetProblem(
+                f"the gateway has no route {route_name!r} for the new owner's writes; apply "
+                "one, or name a flag",
+                "route",
+            )
+        backend = _backend_of(route, target.service, target.backend, "backend")
+        switch = Step(
+            name=f"writes to {target.service}",
+            type=StepType.ROUTING,
+            action=SetWeight(route=route.name, backend=backend, percent=100),
+            approval=True,
+            gate=criteria,
+        )
+    return [
+        Step(
+            name="replicate",
+            type=StepType.DATA,
+            action=SetReplication(replication=name, desired="running"),
+            until=until("running"),
+        ),
+        Step(name="backfill", type=StepType.DATA, action=Check(), until=until("backfilled")),
+        Step(name="verify", type=StepType.VALIDATION, action=Check(), until=until("reconciled")),
+        Step(
+            name="reverse sync",
+            type=StepType.DATA,
+            action=SetReplication(replication=name, reverse=True),
+            until=until("reverse_running"),
+        ),
+        switch,
+        # Reverse sync runs, and legacy reports keep reading the old database, until a
+        # person confirms the new owner.
+        Step(name="confirm", type=StepType.VALIDATION, action=Check(), approval=True),
+        Step(
+            name="retire",
+            type=StepType.DATA,
+            action=RetireReplication(replication=name),
+        ),
+    ]
+
+
 def _abstraction_steps(target: Target, criteria: Criteria) -> list[Step]:
     flag = target.flag or target.service
     measure = Measure(route=f"abstraction:{flag}", backend=target.variant)
@@ -665,6 +790,7 @@ __all__ = [
     "Action",
     "Check",
     "Criteria",
+    "DataGate",
     "LoadedPlan",
     "Measure",
     "MetricCheck",
@@ -675,8 +801,10 @@ __all__ = [
     "Precondition",
     "PrepareRoute",
     "RetireBackend",
+    "RetireReplication",
     "RollbackTo",
     "SetFlagRollout",
+    "SetReplication",
     "SetWeight",
     "Step",
     "StepType",

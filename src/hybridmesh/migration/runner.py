@@ -36,6 +36,7 @@ from typing import Any, Protocol
 import aiohttp
 
 from hybridmesh.core.errors import HybridMeshError, Problem, ValidationError
+from hybridmesh.data.cutover import DataStepError, DataVerdict, evaluate, execute_in, retire
 from hybridmesh.flags.model import Flag, with_rollout
 from hybridmesh.flags.store import FlagStore
 from hybridmesh.gateway.state import GatewayState
@@ -46,7 +47,9 @@ from hybridmesh.migration.plans import (
     MirrorTraffic,
     PrepareRoute,
     RetireBackend,
+    RetireReplication,
     SetFlagRollout,
+    SetReplication,
     SetWeight,
     Step,
     Webhook,
@@ -208,7 +211,9 @@ class PlanRunner:
         if record.status is Status.RUNNING and record.step < len(record.plan.steps):
             # What needs the network is done before the transaction, which only records it.
             step = record.plan.steps[record.step]
-            if record.phase is Phase.MONITORING:
+            if record.phase is Phase.MONITORING and step.until is not None:
+                measured = await self._check_data_if_due(record, step)
+            elif record.phase is Phase.MONITORING:
                 measured = await self._measure_if_due(record)
                 if measured is not None and measured[0] == "interval":
                     asked = await self._hooks(record, step, WebhookType.ROLLBACK)
@@ -216,6 +221,12 @@ class PlanRunner:
                         measured = ("rollback", asked[1])
             elif not step.approval or record.approved_step == record.step:
                 hooked = await self._before_step(record, step)
+                if isinstance(step.action, RetireReplication):
+                    # Outside the transaction: it changes other databases (idempotently).
+                    try:
+                        await retire(self.store, step.action)
+                    except (HybridMeshError, DataStepError) as error:
+                        hooked = ("pause", f"step {record.step + 1} ({step.name}): {error}")
         async with self.state.fenced(name, self.owner, epoch, self.lease_seconds) as (tx, current):
             if (current.step, current.phase, current.window_started, current.gate) != (
                 record.step,
@@ -287,13 +298,13 @@ class PlanRunner:
             return None
         details = {"name": step.name, "type": step.type.value, "action": done}
         await state.audit_in(tx, name, self.actor, "migration.step.started", index, None, details)
-        if step.gate is None:
+        if step.gate is None and step.until is None:
             await self._next_step(tx, record, step, {})
             return 0.0
         await state.update_in(
             tx, name, phase=Phase.MONITORING, window_started=self.clock(), gate=Tally().to_dict()
         )
-        return step.gate.interval
+        return 0.0 if step.until is not None else step.gate.interval if step.gate else 0.0
 
     async def _measure_if_due(self, record: PlanRecord) -> tuple[str, Any] | None:
         """The measurement due now (outside the transaction: it only reads), if any:
@@ -327,9 +338,73 @@ class PlanRunner:
             return "error", f"{type(error).__name__}: {error}"
         return None
 
+    async def _check_data_if_due(self, record: PlanRecord, step: Step) -> tuple[str, Any] | None:
+        """A data step's gate looked at (outside the transaction), when its interval is up:
+        ``("data", DataVerdict)``, or ``("error", text)``."""
+        until = step.until
+        assert until is not None and record.window_started is not None
+        tally = Tally.from_dict(record.gate)
+        if self.clock() < (tally.measured_at or record.window_started - until.interval) + (
+            until.interval
+        ):
+            return None
+        try:
+            return "data", await evaluate(self.store, until)
+        except Exception as error:  # a database unreachable: counted, then paused
+            return "error", f"{type(error).__name__}: {error}"
+
+    async def _monitor_data(
+        self, tx: Transaction, record: PlanRecord, step: Step, measured: tuple[str, Any] | None
+    ) -> float | None:
+        until = step.until
+        assert until is not None and record.window_started is not None
+        state, name, index = self.state, record.name, record.step
+        tally = Tally.from_dict(record.gate)
+        now = self.clock()
+        if measured is None:
+            return max((tally.measured_at or now) + until.interval - now, 0.0)
+        kind, value = measured
+        tally.measured_at = now
+        if kind == "error":
+            tally.could_not_measure(value)
+            if tally.errors_in_row > 2:
+                reason = f"step {index + 1} ({step.name}): could not look: {value}"
+                await state.update_in(
+                    tx, name, status=Status.PAUSED, reason=reason, gate=tally.to_dict()
+                )
+                await state.audit_in(
+                    tx, name, self.actor, "migration.gate.error", index, reason, tally.to_dict()
+                )
+                return None
+            await state.update_in(tx, name, gate=tally.to_dict())
+            return until.interval
+        verdict: DataVerdict = value
+        tally.last = {"ok": verdict.ok, "reason": verdict.reason, **verdict.details}
+        if verdict.ok:
+            await self._next_step(tx, record, step, tally.to_dict())
+            return 0.0
+        if now - record.window_started > until.timeout:
+            reason = (
+                f"step {index + 1} ({step.name}) failed its gate: not {until.condition} "
+                f"within {until.timeout:g} s ({verdict.reason})"
+            )
+            await state.update_in(tx, name, gate=tally.to_dict())
+            await state.audit_in(
+                tx, name, self.actor, "migration.gate.failed", index, reason, tally.to_dict()
+            )
+            await self._roll_back(tx, record, Status.ROLLED_BACK, "migration.rolled_back", reason)
+            return None
+        if record.reason != verdict.reason:
+            await state.update_in(tx, name, reason=verdict.reason, gate=tally.to_dict())
+        else:
+            await state.update_in(tx, name, gate=tally.to_dict())
+        return until.interval
+
     async def _monitor(
         self, tx: Transaction, record: PlanRecord, step: Step, measured: tuple[str, Any] | None
     ) -> float | None:
+        if step.until is not None:
+            return await self._monitor_data(tx, record, step, measured)
         gate = step.gate
         assert gate is not None and record.window_started is not None
         state, name, index = self.state, record.name, record.step
@@ -654,7 +729,12 @@ class PlanRunner:
             await self.gateway.edit_in(tx, action.route, set_mirror)
         elif isinstance(action, SetFlagRollout):
             await self.flags.set_rollout_in(tx, action.flag, action.variant, action.percent)
-        elif not isinstance(action, Check):
+        elif isinstance(action, SetReplication):
+            try:
+                await execute_in(tx, action)
+            except DataStepError as error:
+                raise ActionError(str(error)) from None
+        elif not isinstance(action, Check | RetireReplication):
             raise ActionError(f"unknown action {action!r}")
         return action.model_dump(mode="json")
 

@@ -407,6 +407,7 @@ _DATA_REPLICATIONS = (
         desired TEXT NOT NULL, -- running, paused or stopped
         reverse INTEGER NOT NULL DEFAULT 0,
         status TEXT,
+        owner TEXT, -- the process running it, while its heartbeat is fresh
         heartbeat_at DOUBLE PRECISION,
         created_at DOUBLE PRECISION NOT NULL,
         updated_at DOUBLE PRECISION NOT NULL

@@ -13,6 +13,8 @@ from hybridmesh.migration.plans import (
     Criteria,
     PrepareRoute,
     RetireBackend,
+    RetireReplication,
+    SetReplication,
     SetWeight,
     build_plan,
     parse_plans,
@@ -92,11 +94,51 @@ def test_a_bad_plan_names_file_line_and_field(text: str, line: int, field: str, 
     assert words in problem.message
 
 
-def test_a_decomposition_plan_is_refused_until_the_data_side_exists() -> None:
+def test_a_decomposition_plan_needs_its_replication() -> None:
     (loaded,) = parse_plans(PLAN.replace("strangler_fig", "database_decomposition"), "p.yaml")
     with pytest.raises(ValidationError) as refused:
         build_plan(loaded.spec, ROUTES)
-    assert "data side" in refused.value.problems[0].message
+    problem = refused.value.problems[0]
+    assert problem.field == "targets.0.replication"
+    assert "replicate apply" in problem.message
+
+
+def test_a_decomposition_plan_follows_the_guides_cut_over() -> None:
+    text = PLAN.replace("strangler_fig", "database_decomposition").replace(
+        "approve_at: [50]", "replication: content-db"
+    )
+    (loaded,) = parse_plans(text, "p.yaml")
+    plan = build_plan(loaded.spec, ROUTES)
+
+    assert [s.name for s in plan.steps] == [
+        "replicate",
+        "backfill",
+        "verify",
+        "reverse sync",
+        "writes to content-delivery",
+        "confirm",
+        "retire",
+    ]
+    assert [s.until.condition if s.until else None for s in plan.steps] == [
+        "running",
+        "backfilled",
+        "reconciled",
+        "reverse_running",
+        None,
+        None,
+        None,
+    ]
+    switch = plan.steps[4]
+    assert switch.action == SetWeight(route="content-delivery", backend="delivery", percent=100)
+    assert switch.approval and switch.gate is not None
+    assert plan.steps[5].approval
+    assert plan.steps[-1].action == RetireReplication(replication="content-db")
+    # Each step that changed something is undone by its rollback.
+    assert plan.rollback_action(0) == SetReplication(replication="content-db", desired="stopped")
+    assert plan.rollback_action(3) == SetReplication(replication="content-db", reverse=False)
+    assert plan.rollback_action(4) == SetWeight(
+        route="content-delivery", backend="delivery", percent=0
+    )
 
 
 def _window(requests: int, errors: int, seconds: float) -> BackendWindow:
