@@ -557,30 +557,25 @@ class Replicator:
 
 
 class _Ops:
-    """The last state of each key a batch touched, in the order the keys were first met."""
+    """The last state of each key a batch touched: a row to upsert, or None to delete."""
 
     def __init__(self) -> None:
-        self._last: dict[tuple[str, str], tuple[_Table, dict[str, Any] | None]] = {}
+        self._last: dict[tuple[str, str], tuple[_Table, dict[str, Any], bool]] = {}
 
     def upsert(self, table: _Table, key: str, row: Mapping[str, Any]) -> None:
-        self._last.pop((table.progress.source, key), None)
-        self._last[(table.progress.source, key)] = (table, table.mapping.map_row(row))
+        self._last[(table.progress.source, key)] = (table, table.mapping.map_row(row), True)
 
     def delete(self, table: _Table, key: str, row: Mapping[str, Any]) -> None:
-        self._last.pop((table.progress.source, key), None)
-        self._last[(table.progress.source, key)] = (
-            table,
-            {"__delete__": table.mapping.map_key({c: row.get(c) for c in table.mapping.key})},
-        )
+        mapped_key = table.mapping.map_key({c: row.get(c) for c in table.mapping.key})
+        self._last[(table.progress.source, key)] = (table, mapped_key, False)
 
     async def write(self, tx: Transaction, dialect: str) -> int:
+        """Delete, then upsert, table by table; returns the keys written. (Each key appears
+        once, with its last state, so the order between keys does not matter.)"""
         groups: dict[str, tuple[_Table, list[dict[str, Any]], list[dict[str, Any]]]] = {}
-        for table, row in self._last.values():
+        for table, row, keep in self._last.values():
             _, upserts, deletes = groups.setdefault(table.progress.source, (table, [], []))
-            if row is not None and "__delete__" in row:
-                deletes.append(row["__delete__"])
-            elif row is not None:
-                upserts.append(row)
+            (upserts if keep else deletes).append(row)
         for table, upserts, deletes in groups.values():
             if deletes:
                 await _delete_rows(tx, table, deletes)
