@@ -1,0 +1,1 @@
+"""Data side of boundary migration: change capture, replication, reconciliation, read models."""
