@@ -18,8 +18,15 @@ import pytest
 
 from hybridmesh.core.errors import NotFoundError
 from hybridmesh.events import limits
-from hybridmesh.events.backend import DeadLetter, EventBackend, EventReader, GroupSpec, Settlement
-from hybridmesh.events.bus import MAX_REASON, Drop, EventBus, Retry
+from hybridmesh.events.backend import (
+    DeadLetter,
+    EventBackend,
+    EventReader,
+    GroupSpec,
+    LogSpan,
+    Settlement,
+)
+from hybridmesh.events.bus import MAX_REASON, Drop, EventBus, Retry, current_delivery
 from hybridmesh.events.envelope import CloudEvent
 
 MakeBackend = Callable[[], Awaitable[EventBackend]]
@@ -496,6 +503,37 @@ class EventBackendConformance:
             assert await reader.read(10, wait=0.2) == []
         finally:
             await reader.close()
+
+    async def test_a_handler_and_a_reader_see_an_event_at_one_position_within_the_span(
+        self, backend: EventBackend
+    ) -> None:
+        assert await backend.log_span() == LogSpan(None, None)
+        sent = [event(n=n) for n in range(3)]
+        await backend.publish(sent)
+        reader = await backend.open_reader(">", start="earliest")
+        try:
+            read: dict[str, int] = {}
+            async with asyncio.timeout(10):
+                while len(read) < len(sent):
+                    for d in await reader.read(10, wait=1.0):
+                        assert d.event is not None
+                        read[d.event.id] = d.position
+        finally:
+            await reader.close()
+        handled: dict[str, int] = {}
+
+        async def handler(e: CloudEvent) -> None:
+            delivery = current_delivery()
+            assert delivery is not None and delivery.event == e
+            handled[e.id] = delivery.position
+
+        bus = bus_on(backend)
+        bus.subscribe(">", handler, group=group_name())
+        await bus.drain()
+        assert handled == read
+        assert sorted(read.values()) == [read[e.id] for e in sent]  # log order
+        assert await backend.log_span() == LogSpan(min(read.values()), max(read.values()))
+        assert current_delivery() is None
 
 
 async def read_ids(reader: EventReader, count: int, seconds: float = 10.0) -> list[str]:

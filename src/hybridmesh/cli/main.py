@@ -57,6 +57,7 @@ def _register_commands() -> None:
     from hybridmesh.cli.gateway import gateway, keys, routes
     from hybridmesh.cli.migrate import migrate
     from hybridmesh.cli.orchestration import definitions, executions, saga, worker, workflow
+    from hybridmesh.cli.projections import projections
     from hybridmesh.cli.registry import registry
     from hybridmesh.cli.replicate import replicate
     from hybridmesh.cli.review import review
@@ -81,6 +82,7 @@ def _register_commands() -> None:
     cli.add_command(flags)
     cli.add_command(experiments)
     cli.add_command(replicate)
+    cli.add_command(projections)
     cli.add_command(demo)
 
 

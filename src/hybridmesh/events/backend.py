@@ -60,6 +60,10 @@ class Delivery:
 
     ``event`` is None when the stored or received bytes are not a valid CloudEvent; then
     ``error`` says why and ``raw`` holds the bytes, and the bus dead-letters it.
+    ``position`` is the event's place in the log (the SQL log's ``seq``, the JetStream
+    stream sequence): positions only grow, and a group and a reader see the same one for
+    the same stored event. A handler finds it with
+    :func:`~hybridmesh.events.bus.current_delivery`.
     """
 
     event: CloudEvent | None
@@ -90,6 +94,16 @@ class Settlement:
     def __post_init__(self) -> None:
         if self.retry_after is not None and self.dead_letter is not None:
             raise ValueError("a settlement retries or dead-letters the next delivery, not both")
+
+
+@dataclass(frozen=True)
+class LogSpan:
+    """The positions the log holds now: ``first`` is its oldest retained event's, ``last``
+    its newest's (both None when it holds none). Positions only grow, so every position
+    before ``first`` is gone: removed by retention, or never used."""
+
+    first: int | None
+    last: int | None
 
 
 @dataclass(frozen=True)
@@ -182,6 +196,11 @@ class EventBackend(Protocol):
         oldest retained one or after the newest."""
         ...
 
+    async def log_span(self) -> LogSpan:
+        """Which positions the log holds now (:attr:`Delivery.position` is one of them):
+        where retention has trimmed it up to, and how far it goes."""
+        ...
+
     async def fetch(
         self, spec: GroupSpec, consumer: str, *, max_events: int, wait: float
     ) -> list[PartitionBatch]:
@@ -223,6 +242,7 @@ __all__ = [
     "EventBackend",
     "EventReader",
     "GroupSpec",
+    "LogSpan",
     "PartitionBatch",
     "Settlement",
 ]

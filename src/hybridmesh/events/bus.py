@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import random
 from collections.abc import Awaitable, Callable, Iterable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Literal
@@ -29,9 +30,11 @@ from hybridmesh.core.ids import new_id
 from hybridmesh.core.names import name_problem
 from hybridmesh.events.backend import (
     DeadLetter,
+    Delivery,
     EventBackend,
     EventReader,
     GroupSpec,
+    LogSpan,
     PartitionBatch,
     Settlement,
 )
@@ -58,6 +61,8 @@ _MAX_FETCH_PAUSE = 5.0
 #: Stands in for the consumer span when spans are not recorded: the publisher's trace
 #: context is still made current, so logs carry its trace id.
 _NO_SPAN = contextlib.nullcontext()
+#: The delivery whose event a handler is running for (see :func:`current_delivery`).
+_DELIVERY: ContextVar[Delivery | None] = ContextVar("hybridmesh_delivery", default=None)
 
 
 @dataclass(frozen=True)
@@ -96,6 +101,14 @@ class BusHealth:
 ACK = Ack()
 HandlerResult = Ack | Drop | Retry | None
 Handler = Callable[[CloudEvent], Awaitable[HandlerResult]]
+
+
+def current_delivery() -> Delivery | None:
+    """Inside a handler, the delivery of the event it was called with: its
+    :attr:`~hybridmesh.events.backend.Delivery.position` in the log and its ``attempt``.
+    None outside a handler. For handlers that keep a checkpoint of where they are in the
+    log, such as read-model projections; most handlers need only the event."""
+    return _DELIVERY.get()
 
 
 @dataclass
@@ -437,7 +450,7 @@ class EventBus:
                 sub.dead_lettered += 1
                 metrics.observe_handled(group, "dead_letter")
                 break
-            outcome = await self._handle(sub, event, delivery.attempt)
+            outcome = await self._handle(sub, event, delivery)
             if isinstance(outcome, Retry):
                 if delivery.attempt >= sub.spec.max_deliveries:
                     why = _bounded(outcome.reason or "the handler asked for a retry")
@@ -472,7 +485,10 @@ class EventBus:
         metrics.observe_batch(group, self.clock.monotonic() - began)
         return handled + (1 if settlement is not None else 0)
 
-    async def _handle(self, sub: Subscription, event: CloudEvent, attempt: int) -> HandlerResult:
+    async def _handle(
+        self, sub: Subscription, event: CloudEvent, delivery: Delivery
+    ) -> HandlerResult:
+        attempt = delivery.attempt
         with (
             continue_trace(_trace_of(event)),
             bind_context(request_id=event.id, source_service=event.source),
@@ -491,6 +507,7 @@ class EventBus:
                 else _NO_SPAN
             )
             with span:
+                current = _DELIVERY.set(delivery)
                 try:
                     result = await sub.handler(event)
                 except asyncio.CancelledError:
@@ -505,6 +522,8 @@ class EventBus:
                         error,
                     )
                     return Retry(reason=f"{type(error).__name__}: {error}")
+                finally:
+                    _DELIVERY.reset(current)
         return ACK if result is None else result
 
     # -- reading without a group -----------------------------------------------------------
@@ -520,6 +539,14 @@ class EventBus:
         if not self._started:
             await self.backend.start()
         return await self.backend.open_reader(pattern, start=start)
+
+    async def log_span(self) -> LogSpan:
+        """The positions the log holds now: the oldest retained event's and the newest's
+        (see :class:`~hybridmesh.events.backend.LogSpan`). Whoever compares positions they
+        kept with it learns whether retention has removed events they saw."""
+        if not self._started:
+            await self.backend.start()
+        return await self.backend.log_span()
 
     # -- dead letters ----------------------------------------------------------------------
 
@@ -596,4 +623,5 @@ __all__ = [
     "HandlerResult",
     "Retry",
     "Subscription",
+    "current_delivery",
 ]

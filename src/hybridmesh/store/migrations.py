@@ -414,6 +414,63 @@ _DATA_REPLICATIONS = (
     )""",
 )
 
+# Read models (data/projections.py). A projection's checkpoint and the receipts of the
+# events it applied live in the database of its table, so they commit with its writes:
+# these two tables are made here for projections kept in this store, and by the projection
+# itself (the same statements, hence IF NOT EXISTS) in any other database. Never change
+# them: a later change is a new migration, and the same change in that setup.
+PROJECTION_TABLES = (
+    """
+    CREATE TABLE IF NOT EXISTS projection_checkpoints (
+        name TEXT PRIMARY KEY,
+        checkpoint BIGINT, -- the highest log position applied
+        events_applied BIGINT NOT NULL DEFAULT 0,
+        last_event_at DOUBLE PRECISION, -- the newest applied event's time, epoch seconds
+        missing_events BIGINT NOT NULL DEFAULT 0, -- applied once, gone from the log at a rebuild
+        missing_upto BIGINT, -- the highest position among those
+        rebuild_id TEXT, -- set while a rebuild runs: consumers wait for it
+        rebuilt_at DOUBLE PRECISION,
+        updated_at DOUBLE PRECISION NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS projection_receipts (
+        projection TEXT NOT NULL,
+        source TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        position BIGINT, -- in the log, when the bus told it
+        applied_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (projection, source, event_id)
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS projection_receipts_position "
+    "ON projection_receipts (projection, position)",
+)
+
+# The registry of projections: what `hybridmesh projections list` shows and `rebuild` needs
+# (the import path of the projection's definition). Its figures mirror the checkpoint row
+# in the projection's own database.
+_PROJECTIONS = (
+    """
+    CREATE TABLE projections (
+        name TEXT PRIMARY KEY,
+        pattern TEXT NOT NULL,
+        target TEXT NOT NULL, -- the read model's database, as shown (no password)
+        import_path TEXT, -- module:attribute of the Projection
+        status TEXT NOT NULL, -- idle, running, failing, rebuilding, rebuild-failed
+        checkpoint BIGINT,
+        events_applied BIGINT NOT NULL DEFAULT 0,
+        last_event_at DOUBLE PRECISION,
+        missing_events BIGINT NOT NULL DEFAULT 0,
+        missing_upto BIGINT,
+        last_error TEXT,
+        rebuilt_at DOUBLE PRECISION,
+        created_at DOUBLE PRECISION NOT NULL,
+        updated_at DOUBLE PRECISION NOT NULL
+    )
+    """,
+    *PROJECTION_TABLES,
+)
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
@@ -479,9 +536,10 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(version=12, name="feature flags", statements=_FLAGS),
     Migration(version=13, name="boundary experiments", statements=_BOUNDARY_EXPERIMENTS),
     Migration(version=14, name="data replications", statements=_DATA_REPLICATIONS),
+    Migration(version=16, name="projections", statements=_PROJECTIONS),
 )
 """Every migration, in version order. :meth:`Store.upgrade` applies the missing ones."""
 
 check_migrations(MIGRATIONS)
 
-__all__ = ["MIGRATIONS"]
+__all__ = ["MIGRATIONS", "PROJECTION_TABLES"]

@@ -22,6 +22,7 @@ from hybridmesh.events.backend import (
     DeadLetter,
     Delivery,
     GroupSpec,
+    LogSpan,
     PartitionBatch,
     Settlement,
 )
@@ -120,6 +121,11 @@ class MemoryEventBackend:
         validate_pattern(pattern)
         position = self._log[-1].seq if (start == "latest" and self._log) else 0
         return MemoryReader(self, pattern, position)
+
+    async def log_span(self) -> LogSpan:
+        if not self._log:
+            return LogSpan(None, None)
+        return LogSpan(self._log[0].seq, self._log[-1].seq)
 
     async def fetch(
         self, spec: GroupSpec, consumer: str, *, max_events: int, wait: float

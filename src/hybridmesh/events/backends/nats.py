@@ -64,6 +64,7 @@ from hybridmesh.events.backend import (
     BackendUnavailableError,
     DeadLetter,
     GroupSpec,
+    LogSpan,
     PartitionBatch,
     Settlement,
 )
@@ -476,6 +477,15 @@ class NatsEventBackend:
         validate_pattern(pattern)
         conn = self._connected()
         return await NatsLogReader.open(conn.nc, conn.js, conn.pull, self.layout, pattern, start)
+
+    async def log_span(self) -> LogSpan:
+        """The first and last stream sequence the events stream holds now: its limits
+        (``max_age``, ``max_msgs``, ...) and purges remove the oldest messages."""
+        info = await (await self._live()).js.stream_info(self.layout.events_stream)
+        state = info.state
+        if not state.messages:
+            return LogSpan(None, None)
+        return LogSpan(state.first_seq, state.last_seq)
 
     # -- consuming -------------------------------------------------------------------------
 

@@ -51,6 +51,7 @@ from hybridmesh.events.backend import (
     DeadLetter,
     Delivery,
     GroupSpec,
+    LogSpan,
     PartitionBatch,
     Settlement,
 )
@@ -360,6 +361,15 @@ class SqlEventBackend:
         if start == "latest":
             position = int(await self.store.fetch_value(q.NEWEST_SEQ))
         return SqlLogReader(self, pattern, position)
+
+    async def log_span(self) -> LogSpan:
+        """The oldest and newest seq the log holds now (retention trims the oldest)."""
+        row = await self.store.fetch_one(
+            "SELECT MIN(seq) AS first, MAX(seq) AS last FROM event_log"
+        )
+        if row is None or row["first"] is None:
+            return LogSpan(None, None)
+        return LogSpan(int(row["first"]), int(row["last"]))
 
     async def _read_log(self, reader: SqlLogReader, max_events: int, wait: float) -> list[Delivery]:
         async def look() -> Found[Delivery]:
