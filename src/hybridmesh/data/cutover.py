@@ -47,9 +47,11 @@ async def default_reconcile(
 ) -> tuple[float, int, int]:
     """The reconciliation of :mod:`hybridmesh.data.reconcile`: the rate before repair, the
     rows compared, and the differences left."""
-    from hybridmesh.data.reconcile import reconcile_replication
+    from hybridmesh.data.reconcile import reconcile
 
-    return await reconcile_replication(store, spec, repair=repair)
+    report = await reconcile(spec, store=store, repair=repair)
+    left = report.remaining if repair else report.inconsistent
+    return report.inconsistency_rate, report.source_rows, left
 
 
 async def execute_in(tx: Transaction, action: SetReplication) -> dict[str, Any]:

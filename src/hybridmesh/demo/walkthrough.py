@@ -27,6 +27,7 @@ from hybridmesh.core.errors import HybridMeshError
 from hybridmesh.core.settings import Settings
 from hybridmesh.demo.events_walkthrough import EventsReport, show_events
 from hybridmesh.demo.gateway_walkthrough import GatewayReport, show_gateway
+from hybridmesh.demo.data_walkthrough import DataReport, show_data
 from hybridmesh.demo.migration_walkthrough import MigrationReport, show_migration
 from hybridmesh.demo.orchestration_walkthrough import OrchestrationReport, show_orchestration
 from hybridmesh.events import EventBus, EventTransport, open_backend
@@ -80,6 +81,7 @@ class DemoReport:
     orchestration: OrchestrationReport = field(default_factory=OrchestrationReport)
     gateway: GatewayReport = field(default_factory=GatewayReport)
     migration: MigrationReport = field(default_factory=MigrationReport)
+    data: DataReport = field(default_factory=DataReport)
     ok: bool = True
 
 
@@ -173,6 +175,7 @@ async def run_demo(
             async with await open_store(settings.database_url) as store:
                 report.gateway = await show_gateway(store, console)
                 report.migration = await show_migration(store, console)
+                report.data = await show_data(store, bus, Path(tmp), urls, console)
         await bus.close()
         configure_logging(settings)
     report.ok = _verdict(report)
@@ -230,6 +233,7 @@ def _verdict(report: DemoReport) -> bool:
         and report.orchestration.ok
         and report.gateway.ok
         and report.migration.ok
+        and report.data.ok
         and all(c.outcome.startswith("ok") for c in happy)
         and any(c.outcome == "cached answer" for c in report.calls)
         and any(b == "open" for _, _, b in report.transitions)
@@ -534,9 +538,20 @@ def _summary(report: DemoReport, console: Console) -> None:
         f"({mig.summary_calls}); the preview experiment {mig.experiment_verdict}.",
         highlight=False,
     )
+    data = report.data
+    console.print(
+        f"Data: {data.backfilled} customers backfilled while legacy-erp took writes; "
+        f"{data.changes_captured} changes captured, lag at most {data.max_lag_changes} "
+        f"changes; {sum(data.found.values())} of {sum(data.drift.values())} injected "
+        f"differences found, {data.repaired} repaired, {data.remaining} left; plan "
+        f"customers-to-user-service {data.plan_status or '-'} with {data.conflicts} "
+        f"conflict(s) filed for review; {data.events_bridged} ERP events bridged.",
+        highlight=False,
+    )
     console.print(
         "Next: `hybridmesh registry list`, `hybridmesh dlq list`, `hybridmesh events tail '>'`, "
         "`hybridmesh executions list`, `hybridmesh batch runs`, `hybridmesh routes list`, "
         "`hybridmesh routes mismatches content-delivery`, `hybridmesh migrate list`, "
-        "`hybridmesh migrate audit carve-creation`."
+        "`hybridmesh migrate audit carve-creation`, `hybridmesh replicate list`, "
+        "`hybridmesh reconcile history erp-customers`, `hybridmesh projections list`."
     )
