@@ -57,6 +57,7 @@ def _register_commands() -> None:
     from hybridmesh.cli.gateway import gateway, keys, routes
     from hybridmesh.cli.migrate import migrate
     from hybridmesh.cli.orchestration import definitions, executions, saga, worker, workflow
+    from hybridmesh.cli.reconcile import reconcile_group
     from hybridmesh.cli.registry import registry
     from hybridmesh.cli.review import review
     from hybridmesh.cli.serve import serve
@@ -77,6 +78,7 @@ def _register_commands() -> None:
     cli.add_command(routes)
     cli.add_command(keys)
     cli.add_command(migrate)
+    cli.add_command(reconcile_group)
     cli.add_command(flags)
     cli.add_command(experiments)
     cli.add_command(demo)
