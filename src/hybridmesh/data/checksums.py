@@ -19,9 +19,9 @@ Where the text is made:
   (``smallint``, ``integer``, ``bigint``; SQLite's INT affinity) and text (``text``,
   ``varchar``; SQLite's TEXT affinity), on any pair of SQLite and PostgreSQL. Between two
   PostgreSQL databases also ``numeric``, ``boolean``, ``uuid``, ``json``, ``jsonb``,
-  ``bytea``, ``character``, ``time``, floats (as the hex of their 8 bytes, so no
-  rounding setting can hide a difference) and ``date``/``timestamp``/``timestamptz`` (as
-  epoch seconds, which no DateStyle or time zone setting changes). PostgreSQL computes
+  ``bytea``, ``character``, ``time``, and floats, ``date``, ``timestamp`` and
+  ``timestamptz`` as the hex of their binary form (so no rounding, DateStyle or time
+  zone setting can make two values look alike, or one value look different). PostgreSQL computes
   MD5 natively; SQLite through the functions this module registers on every connection
   hybridmesh opens (:func:`register_functions`).
 - **In Python**, for every other type (SQLite's and PostgreSQL's text of floats, booleans,
@@ -61,9 +61,13 @@ Family = Literal["integer", "text", "other"]
 _PG_INTEGERS = frozenset({"smallint", "integer", "bigint"})
 _PG_TEXTS = frozenset({"text", "character varying", "varchar", "citext"})
 _PG_FLOATS = frozenset({"real", "double precision"})
-_PG_MOMENTS = frozenset(
-    {"date", "timestamp without time zone", "timestamp with time zone", "timestamp"}
-)
+#: Times, and the function giving each one's binary form (whole units since 2000-01-01).
+_PG_MOMENTS = {
+    "date": "date_send",
+    "timestamp": "timestamp_send",
+    "timestamp without time zone": "timestamp_send",
+    "timestamp with time zone": "timestamptz_send",
+}
 #: PostgreSQL types whose ``::text`` is the same for equal values on any server.
 _PG_AS_TEXT = frozenset(
     {"numeric", "boolean", "uuid", "json", "jsonb", "bytea", "character", "time without time zone"}
@@ -159,7 +163,7 @@ def values_equal(a: Any, b: Any) -> bool:
     Equal canonical text decides; besides, a text that reads as the other side's date or
     time (SQLite keeps times as text) or as the other side's JSON document is equal to it.
     """
-    if canonical_text(a) == canonical_text(b):
+    if a == b or canonical_text(a) == canonical_text(b):
         return True
     if isinstance(b, str):
         a, b = b, a
@@ -238,7 +242,7 @@ def text_sql(dialect: str, column: str, declared: str, table: str = "t") -> str:
     if base in _PG_FLOATS:
         return f"encode(float8send({ref}::float8), 'hex')"
     if base in _PG_MOMENTS:
-        return f"extract(epoch FROM {ref})::text"
+        return f"encode({_PG_MOMENTS[base]}({ref}), 'hex')"
     return f"{ref}::text"
 
 

@@ -389,17 +389,14 @@ class _TableComparison:
     async def recheck(self) -> int:
         """Compare the row sets that differed again; the differences left."""
         tally = _Tally(TableReport("", "", ""), 0, keep=False)
-        sets = self.differing_rows
-        for done, rows in enumerate(sets, 1):
-            await self._compare(rows, tally, record=False)
-            self.progress(self._name, "recheck", done, len(sets))
+        await self._compare_sets(self.differing_rows, tally, stage="recheck", record=False)
         return tally.differing
 
     # -- integer keys: numeric ranges ------------------------------------------------------
 
-    async def _by_range(self) -> list[tuple[_Rows, int]]:
+    async def _by_range(self) -> list[_Rows]:
         """Checksum ranges level by level; the ranges that differ, small enough to read,
-        with their (larger side's) row count."""
+        grouped into reads."""
         source, target = self.plan.source, self.plan.target
         bounds = await asyncio.gather(_key_bounds(source), _key_bounds(target))
         lows = [lo for lo, _ in bounds if lo is not None]
@@ -430,7 +427,7 @@ class _TableComparison:
                     parts = min(max(math.ceil(rows / self.segment_rows), 2), MAX_FANOUT)
                     size = segment[1] - segment[0] + 1
                     parents.append((*segment, max(1, math.ceil(size / parts))))
-        return [(_Ranges(tuple(batch)), n) for batch, n in _batches(finals)]
+        return [_Ranges(tuple(batch)) for batch in _batches(finals)]
 
     async def _range_level(
         self, side: _Side, parents: list[tuple[int, int, int]]
@@ -459,9 +456,9 @@ class _TableComparison:
 
     # -- other keys: hash buckets ----------------------------------------------------------
 
-    async def _by_hash(self) -> list[tuple[_Rows, int]]:
+    async def _by_hash(self) -> list[_Rows]:
         """Checksum key-hash buckets, each level modulo a multiple of the one before; the
-        buckets that differ, small enough to read, with their row count."""
+        buckets that differ, small enough to read, grouped into reads."""
         source, target = self.plan.source, self.plan.target
         counts = await asyncio.gather(_count(source), _count(target))
         self.report.source_rows, self.report.target_rows = counts
@@ -469,7 +466,7 @@ class _TableComparison:
             return []
         modulus = min(max(math.ceil(max(counts) / self.segment_rows), 1), MAX_SEGMENTS)
         within: _Buckets | None = None
-        finals: list[tuple[_Rows, int]] = []
+        finals: list[_Rows] = []
         while True:
             sides = await asyncio.gather(
                 self._hash_level(source, modulus, within), self._hash_level(target, modulus, within)
@@ -478,12 +475,12 @@ class _TableComparison:
             large: list[tuple[int, int]] = []
             for (b,), rows in self._differing(*sides):
                 (small if rows <= self.segment_rows else large).append((b, rows))
-            finals += [(_Buckets(modulus, tuple(batch)), n) for batch, n in _batches(small)]
+            finals += [_Buckets(modulus, tuple(batch)) for batch in _batches(small)]
             if not large:
                 return finals
             parts = min(max(math.ceil(max(n for _, n in large) / self.segment_rows), 2), MAX_FANOUT)
             if modulus * parts >= 2**62:  # as fine as the hash goes: read them as they are
-                finals += [(_Buckets(modulus, tuple(batch)), n) for batch, n in _batches(large)]
+                finals += [_Buckets(modulus, tuple(batch)) for batch in _batches(large)]
                 return finals
             within = _Buckets(modulus, tuple(b for b, _ in large))
             modulus *= parts
@@ -593,18 +590,27 @@ class _TableComparison:
 
     # -- row by row ------------------------------------------------------------------------
 
-    async def _compare_sets(self, sets: list[tuple[_Rows, int]], tally: _Tally) -> None:
-        for done, (rows, _) in enumerate(sets, 1):
-            await self._compare(rows, tally, record=True)
-            self.progress(self._name, "rows", done, len(sets))
-
-    async def _compare(self, rows: _Rows, tally: _Tally, *, record: bool) -> None:
-        plan = self.plan
-        a, b = await asyncio.gather(_read(plan.source, rows), _read(plan.target, rows))
-        if record:
-            self.report.rows_read += len(a) + len(b)
-        if self._compare_read(a, b, tally) and record:
-            self.differing_rows.append(rows)
+    async def _compare_sets(
+        self, sets: Sequence[_Rows], tally: _Tally, *, stage: str = "rows", record: bool = True
+    ) -> None:
+        """Read each row set from both sides (a few at once) and compare them, in order.
+        With ``record``, count the rows read and keep the sets that differ."""
+        plan, done = self.plan, 0
+        for window in _chunks(sets, _PARALLEL):
+            reads = await asyncio.gather(
+                *(
+                    asyncio.gather(_read(plan.source, rows), _read(plan.target, rows))
+                    for rows in window
+                )
+            )
+            for rows, (a, b) in zip(window, reads, strict=True):
+                differs = self._compare_read(a, b, tally)
+                if record:
+                    self.report.rows_read += len(a) + len(b)
+                    if differs:
+                        self.differing_rows.append(rows)
+            done += len(window)
+            self.progress(self._name, stage, done, len(sets))
 
     def _compare_read(
         self,
@@ -679,20 +685,20 @@ def _chunks(items: Sequence[T], size: int) -> Iterable[tuple[T, ...]]:
         yield tuple(items[start : start + size])
 
 
-def _batches(segments: list[tuple[T, int]]) -> list[tuple[list[T], int]]:
-    """Segments grouped so that one read holds about :data:`ROWS_PER_READ` rows and names
-    at most :data:`_PER_QUERY` segments; each group with its row count."""
-    batches: list[tuple[list[T], int]] = []
+def _batches(segments: list[tuple[T, int]]) -> list[list[T]]:
+    """Segments (with their row counts) grouped so that one read holds about
+    :data:`ROWS_PER_READ` rows and names at most :data:`_PER_QUERY` segments."""
+    batches: list[list[T]] = []
     current: list[T] = []
     rows = 0
     for segment, count in segments:
         if current and (rows + count > ROWS_PER_READ or len(current) >= _PER_QUERY):
-            batches.append((current, rows))
+            batches.append(current)
             current, rows = [], 0
         current.append(segment)
         rows += count
     if current:
-        batches.append((current, rows))
+        batches.append(current)
     return batches
 
 

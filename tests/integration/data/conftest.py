@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.conftest import PG_ADMIN_URL
+from tests.conftest import PG_ADMIN_URL, REQUIRE_SERVICES
 
 
 async def _admin(sql: str) -> None:
@@ -29,7 +29,10 @@ def second_postgres_url() -> Iterator[str]:
     try:
         asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
     except Exception as error:
-        pytest.skip(f"PostgreSQL is not reachable: {error}")
+        message = f"PostgreSQL is not reachable: {type(error).__name__}: {error}"
+        if REQUIRE_SERVICES:
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
     try:
         yield f"{PG_ADMIN_URL.rpartition('/')[0]}/{name}"
     finally:
