@@ -18,6 +18,7 @@ BENCHMARKS = [
     "gateway",
     "flags",
     "migration",
+    "replication_reconcile",
 ]
 
 

@@ -58,6 +58,7 @@ def _register_commands() -> None:
     from hybridmesh.cli.migrate import migrate
     from hybridmesh.cli.orchestration import definitions, executions, saga, worker, workflow
     from hybridmesh.cli.projections import projections
+    from hybridmesh.cli.reconcile import reconcile_group
     from hybridmesh.cli.registry import registry
     from hybridmesh.cli.replicate import replicate
     from hybridmesh.cli.review import review
@@ -79,6 +80,7 @@ def _register_commands() -> None:
     cli.add_command(routes)
     cli.add_command(keys)
     cli.add_command(migrate)
+    cli.add_command(reconcile_group)
     cli.add_command(flags)
     cli.add_command(experiments)
     cli.add_command(replicate)

@@ -236,13 +236,17 @@ class CustomerWrites:
         if n % 3 == 0 and len(self.created) > 5:
             target = self.created[-5]
             if target not in self.by_new_owner:
-                await self._post("/erp/customers", {"customer_id": target, "name": f"{name} Ltd",
-                                                     "email": email})
+                await self._post(
+                    "/erp/customers", {"customer_id": target, "name": f"{name} Ltd", "email": email}
+                )
         if n % 2 == 0:
             await self._post(
                 "/erp/orders",
-                {"customer_id": "C-1", "items": [{"sku": f"SKU-{n % 9}", "qty": 1}],
-                 "total": 10 + n % 40},
+                {
+                    "customer_id": "C-1",
+                    "items": [{"sku": f"SKU-{n % 9}", "qty": 1}],
+                    "total": 10 + n % 40,
+                },
             )
 
     async def legacy_create(self, name: str, email: str) -> str:
@@ -352,7 +356,9 @@ async def _drift_and_reconcile(
     rows = await users.fetch_all("SELECT id FROM customers ORDER BY id LIMIT 6")
     ids = [r["id"] for r in rows]
     await users.execute("DELETE FROM customers WHERE id IN (?, ?)", ids[1], ids[2])
-    await users.execute("UPDATE customers SET email = 'drifted@nowhere.example' WHERE id = ?", ids[3])
+    await users.execute(
+        "UPDATE customers SET email = 'drifted@nowhere.example' WHERE id = ?", ids[3]
+    )
     await users.execute("UPDATE customers SET full_name = 'Typo Corp' WHERE id = ?", ids[4])
     await users.execute(
         "INSERT INTO customers (id, full_name, email, created_at, updated_at) "
@@ -483,7 +489,11 @@ async def _conflict(
     customer = "C-1"
     await writes._post(
         "/erp/customers",
-        {"customer_id": customer, "name": "Acme Corp (legacy desk)", "email": "billing@acme.example"},
+        {
+            "customer_id": customer,
+            "name": "Acme Corp (legacy desk)",
+            "email": "billing@acme.example",
+        },
     )
     await asyncio.sleep(0.02)
     await writes.users.execute(

@@ -25,9 +25,9 @@ from rich.console import Console
 from hybridmesh.client import CommunicationRequest, CommunicationResponse, HybridClient
 from hybridmesh.core.errors import HybridMeshError
 from hybridmesh.core.settings import Settings
+from hybridmesh.demo.data_walkthrough import DataReport, show_data
 from hybridmesh.demo.events_walkthrough import EventsReport, show_events
 from hybridmesh.demo.gateway_walkthrough import GatewayReport, show_gateway
-from hybridmesh.demo.data_walkthrough import DataReport, show_data
 from hybridmesh.demo.migration_walkthrough import MigrationReport, show_migration
 from hybridmesh.demo.orchestration_walkthrough import OrchestrationReport, show_orchestration
 from hybridmesh.events import EventBus, EventTransport, open_backend

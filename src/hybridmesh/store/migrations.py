@@ -472,6 +472,48 @@ _PROJECTIONS = (
     *PROJECTION_TABLES,
 )
 
+# Reconciliation of replicated tables (data/reconcile.py): one row per run, counts before any
+# repair; one row per row a repair wrote, with the row before and after as JSON.
+_RECONCILIATION = (
+    """
+    CREATE TABLE data_reconcile_runs (
+        id TEXT PRIMARY KEY,
+        replication TEXT NOT NULL,
+        status TEXT NOT NULL, -- running, consistent, repaired, inconsistent, failed
+        truth TEXT NOT NULL, -- source or target: the side repairs copy from
+        repair INTEGER NOT NULL, -- 1 when the run repaired what it found
+        started_at DOUBLE PRECISION NOT NULL,
+        finished_at DOUBLE PRECISION,
+        source_rows BIGINT NOT NULL DEFAULT 0,
+        missing BIGINT NOT NULL DEFAULT 0, -- in the source, not in the target
+        extra BIGINT NOT NULL DEFAULT 0, -- in the target, not in the source
+        different BIGINT NOT NULL DEFAULT 0,
+        rate DOUBLE PRECISION NOT NULL DEFAULT 0, -- differing rows over the source's rows
+        repaired BIGINT NOT NULL DEFAULT 0,
+        remaining BIGINT, -- differences left at the end of the run
+        report TEXT, -- the run's report, as JSON
+        error TEXT
+    )
+    """,
+    "CREATE INDEX data_reconcile_runs_name ON data_reconcile_runs (replication, started_at)",
+    """
+    CREATE TABLE data_reconcile_repairs (
+        run_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        replication TEXT NOT NULL,
+        side TEXT NOT NULL, -- the side written: source or target
+        table_name TEXT NOT NULL,
+        row_key TEXT NOT NULL, -- JSON, the written table's column names
+        action TEXT NOT NULL, -- insert, update or delete
+        row_before TEXT, -- JSON; NULL for an insert
+        row_after TEXT, -- JSON; NULL for a delete
+        at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (run_id, seq)
+    )
+    """,
+    "CREATE INDEX data_reconcile_repairs_name ON data_reconcile_repairs (replication, at)",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         version=1,
@@ -536,6 +578,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(version=12, name="feature flags", statements=_FLAGS),
     Migration(version=13, name="boundary experiments", statements=_BOUNDARY_EXPERIMENTS),
     Migration(version=14, name="data replications", statements=_DATA_REPLICATIONS),
+    Migration(version=15, name="reconciliation", statements=_RECONCILIATION),
     Migration(version=16, name="projections", statements=_PROJECTIONS),
 )
 """Every migration, in version order. :meth:`Store.upgrade` applies the missing ones."""

@@ -361,6 +361,17 @@ class _SQLiteTransaction(Queries):
 WAL_CHECKPOINT_PAGES = 10_000
 _PAGE_SIZE = 4096  # SQLite's default; the size is only compared, so close is enough
 
+#: Run on every connection the stores open from now on; see :func:`on_connect`.
+_CONNECT_HOOKS: list[Callable[[sqlite3.Connection], None]] = []
+
+
+def on_connect(hook: Callable[[sqlite3.Connection], None]) -> None:
+    """Run ``hook`` on each connection opened after this call, on the thread that owns it:
+    the place to register SQL functions (``create_function``) that queries of a feature
+    rely on. Registering the same hook twice runs it once."""
+    if hook not in _CONNECT_HOOKS:
+        _CONNECT_HOOKS.append(hook)
+
 
 def _connect(path: str, *, waits: bool = True) -> sqlite3.Connection:
     """A connection to ``path``. With ``waits=False`` (the event loop thread's) it never
@@ -382,6 +393,8 @@ def _connect(path: str, *, waits: bool = True) -> sqlite3.Connection:
             conn.execute(f"PRAGMA wal_autocheckpoint={pages}")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
+        for hook in _CONNECT_HOOKS:
+            hook(conn)
     except BaseException:
         conn.close()
         raise
@@ -462,4 +475,4 @@ def _rollback(conn: sqlite3.Connection) -> None:
         conn.execute("ROLLBACK")
 
 
-__all__ = ["SQLiteStore", "sqlite_path"]
+__all__ = ["SQLiteStore", "on_connect", "sqlite_path"]
