@@ -148,6 +148,15 @@ class Conflict:
     local: dict[str, Any] | None
     local_at: float
     winner: Literal["incoming", "local"]
+    #: The systems the two versions come from (the replication's source and target).
+    incoming_from: str = "source"
+    local_to: str = "target"
+    #: How it was resolved: ``last_writer_wins`` or ``source_wins``.
+    policy: str = "last_writer_wins"
+
+    @property
+    def winner_system(self) -> str:
+        return self.incoming_from if self.winner == "incoming" else self.local_to
 
 
 ConflictSink = Callable[[Conflict], Awaitable[None]]
@@ -272,10 +281,14 @@ class Replicator:
                 )
             self._tables[table.source] = _Table(mapping, shape, columns, progress)
         if self.peer is not None:
-            # Conflicts are found in both logs: the target's is the peer's source.
+            # Conflicts are found in both logs (the target's is the peer's source), and the
+            # peer's position is kept in the source (its target).
             await install_capture(self.target, [t.mapping.target for t in self._tables.values()])
             for db in (self.source, self.target):
                 await _index_keys(db)
+            async with self.source.transaction() as tx:
+                for statement in _state_tables(self.source.dialect):
+                    await tx.execute(statement)
         saved = await self.target.fetch_one(
             f"SELECT position, applied, conflicts, last_change_at FROM {POSITION} WHERE name = ?",
             self.name,
@@ -521,6 +534,9 @@ class Replicator:
                     local=None if local["after"] is None else json.loads(local["after"]),
                     local_at=local_at,
                     winner="incoming" if incoming_wins else "local",
+                    incoming_from=self.spec.source.system or self.source.display_url,
+                    local_to=self.spec.target.system or self.target.display_url,
+                    policy=self.spec.conflicts,
                 )
             )
         return incoming_wins

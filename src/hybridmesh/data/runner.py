@@ -58,19 +58,24 @@ def conflict_filer(store: Store) -> Callable[[Conflict], Awaitable[None]]:
         ref = f"{ref}@{conflict.incoming_at:.6f}"
         if await queue.list(status=None, origin="replication", origin_ref=ref, limit=1):
             return
-        winner = "incoming change" if conflict.winner == "incoming" else "local change"
         await queue.add(
             "replication",
-            f"{conflict.table} {list(conflict.key)}: changed on both sides; the {winner} won",
+            f"{conflict.table} {list(conflict.key)}: changed in {conflict.incoming_from} and in "
+            f"{conflict.local_to} since they last agreed; {conflict.winner_system}'s change "
+            f"won ({conflict.policy.replace('_', ' ')})",
             {
                 "replication": conflict.replication,
                 "table": conflict.table,
                 "key": list(conflict.key),
                 "incoming": conflict.incoming,
+                "incoming_from": conflict.incoming_from,
                 "incoming_at": conflict.incoming_at,
                 "local": conflict.local,
+                "local_to": conflict.local_to,
                 "local_at": conflict.local_at,
                 "winner": conflict.winner,
+                "winner_system": conflict.winner_system,
+                "policy": conflict.policy,
             },
             origin_ref=ref,
         )

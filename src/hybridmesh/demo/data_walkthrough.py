@@ -58,7 +58,7 @@ DEFINITIONS = """
 replications:
   - name: erp-customers
     source: {{url: "{legacy}", system: legacy-erp}}
-    target: {{url: "{users}"}}
+    target: {{url: "{users}", system: user-service}}
     chunk_size: 20
     tables:
       - source: customers
@@ -75,7 +75,7 @@ bridges:
 
 WRITES_FLAG = """
 key: customer-writes
-description: which system takes new customers: legacy-erp (old) or user-service (new)
+description: "which system takes new customers, legacy-erp (old) or user-service (new)"
 variants: {old: old, new: new}
 default_variant: old
 """
@@ -90,6 +90,9 @@ PLAN = {
     ],
     "criteria": {"interval": 1, "window": 2, "min_requests": 5},
 }
+
+#: Customers legacy-erp holds before the part starts moving them.
+SEEDED = 240
 
 #: The longest the part waits for anything.
 DEADLINE_SECONDS = 60.0
@@ -145,6 +148,11 @@ async def show_data(
     """Run the data part against the running reference system; see the module docstring."""
     console.rule("[bold]9. Data: legacy-erp's customers move to user-service's database")
     report = DataReport()
+    await _seed_customers(urls["legacy-erp"], SEEDED)
+    console.print(
+        f"  legacy-erp imports {SEEDED} customers by its nightly batch "
+        "(POST /batch/customer-sync) and keeps taking customers and orders through its API."
+    )
     legacy_url = f"sqlite:///{workdir / 'legacy-erp.db'}"
     users_url = f"sqlite:///{workdir / 'user-service.db'}"
     definitions = parse_data(
@@ -173,7 +181,12 @@ async def show_data(
             writes.start()
             try:
                 await _backfill(control, report, console)
+                # Reconciliation compares two moving databases; rows in flight would count
+                # as differences, so the injected drift is found with writes held.
+                await writes.pause()
+                await _wait_for("the replication to catch up", _caught_up(control), console)
                 await _drift_and_reconcile(store, spec, users, report, console)
+                writes.resume()
                 await _cut_over(store, control, writes, report, console)
             finally:
                 await writes.halt()
@@ -190,6 +203,18 @@ async def show_data(
 # ---------------------------------------------------------------------------- the load
 
 
+async def _seed_customers(erp: str, count: int) -> None:
+    customers = [
+        {"name": f"Seed Customer {n}", "email": f"seed{n}@shop{n % 7}.example"}
+        for n in range(count)
+    ]
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(f"{erp}/batch/customer-sync", json={"customers": customers}) as response,
+    ):
+        response.raise_for_status()
+
+
 class CustomerWrites:
     """legacy-erp's users at work: new customers, changed customers and orders, all through
     legacy-erp's API, until the cut-over sends new customers to the new owner instead (flag
@@ -204,7 +229,17 @@ class CustomerWrites:
         self.abstraction: Abstraction[..., str] | None = None
         self.failures = 0
         self._stop = asyncio.Event()
+        self._going = asyncio.Event()
+        self._going.set()
         self._task: asyncio.Task[None] | None = None
+
+    async def pause(self) -> None:
+        """Hold the writes (the one under way ends first)."""
+        self._going.clear()
+        await asyncio.sleep(0.1)
+
+    def resume(self) -> None:
+        self._going.set()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
@@ -212,12 +247,14 @@ class CustomerWrites:
     async def halt(self) -> None:
         """Stop writing (and wait for the write under way)."""
         self._stop.set()
+        self._going.set()
         if self._task is not None:
             await self._task
 
     async def _run(self) -> None:
         n = 0
         while not self._stop.is_set():
+            await self._going.wait()
             n += 1
             try:
                 await self.one(n)
@@ -468,8 +505,10 @@ def _waiting_at(plans: MigrationState, name: str, step: str) -> Any:
 def _caught_up(control: DataControl) -> Any:
     async def check() -> bool:
         status = (await control.get("erp-customers")).status or {}
-        reverse = status.get("reverse") or {}
-        return status.get("lag_changes") == 0 and reverse.get("lag_changes") == 0
+        reverse = status.get("reverse")
+        return status.get("lag_changes") == 0 and (
+            reverse is None or reverse.get("lag_changes") == 0
+        )
 
     return check
 
@@ -513,11 +552,11 @@ async def _conflict(
     reverse = status.get("reverse") or {}
     report.conflicts = int(status.get("conflicts", 0)) + int(reverse.get("conflicts", 0))
     if items:
-        payload = items[0].payload
+        winner = items[0].payload["winner_system"]
         console.print(
             f"  Customer {customer} changed on both sides at once: a conflict, filed for "
-            f"review with both versions; the {payload['winner']} change won (last writer "
-            "wins) and both databases hold it.",
+            f"review with both versions (hybridmesh review list --origin replication); "
+            f"{winner}'s later change won (last writer wins) and both databases hold it.",
             highlight=False,
         )
 

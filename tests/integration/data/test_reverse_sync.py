@@ -146,4 +146,4 @@ async def test_conflicts_are_filed_for_review_with_both_versions_once(tmp_path: 
     assert item.payload["incoming"] == {"id": 1, "name": "From Legacy"}
     assert item.payload["local"] == {"id": 1, "full_name": "From New"}
     assert item.payload["winner"] == "local"
-    assert "customers" in item.reason
+    assert "customers" in item.reason and "target's change won" in item.reason
