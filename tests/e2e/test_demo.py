@@ -144,3 +144,25 @@ def test_demo_runs_the_reference_system_and_shows_resilience(tmp_path: Path) -> 
     assert flag["rollout"] == {"new": 100.0}
     [experiment] = listed("experiments", "list")
     assert experiment["verdict"] == "rejected"
+
+    # The data part moved legacy-erp's customers to user-service: the replication backfilled
+    # and was retired by its completed database_decomposition plan, reconciliation found the
+    # five injected differences and repaired them, the last run found none, a conflict was
+    # filed for review, and the bridge fed analytics-reporting's read model.
+    data = {r["name"]: r for r in listed("replicate", "list")}
+    customers = data["erp-customers"]
+    assert customers["desired"] == "stopped" and not customers["reverse"]
+    assert customers["status"]["phase"] == "streaming"
+    assert customers["status"]["tables"][0]["rows_copied"] >= 240
+    assert data["erp-events"]["status"]["published"] > 0
+    decomposition = {p["name"]: p for p in listed("migrate", "list")}["customers-to-user-service"]
+    assert decomposition["status"] == "completed"
+    runs = listed("reconcile", "history", "erp-customers")
+    assert runs[0]["status"] == "consistent" and runs[0]["remaining"] == 0
+    drift = runs[-1]
+    assert (drift["missing"], drift["different"], drift["extra"]) == (2, 2, 1)
+    assert drift["repaired"] == 5 and drift["remaining"] == 0
+    conflicts = listed("review", "list", "--origin", "replication")
+    assert conflicts and conflicts[0]["payload"]["table"] == "customers"
+    [projection] = listed("projections", "list")
+    assert projection["name"] == "erp-orders-by-customer" and projection["events_applied"] > 0

@@ -252,6 +252,8 @@ async def _run_pair(
         if now - last_poll >= 0.5 or reverse_on is None:
             last_poll = now
             desired, wanted = await control.desired(spec.name)
+            if desired == "stopped" and forward is not None:
+                break  # as it stands: the last status keeps its tables
             if wanted != reverse_on:
                 reverse_on = wanted
                 forward = Replicator(

@@ -524,8 +524,12 @@ def _ended(plans: MigrationState, name: str) -> Any:
 async def _conflict(
     store: Store, writes: CustomerWrites, report: DataReport, console: Console
 ) -> None:
-    """A straggler at legacy-erp and user-service change one customer at the same moment."""
+    """A straggler at legacy-erp and user-service change one customer while the two are
+    out of sync (the replication is held for a moment, as a slow network would hold it)."""
     customer = "C-1"
+    control = DataControl(store)
+    await control.set_desired("erp-customers", "paused")
+    await asyncio.sleep(0.8)  # the runner looks at what is asked every half second
     await writes._post(
         "/erp/customers",
         {
@@ -540,6 +544,7 @@ async def _conflict(
         time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         customer,
     )
+    await control.set_desired("erp-customers", "running")
 
     async def filed() -> Any:
         items = await ReviewQueue(store).list(origin="replication")
