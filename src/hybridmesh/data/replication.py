@@ -465,6 +465,9 @@ class Replicator:
                 continue
             if window is not None and change.table == window.table and change.seq > window.low:
                 window.rows.pop(change.key_text, None)
+                if change.before is not None:
+                    # A key change: the chunk's copy under the old key is stale too.
+                    window.rows.pop(_key_of(table, change.before), None)
             if self.peer is not None and not await self._wins(tx, table, change):
                 continue
             self.last_change_at = change.at
