@@ -91,9 +91,16 @@ async def install_capture(db: Store, tables: Iterable[str]) -> dict[str, TableSh
     has no primary key.
     """
     shapes = {table: await table_shape(db, table) for table in tables}
+    # Two transactions, so that none holds a lock on the change table while it waits for
+    # a captured table: on PostgreSQL, ``CREATE INDEX IF NOT EXISTS`` locks the change table
+    # even when the index is there, and replacing a trigger waits for the application's
+    # transactions on the table, whose triggers write into the change table: in one
+    # transaction, capturing again under writes (a replicator that reconnected) deadlocks
+    # with them.
     async with db.transaction() as tx:
         for statement in _log_tables(db.dialect):
             await tx.execute(statement)
+    async with db.transaction() as tx:
         for shape in shapes.values():
             for statement in _triggers(db.dialect, shape):
                 await tx.execute(statement)

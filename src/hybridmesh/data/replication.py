@@ -33,6 +33,7 @@ both versions.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -384,14 +385,17 @@ class Replicator:
                     continue
             if report is not None and now - last_report >= report_every:
                 last_report = now
-                await report(await self.status())
+                # A status asks the source too: away, it is skipped, as a step is retried.
+                with contextlib.suppress(StoreUnavailableError):
+                    await report(await self.status())
             if until_caught_up and not read and not self.backfilling and self._window is None:
                 break
             if not read:
                 await asyncio.sleep(idle)
-        await self.report_position()
-        if report is not None:
-            await report(await self.status())
+        with contextlib.suppress(StoreUnavailableError):
+            await self.report_position()
+            if report is not None:
+                await report(await self.status())
 
     async def report_position(self) -> None:
         """Tell the source how far this replication has read, so it can prune the log."""
@@ -465,6 +469,9 @@ class Replicator:
                 continue
             if window is not None and change.table == window.table and change.seq > window.low:
                 window.rows.pop(change.key_text, None)
+                if change.before is not None:
+                    # A key change: the chunk's copy under the old key is stale too.
+                    window.rows.pop(_key_of(table, change.before), None)
             if self.peer is not None and not await self._wins(tx, table, change):
                 continue
             self.last_change_at = change.at

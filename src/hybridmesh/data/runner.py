@@ -293,7 +293,9 @@ async def _run_pair(
                 continue
         if now - last_report >= 1.0:
             last_report = now
-            await report(await _status(forward, reverse, desired))
+            # A status asks the source too: away, it is skipped, as a step is retried.
+            with contextlib.suppress(StoreUnavailableError):
+                await report(await _status(forward, reverse, desired))
         if until_caught_up and not read and not forward.backfilling:
             break
         if not read:
@@ -303,7 +305,8 @@ async def _run_pair(
             await forward.report_position()
             if reverse is not None:
                 await reverse.report_position()
-        await report(await _status(forward, reverse, desired))
+        with contextlib.suppress(StoreUnavailableError):
+            await report(await _status(forward, reverse, desired))
 
 
 async def _status(forward: Replicator, reverse: Replicator | None, desired: str) -> dict[str, Any]:
