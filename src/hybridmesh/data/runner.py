@@ -224,10 +224,42 @@ async def _run_record(
                 until_caught_up=until_caught_up,
             )
         return
-    async with opened(spec.source.url, spec.target.url) as (source, target):
-        await _run_pair(
-            control, spec, source, target, stop, until_caught_up, report, conflict_filer(store)
-        )
+    scheduled = None
+    if spec.reconcile.every is not None and not until_caught_up:
+        scheduled = asyncio.create_task(_reconcile_every(store, spec, stop, control))
+    try:
+        async with opened(spec.source.url, spec.target.url) as (source, target):
+            await _run_pair(
+                control, spec, source, target, stop, until_caught_up, report, conflict_filer(store)
+            )
+    finally:
+        if scheduled is not None:
+            scheduled.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await scheduled
+
+
+async def _reconcile_every(
+    store: Store, spec: ReplicationSpec, stop: asyncio.Event, control: DataControl
+) -> None:
+    """The replication's scheduled reconciliation (``reconcile.every``), repairing when its
+    ``reconcile.repair`` says so; runs only once the backfill is done (before, every row not
+    copied yet would count as missing)."""
+    from hybridmesh.data.reconcile import ReconcileSchedule
+
+    schedule = ReconcileSchedule(spec, store=store)
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), schedule.every)
+        if stop.is_set():
+            return
+        status = (await control.get(spec.name)).status or {}
+        if status.get("phase") != "streaming":
+            continue
+        try:
+            await schedule.run_once()
+        except Exception as error:  # the next run may well succeed: keep the schedule
+            log.warning("data: scheduled reconciliation of %s failed: %s", spec.name, error)
 
 
 async def _run_pair(
