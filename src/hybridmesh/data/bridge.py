@@ -20,6 +20,7 @@ least once, never lost).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -128,13 +129,15 @@ class EventBridge:
                     continue
             if report is not None and now - last >= report_every:
                 last = now
-                await report(await self.status())
+                with contextlib.suppress(StoreUnavailableError):  # the source is away
+                    await report(await self.status())
             if until_caught_up and not read:
                 break
             if not read:
                 await asyncio.sleep(idle)
         if report is not None:
-            await report(await self.status())
+            with contextlib.suppress(StoreUnavailableError):
+                await report(await self.status())
 
     async def status(self) -> dict[str, Any]:
         log = await backlog(self.source)

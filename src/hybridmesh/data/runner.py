@@ -21,7 +21,7 @@ from typing import Any
 from hybridmesh.core.errors import HybridMeshError, StoreUnavailableError
 from hybridmesh.data.bridge import EventBridge
 from hybridmesh.data.config import BridgeSpec, ReplicationSpec
-from hybridmesh.data.control import DataControl
+from hybridmesh.data.control import STALE_AFTER, DataControl
 from hybridmesh.data.databases import open_database
 from hybridmesh.data.metrics import DataMetrics
 from hybridmesh.data.replication import Conflict, Replicator, reverse_spec
@@ -108,7 +108,8 @@ async def run_stored(
     if not await control.claim(name, owner):
         raise AlreadyRunningError(
             f"{name} is run by {record.owner} (it reported "
-            f"{time.time() - (record.heartbeat_at or 0):.1f} s ago); stop that one first"
+            f"{time.time() - (record.heartbeat_at or 0):.1f} s ago); stop that one first, or, "
+            f"if it died, start again once it has been silent for {STALE_AFTER:g} s"
         )
     metrics = metrics or DataMetrics.default()
     stop = stop or asyncio.Event()
