@@ -36,10 +36,10 @@ from typing import Any, Protocol
 import aiohttp
 
 from hybridmesh.core.errors import HybridMeshError, Problem, ValidationError
-from hybridmesh.migration.data_steps import DataStepError, DataVerdict, evaluate, execute_in, retire
 from hybridmesh.flags.model import Flag, with_rollout
 from hybridmesh.flags.store import FlagStore
 from hybridmesh.gateway.state import GatewayState
+from hybridmesh.migration.data_steps import DataStepError, DataVerdict, evaluate, execute_in, retire
 from hybridmesh.migration.gates import Measurement, Tally, Verdict, measure
 from hybridmesh.migration.plans import (
     Action,
