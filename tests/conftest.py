@@ -47,9 +47,9 @@ def _database_url(name: str) -> str:
     return f"{base}/{name}"
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A URL to a fresh, empty PostgreSQL database, dropped after the test."""
+def fresh_postgres_database() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database's URL, dropped afterwards: the body of a fixture
+    (a test that needs two databases has two fixtures of it)."""
     name = f"hm_test_{uuid.uuid4().hex[:12]}"
     try:
         asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
@@ -59,6 +59,28 @@ def postgres_url() -> Iterator[str]:
         yield _database_url(name)
     finally:
         asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A URL to a fresh, empty PostgreSQL database, dropped after the test."""
+    yield from fresh_postgres_database()
+
+
+@pytest.fixture
+async def pg_admin(postgres_url: str) -> AsyncIterator[object]:
+    """A connection of the test's own to the PostgreSQL server, to act on ``postgres_url``'s
+    database from the server's side (see tests/pg_outage.py); it lets connections in again
+    at the end, whatever the test did."""
+    import asyncpg
+
+    conn = await asyncpg.connect(PG_ADMIN_URL)
+    try:
+        yield conn
+    finally:
+        name = postgres_url.rsplit("/", 1)[1]
+        await conn.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        await conn.close()
 
 
 @pytest.fixture

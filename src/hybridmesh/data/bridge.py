@@ -19,13 +19,11 @@ least once, never lost).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from hybridmesh.core.errors import StoreUnavailableError
+from hybridmesh.data._follow import follow
 from hybridmesh.data.capture import (
     Change,
     backlog,
@@ -110,34 +108,20 @@ class EventBridge:
     ) -> None:
         """Publish until ``desired()`` says ``stopped`` (or, with ``until_caught_up``, until
         the log is read to its head); ``paused`` holds. An unreachable source is retried."""
-        loop = asyncio.get_running_loop()
-        last = 0.0
-        state = "running"
-        while True:
-            now = loop.time()
-            if desired is not None and now - last >= 0.5:
-                state = await desired()
-            if state == "stopped":
-                break
-            read = 0
-            if state == "running":
-                try:
-                    read = await self.step()
-                except StoreUnavailableError:
-                    self._shapes = {}
-                    await asyncio.sleep(0.5)
-                    continue
-            if report is not None and now - last >= report_every:
-                last = now
-                with contextlib.suppress(StoreUnavailableError):  # the source is away
-                    await report(await self.status())
-            if until_caught_up and not read:
-                break
-            if not read:
-                await asyncio.sleep(idle)
-        if report is not None:
-            with contextlib.suppress(StoreUnavailableError):
-                await report(await self.status())
+
+        def reset() -> None:
+            self._shapes = {}
+
+        await follow(
+            self.step,
+            reset=reset,
+            status=self.status,
+            desired=desired,
+            report=report,
+            report_every=report_every,
+            until_caught_up=until_caught_up,
+            idle=idle,
+        )
 
     async def status(self) -> dict[str, Any]:
         log = await backlog(self.source)

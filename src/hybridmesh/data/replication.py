@@ -32,7 +32,6 @@ both versions.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import time
@@ -42,6 +41,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from hybridmesh.core.errors import StoreUnavailableError
+from hybridmesh.data._follow import follow
 from hybridmesh.data.capture import (
     CHANGES,
     Change,
@@ -367,35 +367,19 @@ class Replicator:
         """Replicate until ``desired()`` says ``stopped`` (or, with ``until_caught_up``,
         until the backfill is done and the log is read to its head). ``paused`` holds the
         position. Source or target unreachable: it waits and tries again."""
-        last_report = 0.0
-        state: Desired = "running"
-        while True:
-            now = time.monotonic()
-            if desired is not None and now - last_report >= min(report_every, 0.5):
-                state = await desired()
-            if state == "stopped":
-                break
-            read = 0
-            if state == "running":
-                try:
-                    read = await self.step()
-                except StoreUnavailableError:
-                    self.reset()
-                    await asyncio.sleep(0.5)
-                    continue
-            if report is not None and now - last_report >= report_every:
-                last_report = now
-                # A status asks the source too: away, it is skipped, as a step is retried.
-                with contextlib.suppress(StoreUnavailableError):
-                    await report(await self.status())
-            if until_caught_up and not read and not self.backfilling and self._window is None:
-                break
-            if not read:
-                await asyncio.sleep(idle)
+        await follow(
+            self.step,
+            reset=self.reset,
+            status=self.status,
+            desired=desired,
+            report=report,
+            report_every=report_every,
+            until_caught_up=until_caught_up,
+            settled=lambda: not self.backfilling and self._window is None,
+            idle=idle,
+        )
         with contextlib.suppress(StoreUnavailableError):
             await self.report_position()
-            if report is not None:
-                await report(await self.status())
 
     async def report_position(self) -> None:
         """Tell the source how far this replication has read, so it can prune the log."""

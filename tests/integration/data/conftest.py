@@ -3,13 +3,11 @@ SQLite or PostgreSQL, each the test's own."""
 
 from __future__ import annotations
 
-import asyncio
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from tests.conftest import _admin, _database_url, _service_unavailable
+from tests.conftest import fresh_postgres_database
 
 from hybridmesh.data.databases import open_database
 from hybridmesh.store import Store
@@ -18,15 +16,7 @@ from hybridmesh.store import Store
 @pytest.fixture
 def second_postgres_url() -> Iterator[str]:
     """Another fresh PostgreSQL database, for the other side of a replication."""
-    name = f"hm_test_{uuid.uuid4().hex[:12]}"
-    try:
-        asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
-    except Exception as error:
-        _service_unavailable("PostgreSQL", error)
-    try:
-        yield _database_url(name)
-    finally:
-        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    yield from fresh_postgres_database()
 
 
 @pytest.fixture(

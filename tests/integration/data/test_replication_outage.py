@@ -15,7 +15,6 @@ from typing import Any
 
 import asyncpg
 import pytest
-from tests.conftest import PG_ADMIN_URL
 from tests.integration.data.replication_load import (
     NAME,
     Writer,
@@ -23,6 +22,7 @@ from tests.integration.data.replication_load import (
     create_accounts,
     definitions,
 )
+from tests.pg_outage import bring_back, take_down
 from tests.waiting import eventually
 
 from hybridmesh.core.errors import StoreError
@@ -37,36 +37,6 @@ from hybridmesh.store import Store, open_store
 pytestmark = pytest.mark.postgres
 
 ROWS = 5_000
-
-
-@pytest.fixture
-async def admin(postgres_url: str) -> AsyncIterator[Any]:
-    """A connection of the test's own, to act on the legacy database from the server's
-    side."""
-    conn = await asyncpg.connect(PG_ADMIN_URL)
-    try:
-        yield conn
-    finally:
-        await conn.execute(f'ALTER DATABASE "{_name(postgres_url)}" ALLOW_CONNECTIONS true')
-        await conn.close()
-
-
-def _name(url: str) -> str:
-    return url.rsplit("/", 1)[1]
-
-
-async def take_down(admin: Any, url: str) -> None:
-    """End every session on the database and take no new one."""
-    await admin.execute(f'ALTER DATABASE "{_name(url)}" ALLOW_CONNECTIONS false')
-    await admin.fetchval(
-        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-        "WHERE datname = $1 AND pid <> pg_backend_pid()",
-        _name(url),
-    )
-
-
-async def bring_back(admin: Any, url: str) -> None:
-    await admin.execute(f'ALTER DATABASE "{_name(url)}" ALLOW_CONNECTIONS true')
 
 
 @pytest.fixture
@@ -169,7 +139,7 @@ async def test_the_source_going_away_mid_replication_loses_nothing(
     sides: tuple[Store, Store],
     postgres_url: str,
     second_postgres_url: str,
-    admin: Any,
+    pg_admin: Any,
     mesh: Store,
 ) -> None:
     source, target = sides
@@ -191,13 +161,13 @@ async def test_the_source_going_away_mid_replication_loses_nothing(
 
             await eventually(in_phase, what=f"the replication in its {phase}")
             before = running.position
-            await take_down(admin, postgres_url)
+            await take_down(pg_admin, postgres_url)
             assert phase == await target.fetch_value(
                 "SELECT phase FROM hm_replication_state WHERE name = ?", NAME
             )
             await asyncio.sleep(2)  # the source stays away a while
             assert running.alive()
-            await bring_back(admin, postgres_url)
+            await bring_back(pg_admin, postgres_url)
             assert writer.refused > 0  # the application did find the database away
 
             # It comes back by itself, and goes on while the application writes.
@@ -228,7 +198,7 @@ async def test_a_paused_replication_outlives_the_source_going_away_and_can_stop_
     sides: tuple[Store, Store],
     postgres_url: str,
     second_postgres_url: str,
-    admin: Any,
+    pg_admin: Any,
     mesh: Store,
 ) -> None:
     source, target = sides
@@ -247,17 +217,17 @@ async def test_a_paused_replication_outlives_the_source_going_away_and_can_stop_
         )
 
         # Paused, it still reports its status every second, which asks the source.
-        await take_down(admin, postgres_url)
+        await take_down(pg_admin, postgres_url)
         await asyncio.sleep(2.5)
         assert running.alive()
-        await bring_back(admin, postgres_url)
+        await bring_back(pg_admin, postgres_url)
         await source.execute("UPDATE accounts SET balance = 7 WHERE id = 1")
         await control.set_desired(NAME, "running")
         await eventually(lambda: caught_up(source, target), what="caught up after resuming")
         assert await assert_same_rows(source, target) == 100
 
         # Asked to stop while the source is away, it stops, without an error.
-        await take_down(admin, postgres_url)
+        await take_down(pg_admin, postgres_url)
         await control.set_desired(NAME, "stopped")
         await asyncio.wait_for(running.task, 30)
         assert (await control.get(NAME)).heartbeat_at is None
@@ -302,7 +272,7 @@ async def test_preparing_again_while_the_application_is_mid_transaction_does_not
 
 
 async def test_replicator_run_outlives_the_source_going_away_while_paused(
-    sides: tuple[Store, Store], postgres_url: str, second_postgres_url: str, admin: Any
+    sides: tuple[Store, Store], postgres_url: str, second_postgres_url: str, pg_admin: Any
 ) -> None:
     source, target = sides
     await create_accounts(source, 100)
@@ -323,21 +293,21 @@ async def test_replicator_run_outlives_the_source_going_away_while_paused(
     try:
         await eventually(lambda: caught_up(source, target), what="the replication caught up")
         asked.append("paused")
-        await take_down(admin, postgres_url)
+        await take_down(pg_admin, postgres_url)
         await asyncio.sleep(2)  # paused, it reports its status: from the source that is away
         assert not running.done(), running.exception()
-        await bring_back(admin, postgres_url)
+        await bring_back(pg_admin, postgres_url)
         await source.execute("UPDATE accounts SET balance = 7 WHERE id = 1")
         asked.append("running")
         await eventually(lambda: caught_up(source, target), what="caught up after resuming")
         assert await assert_same_rows(source, target) == 100
         assert reports[-1].position > 0
 
-        await take_down(admin, postgres_url)
+        await take_down(pg_admin, postgres_url)
         asked.append("stopped")  # while the source is away: it stops without an error
         await asyncio.wait_for(running, 30)
     finally:
-        await bring_back(admin, postgres_url)
+        await bring_back(pg_admin, postgres_url)
         running.cancel()
         with contextlib.suppress(asyncio.CancelledError, StoreError):
             await running

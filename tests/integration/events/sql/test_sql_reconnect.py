@@ -5,12 +5,10 @@ refused with BackendUnavailableError, never acknowledged and lost."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
-import asyncpg
 import pytest
-from tests.conftest import PG_ADMIN_URL
+from tests.pg_outage import database_name, terminate_all
 from tests.waiting import eventually
 
 from hybridmesh.events.backend import BackendUnavailableError, GroupSpec, Settlement
@@ -25,31 +23,6 @@ def event(n: int) -> CloudEvent:
     return CloudEvent.create("user.registered", "/tests", {"n": n})
 
 
-@pytest.fixture
-async def admin(postgres_url: str) -> AsyncIterator[Any]:
-    """A connection of the test's own, to act on the backend's from the server side."""
-    conn = await asyncpg.connect(PG_ADMIN_URL)
-    try:
-        yield conn
-    finally:
-        await conn.execute(f'ALTER DATABASE "{_name(postgres_url)}" ALLOW_CONNECTIONS true')
-        await conn.close()
-
-
-def _name(url: str) -> str:
-    return url.rsplit("/", 1)[1]
-
-
-async def terminate_all(admin: Any, url: str) -> int:
-    """End every session on the test's database; returns how many there were."""
-    ended: int = await admin.fetchval(
-        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-        "WHERE datname = $1 AND pid <> pg_backend_pid()",
-        _name(url),
-    )
-    return ended
-
-
 async def fetch_numbers(backend: SqlEventBackend, group: GroupSpec) -> list[int]:
     seen: list[int] = []
     while batches := await backend.fetch(group, "c", max_events=100, wait=0.2):
@@ -60,7 +33,7 @@ async def fetch_numbers(backend: SqlEventBackend, group: GroupSpec) -> list[int]
 
 
 async def test_a_publish_right_after_the_sessions_were_terminated_is_stored(
-    postgres_url: str, admin: Any
+    postgres_url: str, pg_admin: Any
 ) -> None:
     backend = await SqlEventBackend.open(postgres_url)
     await backend.start()
@@ -68,7 +41,7 @@ async def test_a_publish_right_after_the_sessions_were_terminated_is_stored(
         group = GroupSpec("g")
         await backend.ensure_group(group)
         await backend.publish([event(1)])
-        assert await terminate_all(admin, postgres_url) >= 1
+        assert await terminate_all(pg_admin, postgres_url) >= 1
         await backend.publish([event(2)])  # on a connection the pool does not know is dead
         await backend.publish([event(3)])
         # Each is stored once; without a partition key they may sit in different partitions,
@@ -80,7 +53,7 @@ async def test_a_publish_right_after_the_sessions_were_terminated_is_stored(
 
 
 async def test_the_bus_keeps_consuming_after_its_sessions_were_terminated(
-    postgres_url: str, admin: Any
+    postgres_url: str, pg_admin: Any
 ) -> None:
     backend = await SqlEventBackend.open(postgres_url)
     seen: list[int] = []
@@ -94,29 +67,33 @@ async def test_the_bus_keeps_consuming_after_its_sessions_were_terminated(
     async with bus:
         await bus.publish(event(1))
         await eventually(lambda: seen == [1], what="the first event")
-        await terminate_all(admin, postgres_url)
+        await terminate_all(pg_admin, postgres_url)
         await bus.publish(event(2))
         await eventually(lambda: seen == [1, 2], what="the event after the sessions ended")
-        await terminate_all(admin, postgres_url)  # the LISTEN connection too, while waiting
+        await terminate_all(pg_admin, postgres_url)  # the LISTEN connection too, while waiting
         await bus.publish(event(3))
         await eventually(lambda: seen == [1, 2, 3], what="the event after a second cut")
 
 
 async def test_a_publish_while_the_database_takes_no_connections_is_refused_then_works(
-    postgres_url: str, admin: Any
+    postgres_url: str, pg_admin: Any
 ) -> None:
     backend = await SqlEventBackend.open(postgres_url, publish_timeout=0.5)
     await backend.start()
     try:
         group = GroupSpec("g")
         await backend.ensure_group(group)
-        await admin.execute(f'ALTER DATABASE "{_name(postgres_url)}" ALLOW_CONNECTIONS false')
-        await terminate_all(admin, postgres_url)
+        await pg_admin.execute(
+            f'ALTER DATABASE "{database_name(postgres_url)}" ALLOW_CONNECTIONS false'
+        )
+        await terminate_all(pg_admin, postgres_url)
         with pytest.raises(BackendUnavailableError, match="did not take the events within"):
             await backend.publish([event(1)])
         with pytest.raises(BackendUnavailableError):
             await backend.check()
-        await admin.execute(f'ALTER DATABASE "{_name(postgres_url)}" ALLOW_CONNECTIONS true')
+        await pg_admin.execute(
+            f'ALTER DATABASE "{database_name(postgres_url)}" ALLOW_CONNECTIONS true'
+        )
         await backend.publish([event(2)])
         await backend.check()
         assert await fetch_numbers(backend, group) == [2]
@@ -125,7 +102,7 @@ async def test_a_publish_while_the_database_takes_no_connections_is_refused_then
 
 
 async def test_health_fails_while_the_database_is_away_and_recovers(
-    postgres_url: str, admin: Any
+    postgres_url: str, pg_admin: Any
 ) -> None:
     backend = await SqlEventBackend.open(postgres_url)
 
@@ -136,8 +113,10 @@ async def test_health_fails_while_the_database_is_away_and_recovers(
     bus.subscribe(">", handler, group="g")
     async with bus:
         assert (await bus.health()).ready
-        await admin.execute(f'ALTER DATABASE "{_name(postgres_url)}" ALLOW_CONNECTIONS false')
-        await terminate_all(admin, postgres_url)
+        await pg_admin.execute(
+            f'ALTER DATABASE "{database_name(postgres_url)}" ALLOW_CONNECTIONS false'
+        )
+        await terminate_all(pg_admin, postgres_url)
 
         async def group_failing() -> bool:
             health = await bus.health()
@@ -146,7 +125,9 @@ async def test_health_fails_while_the_database_is_away_and_recovers(
         await eventually(group_failing, what="the group's fetches failing")
         health = await bus.health()
         assert health.status == "failing" and health.error is not None
-        await admin.execute(f'ALTER DATABASE "{_name(postgres_url)}" ALLOW_CONNECTIONS true')
+        await pg_admin.execute(
+            f'ALTER DATABASE "{database_name(postgres_url)}" ALLOW_CONNECTIONS true'
+        )
 
         async def ready() -> bool:
             return (await bus.health()).ready
