@@ -19,8 +19,11 @@ def demo() -> None:
     allowlist, a rate limit, XML translation, a sticky split, a mirrored parallel run, a live
     weight change); last, carve content-management up with gated migration plans under live
     load (one reaches 100 %, one rolls itself back after an injected fault), move a function
-    by branch by abstraction, and run a boundary experiment. Exits 0 when every step behaved
-    as expected."""
+    by branch by abstraction, and run a boundary experiment; then move legacy-erp's customers
+    to user-service's database (an event bridge, a replication backfilled while writes go
+    on, drift found and repaired by reconciliation, a database_decomposition plan cutting
+    writes over with reverse sync and a conflict filed for review). Exits 0 when every step
+    behaved as expected."""
     from hybridmesh.demo import run_demo
 
     report = run(run_demo(get_ctx().settings, console))

@@ -78,7 +78,8 @@ reason_option = click.option("--reason", default=None, help="Why, for the audit.
 
 @click.group()
 def migrate() -> None:
-    """Boundary migration plans: strangler fig and branch by abstraction, in gated steps."""
+    """Boundary migration plans: strangler fig, branch by abstraction and database
+    decomposition, in gated steps."""
 
 
 # -- making plans ----------------------------------------------------------------------------
