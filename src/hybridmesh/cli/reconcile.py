@@ -1,10 +1,10 @@
 """``hybridmesh reconcile``: compare a replication's source and target tables, repair them,
 and read the runs and repairs recorded.
 
-``run NAME --file FILE`` compares (``--repair``: and repairs) the tables of replication
-NAME defined in FILE; it exits 0 when they agree or were fully repaired, 1 when
-differences remain, 2 for a bad file, name or table. ``history NAME`` lists the recorded
-runs (``--repairs``: the rows repairs wrote).
+``run NAME [--file FILE]`` compares (``--repair``: and repairs) the tables of replication
+NAME, as FILE defines it or as ``replicate apply`` stored it; it exits 0 when they agree or
+were fully repaired, 1 when differences remain, 2 for a bad file, name or table.
+``history NAME`` lists the recorded runs (``--repairs``: the rows repairs wrote).
 """
 
 from __future__ import annotations
@@ -48,14 +48,32 @@ def _replication(file: Path, name: str) -> ReplicationSpec:
     return spec
 
 
+async def _stored_replication(name: str) -> ReplicationSpec:
+    """Replication ``name`` as ``replicate apply`` stored it; exits 2 naming the known ones."""
+    from hybridmesh.data.control import DataControl
+
+    async with await open_ready_store(get_ctx().database_url, create=False) as store:
+        records = {r.name: r for r in await DataControl(store).list()}
+    record = records.get(name)
+    if record is None or not isinstance(record.spec, ReplicationSpec):
+        known = ", ".join(n for n, r in sorted(records.items()) if r.kind == "replication")
+        raise click.BadParameter(
+            f"the store has no replication {name!r} (it has: {known or 'none'}); "
+            "store it with `hybridmesh replicate apply FILE` or pass --file",
+            param_hint="NAME",
+        )
+    return record.spec
+
+
 @reconcile_group.command("run")
 @click.argument("name")
 @click.option(
     "--file",
     "file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    required=True,
-    help="The YAML file that defines the replication.",
+    default=None,
+    help="The YAML file that defines the replication (default: the one stored by "
+    "`replicate apply`).",
 )
 @click.option("--repair", is_flag=True, help="Repair what differs, from reconcile.truth's side.")
 @click.option(
@@ -66,7 +84,7 @@ def _replication(file: Path, name: str) -> ReplicationSpec:
 )
 @json_option
 def reconcile_run(
-    name: str, file: Path, repair: bool, tables: tuple[str, ...], as_json: bool
+    name: str, file: Path | None, repair: bool, tables: tuple[str, ...], as_json: bool
 ) -> None:
     """Compare replication NAME's source and target tables and report the rows missing
     from the target, extra in it and different; with --repair, write the side that is
@@ -74,7 +92,7 @@ def reconcile_run(
     row are recorded in the hybridmesh store (see `reconcile history`).
 
     Exits 0 when the tables agree (or were fully repaired), 1 when differences remain."""
-    spec = _replication(file, name)
+    spec = _replication(file, name) if file is not None else run(_stored_replication(name))
     table_specs(spec, tables)  # an unknown --table exits 2 before anything is opened
 
     async def go() -> ReconcileReport:

@@ -171,3 +171,21 @@ async def test_history_of_a_replication_never_run(
     code, out = await run_cli(capsys, sqlite_url, "reconcile", "history", "erp-customers")
     assert code == 0
     assert "no reconciliation runs of erp-customers" in _flat(out)
+
+
+async def test_without_a_file_the_stored_definition_is_used(
+    tmp_path: Path, sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    file = await _setup(tmp_path)
+    code, out = await run_cli(capsys, sqlite_url, "replicate", "apply", str(file))
+    assert code == 0, out
+
+    code, out, _ = await run_cli_parts(
+        capsys, sqlite_url, "reconcile", "run", "erp-customers", "--json"
+    )
+    assert code == 1
+    assert json.loads(out)["tables"][0]["missing"] == 1
+
+    code, out, err = await run_cli_parts(capsys, sqlite_url, "reconcile", "run", "nowhere")
+    assert code == 2
+    assert "no replication 'nowhere'" in _flat(err) and "erp-customers" in _flat(err)
