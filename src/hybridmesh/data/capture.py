@@ -87,24 +87,49 @@ async def install_capture(db: Store, tables: Iterable[str]) -> dict[str, TableSh
     """Create the change log in ``db`` and capture changes of ``tables`` from now on.
 
     Idempotent: run again (after a table gained columns, say), it replaces the triggers.
+    On PostgreSQL what is in place already is left alone (the trigger there reads whole
+    rows, so only another key calls for a new one): dropping a trigger, or building an index
+    that exists, locks the table against writes, and a replicator starting again must
+    neither wait for the application's transactions nor deadlock with them.
+
     Returns each table's shape. Raises ConfigurationError for a table that does not exist or
     has no primary key.
     """
     shapes = {table: await table_shape(db, table) for table in tables}
     # Two transactions, so that none holds a lock on the change table while it waits for
-    # a captured table: on PostgreSQL, ``CREATE INDEX IF NOT EXISTS`` locks the change table
-    # even when the index is there, and replacing a trigger waits for the application's
-    # transactions on the table, whose triggers write into the change table: in one
-    # transaction, capturing again under writes (a replicator that reconnected) deadlocks
-    # with them.
+    # a captured table: on PostgreSQL, building a missing index locks the change table, and
+    # replacing a trigger waits for the application's transactions on the table, whose
+    # triggers write into the change table: in one transaction, capturing under writes
+    # deadlocks with them.
     async with db.transaction() as tx:
         for statement in _log_tables(db.dialect):
             await tx.execute(statement)
+        if db.dialect == "postgresql":
+            for index, statement in _LOG_INDEXES.items():
+                # CREATE INDEX IF NOT EXISTS locks the table even when the index is there.
+                if await tx.fetch_value("SELECT to_regclass(?)", index) is None:
+                    await tx.execute(statement)
     async with db.transaction() as tx:
         for shape in shapes.values():
+            if db.dialect == "postgresql" and await _trigger_in_place(tx, shape):
+                continue
             for statement in _triggers(db.dialect, shape):
                 await tx.execute(statement)
     return shapes
+
+
+async def _trigger_in_place(tx: Transaction, shape: TableShape) -> bool:
+    """PostgreSQL: whether ``shape``'s table has its capture trigger, enabled, on the same
+    key columns."""
+    args = await tx.fetch_value(
+        "SELECT t.tgargs FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid "
+        "WHERE t.tgrelid = to_regclass(?) AND t.tgname = ? AND p.proname = 'hm_cdc_capture' "
+        "AND t.tgenabled <> 'D'",
+        quote(shape.name),
+        _trigger(shape.name, "x"),
+    )
+    expected = b"".join(column.encode() + b"\x00" for column in shape.key)
+    return isinstance(args, bytes) and args == expected
 
 
 async def uninstall_capture(db: Store, tables: Iterable[str]) -> None:
@@ -154,8 +179,6 @@ def _log_tables(dialect: str) -> list[str]:
         f"CREATE TABLE IF NOT EXISTS {CHANGES} (id BIGSERIAL PRIMARY KEY, seq BIGINT, "
         "tbl TEXT, key TEXT NOT NULL, op TEXT NOT NULL, before TEXT, after TEXT, "
         "at DOUBLE PRECISION NOT NULL, origin TEXT)",
-        f"CREATE UNIQUE INDEX IF NOT EXISTS {CHANGES}_seq ON {CHANGES} (seq)",
-        f"CREATE INDEX IF NOT EXISTS {CHANGES}_unnumbered ON {CHANGES} (id) WHERE seq IS NULL",
         f"CREATE TABLE IF NOT EXISTS {CONSUMERS} (name TEXT PRIMARY KEY, "
         "position BIGINT NOT NULL, updated_at DOUBLE PRECISION NOT NULL)",
         f"CREATE TABLE IF NOT EXISTS {COUNTER} (id INTEGER PRIMARY KEY CHECK (id = 1), "
@@ -179,6 +202,15 @@ BEGIN
   RETURN NULL;
 END $$""",
     ]
+
+
+#: PostgreSQL: the change log's indexes, by name; each built only when it is missing.
+_LOG_INDEXES = {
+    f"{CHANGES}_seq": f"CREATE UNIQUE INDEX IF NOT EXISTS {CHANGES}_seq ON {CHANGES} (seq)",
+    f"{CHANGES}_unnumbered": (
+        f"CREATE INDEX IF NOT EXISTS {CHANGES}_unnumbered ON {CHANGES} (id) WHERE seq IS NULL"
+    ),
+}
 
 
 def _triggers(dialect: str, shape: TableShape) -> list[str]:
