@@ -12,7 +12,9 @@ high watermark. Reading the log on, every change between the two watermarks remo
 from the chunk: the log has a change at least as new as the selected row. At the high
 watermark the rows left are written, in the log's order at that point. A chunk row
 therefore never overwrites a newer change; a change made after the selection comes after
-the high watermark, so it is applied after the chunk's row.
+the high watermark, so it is applied after the chunk's row. The rows travel as the source
+stores them when nothing has to be converted (:func:`_direct`; on PostgreSQL by COPY), and
+otherwise as the triggers' JSON images, mapped and written as changes are.
 
 **Streaming apply.** Changes are applied in log order, in batches, each batch in one target
 transaction together with the replicator's position (kept in the target database), so
@@ -34,13 +36,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import operator
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, cast
 
-from hybridmesh.core.errors import StoreUnavailableError
+from hybridmesh.core.errors import ConfigurationError, StoreError, StoreUnavailableError
 from hybridmesh.data._follow import follow
 from hybridmesh.data.capture import (
     CHANGES,
@@ -57,15 +60,24 @@ from hybridmesh.data.capture import (
     write_watermark,
 )
 from hybridmesh.data.config import ReplicationSpec, TableSpec
-from hybridmesh.data.databases import TableShape, quote
+from hybridmesh.data.databases import TableShape, quote, table_shape
 from hybridmesh.data.mapping import TableMapping
-from hybridmesh.store import Store, Transaction
+from hybridmesh.store import PostgresStore, Store, Transaction
+from hybridmesh.store.postgres import PostgresTransaction
 
 Phase = Literal["backfill", "streaming"]
 Desired = Literal["running", "paused", "stopped"]
 
 STATE = "hm_replication_state"
 POSITION = "hm_replication_position"
+
+#: Rows per backfill chunk when the spec names none: for rows copied as the source stores
+#: them (see :func:`_direct`), which move at several hundred thousand a second, and for
+#: rows converted to JSON and back, several times slower and larger in memory. A chunk
+#: costs a few dozen round trips besides its rows (two watermarks, reading the log, its
+#: transaction): some 20 ms, measured on a local PostgreSQL.
+DIRECT_CHUNK_SIZE = 50_000
+CHUNK_SIZE = 10_000
 
 
 @dataclass
@@ -122,9 +134,10 @@ class _Window:
     table: str
     low: int
     high: int
-    rows: dict[str, dict[str, Any]]
-    last_key: str | None
-    complete: bool
+    chunk: _Chunk
+    #: The keys changed between the watermarks: the log has a change at least as new as
+    #: their rows in the chunk, which are therefore not written.
+    changed: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -135,6 +148,8 @@ class _Table:
     shape: TableShape
     columns: list[str]  # the target's columns that the mapping writes
     progress: TableProgress
+    #: Backfill chunks go to the target as the source stores them (see :func:`_direct`).
+    direct: bool = False
 
 
 @dataclass(frozen=True)
@@ -261,6 +276,7 @@ class Replicator:
             mapping = table.mapping(shape.key)
             columns = mapping.target_columns(shape.columns)
             await self._ensure_target_table(mapping, shape, columns)
+            direct = await _direct(self.source, self.target, mapping, shape)
             row = stored.get(mapping.target)
             if row is None:
                 progress = TableProgress(
@@ -280,7 +296,7 @@ class Replicator:
                     int(row["rows_copied"]),
                     int(row["rows_total"]),
                 )
-            self._tables[table.source] = _Table(mapping, shape, columns, progress)
+            self._tables[table.source] = _Table(mapping, shape, columns, progress, direct)
         if self.peer is not None:
             # Conflicts are found in both logs (the target's is the peer's source), and the
             # peer's position is kept in the source (its target).
@@ -412,28 +428,20 @@ class Replicator:
             return
         label = f"{self.name}:{table.progress.source}:{uuid.uuid4().hex}"
         low = await write_watermark(self.source, label + ":low")
-        rows = await _chunk(
-            self.source, table.shape, table.progress.chunk_after, self.spec.chunk_size
-        )
+        size = self.spec.chunk_size or (DIRECT_CHUNK_SIZE if table.direct else CHUNK_SIZE)
+        chunk = await _chunk(self.source, table, table.progress.chunk_after, size)
         high = await write_watermark(self.source, label + ":high")
-        keyed = {key_text([row[c] for c in table.shape.key]): row for row in rows}
-        self._window = _Window(
-            table=table.progress.source,
-            low=low,
-            high=high,
-            rows=keyed,
-            last_key=next(reversed(keyed)) if keyed else table.progress.chunk_after,
-            complete=len(rows) < self.spec.chunk_size,
-        )
+        self._window = _Window(table.progress.source, low, high, chunk)
 
-    def _close_window(self, window: _Window, ops: _Ops) -> None:
+    async def _close_window(self, tx: Transaction, window: _Window) -> None:
+        """Write the chunk's rows but those changed between its watermarks."""
         table = self._tables[window.table]
-        for key, row in window.rows.items():
-            ops.upsert(table, key, row)
+        written = await window.chunk.write(tx, self.target.dialect, table, window.changed)
+        self.applied += written
         progress = table.progress
-        progress.rows_copied += len(window.rows)
-        progress.chunk_after = window.last_key
-        if window.complete:
+        progress.rows_copied += written
+        progress.chunk_after = window.chunk.last_key or progress.chunk_after
+        if window.chunk.complete:
             progress.phase = "streaming"
         self._window = None
 
@@ -445,17 +453,21 @@ class Replicator:
         for change in changes:
             if change.op == "watermark":
                 if window is not None and change.seq == window.high:
-                    self._close_window(window, ops)
+                    # The chunk's rows take their place in the log here: after what the
+                    # batch read before the high watermark, before what comes after it.
+                    self.applied += await ops.write(tx, self.target.dialect)
+                    ops = _Ops()
+                    await self._close_window(tx, window)
                     window = None
                 continue
             table = self._tables.get(change.table)
             if table is None or (self.peer is not None and change.origin == self.peer):
                 continue
             if window is not None and change.table == window.table and change.seq > window.low:
-                window.rows.pop(change.key_text, None)
+                window.changed.add(change.key_text)
                 if change.before is not None:
                     # A key change: the chunk's copy under the old key is stale too.
-                    window.rows.pop(_key_of(table, change.before), None)
+                    window.changed.add(_key_of(table, change.before))
             if self.peer is not None and not await self._wins(tx, table, change):
                 continue
             self.last_change_at = change.at
@@ -600,28 +612,39 @@ async def _upsert_rows(
     mapping = table.mapping
     columns = table.columns
     names = ", ".join(quote(c) for c in columns)
-    key = ", ".join(quote(c) for c in mapping.target_key)
-    others = [c for c in columns if c not in mapping.target_key]
-    update = (
-        "DO UPDATE SET " + ", ".join(f"{quote(c)} = excluded.{quote(c)}" for c in others)
-        if others
-        else "DO NOTHING"
-    )
     if dialect == "postgresql":
         # PostgreSQL turns JSON values into the columns' types itself (a timestamp written
         # as text in the log, say), and takes a whole batch in one statement.
         await tx.execute(
             f"INSERT INTO {quote(mapping.target)} ({names}) SELECT {names} FROM "
             f"jsonb_populate_recordset(NULL::{quote(mapping.target)}, ?::jsonb) "
-            f"ON CONFLICT ({key}) {update}",
+            f"{_on_conflict(table)}",
             json.dumps(rows, default=str),
         )
         return
-    marks = ", ".join("?" for _ in columns)
     await tx.executemany(
-        f"INSERT INTO {quote(mapping.target)} ({names}) VALUES ({marks}) "
-        f"ON CONFLICT ({key}) {update}",
-        [[_sqlite_value(row.get(c)) for c in columns] for row in rows],
+        _insert_values(table), [[_sqlite_value(row.get(c)) for c in columns] for row in rows]
+    )
+
+
+def _insert_values(table: _Table) -> str:
+    """An upsert of one row of the target's columns, its values as ``?`` in order."""
+    names = ", ".join(quote(c) for c in table.columns)
+    marks = ", ".join("?" for _ in table.columns)
+    return (
+        f"INSERT INTO {quote(table.mapping.target)} ({names}) VALUES ({marks}) "
+        f"{_on_conflict(table)}"
+    )
+
+
+def _on_conflict(table: _Table) -> str:
+    """What an insert does with a row whose key the target has: replace its values."""
+    key = ", ".join(quote(c) for c in table.mapping.target_key)
+    others = [c for c in table.columns if c not in table.mapping.target_key]
+    if not others:
+        return f"ON CONFLICT ({key}) DO NOTHING"
+    return f"ON CONFLICT ({key}) DO UPDATE SET " + ", ".join(
+        f"{quote(c)} = excluded.{quote(c)}" for c in others
     )
 
 
@@ -642,12 +665,178 @@ def _sqlite_value(value: Any) -> Any:
     return value
 
 
-async def _chunk(
-    db: Store, shape: TableShape, after: str | None, size: int
-) -> list[dict[str, Any]]:
-    """The next ``size`` rows of ``shape``'s table after key ``after`` (JSON), in key order,
-    each as the trigger's image of it (JSON values), so chunk rows and changes are mapped
-    and written the same way."""
+# ---------------------------------------------------------------------------- backfill chunks
+
+
+class _Chunk(Protocol):
+    """The rows of one backfill chunk, as selected between its watermarks."""
+
+    @property
+    def last_key(self) -> str | None:
+        """The key (JSON) the chunk ends at: the next one starts after it. None when it
+        has no row."""
+
+    @property
+    def complete(self) -> bool:
+        """Fewer rows than a chunk's were left: the table's backfill ends with this one."""
+
+    async def write(self, tx: Transaction, dialect: str, table: _Table, changed: set[str]) -> int:
+        """Write into the target the rows whose keys are not in ``changed``; how many."""
+        ...
+
+
+@dataclass
+class _Images:
+    """A chunk as the triggers' images of its rows (JSON values), keyed by key: mapped and
+    written the same way as changes are. For any mapping between any two databases."""
+
+    rows: dict[str, dict[str, Any]]
+    last_key: str | None
+    complete: bool
+
+    async def write(self, tx: Transaction, dialect: str, table: _Table, changed: set[str]) -> int:
+        mapping = table.mapping
+        rows = [mapping.map_row(row) for key, row in self.rows.items() if key not in changed]
+        if rows:
+            await _upsert_rows(tx, dialect, table, rows)
+        return len(rows)
+
+
+@dataclass
+class _Values:
+    """A chunk of SQLite rows as SQLite stores them (the copied columns' values, in the
+    target's column order). A row's key is its key columns' values, which is what the
+    change log's JSON gives back for an integer, a text or NULL; a key holding a REAL,
+    which that JSON keeps to 15 digits, comes as the triggers write it (``json_array()``)
+    to be matched with the keys of changes."""
+
+    rows: list[tuple[Any, ...]]
+    key_at: list[int]  # where the key columns are in a row
+    json_keys: list[str | None]  # json_array() of a key holding a REAL, else None
+    complete: bool
+
+    @property
+    def last_key(self) -> str | None:
+        return key_text(self._key(self.rows[-1], self.json_keys[-1])) if self.rows else None
+
+    def _key(self, row: tuple[Any, ...], text: str | None) -> tuple[Any, ...]:
+        return tuple(row[i] for i in self.key_at) if text is None else tuple(json.loads(text))
+
+    async def write(self, tx: Transaction, dialect: str, table: _Table, changed: set[str]) -> int:
+        rows = self.rows
+        if changed:
+            skip = {tuple(json.loads(text)) for text in changed}
+            pairs = zip(self.rows, self.json_keys, strict=True)
+            rows = [row for row, text in pairs if self._key(row, text) not in skip]
+        if rows:
+            await tx.executemany(_insert_values(table), rows)
+        return len(rows)
+
+
+#: The temporary table a PostgreSQL chunk is loaded into, in the transaction writing it.
+_STAGE = "hm_backfill_stage"
+
+
+@dataclass
+class _Copied:
+    """A chunk of PostgreSQL rows in COPY's binary format (the copied columns, in the
+    target's column order), with the key range it covers. COPY takes rows several times
+    faster than any statement, and nothing is converted on the way."""
+
+    data: bytes
+    count: int
+    after: list[Any] | None  # the chunk's rows come after this key (None: from the start)
+    last: list[Any]  # … up to this one
+    complete: bool
+
+    @property
+    def last_key(self) -> str | None:
+        return key_text(self.last) if self.last else None
+
+    async def write(self, tx: Transaction, dialect: str, table: _Table, changed: set[str]) -> int:
+        if not self.count:
+            return 0
+        if not isinstance(tx, PostgresTransaction):
+            raise TypeError("a COPY chunk is written in a PostgreSQL transaction")
+        if not changed and await self._straight(tx, table):
+            return self.count
+        return await self._staged(tx, table, changed)
+
+    async def _straight(self, tx: PostgresTransaction, table: _Table) -> bool:
+        """Copy the rows straight into the target table, when it has no row in the
+        chunk's key range yet (as in a first copy) and so nothing to update; whether it
+        did. A row written into the range meanwhile makes the copy fail on its key: it is
+        undone to a savepoint, and the chunk is then upserted."""
+        mapping = table.mapping
+        key = ", ".join(quote(mapping.target_name(c)) for c in table.shape.key)
+        marks = ", ".join("?" for _ in self.last)
+        where = f"({key}) <= ({marks})"
+        args = list(self.last)
+        if self.after is not None:
+            where = f"({key}) > ({marks}) AND {where}"
+            args = [*self.after, *args]
+        taken = await tx.fetch_value(
+            f"SELECT 1 FROM {quote(mapping.target)} WHERE {where} LIMIT 1", *args
+        )
+        if taken:
+            return False
+        await tx.execute("SAVEPOINT hm_backfill_chunk")
+        try:
+            await tx.copy_in(mapping.target, self.data, table.columns)
+        except StoreError as error:
+            if getattr(error.__cause__, "sqlstate", None) != _UNIQUE_VIOLATION:
+                raise
+            await tx.execute("ROLLBACK TO SAVEPOINT hm_backfill_chunk")
+            return False
+        await tx.execute("RELEASE SAVEPOINT hm_backfill_chunk")
+        return True
+
+    async def _staged(self, tx: PostgresTransaction, table: _Table, changed: set[str]) -> int:
+        """Load the rows into a temporary table with the target's column types, remove the
+        changed keys there, and upsert the rest with one statement."""
+        mapping = table.mapping
+        target = quote(mapping.target)
+        names = ", ".join(quote(c) for c in table.columns)
+        await tx.execute(
+            f"CREATE TEMPORARY TABLE {_STAGE} ON COMMIT DROP AS "
+            f"SELECT {names} FROM {target} WITH NO DATA"
+        )
+        await tx.copy_in(_STAGE, self.data)
+        skipped = 0
+        if changed:
+            key = [mapping.target_name(c) for c in table.shape.key]
+            keys = [dict(zip(key, json.loads(text), strict=True)) for text in changed]
+            match = " AND ".join(f"s.{quote(c)} = d.{quote(c)}" for c in key)
+            skipped = await tx.execute(
+                f"DELETE FROM {_STAGE} s USING jsonb_populate_recordset(NULL::{_STAGE}, "
+                f"?::jsonb) d WHERE {match}",
+                json.dumps(keys, default=str),
+            )
+        await tx.execute(
+            f"INSERT INTO {target} ({names}) SELECT {names} FROM {_STAGE} {_on_conflict(table)}"
+        )
+        await tx.execute(f"DROP TABLE {_STAGE}")
+        return self.count - skipped
+
+
+#: The lowest object id PostgreSQL gives a type a database defines (FirstNormalObjectId).
+_FIRST_USER_OID = 16384
+#: PostgreSQL's SQLSTATE for a duplicate key.
+_UNIQUE_VIOLATION = "23505"
+
+
+async def _chunk(db: Store, table: _Table, after: str | None, size: int) -> _Chunk:
+    """The next ``size`` rows of ``table`` after key ``after`` (JSON), in key order."""
+    if not table.direct:
+        return await _image_chunk(db, table.shape, after, size)
+    if db.dialect == "postgresql":
+        return await _copied_chunk(cast(PostgresStore, db), table, after, size)
+    return await _values_chunk(db, table, after, size)
+
+
+async def _image_chunk(db: Store, shape: TableShape, after: str | None, size: int) -> _Images:
+    """Each row as the trigger's image of it (JSON values), so chunk rows and changes are
+    mapped and written the same way."""
     key = ", ".join(quote(c) for c in shape.key)
     table = quote(shape.name)
     image = (
@@ -657,17 +846,122 @@ async def _chunk(
         + ", ".join("'" + c.replace("'", "''") + f"', {quote(c)}" for c in shape.columns)
         + ")"
     )
-    args: list[Any] = []
-    where = ""
-    if after is not None:
-        values = json.loads(after)
-        marks = ", ".join("?" for _ in values)
-        where = f"WHERE ({key}) > ({marks})"
-        args = list(values)
+    where, args = _after(shape, after)
     rows = await db.fetch_all(
         f"SELECT {image} AS image FROM {table} {where} ORDER BY {key} LIMIT ?", *args, size
     )
-    return [json.loads(row["image"]) for row in rows]
+    images = [json.loads(row["image"]) for row in rows]
+    keyed = {key_text([row[c] for c in shape.key]): row for row in images}
+    return _Images(keyed, next(reversed(keyed)) if keyed else None, len(rows) < size)
+
+
+async def _values_chunk(db: Store, table: _Table, after: str | None, size: int) -> _Values:
+    """SQLite: each row's values as stored, and, for a key holding a REAL, the key as
+    ``json_array()`` gives it, the function the triggers use."""
+    shape = table.shape
+    key = ", ".join(quote(c) for c in shape.key)
+    copied = [c for c in shape.columns if c not in table.mapping.drop]
+    alias = "hm_key"
+    while alias in shape.columns:
+        alias += "_"
+    real = " OR ".join(f"typeof({quote(c)}) = 'real'" for c in shape.key)
+    where, args = _after(shape, after)
+    found = await db.fetch_all(
+        f"SELECT CASE WHEN {real} THEN json_array({key}) END AS {alias}, "
+        f"{', '.join(quote(c) for c in copied)} "
+        f"FROM {quote(shape.name)} {where} ORDER BY {key} LIMIT ?",
+        *args,
+        size,
+    )
+    pick = operator.itemgetter(*copied)
+    rows = [pick(row) for row in found]
+    if len(copied) == 1:  # itemgetter of one name gives the value, not a 1-tuple
+        rows = [(value,) for value in rows]
+    json_keys: list[str | None] = [row[alias] for row in found]
+    key_at = [copied.index(c) for c in shape.key]
+    return _Values(rows, key_at, json_keys, len(found) < size)
+
+
+async def _copied_chunk(db: PostgresStore, table: _Table, after: str | None, size: int) -> _Copied:
+    """PostgreSQL: the rows in COPY's binary format. COPY gives no key back, so the
+    chunk's last key is found first (its keys as the triggers write them: ``to_jsonb``
+    values), and the rows up to it are copied; rows that come or go in that range between
+    the two statements are in the log after the low watermark."""
+    shape = table.shape
+    key = ", ".join(quote(c) for c in shape.key)
+    name = quote(shape.name)
+    where, args = _after(shape, after)
+    # The key is made JSON for the last row only, not for every row the OFFSET passes.
+    last = await db.fetch_value(
+        f"SELECT jsonb_build_array({key})::text FROM (SELECT {key} FROM {name} {where} "
+        f"ORDER BY {key} LIMIT 1 OFFSET ?) AS chunk_end",
+        *args,
+        size - 1,
+    )
+    complete = last is None
+    if complete:
+        descending = ", ".join(f"{quote(c)} DESC" for c in shape.key)
+        last = await db.fetch_value(
+            f"SELECT jsonb_build_array({key})::text FROM {name} {where} "
+            f"ORDER BY {descending} LIMIT 1",
+            *args,
+        )
+        if last is None:
+            return _Copied(b"", 0, None, [], True)
+    values = json.loads(last)
+    bound = f"({key}) <= ({', '.join('?' for _ in values)})"
+    where = f"{where} AND {bound}" if where else f"WHERE {bound}"
+    copied = ", ".join(quote(c) for c in shape.columns if c not in table.mapping.drop)
+    data, count = await db.copy_out(f"SELECT {copied} FROM {name} {where}", *args, *values)
+    return _Copied(data, count, args or None, values, complete)
+
+
+def _after(shape: TableShape, after: str | None) -> tuple[str, list[Any]]:
+    """The condition for rows after key ``after`` (JSON), and its arguments."""
+    if after is None:
+        return "", []
+    values = json.loads(after)
+    key = ", ".join(quote(c) for c in shape.key)
+    return f"WHERE ({key}) > ({', '.join('?' for _ in values)})", list(values)
+
+
+async def _direct(source: Store, target: Store, mapping: TableMapping, shape: TableShape) -> bool:
+    """Whether backfill chunks of ``shape``'s table can go to the target as the source
+    stores them, rather than as the triggers' JSON images (a conversion to JSON and back
+    for every value): when the mapping only renames and drops columns, both databases are
+    of one kind, the key is copied, and every copied column has the same type on both
+    sides. The rows are then copied exactly (SQLite's JSON keeps 15 digits of a REAL).
+
+    On PostgreSQL each copied column's type must also be built in or an enum, whose binary
+    form is the same in every database. A type a database defines itself may have another
+    definition under the same name in the other (a composite's fields in another order),
+    which only JSON, going by the fields' names, carries over right. The target must also
+    allow temporary tables (a chunk may be loaded into one)."""
+    if not mapping.plain or source.dialect != target.dialect:
+        return False
+    if any(column in mapping.drop for column in shape.key):
+        return False
+    copied = [c for c in shape.columns if c not in mapping.drop]
+    try:
+        theirs = (await table_shape(target, mapping.target)).types
+    except ConfigurationError:  # the target's own table has a unique index, no primary key
+        return False
+    if any(theirs.get(mapping.target_name(c)) != shape.types.get(c) for c in copied):
+        return False
+    if source.dialect != "postgresql":
+        return True
+    others = await source.fetch_value(
+        "SELECT count(*) FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
+        "WHERE a.attrelid = to_regclass(?) AND a.attnum > 0 AND NOT a.attisdropped "
+        "AND a.attname::text = ANY(?::text[]) AND t.oid >= ? AND t.typtype <> 'e'",
+        quote(shape.name),
+        copied,
+        _FIRST_USER_OID,
+    )
+    temporary = await target.fetch_value(
+        "SELECT has_database_privilege(current_database(), 'TEMPORARY')"
+    )
+    return not others and bool(temporary)
 
 
 def _key_of(table: _Table, image: Mapping[str, Any]) -> str:

@@ -8,6 +8,7 @@ transaction-scoped advisory lock, so processes that start together migrate one a
 from __future__ import annotations
 
 import asyncio
+import io
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from functools import lru_cache
@@ -128,6 +129,22 @@ class PostgresStore(Store):
         async with self._connection() as conn:
             return await _fetch_all(conn, sql, args)
 
+    async def copy_out(self, sql: str, *args: Any) -> tuple[bytes, int]:
+        """The rows of query ``sql`` in COPY's binary format, and how many there are.
+
+        For moving rows to another PostgreSQL database whose columns have the same types,
+        unconverted (:meth:`PostgresTransaction.copy_in`); the binary form of a built-in
+        type or an enum is the same in every database."""
+        buffer = io.BytesIO()
+        async with self._connection() as conn:
+            try:
+                status: str = await conn.copy_from_query(
+                    numbered_placeholders(sql), *args, output=buffer, format="binary"
+                )
+            except _DRIVER_ERRORS as error:
+                raise _failed(sql, error) from error
+        return buffer.getvalue(), int(status.split()[-1])
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
         async with self._connection() as conn:
@@ -136,7 +153,7 @@ class PostgresStore(Store):
                 await tx.start()
             except _DRIVER_ERRORS as error:
                 raise _failed("BEGIN", error) from error
-            handle = _PostgresTransaction(conn)
+            handle = PostgresTransaction(conn)
             try:
                 yield handle
             except BaseException:
@@ -195,7 +212,7 @@ class PostgresStore(Store):
             await self._pool.release(conn)
 
 
-class _PostgresTransaction(Queries):
+class PostgresTransaction(Queries):
     """The queries of one open :class:`PostgresStore` transaction, on its connection."""
 
     def __init__(self, conn: Any) -> None:
@@ -217,6 +234,20 @@ class _PostgresTransaction(Queries):
     async def fetch_all(self, sql: str, *args: Any) -> list[dict[str, Any]]:
         self._check()
         return await _fetch_all(self._conn, sql, args)
+
+    async def copy_in(self, table: str, data: bytes, columns: Sequence[str] | None = None) -> int:
+        """Load ``data``, rows in COPY's binary format (:meth:`PostgresStore.copy_out`),
+        into the table named ``table`` (unquoted): into ``columns``, or all its columns,
+        in order. Returns how many rows."""
+        self._check()
+        sql = f"COPY {table} FROM STDIN (FORMAT binary)"
+        try:
+            status: str = await self._conn.copy_to_table(
+                table, source=io.BytesIO(data), columns=columns, format="binary"
+            )
+        except _DRIVER_ERRORS as error:
+            raise _failed(sql, error) from error
+        return int(status.split()[-1])
 
     def _check(self) -> None:
         if not self.active:
@@ -326,6 +357,7 @@ def _scrub(message: str, url: str) -> str:
 __all__ = [
     "MIGRATION_LOCK_KEY",
     "PostgresStore",
+    "PostgresTransaction",
     "numbered_placeholders",
     "rowcount",
 ]

@@ -72,9 +72,15 @@ class AfterEachChunk:
 
     async def fetch_all(self, sql: str, *args: Any) -> list[dict[str, Any]]:
         rows = await self._db.fetch_all(sql, *args)
-        if "AS image FROM" in sql:
+        if "AS image FROM" in sql or "AS hm_key" in sql:  # as JSON images, or as stored
             await self._then()
         return rows
+
+    async def copy_out(self, sql: str, *args: Any) -> tuple[bytes, int]:
+        """PostgreSQL: a chunk copied as stored."""
+        copied: tuple[bytes, int] = await self._db.copy_out(sql, *args)
+        await self._then()
+        return copied
 
 
 async def test_a_key_changed_while_its_chunk_is_open_leaves_no_row_under_the_old_key(
