@@ -18,6 +18,7 @@ BENCHMARKS = [
     "gateway",
     "flags",
     "migration",
+    "replication",
     "replication_reconcile",
 ]
 
