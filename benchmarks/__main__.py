@@ -19,7 +19,6 @@ BENCHMARKS = [
     "flags",
     "migration",
     "replication",
-    "replication_reconcile",
 ]
 
 

@@ -1,4 +1,5 @@
-"""Replication from a legacy database: backfill throughput, change-capture lag, trigger cost.
+"""Replication from a legacy database: backfill throughput, change-capture lag, trigger cost,
+and reconciliation against reladiff.
 
 One table, ``orders``, stands for a legacy table: a BIGINT key, a text, a NUMERIC amount, a
 float, a timestamp and a boolean (about 80 bytes a row). Everything runs on SQLite (files in
@@ -50,6 +51,11 @@ deletes of random keys.
    Reported: each variant's writes per second (its median round), the ratio captured over
    plain and the time added per write (medians of the per-round figures). No goal.
 
+4. **Reconciliation** (``benchmarks/replication_reconcile.py``, which also runs alone): two
+   ``RECONCILE_ROWS``-row PostgreSQL tables in different databases with 0.1 % of the rows
+   missing, extra or different, compared by our checksum bisection and by reladiff (PyPI)
+   on the same tables. Every difference must be found; goal: at least reladiff's speed.
+
 Command: ``python -m benchmarks replication`` (``--quick``: fewer rows, one round).
 """
 
@@ -82,6 +88,7 @@ from rich.progress import Progress, TaskID
 
 from benchmarks._postgres import fresh_database
 from benchmarks._report import ROOT, alternating, failed_round, machine, write_json, write_section
+from benchmarks.replication_reconcile import run_reconcile_bench
 from hybridmesh.data.capture import CHANGES, install_capture, sequence_changes
 from hybridmesh.data.config import ReplicationSpec, parse_data
 from hybridmesh.data.databases import open_database
@@ -100,6 +107,12 @@ BACKFILL_ROUNDS = 3
 BACKFILL_WRITES = 1_000
 BACKFILL_WRITERS = 4
 BACKFILL_GOAL = 0.5
+
+#: Reconciliation: rows in each table (a quick run: fewer), and the speed goal against
+#: reladiff's defaults.
+RECONCILE_ROWS = 1_000_000
+RECONCILE_QUICK_ROWS = 100_000
+RECONCILE_GOAL = 1.0
 
 #: Lag: rows backfilled first, then writes a second for LAG_SECONDS from LAG_WRITERS
 #: connections (PostgreSQL; SQLite has one writer at a time).
@@ -782,6 +795,12 @@ async def run(*, quick: bool = False) -> dict[str, Any]:
                 partial(_overhead, dialect, singles, batched, overhead_rounds, progress, task),
             )
             progress.remove_task(task)
+        task = progress.add_task("reconciliation against reladiff", total=None)
+        results["reconcile"] = await _section(
+            "reconciliation",
+            partial(run_reconcile_bench, RECONCILE_QUICK_ROWS if quick else RECONCILE_ROWS),
+        )
+        progress.remove_task(task)
     results["load_after"] = [round(x, 2) for x in os.getloadavg()]
     results["goals"] = _goals(results)
     write_json("replication", results)
@@ -814,6 +833,14 @@ def _goals(results: dict[str, Any]) -> dict[str, Any]:
             "goal": LAG_GOAL,
             "met": p95 is not None and p95 <= LAG_GOAL and bool(lag.get("caught_up")),
         }
+    reconcile = results.get("reconcile", {})
+    speed = reconcile.get("speed_vs_reladiff")
+    exact = bool(reconcile.get("runs", {}).get("hybridmesh", {}).get("exact"))
+    goals["reconcile"] = {
+        "value": speed,
+        "goal": RECONCILE_GOAL,
+        "met": speed is not None and speed >= RECONCILE_GOAL and exact,
+    }
     return goals
 
 
@@ -932,7 +959,51 @@ def _markdown(results: dict[str, Any], quick: bool) -> str:
             f"| {batched['plain_rate']:,.0f} / {batched['captured_rate']:,.0f} "
             f"| {batched['ratio']:.2f} | {batched['added_us_per_write']:,.1f} |"
         )
+    lines += _reconcile_markdown(results)
     return "\n".join(lines)
+
+
+def _reconcile_markdown(results: dict[str, Any]) -> list[str]:
+    found, goal = results.get("reconcile", {"error": "not run"}), results["goals"]["reconcile"]
+    lines = [
+        "",
+        "**Reconciliation** of two PostgreSQL tables in different databases (BIGINT key, "
+        "text with NULLs, integer, NUMERIC, timestamp) with about 0.1 % of the rows "
+        "missing, extra or different, against reladiff (PyPI) on the same tables: our "
+        "checksum bisection (`compare_table`, segments of 64 rows) and reladiff's "
+        "`diff_tables` with its defaults and with 4 threads per database; the median of "
+        "the rounds. Every difference must be found (the sets of keys compared, not only "
+        "the counts).",
+        "",
+    ]
+    if "error" in found:
+        return [*lines, f"Failed: {_error(found)}"]
+    runs, made = found["runs"], found["differences"]
+    lines += [
+        f"{found['rows']:,} rows; {sum(made.values()):,} differences made "
+        f"({made['missing']} missing, {made['extra']} extra, {made['different']} different).",
+        "",
+        "| system | median s | found missing / extra / different | exact |",
+        "|---|---|---|---|",
+    ]
+    for key, label in (
+        ("hybridmesh", "hybridmesh"),
+        ("reladiff", "reladiff, defaults"),
+        ("reladiff_threads", "reladiff, 4 threads per database"),
+    ):
+        run = runs.get(key, {})
+        seen = run.get("found", {})
+        lines.append(
+            f"| {label} | {run.get('median_s', 'failed')} | {seen.get('missing')} / "
+            f"{seen.get('extra')} / {seen.get('different')} | {run.get('exact')} |"
+        )
+    lines += [
+        "",
+        f"Speed against reladiff's defaults: **{goal['value']}x** (goal ≥ "
+        f"{RECONCILE_GOAL:g}x: {_verdict(goal)}); against reladiff with 4 threads: "
+        f"{found.get('speed_vs_reladiff_threads')}x.",
+    ]
+    return lines
 
 
 def _rate(found: dict[str, Any]) -> str:
@@ -971,6 +1042,8 @@ def _print(results: dict[str, Any]) -> None:
             )
         else:
             print(f"overhead {dialect:10}  failed: {found.get('error')}")
+    goal = results["goals"]["reconcile"]
+    print(f"reconcile           {goal['value']}x reladiff's defaults ({_verdict(goal)})")
 
 
 __all__ = ["run"]
