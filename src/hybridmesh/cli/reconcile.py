@@ -31,9 +31,22 @@ from hybridmesh.store import open_ready_store
 _SHOWN = 10
 
 
-@click.group("reconcile")
+class _RunByDefault(click.Group):
+    """``hybridmesh reconcile NAME ...`` is ``hybridmesh reconcile run NAME ...``."""
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        if args and not args[0].startswith("-") and args[0] not in self.commands:
+            args = ["run", *args]
+        return super().resolve_command(ctx, args)
+
+
+@click.group("reconcile", cls=_RunByDefault)
 def reconcile_group() -> None:
-    """Compare a replication's source and target tables by checksums, and repair them."""
+    """Compare a replication's source and target tables by checksums, and repair them.
+
+    `hybridmesh reconcile NAME [--repair] [--json]` is short for `reconcile run NAME`."""
 
 
 def _replication(file: Path, name: str) -> ReplicationSpec:

@@ -30,11 +30,13 @@ async def follow(
     until_caught_up: bool = False,
     settled: Callable[[], bool] = lambda: True,
     idle: float = 0.05,
+    housekeeping: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """Call ``step`` (which returns how many changes it read) until ``desired()`` says
     ``stopped``, or, with ``until_caught_up``, until a step reads nothing and ``settled()``
     (a backfill, say, is done). ``paused`` holds. A step that finds a database unreachable
-    is retried after ``reset()``; a status that cannot be read is skipped."""
+    is retried after ``reset()``; a status that cannot be read is skipped. ``housekeeping``
+    (telling the source how far it has read, pruning its log) runs as often as a report."""
     loop = asyncio.get_running_loop()
     last_ask = last_report = -ASK_EVERY - report_every
     state = "running"
@@ -53,10 +55,13 @@ async def follow(
                 reset()
                 await asyncio.sleep(RETRY_AFTER)
                 continue
-        if report is not None and now - last_report >= report_every:
+        if now - last_report >= report_every:
             last_report = now
             with contextlib.suppress(StoreUnavailableError):
-                await report(await status())
+                if housekeeping is not None:
+                    await housekeeping()
+                if report is not None:
+                    await report(await status())
         if until_caught_up and not read and settled():
             break
         if not read:

@@ -28,6 +28,7 @@ from hybridmesh.data.capture import (
     Change,
     backlog,
     install_capture,
+    prune,
     read_changes,
     register_consumer,
     save_position,
@@ -121,7 +122,13 @@ class EventBridge:
             report_every=report_every,
             until_caught_up=until_caught_up,
             idle=idle,
+            housekeeping=self.prune,
         )
+
+    async def prune(self) -> None:
+        """Delete the changes every consumer of the source's log has read (the bridge saves
+        its position after each batch it published)."""
+        await prune(self.source)
 
     async def status(self) -> dict[str, Any]:
         log = await backlog(self.source)

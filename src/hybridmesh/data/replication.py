@@ -53,6 +53,7 @@ from hybridmesh.data.capture import (
     key_text,
     mark_origin,
     prepare_origin,
+    prune,
     read_changes,
     register_consumer,
     save_position,
@@ -393,13 +394,17 @@ class Replicator:
             until_caught_up=until_caught_up,
             settled=lambda: not self.backfilling and self._window is None,
             idle=idle,
+            housekeeping=self.report_position,
         )
         with contextlib.suppress(StoreUnavailableError):
             await self.report_position()
 
     async def report_position(self) -> None:
-        """Tell the source how far this replication has read, so it can prune the log."""
+        """Tell the source how far this replication has read (its position in the target
+        is the one that counts; this one lags it), and prune the changes every consumer of
+        the source's log has read."""
         await save_position(self.source, self.name, self.position)
+        await prune(self.source)
 
     async def status(self) -> ReplicationStatus:
         """Position, lag (changes and seconds) and each table's progress."""

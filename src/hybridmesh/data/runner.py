@@ -328,6 +328,9 @@ async def _run_pair(
             last_report = now
             # A status asks the source too: away, it is skipped, as a step is retried.
             with contextlib.suppress(StoreUnavailableError):
+                await forward.report_position()
+                if reverse is not None:
+                    await reverse.report_position()
                 await report(await _status(forward, reverse, desired))
         if until_caught_up and not read and not forward.backfilling:
             break

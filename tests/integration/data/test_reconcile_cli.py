@@ -189,3 +189,17 @@ async def test_without_a_file_the_stored_definition_is_used(
     code, out, err = await run_cli_parts(capsys, sqlite_url, "reconcile", "run", "nowhere")
     assert code == 2
     assert "no replication 'nowhere'" in _flat(err) and "erp-customers" in _flat(err)
+
+
+async def test_reconcile_name_is_short_for_reconcile_run_name(
+    tmp_path: Path, sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    file = await _setup(tmp_path)
+
+    code, out, _ = await run_cli_parts(
+        capsys, sqlite_url, "reconcile", "erp-customers", "--file", str(file), "--repair", "--json"
+    )
+
+    assert code == 0
+    report = json.loads(out)
+    assert report["repair"] is True and report["tables"][0]["repaired"] == 3

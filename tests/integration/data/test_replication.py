@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from hybridmesh.data import replication
+from hybridmesh.data.capture import backlog
 from hybridmesh.data.config import ReplicationSpec, parse_data
 from hybridmesh.data.replication import Replicator
 from hybridmesh.store import Store
@@ -241,3 +242,22 @@ async def test_the_target_table_is_made_when_missing_and_its_own_columns_are_kep
 
     row = await target.fetch_one("SELECT full_name, loyalty FROM users WHERE id = 1")
     assert row == {"full_name": "Al Bo", "loyalty": 42}
+
+
+async def test_changes_every_consumer_has_read_are_pruned_from_the_source(
+    pair: tuple[Store, Store],
+) -> None:
+    source, target = pair
+    await make_customers(source, 30)
+    replicator = Replicator(spec_for(source, target), source, target)
+    await replicator.run(until_caught_up=True)
+    for n in range(1, 11):
+        await source.execute("UPDATE customers SET name = ? WHERE id = ?", f"Re Named {n}", n)
+    assert (await backlog(source)).consumers == {"erp-customers": 10}
+
+    await replicator.run(until_caught_up=True)
+
+    log = await backlog(source)
+    assert log.consumers == {"erp-customers": 0}
+    assert log.changes == 0
+    assert await target_rows(target) == await source_rows(source)
