@@ -16,12 +16,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from hybridmesh.data.capture import uninstall_capture
+from hybridmesh.data.capture import drop_consumer, uninstall_capture
 from hybridmesh.data.config import ReplicationSpec
 from hybridmesh.data.control import DataControl
 from hybridmesh.data.runner import opened
 from hybridmesh.migration.plans import DataGate, RetireReplication, SetReplication
 from hybridmesh.store import Store, Transaction
+from hybridmesh.store.urls import parse_database_url
 
 
 class DataStepError(Exception):
@@ -82,8 +83,10 @@ async def execute_in(tx: Transaction, action: SetReplication) -> dict[str, Any]:
 
 
 async def retire(store: Store, action: RetireReplication) -> dict[str, Any]:
-    """Stop the replication both ways and take change capture off both databases. Run
-    before the step's transaction; doing it again is harmless."""
+    """Stop the replication both ways, forget its positions in both change logs, and take
+    change capture off the tables no other replication or bridge still reads (an event
+    bridge on the same legacy table keeps its triggers). Run before the step's
+    transaction; doing it again is harmless."""
     control = DataControl(store)
     record = await control.get(action.replication)
     spec = record.spec
@@ -91,10 +94,33 @@ async def retire(store: Store, action: RetireReplication) -> dict[str, Any]:
         raise DataStepError(f"{action.replication!r} is an event bridge, not a replication")
     await control.set_desired(action.replication, "stopped")
     await control.set_reverse(action.replication, False)
+    still_read = await _tables_still_read(control, action.replication)
+    reverse = f"{spec.name}-reverse"
     async with opened(spec.source.url, spec.target.url) as (source, target):
-        await uninstall_capture(source, [t.source for t in spec.tables])
-        await uninstall_capture(target, [t.target or t.source for t in spec.tables])
+        for db, tables, consumer in (
+            (source, [t.source for t in spec.tables], spec.name),
+            (target, [t.target or t.source for t in spec.tables], reverse),
+        ):
+            await drop_consumer(db, consumer)
+            keep = still_read.get(db.url, set())
+            await uninstall_capture(db, [t for t in tables if t not in keep])
     return action.model_dump(mode="json")
+
+
+async def _tables_still_read(control: DataControl, retiring: str) -> dict[str, set[str]]:
+    """By database URL, the tables the other stored replications and bridges that are not
+    stopped capture."""
+    read: dict[str, set[str]] = {}
+    for other in await control.list():
+        if other.name == retiring or other.desired == "stopped":
+            continue
+        spec = other.spec
+        url = parse_database_url(spec.source.url).url  # as the opened database names it
+        if isinstance(spec, ReplicationSpec):
+            read.setdefault(url, set()).update(t.source for t in spec.tables)
+        else:
+            read.setdefault(url, set()).update(spec.tables)
+    return read
 
 
 async def evaluate(

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from hybridmesh.data.capture import backlog, captured_tables, install_capture, register_consumer
 from hybridmesh.data.config import parse_data
 from hybridmesh.data.control import DataControl
 from hybridmesh.data.databases import open_database
@@ -47,14 +48,20 @@ async def legacy_and_new(tmp_path: Path) -> AsyncIterator[tuple[Store, Store]]:
         await new.close()
 
 
-async def define(store: Store, legacy: Store, new: Store, extra: str = "") -> None:
+async def define(
+    store: Store,
+    legacy: Store,
+    new: Store,
+    extra: str = "",
+    tables: str = "[{source: customers}]",
+) -> None:
     text = f"""
 replications:
   - name: erp-customers
     source: {{url: "{legacy.url}", system: legacy-erp}}
     target: {{url: "{new.url}", system: user-service}}
     chunk_size: 25
-    tables: [{{source: customers}}]
+    tables: {tables}
 {extra}"""
     await DataControl(store).apply(parse_data(text, "replication.yaml"))
 
@@ -223,3 +230,47 @@ async def test_a_scheduled_reconciliation_repairs_drift_while_the_replication_ru
         await running
     runs = await ReconcileHistory(store).runs("erp-customers")
     assert any(run.different == 1 and run.repaired == 1 for run in runs)
+
+
+async def test_retiring_keeps_the_capture_an_event_bridge_still_reads(
+    store: Store, legacy_and_new: tuple[Store, Store]
+) -> None:
+    legacy, new = legacy_and_new
+    await legacy.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, total INTEGER)")
+    await define(store, legacy, new, tables="[{source: customers}, {source: orders}]")
+    bridge = f"""bridges:
+  - name: erp-events
+    source: {{url: "{legacy.url}", system: legacy-erp}}
+    prefix: erp
+    tables: [customers]
+"""
+    control = DataControl(store)
+    await control.apply(parse_data(bridge, "bridges.yaml"))
+    await control.set_desired("erp-events", "running")
+    # As the replication (both ways) and the bridge left the two databases:
+    await install_capture(legacy, ["customers", "orders"])
+    await register_consumer(legacy, "erp-customers")
+    await register_consumer(legacy, "erp-events")
+    await new.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)")
+    await new.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, total INTEGER)")
+    await install_capture(new, ["customers", "orders"])
+    await register_consumer(new, "erp-customers-reverse")
+    plan = plan_of(
+        [
+            {
+                "name": "retire",
+                "type": "data",
+                "action": {"do": "retire_replication", "replication": "erp-customers"},
+            }
+        ]
+    )
+
+    record = await drive(store, plan, supervise=False, until=lambda r: r.status.ended)
+
+    assert record.status.value == "completed"
+    assert await captured_tables(legacy) == ["customers"]  # the bridge still reads it
+    assert await captured_tables(new) == []
+    assert set((await backlog(legacy)).consumers) == {"erp-events"}
+    assert (await backlog(new)).consumers == {}
+    stored = await control.get("erp-customers")
+    assert stored.desired == "stopped" and not stored.reverse
