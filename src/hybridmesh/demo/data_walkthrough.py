@@ -163,7 +163,6 @@ async def show_data(
     await control.apply(definitions)
     for name in ("erp-events", "erp-customers"):
         await control.set_desired(name, "running")
-        await control.set_reverse(name, False) if name == "erp-customers" else None
     console.print(
         "  hybridmesh replicate apply demo-replication.yaml; replicate start erp-events; "
         "replicate start erp-customers"
@@ -273,11 +272,11 @@ class CustomerWrites:
         if n % 3 == 0 and len(self.created) > 5:
             target = self.created[-5]
             if target not in self.by_new_owner:
-                await self._post(
+                await self.post(
                     "/erp/customers", {"customer_id": target, "name": f"{name} Ltd", "email": email}
                 )
         if n % 2 == 0:
-            await self._post(
+            await self.post(
                 "/erp/orders",
                 {
                     "customer_id": "C-1",
@@ -287,7 +286,7 @@ class CustomerWrites:
             )
 
     async def legacy_create(self, name: str, email: str) -> str:
-        body = await self._post("/erp/customers", {"name": name, "email": email})
+        body = await self.post("/erp/customers", {"name": name, "email": email})
         return str(body["customer_id"])
 
     async def new_owner_create(self, n: int) -> str:
@@ -308,7 +307,8 @@ class CustomerWrites:
         self.by_new_owner.append(customer_id)
         return customer_id
 
-    async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    async def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST ``body`` to legacy-erp's ``path``; its JSON answer."""
         assert self.http is not None
         async with self.http.post(f"{self.erp}{path}", json=body) as response:
             response.raise_for_status()
@@ -530,7 +530,7 @@ async def _conflict(
     control = DataControl(store)
     await control.set_desired("erp-customers", "paused")
     await asyncio.sleep(0.8)  # the runner looks at what is asked every half second
-    await writes._post(
+    await writes.post(
         "/erp/customers",
         {
             "customer_id": customer,
@@ -552,7 +552,7 @@ async def _conflict(
 
     items = await _wait_for("the conflict's review item", filed, console)
     report.review_items = len(items or [])
-    (await asyncio.sleep(1.2))
+    await asyncio.sleep(1.2)  # the replications report their counts every second
     status = (await DataControl(store).get("erp-customers")).status or {}
     reverse = status.get("reverse") or {}
     report.conflicts = int(status.get("conflicts", 0)) + int(reverse.get("conflicts", 0))
