@@ -30,7 +30,7 @@ def item(**changes: Any) -> ReviewItem:
 
 
 def test_origins_and_statuses_are_the_documented_ones() -> None:
-    assert ORIGINS == ("saga", "workflow", "batch", "dlq")
+    assert ORIGINS == ("saga", "workflow", "batch", "dlq", "replication")
     assert STATUSES == ("open", "retried", "resolved", "discarded")
 
 
