@@ -173,7 +173,7 @@ _REVIEW = (
     """
     CREATE TABLE review_items (
         id TEXT PRIMARY KEY,
-        origin TEXT NOT NULL, -- saga, workflow, batch, dlq or replication
+        origin TEXT NOT NULL, -- saga, workflow, batch or dlq (later: replication)
         origin_ref TEXT, -- the execution, batch record or dead letter it came from
         reason TEXT NOT NULL,
         payload TEXT NOT NULL, -- JSON
