@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(BIN)/hybridmesh demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
