@@ -617,8 +617,9 @@ async def _numbers(
     result = await reconcile(spec, store=store)
     report.final_differences = result.inconsistent
     console.print(
-        f"  The numbers: {report.changes_captured} changes captured from legacy-erp; lag at "
-        f"most {report.max_lag_changes} changes ({report.max_lag_seconds:.2f} s); "
+        f"  The numbers: {report.changes_captured} changes captured from legacy-erp; lag, as "
+        f"the replication reported it each second of the backfill, at most "
+        f"{report.max_lag_changes} changes ({report.max_lag_seconds:.2f} s); "
         f"{sum(report.found.values())} differences found and {report.repaired} repaired; "
         f"{report.conflicts} conflict(s); {report.events_bridged} ERP events bridged, "
         f"{report.analytics_counted} counted by analytics-reporting, "
