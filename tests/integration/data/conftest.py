@@ -19,6 +19,17 @@ def second_postgres_url() -> Iterator[str]:
     yield from fresh_postgres_database()
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def urls(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
+    """A legacy database's URL and a new service's, both SQLite or both PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'legacy.db'}", f"sqlite:///{tmp_path / 'service.db'}"
+    return (
+        str(request.getfixturevalue("postgres_url")),
+        str(request.getfixturevalue("second_postgres_url")),
+    )
+
+
 @pytest.fixture(
     params=[
         "sqlite-sqlite",

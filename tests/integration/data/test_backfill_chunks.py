@@ -24,17 +24,6 @@ ROWS = 120
 EXACT = 0.1 + 0.2
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def urls(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
-    """A source and a target database of the same kind."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'legacy.db'}", f"sqlite:///{tmp_path / 'service.db'}"
-    return (
-        str(request.getfixturevalue("postgres_url")),
-        str(request.getfixturevalue("second_postgres_url")),
-    )
-
-
 @pytest.fixture
 async def dbs(urls: tuple[str, str]) -> AsyncIterator[tuple[Store, Store]]:
     source, target = await open_database(urls[0]), await open_database(urls[1])

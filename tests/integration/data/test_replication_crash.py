@@ -35,17 +35,6 @@ CHUNK = 500
 WAIT = 30.0  # seconds: only a hang takes this long
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def urls(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
-    """The legacy database's URL and the new service's, both SQLite or both PostgreSQL."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'legacy.db'}", f"sqlite:///{tmp_path / 'service.db'}"
-    return (
-        str(request.getfixturevalue("postgres_url")),
-        str(request.getfixturevalue("second_postgres_url")),
-    )
-
-
 @pytest.fixture
 def rows() -> int:
     """The accounts in the legacy table at the start: enough for a backfill of many

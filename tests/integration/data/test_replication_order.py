@@ -9,7 +9,6 @@ import itertools
 import random
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -35,16 +34,6 @@ async def replicate_until_caught_up(replicator: Replicator) -> None:
     """Step until the backfill is done and the log is read to its head."""
     while await replicator.step() or replicator.backfilling:
         pass
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def urls(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'legacy.db'}", f"sqlite:///{tmp_path / 'service.db'}"
-    return (
-        str(request.getfixturevalue("postgres_url")),
-        str(request.getfixturevalue("second_postgres_url")),
-    )
 
 
 @pytest.fixture
