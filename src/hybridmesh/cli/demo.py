@@ -9,7 +9,16 @@ from hybridmesh.core.errors import HybridMeshError
 
 
 @click.command()
-def demo() -> None:
+@click.option(
+    "--events",
+    type=click.Choice(["settings", "kafka"]),
+    default="settings",
+    show_default=True,
+    help="Where the bus runs: as the settings say (HYBRIDMESH_EVENTS_URL, else the SQL log), "
+    "or on a Kafka-protocol broker the demo starts on this machine for the run (Tansu, from "
+    "the dev dependencies). With your own Kafka, set HYBRIDMESH_EVENTS_URL=kafka://host:9092.",
+)
+def demo(events: str) -> None:
     """Start the reference services on local ports, load the registry and make real
     cross-architecture calls, with a fault injected so retries, the circuit breaker and
     the fallback show; then follow an event from an outbox to WebSocket and analytics, and a
@@ -26,6 +35,16 @@ def demo() -> None:
     behaved as expected."""
     from hybridmesh.demo import run_demo
 
-    report = run(run_demo(get_ctx().settings, console))
+    settings = get_ctx().settings
+    if events == "kafka":
+        from hybridmesh.events.local_kafka import LocalKafka
+
+        with LocalKafka() as broker:
+            # Tansu answers a member joining a group after half the session timeout.
+            url = f"{broker.url}?session_timeout=3"
+            console.print(f"events on a local Kafka-protocol broker: {url}")
+            report = run(run_demo(settings.model_copy(update={"events_url": url}), console))
+    else:
+        report = run(run_demo(settings, console))
     if not report.ok:
         raise HybridMeshError("the demo did not behave as expected; see the summary above")

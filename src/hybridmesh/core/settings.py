@@ -39,7 +39,10 @@ class Settings(BaseSettings):
         "postgresql://user@host:port/db.",
     )
     events_url: str | None = Field(
-        None, description="Event backend: unset for the SQL log in the store, or nats://host:port."
+        None, description=(
+            "Event backend: unset for the SQL log in the store, nats://host:port, or "
+            "kafka://host:9092[,host:9092][?options]."
+        ),
     )
     service_name: str = Field("hybridmesh", description="This process's name in logs and traces.")
     log_level: str = Field("INFO", description="Root log level.")

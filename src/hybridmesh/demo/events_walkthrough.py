@@ -99,8 +99,14 @@ async def show_events(
                 f"{report.push_millis:.0f} ms after the HTTP call",
                 highlight=False,
             )
-        async with session.get(f"{analytics}/reports/summary") as resp:
-            summary = await resp.json()
+
+        async def counted() -> dict[str, Any] | None:
+            # analytics-reporting consumes on its own group, beside notification-services.
+            async with session.get(f"{analytics}/reports/summary") as resp:
+                found: dict[str, Any] = await resp.json()
+            return found if found.get("users", {}).get("registered", 0) else None
+
+        summary = await _until(counted, 10.0) or {}
         report.registered_counted = int(summary.get("users", {}).get("registered", 0))
         console.print(
             f"  [green]analytics-reporting[/green] counts {report.registered_counted} "

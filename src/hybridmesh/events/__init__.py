@@ -1,9 +1,9 @@
 """Events: CloudEvents on one bus, at least once, with dead letters, an outbox and
-idempotent consumers, on the SQL log (SQLite or PostgreSQL) or NATS JetStream.
+idempotent consumers, on the SQL log (SQLite or PostgreSQL), NATS JetStream or Kafka.
 
 :func:`open_bus` builds the bus the settings ask for: ``HYBRIDMESH_EVENTS_URL`` unset means
 the SQL log in the state store (``HYBRIDMESH_DATABASE_URL``); ``nats://host:port`` means
-JetStream.
+JetStream; ``kafka://host:9092[,host:9092][?options]`` means Kafka.
 """
 
 from __future__ import annotations
@@ -56,10 +56,14 @@ async def open_backend(
         from hybridmesh.events.backends.nats import NatsEventBackend
 
         backend = NatsEventBackend(url)
+    elif url.startswith(("kafka://", "kafkas://")):
+        from hybridmesh.events.backends.kafka import KafkaEventBackend
+
+        backend = KafkaEventBackend(url)
     else:
         raise ConfigurationError(
-            f"HYBRIDMESH_EVENTS_URL {url!r}: use nats://host:port, or leave it unset for the "
-            "SQL log in the state store"
+            f"HYBRIDMESH_EVENTS_URL {url!r}: use nats://host:port, kafka://host:9092, or leave "
+            "it unset for the SQL log in the state store"
         )
     await backend.start()
     return backend

@@ -125,7 +125,15 @@ class MeshMetrics:
             buckets=CALL_DURATION_BUCKETS,
             registry=self.registry,
         )
+        self._consumer_lag = Gauge(
+            "hybridmesh_event_consumer_lag",
+            "Events a consumer group has still to read, by partition (topic/partition on Kafka), "
+            "as of its latest fetch.",
+            ["group", "partition"],
+            registry=self.registry,
+        )
         self._event_children: dict[tuple[str, str], Any] = {}
+        self._lag_children: dict[tuple[str, str], Any] = {}
         self._published_children: dict[str, Any] = {}
         # observe_call is on every call's path; ``.labels()`` validates and locks each time,
         # so the children are looked up once per label combination and kept here.
@@ -172,6 +180,15 @@ class MeshMetrics:
             counter = self._events_handled.labels(group, outcome)
             self._event_children[key] = counter
         counter.inc(count)
+
+    def set_consumer_lag(self, group: str, partition: str, lag: int) -> None:
+        """Record how many events ``group`` has still to read in ``partition``."""
+        key = (group, partition)
+        gauge = self._lag_children.get(key)
+        if gauge is None:
+            gauge = self._consumer_lag.labels(group, partition)
+            self._lag_children[key] = gauge
+        gauge.set(lag)
 
     def observe_batch(self, group: str, seconds: float) -> None:
         """Record how long ``group`` took over one partition batch."""
