@@ -1,4 +1,4 @@
-"""Event bus throughput and latency, on every backend, against raw nats-py and FastStream.
+"""Event bus throughput and latency, on every backend, against raw clients and FastStream.
 
 Each run publishes ``EVENTS`` small events with ``publish_many`` in chunks of ``CHUNK`` from
 one task while one subscribed consumer group handles them concurrently, and measures:
@@ -15,6 +15,19 @@ same size: raw nats-py (``publish_async`` with a bounded window of pending acks,
 pull consumer, ``fetch`` + ``ack`` per message) and FastStream (a ``NatsBroker`` JetStream
 batch pull subscriber, acknowledging after the handler returns).
 
+Kafka: one Kafka-protocol broker started for the run (Tansu, by ``LocalKafka``, in-memory
+storage) carries the bus on the Kafka backend (its own random prefix, topics deleted
+afterwards) and two peers, each on a topic of the same 8 partitions, all with ``acks=all``
+and no idempotence (the broker refuses it), moving the same number of events of the same
+size: raw aiokafka (``send_batch`` of one batch per partition per chunk, confirmed per chunk;
+a consumer group with auto-commit off, ``getmany`` then ``commit`` after handling each) and
+FastStream (a ``KafkaBroker`` sending with ``publish_batch`` per partition; a batch
+subscriber whose ack policy commits after the handler returns). A new consumer group's join
+takes this broker half the session timeout, so every Kafka row uses a short session and sends
+one event through before its timed window. The three run back to back in rounds of
+alternating order, like the NATS trio; ``python -m benchmarks events_kafka`` runs them alone
+and prints their figures.
+
 The SQL log has no broker peer; its reference is what its database does with the same rows
 without the bus (``benchmarks/_sql_plain.py``): a plain loop with ``sqlite3`` or asyncpg
 that appends the same rows in the same chunks and reads them back in seq order, in the
@@ -24,7 +37,8 @@ order, like the NATS trio.
 Then a narrow consumer group beside other traffic, and catching up past 50,000 events of
 other types, on SQLite and PostgreSQL (``benchmarks/_narrow.py``).
 
-Goals: JetStream bus >= 0.85x raw nats-py and >= 1.0x FastStream (throughput); the SQL log
+Goals: JetStream bus >= 0.85x raw nats-py and >= 1.0x FastStream (throughput); likewise the
+Kafka bus >= 0.85x raw aiokafka and >= 1.0x FastStream's Kafka broker; the SQL log
 >= 0.5x its database's plain loop, on SQLite and on PostgreSQL; a narrow group's p95 beside
 1,500 events/s of other types <= 2x its p95 alone, and catch-up past 50,000 other events
 under 0.5 s. A section that fails is recorded with its error; the others go on.
@@ -34,6 +48,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import sys
@@ -64,6 +79,7 @@ from benchmarks._sql_plain import Row, postgres_loop, sqlite_loop
 from hybridmesh.events.backend import EventBackend
 from hybridmesh.events.bus import EventBus
 from hybridmesh.events.envelope import CloudEvent
+from hybridmesh.events.local_kafka import LocalKafka
 from hybridmesh.observability import configure_tracing
 
 NATS_URL = "nats://127.0.0.1:4222"
@@ -79,11 +95,29 @@ SOURCE = "/benchmarks/events"
 # (EVENTS is a multiple of FETCH). A finite wait lets nats-py raise asyncio's TimeoutError
 # where FastStream 0.7 only catches nats-py's own, which kills its consuming task.
 FASTSTREAM_BATCH_WAIT: float | None = None
-NATS_ROUNDS = 2  # rounds of the NATS trio and the SQL pairs (full mode; quick mode runs one)
+NATS_ROUNDS = 2  # rounds of each broker trio and the SQL pairs (full mode; quick mode runs one)
 STALL_SECONDS = 60.0  # a section fails when nothing is handled for this long
 SQL_PLAIN_GOAL = 0.5  # the SQL log's throughput over its database's plain loop
 NATS_PY_GOAL = 0.85
-FASTSTREAM_GOAL = 1.0
+AIOKAFKA_GOAL = 0.85
+FASTSTREAM_GOAL = 1.0  # on NATS and on Kafka
+# The Kafka trio. Its topics have the bus backend's default number of partitions.
+KAFKA_PARTITIONS = 8
+# Consumer group timing of every Kafka row. Tansu answers a JoinGroup only after half the
+# session timeout, so the default (10 s for aiokafka and FastStream) would make each row wait
+# 5 s at start; the join happens before the timed window anyway (see ``_drive``).
+KAFKA_SESSION_TIMEOUT_MS = 6_000
+KAFKA_HEARTBEAT_MS = 1_000
+# The same timing for the bus, in the Kafka backend's URL. The query parameter names (in
+# seconds) are the backend's own: keep them in step with hybridmesh.events.backends.kafka.
+KAFKA_BUS_QUERY = (
+    f"session_timeout={KAFKA_SESSION_TIMEOUT_MS // 1000}"
+    f"&heartbeat_interval={KAFKA_HEARTBEAT_MS // 1000}"
+)
+# The peers' producer batch limit (aiokafka's ``max_batch_size``, 16 kB by default): large
+# enough for one partition's share of a chunk (125 events of about 300 bytes) in one batch.
+KAFKA_BATCH_BYTES = 256 * 1024
+WARM_UP = -1  # the number of the one event a Kafka row sends through before it is timed
 
 PublishChunk = Callable[[int, int], Awaitable[None]]
 
@@ -96,7 +130,12 @@ SECTIONS = {
     "jetstream": "JetStream bus",
     "nats_py": "raw nats-py (JetStream)",
     "faststream": "FastStream (JetStream)",
+    "kafka": "Kafka bus",
+    "aiokafka": "raw aiokafka (Kafka)",
+    "faststream_kafka": "FastStream (Kafka)",
 }
+NATS_TRIO = ["jetstream", "nats_py", "faststream"]
+KAFKA_TRIO = ["kafka", "aiokafka", "faststream_kafka"]
 
 
 # -- measuring -----------------------------------------------------------------------------
@@ -104,7 +143,9 @@ SECTIONS = {
 
 @dataclass
 class _Tally:
-    """What the consuming side saw: one latency per distinct event, and duplicates."""
+    """What the consuming side saw: one latency per distinct event, and duplicates.
+
+    The event numbered ``WARM_UP`` is not counted: it only sets ``warmed``."""
 
     count: int
     seen: bytearray = field(init=False)
@@ -113,12 +154,16 @@ class _Tally:
     duplicates: int = 0
     last: float = 0.0
     done: asyncio.Event = field(default_factory=asyncio.Event)
+    warmed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
         self.seen = bytearray(self.count)
 
     def record(self, n: int, published: float) -> None:
         now = time.time()
+        if n == WARM_UP:
+            self.warmed.set()
+            return
         if self.seen[n]:
             self.duplicates += 1
             return
@@ -136,12 +181,26 @@ async def _drive(
     progress: Progress,
     task: TaskID,
     consumer: asyncio.Task[None] | None = None,
+    *,
+    warm_up: bool = False,
 ) -> dict[str, Any]:
     """Publish every chunk from one task while the consumer runs; wait until all are handled.
+
+    With ``warm_up``, one event (numbered ``WARM_UP``) goes through first, untimed: on Kafka
+    it waits out what a new consumer group and a new producer do once (joining the group,
+    finding where to read, loading the topic's metadata), which the figures should not hold.
 
     Fails when publishing fails, when ``consumer`` (a consuming task, if the caller has one)
     ends early, or when nothing is handled for ``STALL_SECONDS``."""
     count = tally.count
+    if warm_up:
+        await publish_chunk(WARM_UP, 1)
+        try:
+            await asyncio.wait_for(tally.warmed.wait(), STALL_SECONDS)
+        except TimeoutError:
+            raise TimeoutError(
+                f"the warm-up event was not handled within {STALL_SECONDS:.0f} s"
+            ) from None
     first_publish = time.time()
 
     async def publisher() -> float:
@@ -227,7 +286,13 @@ def _peer_pad(size: int) -> str:
 
 
 async def _bus_run(
-    backend: EventBackend, count: int, progress: Progress, task: TaskID, fetch: int = FETCH
+    backend: EventBackend,
+    count: int,
+    progress: Progress,
+    task: TaskID,
+    fetch: int = FETCH,
+    *,
+    warm_up: bool = False,
 ) -> dict[str, Any]:
     tally = _Tally(count)
 
@@ -242,7 +307,7 @@ async def _bus_run(
         await bus.publish_many([_event(n, published) for n in range(start, start + size)])
 
     async with bus:
-        return await _drive(publish_chunk, tally, progress, task)
+        return await _drive(publish_chunk, tally, progress, task, warm_up=warm_up)
 
 
 # The consuming process of the two-process SQLite section: it handles every event, then
@@ -379,6 +444,77 @@ async def _delete_streams(marker: str) -> None:
         await nc.close()
 
 
+class _KafkaBroker:
+    """The run's one Kafka-protocol broker (Tansu, by ``LocalKafka``, in-memory storage):
+    started when a Kafka row first needs it, stopped when the run ends. When it cannot
+    start, the Kafka rows fail with the reason and the others go on."""
+
+    def __init__(self) -> None:
+        self._local: LocalKafka | None = None
+
+    async def bootstrap(self) -> str:
+        """The broker's ``host:port``, starting it on first use."""
+        if self._local is None:
+            self._local = await asyncio.to_thread(LocalKafka().start)
+        return self._local.bootstrap
+
+    def stop(self) -> None:
+        local, self._local = self._local, None
+        if local is not None:
+            local.stop()
+
+
+@contextlib.asynccontextmanager
+async def _kafka_topic(bootstrap: str, topic: str) -> AsyncIterator[None]:
+    """A topic with ``KAFKA_PARTITIONS`` partitions for a peer, deleted afterwards."""
+    from aiokafka.admin import NewTopic
+
+    async with _kafka_admin(bootstrap) as admin:
+        await admin.create_topics([NewTopic(topic, KAFKA_PARTITIONS, 1)])
+    try:
+        yield
+    finally:
+        await _delete_topics(bootstrap, topic)
+
+
+async def _delete_topics(bootstrap: str, marker: str) -> None:
+    """Delete every topic whose name mentions ``marker`` (the broker keeps them in memory)."""
+    async with _kafka_admin(bootstrap) as admin:
+        doomed = [name for name in await admin.list_topics() if marker in name]
+        if doomed:
+            await admin.delete_topics(doomed)
+
+
+@contextlib.asynccontextmanager
+async def _kafka_admin(bootstrap: str) -> AsyncIterator[Any]:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        yield admin
+    finally:
+        await admin.close()
+
+
+@contextlib.asynccontextmanager
+async def _kafka_backend(kafka: _KafkaBroker) -> AsyncIterator[EventBackend]:
+    from hybridmesh.events.backends.kafka import KafkaEventBackend
+
+    bootstrap = await kafka.bootstrap()
+    prefix = f"hmbench{uuid.uuid4().hex[:10]}"
+    backend = KafkaEventBackend(
+        f"kafka://{bootstrap}?{KAFKA_BUS_QUERY}", prefix=prefix, partitions=KAFKA_PARTITIONS
+    )
+    try:
+        yield backend
+    finally:
+        try:
+            await backend.close()
+        finally:
+            await _delete_topics(bootstrap, prefix)
+
+
 # -- the peers -----------------------------------------------------------------------------
 
 
@@ -481,6 +617,136 @@ async def _faststream_run(count: int, progress: Progress, task: TaskID) -> dict[
             await _delete_streams(marker)
 
 
+def _kafka_group_settings() -> dict[str, Any]:
+    """The consumer settings both Kafka peers share: a group, committed by hand, from the
+    topic's start, with the short session the broker needs for a quick join."""
+    return {
+        "group_id": "bench",
+        "auto_offset_reset": "earliest",
+        "session_timeout_ms": KAFKA_SESSION_TIMEOUT_MS,
+        "heartbeat_interval_ms": KAFKA_HEARTBEAT_MS,
+    }
+
+
+def _by_partition(start: int, size: int) -> dict[int, range]:
+    """A chunk's event numbers per partition. The bus's events carry no partition key, so
+    it spreads them over the partitions (by id); the peers spread them by number, unkeyed."""
+    return {
+        p: range(start + p, start + size, KAFKA_PARTITIONS)
+        for p in range(min(KAFKA_PARTITIONS, size))
+    }
+
+
+async def _aiokafka_run(
+    kafka: _KafkaBroker, count: int, progress: Progress, task: TaskID
+) -> dict[str, Any]:
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    bootstrap = await kafka.bootstrap()
+    topic = f"hmbenchraw{uuid.uuid4().hex[:10]}"
+    pad = _peer_pad(_envelope_size())
+    tally = _Tally(count)
+    # acks="all" without idempotence, as every Kafka row (the broker refuses idempotence).
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", max_batch_size=KAFKA_BATCH_BYTES
+    )
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, enable_auto_commit=False, **_kafka_group_settings()
+    )
+
+    async def consume() -> None:
+        while True:
+            batches = await consumer.getmany(timeout_ms=1000, max_records=FETCH)
+            for records in batches.values():
+                for record in records:
+                    body = json.loads(record.value)
+                    tally.record(body["n"], body["ts"])
+            if batches:
+                await consumer.commit()  # the positions after what was just handled
+
+    # One record batch per partition and chunk, sent with ``send_batch`` and confirmed
+    # together: here about 1.6 times the throughput of a ``send`` per event with the
+    # futures gathered, as it skips aiokafka's work per message.
+    async def publish_chunk(start: int, size: int) -> None:
+        published = time.time()
+        sent = []
+        for partition, numbers in _by_partition(start, size).items():
+            batch = producer.create_batch()
+            for n in numbers:
+                value = json.dumps(_peer_body(n, published, pad)).encode()
+                if batch.append(key=None, value=value, timestamp=None) is None:
+                    raise RuntimeError("a chunk's share outgrew KAFKA_BATCH_BYTES")
+            sent.append(await producer.send_batch(batch, topic, partition=partition))
+        await asyncio.gather(*sent)
+
+    async with _kafka_topic(bootstrap, topic), contextlib.AsyncExitStack() as stack:
+        await producer.start()
+        stack.push_async_callback(producer.stop)
+        await consumer.start()  # joins the group: returns once the partitions are assigned
+        stack.push_async_callback(consumer.stop)
+        consuming = asyncio.create_task(consume(), name="bench:aiokafka")
+        try:
+            result = await _drive(publish_chunk, tally, progress, task, consuming, warm_up=True)
+        finally:
+            consuming.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await consuming
+    result["payload_bytes"] = len(json.dumps(_peer_body(0, time.time(), pad)))
+    return result
+
+
+async def _faststream_kafka_run(
+    kafka: _KafkaBroker, count: int, progress: Progress, task: TaskID
+) -> dict[str, Any]:
+    from faststream import AckPolicy
+    from faststream.kafka import KafkaBroker
+
+    bootstrap = await kafka.bootstrap()
+    topic = f"hmbenchfs{uuid.uuid4().hex[:10]}"
+    pad = _peer_pad(_envelope_size())
+    tally = _Tally(count)
+    broker = KafkaBroker(bootstrap, acks="all", max_batch_size=KAFKA_BATCH_BYTES, logger=None)
+
+    # A batch subscriber. FastStream's default Kafka policy (ACK_FIRST) auto-commits in the
+    # background; NACK_ON_ERROR turns auto-commit off and commits each batch after the
+    # handler returns (and seeks back to it when the handler raises): the bus's settle.
+    @broker.subscriber(
+        topic,
+        batch=True,
+        max_records=FETCH,
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        **_kafka_group_settings(),
+    )
+    async def handle(bodies: list[dict[str, Any]]) -> None:
+        for body in bodies:
+            tally.record(body["n"], body["ts"])
+
+    # ``publish_batch`` per partition and chunk, confirmed together: FastStream's bulk
+    # publish (one aiokafka record batch each); here about three times the throughput of
+    # ``publish`` per event, gathered.
+    async def publish_chunk(start: int, size: int) -> None:
+        published = time.time()
+        await asyncio.gather(
+            *(
+                broker.publish_batch(
+                    *(_peer_body(n, published, pad) for n in numbers),
+                    topic=topic,
+                    partition=partition,
+                )
+                for partition, numbers in _by_partition(start, size).items()
+            )
+        )
+
+    async with _kafka_topic(bootstrap, topic):
+        try:
+            await broker.start()  # joins the group before it returns
+            result = await _drive(publish_chunk, tally, progress, task, warm_up=True)
+        finally:
+            await broker.stop()
+    result["payload_bytes"] = len(json.dumps(_peer_body(0, time.time(), pad)))
+    return result
+
+
 # -- the SQL log's references --------------------------------------------------------------
 
 
@@ -519,19 +785,54 @@ def _plain(dialect: str) -> Section:
 def _on_bus(
     opener: Callable[[], contextlib.AbstractAsyncContextManager[EventBackend]],
     fetch: int = FETCH,
+    *,
+    warm_up: bool = False,
 ) -> Section:
     async def section(count: int, progress: Progress, task: TaskID) -> dict[str, Any]:
         async with opener() as backend:
-            return await _bus_run(backend, count, progress, task, fetch)
+            return await _bus_run(backend, count, progress, task, fetch, warm_up=warm_up)
 
     return section
 
 
+def _kafka_sections(kafka: _KafkaBroker) -> dict[str, Section]:
+    """The Kafka trio, all three on ``kafka``'s one broker."""
+    return {
+        "kafka": _on_bus(functools.partial(_kafka_backend, kafka), warm_up=True),
+        "aiokafka": functools.partial(_aiokafka_run, kafka),
+        "faststream_kafka": functools.partial(_faststream_kafka_run, kafka),
+    }
+
+
+def _size(quick: bool) -> tuple[int, int]:
+    """Events per section, and rounds of the compared sections."""
+    return (10_000, 1) if quick else (100_000, NATS_ROUNDS)
+
+
+async def _run_rows(
+    sections: dict[str, Section], schedule: list[str], count: int, progress: Progress
+) -> dict[str, list[dict[str, Any]]]:
+    """Run the sections in ``schedule``'s order; each one's rounds (figures or failure)."""
+    attempts: dict[str, list[dict[str, Any]]] = {name: [] for name in sections}
+    for name in schedule:
+        label = SECTIONS[name]
+        if schedule.count(name) > 1:
+            label += f" (round {len(attempts[name]) + 1}/{schedule.count(name)})"
+        task = progress.add_task(label, total=count)
+        try:
+            attempts[name].append(await sections[name](count, progress, task))
+        except Exception as error:
+            attempts[name].append(failed_round(error))
+            print(f"events benchmark: {label} failed: {error!r}", file=sys.stderr)
+        progress.remove_task(task)
+    return attempts
+
+
 async def run(*, quick: bool = False) -> dict[str, Any]:
     """Run the benchmark, write its JSON and its section of docs/benchmarks.md."""
-    count = 10_000 if quick else 100_000
-    rounds = 1 if quick else NATS_ROUNDS
+    count, rounds = _size(quick)
     configure_tracing()  # the defaults: trace context propagates, spans are not recorded
+    kafka = _KafkaBroker()
     sections: dict[str, Section] = {
         "sqlite": _on_bus(_sqlite_backend, SQL_FETCH),
         "sqlite_2p": _sqlite_two_processes,
@@ -541,13 +842,18 @@ async def run(*, quick: bool = False) -> dict[str, Any]:
         "jetstream": _on_bus(_nats_backend),
         "nats_py": _nats_py_run,
         "faststream": _faststream_run,
+        **_kafka_sections(kafka),
     }
-    # The three on NATS are compared with each other: they run back to back, in rounds
-    # whose order alternates, and each keeps its best round (load elsewhere on the machine
-    # only ever slows a round down).
-    trio = ["jetstream", "nats_py", "faststream"]
+    # The three on NATS are compared with each other, and so are the three on Kafka: they
+    # run back to back, in rounds whose order alternates, and each keeps its best round
+    # (load elsewhere on the machine only ever slows a round down).
     sql = ["sqlite_plain", "sqlite", "postgresql_plain", "postgresql"]
-    schedule = ["sqlite_2p", *alternating(sql, rounds), *alternating(trio, rounds)]
+    schedule = [
+        "sqlite_2p",
+        *alternating(sql, rounds),
+        *alternating(NATS_TRIO, rounds),
+        *alternating(KAFKA_TRIO, rounds),
+    ]
     results: dict[str, Any] = {
         "benchmark": "events",
         "machine": machine(),
@@ -557,23 +863,16 @@ async def run(*, quick: bool = False) -> dict[str, Any]:
         "sql_fetch_batch": SQL_FETCH,
         "envelope_bytes": _envelope_size(),
         "nats_rounds": rounds,
+        "kafka_partitions": KAFKA_PARTITIONS,
         "runs": {},
     }
-    attempts: dict[str, list[dict[str, Any]]] = {name: [] for name in sections}
     # The load is kept with the figures so that a disturbed run can be told apart.
     results["load_before"] = [round(x, 2) for x in os.getloadavg()]
     with Progress(transient=True) as progress:
-        for name in schedule:
-            label = SECTIONS[name]
-            if name in trio + sql and rounds > 1:
-                label += f" (round {len(attempts[name]) + 1}/{rounds})"
-            task = progress.add_task(label, total=count)
-            try:
-                attempts[name].append(await sections[name](count, progress, task))
-            except Exception as error:
-                attempts[name].append(failed_round(error))
-                print(f"events benchmark: {label} failed: {error!r}", file=sys.stderr)
-            progress.remove_task(task)
+        try:
+            attempts = await _run_rows(sections, schedule, count, progress)
+        finally:
+            kafka.stop()
         results["narrow"] = {}
         for dialect in ("sqlite", "postgresql"):
             task = progress.add_task(f"narrow group beside other traffic, {dialect}", total=None)
@@ -591,6 +890,38 @@ async def run(*, quick: bool = False) -> dict[str, Any]:
     return results
 
 
+async def run_kafka(*, quick: bool = False) -> dict[str, Any]:
+    """Run the Kafka trio alone, as in the whole benchmark, and print its figures.
+
+    Nothing is written: the recorded figures come from the whole benchmark (``run``)."""
+    count, rounds = _size(quick)
+    configure_tracing()
+    kafka = _KafkaBroker()
+    with Progress(transient=True) as progress:
+        try:
+            attempts = await _run_rows(
+                _kafka_sections(kafka), alternating(KAFKA_TRIO, rounds), count, progress
+            )
+        finally:
+            kafka.stop()
+    runs = best_rounds(attempts)
+    goals = _kafka_goals(runs)
+    print(f"{count:,} events of {_envelope_size()} bytes, best of {rounds} round(s)")
+    for name in KAFKA_TRIO:
+        run = runs[name]
+        if "error" in run:
+            print(f"{SECTIONS[name]}: failed: {run['error']}")
+            continue
+        print(
+            f"{SECTIONS[name]}: {run['throughput']:,.0f} events/s, "
+            f"{run['publish_rate']:,.0f} publish/s, p50 {run['p50_ms']:.1f} ms, "
+            f"p95 {run['p95_ms']:.1f} ms, {run['duplicates']} duplicates"
+        )
+    for key, goal in goals.items():
+        print(f"{key}: {goal['ratio']} (goal {goal['goal']}, met: {goal['met']})")
+    return {"events": count, "runs": runs, "goals": goals}
+
+
 def _goal(value: float | None, goal: float, *, at_most: bool = False) -> dict[str, Any]:
     met = None if value is None else (value <= goal if at_most else value >= goal)
     return {"ratio": value, "goal": goal, "met": met}
@@ -605,6 +936,7 @@ def _goals(runs: dict[str, Any], narrow: dict[str, Any]) -> dict[str, Any]:
         "sqlite_vs_plain": _goal(ratio(figure(runs, "sqlite"), lite), SQL_PLAIN_GOAL),
         "sqlite_2p_vs_plain": _goal(ratio(figure(runs, "sqlite_2p"), lite), SQL_PLAIN_GOAL),
         "postgresql_vs_plain": _goal(ratio(figure(runs, "postgresql"), pg), SQL_PLAIN_GOAL),
+        **_kafka_goals(runs),
     }
     for dialect, found in narrow.items():
         if "error" in found:
@@ -620,12 +952,21 @@ def _goals(runs: dict[str, Any], narrow: dict[str, Any]) -> dict[str, Any]:
     return goals
 
 
+def _kafka_goals(runs: dict[str, Any]) -> dict[str, Any]:
+    bus = figure(runs, "kafka")
+    return {
+        "kafka_vs_aiokafka": _goal(ratio(bus, figure(runs, "aiokafka")), AIOKAFKA_GOAL),
+        "kafka_vs_faststream": _goal(ratio(bus, figure(runs, "faststream_kafka")), FASTSTREAM_GOAL),
+    }
+
+
 def _markdown(results: dict[str, Any], quick: bool) -> str:
     flag = " --quick" if quick else ""
     runs, goals = results["runs"], results["goals"]
     info = results["machine"]
     rounds = (
-        f" The NATS trio, and the SQL rows with their plain loops, run back to back in "
+        f" The NATS trio, the Kafka trio and the SQL rows with their plain loops run back "
+        f"to back in "
         f"{results['nats_rounds']} rounds of alternating order; each shows its best round."
         if results["nats_rounds"] > 1
         else ""
@@ -634,7 +975,7 @@ def _markdown(results: dict[str, Any], quick: bool) -> str:
         f"{results['events']:,} events of {results['envelope_bytes']} bytes (a CloudEvent in "
         f"structured JSON) published with `publish_many` in chunks of {results['chunk']:,} "
         "from one task while one consumer group handles them concurrently "
-        f"(fetch batch {results['fetch_batch']} on NATS, as for its peers; "
+        f"(fetch batch {results['fetch_batch']} on NATS and Kafka, as for their peers; "
         f"{results['sql_fetch_batch']} on the SQL log). *events/s* is distinct events handled per "
         "second from the first publish to the last handle; latency is publish→handled "
         "(the publish time travels in the event; as publishing outruns handling, it mostly "
@@ -642,7 +983,14 @@ def _markdown(results: dict[str, Any], quick: bool) -> str:
         "consuming goes on. The peers run on the same NATS server in the same run with "
         "bodies of the same size: raw nats-py (`publish_async`, confirmed per chunk; durable "
         "pull consumer, `fetch` + `ack` per message) and FastStream (`NatsBroker`, JetStream "
-        "batch pull subscriber, ack after the handler). The SQL log's reference is its "
+        "batch pull subscriber, ack after the handler). On Kafka, one Tansu broker "
+        "(`LocalKafka`, in-memory storage) serves the bus and its peers, each on topics of "
+        f"{results['kafka_partitions']} partitions, `acks=all` without idempotence: raw "
+        "aiokafka (`send_batch`, one batch per partition per chunk, confirmed per chunk; a "
+        "consumer group, `getmany` + `commit` after each) and FastStream (`KafkaBroker`, "
+        "`publish_batch` per partition; a batch subscriber committing after the handler). "
+        "Each Kafka row first sends one event through untimed, so that joining the group "
+        "is not counted. The SQL log's reference is its "
         "database without the bus: a plain loop (`sqlite3`, asyncpg) that appends the same "
         "rows (same bodies, a table with the log's columns and indexes) in the same chunks, "
         "one transaction each, and reads each chunk back in seq order in batches of the same "
@@ -676,6 +1024,7 @@ def _markdown(results: dict[str, Any], quick: bool) -> str:
         return shown, f"≥ {SQL_PLAIN_GOAL:.2f} ({verdict(goal['met'])})"
 
     raw, fs = goals["jetstream_vs_nats_py"], goals["jetstream_vs_faststream"]
+    kraw, kfs = goals["kafka_vs_aiokafka"], goals["kafka_vs_faststream"]
     extra = {
         "sqlite": vs_plain("sqlite_vs_plain", "sqlite3"),
         "sqlite_2p": vs_plain("sqlite_2p_vs_plain", "sqlite3"),
@@ -689,6 +1038,13 @@ def _markdown(results: dict[str, Any], quick: bool) -> str:
         ),
         "nats_py": ("1.00", "peer"),
         "faststream": ("1.00", "peer"),
+        "kafka": (
+            f"{fmt(kraw['ratio'])} vs aiokafka; {fmt(kfs['ratio'])} vs FastStream",
+            f"≥ {AIOKAFKA_GOAL:.2f} ({verdict(kraw['met'])}); "
+            f"≥ {FASTSTREAM_GOAL:.2f} ({verdict(kfs['met'])})",
+        ),
+        "aiokafka": ("1.00", "peer"),
+        "faststream_kafka": ("1.00", "peer"),
     }
     for name, label in SECTIONS.items():
         run = runs.get(name, {"error": "not run"})
