@@ -110,10 +110,7 @@ KAFKA_SESSION_TIMEOUT_MS = 6_000
 KAFKA_HEARTBEAT_MS = 1_000
 # The same timing for the bus, in the Kafka backend's URL. The query parameter names (in
 # seconds) are the backend's own: keep them in step with hybridmesh.events.backends.kafka.
-KAFKA_BUS_QUERY = (
-    f"session_timeout={KAFKA_SESSION_TIMEOUT_MS // 1000}"
-    f"&heartbeat_interval={KAFKA_HEARTBEAT_MS // 1000}"
-)
+KAFKA_BUS_QUERY = f"session_timeout={KAFKA_SESSION_TIMEOUT_MS // 1000}"
 # The peers' producer batch limit (aiokafka's ``max_batch_size``, 16 kB by default): large
 # enough for one partition's share of a chunk (125 events of about 300 bytes) in one batch.
 KAFKA_BATCH_BYTES = 256 * 1024
@@ -504,7 +501,7 @@ async def _kafka_backend(kafka: _KafkaBroker) -> AsyncIterator[EventBackend]:
     bootstrap = await kafka.bootstrap()
     prefix = f"hmbench{uuid.uuid4().hex[:10]}"
     backend = KafkaEventBackend(
-        f"kafka://{bootstrap}?{KAFKA_BUS_QUERY}", prefix=prefix, partitions=KAFKA_PARTITIONS
+        f"kafka://{bootstrap}?{KAFKA_BUS_QUERY}&prefix={prefix}&partitions={KAFKA_PARTITIONS}"
     )
     try:
         yield backend

@@ -41,7 +41,7 @@ from hybridmesh.events.backend import (
     PartitionBatch,
     Settlement,
 )
-from hybridmesh.events.backends._kafka_layout import KafkaLayout, dedupe_key, position
+from hybridmesh.events.backends._kafka_layout import KafkaLayout, position
 from hybridmesh.events.envelope import EventFormatError
 from hybridmesh.events.kafka_binding import from_kafka
 from hybridmesh.events.subjects import matches
@@ -72,7 +72,7 @@ class _Partition:
     head_offset: int = -1
     head_attempts: int = 0
     checked_start: bool = False
-    recent: OrderedDict[bytes, tuple[int, float]] = field(default_factory=OrderedDict)
+    recent: OrderedDict[tuple[str, str], tuple[int, float]] = field(default_factory=OrderedDict)
 
 
 @dataclass(frozen=True)
@@ -320,7 +320,7 @@ class GroupMember:
     ) -> bool:
         """Whether this record is a later copy of an event this partition carried within
         the dedupe window (its first record is not a copy, however often it is fetched)."""
-        key = dedupe_key(source, event_id)
+        key = (source, event_id)
         recent = part.recent
         seen = recent.get(key)
         if seen is not None:

@@ -31,7 +31,6 @@ The URL: ``kafka://host:9092[,host2:9092][?option=value&...]`` with the options
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import parse_qs, urlsplit
@@ -140,11 +139,6 @@ def position(topic_index: int, partition: int, offset: int) -> int:
     return ((topic_index * _PARTITION_SLOTS + partition) << _OFFSET_BITS) | offset
 
 
-def dedupe_key(source: str, event_id: str) -> bytes:
-    """What identifies an event for deduplication: its (source, id), hashed."""
-    return hashlib.blake2b(f"{source}\x1f{event_id}".encode(), digest_size=12).digest()
-
-
 @dataclass(frozen=True)
 class KafkaOptions:
     """What a ``kafka://`` URL says (see the module docstring)."""
@@ -235,6 +229,5 @@ __all__ = [
     "KafkaLayout",
     "KafkaOptions",
     "Mode",
-    "dedupe_key",
     "position",
 ]

@@ -62,7 +62,6 @@ from hybridmesh.events.backends._kafka_layout import (
     KafkaLayout,
     KafkaOptions,
     Mode,
-    dedupe_key,
     position,
 )
 from hybridmesh.events.backends._kafka_protocol import delete_groups
@@ -107,7 +106,7 @@ class KafkaEventBackend:
         self._letters: DeadLetterTopic | None = None
         self._members: dict[str, GroupMember] = {}
         self._joining: dict[str, asyncio.Lock] = {}
-        self._published: OrderedDict[bytes, float] = OrderedDict()
+        self._published: OrderedDict[tuple[str, str], float] = OrderedDict()
         self._partition_counts: dict[str, int] = {}
         self._offsets: AIOKafkaConsumer | None = None
 
@@ -262,7 +261,7 @@ class KafkaEventBackend:
     def _published_lately(self, event: CloudEvent, now: float) -> bool:
         """Whether this process published the same (source, id) within the dedupe window;
         copies from other processes are dropped by the consumers instead."""
-        key = dedupe_key(event.source, event.id)
+        key = (event.source, event.id)
         seen = self._published.get(key)
         if seen is not None and now - seen <= self.dedupe_window:
             return True
