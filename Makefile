@@ -16,8 +16,9 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
+# `make demo EVENTS=kafka` runs the demo's bus on a local Kafka-protocol broker.
 demo: $(STAMP)
-	$(BIN)/hybridmesh demo
+	$(BIN)/hybridmesh demo $(if $(EVENTS),--events $(EVENTS))
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q --durations=15

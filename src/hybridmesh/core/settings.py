@@ -39,7 +39,8 @@ class Settings(BaseSettings):
         "postgresql://user@host:port/db.",
     )
     events_url: str | None = Field(
-        None, description=(
+        None,
+        description=(
             "Event backend: unset for the SQL log in the store, nats://host:port, or "
             "kafka://host:9092[,host:9092][?options]."
         ),
