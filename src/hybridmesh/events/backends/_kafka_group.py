@@ -111,12 +111,8 @@ class GroupMember:
         self._dedupe_window = dedupe_window
         self._bury = bury
         self._report_lag = report_lag
-        self._consumer = AIOKafkaConsumer(
-            group_id=layout.group_id(spec.name),
-            enable_auto_commit=False,
-            auto_offset_reset=spec.start,
-            **consumer_config,
-        )
+        self._consumer_config = consumer_config
+        self._consumer = self._new_consumer()
         self._partitions: dict[TopicPartition, _Partition] = {}
         self._tokens = itertools.count(1)
         self._settled = asyncio.Condition()
@@ -127,6 +123,14 @@ class GroupMember:
         self._joining: asyncio.Task[None] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
+
+    def _new_consumer(self) -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(
+            group_id=self._layout.group_id(self.spec.name),
+            enable_auto_commit=False,
+            auto_offset_reset=self.spec.start,
+            **self._consumer_config,
+        )
 
     def start(self) -> None:
         """Begin joining the group; the first fetch waits until it has joined. Members that
@@ -141,7 +145,13 @@ class GroupMember:
         assert self._joining is not None, "start() first"
         try:
             await asyncio.shield(self._joining)
-        except KafkaError as error:
+        except (KafkaError, OSError) as error:
+            # The brokers were away: the next fetch joins again, on a new consumer.
+            with contextlib.suppress(Exception):
+                await self._consumer.stop()
+            self._partitions.clear()
+            self._consumer = self._new_consumer()
+            self.start()
             raise BackendUnavailableError(
                 f"Kafka: joining group {self.spec.name!r} failed: {error}"
             ) from error
@@ -169,30 +179,27 @@ class GroupMember:
     async def fetch(self, max_events: int, wait: float) -> list[PartitionBatch]:
         if self._joining is None or not self._joining.done():
             await self.joined()
-        deadline = self._clock.monotonic() + max(wait, 0.0)
-        catch_up: float | None = None
+        # A fetch that must not wait still waits, briefly, for events the brokers have and
+        # this member has not fetched yet: those count as ready.
+        catching_up = wait <= 0
+        deadline = self._clock.monotonic() + (_CATCH_UP if catching_up else wait)
         while True:
             now = self._clock.monotonic()
             ready = self._ready(now)
             if ready:
                 await self._check_starts(ready)
-                if catch_up is None and wait <= 0:
-                    # Nothing to wait for, except events the brokers have and this member has
-                    # not fetched yet: those count as ready.
-                    catch_up = now + _CATCH_UP if await self._behind(ready) else now
-                    deadline = catch_up
-                timeout = max(0.0, deadline - now)
+                if catching_up and not await self._behind(ready):
+                    catching_up, deadline = False, now
+                step = 0.05 if catching_up else max(0.0, deadline - now)
                 try:
                     records = await self._consumer.getmany(
-                        *ready, timeout_ms=int(timeout * 1000), max_records=max_events
+                        *ready, timeout_ms=int(step * 1000), max_records=max_events
                     )
                 except KafkaError as error:
                     raise BackendUnavailableError(f"Kafka fetch failed: {error}") from error
                 batches = await self._batches(records, self._clock.monotonic())
                 if batches:
                     return batches
-                if records and self._clock.monotonic() < deadline:
-                    continue  # only records this group skips: look again
             else:
                 pause = self._next_change(now, deadline) - now
                 if pause > 0:
@@ -250,9 +257,16 @@ class GroupMember:
             await self._consumer.commit(offsets)
 
     async def _behind(self, ready: list[TopicPartition]) -> bool:
+        """Whether the brokers hold events past this member's position in ``ready``: by
+        ListOffsets and by the high watermark of the latest fetch (see
+        ``KafkaEventBackend.partition_ends`` for why both). A partition not fetched yet
+        counts as behind."""
         ends = await self._consumer.end_offsets(ready)
         for tp in ready:
-            if await self._consumer.position(tp) < ends.get(tp, 0):
+            highwater = self._consumer.highwater(tp)
+            if highwater is None:
+                return True
+            if await self._consumer.position(tp) < max(ends.get(tp, 0), highwater):
                 return True
         return False
 

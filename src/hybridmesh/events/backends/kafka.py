@@ -108,7 +108,6 @@ class KafkaEventBackend:
         self._joining: dict[str, asyncio.Lock] = {}
         self._published: OrderedDict[tuple[str, str], float] = OrderedDict()
         self._partition_counts: dict[str, int] = {}
-        self._offsets: AIOKafkaConsumer | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -198,10 +197,6 @@ class KafkaEventBackend:
         for member in members:
             with contextlib.suppress(Exception):
                 await member.stop()
-        offsets, self._offsets = self._offsets, None
-        if offsets is not None:
-            with contextlib.suppress(Exception):
-                await offsets.stop()
         producer, self._producer = self._producer, None
         if producer is not None:
             with contextlib.suppress(Exception):
@@ -302,7 +297,7 @@ class KafkaEventBackend:
                 return
             start_offsets = None
             if spec.start == "latest":  # where the log ends now, not once the group has joined
-                start_offsets = await self._end_offsets(self.layout.topics_for(spec.pattern))
+                start_offsets = await self.partition_ends(self.layout.topics_for(spec.pattern))
             member = GroupMember(
                 spec,
                 start_offsets=start_offsets,
@@ -361,32 +356,42 @@ class KafkaEventBackend:
         await reader.open(start)
         return reader
 
-    async def _offsets_client(self) -> AIOKafkaConsumer:
-        """A consumer outside any group, for asking where partitions begin and end."""
-        if self._offsets is None:
-            consumer = AIOKafkaConsumer(enable_auto_commit=False, **self._client_config())
-            await consumer.start()
-            self._offsets = consumer
-        return self._offsets
+    async def partition_ends(self, topics: Sequence[str]) -> dict[TopicPartition, int]:
+        """The offset after the last record of each partition of ``topics``.
 
-    async def _end_offsets(self, topics: Sequence[str]) -> dict[TopicPartition, int]:
+        Asks the brokers twice over: ListOffsets, and a fetch from there, whose answer says
+        the partition's high watermark. Some Kafka-protocol brokers (Tansu among them)
+        answer ListOffsets with the base offset of the last record batch plus one, short of
+        the end when that batch holds several records; the fetch's high watermark is right.
+        """
+        consumer = AIOKafkaConsumer(enable_auto_commit=False, **self._client_config())
         try:
-            consumer = await self._offsets_client()
-            ends: dict[TopicPartition, int] = await consumer.end_offsets(
-                await _partitions_of(consumer, topics)
-            )
-        except KafkaError as error:
+            await consumer.start()
+            tps = await _partitions_of(consumer, topics)
+            listed: dict[TopicPartition, int] = await consumer.end_offsets(tps)
+            consumer.assign(tps)
+            for tp in tps:
+                consumer.seek(tp, listed[tp])
+            async with asyncio.timeout(self.options.connect_timeout):
+                while any(consumer.highwater(tp) is None for tp in tps):
+                    await consumer.getmany(*tps, timeout_ms=100)
+            return {tp: max(listed[tp], consumer.highwater(tp) or 0) for tp in tps}
+        except (KafkaError, TimeoutError) as error:
             raise BackendUnavailableError(f"Kafka: reading offsets failed: {error}") from error
-        return ends
+        finally:
+            await consumer.stop()
 
     async def log_span(self) -> LogSpan:
+        end_offsets = await self.partition_ends(self.layout.event_topics)
+        tps = list(end_offsets)
+        consumer = AIOKafkaConsumer(enable_auto_commit=False, **self._client_config())
         try:
-            consumer = await self._offsets_client()
-            tps = await _partitions_of(consumer, self.layout.event_topics)
+            await consumer.start()
             first_offsets = await consumer.beginning_offsets(tps)
-            end_offsets = await consumer.end_offsets(tps)
         except KafkaError as error:
             raise BackendUnavailableError(f"Kafka: reading offsets failed: {error}") from error
+        finally:
+            await consumer.stop()
         first: int | None = None
         last: int | None = None
         for tp in tps:
