@@ -15,12 +15,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.partitioner import murmur2
 from tests.conformance.event_backend import bus_on, event, group_name, wait_for
-from tests.integration.events.kafka.conftest import MakeKafka
+from tests.integration.events.kafka.conftest import REQUIRE_SERVICES, MakeKafka
 
 from hybridmesh.core.errors import ConfigurationError
 from hybridmesh.events.backend import BackendUnavailableError, GroupSpec, Settlement
 from hybridmesh.events.backends.kafka import KafkaEventBackend
 from hybridmesh.events.envelope import CloudEvent
+from hybridmesh.events.local_kafka import LocalKafka
 from hybridmesh.observability.metrics import MeshMetrics
 
 pytestmark = pytest.mark.kafka
@@ -283,3 +284,22 @@ async def test_a_broker_that_never_answers_fails_the_start_after_the_connect_tim
         backend = KafkaEventBackend(f"kafka://127.0.0.1:{port}?connect_timeout=1")
         with pytest.raises(BackendUnavailableError, match="no answer within 1 s"):
             await backend.start()
+
+
+async def test_the_health_check_fails_while_the_broker_is_away() -> None:
+    try:  # a broker of its own, to stop
+        broker = LocalKafka().start()
+    except ConfigurationError as error:
+        if REQUIRE_SERVICES:
+            raise
+        pytest.skip(f"no local Kafka-protocol broker: {error}")
+    backend = KafkaEventBackend(f"{broker.url}?prefix=h&session_timeout=2")
+    try:
+        await backend.start()
+        await backend.check()
+        broker.stop()
+        with pytest.raises(BackendUnavailableError):
+            await backend.check()
+    finally:
+        broker.stop()
+        await backend.close()
