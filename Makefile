@@ -20,8 +20,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/hybridmesh demo $(if $(EVENTS),--events $(EVENTS))
 
+# Two workers: the suite mostly waits on servers and subprocesses, so it takes about half
+# the time; every test makes its own databases, streams, topics and ports.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q --durations=15
+	$(BIN)/python -m pytest -q -n 2 --durations=15
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

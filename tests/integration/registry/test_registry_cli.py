@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
+from hybridmesh.cli import _common
 from hybridmesh.cli.main import main
 
 REFERENCE = Path(__file__).resolve().parents[3] / "examples" / "tanqory" / "services"
@@ -238,6 +239,9 @@ def test_list_can_filter_by_architecture(loaded: Cli) -> None:
 
 def test_list_as_a_table(loaded: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "250")  # a terminal wide enough not to wrap the table
+    # The CLI's console may have fixed its width from COLUMNS when it was made (pytest-xdist
+    # workers start with COLUMNS set): let it read the terminal's width again.
+    monkeypatch.setattr(_common.console, "_width", None)
 
     run = loaded.ok("registry", "list")
 

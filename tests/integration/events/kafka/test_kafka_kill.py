@@ -8,16 +8,13 @@ an idempotent consumer's receipts (in SQLite, shared with this test) keep the le
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from tests.children import kill, spawn
 from tests.integration.events.kafka.conftest import MakeKafka
 from tests.waiting import eventually
 
@@ -55,23 +52,6 @@ CONSUMER = textwrap.dedent(
 )
 
 
-def _spawn(store_url: str, kafka_url: str) -> subprocess.Popen[str]:
-    child = subprocess.Popen(
-        [sys.executable, "-c", CONSUMER, store_url, kafka_url],
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    assert child.stdout is not None
-    assert child.stdout.readline().strip() == "ready"
-    return child
-
-
-def _kill(child: subprocess.Popen[str]) -> None:
-    child.send_signal(signal.SIGKILL)
-    child.wait(timeout=10)
-
-
 async def _ledger_has(store: Store, count: int) -> bool:
     return int(await store.fetch_value("SELECT COUNT(*) FROM ledger")) >= count
 
@@ -104,15 +84,15 @@ async def test_a_member_killed_mid_batch_loses_nothing(
     events = [CloudEvent.create("payment.captured", "/payments", {"n": n}) for n in range(total)]
     await EventBus(backend, owns_backend=False).publish_many(events)
 
-    child = _spawn(store_url, backend.url)
+    child = spawn(CONSUMER, store_url, backend.url)
     await eventually(lambda: _ledger_has(store, 100), 30, "100 handled")
-    _kill(child)  # with batches in hand and offsets not yet committed
+    kill(child)  # with batches in hand and offsets not yet committed
     assert int(await store.fetch_value("SELECT COUNT(*) FROM ledger")) < total
 
-    child = _spawn(store_url, backend.url)
+    child = spawn(CONSUMER, store_url, backend.url)
     # Once the group has committed to the end of every partition, nothing more can come.
     await eventually(lambda: _committed_everything(backend, kafka_bootstrap), 60, "all committed")
-    _kill(child)
+    kill(child)
     ids = [r["event_id"] for r in await store.fetch_all("SELECT event_id FROM ledger")]
     assert len(ids) == total and set(ids) == {e.id for e in events}
     await store.close()

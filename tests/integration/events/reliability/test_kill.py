@@ -7,15 +7,12 @@ this test through WAL), so the kill is as abrupt as it gets.
 
 from __future__ import annotations
 
-import os
 import random
-import signal
-import subprocess
-import sys
 import textwrap
 from collections.abc import Awaitable
 from pathlib import Path
 
+from tests.children import kill, spawn
 from tests.waiting import eventually
 
 from hybridmesh.events import CloudEvent, EventBus, IdempotentConsumer, Outbox
@@ -68,23 +65,6 @@ CONSUMER = textwrap.dedent(
 )
 
 
-def _spawn(script: str, url: str) -> subprocess.Popen[str]:
-    child = subprocess.Popen(
-        [sys.executable, "-c", script, url],
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    assert child.stdout is not None
-    assert child.stdout.readline().strip() == "ready"
-    return child
-
-
-def _kill(child: subprocess.Popen[str]) -> None:
-    child.send_signal(signal.SIGKILL)
-    child.wait(timeout=10)
-
-
 async def _at_most(count: Awaitable[int], most: int) -> bool:
     return await count <= most
 
@@ -123,14 +103,14 @@ async def test_a_relay_killed_at_any_point_loses_nothing(tmp_path: Path) -> None
             )
     rng = random.Random(7)
     for _ in range(4):  # each relay is killed once it has sent a random share
-        child = _spawn(RELAY, url)
+        child = spawn(RELAY, url)
         # (On a busy machine a relay may get far before it is killed, even to the end.)
         left = max(await outbox.pending() - rng.randint(50, 500), 0)
         await eventually(lambda n=left: _at_most(outbox.pending(), n), 60, "the relay's progress")
-        _kill(child)
-    child = _spawn(RELAY, url)
+        kill(child)
+    child = spawn(RELAY, url)
     await eventually(lambda: _at_most(outbox.pending(), 0), 60, "an empty outbox")
-    _kill(child)
+    kill(child)
 
     seen: list[int] = []
     bus = EventBus(SqlEventBackend(store), owns_backend=False)
@@ -155,17 +135,17 @@ async def test_a_consumer_killed_mid_batch_loses_nothing(tmp_path: Path) -> None
     events = [CloudEvent.create("payment.captured", "/payments", {"n": n}) for n in range(total)]
     await bus.publish_many(events)
 
-    child = _spawn(CONSUMER, url)
+    child = spawn(CONSUMER, url)
     await eventually(lambda: _ledger_has(store, 100), 30, "100 handled")
-    _kill(child)  # with a batch in hand: its lease must expire and the batch come again
+    kill(child)  # with a batch in hand: its lease must expire and the batch come again
     handled_before = await store.fetch_value("SELECT COUNT(*) FROM ledger")
     assert handled_before < total
 
-    child = _spawn(CONSUMER, url)
+    child = spawn(CONSUMER, url)
     # Until the group has settled every event, a batch the first consumer held may still
     # come again (after its lease ends): a late duplicate would show up by then.
     await eventually(lambda: _all_settled(store, "ledger"), 60, "every event settled")
-    _kill(child)
+    kill(child)
     rows = await store.fetch_all("SELECT event_id FROM ledger")
     ids = [r["event_id"] for r in rows]
     assert len(ids) == total and set(ids) == {e.id for e in events}
