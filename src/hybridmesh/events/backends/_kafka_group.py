@@ -187,11 +187,11 @@ class GroupMember:
             now = self._clock.monotonic()
             ready = self._ready(now)
             if ready:
-                await self._check_starts(ready)
-                if catching_up and not await self._behind(ready):
-                    catching_up, deadline = False, now
-                step = 0.05 if catching_up else max(0.0, deadline - now)
                 try:
+                    await self._check_starts(ready)
+                    if catching_up and not await self._behind(ready):
+                        catching_up, deadline = False, now
+                    step = 0.05 if catching_up else max(0.0, deadline - now)
                     records = await self._consumer.getmany(
                         *ready, timeout_ms=int(step * 1000), max_records=max_events
                     )
