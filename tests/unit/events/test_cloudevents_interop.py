@@ -22,6 +22,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from tests.cloudevents_sdk import (
+    CoreCloudEvent,
+    JSONFormat,
+    core_http,
+    needs_core,
+    sdk_conversion,
+    sdk_http,
+)
 
 from hybridmesh.events.envelope import (
     BATCH_CONTENT_TYPE,
@@ -30,24 +38,6 @@ from hybridmesh.events.envelope import (
     from_http,
     to_batch,
 )
-
-try:  # cloudevents 2.x keeps the 1.x API under cloudevents.v1
-    from cloudevents.v1 import conversion as sdk_conversion
-    from cloudevents.v1 import http as sdk_http
-except ImportError:  # cloudevents 1.x
-    from cloudevents import conversion as sdk_conversion  # type: ignore[no-redef]
-    from cloudevents import http as sdk_http  # type: ignore[no-redef]
-
-try:
-    from cloudevents.core.bindings import http as core_http
-    from cloudevents.core.formats.json import JSONFormat
-    from cloudevents.core.v1.event import CloudEvent as CoreCloudEvent
-
-    HAVE_CORE = True
-except ImportError:  # cloudevents 1.x has no core API
-    HAVE_CORE = False
-
-needs_core = pytest.mark.skipif(not HAVE_CORE, reason="cloudevents 2.x core API not installed")
 
 TIME = datetime(2024, 5, 1, 12, 30, 15, 123456, tzinfo=UTC)
 BLOB = b"\x00\x01\x02\xfe\xff binary \x80"  # neither JSON nor UTF-8

@@ -25,6 +25,14 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from tests.cloudevents_sdk import (
+    CoreCloudEvent,
+    JSONFormat,
+    core_kafka,
+    needs_core,
+    sdk_http,
+    sdk_kafka,
+)
 from tests.conformance.event_backend import EVENTS_AT_THE_LIMITS
 
 from hybridmesh.events import limits
@@ -36,24 +44,6 @@ from hybridmesh.events.kafka_binding import (
     from_kafka,
     to_kafka,
 )
-
-try:  # cloudevents 2.x keeps the 1.x API under cloudevents.v1
-    from cloudevents.v1 import http as sdk_http
-    from cloudevents.v1 import kafka as sdk_kafka
-except ImportError:  # cloudevents 1.x
-    from cloudevents import http as sdk_http  # type: ignore[no-redef]
-    from cloudevents import kafka as sdk_kafka  # type: ignore[no-redef]
-
-try:
-    from cloudevents.core.bindings import kafka as core_kafka
-    from cloudevents.core.formats.json import JSONFormat
-    from cloudevents.core.v1.event import CloudEvent as CoreCloudEvent
-
-    HAVE_CORE = True
-except ImportError:  # cloudevents 1.x has no core API
-    HAVE_CORE = False
-
-needs_core = pytest.mark.skipif(not HAVE_CORE, reason="cloudevents 2.x core API not installed")
 
 TIME = datetime(2024, 5, 1, 12, 30, 15, 123456, tzinfo=UTC)
 BLOB = b"\x00\x01\x02\xfe\xff binary \x80"  # neither JSON nor UTF-8

@@ -8,18 +8,7 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-
-try:  # the SDK's 2.x layout, then its 1.x one
-    from cloudevents.v1.http import CloudEvent as SdkEvent
-    from cloudevents.v1.kafka import KafkaMessage, from_binary, from_structured, to_binary
-except ImportError:  # pragma: no cover - depends on the installed SDK
-    from cloudevents.http import CloudEvent as SdkEvent  # type: ignore[no-redef]
-    from cloudevents.kafka import (  # type: ignore[no-redef]
-        KafkaMessage,
-        from_binary,
-        from_structured,
-        to_binary,
-    )
+from tests.cloudevents_sdk import sdk_http, sdk_kafka
 from tests.conformance.event_backend import bus_on, group_name
 from tests.integration.events.kafka.conftest import MakeKafka
 
@@ -56,8 +45,10 @@ async def test_events_published_by_the_bus_read_with_the_sdk(
     )  # fmt: skip
     await backend.publish([sent])
     [record] = await _records(kafka_bootstrap, backend.layout.default_topic, 1)
-    message = KafkaMessage(dict(record.headers), record.key, record.value)
-    read = from_binary(message) if mode == "binary" else from_structured(message)
+    message = sdk_kafka.KafkaMessage(dict(record.headers), record.key, record.value)
+    read = (
+        sdk_kafka.from_binary(message) if mode == "binary" else sdk_kafka.from_structured(message)
+    )
     assert read["id"] == sent.id and read["type"] == "order.created"
     assert read["source"] == "/orders" and read["subject"] == "orders/O-7"
     # The SDK's 1.x API takes the record key as the client gives it: bytes, from aiokafka.
@@ -69,7 +60,7 @@ async def test_events_produced_with_the_sdk_handled_by_a_bus_group(
     make_kafka: MakeKafka, kafka_bootstrap: str
 ) -> None:
     backend = await make_kafka()
-    sdk_event = SdkEvent(
+    sdk_event = sdk_http.CloudEvent(
         {
             "type": "payment.captured",
             "source": "/payments-java",
@@ -79,7 +70,7 @@ async def test_events_produced_with_the_sdk_handled_by_a_bus_group(
         },
         {"payment_id": "P-1", "amount": 30},
     )
-    message = to_binary(sdk_event)
+    message = sdk_kafka.to_binary(sdk_event)
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
     await producer.start()
     try:
