@@ -15,6 +15,7 @@ keeps only the newest record of each.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -164,8 +165,7 @@ class DeadLetterTopic:
             for key, (letter, _) in (await self.all()).items()
             if group is None or letter.group == group
         ]
-        for key in doomed:
-            await self._write(key, None, {})
+        await asyncio.gather(*(self._write(key, None, {}) for key in doomed))  # tombstones
         return len(doomed)
 
 

@@ -305,32 +305,29 @@ class GroupMember:
         self, part: _Partition, messages: Sequence[Any], now: float
     ) -> tuple[list[Delivery], list[int]]:
         group = self.spec.name
-        pattern = self.spec.pattern
         deliveries: list[Delivery] = []
         offsets: list[int] = []
         for message in messages:
-            headers = message.headers
-            replay_for = _header(headers, REPLAY_HEADER)
+            replay_for = replay_target(message.headers)
             if replay_for is not None and replay_for != group:
                 continue
-            at = position(part.topic_index, message.partition, message.offset)
-            try:
-                event = from_kafka(message.key, message.value, headers)
-            except EventFormatError as error:
-                raw = message.value or b""
-                deliveries.append(Delivery(None, 1, raw=raw, error=str(error), position=at))
-                offsets.append(message.offset)
+            delivery = read_record(message, part.topic_index, self.spec.pattern)
+            if delivery is None:
                 continue
-            if not matches(pattern, event.type):
+            event = delivery.event
+            copy = (
+                replay_for is None  # a replay is a copy on purpose
+                and event is not None
+                and self._is_copy(part, event.source, event.id, message.offset, now)
+            )
+            if copy:
                 continue
-            if replay_for is None and self._is_copy(part, event.source, event.id, message, now):
-                continue
-            deliveries.append(Delivery(event, 1, position=at))
+            deliveries.append(delivery)
             offsets.append(message.offset)
         return deliveries, offsets
 
     def _is_copy(
-        self, part: _Partition, source: str, event_id: str, message: Any, now: float
+        self, part: _Partition, source: str, event_id: str, offset: int, now: float
     ) -> bool:
         """Whether this record is a later copy of an event this partition carried within
         the dedupe window (its first record is not a copy, however often it is fetched)."""
@@ -339,11 +336,11 @@ class GroupMember:
         seen = recent.get(key)
         if seen is not None:
             first_offset, first_time = seen
-            if message.offset != first_offset and now - first_time <= self._dedupe_window:
+            if offset != first_offset and now - first_time <= self._dedupe_window:
                 return True
-            if message.offset == first_offset:
+            if offset == first_offset:
                 return False
-        recent[key] = (message.offset, now)
+        recent[key] = (offset, now)
         recent.move_to_end(key)
         while len(recent) > _DEDUPE_MEMORY:
             recent.popitem(last=False)
@@ -464,11 +461,31 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         self._member._assigned(list(assigned))
 
 
-def _header(headers: Sequence[tuple[str, bytes]], name: str) -> str | None:
+def replay_target(headers: Sequence[tuple[str, bytes]]) -> str | None:
+    """The group a replayed record is meant for (None for a record every group reads)."""
     for key, value in headers:
-        if key == name:
+        if key == REPLAY_HEADER:
             return value.decode("utf-8", "replace")
     return None
 
 
-__all__ = ["REPLAY_HEADER", "BatchToken", "BuryLetter", "GroupMember"]
+def read_record(message: Any, topic_index: int, pattern: str) -> Delivery | None:
+    """What a record delivers to a reader of ``pattern``: its event, or, when the record is
+    not a CloudEvent, its bytes and why (the bus dead-letters those); None when the event's
+    type does not match."""
+    at = position(topic_index, message.partition, message.offset)
+    try:
+        event = from_kafka(message.key, message.value, message.headers)
+    except EventFormatError as error:
+        return Delivery(None, 1, raw=message.value or b"", error=str(error), position=at)
+    return Delivery(event, 1, position=at) if matches(pattern, event.type) else None
+
+
+__all__ = [
+    "REPLAY_HEADER",
+    "BatchToken",
+    "BuryLetter",
+    "GroupMember",
+    "read_record",
+    "replay_target",
+]

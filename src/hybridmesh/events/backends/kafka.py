@@ -57,7 +57,12 @@ from hybridmesh.events.backend import (
     Settlement,
 )
 from hybridmesh.events.backends._kafka_dlq import DeadLetterTopic
-from hybridmesh.events.backends._kafka_group import REPLAY_HEADER, GroupMember
+from hybridmesh.events.backends._kafka_group import (
+    REPLAY_HEADER,
+    GroupMember,
+    read_record,
+    replay_target,
+)
 from hybridmesh.events.backends._kafka_layout import (
     KafkaLayout,
     KafkaOptions,
@@ -66,8 +71,8 @@ from hybridmesh.events.backends._kafka_layout import (
 )
 from hybridmesh.events.backends._kafka_protocol import delete_groups
 from hybridmesh.events.envelope import CloudEvent, EventFormatError
-from hybridmesh.events.kafka_binding import from_kafka, to_kafka
-from hybridmesh.events.subjects import matches, validate_pattern
+from hybridmesh.events.kafka_binding import to_kafka
+from hybridmesh.events.subjects import validate_pattern
 from hybridmesh.observability import get_logger
 from hybridmesh.observability.metrics import MeshMetrics
 
@@ -357,9 +362,15 @@ class KafkaEventBackend:
         return reader
 
     async def partition_ends(self, topics: Sequence[str]) -> dict[TopicPartition, int]:
-        """The offset after the last record of each partition of ``topics``.
+        """The offset after the last record of each partition of ``topics``."""
+        return {tp: end for tp, (_, end) in (await self._partition_bounds(topics)).items()}
 
-        Asks the brokers twice over: ListOffsets, and a fetch from there, whose answer says
+    async def _partition_bounds(
+        self, topics: Sequence[str]
+    ) -> dict[TopicPartition, tuple[int, int]]:
+        """Each partition's first retained offset and the offset after its last record.
+
+        The end is asked twice over: ListOffsets, and a fetch from there, whose answer says
         the partition's high watermark. Some Kafka-protocol brokers (Tansu among them)
         answer ListOffsets with the base offset of the last record batch plus one, short of
         the end when that batch holds several records; the fetch's high watermark is right.
@@ -368,6 +379,7 @@ class KafkaEventBackend:
         try:
             await consumer.start()
             tps = await _partitions_of(consumer, topics)
+            firsts: dict[TopicPartition, int] = await consumer.beginning_offsets(tps)
             listed: dict[TopicPartition, int] = await consumer.end_offsets(tps)
             consumer.assign(tps)
             for tp in tps:
@@ -375,27 +387,16 @@ class KafkaEventBackend:
             async with asyncio.timeout(self.options.connect_timeout):
                 while any(consumer.highwater(tp) is None for tp in tps):
                     await consumer.getmany(*tps, timeout_ms=100)
-            return {tp: max(listed[tp], consumer.highwater(tp) or 0) for tp in tps}
+            return {tp: (firsts[tp], max(listed[tp], consumer.highwater(tp) or 0)) for tp in tps}
         except (KafkaError, TimeoutError) as error:
             raise BackendUnavailableError(f"Kafka: reading offsets failed: {error}") from error
         finally:
             await consumer.stop()
 
     async def log_span(self) -> LogSpan:
-        end_offsets = await self.partition_ends(self.layout.event_topics)
-        tps = list(end_offsets)
-        consumer = AIOKafkaConsumer(enable_auto_commit=False, **self._client_config())
-        try:
-            await consumer.start()
-            first_offsets = await consumer.beginning_offsets(tps)
-        except KafkaError as error:
-            raise BackendUnavailableError(f"Kafka: reading offsets failed: {error}") from error
-        finally:
-            await consumer.stop()
         first: int | None = None
         last: int | None = None
-        for tp in tps:
-            begin, end = first_offsets[tp], end_offsets[tp]
+        for tp, (begin, end) in (await self._partition_bounds(self.layout.event_topics)).items():
             if end <= begin:
                 continue
             index = self.layout.topic_index(tp.topic)
@@ -485,23 +486,11 @@ class KafkaLogReader:
         for tp, messages in got.items():
             index = self._layout.topic_index(tp.topic)
             for message in messages:
-                if any(key == REPLAY_HEADER for key, _ in message.headers):
-                    continue
-                at = position(index, tp.partition, message.offset)
-                try:
-                    event = from_kafka(message.key, message.value, message.headers)
-                except EventFormatError as error:
-                    found.append(
-                        (
-                            (message.timestamp, index, at),
-                            Delivery(
-                                None, 1, raw=message.value or b"", error=str(error), position=at
-                            ),
-                        )
-                    )
-                    continue
-                if matches(self._pattern, event.type):
-                    found.append(((message.timestamp, index, at), Delivery(event, 1, position=at)))
+                if replay_target(message.headers) is not None:
+                    continue  # meant for one group only
+                delivery = read_record(message, index, self._pattern)
+                if delivery is not None:
+                    found.append(((message.timestamp, index, delivery.position), delivery))
         found.sort(key=lambda pair: pair[0])
         return [delivery for _, delivery in found]
 
