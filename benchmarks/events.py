@@ -62,7 +62,7 @@ from typing import Any
 
 from rich.progress import Progress, TaskID
 
-from benchmarks import _narrow
+from benchmarks import _kafka_floor, _narrow
 from benchmarks._postgres import fresh_database
 from benchmarks._report import (
     LatencySummary,
@@ -199,6 +199,7 @@ async def _drive(
                 f"the warm-up event was not handled within {STALL_SECONDS:.0f} s"
             ) from None
     first_publish = time.time()
+    first_cpu = time.process_time()
 
     async def publisher() -> float:
         began = time.perf_counter()
@@ -225,18 +226,23 @@ async def _drive(
                     f"stalled: {tally.handled}/{count} handled, nothing for {STALL_SECONDS:.0f} s"
                 )
         publish_seconds = await publishing
+        cpu_seconds = time.process_time() - first_cpu
     finally:
         if not publishing.done():
             publishing.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await publishing
     progress.update(task, completed=count)
-    return _result(
+    result = _result(
         count,
         LatencySummary.of(tally.latencies, tally.last - first_publish),
         publish_seconds,
         tally.duplicates,
     )
+    # The processor time this process spent on an event, publishing and consuming it: the
+    # broker runs in its own process, so on Kafka and NATS this is the client's own work.
+    result["cpu_us_per_event"] = round(cpu_seconds / count * 1e6, 1)
+    return result
 
 
 def _result(
@@ -882,6 +888,7 @@ async def run(*, quick: bool = False) -> dict[str, Any]:
     results["load_after"] = [round(x, 2) for x in os.getloadavg()]
     results["runs"] = best_rounds(attempts)
     results["goals"] = _goals(results["runs"], results["narrow"])
+    results["kafka_floor"] = _floor(results["runs"])
     write_json("events", results)
     write_section("events", _markdown(results, quick))
     return results
@@ -916,7 +923,43 @@ async def run_kafka(*, quick: bool = False) -> dict[str, Any]:
         )
     for key, goal in goals.items():
         print(f"{key}: {goal['ratio']} (goal {goal['goal']}, met: {goal['met']})")
-    return {"events": count, "runs": runs, "goals": goals}
+    floor = _floor(runs)
+    print(_floor_text(runs, floor))
+    return {"events": count, "runs": runs, "goals": goals, "kafka_floor": floor}
+
+
+def _floor(runs: dict[str, Any]) -> dict[str, Any]:
+    """The least a CloudEvents bus adds to raw aiokafka's work per event, and what each
+    Kafka goal lets it add, from the rows' processor time (see ``_kafka_floor``)."""
+    found: dict[str, Any] = {"parts": _kafka_floor.measure(_envelope_size())}
+    cpu = {name: runs.get(name, {}).get("cpu_us_per_event") for name in KAFKA_TRIO}
+    if cpu["aiokafka"] is not None and cpu["faststream_kafka"] is not None:
+        found["budgets"] = _kafka_floor.budgets(
+            cpu["aiokafka"], cpu["faststream_kafka"], AIOKAFKA_GOAL
+        )
+    return found
+
+
+def _floor_text(runs: dict[str, Any], floor: dict[str, Any]) -> str:
+    cpu = ", ".join(
+        f"{SECTIONS[name]} {runs[name]['cpu_us_per_event']:.1f}"
+        for name in KAFKA_TRIO
+        if "cpu_us_per_event" in runs.get(name, {})
+    )
+    parts = floor["parts"]
+    pieces = ", ".join(f"{name} {value:+.2f}" for name, value in parts.items() if name != "floor")
+    text = (
+        f"Processor time an event, µs (this process): {cpu}. The least a CloudEvents bus "
+        f"adds to raw aiokafka's work: {parts['floor']:.2f} µs ({pieces})."
+    )
+    budgets = floor.get("budgets")
+    if budgets is not None:
+        text += (
+            f" The goals let it add {budgets['vs_raw']:.2f} µs (≥ {AIOKAFKA_GOAL} times raw "
+            f"aiokafka) and {budgets['vs_faststream']:.2f} µs "
+            f"(≥ {FASTSTREAM_GOAL} times FastStream)."
+        )
+    return text
 
 
 def _goal(value: float | None, goal: float, *, at_most: bool = False) -> dict[str, Any]:
@@ -1061,6 +1104,7 @@ def _markdown(results: dict[str, Any], quick: bool) -> str:
             f"| {run['publish_rate']:,.0f} | {run['p50_ms']:.1f} | {run['p95_ms']:.1f} "
             f"| {shown} | {goal} |"
         )
+    lines += ["", _floor_text(runs, results["kafka_floor"])]
     lines += ["", *_narrow_markdown(results["narrow"], goals, verdict)]
     return "\n".join(lines)
 
