@@ -1,8 +1,12 @@
 """Browser tests of the dashboard: Debian's Chromium, driven by Playwright.
 
-One browser for the session, a fresh page (and browser context: its own sessionStorage)
-per test. Every console error and uncaught page error is recorded, and a test during which
-one occurred fails, unless the test said it expects that message (:meth:`PageErrors.allow`:
+One browser for the module, a fresh page (and browser context: its own sessionStorage)
+per test. Module, not session: Playwright's synchronous API keeps its event loop marked as
+running while it is started, which the asyncio tests of other modules run in the same
+process cannot share, so it stops before they run.
+
+Every console error and uncaught page error is recorded, and a test during which one
+occurred fails, unless the test said it expects that message (:meth:`PageErrors.allow`:
 an API answer of 401 is logged by Chromium as a failed load, for one).
 
 Without /usr/bin/chromium the tests skip, unless ``HYBRIDMESH_REQUIRE_SERVICES=1`` is set
@@ -73,9 +77,9 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     return result
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    """Chromium, headless, for the whole session."""
+    """Chromium, headless, for the module's tests."""
     if not CHROMIUM.exists():
         message = f"{CHROMIUM} is not installed (apt-get install chromium)"
         if REQUIRE_SERVICES:
@@ -89,7 +93,7 @@ def browser() -> Iterator[Browser]:
             chromium.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """The platform on loopback with a registry, finished orders (one of them compensated
     after its charge kept failing) and a shipment that waits for its carrier."""
