@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from hybridmesh import dashboard
 from hybridmesh.api import events, ops
 from hybridmesh.api._context import BUS, HUB, MAX_BODY_BYTES, METRICS, SETTINGS
 from hybridmesh.api._middleware import request_context, stamp_request_id
@@ -44,6 +45,8 @@ def create_app(
     - ``GET /metrics``: ``metrics`` (default: the bus's) in Prometheus text format.
     - ``GET /livez``: 200 while the process serves; ``GET /readyz`` and ``GET /healthz``:
       200 when the bus can publish and consume now, else 503 naming what fails.
+    - ``GET /ui/``: the web dashboard (``GET /`` redirects there); see
+      :mod:`hybridmesh.dashboard`.
 
     The app does not start or close ``bus``: whoever owns the bus does
     (:func:`~hybridmesh.api.server.run_server`). Unknown routes answer 404 and wrong methods
@@ -57,6 +60,7 @@ def create_app(
     app[MAX_BODY_BYTES] = max_body_bytes
     for table in ROUTE_TABLES:
         app.add_routes(table)
+    dashboard.mount(app)
     if hub is not None:
         app.router.add_get("/ws/events", hub.handle, allow_head=False)
         app.on_startup.append(_attach_hub)

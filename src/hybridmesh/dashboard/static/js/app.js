@@ -1,0 +1,120 @@
+// The shell: sign-in, sign-out, the nav bar and the routes. A new view is a module under
+// views/ exporting { title, render(ctx) }, registered with route() below and, when it is a
+// top-level page, listed in NAV.
+
+import { ApiError, api, onUnauthorized } from "./api.js";
+import { clearBanner, initBanner } from "./banner.js";
+import { h } from "./dom.js";
+import { route, startRouter, stopView } from "./router.js";
+import { clearToken, getToken, setToken } from "./session.js";
+import { executionView } from "./views/execution.js";
+import { executionsView } from "./views/executions.js";
+import { placeholder } from "./views/placeholder.js";
+import { serviceView, servicesView } from "./views/services.js";
+
+/** The nav bar: [path, label]. */
+const NAV = [
+  ["/services", "Services"],
+  ["/executions", "Executions"],
+  ["/migrations", "Migrations"],
+  ["/routes", "Routes"],
+  ["/flags", "Flags"],
+  ["/events", "Events"],
+  ["/dead-letters", "Dead letters"],
+  ["/review", "Review"],
+  ["/slo", "SLO"],
+];
+
+route("/services", servicesView);
+route("/services/:name", serviceView);
+route("/executions", executionsView);
+route("/executions/:id", executionView);
+route("/migrations", placeholder("Migrations", "Migration plans and their progress will be shown here."));
+route("/routes", placeholder("Routes", "The gateway's routes and where each one sends its traffic will be shown here."));
+route("/flags", placeholder("Flags", "Feature flags and their rollout will be shown here."));
+route("/events", placeholder("Events", "A live stream of the platform's events will be shown here."));
+route("/dead-letters", placeholder("Dead letters", "Events that could not be delivered, to inspect and replay, will be shown here."));
+route("/review", placeholder("Review", "Executions and compensations that wait for a person will be shown here."));
+route("/slo", placeholder("SLO", "The service-level objectives report will be shown here."));
+
+const $ = (id) => document.getElementById(id);
+let routerStarted = false;
+
+function buildNav() {
+  $("nav-links").replaceChildren(...NAV.map(([path, label]) => h("li", null, h("a", { href: `#${path}`, dataset: { path } }, label))));
+}
+
+function markCurrent(pattern) {
+  for (const link of $("nav-links").querySelectorAll("a")) {
+    const current = pattern === link.dataset.path || pattern.startsWith(`${link.dataset.path}/`);
+    if (current) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
+}
+
+function showSignIn(message = "") {
+  stopView();
+  for (const id of ["nav", "session", "main"]) $(id).hidden = true;
+  $("main").replaceChildren();
+  $("sign-in").hidden = false;
+  $("sign-in-error").textContent = message;
+  $("token").value = "";
+  $("token").focus();
+}
+
+function showShell() {
+  clearBanner();
+  $("sign-in").hidden = true;
+  for (const id of ["nav", "session", "main"]) $(id).hidden = false;
+  if (!routerStarted) {
+    routerStarted = true;
+    return startRouter($("main"), {
+      fallback: "/services",
+      changed: markCurrent,
+      active: () => Boolean(getToken()),
+    });
+  }
+  window.dispatchEvent(new HashChangeEvent("hashchange"));
+  return undefined;
+}
+
+async function signIn(event) {
+  event.preventDefault();
+  const token = $("token").value.trim();
+  if (!token) {
+    $("sign-in-error").textContent = "Enter an API token.";
+    return;
+  }
+  setToken(token);
+  $("sign-in-error").textContent = "";
+  try {
+    // Any read will do: it proves the token is known and not revoked.
+    await api.get("/services", { query: { limit: 1 }, quiet: true });
+  } catch (error) {
+    clearToken();
+    $("sign-in-error").textContent = error instanceof ApiError ? error.message : String(error);
+    return;
+  }
+  await showShell();
+}
+
+function signOut() {
+  clearToken();
+  clearBanner();
+  showSignIn();
+}
+
+function init() {
+  initBanner();
+  buildNav();
+  $("sign-in-form").addEventListener("submit", signIn);
+  $("sign-out").addEventListener("click", signOut);
+  onUnauthorized((error) => {
+    clearToken();
+    showSignIn(error.message);
+  });
+  if (getToken()) showShell();
+  else showSignIn();
+}
+
+init();
