@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from hybridmesh.cli._common import console, emit_json, get_ctx, json_option, run
-from hybridmesh.observability.slo import WINDOWS, Measurement, SloReport, slo_report
+from hybridmesh.observability.slo import LATENCY, WINDOWS, Measurement, SloReport, slo_report
 from hybridmesh.observability.slo_rules import rules_yaml
 from hybridmesh.store import open_ready_store
 
@@ -53,28 +53,48 @@ def slo_report_command(window: str, as_json: bool) -> None:
 
 
 def _print(report: SloReport) -> None:
-    table = Table(box=None, header_style="bold", title=f"SLOs over the last {report.window}")
-    table.add_column("slo", no_wrap=True)
-    table.add_column("subject")
-    for column in ("objective", "sli", "good/total", "budget left", "burn rate", "p95"):
-        table.add_column(column, justify="right")
-    table.add_column("status")
+    """One table per SLO: overall first, then each subject."""
     for result in report.slos:
-        rows = [("overall", result.overall)]
-        rows += [(" → ".join(m.labels.values()), m) for m in result.subjects]
-        for index, (subject, m) in enumerate(rows):
-            table.add_row(
-                result.slo.name if index == 0 else "",
-                escape(subject),
-                f"{m.objective:.1%}",
+        latency = result.slo is LATENCY
+        table = Table(
+            box=None,
+            header_style="bold",
+            title_justify="left",
+            title=f"[bold]{result.slo.name}[/]: objective {result.slo.objective:.1%} over the "
+            f"last {report.window} ({escape(result.slo.source)})",
+        )
+        table.add_column("subject")
+        for column in ("sli", "good/total", "budget left", "burn rate"):
+            table.add_column(column, justify="right")
+        if latency:
+            table.add_column("p95", justify="right")
+        table.add_column("status")
+        for m in (result.overall, *result.subjects):
+            cells = [
+                _subject(m),
                 _percent(m.sli),
                 f"{m.good:,}/{m.total:,}",
                 _percent(m.error_budget_remaining),
                 "-" if m.burn_rate is None else f"{m.burn_rate:.2f}",
-                "-" if m.p95_seconds is None else f"{m.p95_seconds * 1000:.1f} ms",
-                _status(m),
-            )
-    console.print(table)
+            ]
+            if latency:
+                cells.append("-" if m.p95_seconds is None else f"{m.p95_seconds * 1000:.1f} ms")
+            table.add_row(*cells, _status(m))
+        console.print(table)
+        console.print()
+
+
+def _subject(m: Measurement) -> str:
+    labels = m.labels
+    if not labels:
+        return "overall"
+    if "source" in labels:
+        return (
+            f"{escape(labels['source'])} → {escape(labels['target'])}\n"
+            f"[dim]{escape(labels['source_architecture'])} → "
+            f"{escape(labels['target_architecture'])}[/]"
+        )
+    return escape(" ".join(labels.values()))
 
 
 def _percent(value: float | None) -> str:

@@ -68,6 +68,13 @@ BAD_EXECUTION_STATUSES: tuple[str, ...] = ("failed", "compensated", "compensatio
 MEASURED_RUN_STATUSES: tuple[str, ...] = ("consistent", "repaired", "inconsistent")
 
 
+def error_budget(objective: float) -> float:
+    """The share of events allowed to be bad, ``1 - objective``, rounded so that 99.9 %
+    gives exactly 0.001 (in floating point it is 0.0010000000000000009, and a window that
+    spent its whole budget would read as not quite spent)."""
+    return round(1 - objective, 9)
+
+
 @dataclass(frozen=True)
 class SloDefinition:
     """One objective: its name, target ratio of good events, and what it measures."""
@@ -144,7 +151,7 @@ class Measurement:
     @property
     def burn_rate(self) -> float | None:
         rate = self.error_rate
-        return None if rate is None else rate / (1 - self.objective)
+        return None if rate is None else rate / error_budget(self.objective)
 
     @property
     def error_budget_remaining(self) -> float | None:
@@ -431,6 +438,7 @@ __all__ = [
     "SloDefinition",
     "SloReport",
     "SloResult",
+    "error_budget",
     "histogram_quantile",
     "slo_report",
 ]

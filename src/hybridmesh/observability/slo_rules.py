@@ -37,6 +37,7 @@ from hybridmesh.observability.slo import (
     RELIABILITY,
     WORKFLOW_COMPLETION,
     SloDefinition,
+    error_budget,
 )
 
 #: The windows error ratios are recorded over.
@@ -113,7 +114,7 @@ def _alert_name(slo: SloDefinition) -> str:
 
 
 def _burn_expr(slo: SloDefinition, alert: BurnAlert) -> str:
-    budget = 1 - slo.objective
+    budget = error_budget(slo.objective)
     clauses = []
     for rate, long_window, short_window in alert.conditions:
         threshold = f"({rate:g} * {budget:.6g})"
@@ -150,7 +151,7 @@ def alerting_rules() -> list[dict[str, Any]]:
                     },
                 }
             )
-    limit = 1 - DATA_CONSISTENCY.objective
+    limit = error_budget(DATA_CONSISTENCY.objective)
     rules.append(
         {
             "alert": "HybridmeshDataInconsistency",
