@@ -233,8 +233,9 @@ async def test_client_calls_show_in_slo_report_from_the_cli(
     scripted, url = upstream
     store = await open_ready_store(sqlite_url)
     rollup = CallRollup(store)
+    metrics = MeshMetrics()
     async with HybridClient(
-        registry_for(url), clock=FakeClock(), metrics=MeshMetrics(), rollup=rollup
+        registry_for(url), clock=FakeClock(), metrics=metrics, rollup=rollup
     ) as client:
         await client.communicate("orders", "users", CommunicationRequest(endpoint="/users/1"))
         scripted.fail(1, 503)
@@ -247,6 +248,16 @@ async def test_client_calls_show_in_slo_report_from_the_cli(
             await client.communicate("orders", "users", CommunicationRequest(endpoint="/nope"))
     await rollup.close()
     await store.close()
+    # Prometheus counts the same calls, once each, with both architectures.
+    pair = {
+        "source": "orders",
+        "target": "users",
+        "source_architecture": MS,
+        "target_architecture": MS,
+    }
+    for outcome in ("success", "failure", "client_error"):
+        assert metrics.sample("hybridmesh_communications_total", **pair, outcome=outcome) == 1
+    assert metrics.sample("hybridmesh_communication_duration_seconds_count", **pair) == 1
 
     code, out = await run_cli(capsys, sqlite_url, "slo", "report", "--window", "1h", "--json")
     assert code == 0, out
