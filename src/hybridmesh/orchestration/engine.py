@@ -75,6 +75,8 @@ class Orchestrator:
     legacy batch operations; ``bus`` receives the engine's events (through the outbox) and
     delivers ``saga.step.completed``/``saga.step.failed``; ``review`` takes compensations
     that keep failing, and executions whose stored definition version cannot run.
+    ``metrics`` (default: the client's) counts executions as they end
+    (``hybridmesh_executions_ended_total``, for the workflow completion SLO).
 
     Nothing runs until :meth:`start_worker` (or ``async with``): :meth:`start` only records
     an execution, which any worker on the same store picks up. A worker in this process
