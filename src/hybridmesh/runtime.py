@@ -28,6 +28,7 @@ from hybridmesh.core.errors import ConfigurationError, ValidationError
 from hybridmesh.core.settings import Settings
 from hybridmesh.events import EventBus, EventTransport, open_bus
 from hybridmesh.functions import FunctionRegistry, FunctionTriggers
+from hybridmesh.observability.rollup import CallRollup
 from hybridmesh.orchestration import Orchestrator, StepRunner
 from hybridmesh.orchestration.catalog import DefinitionCatalog
 from hybridmesh.orchestration.loader import load_definitions
@@ -94,7 +95,15 @@ class Runtime:
             store, exchange_dir=Path(folder), review=review, clock=clock, targets=batch_targets
         )
         functions = functions or FunctionRegistry(clock=clock)
-        client = HybridClient(registry, clock=clock)
+        # A process that only reads writes no counts (its store may be read-only).
+        rollup = (
+            CallRollup(store, retention_days=settings.call_rollup_retention_days)
+            if create
+            else None
+        )
+        client = HybridClient(registry, clock=clock, rollup=rollup)
+        if rollup is not None:
+            rollup.start()
         client.add_transport(BatchTransport(batch))
         if bus is not None:
             client.add_transport(EventTransport(bus))
@@ -185,6 +194,8 @@ class Runtime:
         await self.batch.close()
         await self.functions.close()
         await self.client.close()
+        if self.client.rollup is not None:
+            await self.client.rollup.close()
         if self.bus is not None:
             await self.bus.close()
         await self.store.close()

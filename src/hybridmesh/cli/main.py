@@ -63,6 +63,7 @@ def _register_commands() -> None:
     from hybridmesh.cli.replicate import replicate
     from hybridmesh.cli.review import review
     from hybridmesh.cli.serve import serve
+    from hybridmesh.cli.slo import slo
 
     cli.add_command(db)
     cli.add_command(registry)
@@ -85,6 +86,7 @@ def _register_commands() -> None:
     cli.add_command(experiments)
     cli.add_command(replicate)
     cli.add_command(projections)
+    cli.add_command(slo)
     cli.add_command(demo)
 
 

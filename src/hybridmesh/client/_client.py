@@ -45,6 +45,8 @@ from hybridmesh.observability import (
     start_context_span,
     tracing_records,
 )
+from hybridmesh.observability.metrics import SYNCHRONOUS_PATTERNS
+from hybridmesh.observability.rollup import CallRollup
 from hybridmesh.registry import ServiceDefinition, ServiceRegistry
 from hybridmesh.resilience import (
     BreakerState,
@@ -87,6 +89,11 @@ class HybridClient:
     A pattern whose transport is not configured is skipped with
     ``TransportNotConfiguredError`` recorded: a call never reports success it did not have.
 
+    Every call is counted once, as the caller saw it, in ``metrics``
+    (``hybridmesh_communications_total`` and, answered over a synchronous pattern,
+    ``hybridmesh_communication_duration_seconds``) and, when given, in ``rollup``, the
+    durable per-minute counts the SLO report reads.
+
     Use as an async context manager, or call :meth:`close`.
     """
 
@@ -100,8 +107,10 @@ class HybridClient:
         rng: random.Random | None = None,
         cache: ResponseCache | None = None,
         http: HttpSession | None = None,
+        rollup: CallRollup | None = None,
     ) -> None:
         self.registry = registry
+        self.rollup = rollup
         self.clock = clock
         self.metrics = metrics or MeshMetrics.default()
         self.cache = cache or ResponseCache(clock=clock)
@@ -163,13 +172,19 @@ class HybridClient:
         """
         target_def = self.registry.get(target)
         kind = request.type if type(request.type) is RequestType else RequestType(request.type)
+        source_def = self.registry.find(source)
+        pair = (
+            source,
+            target,
+            str(source_def.architecture if source_def else UNREGISTERED_SOURCE_ARCHITECTURE),
+            str(target_def.architecture),
+        )
         if request.pattern:
             strategy = forced_strategy(request.pattern, kind)
         else:
-            source_def = self.registry.find(source)
             strategy = select_strategy(
-                source_def.architecture if source_def else UNREGISTERED_SOURCE_ARCHITECTURE,
-                target_def.architecture,
+                pair[2],
+                pair[3],
                 kind,
                 has_graphql_query=bool(request.query),
             )
@@ -227,6 +242,7 @@ class HybridClient:
                         self.clock.monotonic() - call_started,
                     )
                     if isinstance(error, TransportError) and error.is_client_error:
+                        self._ended(pair, "client_error", None)
                         raise
                     failures.append(error)
                     if index + 1 < len(strategy.steps):
@@ -241,6 +257,11 @@ class HybridClient:
                     pattern,
                     "success" if index == 0 else "fallback",
                     now - call_started,
+                )
+                self._ended(
+                    pair,
+                    "success" if index == 0 else "fallback",
+                    now - started if pattern in SYNCHRONOUS_PATTERNS else None,
                 )
                 if strategy.use_cache:
                     self.cache.put(_cache_key(target, request), answer.data, answer.status)
@@ -258,9 +279,21 @@ class HybridClient:
                     headers=answer.headers,
                     failures=[str(f) for f in failures],
                 )
-            return self._fall_back_or_raise(
-                source, target, request, strategy, request_id, started, failures, attempts[0]
-            )
+            try:
+                answered = self._fall_back_or_raise(
+                    source, target, request, strategy, request_id, started, failures, attempts[0]
+                )
+            except HybridMeshError:
+                self._ended(pair, "failure", None)
+                raise
+            self._ended(pair, "fallback", None)
+            return answered
+
+    def _ended(self, pair: tuple[str, str, str, str], outcome: str, seconds: float | None) -> None:
+        """Count one whole call: ``pair`` is (source, target, and their architectures)."""
+        self.metrics.observe_communication(*pair, outcome, seconds)
+        if self.rollup is not None:
+            self.rollup.observe(*pair, outcome, seconds)
 
     def _fell_back(
         self, source: str, target: str, pattern: str, then: str, error: HybridMeshError

@@ -86,6 +86,13 @@ class Settings(BaseSettings):
         description="Seconds a request to `hybridmesh serve` gets to send its whole body, once "
         "its head has arrived; after that it is answered 408 and the connection closed.",
     )
+    call_rollup_retention_days: int = Field(
+        35,
+        ge=1,
+        le=3650,
+        description="Days of per-minute call counts kept in the store for `hybridmesh slo "
+        "report` (the 30-day window needs at least 30).",
+    )
     registry_path: str | None = Field(
         None, description="Folder or file of service definitions loaded at start, if set."
     )

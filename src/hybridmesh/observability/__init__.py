@@ -7,6 +7,9 @@
 - :mod:`~hybridmesh.observability.sampling`: which traces are recorded (``OTEL_TRACES_SAMPLER``).
 - :mod:`~hybridmesh.observability.recorded`: the light call spans recorded for OTLP export.
 - :mod:`~hybridmesh.observability.otlp`: their OTLP/HTTP protobuf encoding and batch exporter.
+- :mod:`~hybridmesh.observability.rollup`: the durable per-minute call counts, for SLOs.
+- :mod:`~hybridmesh.observability.slo`: the SLOs measured from the store (``slo_report``).
+- :mod:`~hybridmesh.observability.slo_rules`: their Prometheus recording and alerting rules.
 """
 
 from hybridmesh.observability.context import (

@@ -39,6 +39,16 @@ CALL_DURATION_BUCKETS: tuple[float, ...] = (
     60.0,
 )
 
+#: Patterns that answer a call while the caller waits; a call answered over one of them has
+#: its whole duration recorded in ``hybridmesh_communication_duration_seconds``.
+SYNCHRONOUS_PATTERNS: frozenset[str] = frozenset({"rest", "graphql"})
+
+#: The outcomes of ``hybridmesh_communications_total``: ``success`` (the strategy's first
+#: pattern answered), ``fallback`` (a later pattern or the cached answer did), ``failure``
+#: (nothing could answer) and ``client_error`` (the target refused the request as the
+#: caller's mistake, a 4xx other than 408 and 429).
+COMMUNICATION_OUTCOMES: tuple[str, ...] = ("success", "fallback", "failure", "client_error")
+
 #: The value of ``hybridmesh_circuit_breaker_state`` for each breaker state.
 BREAKER_STATE_VALUES: dict[str, int] = {"closed": 0, "half_open": 1, "open": 2}
 
@@ -50,6 +60,15 @@ class MeshMetrics:
     - ``hybridmesh_call_duration_seconds{source,target,pattern}``: call latency.
     - ``hybridmesh_call_retries_total{target}``: retried attempts.
     - ``hybridmesh_call_fallbacks_total{source,target,from_pattern,to}``: fallbacks taken.
+    - ``hybridmesh_communications_total{source,target,source_architecture,
+      target_architecture,outcome}``: whole ``communicate()`` calls (every pattern and
+      fallback tried), by how they ended (:data:`COMMUNICATION_OUTCOMES`). The ``calls``
+      metrics above count each pattern's attempt; this one counts what the caller saw.
+    - ``hybridmesh_communication_duration_seconds{source,target,source_architecture,
+      target_architecture}``: whole-call latency of calls answered over a synchronous
+      pattern (:data:`SYNCHRONOUS_PATTERNS`).
+    - ``hybridmesh_executions_ended_total{kind,name,status}``: sagas and workflows that
+      reached a terminal status.
     - ``hybridmesh_circuit_breaker_state{name}``: 0 closed, 1 half open, 2 open.
     - ``hybridmesh_circuit_breaker_transitions_total{name,from_state,to_state}``.
 
@@ -132,6 +151,26 @@ class MeshMetrics:
             ["group", "partition"],
             registry=self.registry,
         )
+        self._communications = Counter(
+            "hybridmesh_communications_total",
+            "Cross-service calls as the caller saw them (all patterns and fallbacks), by outcome.",
+            ["source", "target", "source_architecture", "target_architecture", "outcome"],
+            registry=self.registry,
+        )
+        self._communication_duration = Histogram(
+            "hybridmesh_communication_duration_seconds",
+            "Whole duration of cross-service calls answered over a synchronous pattern.",
+            ["source", "target", "source_architecture", "target_architecture"],
+            buckets=CALL_DURATION_BUCKETS,
+            registry=self.registry,
+        )
+        self._executions_ended = Counter(
+            "hybridmesh_executions_ended_total",
+            "Saga and workflow executions that reached a terminal status.",
+            ["kind", "name", "status"],
+            registry=self.registry,
+        )
+        self._communication_children: dict[tuple[str, ...], tuple[Any, Any]] = {}
         self._event_children: dict[tuple[str, str], Any] = {}
         self._lag_children: dict[tuple[str, str], Any] = {}
         self._published_children: dict[str, Any] = {}
@@ -162,6 +201,33 @@ class MeshMetrics:
             self._call_children[key] = children
         children[0].inc()
         children[1].observe(seconds)
+
+    def observe_communication(
+        self,
+        source: str,
+        target: str,
+        source_architecture: str,
+        target_architecture: str,
+        outcome: str,
+        seconds: float | None,
+    ) -> None:
+        """Count one whole call with ``outcome``; ``seconds`` (None for a call not answered
+        over a synchronous pattern) goes into the latency histogram."""
+        key = (source, target, source_architecture, target_architecture, outcome)
+        children = self._communication_children.get(key)
+        if children is None:
+            children = (
+                self._communications.labels(*key),
+                self._communication_duration.labels(*key[:4]),
+            )
+            self._communication_children[key] = children
+        children[0].inc()
+        if seconds is not None:
+            children[1].observe(seconds)
+
+    def observe_execution_ended(self, kind: str, name: str, status: str) -> None:
+        """Count one saga or workflow execution that ended with terminal ``status``."""
+        self._executions_ended.labels(kind, name, status).inc()
 
     def observe_published(self, event_type: str, count: int = 1) -> None:
         """Count ``count`` events of ``event_type`` appended to the bus."""
@@ -239,4 +305,10 @@ def _breaker_state(state: str) -> str:
     return normalized
 
 
-__all__ = ["BREAKER_STATE_VALUES", "CALL_DURATION_BUCKETS", "MeshMetrics"]
+__all__ = [
+    "BREAKER_STATE_VALUES",
+    "CALL_DURATION_BUCKETS",
+    "COMMUNICATION_OUTCOMES",
+    "SYNCHRONOUS_PATTERNS",
+    "MeshMetrics",
+]

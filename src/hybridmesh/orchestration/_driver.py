@@ -15,7 +15,7 @@ from typing import Any
 
 from hybridmesh.core.clock import Clock
 from hybridmesh.core.serialization import loads
-from hybridmesh.observability import get_logger
+from hybridmesh.observability import MeshMetrics, get_logger
 from hybridmesh.observability.tracing import start_call_span, tracing_records
 from hybridmesh.orchestration._machine import Failure, Machine, Status, StepCall
 from hybridmesh.orchestration._records import Execution, ended_execution
@@ -95,6 +95,7 @@ class DriverContext:
     writer: Writer
     review: ReviewQueue | None
     now: Callable[[], float]  # epoch seconds
+    metrics: MeshMetrics
 
 
 class Driver:
@@ -131,6 +132,9 @@ class Driver:
                     for task in live.tasks.values():
                         task.cancel()
                     await self._save(live, release=True, wake=None)
+                    self.context.metrics.observe_execution_ended(
+                        live.plan.kind.value, live.plan.name, machine.status.value
+                    )
                     live.ended = ended_execution(
                         id=live.id,
                         kind=live.plan.kind.value,

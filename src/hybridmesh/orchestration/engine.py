@@ -35,7 +35,7 @@ from hybridmesh.core.errors import ConfigurationError, Problem, ValidationError
 from hybridmesh.core.ids import new_id, uuid7
 from hybridmesh.core.serialization import dumps, json_problems
 from hybridmesh.events import CloudEvent, EventBus
-from hybridmesh.observability import get_logger
+from hybridmesh.observability import MeshMetrics, get_logger
 from hybridmesh.observability.tracing import (
     inject_child_headers,
     inject_headers,
@@ -75,6 +75,8 @@ class Orchestrator:
     legacy batch operations; ``bus`` receives the engine's events (through the outbox) and
     delivers ``saga.step.completed``/``saga.step.failed``; ``review`` takes compensations
     that keep failing, and executions whose stored definition version cannot run.
+    ``metrics`` (default: the client's) counts executions as they end
+    (``hybridmesh_executions_ended_total``, for the workflow completion SLO).
 
     Nothing runs until :meth:`start_worker` (or ``async with``): :meth:`start` only records
     an execution, which any worker on the same store picks up. A worker in this process
@@ -94,6 +96,7 @@ class Orchestrator:
         lease_seconds: float = 30.0,
         poll_interval: float = 0.2,
         max_executions: int = 200,
+        metrics: MeshMetrics | None = None,
     ) -> None:
         if lease_seconds <= 0 or poll_interval <= 0 or max_executions < 1:
             raise ConfigurationError("lease_seconds, poll_interval and max_executions must be > 0")
@@ -120,6 +123,8 @@ class Orchestrator:
             writer=self._writer,
             review=review,
             now=self._now,
+            # Ended executions are counted where the client counts its calls.
+            metrics=metrics or (runner.client.metrics if runner.client else MeshMetrics.default()),
         )
         self._worker = Worker(
             context, catalog, WorkerSettings(lease_seconds, poll_interval, max_executions)

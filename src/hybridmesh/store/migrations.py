@@ -514,6 +514,31 @@ _RECONCILIATION = (
     "CREATE INDEX data_reconcile_repairs_name ON data_reconcile_repairs (replication, at)",
 )
 
+# The call rollup (observability/rollup.py): per minute and pair of services, how many
+# calls the hybrid client made, how many failed, and the latency of those answered over a
+# synchronous pattern in fixed buckets (``lat_00`` .. ``lat_16``: see ROLLUP_BUCKETS there;
+# never change them without a new table). Writers add to a row, so every process's counts
+# land in the same one. ``minute`` is the epoch second the minute starts at.
+_CALL_ROLLUP_BUCKETS = 17
+_CALL_ROLLUP = (
+    f"""
+    CREATE TABLE call_rollup (
+        minute BIGINT NOT NULL,
+        source TEXT NOT NULL,
+        target TEXT NOT NULL,
+        source_architecture TEXT NOT NULL,
+        target_architecture TEXT NOT NULL,
+        calls BIGINT NOT NULL, -- every call, client errors included
+        failures BIGINT NOT NULL, -- nothing (no pattern, no cached answer) could answer
+        client_errors BIGINT NOT NULL, -- refused as the caller's mistake (4xx)
+        {", ".join(f"lat_{i:02d} BIGINT NOT NULL DEFAULT 0" for i in range(_CALL_ROLLUP_BUCKETS))},
+        latency_sum DOUBLE PRECISION NOT NULL DEFAULT 0, -- seconds
+        PRIMARY KEY (minute, source, target)
+    )
+    """,
+)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         version=1,
@@ -580,6 +605,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(version=14, name="data replications", statements=_DATA_REPLICATIONS),
     Migration(version=15, name="reconciliation", statements=_RECONCILIATION),
     Migration(version=16, name="projections", statements=_PROJECTIONS),
+    # Version 17 is reserved; versions need only increase, not be contiguous.
+    Migration(version=18, name="call rollup", statements=_CALL_ROLLUP),
 )
 """Every migration, in version order. :meth:`Store.upgrade` applies the missing ones."""
 

@@ -11,6 +11,8 @@ from tests.integration.orchestration.conftest import Rig, until
 from hybridmesh.core.ids import idempotency_key
 from hybridmesh.core.serialization import loads
 from hybridmesh.events import CloudEvent
+from hybridmesh.observability import MeshMetrics
+from hybridmesh.observability.slo import slo_report
 from hybridmesh.orchestration import (
     Completion,
     ErrorHandling,
@@ -612,3 +614,21 @@ async def test_a_template_that_cannot_resolve_fails_its_step_and_sends_nothing(
         1,
         "invalid: template {{ input.total }}: nothing at 'input.total'",
     )
+
+
+async def test_ended_executions_are_counted_for_the_completion_slo(rig: Rig) -> None:
+    metrics = MeshMetrics()
+    engine = rig.engine(metrics=metrics)
+    await engine.register(ORDER)
+    async with engine:
+        completed = await engine.start_saga("order", {"order_id": "o-ok"})
+        await engine.wait(completed, timeout=10)
+        rig.ops.fail("/operations/charge", 402)  # refused: compensated
+        compensated = await engine.start_saga("order", {"order_id": "o-refused"})
+        await engine.wait(compensated, timeout=10)
+    labels = {"kind": "saga", "name": "order"}
+    for status in ("completed", "compensated"):
+        assert metrics.sample("hybridmesh_executions_ended_total", **labels, status=status) == 1
+    report = await slo_report(rig.store, "1h")
+    [order] = report.get("workflow-completion").subjects
+    assert (order.labels, order.good, order.total) == (labels, 1, 2)
