@@ -10,6 +10,8 @@ reach the bus, hub, metrics and settings through the keys in :mod:`hybridmesh.ap
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aiohttp import web
 
 from hybridmesh.api import events, ops
@@ -19,6 +21,9 @@ from hybridmesh.api.websocket import WebSocketHub
 from hybridmesh.core.settings import Settings
 from hybridmesh.events.bus import EventBus
 from hybridmesh.observability import MeshMetrics
+
+if TYPE_CHECKING:
+    from hybridmesh.control import ControlPlane
 
 #: Every module's route table, in the order they are added.
 ROUTE_TABLES: tuple[web.RouteTableDef, ...] = (events.routes, ops.routes)
@@ -34,6 +39,7 @@ def create_app(
     metrics: MeshMetrics | None = None,
     settings: Settings | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    control: ControlPlane | None = None,
 ) -> web.Application:
     """The application, serving:
 
@@ -44,6 +50,9 @@ def create_app(
     - ``GET /metrics``: ``metrics`` (default: the bus's) in Prometheus text format.
     - ``GET /livez``: 200 while the process serves; ``GET /readyz`` and ``GET /healthz``:
       200 when the bus can publish and consume now, else 503 naming what fails.
+    - with ``control``: the control-plane API under ``/api/v1``, its OpenAPI document at
+      ``GET /openapi.json`` and its reference page at ``GET /api/docs`` (see
+      :mod:`hybridmesh.control`).
 
     The app does not start or close ``bus``: whoever owns the bus does
     (:func:`~hybridmesh.api.server.run_server`). Unknown routes answer 404 and wrong methods
@@ -57,6 +66,10 @@ def create_app(
     app[MAX_BODY_BYTES] = max_body_bytes
     for table in ROUTE_TABLES:
         app.add_routes(table)
+    if control is not None:
+        from hybridmesh.control import mount_control_plane
+
+        mount_control_plane(app, control)
     if hub is not None:
         app.router.add_get("/ws/events", hub.handle, allow_head=False)
         app.on_startup.append(_attach_hub)
