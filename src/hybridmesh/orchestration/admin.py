@@ -75,6 +75,25 @@ async def page_executions(
     None when this one is the last. ``after``, that position from a previous page, starts
     this page right after it: pages walk every execution exactly once, however many start
     meanwhile (those are newer, so they come before the first page)."""
+    # One row more than the page tells whether another page follows.
+    sql, args = page_query(status=status, kind=kind, name=name, limit=limit + 1, after=after)
+    rows = await store.fetch_all(sql, *args)
+    rows, more = rows[:limit], len(rows) > limit
+    following = ExecutionPosition(float(rows[-1]["created_at"]), rows[-1]["id"]) if more else None
+    return [Execution.from_row(row) for row in rows], following
+
+
+def page_query(
+    *,
+    status: str | None = None,
+    kind: str | None = None,
+    name: str | None = None,
+    limit: int = 100,
+    after: ExecutionPosition | None = None,
+) -> tuple[str, list[Any]]:
+    """The statement of :func:`page_executions` and its arguments. Indexes on
+    ``(created_at, id)``, ``(name, created_at, id)`` and ``(status, created_at, id)`` serve
+    its order, with or without those filters: a page reads its own rows, not the table."""
     where: list[str] = []
     args: list[Any] = []
     for column, value in (("status", status), ("kind", kind), ("name", name)):
@@ -85,18 +104,11 @@ async def page_executions(
         where.append("(created_at < ? OR (created_at = ? AND id < ?))")
         args.extend([after.created_at, after.created_at, after.id])
     clause = f" WHERE {' AND '.join(where)}" if where else ""
-    # Indexes on (created_at, id), (name, created_at, id) and (status, created_at, id)
-    # serve this order: a page reads its own rows, not the table. One row more than the
-    # page tells whether another page follows.
-    rows = await store.fetch_all(
+    sql = (
         f"SELECT {EXECUTION_COLUMNS} FROM orch_executions{clause} "
-        "ORDER BY created_at DESC, id DESC LIMIT ?",
-        *args,
-        limit + 1,
+        "ORDER BY created_at DESC, id DESC LIMIT ?"
     )
-    rows, more = rows[:limit], len(rows) > limit
-    following = ExecutionPosition(float(rows[-1]["created_at"]), rows[-1]["id"]) if more else None
-    return [Execution.from_row(row) for row in rows], following
+    return sql, [*args, limit]
 
 
 async def load_history(store: Store, execution_id: str) -> list[HistoryEvent]:
@@ -163,6 +175,7 @@ __all__ = [
     "load_execution",
     "load_history",
     "page_executions",
+    "page_query",
     "retry_compensations",
     "send_signal",
 ]
