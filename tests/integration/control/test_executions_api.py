@@ -124,7 +124,7 @@ async def test_the_listing_answers_as_the_cli_lists(
         )
         assert shown == json.loads(out)
         ExecutionDetail.model_validate(shown)
-        assert [h["type"] for h in shown["history"]][0] == "execution.started"
+        assert shown["history"][0]["type"] == "execution.started"
 
 
 @pytest.mark.parametrize(

@@ -102,7 +102,9 @@ async def test_json_bodies_apply_too_and_replace_removes_the_rest(plane: Plane) 
         {"name": "billing", "architecture": "serverless", "version": "v1", "base_url": "http://b"}
     ]
     status, applied = await apply(plane, json.dumps(alone), "application/json")
-    assert status == 200
+    assert (status, applied) == (200, {"loaded": 1, "services": ["billing"], "warnings": []})
+    status, services = await plane.call("GET", "/api/v1/services", role="read")
+    assert [s["name"] for s in services] == ["billing", "orders", "stock"]
     status, _ = await plane.call(
         "POST",
         "/api/v1/registry/apply?replace=true",
