@@ -32,7 +32,7 @@ import pydantic
 from aiohttp import web
 
 from hybridmesh.api._context import REQUEST_ID
-from hybridmesh.api.problems import INVALID_INPUT, PROBLEM_CONTENT_TYPE, problem_response
+from hybridmesh.api.problems import INVALID_INPUT, problem_response
 from hybridmesh.control.audit import WRITE_METHODS, AuditEntry
 from hybridmesh.control.auth import Principal, Role
 from hybridmesh.control.plane import PLANE, ControlPlane
@@ -190,7 +190,8 @@ def _endpoint(op: Operation) -> Callable[[web.Request], Awaitable[web.StreamResp
             principal, refusal = await _authenticate(request, plane, op.role)
             if refusal is not None:
                 if principal is not None and op.writes:  # a known token with too little a role
-                    await _audit(request, plane, op, principal, None, refusal.status)
+                    target = next(iter(request.match_info.values()), None)
+                    await _audit(request, plane, op, principal, target, refusal.status)
                 return refusal
         call = Call(request, plane, principal)
         status = 500
@@ -340,7 +341,6 @@ async def _audit(
 __all__ = [
     "FORBIDDEN",
     "MALFORMED_BODY",
-    "PROBLEM_CONTENT_TYPE",
     "REALM",
     "UNAUTHORIZED",
     "Call",
