@@ -11,12 +11,14 @@ from rich.table import Table
 
 from hybridmesh.cli._common import console, emit_json, err_console, get_ctx, json_option, run
 from hybridmesh.core.errors import Problem
+from hybridmesh.core.serialization import dumps
 from hybridmesh.registry import (
     Architecture,
     RegistryCatalog,
     RegistryLoad,
     ServiceDefinition,
     ServiceRegistry,
+    graph_json,
     inspect_definitions,
     problem_json,
     recommend,
@@ -217,14 +219,21 @@ def recommend_command(
 
 @registry.command()
 @click.option(
-    "--format", "fmt", type=click.Choice(["mermaid", "dot"]), default="mermaid", show_default=True
+    "--format",
+    "fmt",
+    type=click.Choice(["mermaid", "dot", "json"]),
+    default="mermaid",
+    show_default=True,
 )
 @_from_option
 @click.option("--output", "-o", type=click.Path(path_type=Path), default=None, help="Write here.")
 def graph(fmt: str, from_path: Path | None, output: Path | None) -> None:
-    """The dependency graph as Mermaid or Graphviz dot."""
+    """The dependency graph as Mermaid, Graphviz dot, or JSON nodes and edges."""
     definitions = _definitions(from_path)
-    _write(to_mermaid(definitions) if fmt == "mermaid" else to_dot(definitions), output)
+    if fmt == "json":
+        _write(dumps(graph_json(ServiceRegistry(definitions))) + "\n", output)
+    else:
+        _write(to_mermaid(definitions) if fmt == "mermaid" else to_dot(definitions), output)
 
 
 @registry.command()

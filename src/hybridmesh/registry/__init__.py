@@ -24,7 +24,7 @@ from hybridmesh.registry.models import (
     ServiceDependency,
 )
 from hybridmesh.registry.recommend import Recommendation, matrix, recommend
-from hybridmesh.registry.views import problem_json, service_detail
+from hybridmesh.registry.views import graph_json, problem_json, service_detail
 
 __all__ = [
     "ALL_SERVICES",
@@ -42,6 +42,7 @@ __all__ = [
     "ServiceDependency",
     "ServiceRegistry",
     "backstage_entity",
+    "graph_json",
     "inspect_definitions",
     "inspect_text",
     "load_definitions",

@@ -38,4 +38,31 @@ def service_detail(registry: ServiceRegistry, name: str) -> dict[str, Any]:
     return {**definition.model_dump(mode="json"), "links": links}
 
 
-__all__ = ["problem_json", "service_detail"]
+def graph_json(registry: ServiceRegistry) -> dict[str, Any]:
+    """The dependency graph as data: a node per service, and an edge per dependency on a
+    service the registry holds, with the patterns both sides share (what a drawing of the
+    services needs; ``registry graph --format json``)."""
+    nodes = [
+        {
+            "name": d.name,
+            "architecture": d.architecture.value,
+            "lifecycle": d.lifecycle,
+            "version": d.version,
+        }
+        for d in registry
+    ]
+    edges = [
+        {
+            "source": d.name,
+            "target": dep.service,
+            "type": dep.type.value,
+            "patterns": [p.type.value for p in registry.patterns_between(d.name, dep.service)],
+        }
+        for d in registry
+        for dep in d.dependencies
+        if dep.service in registry
+    ]
+    return {"nodes": nodes, "edges": edges}
+
+
+__all__ = ["graph_json", "problem_json", "service_detail"]

@@ -93,7 +93,16 @@ async def test_applied_services_read_back_as_the_cli_shows_them(
     status, graph = await plane.call("GET", "/api/v1/registry/graph?format=dot", role="read")
     code, out, _ = await run_cli_parts(capsys, database_url, "registry", "graph", "--format", "dot")
     assert (status, code) == (200, 0)
-    assert graph == {"format": "dot", "source": out}
+    assert (graph["format"], graph["source"]) == ("dot", out)
+    code, out, _ = await run_cli_parts(
+        capsys, database_url, "registry", "graph", "--format", "json"
+    )
+    assert code == 0
+    assert {"nodes": graph["nodes"], "edges": graph["edges"]} == json.loads(out)
+    assert graph["edges"] == [
+        {"source": "orders", "target": "stock", "type": "sync", "patterns": []}
+    ]
+    assert [n["name"] for n in graph["nodes"]] == ["orders", "stock"]
 
 
 async def test_json_bodies_apply_too_and_replace_removes_the_rest(plane: Plane) -> None:

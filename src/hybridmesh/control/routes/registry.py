@@ -14,6 +14,7 @@ from hybridmesh.registry import (
     RegistryCatalog,
     ServiceDefinition,
     ServiceRegistry,
+    graph_json,
     inspect_text,
     problem_json,
     recommend,
@@ -64,13 +65,32 @@ class ServiceDetail(ServiceDefinition):
 
 class GraphQuery(_Query):
     format: Literal["mermaid", "dot"] = pydantic.Field(
-        default="mermaid", description="Mermaid flowchart or Graphviz dot."
+        default="mermaid", description="The text's format: Mermaid flowchart or Graphviz dot."
     )
 
 
-class Graph(pydantic.BaseModel):
-    """The dependency graph of the stored services, as text in ``format``."""
+class GraphNode(pydantic.BaseModel):
+    name: str
+    architecture: Architecture
+    lifecycle: str
+    version: str
 
+
+class GraphEdge(pydantic.BaseModel):
+    """A dependency of ``source`` on ``target``, and the patterns both sides share."""
+
+    source: str
+    target: str
+    type: str
+    patterns: list[str]
+
+
+class Graph(pydantic.BaseModel):
+    """The dependency graph of the stored services: as data (as `registry graph --format
+    json` prints it), and as text in ``format`` (as `registry graph --format FORMAT`)."""
+
+    nodes: list[GraphNode]
+    edges: list[GraphEdge]
     format: Literal["mermaid", "dot"]
     source: str
 
@@ -170,11 +190,12 @@ async def get_service(call: Call) -> object:
     response=Graph,
 )
 async def get_registry_graph(call: Call) -> object:
-    """The stored services' dependency graph, as `hybridmesh registry graph` writes it."""
+    """The stored services' dependency graph: nodes and edges, and the text `hybridmesh
+    registry graph` writes in `format`."""
     query: GraphQuery = call.query
     definitions = await RegistryCatalog(call.plane.store).list()
     text = to_mermaid(definitions) if query.format == "mermaid" else to_dot(definitions)
-    return {"format": query.format, "source": text}
+    return {**graph_json(ServiceRegistry(definitions)), "format": query.format, "source": text}
 
 
 @operations.operation(
