@@ -10,6 +10,8 @@ reach the bus, hub, metrics and settings through the keys in :mod:`hybridmesh.ap
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aiohttp import web
 
 from hybridmesh import dashboard
@@ -20,6 +22,9 @@ from hybridmesh.api.websocket import WebSocketHub
 from hybridmesh.core.settings import Settings
 from hybridmesh.events.bus import EventBus
 from hybridmesh.observability import MeshMetrics
+
+if TYPE_CHECKING:
+    from hybridmesh.control import ControlPlane
 
 #: Every module's route table, in the order they are added.
 ROUTE_TABLES: tuple[web.RouteTableDef, ...] = (events.routes, ops.routes)
@@ -35,6 +40,7 @@ def create_app(
     metrics: MeshMetrics | None = None,
     settings: Settings | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    control: ControlPlane | None = None,
 ) -> web.Application:
     """The application, serving:
 
@@ -47,6 +53,9 @@ def create_app(
       200 when the bus can publish and consume now, else 503 naming what fails.
     - ``GET /ui/``: the web dashboard (``GET /`` redirects there); see
       :mod:`hybridmesh.dashboard`.
+    - with ``control``: the control-plane API under ``/api/v1``, its OpenAPI document at
+      ``GET /openapi.json`` and its reference page at ``GET /api/docs`` (see
+      :mod:`hybridmesh.control`).
 
     The app does not start or close ``bus``: whoever owns the bus does
     (:func:`~hybridmesh.api.server.run_server`). Unknown routes answer 404 and wrong methods
@@ -60,6 +69,10 @@ def create_app(
     app[MAX_BODY_BYTES] = max_body_bytes
     for table in ROUTE_TABLES:
         app.add_routes(table)
+    if control is not None:
+        from hybridmesh.control import mount_control_plane
+
+        mount_control_plane(app, control)
     dashboard.mount(app)
     if hub is not None:
         app.router.add_get("/ws/events", hub.handle, allow_head=False)

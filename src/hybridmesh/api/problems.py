@@ -3,7 +3,8 @@
 A problem is a JSON object with ``type`` (a URI naming the kind of problem, ``about:blank``
 when the HTTP status says it all), ``title``, ``status`` and ``detail``; input errors add
 ``errors``, one ``{"field", "message"}`` per thing wrong, where ``field`` names the attribute
-(``type``, ``[1].type``, ``content-type``) or ``body`` for the request body as a whole.
+(``type``, ``[1].type``, ``content-type``) or ``body`` for the request body as a whole, and
+``line`` is added where the input has lines (a YAML document) and the problem is on one.
 """
 
 from __future__ import annotations
@@ -45,11 +46,18 @@ def problem_response(
     if detail:
         body["detail"] = detail
     if errors is not None:
-        body["errors"] = [{"field": p.field or "body", "message": p.message} for p in errors]
+        body["errors"] = [_error(p) for p in errors]
     body.update(members)
     response = web.Response(status=status, text=dumps(body), headers=headers)
     response.content_type = PROBLEM_CONTENT_TYPE
     return response
+
+
+def _error(problem: Problem) -> dict[str, Any]:
+    error: dict[str, Any] = {"field": problem.field or "body", "message": problem.message}
+    if problem.line is not None:
+        error["line"] = problem.line
+    return error
 
 
 __all__ = ["INVALID_EVENT", "INVALID_INPUT", "PROBLEM_CONTENT_TYPE", "problem_response"]

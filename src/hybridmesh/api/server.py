@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import signal
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
@@ -17,6 +18,9 @@ from hybridmesh.api.websocket import WebSocketHub
 from hybridmesh.core.settings import Settings
 from hybridmesh.events.bus import EventBus
 from hybridmesh.observability import MeshMetrics, get_logger
+
+if TYPE_CHECKING:
+    from hybridmesh.control import ControlPlane
 
 log = get_logger("hybridmesh.api.server")
 
@@ -58,10 +62,11 @@ async def run_server(
     metrics: MeshMetrics | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ready: Callable[[str], None] | None = None,
+    control: ControlPlane | None = None,
 ) -> None:
     """Serve :func:`~hybridmesh.api.app.create_app` on ``host:port`` (default
     ``settings.http_host``/``http_port``; port 0 picks a free one) until cancelled or sent
-    SIGINT/SIGTERM.
+    SIGINT/SIGTERM. With ``control``, the control-plane API is served too.
 
     Starts ``bus`` (and with it the hub's subscription), then calls ``ready`` with the URL
     it listens on. On the way out: stops accepting, closes WebSocket clients with 1001,
@@ -77,7 +82,12 @@ async def run_server(
     host = settings.http_host if host is None else host
     port = settings.http_port if port is None else port
     app = create_app(
-        bus, hub=hub, metrics=metrics, settings=settings, max_body_bytes=max_body_bytes
+        bus,
+        hub=hub,
+        metrics=metrics,
+        settings=settings,
+        max_body_bytes=max_body_bytes,
+        control=control,
     )
     runner = web.AppRunner(
         app,

@@ -64,6 +64,7 @@ def _register_commands() -> None:
     from hybridmesh.cli.review import review
     from hybridmesh.cli.serve import serve
     from hybridmesh.cli.slo import slo
+    from hybridmesh.cli.tokens import audit, tokens
 
     cli.add_command(db)
     cli.add_command(registry)
@@ -77,6 +78,8 @@ def _register_commands() -> None:
     cli.add_command(batch)
     cli.add_command(worker)
     cli.add_command(serve)
+    cli.add_command(tokens)
+    cli.add_command(audit)
     cli.add_command(gateway)
     cli.add_command(routes)
     cli.add_command(keys)

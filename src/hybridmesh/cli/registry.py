@@ -11,14 +11,18 @@ from rich.table import Table
 
 from hybridmesh.cli._common import console, emit_json, err_console, get_ctx, json_option, run
 from hybridmesh.core.errors import Problem
+from hybridmesh.core.serialization import dumps
 from hybridmesh.registry import (
     Architecture,
     RegistryCatalog,
     RegistryLoad,
     ServiceDefinition,
     ServiceRegistry,
+    graph_json,
     inspect_definitions,
+    problem_json,
     recommend,
+    service_detail,
     to_backstage,
     to_dot,
     to_mermaid,
@@ -69,8 +73,8 @@ def validate(path: Path, as_json: bool) -> None:
             {
                 "valid": result.ok,
                 "services": [s.definition.name for s in result.services],
-                "errors": [_problem(p) for p in result.errors],
-                "warnings": [_problem(p) for p in result.warnings],
+                "errors": [problem_json(p) for p in result.errors],
+                "warnings": [problem_json(p) for p in result.warnings],
             }
         )
     else:
@@ -102,16 +106,6 @@ def _checked(path: Path) -> RegistryLoad:
         _print_problems(result.errors, "red")
         raise SystemExit(2)
     return result
-
-
-def _problem(p: Any) -> dict[str, Any]:
-    return {
-        "file": p.file,
-        "line": p.line,
-        "field": p.field,
-        "message": p.message,
-        "severity": p.severity,
-    }
 
 
 @registry.command()
@@ -164,23 +158,13 @@ def list_services(architecture: str | None, as_json: bool) -> None:
 @json_option
 def show(name: str, as_json: bool) -> None:
     """One service's definition, and the patterns each of its dependencies uses."""
-    services = run(_stored())
-    reg = ServiceRegistry(services)
-    d = reg.get(name)
-    links: list[dict[str, Any]] = [
-        {
-            "service": dep.service,
-            "type": dep.type.value,
-            "purpose": dep.purpose,
-            "patterns": [p.type.value for p in reg.patterns_between(name, dep.service)]
-            if dep.service in reg
-            else [],
-        }
-        for dep in d.dependencies
-    ]
+    reg = ServiceRegistry(run(_stored()))
+    detail = service_detail(reg, name)
     if as_json:
-        emit_json({**d.model_dump(mode="json"), "links": links})
+        emit_json(detail)
         return
+    d = reg.get(name)
+    links: list[dict[str, Any]] = detail["links"]
     console.print(f"[bold]{d.name}[/bold] ({d.architecture.value}, {d.version}) {d.base_url}")
     if d.description:
         console.print(d.description, markup=False, highlight=False)
@@ -221,17 +205,7 @@ def recommend_command(
     """The preferred integration patterns from one architecture to another, and why."""
     rec = recommend(source_architecture, target_architecture, use_case)
     if as_json:
-        emit_json(
-            {
-                "source": rec.source.value,
-                "target": rec.target.value,
-                "preferred": [p.value for p in rec.preferred],
-                "rationale": rec.rationale,
-                "rule": rec.rule,
-                "use_case": rec.use_case,
-                "for_use_case": rec.for_use_case.value if rec.for_use_case else None,
-            }
-        )
+        emit_json(rec.to_dict())
         return
     preferred = ", ".join(p.value for p in rec.preferred)
     console.print(
@@ -245,14 +219,21 @@ def recommend_command(
 
 @registry.command()
 @click.option(
-    "--format", "fmt", type=click.Choice(["mermaid", "dot"]), default="mermaid", show_default=True
+    "--format",
+    "fmt",
+    type=click.Choice(["mermaid", "dot", "json"]),
+    default="mermaid",
+    show_default=True,
 )
 @_from_option
 @click.option("--output", "-o", type=click.Path(path_type=Path), default=None, help="Write here.")
 def graph(fmt: str, from_path: Path | None, output: Path | None) -> None:
-    """The dependency graph as Mermaid or Graphviz dot."""
+    """The dependency graph as Mermaid, Graphviz dot, or JSON nodes and edges."""
     definitions = _definitions(from_path)
-    _write(to_mermaid(definitions) if fmt == "mermaid" else to_dot(definitions), output)
+    if fmt == "json":
+        _write(dumps(graph_json(ServiceRegistry(definitions))) + "\n", output)
+    else:
+        _write(to_mermaid(definitions) if fmt == "mermaid" else to_dot(definitions), output)
 
 
 @registry.command()

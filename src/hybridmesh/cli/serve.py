@@ -56,13 +56,18 @@ def _parse_tokens(values: tuple[str, ...]) -> dict[str, str]:
 def serve(
     host: str | None, port: int | None, dev_tokens: bool, tokens: tuple[str, ...], worker: bool
 ) -> None:
-    """Run the platform's HTTP server: event ingest, WebSocket fan-out, metrics, health.
+    """Run the platform's HTTP server: event ingest, WebSocket fan-out, metrics, health,
+    and the control-plane API.
 
     Serves POST /events (CloudEvents in), GET /ws/events (WebSocket fan-out), GET /metrics,
     GET /livez (the process serves), GET /readyz and GET /healthz (503 while the event
     backend cannot publish or fetch) until interrupted (Ctrl-C or SIGTERM), then shuts down
-    gracefully. By
-    default it is also a worker: executions started with `--detach` run here.
+    gracefully. By default it is also a worker: executions started with `--detach` run here.
+
+    The control-plane API is under /api/v1 (services, registry, executions, audit); its
+    OpenAPI document is GET /openapi.json and its reference page GET /api/docs. Its calls
+    need `Authorization: Bearer TOKEN` with a token from `hybridmesh tokens create NAME
+    --role read|operate|admin` (the --token values below are for WebSocket clients only).
 
     WebSocket clients need a token: until --token (or HYBRIDMESH_WS_TOKENS) lists some, or
     --dev-tokens is given, /ws/events refuses every connection with 401.
@@ -96,7 +101,7 @@ async def _serve(
         WebSocketHub,
         allow_any,
     )
-    from hybridmesh.events import open_bus
+    from hybridmesh.control import ControlPlane
     from hybridmesh.observability import (
         MeshMetrics,
         configure_logging,
@@ -104,6 +109,7 @@ async def _serve(
         get_logger,
         shutdown_tracing,
     )
+    from hybridmesh.runtime import Runtime
 
     configure_logging(settings)
     configure_tracing(settings)
@@ -119,18 +125,15 @@ async def _serve(
             HOW_TO_CONFIGURE_TOKENS,
         )
     metrics = MeshMetrics.default()
-    runtime = None
+    # The control plane needs the store and the engine, worker or not; without a worker
+    # here, what it starts waits in the store for a `hybridmesh worker`.
+    runtime = await Runtime.open(settings)
+    assert runtime.bus is not None
+    bus = runtime.bus
     if worker:
-        from hybridmesh.runtime import Runtime
-
-        runtime = await Runtime.open(settings)
-        assert runtime.bus is not None
-        bus = runtime.bus
         await runtime.engine.start_worker()
         await runtime.triggers.start()
         runtime.batch.start()
-    else:
-        bus = await open_bus(settings)
     hub = WebSocketHub(authenticate, metrics=metrics)
 
     def announce(url: str) -> None:
@@ -139,11 +142,17 @@ async def _serve(
 
     try:
         await run_server(
-            settings, bus=bus, host=host, port=port, hub=hub, metrics=metrics, ready=announce
+            settings,
+            bus=bus,
+            host=host,
+            port=port,
+            hub=hub,
+            metrics=metrics,
+            ready=announce,
+            control=ControlPlane.on(runtime.store, runtime.engine),
         )
     finally:
-        if runtime is not None:
-            await runtime.close()
+        await runtime.close()
         shutdown_tracing()
 
 

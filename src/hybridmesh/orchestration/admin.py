@@ -4,6 +4,7 @@ whichever worker holds the execution or claims it next. The CLI uses these direc
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from hybridmesh.core.clock import SYSTEM_CLOCK, Clock
@@ -47,20 +48,67 @@ async def list_executions(
     limit: int = 100,
 ) -> list[Execution]:
     """Executions, newest first, filtered by status, kind and definition name."""
+    page, _ = await page_executions(store, status=status, kind=kind, name=name, limit=limit)
+    return page
+
+
+@dataclass(frozen=True)
+class ExecutionPosition:
+    """Where an execution stands in the newest-first order of :func:`page_executions`: its
+    ``created_at`` as stored (epoch seconds: a datetime would round it) and its id."""
+
+    created_at: float
+    id: str
+
+
+async def page_executions(
+    store: Store,
+    *,
+    status: str | None = None,
+    kind: str | None = None,
+    name: str | None = None,
+    limit: int = 100,
+    after: ExecutionPosition | None = None,
+) -> tuple[list[Execution], ExecutionPosition | None]:
+    """A page of at most ``limit`` executions, newest first (by ``created_at``, then
+    ``id``), filtered by status, kind and definition name; and where the next page starts,
+    None when this one is the last. ``after``, that position from a previous page, starts
+    this page right after it: pages walk every execution exactly once, however many start
+    meanwhile (those are newer, so they come before the first page)."""
+    # One row more than the page tells whether another page follows.
+    sql, args = page_query(status=status, kind=kind, name=name, limit=limit + 1, after=after)
+    rows = await store.fetch_all(sql, *args)
+    rows, more = rows[:limit], len(rows) > limit
+    following = ExecutionPosition(float(rows[-1]["created_at"]), rows[-1]["id"]) if more else None
+    return [Execution.from_row(row) for row in rows], following
+
+
+def page_query(
+    *,
+    status: str | None = None,
+    kind: str | None = None,
+    name: str | None = None,
+    limit: int = 100,
+    after: ExecutionPosition | None = None,
+) -> tuple[str, list[Any]]:
+    """The statement of :func:`page_executions` and its arguments. Indexes on
+    ``(created_at, id)``, ``(name, created_at, id)`` and ``(status, created_at, id)`` serve
+    its order, with or without those filters: a page reads its own rows, not the table."""
     where: list[str] = []
     args: list[Any] = []
     for column, value in (("status", status), ("kind", kind), ("name", name)):
         if value is not None:
             where.append(f"{column} = ?")
             args.append(value)
+    if after is not None:
+        where.append("(created_at < ? OR (created_at = ? AND id < ?))")
+        args.extend([after.created_at, after.created_at, after.id])
     clause = f" WHERE {' AND '.join(where)}" if where else ""
-    rows = await store.fetch_all(
+    sql = (
         f"SELECT {EXECUTION_COLUMNS} FROM orch_executions{clause} "
-        "ORDER BY created_at DESC, id DESC LIMIT ?",
-        *args,
-        limit,
+        "ORDER BY created_at DESC, id DESC LIMIT ?"
     )
-    return [Execution.from_row(row) for row in rows]
+    return sql, [*args, limit]
 
 
 async def load_history(store: Store, execution_id: str) -> list[HistoryEvent]:
@@ -122,9 +170,12 @@ async def retry_compensations(
 
 
 __all__ = [
+    "ExecutionPosition",
     "list_executions",
     "load_execution",
     "load_history",
+    "page_executions",
+    "page_query",
     "retry_compensations",
     "send_signal",
 ]

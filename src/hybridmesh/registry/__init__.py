@@ -8,6 +8,7 @@ from hybridmesh.registry.loader import (
     LoadedService,
     RegistryLoad,
     inspect_definitions,
+    inspect_text,
     load_definitions,
     sync_cycles,
 )
@@ -23,6 +24,7 @@ from hybridmesh.registry.models import (
     ServiceDependency,
 )
 from hybridmesh.registry.recommend import Recommendation, matrix, recommend
+from hybridmesh.registry.views import graph_json, problem_json, service_detail
 
 __all__ = [
     "ALL_SERVICES",
@@ -40,10 +42,14 @@ __all__ = [
     "ServiceDependency",
     "ServiceRegistry",
     "backstage_entity",
+    "graph_json",
     "inspect_definitions",
+    "inspect_text",
     "load_definitions",
     "matrix",
+    "problem_json",
     "recommend",
+    "service_detail",
     "sync_cycles",
     "to_backstage",
     "to_dot",

@@ -325,6 +325,25 @@ def inspect_definitions(path: str | Path, *, limits: YamlLimits = DEFAULT_LIMITS
     return result
 
 
+def inspect_text(
+    data: bytes | str, file: str, *, limits: YamlLimits = DEFAULT_LIMITS
+) -> RegistryLoad:
+    """As :func:`inspect_definitions`, for the content of one file that arrived without a
+    path (an HTTP request's body, say): YAML, or JSON, which YAML reads too. ``file`` is
+    the name its problems are reported under."""
+    result = RegistryLoad()
+    try:
+        documents = YamlReader(limits).parse(data, file)
+    except ValidationError as unreadable:
+        result.errors.extend(unreadable.problems)
+        return result
+    services = _parse_file(Path(file), documents, result)
+    if not services and not result.errors:
+        result.errors.append(Problem("no service definitions found", file))
+    _cross_check(services, result)
+    return result
+
+
 def load_definitions(path: str | Path, *, limits: YamlLimits = DEFAULT_LIMITS) -> RegistryLoad:
     """Load every definition under ``path``.
 
@@ -341,6 +360,7 @@ __all__ = [
     "LoadedService",
     "RegistryLoad",
     "inspect_definitions",
+    "inspect_text",
     "load_definitions",
     "sync_cycles",
 ]

@@ -9,6 +9,7 @@ conservatively as a legacy target.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from hybridmesh.registry.models import Architecture, PatternType
 
@@ -68,6 +69,18 @@ class Recommendation:
     rule: str
     use_case: str | None = None
     for_use_case: PatternType | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """As ``hybridmesh registry recommend --json`` prints it and the API answers it."""
+        return {
+            "source": self.source.value,
+            "target": self.target.value,
+            "preferred": [p.value for p in self.preferred],
+            "rationale": self.rationale,
+            "rule": self.rule,
+            "use_case": self.use_case,
+            "for_use_case": self.for_use_case.value if self.for_use_case else None,
+        }
 
 
 def _rule_for(source: Architecture, target: Architecture) -> str:

@@ -514,6 +514,45 @@ _RECONCILIATION = (
     "CREATE INDEX data_reconcile_repairs_name ON data_reconcile_repairs (replication, at)",
 )
 
+# The control-plane API (control/): bearer tokens, stored as the SHA-256 of their secret
+# only, and the audit trail of every write made through the API. The listing of
+# executions pages by (created_at, id), newest first, with or without a filter on the
+# definition or the status: each has an index in that order, so a page reads only its rows.
+_CONTROL_PLANE = (
+    """
+    CREATE TABLE api_tokens (
+        id TEXT PRIMARY KEY, -- the token's public prefix
+        name TEXT NOT NULL,
+        role TEXT NOT NULL, -- read, operate or admin
+        secret_hash TEXT NOT NULL, -- SHA-256 of the whole token, hex; never the token
+        created_at DOUBLE PRECISION NOT NULL,
+        revoked_at DOUBLE PRECISION
+    )
+    """,
+    # One live token per name: revoking by name is unambiguous; a revoked name is reusable.
+    "CREATE UNIQUE INDEX api_tokens_live_name ON api_tokens (name) WHERE revoked_at IS NULL",
+    """
+    CREATE TABLE api_audit (
+        id TEXT PRIMARY KEY, -- time-ordered (UUIDv7)
+        at DOUBLE PRECISION NOT NULL,
+        token_name TEXT NOT NULL,
+        role TEXT NOT NULL,
+        method TEXT NOT NULL,
+        path TEXT NOT NULL,
+        operation TEXT NOT NULL, -- the OpenAPI operationId
+        target TEXT, -- the id or name the write acted on, when it names one
+        status INTEGER NOT NULL, -- the HTTP status answered
+        request_id TEXT
+    )
+    """,
+    "CREATE INDEX api_audit_at ON api_audit (at, id)",
+    "CREATE INDEX orch_executions_newest ON orch_executions (created_at, id)",
+    "CREATE INDEX orch_executions_name_newest ON orch_executions (name, created_at, id)",
+    "DROP INDEX orch_executions_status",
+    "CREATE INDEX orch_executions_status ON orch_executions (status, created_at, id)",
+)
+
+
 # The call rollup (observability/rollup.py): per minute and pair of services, how many
 # calls the hybrid client made, how many failed, and the latency of those answered over a
 # synchronous pattern in fixed buckets (``lat_00`` .. ``lat_16``: see ROLLUP_BUCKETS there;
@@ -605,7 +644,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(version=14, name="data replications", statements=_DATA_REPLICATIONS),
     Migration(version=15, name="reconciliation", statements=_RECONCILIATION),
     Migration(version=16, name="projections", statements=_PROJECTIONS),
-    # Version 17 is reserved; versions need only increase, not be contiguous.
+    Migration(version=17, name="control plane", statements=_CONTROL_PLANE),
     Migration(version=18, name="call rollup", statements=_CALL_ROLLUP),
 )
 """Every migration, in version order. :meth:`Store.upgrade` applies the missing ones."""

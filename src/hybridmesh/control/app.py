@@ -1,0 +1,93 @@
+"""Mounting the control plane on the HTTP application, and its self-description.
+
+:data:`OPERATION_TABLES` lists every resource's operations; :func:`mount_control_plane`
+adds their routes to an application, with ``GET /openapi.json`` (the OpenAPI 3.1 document
+of them all) and ``GET /api/docs`` (a page that reads that document and shows it), both
+open to anyone. A new resource adds its module under :mod:`hybridmesh.control.routes` and
+its table here: its routes and its documentation come from the same declarations.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from aiohttp import web
+
+from hybridmesh.control.declare import Call, Operation, Operations
+from hybridmesh.control.openapi import openapi_document
+from hybridmesh.control.plane import PLANE, ControlPlane
+from hybridmesh.control.routes import audit, executions, registry
+
+meta = Operations()
+
+#: Each tag of the document, and what it covers.
+TAGS = {
+    "registry": "The service registry: services, their graph, pattern recommendations.",
+    "executions": "Saga and workflow executions: list, inspect, start, cancel.",
+    "audit": "Who wrote what through this API.",
+    "meta": "This API's own description.",
+}
+
+
+@meta.operation(
+    "GET",
+    "/openapi.json",
+    summary="The OpenAPI document",
+    tags=("meta",),
+    role=None,
+    media_schema={"type": "object"},
+)
+async def get_openapi(call: Call) -> object:
+    """This API's OpenAPI 3.1 document, made from the same declarations as its routes."""
+    return openapi()
+
+
+@meta.operation(
+    "GET",
+    "/api/docs",
+    summary="The API reference page",
+    tags=("meta",),
+    role=None,
+    media="text/html",
+    media_schema={"type": "string"},
+)
+async def get_api_docs(call: Call) -> object:
+    """A page that reads `/openapi.json` and lists the operations by tag, with their
+    parameters, bodies and answers."""
+    return web.Response(text=_docs_page(), content_type="text/html", charset="utf-8")
+
+
+#: Every table of operations, in the order the document lists them.
+OPERATION_TABLES: tuple[Operations, ...] = (
+    registry.operations,
+    executions.operations,
+    audit.operations,
+    meta,
+)
+
+
+def all_operations() -> list[Operation]:
+    return [op for table in OPERATION_TABLES for op in table.operations]
+
+
+@cache
+def openapi() -> dict[str, Any]:
+    """The OpenAPI document of every operation (made once: the declarations are fixed)."""
+    return openapi_document(all_operations(), tags=TAGS)
+
+
+@cache
+def _docs_page() -> str:
+    return resources.files("hybridmesh.control").joinpath("static/docs.html").read_text("utf-8")
+
+
+def mount_control_plane(app: web.Application, plane: ControlPlane) -> None:
+    """Serve the control plane from ``app`` (before it starts), working on ``plane``."""
+    app[PLANE] = plane
+    for table in OPERATION_TABLES:
+        app.add_routes(table.routes())
+
+
+__all__ = ["OPERATION_TABLES", "TAGS", "all_operations", "mount_control_plane", "openapi"]
