@@ -22,6 +22,7 @@ BENCHMARKS = [
     "flags",
     "migration",
     "replication",
+    "control_plane",
 ]
 # Parts that run alone, never in the default run: name -> (module, function).
 PARTS = {"events_kafka": ("events", "run_kafka")}
