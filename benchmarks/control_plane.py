@@ -1,14 +1,15 @@
 """The control-plane API as the store grows: 1,000 executions, then 100,000.
 
-On SQLite (a temporary file) and on PostgreSQL (a fresh database, dropped afterwards), the
-control plane is served on loopback over a store holding 1,000 executions, each with its
-history (eight records: started, three steps started and ended, ended); then the store is
-filled up to 100,000 and the same requests are made again. The executions are spread over
+On SQLite (temporary files) and on PostgreSQL (fresh databases, dropped afterwards), the
+control plane is served on loopback twice side by side: over a store holding 1,000
+executions, each with its history (eight records: started, three steps started and ended,
+ended), and over one holding 100,000. The executions are spread over
 30 days, over three definitions and in the mix of statuses a busy estate has (most
 completed, some compensated or failed, a few running).
 
-Each endpoint is asked ``REQUESTS`` times, one request at a time over one keep-alive
-connection, with a token of the ``read`` role, after ``WARM_UP`` untimed requests:
+Each endpoint is asked ``REQUESTS`` times of each store, one request at a time over one
+keep-alive connection per store, alternating between the two, with a token of the ``read``
+role, after ``WARM_UP`` untimed requests:
 
 - the first page of the listing (``GET /api/v1/executions?limit=50``);
 - a filtered first page: by status (``status=compensated``, about 7 % of the executions,
@@ -23,6 +24,7 @@ Goal: every filtered first page at 100,000 executions answers within 2x its time
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import sqlite3
 import statistics
@@ -211,26 +213,38 @@ async def _endpoints(http: aiohttp.ClientSession, base: str) -> dict[str, str]:
     }
 
 
-async def _measure(base: str, token: str) -> dict[str, dict[str, float]]:
-    """p50 and p95 in ms of each endpoint."""
-    headers = {"Authorization": f"Bearer {token}"}
-    connector = aiohttp.TCPConnector(limit=1)
-    async with aiohttp.ClientSession(headers=headers, connector=connector) as http:
-        urls = await _endpoints(http, base)
-        figures: dict[str, dict[str, float]] = {}
-        for name, url in urls.items():
-            for _ in range(WARM_UP):
-                await _ask(http, url)
-            times = []
-            for _ in range(REQUESTS):
-                began = time.perf_counter()
-                await _ask(http, url)
-                times.append(time.perf_counter() - began)
-            cuts = statistics.quantiles(times, n=20)
-            figures[name] = {
-                "p50_ms": round(statistics.median(times) * 1000, 3),
-                "p95_ms": round(cuts[18] * 1000, 3),
-            }
+def _summary(times: list[float]) -> dict[str, float]:
+    cuts = statistics.quantiles(times, n=20)
+    return {
+        "p50_ms": round(statistics.median(times) * 1000, 3),
+        "p95_ms": round(cuts[18] * 1000, 3),
+    }
+
+
+async def _measure(small: tuple[str, str], large: tuple[str, str]) -> dict[str, Any]:
+    """p50 and p95 in ms of each endpoint on both stores (each a URL and a token). The
+    requests to the two alternate, so that whatever else the machine does weighs on both
+    alike."""
+    async with contextlib.AsyncExitStack() as stack:
+        sides = []
+        for base, token in (small, large):
+            http = await stack.enter_async_context(
+                aiohttp.ClientSession(
+                    headers={"Authorization": f"Bearer {token}"},
+                    connector=aiohttp.TCPConnector(limit=1),
+                )
+            )
+            sides.append((http, await _endpoints(http, base)))
+        figures: dict[str, Any] = {"small": {}, "large": {}}
+        for name in ENDPOINTS:
+            times: tuple[list[float], list[float]] = ([], [])
+            for n in range(WARM_UP + REQUESTS):
+                for (http, urls), taken in zip(sides, times, strict=True):
+                    began = time.perf_counter()
+                    await _ask(http, urls[name])
+                    if n >= WARM_UP:
+                        taken.append(time.perf_counter() - began)
+            figures["small"][name], figures["large"][name] = map(_summary, times)
         return figures
 
 
@@ -254,19 +268,17 @@ async def _seed(dialect: str, target: Any, start: int, count: int, rng: random.R
 
 
 async def _dialect(dialect: str, small: int, large: int, progress: Progress) -> dict[str, Any]:
-    rng = random.Random(7)
-    task = progress.add_task(f"control plane, {dialect}", total=4)
-    async with _database(dialect) as (url, target):
-        found: dict[str, Any] = {}
-        async with _served(url) as (base, token):  # creates the schema
+    """Both stores of ``dialect`` served side by side, seeded, and measured together."""
+    task = progress.add_task(f"control plane, {dialect}", total=3)
+    async with contextlib.AsyncExitStack() as stack:
+        served = []
+        for count in (small, large):
+            url, target = await stack.enter_async_context(_database(dialect))
+            served.append(await stack.enter_async_context(_served(url)))  # makes the schema
+            await _seed(dialect, target, 0, count, random.Random(count))
             progress.advance(task)
-            await _seed(dialect, target, 0, small, rng)
-            found["small"] = await _measure(base, token)
-            progress.advance(task)
-            await _seed(dialect, target, small, large - small, rng)
-            progress.advance(task)
-            found["large"] = await _measure(base, token)
-            progress.advance(task)
+        found = await _measure(served[0], served[1])
+        progress.advance(task)
     progress.remove_task(task)
     found["ratios"] = {
         name: {
@@ -332,11 +344,12 @@ def _markdown(results: dict[str, Any], quick: bool) -> str:
     lines = [
         "## Control plane (`benchmarks/control_plane.py`)",
         "",
-        f"The control-plane API over a store of {results['small']:,} executions, then of "
+        f"The control-plane API over a store of {results['small']:,} executions and one of "
         f"{results['large']:,} (each with 8 history records, spread over {DAYS} days, three "
         "definitions, 88 % completed, 7 % compensated, 3 % failed, 2 % running), on SQLite "
-        "and PostgreSQL. Each endpoint asked "
-        f"{results['requests']} times, one request at a time over one keep-alive connection, "
+        "and PostgreSQL, both served side by side. Each endpoint asked "
+        f"{results['requests']} times of each, one request at a time over one keep-alive "
+        "connection per store, alternating between them, "
         f"with a `read` token; pages of {results['page']}. Goal: a filtered first page at "
         f"{results['large']:,} executions within {GOAL:.0f} times its time at "
         f"{results['small']:,}. "
