@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: demo test bench lint format install clean
+.PHONY: demo test fuzz-api bench lint format install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ demo: $(STAMP)
 # the time; every test makes its own databases, streams, topics and ports.
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 --durations=15
+
+# Schemathesis against a real `hybridmesh serve`: no 5xx, no answer outside the OpenAPI document.
+fuzz-api: $(STAMP)
+	scripts/fuzz-api
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
