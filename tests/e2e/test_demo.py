@@ -7,9 +7,12 @@ import csv
 import json
 import os
 import re
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +41,9 @@ def test_demo_runs_the_reference_system_and_shows_resilience(tmp_path: Path) -> 
     # It exits 0 only when every part behaved: the calls, the cached answer while
     # legacy-erp was down, its breaker opening and closing again, the event pushed over
     # WebSocket, the dead letter and its replay, the sagas, the workflow and the batch.
-    done = hybridmesh("demo", timeout=120)
-    assert done.returncode == 0, done.stdout + done.stderr
+    # Then it serves the dashboard, printing its URL and a token, until Ctrl-C.
+    output = _demo_serving_the_dashboard(env, tmp_path)
+    assert "demo.log" in output  # the summary, before the dashboard
 
     # The registry it loaded is in the store.
     services = listed("registry", "list")
@@ -166,3 +170,46 @@ def test_demo_runs_the_reference_system_and_shows_resilience(tmp_path: Path) -> 
     assert conflicts and conflicts[0]["payload"]["table"] == "customers"
     [projection] = listed("projections", "list")
     assert projection["name"] == "erp-orders-by-customer" and projection["events_applied"] > 0
+
+
+def _demo_serving_the_dashboard(env: dict[str, str], cwd: Path) -> str:
+    """Run ``hybridmesh demo`` until it serves the dashboard; check the dashboard and the
+    API answer with the token it printed; stop it with SIGINT as Ctrl-C does. Its output."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hybridmesh", "demo", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        cwd=cwd,
+    )
+    lines: list[str] = []
+    try:
+        assert process.stdout is not None
+        url = token = None
+        deadline = time.monotonic() + 150
+        while token is None and time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                break  # it ended without serving
+            lines.append(line)
+            if line.startswith("Dashboard: "):
+                url = line.removeprefix("Dashboard: ").strip()
+            elif line.startswith("Sign in with the token: "):
+                token = line.removeprefix("Sign in with the token: ").strip()
+        assert url is not None and token is not None, "".join(lines)
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            assert answer.status == 200 and "text/html" in answer.headers["Content-Type"]
+        api = url.removesuffix("/ui/") + "/api/v1/services"
+        request = urllib.request.Request(api, headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            assert "legacy-erp" in {s["name"] for s in json.load(answer)}
+        process.send_signal(signal.SIGINT)
+        rest, _ = process.communicate(timeout=30)
+        lines.append(rest)
+        assert process.returncode == 0, "".join(lines)
+        return "".join(lines)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,11 +141,14 @@ async def run_demo(
     console: Console | None = None,
     *,
     log_path: Path = DEFAULT_LOG_PATH,
+    then: Callable[[], Awaitable[None]] | None = None,
 ) -> DemoReport:
     """Run the whole demo, print it, and return its report.
 
     The library's logs (JSON unless settings say text) go to ``log_path``, so they do not
-    interleave with the walkthrough; the summary shows one of them.
+    interleave with the walkthrough; the summary shows one of them. When every part behaved,
+    ``then`` (the dashboard's server, say) runs after the summary, while the reference
+    services still answer; the demo ends when it returns.
     """
     settings = settings or Settings()
     console = console or Console()
@@ -176,10 +179,12 @@ async def run_demo(
                 report.gateway = await show_gateway(store, console)
                 report.migration = await show_migration(store, console)
                 report.data = await show_data(store, bus, Path(tmp), urls, console)
+            report.ok = _verdict(report)
+            _summary(report, console)
+            if then is not None and report.ok:
+                await then()
         await bus.close()
         configure_logging(settings)
-    report.ok = _verdict(report)
-    _summary(report, console)
     return report
 
 
