@@ -43,7 +43,11 @@ class GatewayHooks(Hooks):
         clock: Callable[[], float] = time.time,
         flush_seconds: float | None = None,
     ) -> None:
-        self.windows = WindowRecorder(store, replica=replica, clock=clock)
+        self.windows = (
+            WindowRecorder(store, replica=replica, clock=clock)
+            if flush_seconds is None
+            else WindowRecorder(store, replica=replica, clock=clock, flush_seconds=flush_seconds)
+        )
         self.mirrors = MirrorHub(
             store,
             metrics,
@@ -51,8 +55,6 @@ class GatewayHooks(Hooks):
             observe=self.windows.observe,
             compared=self.windows.compared,
         )
-        if flush_seconds is not None:
-            self.windows.flush_seconds = flush_seconds
 
     def build_mirror(self, route: Route, runtime: RouteRuntime) -> RouteMirror | None:
         return self.mirrors.build(route, runtime)

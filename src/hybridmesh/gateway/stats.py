@@ -34,7 +34,7 @@ replica's share.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import math
 import os
 import re
@@ -48,6 +48,7 @@ from typing import Any
 from hybridmesh.core.ids import new_id
 from hybridmesh.core.serialization import dumps, loads
 from hybridmesh.observability import get_logger
+from hybridmesh.observability.periodic import PeriodicWriter
 from hybridmesh.store import Store
 
 log = get_logger("hybridmesh.gateway.stats")
@@ -373,16 +374,21 @@ class WindowRecorder:
         self.store = store
         self.replica = replica or default_replica_id()
         self.clock = clock
-        self.flush_seconds = flush_seconds
         self.retention_seconds = retention_seconds
         self.max_pending_rows = max_pending_rows
         self._second = int(clock())
         self._current: dict[tuple[str, str], _Cell] = {}
         self._finished: dict[int, dict[tuple[str, str], _Cell]] = {}
         self._pending: list[tuple[Any, ...]] = []
-        self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
-        self._last_prune = 0.0
+        self._writer = PeriodicWriter(
+            "gateway stats",
+            write=self.flush,
+            prune=self.prune,
+            last_write=functools.partial(self.flush, everything=True),
+            flush_seconds=flush_seconds,
+            prune_seconds=PRUNE_SECONDS,
+        )
         self.dropped_rows = 0
 
     def observe(self, route: str, backend: str, status: int, seconds: float) -> None:
@@ -481,34 +487,12 @@ class WindowRecorder:
         return await self.store.execute("DELETE FROM gw_windows WHERE second < ?", cutoff)
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="gateway:windows")
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.flush_seconds)
-            try:
-                await self.flush()
-                now = time.monotonic()
-                if now - self._last_prune >= PRUNE_SECONDS:
-                    self._last_prune = now
-                    await self.prune()
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:  # the store is away: keep counting, write later
-                log.warning("gateway stats: writing windows failed: %s", error)
+        """Start writing in the background (inside a running event loop)."""
+        self._writer.start()
 
     async def close(self) -> None:
         """Stop the writer and write what is left (a failure is logged, not raised)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        try:
-            await self.flush(everything=True)
-        except Exception as error:
-            log.warning("gateway stats: writing the last windows failed: %s", error)
+        await self._writer.close()
 
 
 _UPSERT = (

@@ -16,7 +16,6 @@ once per call. Rows older than the retention are deleted now and then.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from bisect import bisect_left
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from typing import Any
 
 from hybridmesh.observability.logs import get_logger
 from hybridmesh.observability.metrics import CALL_DURATION_BUCKETS
+from hybridmesh.observability.periodic import PeriodicWriter
 from hybridmesh.store import Store
 
 log = get_logger("hybridmesh.observability.rollup")
@@ -88,13 +88,17 @@ class CallRollup:
     ) -> None:
         self.store = store
         self.clock = clock
-        self.flush_seconds = flush_seconds
         self.retention_days = retention_days
         self.max_pending_cells = max_pending_cells
         self._cells: dict[CellKey, RollupCell] = {}
-        self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
-        self._last_prune = 0.0
+        self._writer = PeriodicWriter(
+            "call rollup",
+            write=self.flush,
+            prune=self.prune,
+            flush_seconds=flush_seconds,
+            prune_seconds=PRUNE_SECONDS,
+        )
         self.dropped_cells = 0
 
     def observe(
@@ -162,34 +166,11 @@ class CallRollup:
 
     def start(self) -> None:
         """Start writing in the background (inside a running event loop)."""
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="observability:call-rollup")
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.flush_seconds)
-            try:
-                await self.flush()
-                now = time.monotonic()
-                if now - self._last_prune >= PRUNE_SECONDS:
-                    self._last_prune = now
-                    await self.prune()
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:  # the store is away: keep counting, write later
-                log.warning("call rollup: writing failed: %s", error)
+        self._writer.start()
 
     async def close(self) -> None:
         """Stop the writer and write what is left (a failure is logged, not raised)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        try:
-            await self.flush()
-        except Exception as error:
-            log.warning("call rollup: writing the last counts failed: %s", error)
+        await self._writer.close()
 
 
 def _row(key: CellKey, cell: RollupCell) -> tuple[Any, ...]:
