@@ -18,7 +18,7 @@ from aiohttp import web
 from hybridmesh.control.declare import Call, Operation, Operations
 from hybridmesh.control.openapi import openapi_document
 from hybridmesh.control.plane import PLANE, ControlPlane
-from hybridmesh.control.routes import audit, executions, registry
+from hybridmesh.control.routes import audit, dead_letters, executions, registry
 
 meta = Operations()
 
@@ -26,6 +26,7 @@ meta = Operations()
 TAGS = {
     "registry": "The service registry: services, their graph, pattern recommendations.",
     "executions": "Saga and workflow executions: list, inspect, start, cancel.",
+    "dead-letters": "Events the bus gave up on: list, inspect, replay, purge.",
     "audit": "Who wrote what through this API.",
     "meta": "This API's own description.",
 }
@@ -63,6 +64,7 @@ async def get_api_docs(call: Call) -> object:
 OPERATION_TABLES: tuple[Operations, ...] = (
     registry.operations,
     executions.operations,
+    dead_letters.operations,
     audit.operations,
     meta,
 )
