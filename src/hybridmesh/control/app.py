@@ -18,7 +18,7 @@ from aiohttp import web
 from hybridmesh.control.declare import Call, Operation, Operations
 from hybridmesh.control.openapi import openapi_document
 from hybridmesh.control.plane import PLANE, ControlPlane
-from hybridmesh.control.routes import audit, dead_letters, executions, registry
+from hybridmesh.control.routes import audit, dead_letters, executions, registry, review
 
 meta = Operations()
 
@@ -27,6 +27,7 @@ TAGS = {
     "registry": "The service registry: services, their graph, pattern recommendations.",
     "executions": "Saga and workflow executions: list, inspect, start, cancel.",
     "dead-letters": "Events the bus gave up on: list, inspect, replay, purge.",
+    "review": "The manual review queue: list, inspect, retry, resolve, discard.",
     "audit": "Who wrote what through this API.",
     "meta": "This API's own description.",
 }
@@ -65,6 +66,7 @@ OPERATION_TABLES: tuple[Operations, ...] = (
     registry.operations,
     executions.operations,
     dead_letters.operations,
+    review.operations,
     audit.operations,
     meta,
 )
