@@ -18,7 +18,14 @@ from aiohttp import web
 from hybridmesh.control.declare import Call, Operation, Operations
 from hybridmesh.control.openapi import openapi_document
 from hybridmesh.control.plane import PLANE, ControlPlane
-from hybridmesh.control.routes import audit, dead_letters, executions, registry, review
+from hybridmesh.control.routes import (
+    audit,
+    batches,
+    dead_letters,
+    executions,
+    registry,
+    review,
+)
 
 meta = Operations()
 
@@ -28,6 +35,7 @@ TAGS = {
     "executions": "Saga and workflow executions: list, inspect, start, cancel.",
     "dead-letters": "Events the bus gave up on: list, inspect, replay, purge.",
     "review": "The manual review queue: list, inspect, retry, resolve, discard.",
+    "batch": "Records queued for legacy systems and the runs that delivered them.",
     "audit": "Who wrote what through this API.",
     "meta": "This API's own description.",
 }
@@ -67,6 +75,7 @@ OPERATION_TABLES: tuple[Operations, ...] = (
     executions.operations,
     dead_letters.operations,
     review.operations,
+    batches.operations,
     audit.operations,
     meta,
 )
