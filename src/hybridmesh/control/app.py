@@ -21,6 +21,7 @@ from hybridmesh.control.plane import PLANE, ControlPlane
 from hybridmesh.control.routes import (
     audit,
     batches,
+    breakers,
     dead_letters,
     executions,
     registry,
@@ -36,6 +37,7 @@ TAGS = {
     "dead-letters": "Events the bus gave up on: list, inspect, replay, purge.",
     "review": "The manual review queue: list, inspect, retry, resolve, discard.",
     "batch": "Records queued for legacy systems and the runs that delivered them.",
+    "breakers": "The circuit breakers of the serving process.",
     "audit": "Who wrote what through this API.",
     "meta": "This API's own description.",
 }
@@ -76,6 +78,7 @@ OPERATION_TABLES: tuple[Operations, ...] = (
     dead_letters.operations,
     review.operations,
     batches.operations,
+    breakers.operations,
     audit.operations,
     meta,
 )
