@@ -10,7 +10,7 @@ from tests.browser.conftest import PageErrors, screenshot
 from tests.browser.control_api import OPERATE_TOKEN, READ_TOKEN
 from tests.browser.stack import SERVICES, Stack
 
-PLACEHOLDERS = ["migrations", "routes", "flags", "events", "dead-letters", "review", "slo"]
+PLACEHOLDERS = ["migrations", "routes", "flags", "events", "slo"]
 
 
 def sign_in(page: Page, token: str = READ_TOKEN, at: str = "/ui/") -> None:
@@ -37,7 +37,7 @@ def test_every_route_of_the_shell_loads(page: Page, stack: Stack) -> None:
 
 
 def _placeholder_titles() -> list[tuple[str, str]]:
-    titles = {"dead-letters": "Dead letters", "slo": "SLO"}
+    titles = {"slo": "SLO"}
     return [(name, titles.get(name, name.capitalize())) for name in PLACEHOLDERS]
 
 

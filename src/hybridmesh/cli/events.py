@@ -245,19 +245,6 @@ def dlq() -> None:
     """Dead letters: events that could not be handled, kept for review and replay."""
 
 
-def _letter_json(letter: Any) -> dict[str, Any]:
-    return {
-        "id": letter.id,
-        "group": letter.group,
-        "reason": letter.reason,
-        "attempts": letter.attempts,
-        "failed_at": letter.failed_at.isoformat(),
-        "replayed_at": letter.replayed_at.isoformat() if letter.replayed_at else None,
-        "event": letter.event.to_dict() if letter.event else None,
-        "body": None if letter.event else letter.body.decode("utf-8", "replace"),
-    }
-
-
 async def _with_bus(action: Any, *, create: bool = True) -> Any:
     """Run ``action`` on a bus from the CLI's settings. Commands that only read pass
     ``create=False``: nothing is then written to the SQL log's database (a missing one, or
@@ -288,7 +275,7 @@ def list_letters(group: str | None, limit: int, as_json: bool) -> None:
     """The dead letters, newest first."""
     letters = run(_with_bus(lambda bus: bus.dead_letters(group=group, limit=limit), create=False))
     if as_json:
-        emit_json([_letter_json(x) for x in letters])
+        emit_json([x.to_dict() for x in letters])
         return
     table = Table("id", "group", "type", "event id", "attempts", "failed at", "replayed", "reason")
     for x in letters:
@@ -313,7 +300,7 @@ def list_letters(group: str | None, limit: int, as_json: bool) -> None:
 def show(letter_id: str, as_json: bool) -> None:
     """One dead letter, with its event."""
     letter = run(_with_bus(lambda bus: bus.dead_letter(letter_id), create=False))
-    data = _letter_json(letter)
+    data = letter.to_dict()
     if as_json:
         emit_json(data)
         return
@@ -324,22 +311,30 @@ def show(letter_id: str, as_json: bool) -> None:
 
 @dlq.command()
 @click.argument("letter_id", metavar="ID")
-def replay(letter_id: str) -> None:
+@json_option
+def replay(letter_id: str, as_json: bool) -> None:
     """Deliver a dead letter's event again, to its own consumer group."""
     letter = run(_with_bus(lambda bus: bus.replay(letter_id)))
+    if as_json:
+        emit_json(letter.to_dict())
+        return
     console.print(f"replayed {letter.id} to group {letter.group}", highlight=False)
 
 
 @dlq.command()
 @click.option("--group", default=None, help="Only this consumer group's dead letters.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-def purge(group: str | None, yes: bool) -> None:
+@json_option
+def purge(group: str | None, yes: bool, as_json: bool) -> None:
     """Delete dead letters for good."""
     if not yes:
         click.confirm(
             f"Delete every dead letter{f' of group {group}' if group else ''}?", abort=True
         )
     count = run(_with_bus(lambda bus: bus.purge(group=group)))
+    if as_json:
+        emit_json({"purged": count, "group": group})
+        return
     console.print(f"purged {count} dead letter(s)", highlight=False)
 
 

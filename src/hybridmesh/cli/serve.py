@@ -64,7 +64,8 @@ def serve(
     backend cannot publish or fetch) until interrupted (Ctrl-C or SIGTERM), then shuts down
     gracefully. By default it is also a worker: executions started with `--detach` run here.
 
-    The control-plane API is under /api/v1 (services, registry, executions, audit); its
+    The control-plane API is under /api/v1 (services, registry, executions, dead letters,
+    review items, batches, circuit breakers, audit); its
     OpenAPI document is GET /openapi.json and its reference page GET /api/docs. Its calls
     need `Authorization: Bearer TOKEN` with a token from `hybridmesh tokens create NAME
     --role read|operate|admin` (the --token values below are for WebSocket clients only).
@@ -149,7 +150,7 @@ async def _serve(
             hub=hub,
             metrics=metrics,
             ready=announce,
-            control=ControlPlane.on(runtime.store, runtime.engine),
+            control=ControlPlane.of(runtime),
         )
     finally:
         await runtime.close()

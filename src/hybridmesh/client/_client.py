@@ -49,6 +49,7 @@ from hybridmesh.observability.metrics import SYNCHRONOUS_PATTERNS
 from hybridmesh.observability.rollup import CallRollup
 from hybridmesh.registry import ServiceDefinition, ServiceRegistry
 from hybridmesh.resilience import (
+    BreakerSnapshot,
     BreakerState,
     PolicySet,
     ResilienceOverrides,
@@ -515,6 +516,14 @@ class HybridClient:
             old.value,
             new.value,
             extra={"circuit": name, "from_state": old.value, "to_state": new.value},
+        )
+
+    def breaker_snapshots(self) -> list[BreakerSnapshot]:
+        """Every circuit breaker this client has made (one per guard: a target's name for
+        HTTP calls, ``pattern:target`` for the others), by name. They live in this
+        process's memory: another process's client has breakers of its own."""
+        return sorted(
+            (breaker.snapshot() for breaker in self.policies.breakers()), key=lambda s: s.name
         )
 
     def breaker_state(self, target: str) -> str:

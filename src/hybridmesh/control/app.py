@@ -18,7 +18,15 @@ from aiohttp import web
 from hybridmesh.control.declare import Call, Operation, Operations
 from hybridmesh.control.openapi import openapi_document
 from hybridmesh.control.plane import PLANE, ControlPlane
-from hybridmesh.control.routes import audit, executions, registry
+from hybridmesh.control.routes import (
+    audit,
+    batches,
+    breakers,
+    dead_letters,
+    executions,
+    registry,
+    review,
+)
 
 meta = Operations()
 
@@ -26,6 +34,10 @@ meta = Operations()
 TAGS = {
     "registry": "The service registry: services, their graph, pattern recommendations.",
     "executions": "Saga and workflow executions: list, inspect, start, cancel.",
+    "dead-letters": "Events the bus gave up on: list, inspect, replay, purge.",
+    "review": "The manual review queue: list, inspect, retry, resolve, discard.",
+    "batch": "Records queued for legacy systems and the runs that delivered them.",
+    "breakers": "The circuit breakers of the serving process.",
     "audit": "Who wrote what through this API.",
     "meta": "This API's own description.",
 }
@@ -63,6 +75,10 @@ async def get_api_docs(call: Call) -> object:
 OPERATION_TABLES: tuple[Operations, ...] = (
     registry.operations,
     executions.operations,
+    dead_letters.operations,
+    review.operations,
+    batches.operations,
+    breakers.operations,
     audit.operations,
     meta,
 )

@@ -136,6 +136,21 @@ class DeadLetter:
     def source(self) -> str | None:
         return self.event.source if self.event else None
 
+    def to_dict(self) -> dict[str, Any]:
+        """The dead letter as JSON-ready values, as ``dlq show --json`` prints it and the
+        control plane answers it: the parsed ``event``, or the raw ``body`` when the stored
+        bytes never parsed as a CloudEvent (one of the two is null)."""
+        return {
+            "id": self.id,
+            "group": self.group,
+            "reason": self.reason,
+            "attempts": self.attempts,
+            "failed_at": self.failed_at.isoformat(),
+            "replayed_at": self.replayed_at.isoformat() if self.replayed_at else None,
+            "event": self.event.to_dict() if self.event else None,
+            "body": None if self.event else self.body.decode("utf-8", "replace"),
+        }
+
 
 class EventReader(Protocol):
     """A read of the log from a place of its own, kept in this process only: it creates no

@@ -18,7 +18,8 @@ import enum
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Literal, TypeVar
+from datetime import datetime
+from typing import Any, Literal, TypeVar
 
 from hybridmesh.core.clock import SYSTEM_CLOCK, Clock
 from hybridmesh.core.errors import (
@@ -92,6 +93,22 @@ class BreakerSnapshot:
     failure_rate: float
     slow_call_rate: float
     retry_after: float
+    #: When the breaker entered ``state`` (wall time): when it was made, or last changed.
+    since: datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The snapshot as JSON-ready values, as the control plane answers it."""
+        return {
+            "name": self.name,
+            "state": self.state.value,
+            "since": self.since.isoformat() if self.since else None,
+            "calls": self.calls,
+            "failed": self.failed,
+            "slow": self.slow,
+            "failure_rate": self.failure_rate,
+            "slow_call_rate": self.slow_call_rate,
+            "retry_after": self.retry_after,
+        }
 
 
 class _CountWindow:
@@ -178,6 +195,7 @@ class CircuitBreaker:
 
     def __post_init__(self) -> None:
         self.state = BreakerState.CLOSED
+        self.since = self.clock.now()
         self._window: _CountWindow | _TimeWindow = self._new_window()
         self._opened_at = 0.0
         self._trials_started = 0
@@ -271,6 +289,8 @@ class CircuitBreaker:
     def _transition(self, new: BreakerState) -> None:
         old = self.state
         self.state = new
+        if old is not new:
+            self.since = self.clock.now()
         self._trials_started = 0
         self._trials = []
         if self.on_state_change is not None and old is not new:
@@ -301,6 +321,7 @@ class CircuitBreaker:
             failure_rate=failed / calls if calls else 0.0,
             slow_call_rate=slow / calls if calls else 0.0,
             retry_after=retry_after,
+            since=self.since,
         )
 
 

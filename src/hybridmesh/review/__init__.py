@@ -26,7 +26,7 @@ from hybridmesh.review.items import (
     ReviewStateError,
     Status,
 )
-from hybridmesh.review.queue import DEFAULT_RETRY_LEASE, ReviewQueue
+from hybridmesh.review.queue import DEFAULT_RETRY_LEASE, ReviewPosition, ReviewQueue
 
 __all__ = [
     "DEFAULT_RETRY_LEASE",
@@ -38,6 +38,7 @@ __all__ = [
     "RetryHandler",
     "ReviewAction",
     "ReviewItem",
+    "ReviewPosition",
     "ReviewQueue",
     "ReviewStateError",
     "Status",

@@ -19,7 +19,7 @@ import builtins
 import contextlib
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from hybridmesh.core.clock import SYSTEM_CLOCK, Clock
 from hybridmesh.core.errors import ConfigurationError, NotFoundError, Problem, ValidationError
@@ -77,6 +77,14 @@ _RELEASE = (
     "UPDATE review_items SET retry_until = NULL, action_seq = action_seq + 1, updated_at = ? "
     "WHERE id = ?"
 )
+
+
+class ReviewPosition(NamedTuple):
+    """Where a page of :meth:`ReviewQueue.page` ended: the last item's stored creation
+    time (epoch seconds, exactly as stored) and id."""
+
+    created_at: float
+    id: str
 
 
 class ReviewQueue:
@@ -187,17 +195,7 @@ class ReviewQueue:
         status with ``status=None``; optionally only of one origin (and ``origin_ref``).
         Raises :class:`ValidationError` for an unknown status or origin, or a limit below 1.
         """
-        where: builtins.list[str] = []
-        args: builtins.list[Any] = []
-        if status is not None:
-            where.append("status = ?")
-            args.append(check_status(status))
-        if origin is not None:
-            where.append("origin = ?")
-            args.append(check_origin(origin))
-        if origin_ref is not None:
-            where.append("origin_ref = ?")
-            args.append(origin_ref)
+        where, args = _filters(status, origin, origin_ref)
         if limit < 1:
             raise ValidationError([Problem("limit must be at least 1", field="limit")])
         clause = f" WHERE {' AND '.join(where)}" if where else ""
@@ -208,6 +206,37 @@ class ReviewQueue:
             limit,
         )
         return [_item(row) for row in rows]
+
+    async def page(
+        self,
+        *,
+        status: str | None = "open",
+        origin: str | None = None,
+        limit: int = 100,
+        after: ReviewPosition | None = None,
+    ) -> tuple[builtins.list[ReviewItem], ReviewPosition | None]:
+        """A page of :meth:`list` (same order and filters), and where the next page starts,
+        None on the last. ``after``, a position a previous page gave, starts this page right
+        after it, so a walk sees each item once even while new ones are filed (they are
+        newer: they would come before the first page). The index on ``(status,
+        created_at)`` serves the order with a status filter."""
+        where, args = _filters(status, origin, None)
+        if after is not None:
+            where.append("(created_at < ? OR (created_at = ? AND id < ?))")
+            args += [after.created_at, after.created_at, after.id]
+        if limit < 1:
+            raise ValidationError([Problem("limit must be at least 1", field="limit")])
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        # One row more than the page tells whether another page follows.
+        rows = await self.store.fetch_all(
+            f"SELECT {_COLUMNS} FROM review_items{clause} "
+            "ORDER BY created_at DESC, id DESC LIMIT ?",
+            *args,
+            limit + 1,
+        )
+        rows, more = rows[:limit], len(rows) > limit
+        following = ReviewPosition(float(rows[-1]["created_at"]), rows[-1]["id"]) if more else None
+        return [_item(row) for row in rows], following
 
     async def get(self, item_id: str) -> ReviewItem:
         """One item with its timeline, oldest action first; raises
@@ -347,6 +376,24 @@ class ReviewQueue:
         return f"<ReviewQueue {self.store.display_url}>"
 
 
+def _filters(
+    status: str | None, origin: str | None, origin_ref: str | None
+) -> tuple[list[str], list[Any]]:
+    """The conditions (and their arguments) of a listing's filters, validated."""
+    where: list[str] = []
+    args: list[Any] = []
+    if status is not None:
+        where.append("status = ?")
+        args.append(check_status(status))
+    if origin is not None:
+        where.append("origin = ?")
+        args.append(check_origin(origin))
+    if origin_ref is not None:
+        where.append("origin_ref = ?")
+        args.append(origin_ref)
+    return where, args
+
+
 async def _run(tx: Transaction, statements: list[Statement]) -> None:
     for statement in statements:
         await tx.executemany(statement.sql, statement.rows or ())
@@ -399,4 +446,4 @@ def _action(row: Mapping[str, Any]) -> ReviewAction:
     )
 
 
-__all__ = ["DEFAULT_RETRY_LEASE", "ReviewQueue"]
+__all__ = ["DEFAULT_RETRY_LEASE", "ReviewPosition", "ReviewQueue"]

@@ -106,8 +106,11 @@ def test_dlq_list_show_replay_purge(db: str, capsys: pytest.CaptureFixture[str])
     code, _, err = run_cli(capsys, "dlq", "show", "nope")
     assert code == 1 and "nope" in err
 
-    code, out, _ = run_cli(capsys, "dlq", "purge", "--group", "mailer", "--yes")
-    assert code == 0 and "purged 1" in out
+    code, out, _ = run_cli(capsys, "dlq", "replay", letter["id"], "--json")
+    assert code == 0 and json.loads(out)["id"] == letter["id"]
+
+    code, out, _ = run_cli(capsys, "dlq", "purge", "--group", "mailer", "--yes", "--json")
+    assert code == 0 and json.loads(out) == {"purged": 1, "group": "mailer"}
     code, out, _ = run_cli(capsys, "dlq", "list", "--json")
     assert json.loads(out) == []
 

@@ -55,12 +55,14 @@ def open_plane(database_url: str, tmp_path: Path) -> OpenPlane:
 
     @asynccontextmanager
     async def opened(
-        registry: ServiceRegistry | None = None, clock: Clock = SYSTEM_CLOCK
+        registry: ServiceRegistry | None = None, clock: Clock = SYSTEM_CLOCK, events: bool = False
     ) -> AsyncIterator[Plane]:
+        """``events=True`` serves the runtime's own bus (the SQL log in the test's database,
+        as `hybridmesh serve` opens it), so the CLI sees the same dead letters."""
         settings = Settings(database_url=database_url)
         runtime = await Runtime.open(
             settings,
-            events=False,
+            events=events,
             registry=registry,
             clock=clock,
             exchange_dir=tmp_path / "exchange",
@@ -70,10 +72,8 @@ def open_plane(database_url: str, tmp_path: Path) -> OpenPlane:
             secrets = {
                 role: (await tokens.create(role, role))[1] for role in ("read", "operate", "admin")
             }
-            bus = EventBus(MemoryEventBackend())
-            app = create_app(
-                bus, settings=settings, control=ControlPlane.on(runtime.store, runtime.engine)
-            )
+            bus = runtime.bus or EventBus(MemoryEventBackend())
+            app = create_app(bus, settings=settings, control=ControlPlane.of(runtime))
             async with serve(app) as url, aiohttp.ClientSession() as http:
                 yield Plane(url, http, runtime, app, secrets)
         finally:

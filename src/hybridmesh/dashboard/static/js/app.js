@@ -7,9 +7,11 @@ import { clearBanner, initBanner } from "./banner.js";
 import { h } from "./dom.js";
 import { route, startRouter, stopView } from "./router.js";
 import { clearToken, getToken, setToken } from "./session.js";
+import { deadLettersView } from "./views/dead-letters.js";
 import { executionView } from "./views/execution.js";
 import { executionsView } from "./views/executions.js";
 import { placeholder } from "./views/placeholder.js";
+import { reviewView } from "./views/review.js";
 import { serviceView, servicesView } from "./views/services.js";
 
 /** The nav bar: [path, label]. */
@@ -33,8 +35,8 @@ route("/migrations", placeholder("Migrations", "Migration plans and their progre
 route("/routes", placeholder("Routes", "The gateway's routes and where each one sends its traffic will be shown here."));
 route("/flags", placeholder("Flags", "Feature flags and their rollout will be shown here."));
 route("/events", placeholder("Events", "A live stream of the platform's events will be shown here."));
-route("/dead-letters", placeholder("Dead letters", "Events that could not be delivered, to inspect and replay, will be shown here."));
-route("/review", placeholder("Review", "Executions and compensations that wait for a person will be shown here."));
+route("/dead-letters", deadLettersView);
+route("/review", reviewView);
 route("/slo", placeholder("SLO", "The service-level objectives report will be shown here."));
 
 const $ = (id) => document.getElementById(id);
@@ -88,8 +90,9 @@ async function signIn(event) {
   setToken(token);
   $("sign-in-error").textContent = "";
   try {
-    // Any read will do: it proves the token is known and not revoked.
-    await api.get("/services", { query: { limit: 1 }, quiet: true });
+    // Any read will do: it proves the token is known and not revoked. (The services
+    // listing takes no parameters: the API refuses unknown ones with a 400.)
+    await api.get("/services", { quiet: true });
   } catch (error) {
     clearToken();
     $("sign-in-error").textContent = error instanceof ApiError ? error.message : String(error);
