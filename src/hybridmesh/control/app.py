@@ -18,7 +18,7 @@ from aiohttp import web
 from hybridmesh.control.declare import Call, Operation, Operations
 from hybridmesh.control.openapi import openapi_document
 from hybridmesh.control.plane import PLANE, ControlPlane
-from hybridmesh.control.routes import audit, executions, registry
+from hybridmesh.control.routes import audit, executions, flags, gateway, migrations, registry
 
 meta = Operations()
 
@@ -26,6 +26,9 @@ meta = Operations()
 TAGS = {
     "registry": "The service registry: services, their graph, pattern recommendations.",
     "executions": "Saga and workflow executions: list, inspect, start, cancel.",
+    "migrations": "Migration plans: where each stands, its history, a person's controls.",
+    "routes": "The gateway's routes: weights, live figures per backend, mirror mismatches.",
+    "flags": "Feature flags: list, inspect, evaluate, set.",
     "audit": "Who wrote what through this API.",
     "meta": "This API's own description.",
 }
@@ -63,6 +66,9 @@ async def get_api_docs(call: Call) -> object:
 OPERATION_TABLES: tuple[Operations, ...] = (
     registry.operations,
     executions.operations,
+    migrations.operations,
+    gateway.operations,
+    flags.operations,
     audit.operations,
     meta,
 )

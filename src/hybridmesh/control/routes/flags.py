@@ -1,0 +1,5 @@
+"""placeholder"""
+
+from hybridmesh.control.declare import Operations
+
+operations = Operations()
