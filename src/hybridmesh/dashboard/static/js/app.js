@@ -9,6 +9,7 @@ import { route, startRouter, stopView } from "./router.js";
 import { clearToken, getToken, setToken } from "./session.js";
 import { executionView } from "./views/execution.js";
 import { executionsView } from "./views/executions.js";
+import { migrationView, migrationsView } from "./views/migrations.js";
 import { placeholder } from "./views/placeholder.js";
 import { serviceView, servicesView } from "./views/services.js";
 
@@ -29,7 +30,8 @@ route("/services", servicesView);
 route("/services/:name", serviceView);
 route("/executions", executionsView);
 route("/executions/:id", executionView);
-route("/migrations", placeholder("Migrations", "Migration plans and their progress will be shown here."));
+route("/migrations", migrationsView);
+route("/migrations/:name", migrationView);
 route("/routes", placeholder("Routes", "The gateway's routes and where each one sends its traffic will be shown here."));
 route("/flags", placeholder("Flags", "Feature flags and their rollout will be shown here."));
 route("/events", placeholder("Events", "A live stream of the platform's events will be shown here."));
@@ -89,7 +91,7 @@ async function signIn(event) {
   $("sign-in-error").textContent = "";
   try {
     // Any read will do: it proves the token is known and not revoked.
-    await api.get("/services", { query: { limit: 1 }, quiet: true });
+    await api.get("/services", { quiet: true });
   } catch (error) {
     clearToken();
     $("sign-in-error").textContent = error instanceof ApiError ? error.message : String(error);
