@@ -11,6 +11,7 @@ import { executionView } from "./views/execution.js";
 import { executionsView } from "./views/executions.js";
 import { migrationView, migrationsView } from "./views/migrations.js";
 import { placeholder } from "./views/placeholder.js";
+import { routeView, routesView } from "./views/routes.js";
 import { serviceView, servicesView } from "./views/services.js";
 
 /** The nav bar: [path, label]. */
@@ -32,7 +33,8 @@ route("/executions", executionsView);
 route("/executions/:id", executionView);
 route("/migrations", migrationsView);
 route("/migrations/:name", migrationView);
-route("/routes", placeholder("Routes", "The gateway's routes and where each one sends its traffic will be shown here."));
+route("/routes", routesView);
+route("/routes/:name", routeView);
 route("/flags", placeholder("Flags", "Feature flags and their rollout will be shown here."));
 route("/events", placeholder("Events", "A live stream of the platform's events will be shown here."));
 route("/dead-letters", placeholder("Dead letters", "Events that could not be delivered, to inspect and replay, will be shown here."));
