@@ -65,7 +65,9 @@ async def test_stats_give_each_backends_rate_errors_and_p95(plane: Plane) -> Non
     by_name = {b.backend: b for b in stats.backends}
     assert (by_name["monolith"].requests, by_name["monolith"].errors) == (40, 4)
     assert by_name["monolith"].error_rate == 0.1
-    assert by_name["delivery"].p95_ms is not None and 180 < by_name["delivery"].p95_ms < 230  # buckets of 12 %
+    assert (
+        by_name["delivery"].p95_ms is not None and 180 < by_name["delivery"].p95_ms < 230
+    )  # buckets of 12 %
 
 
 async def test_setting_a_weight_moves_traffic_in_the_store(plane: Plane) -> None:
