@@ -60,7 +60,7 @@ def status_view(record: PlanRecord, routes: Mapping[str, Route], now: float) -> 
     if record.step < len(steps):
         step = steps[record.step]
         route = getattr(step.action, "route", None)
-        if route in routes:
+        if isinstance(route, str) and route in routes:
             view["weights"] = {b.name: b.weight for b in routes[route].backends}
             view["route"] = route
         if step.gate is not None:
