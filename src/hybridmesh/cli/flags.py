@@ -14,16 +14,16 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-import pydantic
 from rich.markup import escape
 from rich.table import Table
 
 from hybridmesh.cli._common import console, emit_json, err_console, get_ctx, json_option, run
 from hybridmesh.core.errors import Problem, ValidationError
 from hybridmesh.flags.evaluation import Evaluation
-from hybridmesh.flags.files import LoadedFlag, load_flags, validation_error
-from hybridmesh.flags.model import TARGETING_KEY, Flag, with_rollout
-from hybridmesh.flags.store import FlagStore, StoredFlag
+from hybridmesh.flags.files import LoadedFlag, load_flags
+from hybridmesh.flags.model import TARGETING_KEY
+from hybridmesh.flags.store import FlagStore
+from hybridmesh.flags.summary import evaluation_dict, flag_change, flag_summary
 from hybridmesh.store import open_ready_store
 
 T = TypeVar("T")
@@ -77,35 +77,6 @@ def _pairs(values: tuple[str, ...], option: str) -> list[tuple[str, str]]:
     return pairs
 
 
-def _summary(stored: StoredFlag) -> dict[str, Any]:
-    flag = stored.flag
-    return {
-        "key": flag.key,
-        "enabled": flag.enabled,
-        "type": flag.kind,
-        "default_variant": flag.default_variant,
-        "variants": list(flag.variants),
-        "rules": len(flag.targeting),
-        "rollout": _rollout(flag),
-        "description": flag.description,
-        "version": stored.version,
-        "revision": stored.revision,
-        "source": stored.source,
-        "updated_at": stored.updated_at,
-    }
-
-
-def _rollout(flag: Flag) -> dict[str, float] | None:
-    """The percentages of the flag's last rule when it is a split of everyone."""
-    if not flag.targeting:
-        return None
-    last = flag.targeting[-1]
-    if last.when or last.fractional is None:
-        return None
-    total = sum(s.weight for s in last.fractional)
-    return {s.variant: round(100 * s.weight / total, 4) for s in last.fractional}
-
-
 @click.group()
 def flags() -> None:
     """Feature flags: apply YAML, set, list, show, evaluate, delete."""
@@ -149,7 +120,7 @@ def flags_apply(path: Path, prune: bool, as_json: bool) -> None:
 def flags_list(as_json: bool) -> None:
     """The stored flags."""
     stored = run(_with_flags(lambda s: s.list(), create=False))
-    rows = [_summary(s) for s in stored]
+    rows = [flag_summary(s) for s in stored]
     if as_json:
         emit_json(rows)
         return
@@ -181,7 +152,7 @@ def flags_show(key: str, as_json: bool) -> None:
     """One flag, as stored (exits 1 when there is none)."""
     stored = run(_with_flags(lambda s: s.get(key), create=False))
     if as_json:
-        emit_json({**_summary(stored), "definition": stored.flag.definition()})
+        emit_json({**flag_summary(stored), "definition": stored.flag.definition()})
         return
     import yaml
 
@@ -239,29 +210,15 @@ def flags_set(
     given_variants = {name: _json_or_text(value) for name, value in _pairs(variants, "--variant")}
     shares = [(name, _percent(value)) for name, value in _pairs(percents, "--percent")]
 
-    def change(current: Flag | None) -> Flag:
-        if current is None and (not given_variants or default_variant is None):
-            raise click.UsageError(
-                f"there is no flag {key!r}: give --variant NAME=VALUE (at least one) and "
-                "--default NAME to create it"
-            )
-        base: dict[str, Any] = {} if current is None else current.definition()
-        spec: dict[str, Any] = {**base, "key": key}
-        spec["variants"] = {**base.get("variants", {}), **given_variants}
-        if default_variant is not None:
-            spec["default_variant"] = default_variant
-        if description is not None:
-            spec["description"] = description
-        if enabled is not None:
-            spec["enabled"] = enabled
-        rules: list[Any] = [] if clear_targeting else list(base.get("targeting", []))
-        if shares:
-            rules = with_rollout(rules, shares, spec["default_variant"])
-        spec["targeting"] = rules
-        try:
-            return Flag.model_validate(spec)
-        except pydantic.ValidationError as invalid:
-            raise validation_error(invalid) from None
+    change = flag_change(
+        key,
+        variants=given_variants,
+        default_variant=default_variant,
+        description=description,
+        enabled=enabled,
+        shares=shares,
+        clear_targeting=clear_targeting,
+    )
 
     try:
         stored = run(_with_flags(lambda s: s.update(key, change, source="cli")))
@@ -269,9 +226,9 @@ def flags_set(
         _problems(invalid.problems)
         raise SystemExit(2) from None
     if as_json:
-        emit_json({**_summary(stored), "definition": stored.flag.definition()})
+        emit_json({**flag_summary(stored), "definition": stored.flag.definition()})
         return
-    summary = _summary(stored)
+    summary = flag_summary(stored)
     rollout = summary["rollout"]
     state = "enabled" if summary["enabled"] else "disabled"
     line = f"{escape(key)}: {state}, default {escape(summary['default_variant'])}"
@@ -330,22 +287,11 @@ def flags_evaluate(
     client = FlagClient.from_flags([stored.flag])
     found = client.evaluate(key, attributes, None if default is None else _json_or_text(default))
     if as_json:
-        emit_json(_evaluation_dict(found))
+        emit_json(evaluation_dict(found))
     else:
         _print_evaluation(found)
     if found.error_code is not None and found.error_code != "TARGETING_KEY_MISSING":
         raise SystemExit(2)  # the default given is of another type than the flag's
-
-
-def _evaluation_dict(found: Evaluation) -> dict[str, Any]:
-    return {
-        "flag_key": found.flag_key,
-        "value": found.value,
-        "variant": found.variant,
-        "reason": found.reason,
-        "error_code": found.error_code,
-        "error_message": found.error_message,
-    }
 
 
 def _print_evaluation(found: Evaluation) -> None:

@@ -30,7 +30,8 @@ from hybridmesh.cli._common import (
 from hybridmesh.core.errors import Problem, ValidationError
 from hybridmesh.core.process import tune_gc
 from hybridmesh.gateway.config import LoadedRoute, Route, load_routes
-from hybridmesh.gateway.state import GatewayState, StoredRoute
+from hybridmesh.gateway.state import GatewayState
+from hybridmesh.gateway.summary import route_mismatches, route_stats, route_summary, shown_spec
 from hybridmesh.store import open_ready_store, open_store
 
 T = TypeVar("T")
@@ -54,46 +55,6 @@ def _loaded(path: Path) -> list[LoadedRoute]:
     except ValidationError as invalid:
         _problems(invalid.problems)
         raise SystemExit(2) from None
-
-
-def _route_summary(stored: StoredRoute) -> dict[str, Any]:
-    route = stored.route
-    path = route.match.path
-    return {
-        "name": route.name,
-        "hosts": list(route.match.hosts),
-        "path": path.model_dump(exclude_none=True),
-        "methods": list(route.match.methods),
-        "backends": [
-            {
-                "name": b.name,
-                "target": b.url or f"service:{b.service}",
-                "weight": b.weight,
-            }
-            for b in route.backends
-        ],
-        "sticky": route.sticky.model_dump(exclude_none=True) if route.sticky else None,
-        "mirror": route.mirror.model_dump(mode="json") if route.mirror else None,
-        "policies": sorted(route.policies),
-        "revision": stored.revision,
-        "source": stored.source,
-        "updated_at": stored.updated_at,
-    }
-
-
-#: Policy settings never printed: shared secrets (a jwt route's HS256 ``secret``).
-_SECRET_SETTINGS = frozenset({"secret"})
-
-
-def _shown_spec(route: Route) -> dict[str, Any]:
-    """The route as stored, with its secrets masked: `routes show` output is copied into
-    tickets and chats, and a secret belongs in the environment (``secret_env``)."""
-    spec = route.model_dump(mode="json", exclude_defaults=True)
-    for settings in spec.get("policies", {}).values():
-        if isinstance(settings, dict):
-            for name in _SECRET_SETTINGS & settings.keys():
-                settings[name] = "********"
-    return spec
 
 
 # -- the gateway process -------------------------------------------------------------------
@@ -344,7 +305,7 @@ def routes_diff(path: Path, prune: bool, as_json: bool) -> None:
 def routes_list(as_json: bool) -> None:
     """The stored routes."""
     stored = run(_with_state(lambda s: s.routes(), create=False))
-    rows = [_route_summary(s) for s in stored]
+    rows = [route_summary(s) for s in stored]
     if as_json:
         emit_json(rows)
         return
@@ -374,15 +335,15 @@ def routes_show(name: str, as_json: bool) -> None:
     if as_json:
         emit_json(
             {
-                **_route_summary(stored),
-                "spec": _shown_spec(stored.route),
+                **route_summary(stored),
+                "spec": shown_spec(stored.route),
             }
         )
         return
     import yaml
 
     console.print(f"[bold]{escape(name)}[/bold] (revision {stored.revision})")
-    text = yaml.safe_dump(_shown_spec(stored.route), sort_keys=False)
+    text = yaml.safe_dump(shown_spec(stored.route), sort_keys=False)
     console.print(text, markup=False, highlight=False)
 
 
@@ -481,13 +442,7 @@ def routes_mismatches(name: str, limit: int, as_json: bool) -> None:
     primary's answer and the candidate's (the route's mirror.compare.keep newest are
     kept). Exits 1 when there is no such route and nothing kept for it."""
 
-    async def read(state: GatewayState) -> list[Any]:
-        found = await state.mismatches(name, limit)
-        if not found:
-            await state.route(name)  # no route either: NotFoundError
-        return found
-
-    found = run(_with_state(read, create=False))
+    found = run(_with_state(lambda s: route_mismatches(s, name, limit), create=False))
     if as_json:
         emit_json([m.to_dict() for m in found])
         return
@@ -562,13 +517,7 @@ def routes_stats(name: str, window: str, as_json: bool) -> None:
             param_hint="--window",
         )
 
-    async def read(state: GatewayState) -> Any:
-        stats = await state.window_stats(name, int(seconds))
-        if not stats.backends:
-            await state.route(name)  # no route either: NotFoundError
-        return stats
-
-    stats = run(_with_state(read, create=False))
+    stats = run(_with_state(lambda s: route_stats(s, name, int(seconds)), create=False))
     if as_json:
         emit_json(stats.to_dict())
         return

@@ -28,9 +28,8 @@ from rich.table import Table
 from hybridmesh.cli._common import console, emit_json, err_console, get_ctx, json_option, run
 from hybridmesh.core.errors import Problem, ValidationError
 from hybridmesh.core.limits import describe, location
-from hybridmesh.gateway.config import Route
 from hybridmesh.gateway.state import GatewayState
-from hybridmesh.migration.gates import Tally
+from hybridmesh.migration.overview import plan_overview, plan_status
 from hybridmesh.migration.plans import (
     DEFAULT_STEPS,
     Action,
@@ -46,7 +45,7 @@ from hybridmesh.migration.plans import (
     parse_plans,
 )
 from hybridmesh.migration.runner import PlanRunner
-from hybridmesh.migration.state import MigrationState, Phase, PlanRecord, Status
+from hybridmesh.migration.state import MigrationState, PlanRecord, Status
 from hybridmesh.store import Store, open_ready_store
 
 T = TypeVar("T")
@@ -306,35 +305,6 @@ def _draw_steps(record: PlanRecord) -> None:
         )
 
 
-def _status_view(record: PlanRecord, routes: dict[str, Route], now: float) -> dict[str, Any]:
-    """What ``status`` shows: the step, weights, the gate against its thresholds, time left."""
-    view = record.to_dict()
-    steps = record.plan.steps
-    if record.step < len(steps):
-        step = steps[record.step]
-        action = step.action
-        route = getattr(action, "route", None)
-        if route in routes:
-            view["weights"] = {b.name: b.weight for b in routes[route].backends}
-            view["route"] = route
-        if step.gate is not None:
-            tally = Tally.from_dict(record.gate)
-            view["thresholds"] = step.gate.model_dump(mode="json")
-            view["last_measurement"] = tally.last
-            view["measurements"] = {
-                "taken": tally.measurements,
-                "passed": tally.passed,
-                "failed": tally.failed,
-                "inconclusive": tally.inconclusive,
-                "requests": tally.requests,
-            }
-            if record.phase is Phase.MONITORING and record.window_started is not None:
-                view["window_left_seconds"] = round(
-                    max(record.window_started + step.gate.window - now, 0.0), 1
-                )
-    return view
-
-
 def _print_status(view: dict[str, Any]) -> Table:
     table = Table(box=None, show_header=False)
     table.add_column(style="bold")
@@ -379,9 +349,7 @@ def _print_status(view: dict[str, Any]) -> Table:
 
 
 async def _load_view(store: Store, name: str) -> dict[str, Any]:
-    record = await MigrationState(store).get(name)
-    routes = {s.route.name: s.route for s in await GatewayState(store).routes()}
-    return _status_view(record, routes, time.time())
+    return await plan_status(store, name)
 
 
 @migrate.command("list")
@@ -413,22 +381,12 @@ def migrate_list(as_json: bool) -> None:
 @click.argument("plan")
 @json_option
 def migrate_show(plan: str, as_json: bool) -> None:
-    """Draw PLAN's steps and where it stands."""
-
-    async def load(store: Store) -> tuple[PlanRecord, list[tuple[int, float]]]:
-        state = MigrationState(store)
-        return await state.get(plan), await state.versions(plan)
-
-    record, versions = run(_with_store(load, create=False))
+    """Draw PLAN's steps and where it stands; with --json, also its history: each shift of
+    traffic, each gate's verdicts and its backend's figures over time, and its audit."""
     if as_json:
-        emit_json(
-            {
-                **record.to_dict(),
-                "plan": record.plan.to_json(),
-                "versions": [{"version": v, "created_at": at} for v, at in versions],
-            }
-        )
+        emit_json(run(_with_store(lambda s: plan_overview(s, plan), create=False)))
         return
+    record = run(_with_store(lambda s: MigrationState(s).get(plan), create=False))
     spec = record.plan.spec
     console.print(
         f"[bold]{escape(record.name)}[/bold] (version {record.version}): "

@@ -24,6 +24,9 @@ from hybridmesh.control.routes import (
     breakers,
     dead_letters,
     executions,
+    flags,
+    gateway,
+    migrations,
     registry,
     review,
 )
@@ -38,6 +41,9 @@ TAGS = {
     "review": "The manual review queue: list, inspect, retry, resolve, discard.",
     "batch": "Records queued for legacy systems and the runs that delivered them.",
     "breakers": "The circuit breakers of the serving process.",
+    "migrations": "Migration plans: where each stands, its history, a person's controls.",
+    "routes": "The gateway's routes: weights, live figures per backend, mirror mismatches.",
+    "flags": "Feature flags: list, inspect, evaluate, set.",
     "audit": "Who wrote what through this API.",
     "meta": "This API's own description.",
 }
@@ -79,6 +85,9 @@ OPERATION_TABLES: tuple[Operations, ...] = (
     review.operations,
     batches.operations,
     breakers.operations,
+    migrations.operations,
+    gateway.operations,
+    flags.operations,
     audit.operations,
     meta,
 )

@@ -317,6 +317,40 @@ async def window_stats(
     )
 
 
+async def backend_series(
+    store: Store, route: str, backend: str, since: int, until: int, step: int
+) -> list[BackendWindow]:
+    """``backend`` of ``route`` from second ``since`` (included) to ``until`` (excluded)
+    in slices of ``step`` seconds, every replica together: one :class:`BackendWindow` per
+    slice, oldest first (slice ``i`` starts at ``since + i * step``; one without a request
+    counts 0). One read, whatever the number of slices: a chart of a metric over time."""
+    step = max(1, int(step))
+    rows = await store.fetch_all(
+        "SELECT second, requests, errors, compared, mismatches, latency FROM gw_windows "
+        "WHERE route = ? AND backend = ? AND second >= ? AND second < ?",
+        route,
+        backend,
+        since,
+        until,
+    )
+    slices = max(0, -(-(until - since) // step))
+    requests, errors = [0] * slices, [0] * slices
+    compared, mismatches = [0] * slices, [0] * slices
+    latency = [LatencyHistogram() for _ in range(slices)]
+    for row in rows:
+        index = (int(row["second"]) - since) // step
+        requests[index] += int(row["requests"])
+        errors[index] += int(row["errors"])
+        compared[index] += int(row["compared"])
+        mismatches[index] += int(row["mismatches"])
+        with contextlib.suppress(ValueError, TypeError, AttributeError):
+            latency[index].merge(LatencyHistogram.from_json(loads(row["latency"])))
+    return [
+        BackendWindow(backend, requests[i], errors[i], latency[i], compared[i], mismatches[i])
+        for i in range(slices)
+    ]
+
+
 _DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*", re.IGNORECASE)
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -520,6 +554,7 @@ __all__ = [
     "LatencyHistogram",
     "WindowRecorder",
     "WindowStats",
+    "backend_series",
     "default_replica_id",
     "merge_histograms",
     "parse_duration",

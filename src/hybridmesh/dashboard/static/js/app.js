@@ -10,8 +10,10 @@ import { clearToken, getToken, setToken } from "./session.js";
 import { deadLettersView } from "./views/dead-letters.js";
 import { executionView } from "./views/execution.js";
 import { executionsView } from "./views/executions.js";
+import { migrationView, migrationsView } from "./views/migrations.js";
 import { placeholder } from "./views/placeholder.js";
 import { reviewView } from "./views/review.js";
+import { routeView, routesView } from "./views/routes.js";
 import { serviceView, servicesView } from "./views/services.js";
 
 /** The nav bar: [path, label]. */
@@ -31,8 +33,10 @@ route("/services", servicesView);
 route("/services/:name", serviceView);
 route("/executions", executionsView);
 route("/executions/:id", executionView);
-route("/migrations", placeholder("Migrations", "Migration plans and their progress will be shown here."));
-route("/routes", placeholder("Routes", "The gateway's routes and where each one sends its traffic will be shown here."));
+route("/migrations", migrationsView);
+route("/migrations/:name", migrationView);
+route("/routes", routesView);
+route("/routes/:name", routeView);
 route("/flags", placeholder("Flags", "Feature flags and their rollout will be shown here."));
 route("/events", placeholder("Events", "A live stream of the platform's events will be shown here."));
 route("/dead-letters", deadLettersView);
