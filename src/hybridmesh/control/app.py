@@ -15,10 +15,12 @@ from typing import Any
 
 from aiohttp import web
 
+from hybridmesh.api._context import BUS
 from hybridmesh.control.declare import Call, Operation, Operations
+from hybridmesh.control.live import LIVE, LiveFeed
 from hybridmesh.control.openapi import openapi_document
 from hybridmesh.control.plane import PLANE, ControlPlane
-from hybridmesh.control.routes import audit, executions, registry
+from hybridmesh.control.routes import audit, executions, registry, replications, slo, stream
 
 meta = Operations()
 
@@ -26,6 +28,9 @@ meta = Operations()
 TAGS = {
     "registry": "The service registry: services, their graph, pattern recommendations.",
     "executions": "Saga and workflow executions: list, inspect, start, cancel.",
+    "live": "Live bus events and execution changes, as server-sent events.",
+    "slo": "Service level objectives: SLI, error budget and burn rate per window.",
+    "replications": "Replications and bridges: status, lag, latest reconciliation run.",
     "audit": "Who wrote what through this API.",
     "meta": "This API's own description.",
 }
@@ -63,6 +68,9 @@ async def get_api_docs(call: Call) -> object:
 OPERATION_TABLES: tuple[Operations, ...] = (
     registry.operations,
     executions.operations,
+    stream.operations,
+    slo.operations,
+    replications.operations,
     audit.operations,
     meta,
 )
@@ -86,8 +94,15 @@ def _docs_page() -> str:
 def mount_control_plane(app: web.Application, plane: ControlPlane) -> None:
     """Serve the control plane from ``app`` (before it starts), working on ``plane``."""
     app[PLANE] = plane
+    app[LIVE] = LiveFeed(app[BUS], plane.store)
+    app.on_shutdown.append(_close_live_feed)
     for table in OPERATION_TABLES:
         app.add_routes(table.routes())
+
+
+async def _close_live_feed(app: web.Application) -> None:
+    """End every event stream as the server stops, so none holds the shutdown up."""
+    await app[LIVE].close()
 
 
 __all__ = ["OPERATION_TABLES", "TAGS", "all_operations", "mount_control_plane", "openapi"]
