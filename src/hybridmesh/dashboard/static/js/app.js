@@ -9,8 +9,11 @@ import { route, startRouter, stopView } from "./router.js";
 import { clearToken, getToken, setToken } from "./session.js";
 import { executionView } from "./views/execution.js";
 import { executionsView } from "./views/executions.js";
+import { eventsView } from "./views/events.js";
 import { placeholder } from "./views/placeholder.js";
+import { replicationsView } from "./views/replications.js";
 import { serviceView, servicesView } from "./views/services.js";
+import { sloView } from "./views/slo.js";
 
 /** The nav bar: [path, label]. */
 const NAV = [
@@ -23,6 +26,7 @@ const NAV = [
   ["/dead-letters", "Dead letters"],
   ["/review", "Review"],
   ["/slo", "SLO"],
+  ["/replications", "Replications"],
 ];
 
 route("/services", servicesView);
@@ -32,10 +36,11 @@ route("/executions/:id", executionView);
 route("/migrations", placeholder("Migrations", "Migration plans and their progress will be shown here."));
 route("/routes", placeholder("Routes", "The gateway's routes and where each one sends its traffic will be shown here."));
 route("/flags", placeholder("Flags", "Feature flags and their rollout will be shown here."));
-route("/events", placeholder("Events", "A live stream of the platform's events will be shown here."));
+route("/events", eventsView);
 route("/dead-letters", placeholder("Dead letters", "Events that could not be delivered, to inspect and replay, will be shown here."));
 route("/review", placeholder("Review", "Executions and compensations that wait for a person will be shown here."));
-route("/slo", placeholder("SLO", "The service-level objectives report will be shown here."));
+route("/slo", sloView);
+route("/replications", replicationsView);
 
 const $ = (id) => document.getElementById(id);
 let routerStarted = false;
@@ -89,7 +94,7 @@ async function signIn(event) {
   $("sign-in-error").textContent = "";
   try {
     // Any read will do: it proves the token is known and not revoked.
-    await api.get("/services", { query: { limit: 1 }, quiet: true });
+    await api.get("/services", { quiet: true });
   } catch (error) {
     clearToken();
     $("sign-in-error").textContent = error instanceof ApiError ? error.message : String(error);
