@@ -200,18 +200,23 @@ class _Source:
 
     def __init__(self) -> None:
         self.task: asyncio.Task[None] | None = None
-        self.stopper: asyncio.TimerHandle | None = None
+        self.stopper: asyncio.Task[None] | None = None
 
     def keep(self) -> None:
+        """A subscriber wants it: call off a pending stop."""
         if self.stopper is not None:
             self.stopper.cancel()
             self.stopper = None
 
-    def release(self, linger: float, stop: Any) -> None:
+    def release(self, linger: float) -> None:
+        """No subscriber wants it any more: stop it after ``linger`` seconds."""
         self.keep()
-        self.stopper = asyncio.get_running_loop().call_later(
-            linger, lambda: asyncio.ensure_future(stop())
-        )
+        self.stopper = asyncio.create_task(self._stop_after(linger))
+
+    async def _stop_after(self, linger: float) -> None:
+        await asyncio.sleep(linger)
+        self.stopper = None  # this task must not cancel itself in stop()
+        await self.stop()
 
     async def stop(self) -> None:
         self.keep()
@@ -285,9 +290,9 @@ class LiveFeed:
         if self.closing:
             return
         if subscriber.events and not any(s.events for s in self._subscribers):
-            self._events.release(self.linger, self._events.stop)
+            self._events.release(self.linger)
         if subscriber.executions and not any(s.executions for s in self._subscribers):
-            self._executions.release(self.linger, self._executions.stop)
+            self._executions.release(self.linger)
 
     async def _deliver(self, delivery: Delivery) -> None:
         event = delivery.event

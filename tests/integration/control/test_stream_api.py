@@ -127,6 +127,14 @@ async def test_reconnecting_with_last_event_id_sends_what_was_missed(plane: Plan
             assert [(await again.next()).id for _ in missed] == [e.id for e in missed]
 
 
+async def test_a_last_event_id_no_longer_kept_is_said_to_leave_a_gap(plane: Plane) -> None:
+    headers = {"Last-Event-ID": "an-event-this-server-never-saw"}
+    async with opened(plane, "topics=events", headers=headers) as stream:
+        assert await stream.comment() == "events since Last-Event-ID may be missing"
+        sent = await publish(plane, "order.placed", {"n": 1})
+        assert (await stream.next()).id == sent.id
+
+
 async def test_an_idle_stream_gets_heartbeats(plane: Plane) -> None:
     plane.app[LIVE].heartbeat = 0.05
     async with opened(plane, "topics=events") as stream:
