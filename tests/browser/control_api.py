@@ -10,7 +10,10 @@ roles (read < operate), problem details for errors, and these shapes:
 - ``GET /executions?status=&limit=&cursor=``: ``{"items": [execution, ...],
   "next_cursor": str | null}``, newest first;
 - ``GET /executions/{id}``: the execution with its ``history`` (oldest first);
-- ``POST /executions/{id}/cancel`` (operate): 202 with the execution; 409 once it ended.
+- ``POST /executions/{id}/cancel`` (operate): 202 with the execution; 409 once it ended;
+- ``GET /stream``: the real live stream (:mod:`hybridmesh.control.routes.stream`) over the
+  app's bus and the engine's store, behind the stand-in's tokens, for the views that
+  follow it.
 """
 
 from __future__ import annotations
@@ -19,7 +22,11 @@ from typing import Any
 
 from aiohttp import web
 
+from hybridmesh.api._context import BUS
 from hybridmesh.api.problems import problem_response
+from hybridmesh.control.declare import Call
+from hybridmesh.control.live import LIVE, LiveFeed
+from hybridmesh.control.routes.stream import StreamQuery, stream_events
 from hybridmesh.core.errors import ValidationError
 from hybridmesh.orchestration import Orchestrator
 from hybridmesh.orchestration.admin import list_executions, load_execution, load_history
@@ -141,10 +148,25 @@ async def cancel(request: web.Request) -> web.Response:
     return web.json_response(found.to_dict(), status=202)
 
 
+async def stream(request: web.Request) -> web.StreamResponse:
+    query = StreamQuery.model_validate(dict(request.query))
+    call = Call(request, plane=None, principal=None, query=query)  # type: ignore[arg-type]
+    response = await stream_events(call)
+    assert isinstance(response, web.StreamResponse)
+    return response
+
+
+async def _close_feed(app: web.Application) -> None:
+    await app[LIVE].close()
+
+
 def add_control_api(app: web.Application, registry: ServiceRegistry, engine: Orchestrator) -> None:
     """Serve the stand-in under ``/api/v1`` on ``app``."""
     app[REGISTRY] = registry
     app[ENGINE] = engine
+    app[LIVE] = LiveFeed(app[BUS], engine.store)
+    app.on_shutdown.append(_close_feed)
+    app.router.add_get("/api/v1/stream", _guarded("read", stream))
     app.router.add_get("/api/v1/services", _guarded("read", services))
     app.router.add_get("/api/v1/services/{name}", _guarded("read", service))
     app.router.add_get("/api/v1/registry/graph", _guarded("read", graph))

@@ -10,7 +10,7 @@ from tests.browser.conftest import PageErrors, screenshot
 from tests.browser.control_api import OPERATE_TOKEN, READ_TOKEN
 from tests.browser.stack import SERVICES, Stack
 
-PLACEHOLDERS = ["flags", "events", "slo"]
+PLACEHOLDERS = ["flags"]
 
 
 def sign_in(page: Page, token: str = READ_TOKEN, at: str = "/ui/") -> None:

@@ -62,18 +62,14 @@ from hybridmesh.api.problems import problem_response
 from hybridmesh.core.errors import ValidationError
 from hybridmesh.core.ids import new_id
 from hybridmesh.core.serialization import JSONNumberError, dumps, loads_input
-from hybridmesh.events.backend import EventReader
+from hybridmesh.events.backend import Delivery, EventReader
 from hybridmesh.events.bus import EventBus
 from hybridmesh.events.envelope import CloudEvent
 from hybridmesh.events.subjects import matches, validate_pattern
+from hybridmesh.events.watch import watch_bus
 from hybridmesh.observability import MeshMetrics, get_logger
 
 log = get_logger("hybridmesh.api.websocket")
-
-_READ_BATCH = 500  # events the hub reads from the bus at once
-_READ_WAIT = 1.0  # seconds one read waits for events
-_REOPEN_PAUSE = 0.5  # seconds before reading again after a failed read, doubling ...
-_MAX_REOPEN_PAUSE = 5.0  # ... up to this
 
 #: Close code for a missing or refused token (4000-4999 are the application's; 401 inside).
 UNAUTHORIZED = 4401
@@ -294,30 +290,14 @@ class WebSocketHub:
         self._reading = asyncio.create_task(self._read(bus, pattern, reader))
 
     async def _read(self, bus: EventBus, pattern: str, reader: EventReader) -> None:
-        """Dispatch what ``reader`` reads until cancelled. A failed read (the backend is
-        away) opens a new reader after a pause: what was published meanwhile is missed,
-        which a live feed allows (see the module's text)."""
-        pause = _REOPEN_PAUSE
-        try:
-            while True:
-                try:
-                    deliveries = await reader.read(_READ_BATCH, _READ_WAIT)
-                except Exception as error:
-                    log.warning("hub: reading the bus failed (%s); reading again", error)
-                    with contextlib.suppress(Exception):
-                        await reader.close()
-                    await asyncio.sleep(pause)
-                    pause = min(pause * 2, _MAX_REOPEN_PAUSE)
-                    with contextlib.suppress(Exception):
-                        reader = await bus.open_reader(pattern, start="latest")
-                    continue
-                pause = _REOPEN_PAUSE
-                for delivery in deliveries:
-                    if delivery.event is not None:  # not a CloudEvent: nothing to forward
-                        await self.dispatch(delivery.event)
-        finally:
-            with contextlib.suppress(Exception):
-                await reader.close()
+        """Dispatch what ``reader`` reads until cancelled (see
+        :func:`~hybridmesh.events.watch.watch_bus`)."""
+
+        async def forward(delivery: Delivery) -> None:
+            if delivery.event is not None:  # not a CloudEvent: nothing to forward
+                await self.dispatch(delivery.event)
+
+        await watch_bus(bus, pattern, reader, forward, name="hub")
 
     async def __call__(self, event: CloudEvent) -> None:
         """The bus handler: :meth:`dispatch`."""

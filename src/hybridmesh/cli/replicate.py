@@ -27,6 +27,7 @@ from hybridmesh.cli._common import console, emit_json, get_ctx, json_option, run
 from hybridmesh.data.config import load_data
 from hybridmesh.data.control import DataControl, DataRecord, Desired
 from hybridmesh.data.runner import run_stored
+from hybridmesh.data.status import replication_status, replication_statuses
 from hybridmesh.store import Store, open_ready_store
 
 T = TypeVar("T")
@@ -65,12 +66,13 @@ def replicate_apply(file: Path, prune: bool, as_json: bool) -> None:
 @replicate.command("list")
 @json_option
 def replicate_list(as_json: bool) -> None:
-    """The stored replications and bridges, with what they last reported."""
+    """The stored replications and bridges, with what they last reported (and, with
+    --json, each replication's latest reconciliation run)."""
+    if as_json:
+        emit_json(run(_with_store(replication_statuses, create=False)))
+        return
     records = run(_with_store(lambda s: DataControl(s).list(), create=False))
     now = time.time()
-    if as_json:
-        emit_json([r.to_dict(now) for r in records])
-        return
     table = Table("name", "kind", "asked", "running", "phase", "lag", "applied")
     for r in records:
         status = r.status or {}
@@ -99,11 +101,12 @@ def _lag_text(status: dict[str, Any]) -> str:
 @click.argument("name")
 @json_option
 def replicate_status(name: str, as_json: bool) -> None:
-    """Where NAME stands: each table's backfill, the position, lag and conflicts."""
-    record = run(_with_store(lambda s: DataControl(s).get(name), create=False))
+    """Where NAME stands: each table's backfill, the position, lag and conflicts (and,
+    with --json, its latest reconciliation run)."""
     if as_json:
-        emit_json(record.to_dict())
+        emit_json(run(_with_store(lambda s: replication_status(s, name), create=False)))
         return
+    record = run(_with_store(lambda s: DataControl(s).get(name), create=False))
     console.print(_status_view(record, record.status or {}))
 
 

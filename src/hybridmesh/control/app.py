@@ -15,7 +15,9 @@ from typing import Any
 
 from aiohttp import web
 
+from hybridmesh.api._context import BUS
 from hybridmesh.control.declare import Call, Operation, Operations
+from hybridmesh.control.live import LIVE, LiveFeed
 from hybridmesh.control.openapi import openapi_document
 from hybridmesh.control.plane import PLANE, ControlPlane
 from hybridmesh.control.routes import (
@@ -28,7 +30,10 @@ from hybridmesh.control.routes import (
     gateway,
     migrations,
     registry,
+    replications,
     review,
+    slo,
+    stream,
 )
 
 meta = Operations()
@@ -44,6 +49,9 @@ TAGS = {
     "migrations": "Migration plans: where each stands, its history, a person's controls.",
     "routes": "The gateway's routes: weights, live figures per backend, mirror mismatches.",
     "flags": "Feature flags: list, inspect, evaluate, set.",
+    "live": "Live bus events and execution changes, as server-sent events.",
+    "slo": "Service level objectives: SLI, error budget and burn rate per window.",
+    "replications": "Replications and bridges: status, lag, latest reconciliation run.",
     "audit": "Who wrote what through this API.",
     "meta": "This API's own description.",
 }
@@ -88,6 +96,9 @@ OPERATION_TABLES: tuple[Operations, ...] = (
     migrations.operations,
     gateway.operations,
     flags.operations,
+    stream.operations,
+    slo.operations,
+    replications.operations,
     audit.operations,
     meta,
 )
@@ -111,8 +122,15 @@ def _docs_page() -> str:
 def mount_control_plane(app: web.Application, plane: ControlPlane) -> None:
     """Serve the control plane from ``app`` (before it starts), working on ``plane``."""
     app[PLANE] = plane
+    app[LIVE] = LiveFeed(app[BUS], plane.store)
+    app.on_shutdown.append(_close_live_feed)
     for table in OPERATION_TABLES:
         app.add_routes(table.routes())
+
+
+async def _close_live_feed(app: web.Application) -> None:
+    """End every event stream as the server stops, so none holds the shutdown up."""
+    await app[LIVE].close()
 
 
 __all__ = ["OPERATION_TABLES", "TAGS", "all_operations", "mount_control_plane", "openapi"]

@@ -85,13 +85,21 @@ export async function request(method, path, { query, body, signal, quiet = false
   if (response.ok) {
     return response.status === 204 ? null : response.json();
   }
+  throw await failure(response, { quiet });
+}
+
+/**
+ * The ApiError of an error answer, once it has been dealt with as every answer is: a 401
+ * signs the user out, anything else is shown in the banner (unless `quiet`).
+ */
+export async function failure(response, { quiet = false } = {}) {
   const error = new ApiError(await problemOf(response));
   if (response.status === 401) {
     unauthorized(error);
   } else if (!quiet) {
     showBanner(error.message, problemErrors(error.problem));
   }
-  throw error;
+  return error;
 }
 
 export const api = {

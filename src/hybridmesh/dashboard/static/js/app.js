@@ -10,11 +10,14 @@ import { clearToken, getToken, setToken } from "./session.js";
 import { deadLettersView } from "./views/dead-letters.js";
 import { executionView } from "./views/execution.js";
 import { executionsView } from "./views/executions.js";
+import { eventsView } from "./views/events.js";
 import { migrationView, migrationsView } from "./views/migrations.js";
 import { placeholder } from "./views/placeholder.js";
+import { replicationsView } from "./views/replications.js";
 import { reviewView } from "./views/review.js";
 import { routeView, routesView } from "./views/routes.js";
 import { serviceView, servicesView } from "./views/services.js";
+import { sloView } from "./views/slo.js";
 
 /** The nav bar: [path, label]. */
 const NAV = [
@@ -27,6 +30,7 @@ const NAV = [
   ["/dead-letters", "Dead letters"],
   ["/review", "Review"],
   ["/slo", "SLO"],
+  ["/replications", "Replications"],
 ];
 
 route("/services", servicesView);
@@ -38,10 +42,11 @@ route("/migrations/:name", migrationView);
 route("/routes", routesView);
 route("/routes/:name", routeView);
 route("/flags", placeholder("Flags", "Feature flags and their rollout will be shown here."));
-route("/events", placeholder("Events", "A live stream of the platform's events will be shown here."));
+route("/events", eventsView);
 route("/dead-letters", deadLettersView);
 route("/review", reviewView);
-route("/slo", placeholder("SLO", "The service-level objectives report will be shown here."));
+route("/slo", sloView);
+route("/replications", replicationsView);
 
 const $ = (id) => document.getElementById(id);
 let routerStarted = false;
