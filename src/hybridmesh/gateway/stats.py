@@ -34,6 +34,7 @@ replica's share.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import math
 import os
