@@ -1,11 +1,12 @@
 """The real control plane on loopback, for the browser tests of its views: the HTTP
 application as ``hybridmesh serve`` builds it (:func:`~hybridmesh.api.app.create_app` with
-``ControlPlane.of(runtime)``) over a :class:`~hybridmesh.runtime.Runtime` on a temporary
-SQLite store, whose bus is the SQL event log in that store, with one token of each role.
+the dashboard and ``ControlPlane.of(runtime)``) over a :class:`~hybridmesh.runtime.Runtime`
+on a temporary SQLite store, whose bus is the SQL event log in that store, with one token of
+each role. State is made through the domain APIs, on the stack's loop, with
+:meth:`PlaneStack.call`.
 
 As :mod:`tests.browser.stack`, it runs on an event loop of its own in a background thread
-(the tests drive Playwright's synchronous API); :meth:`PlaneStack.call` runs a coroutine
-there.
+(the tests drive Playwright's synchronous API from theirs).
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from hybridmesh.api.app import create_app
 from hybridmesh.control import ControlPlane, TokenStore
 from hybridmesh.core.settings import Settings
 from hybridmesh.events import EventBus
+from hybridmesh.events.envelope import CloudEvent
 from hybridmesh.runtime import Runtime
+from hybridmesh.store import Store
 
 T = TypeVar("T")
 
@@ -32,6 +35,7 @@ class PlaneStack:
     live token of each role, by role."""
 
     def __init__(self, store_path: Path) -> None:
+        self.store_path = store_path
         self.database_url = f"sqlite:///{store_path}"
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="plane", daemon=True)
@@ -43,9 +47,18 @@ class PlaneStack:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
 
     @property
+    def store(self) -> Store:
+        return self.runtime.store
+
+    @property
     def bus(self) -> EventBus:
         assert self.runtime.bus is not None
         return self.runtime.bus
+
+    def publish(self, type: str, data: Any = None, subject: str | None = None) -> CloudEvent:
+        """Publish an event on the stack's bus; the event as published."""
+        event = CloudEvent.create(type, "/orders", data, subject=subject)
+        return self.call(self.bus.publish(event))
 
     def start(self) -> None:
         self.thread.start()
@@ -59,7 +72,9 @@ class PlaneStack:
 
     async def _start(self) -> None:
         settings = Settings(database_url=self.database_url)
-        self.runtime = await Runtime.open(settings)
+        self.runtime = await Runtime.open(
+            settings, exchange_dir=self.store_path.parent / "exchange"
+        )
         tokens = TokenStore(self.runtime.store)
         for role in ("read", "operate", "admin"):
             self.tokens[role] = (await tokens.create(role, role))[1]

@@ -1,10 +1,12 @@
-"""The platform as ``hybridmesh serve`` runs it, on loopback, for the browser tests.
+"""The platform as ``hybridmesh serve`` runs it, on loopback, for the browser tests of the
+services and executions views.
 
 The browser tests drive Playwright's synchronous API from the test thread, so the server
 runs on an event loop of its own in a background thread: the real HTTP application
-(:func:`~hybridmesh.api.app.create_app`, with the dashboard), the stand-in control API of
-:mod:`tests.browser.control_api`, an engine with a worker on a temporary SQLite store, and
-the services the executions' steps call. :meth:`Stack.call` runs a coroutine there.
+(:func:`~hybridmesh.api.app.create_app`, with the dashboard and the control plane), an
+engine with a worker on a temporary SQLite store holding the shop's registry, and the
+services the executions' steps call. :meth:`Stack.call` runs a coroutine there;
+:attr:`Stack.tokens` holds a live token of each role.
 """
 
 from __future__ import annotations
@@ -16,11 +18,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from aiohttp import web
-from tests.browser.control_api import add_control_api
 from tests.integration.orchestration.conftest import Operations, until
 
 from hybridmesh.api.app import create_app
 from hybridmesh.client import HybridClient
+from hybridmesh.control import ControlPlane, TokenStore
 from hybridmesh.events import EventBus
 from hybridmesh.events.backends.sql import SqlEventBackend
 from hybridmesh.orchestration import (
@@ -35,7 +37,7 @@ from hybridmesh.orchestration import (
     StepRunner,
 )
 from hybridmesh.orchestration.catalog import DefinitionCatalog
-from hybridmesh.registry import ServiceDefinition, ServiceRegistry
+from hybridmesh.registry import RegistryCatalog, ServiceDefinition, ServiceRegistry
 from hybridmesh.review import ReviewQueue
 from hybridmesh.store import Store, open_store
 
@@ -133,6 +135,7 @@ class Stack:
         self.thread = threading.Thread(target=self.loop.run_forever, name="stack", daemon=True)
         self.ops = Operations()
         self.url = ""
+        self.tokens: dict[str, str] = {}
         self._closers: list[Callable[[], Awaitable[Any]]] = []  # in the order opened
 
     def call(self, coroutine: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
@@ -165,6 +168,12 @@ class Stack:
         self._closers.append(self.store.close)
         await self.store.upgrade()
         self.registry = registry_at(ops_url)
+        await RegistryCatalog(self.store).save(
+            self.registry.get(name) for name in self.registry.names()
+        )
+        tokens = TokenStore(self.store)
+        for role in ("read", "operate", "admin"):
+            self.tokens[role] = (await tokens.create(role, role))[1]
         client = HybridClient(self.registry)
         self._closers.append(client.close)
         bus = EventBus(SqlEventBackend(self.store, poll_interval=0.02), owns_backend=False)
@@ -181,8 +190,10 @@ class Stack:
         await self.engine.register(ORDER)
         await self.engine.register(SHIPMENT)
         await self.engine.start_worker()
-        app = create_app(bus)
-        add_control_api(app, self.registry, self.engine)
+        review = ReviewQueue(self.store)
+        app = create_app(
+            bus, control=ControlPlane.on(self.store, self.engine, review=review, client=client)
+        )
         self.url = await self._serve(app)
 
     async def _stop(self) -> None:

@@ -7,22 +7,15 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 from tests.browser.conftest import PageErrors, screenshot
-from tests.browser.control_api import OPERATE_TOKEN, READ_TOKEN
+from tests.browser.pages import sign_in
 from tests.browser.stack import SERVICES, Stack
 
 PLACEHOLDERS = ["flags"]
 
 
-def sign_in(page: Page, token: str = READ_TOKEN, at: str = "/ui/") -> None:
-    page.goto(at)
-    page.get_by_label("API token").fill(token)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("navigation", name="Main")).to_be_visible()
-
-
 def test_every_route_of_the_shell_loads(page: Page, stack: Stack) -> None:
     execution_id = stack.call(stack.engine.executions(status="completed", limit=1))[0].id
-    sign_in(page)
+    sign_in(page, stack.tokens["read"])
     pages = {
         "services": "Services",
         "executions": "Executions",
@@ -54,14 +47,14 @@ def test_signing_in_with_a_bad_token_shows_the_problem(page: Page, page_errors: 
     page.get_by_label("API token").fill("hmt_not_a_token")
     page.get_by_role("button", name="Sign in").click()
     expect(page.locator("#sign-in-error")).to_have_text(
-        "Unauthorized: the token is missing, unknown or revoked"
+        "Unauthorized: the token is unknown or revoked"
     )
     expect(page.get_by_role("navigation", name="Main")).to_be_hidden()
     assert page.evaluate("sessionStorage.length") == 0
 
 
-def test_signing_out_forgets_the_token(page: Page) -> None:
-    sign_in(page)
+def test_signing_out_forgets_the_token(page: Page, stack: Stack) -> None:
+    sign_in(page, stack.tokens["read"])
     page.get_by_role("button", name="Sign out").click()
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
     assert page.evaluate("sessionStorage.length") == 0
@@ -69,8 +62,8 @@ def test_signing_out_forgets_the_token(page: Page) -> None:
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
 
 
-def test_the_service_map_draws_every_service_and_dependency(page: Page) -> None:
-    sign_in(page, at="/ui/#/services")
+def test_the_service_map_draws_every_service_and_dependency(page: Page, stack: Stack) -> None:
+    sign_in(page, stack.tokens["read"], at="/ui/#/services")
     nodes = page.locator("svg.service-map g.node")
     expect(nodes).to_have_count(len(SERVICES))
     expect(page.locator("svg.service-map path.edge")).to_have_count(
@@ -90,8 +83,8 @@ def test_the_service_map_draws_every_service_and_dependency(page: Page) -> None:
     expect(page.get_by_role("cell", name="inventory")).to_be_visible()
 
 
-def test_the_executions_list_filters_by_status_and_pages(page: Page) -> None:
-    sign_in(page, at="/ui/#/executions")
+def test_the_executions_list_filters_by_status_and_pages(page: Page, stack: Stack) -> None:
+    sign_in(page, stack.tokens["read"], at="/ui/#/executions")
     rows = page.locator("#executions-table tbody tr")
     expect(rows.first).to_be_visible()
     screenshot(page, "dashboard-executions")
@@ -119,7 +112,7 @@ def test_the_executions_list_filters_by_status_and_pages(page: Page) -> None:
 
 def test_the_timeline_draws_attempts_retries_and_compensations(page: Page, stack: Stack) -> None:
     declined = stack.call(stack.engine.executions(status="compensated"))[0]
-    sign_in(page, at=f"/ui/#/executions/{declined.id}")
+    sign_in(page, stack.tokens["read"], at=f"/ui/#/executions/{declined.id}")
     timeline = page.locator("#timeline svg")
     expect(timeline.locator('g.gantt-row[data-row="reserve"] rect.bar.completed')).to_have_count(1)
     expect(timeline.locator('g.gantt-row[data-row="charge"] rect.bar.retried')).to_have_count(2)
@@ -137,7 +130,7 @@ def test_cancelling_a_running_execution_ends_it_cancelled(
     page: Page, stack: Stack, page_errors: PageErrors
 ) -> None:
     shipment = stack.call(stack.start_shipment("s-cancel"))
-    sign_in(page, token=OPERATE_TOKEN, at=f"/ui/#/executions/{shipment}")
+    sign_in(page, stack.tokens["operate"], at=f"/ui/#/executions/{shipment}")
     expect(page.locator("#timeline rect.bar.wait")).to_have_count(1)
     page.get_by_role("button", name="Cancel execution").click()
     page.get_by_role("button", name="Keep it running").click()
@@ -155,7 +148,7 @@ def test_a_read_token_cannot_cancel_and_is_told_so(
 ) -> None:
     page_errors.allow(r"status of 403")
     shipment = stack.call(stack.start_shipment("s-read"))
-    sign_in(page, token=READ_TOKEN, at=f"/ui/#/executions/{shipment}")
+    sign_in(page, stack.tokens["read"], at=f"/ui/#/executions/{shipment}")
     page.get_by_role("button", name="Cancel execution").click()
     page.get_by_role("button", name="Yes, cancel it").click()
     expect(page.get_by_role("alert").filter(has_text="role")).to_contain_text(

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 import pytest
 from playwright.sync_api import Page, expect
 from tests.browser.conftest import screenshot
+from tests.browser.pages import sign_in
 from tests.browser.plane_stack import PlaneStack
-from tests.browser.test_dashboard import sign_in
 from tests.waiting import eventually
 
 from hybridmesh.events import CloudEvent

@@ -10,13 +10,14 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Page, expect
 from tests.browser.conftest import screenshot
-from tests.browser.live_stack import LiveStack
+from tests.browser.pages import sign_in
+from tests.browser.plane_stack import PlaneStack
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlaneStack]:
     """The real control plane, serving the dashboard (the ``page`` fixture's origin)."""
-    running = LiveStack(tmp_path_factory.mktemp("live"))
+    running = PlaneStack(tmp_path_factory.mktemp("live") / "mesh.db")
     running.start()
     try:
         yield running
@@ -24,21 +25,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
         running.stop()
 
 
-def sign_in(page: Page, stack: LiveStack, at: str) -> None:
-    page.goto("/ui/")
-    page.get_by_label("API token").fill(stack.tokens["read"])
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("navigation", name="Main")).to_be_visible()
-    page.goto(f"/ui/#{at}")
-
-
 def live(page: Page) -> None:
     """Wait until the view's stream is open (the server has subscribed it)."""
     expect(page.locator("#stream-state")).to_have_text("live")
 
 
-def test_a_published_event_appears_with_its_json(page: Page, stack: LiveStack) -> None:
-    sign_in(page, stack, "/events")
+def test_a_published_event_appears_with_its_json(page: Page, stack: PlaneStack) -> None:
+    sign_in(page, stack.tokens["read"], "/ui/#/events")
     live(page)
     first = stack.publish("order.placed", {"order_id": "o-1", "total": 42}, subject="orders/o-1")
     second = stack.publish("order.shipped", {"order_id": "o-1"})
@@ -58,8 +51,8 @@ def test_a_published_event_appears_with_its_json(page: Page, stack: LiveStack) -
     screenshot(page, "dashboard-events")
 
 
-def test_the_type_filter_shows_only_matching_events(page: Page, stack: LiveStack) -> None:
-    sign_in(page, stack, "/events")
+def test_the_type_filter_shows_only_matching_events(page: Page, stack: PlaneStack) -> None:
+    sign_in(page, stack.tokens["read"], "/ui/#/events")
     live(page)
     page.get_by_label("Type").fill("payment.*")
     page.get_by_role("button", name="Apply").click()
@@ -81,8 +74,8 @@ def test_the_type_filter_shows_only_matching_events(page: Page, stack: LiveStack
     expect(page.locator("#events-table")).not_to_contain_text("payment.captured.late")
 
 
-def test_pause_holds_events_until_resume(page: Page, stack: LiveStack) -> None:
-    sign_in(page, stack, "/events?type=stock.*")
+def test_pause_holds_events_until_resume(page: Page, stack: PlaneStack) -> None:
+    sign_in(page, stack.tokens["read"], "/ui/#/events?type=stock.*")
     live(page)
     page.get_by_role("button", name="Pause").click()
     expect(page.locator("#stream-state")).to_have_text("paused")
@@ -110,8 +103,8 @@ PAGES = {
 }
 
 
-def test_every_page_loads_on_the_real_control_plane(page: Page, stack: LiveStack) -> None:
-    sign_in(page, stack, "/services")
+def test_every_page_loads_on_the_real_control_plane(page: Page, stack: PlaneStack) -> None:
+    sign_in(page, stack.tokens["read"], "/ui/#/services")
     links = page.get_by_role("navigation", name="Main").get_by_role("link")
     assert {link.get_attribute("href") for link in links.all()} == {f"#{p}" for p in PAGES}
     for path, heading in PAGES.items():

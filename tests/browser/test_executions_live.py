@@ -4,15 +4,14 @@ open comes in on top, and its row changes in place when its status does, with no
 from __future__ import annotations
 
 from playwright.sync_api import Page, expect
-from tests.browser.control_api import READ_TOKEN
+from tests.browser.pages import sign_in
 from tests.browser.stack import Stack
-from tests.browser.test_dashboard import sign_in
 
 
 def test_a_started_then_cancelled_execution_updates_its_row_in_place(
     page: Page, stack: Stack
 ) -> None:
-    sign_in(page, token=READ_TOKEN, at="/ui/#/executions")
+    sign_in(page, stack.tokens["read"], "/ui/#/executions")
     expect(page.locator("#executions-card")).to_have_attribute("data-live", "open")
     before = page.locator("#executions-table tbody tr").count()
 

@@ -9,7 +9,8 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Page, expect
 from tests.browser.conftest import PageErrors, screenshot
-from tests.browser.plane import RealPlane
+from tests.browser.pages import sign_in
+from tests.browser.plane_stack import PlaneStack
 from tests.integration.control.migration_rig import Runner, apply_routes, store_plan
 
 from hybridmesh.gateway.state import GatewayState
@@ -17,10 +18,10 @@ from hybridmesh.migration.state import MigrationState, PlanRecord, Status
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealPlane]:
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlaneStack]:
     """The real control plane (the page fixture opens pages on it), with the gateway's
     content-delivery route."""
-    plane = RealPlane(tmp_path_factory.mktemp("plane") / "mesh.db")
+    plane = PlaneStack(tmp_path_factory.mktemp("plane") / "mesh.db")
     plane.start()
     try:
         plane.call(apply_routes(plane.store))
@@ -29,15 +30,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealPlane]:
         plane.stop()
 
 
-def sign_in(page: Page, token: str, at: str) -> None:
-    page.goto("/ui/")
-    page.get_by_label("API token").fill(token)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("navigation", name="Main")).to_be_visible()
-    page.goto(f"/ui/#{at}")
-
-
-def awaiting_approval(plane: RealPlane, name: str) -> Runner:
+def awaiting_approval(plane: PlaneStack, name: str) -> Runner:
     """Plan ``name`` stored, started and moved by a runner through its 10 % step (healthy
     traffic, some of it failing, recorded in the gateway's windows) to its 50 % step, which
     waits for approval."""
@@ -56,15 +49,15 @@ def awaiting_approval(plane: RealPlane, name: str) -> Runner:
     return plane.call(move())
 
 
-def record(plane: RealPlane, name: str) -> PlanRecord:
+def record(plane: PlaneStack, name: str) -> PlanRecord:
     return plane.call(MigrationState(plane.store).get(name))
 
 
 def test_the_list_and_a_plan_show_where_it_stands_and_its_history(
-    page: Page, stack: RealPlane
+    page: Page, stack: PlaneStack
 ) -> None:
     awaiting_approval(stack, "carve-delivery")
-    sign_in(page, stack.tokens["read"], "/migrations")
+    sign_in(page, stack.tokens["read"], "/ui/#/migrations")
     expect(page.get_by_role("heading", level=1)).to_have_text("Migrations")
     row = page.locator("#migrations-table tbody tr", has_text="carve-delivery")
     expect(row).to_contain_text("waiting approval")
@@ -87,10 +80,10 @@ def test_the_list_and_a_plan_show_where_it_stands_and_its_history(
     screenshot(page, "dashboard-migration")
 
 
-def test_approving_from_the_button_lets_the_plan_progress(page: Page, stack: RealPlane) -> None:
+def test_approving_from_the_button_lets_the_plan_progress(page: Page, stack: PlaneStack) -> None:
     runner = awaiting_approval(stack, "approve-me")
     waiting = record(stack, "approve-me")
-    sign_in(page, stack.tokens["operate"], "/migrations/approve-me")
+    sign_in(page, stack.tokens["operate"], "/ui/#/migrations/approve-me")
     page.locator("#migration-approve").click()
     expect(page.locator("#migration-question")).to_contain_text("Approve the current step?")
     page.get_by_label("Reason").fill("release manager says go")
@@ -112,9 +105,9 @@ def test_approving_from_the_button_lets_the_plan_progress(page: Page, stack: Rea
     expect(page.locator("#migration-facts")).to_contain_text("delivery 50%")
 
 
-def test_pause_resume_and_abort_from_the_buttons(page: Page, stack: RealPlane) -> None:
+def test_pause_resume_and_abort_from_the_buttons(page: Page, stack: PlaneStack) -> None:
     awaiting_approval(stack, "stop-me")
-    sign_in(page, stack.tokens["operate"], "/migrations/stop-me")
+    sign_in(page, stack.tokens["operate"], "/ui/#/migrations/stop-me")
     heading = page.get_by_role("heading", level=1)
 
     page.locator("#migration-pause").click()
@@ -141,11 +134,11 @@ def test_pause_resume_and_abort_from_the_buttons(page: Page, stack: RealPlane) -
 
 
 def test_a_read_token_cannot_approve_and_is_told_so(
-    page: Page, stack: RealPlane, page_errors: PageErrors
+    page: Page, stack: PlaneStack, page_errors: PageErrors
 ) -> None:
     page_errors.allow("403")
     awaiting_approval(stack, "read-only")
-    sign_in(page, stack.tokens["read"], "/migrations/read-only")
+    sign_in(page, stack.tokens["read"], "/ui/#/migrations/read-only")
     page.locator("#migration-approve").click()
     page.locator("#migration-confirm-yes").click()
     expect(page.locator("#banner")).to_contain_text("needs operate")

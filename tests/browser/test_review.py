@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Page, expect
 from tests.browser.conftest import screenshot
+from tests.browser.pages import sign_in
 from tests.browser.plane_stack import PlaneStack
-from tests.browser.test_dashboard import sign_in
 
 
 @pytest.fixture(scope="module")

@@ -9,15 +9,15 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Page, expect
 from tests.browser.conftest import screenshot
-from tests.browser.plane import RealPlane
-from tests.browser.test_migrations import sign_in
+from tests.browser.pages import sign_in
+from tests.browser.plane_stack import PlaneStack
 from tests.integration.control.migration_rig import apply_routes
 
 from hybridmesh.gateway.mirror import Mismatch, MismatchWriter
 from hybridmesh.gateway.stats import WindowRecorder
 
 
-async def record(plane: RealPlane) -> None:
+async def record(plane: PlaneStack) -> None:
     """Ten seconds ago: the monolith answered 40 requests (4 of them 503) in about 30 ms,
     delivery 10 in about 200 ms; and one mirrored answer differed."""
     store = plane.store
@@ -47,8 +47,8 @@ async def record(plane: RealPlane) -> None:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealPlane]:
-    plane = RealPlane(tmp_path_factory.mktemp("plane") / "mesh.db")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlaneStack]:
+    plane = PlaneStack(tmp_path_factory.mktemp("plane") / "mesh.db")
     plane.start()
     try:
         plane.call(apply_routes(plane.store))
@@ -58,8 +58,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealPlane]:
         plane.stop()
 
 
-def test_the_routes_view_shows_each_backends_live_figures(page: Page, stack: RealPlane) -> None:
-    sign_in(page, stack.tokens["read"], "/routes")
+def test_the_routes_view_shows_each_backends_live_figures(page: Page, stack: PlaneStack) -> None:
+    sign_in(page, stack.tokens["read"], "/ui/#/routes")
     expect(page.get_by_role("heading", level=1)).to_have_text("Routes")
     monolith = page.locator("#routes-table tbody tr", has_text="monolith")
     # 40 requests over the 60 s window; 4 of them errors; p95 in the 30 ms bucket.
@@ -74,8 +74,8 @@ def test_the_routes_view_shows_each_backends_live_figures(page: Page, stack: Rea
     screenshot(page, "dashboard-routes")
 
 
-def test_a_route_shows_its_backends_and_mismatches(page: Page, stack: RealPlane) -> None:
-    sign_in(page, stack.tokens["read"], "/routes")
+def test_a_route_shows_its_backends_and_mismatches(page: Page, stack: PlaneStack) -> None:
+    sign_in(page, stack.tokens["read"], "/ui/#/routes")
     page.get_by_role("link", name="content-delivery").first.click()
     expect(page.get_by_role("heading", level=1)).to_have_text("content-delivery")
     expect(page.locator("#route-facts")).to_contain_text("prefix /content")

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 from tests.browser.conftest import screenshot
-from tests.browser.live_stack import LiveStack
-from tests.browser.test_events_view import sign_in
+from tests.browser.pages import sign_in
+from tests.browser.plane_stack import PlaneStack
 from tests.integration.observability.test_slo_report import add_reconcile_run, record_calls
 
 from hybridmesh.data.config import load_data
@@ -42,11 +42,11 @@ replications:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlaneStack]:
     """The real control plane with 200 calls in the last minutes (6 failed, 30 slow), and a
     replication whose last reconciliation found 2 of 400 rows missing."""
     folder = tmp_path_factory.mktemp("slo")
-    running = LiveStack(folder)
+    running = PlaneStack(folder / "mesh.db")
     running.start()
     now = time.time()
     running.call(
@@ -73,8 +73,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
         running.stop()
 
 
-def test_each_slo_has_a_panel_with_the_recorded_figures(page: Page, stack: LiveStack) -> None:
-    sign_in(page, stack, "/slo")
+def test_each_slo_has_a_panel_with_the_recorded_figures(page: Page, stack: PlaneStack) -> None:
+    sign_in(page, stack.tokens["read"], "/ui/#/slo")
     panels = page.locator("section.slo-panel")
     expect(panels).to_have_count(4)
 
@@ -106,8 +106,8 @@ def test_each_slo_has_a_panel_with_the_recorded_figures(page: Page, stack: LiveS
     screenshot(page, "dashboard-slo")
 
 
-def test_the_window_selector_reloads_the_report(page: Page, stack: LiveStack) -> None:
-    sign_in(page, stack, "/slo")
+def test_the_window_selector_reloads_the_report(page: Page, stack: PlaneStack) -> None:
+    sign_in(page, stack.tokens["read"], "/ui/#/slo")
     expect(page.locator("#slo-window-text")).to_contain_text("last 24h")
     page.get_by_label("Window").select_option("1h")
     expect(page).to_have_url(re.compile(r"#/slo\?window=1h$"))
@@ -115,8 +115,8 @@ def test_the_window_selector_reloads_the_report(page: Page, stack: LiveStack) ->
     expect(page.locator("#slo-integration-reliability .slo-sli")).to_contain_text("of 200")
 
 
-def test_the_replications_view_shows_the_last_reconciliation(page: Page, stack: LiveStack) -> None:
-    sign_in(page, stack, "/replications")
+def test_the_replications_view_shows_the_last_reconciliation(page: Page, stack: PlaneStack) -> None:
+    sign_in(page, stack.tokens["read"], "/ui/#/replications")
     row = page.locator("#replications-table tbody tr")
     expect(row).to_have_count(1)
     expect(row).to_contain_text("erp-customers")
