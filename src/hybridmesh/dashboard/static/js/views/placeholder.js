@@ -7,7 +7,7 @@ export function placeholder(title, what) {
   return {
     title,
     render({ outlet }) {
-      outlet.append(h("h1", null, title), h("section", { class: "card" }, h("p", { class: "muted" }, what)));
+      outlet.append(h("h1", null, title), h("section", { class: "card placeholder" }, h("p", { class: "muted" }, what)));
     },
   };
 }
