@@ -12,8 +12,8 @@ from tests.browser.conftest import PageErrors, screenshot
 from tests.browser.pages import sign_in
 from tests.browser.plane_stack import PlaneStack
 
-from hybridmesh.flags.evaluation import Evaluation
 from hybridmesh.flags.client import FlagClient
+from hybridmesh.flags.evaluation import Evaluation
 from hybridmesh.flags.model import TARGETING_KEY, Flag
 from hybridmesh.flags.store import FlagStore, StoredFlag
 
@@ -121,12 +121,19 @@ def test_disabling_then_enabling_from_the_button_changes_the_stored_flag(
 
 
 def test_changing_the_rollout_percent_changes_the_stored_split(
-    page: Page, stack: PlaneStack
+    page: Page, stack: PlaneStack, page_errors: PageErrors
 ) -> None:
+    page_errors.allow(r"status of 400")
     sign_in(page, stack.tokens["operate"], "/ui/#/flags/search-backend")
     percent = page.get_by_label("Percent for new")
     expect(percent).to_have_value("10")
     expect(page.locator("#flag-rollout-rest")).to_contain_text("(legacy) takes the rest: 90%")
+    percent.fill("120")
+    page.get_by_role("button", name="Change rollout").click()
+    page.get_by_role("button", name="Yes, change it").click()
+    expect(page.get_by_role("alert")).to_contain_text("percent")
+    assert stored(stack, "search-backend").version == 1
+    page.get_by_role("button", name="Cancel").click()
     percent.fill("37.5")
     expect(page.locator("#flag-rollout-rest")).to_contain_text("takes the rest: 62.5%")
     page.get_by_role("button", name="Change rollout").click()
