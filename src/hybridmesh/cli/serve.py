@@ -65,10 +65,13 @@ def serve(
     gracefully. By default it is also a worker: executions started with `--detach` run here.
 
     The control-plane API is under /api/v1 (services, registry, executions, dead letters,
-    review items, batches, circuit breakers, audit); its
-    OpenAPI document is GET /openapi.json and its reference page GET /api/docs. Its calls
-    need `Authorization: Bearer TOKEN` with a token from `hybridmesh tokens create NAME
-    --role read|operate|admin` (the --token values below are for WebSocket clients only).
+    review items, batches, circuit breakers, migration plans, routes, flags,
+    replications, the SLO report, a live stream of events and execution changes, audit);
+    its OpenAPI document is GET /openapi.json and its reference page GET /api/docs. Its
+    calls need `Authorization: Bearer TOKEN` with a token from `hybridmesh tokens create
+    NAME --role read|operate|admin` (the --token values below are for WebSocket clients
+    only). The dashboard is GET /ui/ (GET / redirects there); it signs in with such a
+    token.
 
     WebSocket clients need a token: until --token (or HYBRIDMESH_WS_TOKENS) lists some, or
     --dev-tokens is given, /ws/events refuses every connection with 401.
