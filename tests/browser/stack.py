@@ -127,7 +127,8 @@ SHIPMENT = Plan(
 
 
 class Stack:
-    """The running platform: ``url`` is its base URL, ``engine`` its orchestrator."""
+    """The running platform: ``url`` is its base URL, ``engine`` its orchestrator,
+    ``client`` the client its steps call through."""
 
     def __init__(self, store_path: Path) -> None:
         self.store_path = store_path
@@ -176,6 +177,8 @@ class Stack:
             self.tokens[role] = (await tokens.create(role, role))[1]
         client = HybridClient(self.registry)
         self._closers.append(client.close)
+        #: The client the steps call through, whose breakers the control plane reports.
+        self.client = client
         bus = EventBus(SqlEventBackend(self.store, poll_interval=0.02), owns_backend=False)
         await bus.start()
         self._closers.append(bus.close)

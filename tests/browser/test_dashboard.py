@@ -78,7 +78,6 @@ def test_the_service_map_draws_every_service_and_dependency(page: Page, stack: S
     expect(order_to_payments).to_have_class(re.compile(r"\bdep-sync\b"))
     expect(page.locator("svg.service-map .edge-label", has_text="rest")).not_to_have_count(0)
     expect(page.locator("#services-table tbody tr")).to_have_count(len(SERVICES))
-    screenshot(page, "dashboard-services")
     page.locator('svg.service-map g.node[data-name="orders"]').click()
     expect(page.get_by_role("heading", level=1)).to_contain_text("orders")
     expect(page.get_by_role("cell", name="inventory")).to_be_visible()

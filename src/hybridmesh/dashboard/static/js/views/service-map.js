@@ -1,6 +1,7 @@
 // The service map: a layered drawing of the registry graph. Callers sit left of what they
 // depend on (each node one layer right of its furthest caller); within a layer, nodes are
-// ordered by where their callers are, to keep edges short and crossings few.
+// ordered by where their callers are, to keep edges short and crossings few. Each node
+// carries a health marker (a ring and a labelled dot), set and reset by `showHealth`.
 
 import { s } from "../dom.js";
 
@@ -12,7 +13,73 @@ export const ARCHITECTURES = [
   ["serverless", "Serverless"],
 ];
 
-const NODE = { width: 168, height: 48 };
+/** Health states, worst first, with the label every marker shows (never colour alone). */
+export const HEALTH = [
+  ["down", "Down"],
+  ["degraded", "Degraded"],
+  ["ok", "OK"],
+  ["unknown", "No data"],
+];
+
+const HEALTH_LABEL = new Map(HEALTH);
+const RANK = new Map(HEALTH.map(([state], i) => [state, i]));
+
+/** Gateway error rates above which a service is degraded, and down. */
+export const ERROR_RATE = { degraded: 0.05, down: 0.5 };
+
+const BREAKER_HEALTH = { open: "down", half_open: "degraded", closed: "ok" };
+
+/** Whether the breaker named `breaker` guards calls to `service`: a service's own name
+ * for HTTP calls, `pattern:service` for the others. */
+export function guards(breaker, service) {
+  return breaker === service || breaker.endsWith(`:${service}`);
+}
+
+/** One row per gateway backend that names a registry service (`service:<name>` targets;
+ * a URL backend belongs to no service): `routes` as `/routes` lists them, `stats` their
+ * `/routes/{name}/stats` answers in the same order (null where it could not be read). */
+export function serviceTraffic(routes, stats) {
+  const rows = [];
+  routes.forEach((route, i) => {
+    const figures = new Map((stats[i]?.backends ?? []).map((b) => [b.backend, b]));
+    for (const backend of route.backends) {
+      if (!backend.target.startsWith("service:")) continue;
+      const b = figures.get(backend.name);
+      rows.push({ service: backend.target.slice("service:".length), route: route.name, backend: backend.name, requests: b?.requests ?? 0, errors: b?.errors ?? 0 });
+    }
+  });
+  return rows;
+}
+
+/** A service's health from what the serving process's circuit breakers and the gateway
+ * say of it. Each breaker that guards it counts (open: down, half open: degraded, closed:
+ * ok); so does the gateway's traffic to it over the stats window (error rate above 5 %:
+ * degraded, above 50 %: down, else ok; no requests say nothing). The worst wins; with
+ * nothing said at all, the health is unknown. `routeStats` is `serviceTraffic`'s rows.
+ * Answers { state, label, breakerOpen, reasons } (reasons: sentences for a tooltip). */
+export function healthOf(service, breakers, routeStats) {
+  const name = typeof service === "string" ? service : service.name;
+  const states = [];
+  const reasons = [];
+  let breakerOpen = false;
+  for (const b of breakers ?? []) {
+    if (!guards(b.name, name)) continue;
+    states.push(BREAKER_HEALTH[b.state] ?? "unknown");
+    breakerOpen ||= b.state === "open";
+    reasons.push(`breaker ${b.name} ${b.state.replace("_", " ")}`);
+  }
+  const traffic = (routeStats ?? []).filter((r) => r.service === name);
+  const requests = traffic.reduce((sum, r) => sum + r.requests, 0);
+  if (requests > 0) {
+    const rate = traffic.reduce((sum, r) => sum + r.errors, 0) / requests;
+    states.push(rate > ERROR_RATE.down ? "down" : rate > ERROR_RATE.degraded ? "degraded" : "ok");
+    reasons.push(`gateway error rate ${(rate * 100).toFixed(1)}% of ${requests} requests`);
+  }
+  const state = states.reduce((worst, s) => (RANK.get(s) < RANK.get(worst) ? s : worst), states.length ? "ok" : "unknown");
+  return { state, label: HEALTH_LABEL.get(state), breakerOpen, reasons };
+}
+
+const NODE = { width: 168, height: 62 };
 const GAP = { x: 120, y: 28 };
 const PAD = 24;
 
@@ -93,7 +160,9 @@ export function serviceMap(graph, { onSelect = () => {} } = {}) {
   },
   s("defs", null,
     s("marker", { id: "arrow", viewBox: "0 0 10 10", refX: 9, refY: 5, markerUnits: "userSpaceOnUse", markerWidth: 10, markerHeight: 10, orient: "auto-start-reverse" },
-      s("path", { class: "arrow-head", d: "M0,0 L10,5 L0,10 z" }))));
+      s("path", { class: "arrow-head", d: "M0,0 L10,5 L0,10 z" })),
+    s("marker", { id: "arrow-broken", viewBox: "0 0 10 10", refX: 9, refY: 5, markerUnits: "userSpaceOnUse", markerWidth: 10, markerHeight: 10, orient: "auto-start-reverse" },
+      s("path", { class: "arrow-head broken", d: "M0,0 L10,5 L0,10 z" }))));
   const edgeLayer = s("g", { class: "edges" });
   const labelLayer = s("g", { class: "edge-labels" });
   for (const e of edges) {
@@ -108,20 +177,45 @@ export function serviceMap(graph, { onSelect = () => {} } = {}) {
   for (const node of nodes) {
     const { x, y } = position.get(node.name);
     const group = s("g", {
-      class: `node arch-${node.architecture}`,
+      class: `node arch-${node.architecture} health-unknown`,
       transform: `translate(${x},${y})`,
       tabindex: 0,
       role: "link",
-      "aria-label": `${node.name}, ${node.architecture}`,
-      dataset: { name: node.name, architecture: node.architecture },
+      "aria-label": `${node.name}, ${node.architecture}, health unknown`,
+      dataset: { name: node.name, architecture: node.architecture, health: "unknown" },
       onclick: () => onSelect(node.name),
       onkeydown: (event) => { if (event.key === "Enter" || event.key === " ") { event.preventDefault(); onSelect(node.name); } },
     },
-    s("rect", { width: NODE.width, height: NODE.height, rx: 8 }),
-    s("text", { class: "node-name", x: 12, y: 21 }, node.name),
-    s("text", { class: "node-arch", x: 12, y: 37 }, node.architecture));
+    s("rect", { class: "health-ring", x: -4, y: -4, width: NODE.width + 8, height: NODE.height + 8, rx: 11 }),
+    s("rect", { class: "node-box", width: NODE.width, height: NODE.height, rx: 8 }),
+    s("text", { class: "node-name", x: 12, y: 20 }, node.name),
+    s("text", { class: "node-arch", x: 12, y: 35 }, node.architecture),
+    s("circle", { class: "health-dot", cx: 17, cy: 48, r: 5 }),
+    s("text", { class: "health-label", x: 27, y: 52 }, HEALTH_LABEL.get("unknown")),
+    s("title", null, `${node.name}: no health data`));
     nodeLayer.append(group);
   }
   svg.append(edgeLayer, labelLayer, nodeLayer);
   return svg;
+}
+
+/** Mark each node of `svg` (a `serviceMap`) with its health, `health` a Map of name to
+ * `healthOf`'s answer (a name it lacks is unknown), and draw the edges into a service
+ * whose breaker is open as broken. Changes the drawing in place, so focus stays put. */
+export function showHealth(svg, health) {
+  const none = { state: "unknown", label: HEALTH_LABEL.get("unknown"), breakerOpen: false, reasons: [] };
+  for (const group of svg.querySelectorAll("g.node")) {
+    const { name, architecture } = group.dataset;
+    const found = health.get(name) ?? none;
+    group.dataset.health = found.state;
+    for (const [state] of HEALTH) group.classList.toggle(`health-${state}`, state === found.state);
+    group.setAttribute("aria-label", `${name}, ${architecture}, health ${found.label}`);
+    group.querySelector(".health-label").textContent = found.label;
+    group.querySelector("title").textContent = `${name}: ${found.label}${found.reasons.length ? ` (${found.reasons.join("; ")})` : ""}`;
+  }
+  for (const edge of svg.querySelectorAll("path.edge")) {
+    const broken = (health.get(edge.dataset.target) ?? none).breakerOpen;
+    edge.classList.toggle("broken", broken);
+    edge.setAttribute("marker-end", broken ? "url(#arrow-broken)" : "url(#arrow)");
+  }
 }
