@@ -31,6 +31,10 @@ SHUTDOWN_GRACE = 10.0
 LINGERING_TIME = 10.0
 
 
+#: The longest request line served, in bytes (aiohttp's default is 8190).
+MAX_REQUEST_LINE = 32 * 1024
+
+
 class AccessLogger(AbstractAccessLogger):
     """One line per request, with the path but never the query string (it may hold a
     WebSocket token), and the request id."""
@@ -100,6 +104,9 @@ async def run_server(
         # After an answer given before the whole body came (408, 413), what is left of the
         # body is read and dropped for at most this long, so the client sees the answer.
         lingering_time=min(LINGERING_TIME, settings.http_body_timeout),
+        # A request line may be as long as the longest the API documents (its query
+        # parameters' limits, percent-encoded); past that aiohttp answers 400 itself.
+        max_line_size=MAX_REQUEST_LINE,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

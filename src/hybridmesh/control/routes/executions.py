@@ -9,17 +9,15 @@ even while others start (they are newer: they would be on a first page).
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import Any, Literal
 
 import pydantic
 from aiohttp import web
 
 from hybridmesh.control.auth import Role
+from hybridmesh.control.cursors import CURSOR_PATTERN, decode_cursor, encode_cursor
 from hybridmesh.control.declare import Call, Operations
 from hybridmesh.core.limits import MAX_VERSION
-from hybridmesh.core.serialization import dumps, loads
 from hybridmesh.orchestration import Status
 from hybridmesh.orchestration.admin import ExecutionPosition, load_execution, page_executions
 
@@ -29,24 +27,6 @@ _TAGS = ("executions",)
 
 #: The largest page of the listing.
 MAX_PAGE = 1_000
-
-
-def encode_cursor(position: ExecutionPosition) -> str:
-    """The opaque cursor of a position in the listing (base64url of JSON)."""
-    raw = dumps([position.created_at, position.id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> ExecutionPosition:
-    """The position a cursor stands for; ``ValueError`` for anything no page gave out."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created_at, execution_id = loads(raw)
-    except (binascii.Error, ValueError, TypeError):
-        raise ValueError("not a cursor this API gave out") from None
-    if not isinstance(created_at, int | float) or not isinstance(execution_id, str):
-        raise ValueError("not a cursor this API gave out")
-    return ExecutionPosition(float(created_at), execution_id)
 
 
 class ExecutionListQuery(pydantic.BaseModel):
@@ -61,14 +41,17 @@ class ExecutionListQuery(pydantic.BaseModel):
     )
     limit: int = pydantic.Field(default=50, ge=1, le=MAX_PAGE, description="The page's size.")
     cursor: str | None = pydantic.Field(
-        default=None, max_length=1_024, description="The `next_cursor` of the previous page."
+        default=None,
+        max_length=1_024,
+        pattern=CURSOR_PATTERN,
+        description="The `next_cursor` of the previous page.",
     )
 
     @pydantic.field_validator("cursor")
     @classmethod
     def _decodes(cls, cursor: str | None) -> str | None:
         if cursor is not None:
-            decode_cursor(cursor)
+            decode_cursor(cursor)  # a 400 naming the field when no page gave it out
         return cursor
 
 
@@ -197,11 +180,13 @@ async def list_executions(call: Call) -> object:
         kind=query.kind,
         name=query.name,
         limit=query.limit,
-        after=None if query.cursor is None else decode_cursor(query.cursor),
+        after=None if query.cursor is None else ExecutionPosition(*decode_cursor(query.cursor)),
     )
     return {
         "items": [execution.to_dict() for execution in page],
-        "next_cursor": None if following is None else encode_cursor(following),
+        "next_cursor": (
+            None if following is None else encode_cursor(following.created_at, following.id)
+        ),
     }
 
 
@@ -274,4 +259,4 @@ async def cancel_execution(call: Call) -> object:
     return {"id": path.id, "status": execution.status.value, "cancel_requested": True}
 
 
-__all__ = ["decode_cursor", "encode_cursor", "operations"]
+__all__ = ["operations"]

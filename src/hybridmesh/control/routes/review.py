@@ -8,17 +8,15 @@ on an item's timeline is the name of the token that acted (the CLI records ``--a
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import Any, Literal
 
 import pydantic
 from aiohttp import web
 
 from hybridmesh.control.auth import Role
+from hybridmesh.control.cursors import CURSOR_PATTERN, decode_cursor, encode_cursor
 from hybridmesh.control.declare import Call, Operations
 from hybridmesh.core.errors import ConfigurationError
-from hybridmesh.core.serialization import dumps, loads
 from hybridmesh.review import ActionKind, Origin, ReviewPosition, ReviewStateError, Status
 
 operations = Operations()
@@ -34,24 +32,6 @@ MAX_PAGE = 1_000
 StatusFilter = Literal["open", "retried", "resolved", "discarded", "all"]
 
 
-def encode_cursor(position: ReviewPosition) -> str:
-    """The opaque cursor of a position in the listing (base64url of JSON)."""
-    raw = dumps([position.created_at, position.id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> ReviewPosition:
-    """The position a cursor stands for; ``ValueError`` for anything no page gave out."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created_at, item_id = loads(raw)
-    except (binascii.Error, ValueError, TypeError):
-        raise ValueError("not a cursor this API gave out") from None
-    if not isinstance(created_at, int | float) or not isinstance(item_id, str):
-        raise ValueError("not a cursor this API gave out")
-    return ReviewPosition(float(created_at), item_id)
-
-
 class ReviewListQuery(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid")
 
@@ -61,14 +41,17 @@ class ReviewListQuery(pydantic.BaseModel):
     origin: Origin | None = pydantic.Field(default=None, description="Only this origin.")
     limit: int = pydantic.Field(default=100, ge=1, le=MAX_PAGE, description="The page's size.")
     cursor: str | None = pydantic.Field(
-        default=None, max_length=1_024, description="The `next_cursor` of the previous page."
+        default=None,
+        max_length=1_024,
+        pattern=CURSOR_PATTERN,
+        description="The `next_cursor` of the previous page.",
     )
 
     @pydantic.field_validator("cursor")
     @classmethod
     def _decodes(cls, cursor: str | None) -> str | None:
         if cursor is not None:
-            decode_cursor(cursor)
+            decode_cursor(cursor)  # a 400 naming the field when no page gave it out
         return cursor
 
 
@@ -146,11 +129,13 @@ async def list_review_items(call: Call) -> object:
         status=None if query.status == "all" else query.status,
         origin=query.origin,
         limit=query.limit,
-        after=None if query.cursor is None else decode_cursor(query.cursor),
+        after=None if query.cursor is None else ReviewPosition(*decode_cursor(query.cursor)),
     )
     return {
         "items": [item.to_dict() for item in items],
-        "next_cursor": None if following is None else encode_cursor(following),
+        "next_cursor": (
+            None if following is None else encode_cursor(following.created_at, following.id)
+        ),
     }
 
 
@@ -251,4 +236,4 @@ async def discard_review_item(call: Call) -> object:
     return item.to_dict()
 
 
-__all__ = ["decode_cursor", "encode_cursor", "operations"]
+__all__ = ["operations"]
