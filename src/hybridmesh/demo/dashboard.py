@@ -51,8 +51,11 @@ async def serve_dashboard(settings: Settings, console: Console, *, port: int | N
         def ready(url: str) -> None:
             console.print()
             console.rule("[bold]Dashboard")
-            console.print(f"Dashboard: {url}/ui/", markup=False, highlight=False)
-            console.print(f"Sign in with the token: {token}", markup=False, highlight=False)
+            # Never wrapped: a person copies these, and a script reads them.
+            console.print(f"Dashboard: {url}/ui/", markup=False, highlight=False, soft_wrap=True)
+            console.print(
+                f"Sign in with the token: {token}", markup=False, highlight=False, soft_wrap=True
+            )
             console.print(
                 f"API reference: {url}/api/docs · serving until Ctrl-C "
                 "(`hybridmesh demo --exit` ends after the walkthrough instead)",
