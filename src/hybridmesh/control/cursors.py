@@ -11,6 +11,8 @@ from __future__ import annotations
 import base64
 import binascii
 
+import pydantic
+
 from hybridmesh.core.serialization import dumps, loads
 
 #: What a cursor looks like (base64url, no padding).
@@ -35,4 +37,26 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
     return float(created_at), key
 
 
-__all__ = ["CURSOR_PATTERN", "decode_cursor", "encode_cursor"]
+class PagedQuery(pydantic.BaseModel):
+    """The query of a listing paged by cursor: its ``cursor`` (the ``next_cursor`` of the
+    previous page), checked to be one a page gave out. Subclasses add the filters and
+    ``limit``."""
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+    cursor: str | None = pydantic.Field(
+        default=None,
+        max_length=1_024,
+        pattern=CURSOR_PATTERN,
+        description="The `next_cursor` of the previous page.",
+    )
+
+    @pydantic.field_validator("cursor")
+    @classmethod
+    def _decodes(cls, cursor: str | None) -> str | None:
+        if cursor is not None:
+            decode_cursor(cursor)  # a 400 naming the field when no page gave it out
+        return cursor
+
+
+__all__ = ["CURSOR_PATTERN", "PagedQuery", "decode_cursor", "encode_cursor"]

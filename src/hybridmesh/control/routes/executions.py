@@ -15,7 +15,7 @@ import pydantic
 from aiohttp import web
 
 from hybridmesh.control.auth import Role
-from hybridmesh.control.cursors import CURSOR_PATTERN, decode_cursor, encode_cursor
+from hybridmesh.control.cursors import PagedQuery, decode_cursor, encode_cursor
 from hybridmesh.control.declare import Call, Operations
 from hybridmesh.core.limits import MAX_VERSION
 from hybridmesh.orchestration import Status
@@ -29,9 +29,7 @@ _TAGS = ("executions",)
 MAX_PAGE = 1_000
 
 
-class ExecutionListQuery(pydantic.BaseModel):
-    model_config = pydantic.ConfigDict(extra="forbid")
-
+class ExecutionListQuery(PagedQuery):
     status: Status | None = pydantic.Field(default=None, description="Only in this status.")
     kind: Literal["saga", "workflow"] | None = pydantic.Field(
         default=None, description="Only sagas, or only workflows."
@@ -40,19 +38,6 @@ class ExecutionListQuery(pydantic.BaseModel):
         default=None, max_length=256, description="Only executions of this definition."
     )
     limit: int = pydantic.Field(default=50, ge=1, le=MAX_PAGE, description="The page's size.")
-    cursor: str | None = pydantic.Field(
-        default=None,
-        max_length=1_024,
-        pattern=CURSOR_PATTERN,
-        description="The `next_cursor` of the previous page.",
-    )
-
-    @pydantic.field_validator("cursor")
-    @classmethod
-    def _decodes(cls, cursor: str | None) -> str | None:
-        if cursor is not None:
-            decode_cursor(cursor)  # a 400 naming the field when no page gave it out
-        return cursor
 
 
 class ExecutionId(pydantic.BaseModel):

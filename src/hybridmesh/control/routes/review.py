@@ -14,7 +14,7 @@ import pydantic
 from aiohttp import web
 
 from hybridmesh.control.auth import Role
-from hybridmesh.control.cursors import CURSOR_PATTERN, decode_cursor, encode_cursor
+from hybridmesh.control.cursors import PagedQuery, decode_cursor, encode_cursor
 from hybridmesh.control.declare import Call, Operations
 from hybridmesh.core.errors import ConfigurationError
 from hybridmesh.review import ActionKind, Origin, ReviewPosition, ReviewStateError, Status
@@ -32,27 +32,12 @@ MAX_PAGE = 1_000
 StatusFilter = Literal["open", "retried", "resolved", "discarded", "all"]
 
 
-class ReviewListQuery(pydantic.BaseModel):
-    model_config = pydantic.ConfigDict(extra="forbid")
-
+class ReviewListQuery(PagedQuery):
     status: StatusFilter = pydantic.Field(
         default="open", description="Only items in this status (`all`: every status)."
     )
     origin: Origin | None = pydantic.Field(default=None, description="Only this origin.")
     limit: int = pydantic.Field(default=100, ge=1, le=MAX_PAGE, description="The page's size.")
-    cursor: str | None = pydantic.Field(
-        default=None,
-        max_length=1_024,
-        pattern=CURSOR_PATTERN,
-        description="The `next_cursor` of the previous page.",
-    )
-
-    @pydantic.field_validator("cursor")
-    @classmethod
-    def _decodes(cls, cursor: str | None) -> str | None:
-        if cursor is not None:
-            decode_cursor(cursor)  # a 400 naming the field when no page gave it out
-        return cursor
 
 
 class ReviewItemId(pydantic.BaseModel):
