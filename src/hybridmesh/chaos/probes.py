@@ -105,7 +105,8 @@ def executions(
     """How many sagas and workflows are in ``status`` (any), of definition ``name`` (any),
     created within ``window`` (any time); with ``stuck_for``, only those not ended whose
     last change is older than that: executions stuck after a fault."""
-    where, args = ["1 = 1"], []
+    where: list[str] = ["1 = 1"]
+    args: list[Any] = []
     if status is not None:
         where.append("status = ?")
         args.append(status)

