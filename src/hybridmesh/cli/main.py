@@ -49,6 +49,7 @@ def cli(ctx: click.Context, database_url: str | None) -> None:
 
 def _register_commands() -> None:
     from hybridmesh.cli.batch import batch
+    from hybridmesh.cli.chaos import chaos
     from hybridmesh.cli.db import db
     from hybridmesh.cli.demo import demo
     from hybridmesh.cli.events import dlq, events
@@ -90,6 +91,7 @@ def _register_commands() -> None:
     cli.add_command(replicate)
     cli.add_command(projections)
     cli.add_command(slo)
+    cli.add_command(chaos)
     cli.add_command(demo)
 
 

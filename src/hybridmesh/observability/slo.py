@@ -252,17 +252,19 @@ async def slo_report(store: Store, window: str = "24h", now: float | None = None
         raise ValueError(f"unknown window {window!r}; expected one of {', '.join(WINDOWS)}")
     until = time.time() if now is None else float(now)
     since = until - WINDOWS[window]
+    return SloReport(window, since, until, await slo_results(store, since, until))
+
+
+async def slo_results(store: Store, since: float, until: float) -> tuple[SloResult, ...]:
+    """Every SLO over any span, from ``since`` to ``until`` (epoch seconds): what a chaos
+    experiment's hypothesis measures over the experiment's own few minutes, which none
+    of the report's windows fits."""
     calls = await _rollup_rows(store, since, until)
-    return SloReport(
-        window,
-        since,
-        until,
-        (
-            _reliability(calls),
-            _latency(calls),
-            await _workflow_completion(store, since, until),
-            await _data_consistency(store, since, until),
-        ),
+    return (
+        _reliability(calls),
+        _latency(calls),
+        await _workflow_completion(store, since, until),
+        await _data_consistency(store, since, until),
     )
 
 
@@ -441,4 +443,5 @@ __all__ = [
     "error_budget",
     "histogram_quantile",
     "slo_report",
+    "slo_results",
 ]

@@ -8,15 +8,23 @@ Settings::
       abort: {percent: 5, status: 503}       # answer this status instead
       header: x-fault                        # only requests carrying this header
       backends: [content-delivery]           # only requests sent to these backends
+      expires_at: 1767225600                 # Unix seconds: inert from then on
 
 Off unless a route names it; changed live like any route. An aborted request never reaches
 a backend, and counts as refused with reason ``fault``.
+
+``expires_at`` is what a chaos experiment sets (:mod:`hybridmesh.chaos.gateway_faults`):
+every replica stops faulting at that moment by its own clock, so a fault whose runner died
+before its rollback still ends after its declared duration, with no one writing to the
+store.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import time
+from collections.abc import Callable
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -48,6 +56,8 @@ class FaultSettings(_Strict):
     header: HeaderName | None = None
     #: Only requests going to these backends of the route (by name); all when empty.
     backends: tuple[Name, ...] = ()
+    #: Unix seconds from which the faults do nothing (None: until the route changes).
+    expires_at: float | None = Field(None, ge=0, allow_inf_nan=False)
 
 
 class Faults(Policy):
@@ -55,13 +65,22 @@ class Faults(Policy):
 
     acts_before_send = True
 
-    def __init__(self, settings: FaultSettings, context: PolicyContext) -> None:
+    def __init__(
+        self,
+        settings: FaultSettings,
+        context: PolicyContext,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.settings = settings
         self.backends = frozenset(settings.backends)
         self.rng = random.Random()
+        self.clock = clock
 
     async def before_send(self, request: ProxyRequest, backend: str) -> Answer | None:
         settings = self.settings
+        if settings.expires_at is not None and self.clock() >= settings.expires_at:
+            return None
         if settings.header is not None and settings.header not in request.headers:
             return None
         if self.backends and backend not in self.backends:

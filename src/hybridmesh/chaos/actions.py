@@ -1,0 +1,227 @@
+"""The Chaos Toolkit actions of hybridmesh: what an experiment's ``method`` does.
+
+Each is a plain function for the toolkit's python provider (``module:
+hybridmesh.chaos.actions``, ``func``, ``arguments``), returns what it did as JSON-able
+data, and raises when it could not do it (the toolkit records the activity as failed).
+A store is named by ``database_url`` (default ``HYBRIDMESH_DATABASE_URL``).
+
+Every fault has a ``duration`` and ends by itself after it, in the component that applies
+it (the gateway's replicas, the fault proxy), so nothing stays switched on when the runner
+dies before its rollbacks. Circuits are not opened from outside: a breaker lives in the
+memory of the process that calls, and no API reaches it; an abort at 100 % on the route
+(:func:`inject_route_fault`) makes the callers' breakers open by themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal as signals
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from hybridmesh.chaos._store import opened
+from hybridmesh.chaos.gateway_faults import clear_faults, fault_settings, inject_fault
+from hybridmesh.gateway.state import GatewayState
+
+#: Seconds a call to a fault proxy's control API may take.
+CONTROL_TIMEOUT = 10.0
+
+
+# -- gateway routes ---------------------------------------------------------------------------
+
+
+def inject_route_fault(
+    route: str,
+    duration: float,
+    delay_seconds: float | None = None,
+    delay_percent: float = 100,
+    abort_status: int | None = None,
+    abort_percent: float = 100,
+    backends: list[str] | None = None,
+    header: str | None = None,
+    database_url: str | None = None,
+) -> dict[str, Any]:
+    """Delay and/or abort a share of ``route``'s requests (only those to ``backends``, or
+    carrying ``header``, when given) for ``duration`` seconds; every gateway replica
+    picks it up within a second and drops it at its expiry by itself."""
+    settings = fault_settings(
+        duration=duration,
+        delay_seconds=delay_seconds,
+        delay_percent=delay_percent,
+        abort_status=abort_status,
+        abort_percent=abort_percent,
+        backends=backends or (),
+        header=header,
+    )
+
+    async def inject() -> dict[str, Any]:
+        async with opened(database_url) as store:
+            await inject_fault(GatewayState(store), route, settings)
+        return {"route": route, "faults": settings}
+
+    return asyncio.run(inject())
+
+
+def clear_route_faults(route: str, database_url: str | None = None) -> dict[str, Any]:
+    """Remove the faults an experiment injected on ``route`` (a rollback)."""
+
+    async def clear() -> dict[str, Any]:
+        async with opened(database_url) as store:
+            removed = await clear_faults(GatewayState(store), route)
+        return {"route": route, "removed": removed}
+
+    return asyncio.run(clear())
+
+
+# -- processes --------------------------------------------------------------------------------
+
+
+def _pids_matching(pattern: str) -> list[int]:
+    """Processes whose command line (arguments joined by spaces) matches ``pattern``; never
+    this process or its parent (the runner)."""
+    expression = re.compile(pattern)
+    spared = {os.getpid(), os.getppid()}
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) in spared:
+            continue
+        try:
+            raw = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue  # gone, or not ours to read
+        command = raw.rstrip(b"\0").replace(b"\0", b" ").decode(errors="replace")
+        if command and expression.search(command):
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+def _targets(pid: int | None, pidfile: str | None, command_line: str | None) -> list[int]:
+    given = [x for x in (pid, pidfile, command_line) if x is not None]
+    if len(given) != 1:
+        raise ValueError("give exactly one of pid, pidfile, command_line")
+    if pid is not None:
+        return [int(pid)]
+    if pidfile is not None:
+        text = Path(pidfile).read_text().strip()
+        if not text.isdigit():
+            raise ValueError(f"{pidfile} does not hold a process id")
+        return [int(text)]
+    assert command_line is not None
+    pids = _pids_matching(command_line)
+    if not pids:
+        raise LookupError(f"no process's command line matches {command_line!r}")
+    return pids
+
+
+def signal_process(
+    signal: str = "SIGTERM",
+    pid: int | None = None,
+    pidfile: str | None = None,
+    command_line: str | None = None,
+) -> dict[str, Any]:
+    """Send ``signal`` (a name: SIGKILL, SIGTERM, SIGSTOP, SIGCONT, ...) to the process
+    ``pid``, the one in ``pidfile``, or every process whose command line matches the
+    regular expression ``command_line`` (such as ``hybridmesh worker``)."""
+    number = signals.Signals[
+        signal.upper() if signal.upper().startswith("SIG") else f"SIG{signal.upper()}"
+    ]
+    pids = _targets(pid, pidfile, command_line)
+    for target in pids:
+        os.kill(target, number)
+    return {"signal": number.name, "pids": pids}
+
+
+def kill_process(
+    pid: int | None = None, pidfile: str | None = None, command_line: str | None = None
+) -> dict[str, Any]:
+    """SIGKILL: the process gets no chance to clean up (a crash)."""
+    return signal_process("SIGKILL", pid, pidfile, command_line)
+
+
+def terminate_process(
+    pid: int | None = None, pidfile: str | None = None, command_line: str | None = None
+) -> dict[str, Any]:
+    """SIGTERM: the process shuts down as it would on a deployment."""
+    return signal_process("SIGTERM", pid, pidfile, command_line)
+
+
+def stop_process(
+    pid: int | None = None, pidfile: str | None = None, command_line: str | None = None
+) -> dict[str, Any]:
+    """SIGSTOP: the process freezes (a long pause, a hung host) until
+    :func:`continue_process`, which is its rollback."""
+    return signal_process("SIGSTOP", pid, pidfile, command_line)
+
+
+def continue_process(
+    pid: int | None = None, pidfile: str | None = None, command_line: str | None = None
+) -> dict[str, Any]:
+    """SIGCONT: a stopped process goes on."""
+    return signal_process("SIGCONT", pid, pidfile, command_line)
+
+
+# -- the fault proxy --------------------------------------------------------------------------
+
+
+async def _control(method: str, url: str, body: dict[str, Any] | None = None) -> Any:
+    timeout = aiohttp.ClientTimeout(total=CONTROL_TIMEOUT)
+    async with (
+        aiohttp.ClientSession(timeout=timeout) as session,
+        session.request(method, url, json=body) as answer,
+    ):
+        data = await answer.json(content_type=None)
+        if answer.status >= 400:
+            raise RuntimeError(f"{method} {url}: {answer.status} {data.get('detail', data)}")
+        return data
+
+
+def add_toxic(
+    control_url: str,
+    kind: str,
+    duration: float,
+    name: str | None = None,
+    stream: str = "downstream",
+    latency: float = 0,
+    jitter: float = 0,
+    rate: float = 0,
+    timeout: float = 0,
+) -> dict[str, Any]:
+    """Switch a toxic on at the fault proxy whose control API is ``control_url`` (see
+    :mod:`hybridmesh.chaos.proxy`): ``latency`` (ms, ``jitter``), ``bandwidth`` (``rate``
+    KB/s), ``reset_peer`` or ``timeout`` (after ``timeout`` ms), for ``duration`` s."""
+    body: dict[str, Any] = {
+        "kind": kind,
+        "duration": duration,
+        "stream": stream,
+        "latency": latency,
+        "jitter": jitter,
+        "rate": rate,
+        "timeout": timeout,
+    }
+    if name is not None:
+        body["name"] = name
+    return dict(asyncio.run(_control("POST", f"{control_url.rstrip('/')}/toxics", body)))
+
+
+def remove_toxic(control_url: str, name: str | None = None) -> dict[str, Any]:
+    """Remove toxic ``name``, or every toxic when no name is given (a rollback)."""
+    base = f"{control_url.rstrip('/')}/toxics"
+    url = base if name is None else f"{base}/{name}"
+    return dict(asyncio.run(_control("DELETE", url)))
+
+
+__all__ = [
+    "add_toxic",
+    "clear_route_faults",
+    "continue_process",
+    "inject_route_fault",
+    "kill_process",
+    "remove_toxic",
+    "signal_process",
+    "stop_process",
+    "terminate_process",
+]
