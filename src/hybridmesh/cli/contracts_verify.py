@@ -8,9 +8,10 @@ from pathlib import Path
 import click
 from rich.markup import escape
 
-from hybridmesh.cli._common import console, emit_json, get_ctx, json_option, run
+from hybridmesh.cli._common import console, emit_json, err_console, get_ctx, json_option, run
 from hybridmesh.contracts.check import BROKEN, OK, CheckReport, check, registry_consumers
 from hybridmesh.contracts.verify import (
+    MESSAGE,
     Contract,
     ProviderReport,
     providers_of,
@@ -98,6 +99,16 @@ def verify(
             )
         urls.update({p: known[p] for p in missing})
     reports = run(_verify_all(providers, urls, contracts, events))
+    unchecked = sum(
+        len(c.of_kind(MESSAGE)) for c in contracts if events is None and c.provider in providers
+    )
+    if unchecked:
+        err_console.print(
+            f"{unchecked} message interaction(s) not checked: give --events FILE with the "
+            "events the producers published",
+            highlight=False,
+            soft_wrap=True,
+        )
     if as_json:
         emit_json({"ok": all(r.ok for r in reports), "providers": [r.to_dict() for r in reports]})
     else:

@@ -3,8 +3,9 @@
 The committed contracts say what each consumer expects of the service; the registry says
 which services consume it (those whose ``dependencies`` name it). Every contract whose
 provider is the service is verified against the new version, and each consumer is OK,
-BROKEN (with its failing interactions) or UNCHECKED (it depends on the service but has no
-committed contract, so nothing protects it).
+BROKEN (with its failing interactions) or UNCHECKED: it depends on the service but has no
+committed contract (so nothing protects it), or only message contracts and no published
+events were given.
 """
 
 from __future__ import annotations
@@ -74,9 +75,9 @@ async def check(
     contracts against ``events``), one verdict per consumer."""
     mine = [c for c in contracts if c.provider == service]
     report = await verify_provider(service, url, mine, events)
-    by_consumer: dict[str, list[InteractionResult]] = {c.consumer: [] for c in mine}
+    by_consumer: dict[str, list[InteractionResult]] = {}
     for result in report.results:
-        by_consumer[result.consumer].append(result)
+        by_consumer.setdefault(result.consumer, []).append(result)
     verdicts = []
     for consumer in sorted(set(by_consumer) | set(consumers)):
         if consumer not in by_consumer:
