@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: demo test fuzz-api bench lint format install clean
+.PHONY: demo test fuzz-api contracts bench lint format install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ test: $(STAMP)
 # Schemathesis against a real `hybridmesh serve`: no 5xx, no answer outside the OpenAPI document.
 fuzz-api: $(STAMP)
 	scripts/fuzz-api
+
+# The committed Pact contracts (contracts/) against the reference services on loopback.
+contracts: $(STAMP)
+	scripts/verify-contracts
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

@@ -8,6 +8,9 @@ Routes (besides the shared ``/healthz`` and ``/_admin/*``):
   user; 404 for an unknown one and 409 ``user-not-active`` for a suspended or deactivated
   one, so that a saga step calling it fails for good (a 4xx is not retried).
 - ``POST /graphql``: ``user(id)``, ``users(limit)`` and ``registerUser(email, name)``.
+- ``POST /_pact/provider-states {state, params, action}``: sets up a contract's provider
+  state before it is verified (see docs/contracts.md). ``params.user_id`` (``U-<n>``) makes
+  users until that id exists, so that "user U-1 is active" holds on a fresh database.
 
 A user id is ``U-<n>``, ``n`` counting up from 1 and never reused. A status is ``active``,
 ``suspended`` or ``inactive`` (deactivated).
@@ -329,6 +332,22 @@ async def validate_user(request: web.Request) -> web.Response:
             user_status=user["status"],
         )
     return web.json_response({"valid": True, "user_id": user_id})
+
+
+@routes.post("/_pact/provider-states")
+async def provider_state(request: web.Request) -> web.Response:
+    body = await read_json_object(request)
+    params = body.get("params")
+    user_id = params.get("user_id") if isinstance(params, dict) else None
+    wanted = isinstance(user_id, str) and re.fullmatch(r"U-\d{1,4}", user_id)
+    if body.get("action", "setup") == "setup" and isinstance(user_id, str) and wanted:
+        db = database(request)
+        while await find_user(db, user_id) is None:
+            n = len(await list_users(db, MAX_LIMIT)) + 1
+            await register_user(
+                db, {"email": f"contract-{n}@example.com", "name": f"Contract User {n}"}
+            )
+    return web.json_response({})
 
 
 # --- GraphQL --------------------------------------------------------------------------------

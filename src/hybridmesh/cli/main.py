@@ -50,6 +50,7 @@ def cli(ctx: click.Context, database_url: str | None) -> None:
 def _register_commands() -> None:
     from hybridmesh.cli.batch import batch
     from hybridmesh.cli.chaos import chaos
+    from hybridmesh.cli.contracts_verify import check_command, verify
     from hybridmesh.cli.db import db
     from hybridmesh.cli.demo import demo
     from hybridmesh.cli.events import dlq, events
@@ -93,6 +94,14 @@ def _register_commands() -> None:
     cli.add_command(slo)
     cli.add_command(chaos)
     cli.add_command(demo)
+    cli.add_command(contracts)
+    contracts.add_command(verify)
+    contracts.add_command(check_command)
+
+
+@click.group()
+def contracts() -> None:
+    """Pact V4 contracts between services: verify them and check a new version."""
 
 
 _register_commands()

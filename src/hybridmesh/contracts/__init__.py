@@ -1,0 +1,1 @@
+"""Pact V4 contracts between the services of a hybrid system."""
