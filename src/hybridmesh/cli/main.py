@@ -49,6 +49,7 @@ def cli(ctx: click.Context, database_url: str | None) -> None:
 
 def _register_commands() -> None:
     from hybridmesh.cli.batch import batch
+    from hybridmesh.cli.contracts import contracts
     from hybridmesh.cli.db import db
     from hybridmesh.cli.demo import demo
     from hybridmesh.cli.events import dlq, events
@@ -91,6 +92,7 @@ def _register_commands() -> None:
     cli.add_command(projections)
     cli.add_command(slo)
     cli.add_command(demo)
+    cli.add_command(contracts)
 
 
 _register_commands()

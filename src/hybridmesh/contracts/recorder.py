@@ -314,7 +314,7 @@ def _attribute_rules(attributes: Mapping[str, Any]) -> dict[str, RuleGroup]:
 
 # ------------------------------------------------------------------------------ settings
 
-_RECORDERS: dict[tuple[str, frozenset[str]], ContractRecorder] = {}
+_RECORDERS: dict[tuple[str, frozenset[str], str], ContractRecorder] = {}
 _RECORDERS_LOCK = threading.Lock()
 
 
@@ -328,11 +328,14 @@ def recorder_from_settings(settings: Settings) -> ContractRecorder | None:
     services = frozenset(
         s.strip() for s in (settings.contracts_record_services or "").split(",") if s.strip()
     )
-    key = (str(Path(folder).resolve()), services)
+    rules_file = settings.contracts_rules
+    key = (str(Path(folder).resolve()), services, rules_file or "")
     with _RECORDERS_LOCK:
         found = _RECORDERS.get(key)
         if found is None:
-            found = _RECORDERS[key] = ContractRecorder(folder, services=services or None)
+            rules = load_field_rules(rules_file) if rules_file else None
+            found = ContractRecorder(folder, rules=rules, services=services or None)
+            _RECORDERS[key] = found
         return found
 
 

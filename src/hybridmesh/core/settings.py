@@ -102,6 +102,11 @@ class Settings(BaseSettings):
         "hybrid client and gateway carry and the events its bus handles; unset, nothing is "
         "recorded.",
     )
+    contracts_rules: str | None = Field(
+        None,
+        description="YAML file of field rules (per service, JSONPath to Pact matcher) for "
+        "recorded contracts; unset: contracts.yaml in the recording folder, if there.",
+    )
     contracts_record_services: str | None = Field(
         None,
         description="Comma-separated services: only interactions with one of them as "
