@@ -83,7 +83,7 @@ def list_contracts(folder: Path, as_json: bool) -> None:
         )
         return
     if not pacts:
-        console.print(f"no contracts in {escape(str(folder))}", highlight=False)
+        console.print(f"no contracts in {escape(str(folder))}", highlight=False, soft_wrap=True)
         return
     table = Table("file", "consumer", "provider", "http", "messages")
     for p in pacts:
@@ -115,14 +115,19 @@ def show_contract(names: tuple[str, ...], folder: Path, as_json: bool) -> None:
         f"[bold]{escape(pact.consumer)}[/bold] -> [bold]{escape(pact.provider)}[/bold] "
         f"({escape(str(path))})",
         highlight=False,
+        soft_wrap=True,
     )
     for interaction in pact.interactions:
         states = ", ".join(s.name for s in interaction.provider_states) or "(none named)"
-        console.print(f"\n[bold]{escape(interaction.description)}[/bold]", highlight=False)
-        console.print(f"  identity: {escape(interaction.identity)}", highlight=False)
-        console.print(f"  provider states: {escape(states)}", highlight=False)
+        console.print(
+            f"\n[bold]{escape(interaction.description)}[/bold]", highlight=False, soft_wrap=True
+        )
+        console.print(
+            f"  identity: {escape(interaction.identity)}", highlight=False, soft_wrap=True
+        )
+        console.print(f"  provider states: {escape(states)}", highlight=False, soft_wrap=True)
         for line in _summary(interaction):
-            console.print(f"  {escape(line)}", highlight=False)
+            console.print(f"  {escape(line)}", highlight=False, soft_wrap=True)
 
 
 def _summary(interaction: HttpInteraction | MessageInteraction) -> list[str]:
@@ -174,6 +179,7 @@ def diff_contracts(folder: Path, recorded: Path, as_json: bool) -> None:
         console.print(
             f"no differences between {escape(str(folder))} and {escape(str(recorded))}",
             highlight=False,
+            soft_wrap=True,
         )
     else:
         _print_changes(changes)
@@ -190,17 +196,19 @@ def _print_changes(changes: list[InteractionChange]) -> None:
                 f"[bold]{escape(change.file)}[/bold] "
                 f"({escape(change.consumer)} -> {escape(change.provider)})",
                 highlight=False,
+                soft_wrap=True,
             )
         mark = {ADDED: "+", REMOVED: "-"}.get(change.change, "~")
         line = f"  {mark} {change.interaction}: {change.change}"
         if change.fields:
             line += ": " + ", ".join(change.fields)
-        console.print(escape(line), highlight=False)
+        console.print(escape(line), highlight=False, soft_wrap=True)
     added = sum(c.change == ADDED for c in changes)
     removed = sum(c.change == REMOVED for c in changes)
     console.print(
         f"{added} added, {removed} removed, {len(changes) - added - removed} changed",
         highlight=False,
+        soft_wrap=True,
     )
 
 
@@ -300,6 +308,7 @@ def record(
     err_console.print(
         f"recorded {total} interaction(s) in {len(pacts)} file(s) in {escape(str(folder))}",
         highlight=False,
+        soft_wrap=True,
     )
     if not stopped and code != 0:
         err_console.print(f"[red]error:[/red] the command exited with status {code}")

@@ -5,8 +5,9 @@ or the event type), not by their description, so renaming an interaction or nami
 provider state in the committed file is not a change. For each pair, what a provider
 promises and what a consumer sends is compared: the request (method, path, query, headers,
 body), the response (status, headers, body), a message's contents and metadata, and the
-matching rules. A value a matcher covers (in either file) is an example, not a promise, so
-a new UUID or timestamp is no change; the matcher itself is compared.
+matching rules. The ids in a path are examples, not promises, and so is a value a matcher
+covers (in either file): a new UUID or timestamp is no change; the matcher itself is
+compared.
 """
 
 from __future__ import annotations
@@ -102,9 +103,8 @@ def interaction_differences(old: Interaction, new: Interaction) -> list[str]:
     if isinstance(old, HttpInteraction) and isinstance(new, HttpInteraction):
         a, b = old.request, new.request
         rules = _merged(a.matching_rules, b.matching_rules)
-        _compare(a.method.upper(), b.method.upper(), "request.method", out)
-        if "path" not in rules:
-            _compare(a.path, b.path, "request.path", out)
+        # Method and path (its ids generalised) are the identity the two share; the ids
+        # themselves are examples.
         _compare(a.query, b.query, "request.query", out, _names(rules.get("query")))
         _compare(
             _fold(a.headers), _fold(b.headers), "request.headers", out, _names(rules.get("header"))
