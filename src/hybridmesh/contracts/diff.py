@@ -167,9 +167,7 @@ def _compare_body(a: Any, b: Any, where: str, rules: MatchingRules, out: list[st
     covered = list(rules.get("body", {}))
 
     def is_covered(jsonpath: str) -> bool:
-        return any(
-            jsonpath == p or jsonpath.startswith((p + ".", p + "[")) for p in covered
-        )
+        return any(jsonpath == p or jsonpath.startswith((p + ".", p + "[")) for p in covered)
 
     _compare_json(a.content, b.content, where, is_covered, out)
 
@@ -212,7 +210,9 @@ def _compare_json(
             if len(x) != len(y):
                 out.append(f"{here} (length {len(x)} -> {len(y)})")
             for index in reversed(range(min(len(x), len(y)))):
-                pending.append((child_path(jsonpath, index), f"{shown}[{index}]", x[index], y[index]))
+                pending.append(
+                    (child_path(jsonpath, index), f"{shown}[{index}]", x[index], y[index])
+                )
         elif x != y or type(x) is not type(y):
             out.append(here)
 

@@ -637,7 +637,9 @@ class _Checker:
         for category, groups in (found or {}).items():
             where = (*loc, category)
             if category not in categories:
-                self.fail(where, f"unknown category; expected one of {', '.join(sorted(categories))}")
+                self.fail(
+                    where, f"unknown category; expected one of {', '.join(sorted(categories))}"
+                )
                 continue
             if category in _FLAT_CATEGORIES:
                 group = self.group(groups, where)
@@ -733,8 +735,8 @@ __all__ = [
     "ProviderState",
     "RuleGroup",
     "dumps_pact",
-    "parse_pact",
     "pact_file_name",
+    "parse_pact",
     "path_regex",
     "path_template",
     "read_pact",

@@ -227,9 +227,7 @@ class ContractRecorder:
             log.error("contracts: cannot write into %s: %s", self.folder, error)
             return False
         self.written += 1
-        log.info(
-            "contracts: recorded %s (%s -> %s)", interaction.identity, consumer, provider
-        )
+        log.info("contracts: recorded %s (%s -> %s)", interaction.identity, consumer, provider)
         return True
 
     @contextmanager

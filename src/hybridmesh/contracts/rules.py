@@ -132,7 +132,9 @@ class FieldRules:
             if isinstance(value, dict):
                 pending.extend((child_path(path, k), k, v) for k, v in reversed(value.items()))
             elif isinstance(value, list):
-                pending.extend((child_path(path, i), i, v) for i, v in reversed(list(enumerate(value))))
+                pending.extend(
+                    (child_path(path, i), i, v) for i, v in reversed(list(enumerate(value)))
+                )
             else:
                 matcher = builtin_matcher(name, value)
                 if matcher is not None:

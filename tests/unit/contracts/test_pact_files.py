@@ -39,7 +39,9 @@ def sample_pact() -> Pact:
             "/users/42",
             query={"expand": ["orders"]},
             headers={"Accept": ["application/json"]},
-            matching_rules={"path": {"": RuleGroup((Matcher("regex", {"regex": "^/users/[^/]+$"}),))}},
+            matching_rules={
+                "path": {"": RuleGroup((Matcher("regex", {"regex": "^/users/[^/]+$"}),))}
+            },
         ),
         HttpResponse(
             200,
@@ -64,7 +66,10 @@ def test_a_written_pact_reads_back_the_same(tmp_path: Path) -> None:
     assert path.name == "order-service-user-service.json"
     data = json.loads(path.read_text())
     assert data["metadata"]["pactSpecification"] == {"version": "4.0"}
-    assert [i["type"] for i in data["interactions"]] == ["Synchronous/HTTP", "Asynchronous/Messages"]
+    assert [i["type"] for i in data["interactions"]] == [
+        "Synchronous/HTTP",
+        "Asynchronous/Messages",
+    ]
     again = read_pact(path)
     assert again.to_json() == pact.to_json()
     assert dumps_pact(again) == path.read_text()
@@ -179,15 +184,28 @@ def test_a_malformed_file_is_refused_at_file_line_and_field(tmp_path: Path) -> N
 @pytest.mark.parametrize(
     ("text", "line", "field", "words"),
     [
-        ('{"consumer": {"name": "a"},\n "provider": {}, "interactions": [],\n'
-         ' "metadata": {"pactSpecification": {"version": "4.0"}}}', 2, "provider.name", "non-empty"),
-        ('{"consumer": {"name": "a"}, "provider": {"name": "b"}, "interactions": [],\n'
-         ' "metadata": {"pactSpecification": {"version": "3.0.0"}}}', 2,
-         "metadata.pactSpecification.version", "V4"),
-        ('{"consumer": {"name": "a"}, "provider": {"name": "b"},\n "interactions": [\n'
-         '  {"type": "Synchronous/Messages", "description": "x"}],\n'
-         ' "metadata": {"pactSpecification": {"version": "4.0"}}}', 3, "interactions[0].type",
-         "Asynchronous/Messages"),
+        (
+            '{"consumer": {"name": "a"},\n "provider": {}, "interactions": [],\n'
+            ' "metadata": {"pactSpecification": {"version": "4.0"}}}',
+            2,
+            "provider.name",
+            "non-empty",
+        ),
+        (
+            '{"consumer": {"name": "a"}, "provider": {"name": "b"}, "interactions": [],\n'
+            ' "metadata": {"pactSpecification": {"version": "3.0.0"}}}',
+            2,
+            "metadata.pactSpecification.version",
+            "V4",
+        ),
+        (
+            '{"consumer": {"name": "a"}, "provider": {"name": "b"},\n "interactions": [\n'
+            '  {"type": "Synchronous/Messages", "description": "x"}],\n'
+            ' "metadata": {"pactSpecification": {"version": "4.0"}}}',
+            3,
+            "interactions[0].type",
+            "Asynchronous/Messages",
+        ),
         ('{"consumer": {"name": "a"},,}', 1, None, "not JSON"),
     ],
 )
