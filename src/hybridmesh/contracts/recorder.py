@@ -53,7 +53,8 @@ from hybridmesh.contracts.pact import (
     write_pact,
 )
 from hybridmesh.contracts.rules import RULES_FILE, FieldRules, datetime_format, load_field_rules
-from hybridmesh.core.errors import ValidationError
+from hybridmesh.core.errors import InvalidSettingError, Problem, ValidationError
+from hybridmesh.core.settings import env_name
 from hybridmesh.observability import get_logger
 
 if TYPE_CHECKING:
@@ -327,6 +328,10 @@ def recorder_from_settings(settings: Settings) -> ContractRecorder | None:
         s.strip() for s in (settings.contracts_record_services or "").split(",") if s.strip()
     )
     rules_file = settings.contracts_rules
+    if rules_file and not Path(rules_file).is_file():
+        raise InvalidSettingError(
+            [Problem(f"no rules file {rules_file!r}", field=env_name("contracts_rules"))]
+        )
     key = (str(Path(folder).resolve()), services, rules_file or "")
     with _RECORDERS_LOCK:
         found = _RECORDERS.get(key)

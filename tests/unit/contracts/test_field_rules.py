@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 
 from hybridmesh.contracts.pact import Matcher
+from hybridmesh.contracts.recorder import recorder_from_settings
 from hybridmesh.contracts.rules import UUID_REGEX, FieldRules, datetime_format, load_field_rules
-from hybridmesh.core.errors import ValidationError
+from hybridmesh.core.errors import InvalidSettingError, ValidationError
+from hybridmesh.core.settings import Settings
 
 BODY = {
     "id": 17,
@@ -96,3 +98,24 @@ def test_a_malformed_rules_file_is_refused_at_file_line_and_field(tmp_path: Path
         (str(file), 5, "services.user-service.$.code.regex"),
     ]
     assert "unknown matcher 'typo'" in refused.value.problems[0].message
+
+
+def test_a_rules_setting_naming_no_file_is_refused(tmp_path: Path) -> None:
+    settings = Settings(
+        contracts_record=str(tmp_path / "recorded"),
+        contracts_rules=str(tmp_path / "missing.yaml"),
+    )
+    with pytest.raises(InvalidSettingError) as refused:
+        recorder_from_settings(settings)
+    assert refused.value.problems[0].field == "HYBRIDMESH_CONTRACTS_RULES"
+
+
+def test_the_rules_setting_is_used_by_the_processs_recorder(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("services:\n  user-service:\n    $.name: type\n")
+    settings = Settings(contracts_record=str(tmp_path / "recorded"), contracts_rules=str(rules))
+    recorder = recorder_from_settings(settings)
+    assert recorder is not None
+    assert recorder.rules.by_service == {"user-service": {"$.name": Matcher("type")}}
+    assert recorder_from_settings(settings) is recorder  # one per process and folder
+    assert recorder_from_settings(Settings(contracts_record=None)) is None
