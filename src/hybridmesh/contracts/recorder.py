@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import fcntl
+import os
 import re
 import threading
 from collections.abc import Iterator, Mapping
@@ -74,8 +75,9 @@ KEPT_RESPONSE_HEADERS = ("content-type",)
 _VOLATILE_HEADERS = frozenset({"idempotency-key"})
 #: CloudEvent attributes that change with every event.
 _VOLATILE_ATTRIBUTES = frozenset({"id", "traceparent", "tracestate"})
+#: Kinds of interaction recorded per consumer and provider, at most.
+MAX_INTERACTIONS_PER_PAIR = 200
 _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-_LOCK_FILE = ".contracts.lock"
 
 
 def party_name(text: str) -> str:
@@ -104,6 +106,8 @@ class ContractRecorder:
         self.rules = rules if rules is not None else load_field_rules(self.folder / RULES_FILE)
         self.services = services or None
         self._seen: set[tuple[str, ...]] = set()
+        #: Kinds seen per (consumer, provider): capped, see MAX_INTERACTIONS_PER_PAIR.
+        self._per_pair: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()
         #: How many interactions this recorder added to files.
         self.written = 0
@@ -132,9 +136,8 @@ class ContractRecorder:
         method = method.upper()
         template = path_template(path)
         key = ("http", consumer, provider, method, template, str(status))
-        if key in self._seen or not self._wanted(consumer, provider):
+        if key in self._seen or not self._new_kind(key, consumer, provider):
             return False
-        self._seen.add(key)
         request_headers = _lower(request_headers)
         response_headers = _lower(response_headers)
         services = (consumer, provider)
@@ -176,9 +179,8 @@ class ContractRecorder:
         for the group and the producer."""
         provider = party_name(event.source)
         key = ("event", group, provider, event.type)
-        if key in self._seen or not self._wanted(group, provider):
+        if key in self._seen or not self._new_kind(key, group, provider):
             return False
-        self._seen.add(key)
         attributes = event.to_dict()
         attributes.pop("data", None)
         attributes.pop("data_base64", None)
@@ -204,8 +206,29 @@ class ContractRecorder:
 
     # -- files
 
-    def _wanted(self, consumer: str, provider: str) -> bool:
-        return self.services is None or consumer in self.services or provider in self.services
+    def _new_kind(self, key: tuple[str, ...], consumer: str, provider: str) -> bool:
+        """Whether to record a kind of exchange not seen yet: one of the services asked
+        for, and not past the pair's cap (paths whose variable parts are not ids, such as
+        ``/users/by-email/ada@example.com``, would otherwise add one interaction per
+        value)."""
+        self._seen.add(key)
+        if self.services is not None and not (
+            consumer in self.services or provider in self.services
+        ):
+            return False
+        count = self._per_pair.get((consumer, provider), 0)
+        if count >= MAX_INTERACTIONS_PER_PAIR:
+            if count == MAX_INTERACTIONS_PER_PAIR:
+                log.warning(
+                    "contracts: %s -> %s has %d kinds of interaction; recording no more",
+                    consumer,
+                    provider,
+                    count,
+                )
+                self._per_pair[(consumer, provider)] = count + 1
+            return False
+        self._per_pair[(consumer, provider)] = count + 1
+        return True
 
     def _add(self, consumer: str, provider: str, interaction: Interaction) -> bool:
         """Merge ``interaction`` into the pair's file, unless the file has one of its kind
@@ -233,14 +256,17 @@ class ContractRecorder:
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
-        """This process's threads one at a time, and other processes through a lock file."""
+        """This process's threads one at a time, and other processes through a lock on
+        the folder itself: a lock file inside it would be one more file for Pact tools,
+        which read every file of a folder they are given."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        with self._lock, open(self.folder / _LOCK_FILE, "a+b") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+        with self._lock:
+            handle = os.open(self.folder, os.O_RDONLY)
             try:
+                fcntl.flock(handle, fcntl.LOCK_EX)
                 yield
             finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+                os.close(handle)  # closing releases the lock
 
 
 def _lower(headers: Mapping[str, str]) -> dict[str, str]:
@@ -345,6 +371,7 @@ def recorder_from_settings(settings: Settings) -> ContractRecorder | None:
 __all__ = [
     "KEPT_REQUEST_HEADERS",
     "KEPT_RESPONSE_HEADERS",
+    "MAX_INTERACTIONS_PER_PAIR",
     "PROVIDER_STATE_HEADER",
     "ContractRecorder",
     "party_name",

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from pathlib import Path
 
 import pact_ffi
 import pytest
+from pact import Verifier
 from tests.integration.client.helpers import service
 from tests.integration.contracts.user_service import MISSING, user_service
 from tests.integration.loopback import serve
@@ -152,3 +154,49 @@ async def test_recording_keeps_only_the_services_asked_for(tmp_path: Path) -> No
                 "order-service", "user-service", CommunicationRequest(endpoint="/users/5")
             )
     assert not (folder / "order-service-user-service.json").exists()
+
+
+async def test_pacts_verifier_accepts_a_recording_against_its_provider(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The recorded matchers are ones Pact's own verifier applies: another run of the same
+    provider (new UUIDs, new timestamps) passes."""
+    monkeypatch.setenv("PACT_DO_NOT_TRACK", "true")
+    folder = tmp_path / "recorded"
+    async with serve(user_service()) as url:
+        registry = ServiceRegistry(
+            [
+                service("user-service", "microservice", url),
+                service("order-service", "microservice", url),
+            ]
+        )
+        async with HybridClient(registry, recorder=ContractRecorder(folder)) as client:
+            await client.communicate(
+                "order-service",
+                "user-service",
+                CommunicationRequest(endpoint=f"/users/{uuid.uuid4()}"),
+            )
+            await client.communicate(
+                "order-service",
+                "user-service",
+                CommunicationRequest(
+                    type="command",
+                    method="POST",
+                    endpoint="/users",
+                    payload={"name": "Ada"},
+                    pattern="rest",
+                ),
+            )
+
+        def verify() -> dict[str, object]:
+            verifier = (
+                Verifier("user-service", host="127.0.0.1")
+                .add_transport(url=url)
+                .add_source(str(folder))
+            )
+            verifier.verify()
+            return verifier.results
+
+        results = await asyncio.to_thread(verify)
+    outcomes = {r["description"]: r["result"] for r in results["interactionResults"]}  # type: ignore[index]
+    assert outcomes == {"GET /users/{id} returns 200": "OK", "POST /users returns 201": "OK"}
