@@ -61,6 +61,12 @@ def _counts(pact: Pact) -> tuple[int, int]:
     return http, len(pact.interactions) - http
 
 
+def _name(pact: Pact) -> str:
+    """The file's name as it is on disk (a file written by hand may be named otherwise
+    than ``<consumer>-<provider>.json``)."""
+    return pact.path.name if pact.path is not None else pact.file_name
+
+
 @contracts.command("list")
 @_dir_option
 @json_option
@@ -71,7 +77,7 @@ def list_contracts(folder: Path, as_json: bool) -> None:
         emit_json(
             [
                 {
-                    "file": p.file_name,
+                    "file": _name(p),
                     "consumer": p.consumer,
                     "provider": p.provider,
                     "http": _counts(p)[0],
@@ -88,7 +94,7 @@ def list_contracts(folder: Path, as_json: bool) -> None:
     table = Table("file", "consumer", "provider", "http", "messages")
     for p in pacts:
         http, messages = _counts(p)
-        table.add_row(p.file_name, p.consumer, p.provider, str(http), str(messages))
+        table.add_row(_name(p), p.consumer, p.provider, str(http), str(messages))
     console.print(table)
 
 
