@@ -23,6 +23,7 @@ from hybridmesh.batch import (
     review_retry_handler,
 )
 from hybridmesh.client import HybridClient
+from hybridmesh.contracts.recorder import recorder_from_settings
 from hybridmesh.core.clock import SYSTEM_CLOCK, Clock
 from hybridmesh.core.errors import ConfigurationError, ValidationError
 from hybridmesh.core.settings import Settings
@@ -101,7 +102,9 @@ class Runtime:
             if create
             else None
         )
-        client = HybridClient(registry, clock=clock, rollup=rollup)
+        client = HybridClient(
+            registry, clock=clock, rollup=rollup, recorder=recorder_from_settings(settings)
+        )
         if rollup is not None:
             rollup.start()
         client.add_transport(BatchTransport(batch))

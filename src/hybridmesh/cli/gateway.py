@@ -154,6 +154,7 @@ def gateway(
 
 
 async def _run_gateway(host: str, port: int, status_port: int | None, settings: Any) -> None:
+    from hybridmesh.contracts.recorder import recorder_from_settings
     from hybridmesh.gateway.hooks import GatewayHooks
     from hybridmesh.gateway.metrics import GatewayMetrics
     from hybridmesh.gateway.server import Gateway
@@ -170,7 +171,12 @@ async def _run_gateway(host: str, port: int, status_port: int | None, settings: 
         await store.upgrade()
         metrics = GatewayMetrics()
         hooks = GatewayHooks(store, metrics)
-        proxy = Gateway(settings, metrics=metrics, hooks=hooks)
+        proxy = Gateway(
+            settings,
+            metrics=metrics,
+            hooks=hooks,
+            recorder=recorder_from_settings(get_ctx().settings),
+        )
         hooks.start()
         watcher = SnapshotWatcher(GatewayState(store), proxy.use)
         await watcher.start()

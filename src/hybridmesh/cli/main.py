@@ -51,6 +51,7 @@ def _register_commands() -> None:
     from hybridmesh.cli.batch import batch
     from hybridmesh.cli.chaos import chaos
     from hybridmesh.cli.contracts_verify import check_command, verify
+    from hybridmesh.cli.contracts import contracts
     from hybridmesh.cli.db import db
     from hybridmesh.cli.demo import demo
     from hybridmesh.cli.events import dlq, events
@@ -97,11 +98,6 @@ def _register_commands() -> None:
     cli.add_command(contracts)
     contracts.add_command(verify)
     contracts.add_command(check_command)
-
-
-@click.group()
-def contracts() -> None:
-    """Pact V4 contracts between services: verify them and check a new version."""
 
 
 _register_commands()

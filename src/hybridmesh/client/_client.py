@@ -10,7 +10,7 @@ from contextlib import nullcontext
 from datetime import datetime
 from functools import partial
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hybridmesh.client.cache import ResponseCache
 from hybridmesh.client.models import CommunicationRequest, CommunicationResponse
@@ -67,6 +67,9 @@ from hybridmesh.transports import (
     TransportResponse,
 )
 
+if TYPE_CHECKING:
+    from hybridmesh.contracts.recorder import ContractRecorder
+
 #: Architecture assumed for a caller that is not in the registry (a platform component such
 #: as the saga orchestrator, or a script).
 UNREGISTERED_SOURCE_ARCHITECTURE = "microservice"
@@ -109,9 +112,12 @@ class HybridClient:
         cache: ResponseCache | None = None,
         http: HttpSession | None = None,
         rollup: CallRollup | None = None,
+        recorder: ContractRecorder | None = None,
     ) -> None:
         self.registry = registry
         self.rollup = rollup
+        #: Where the HTTP calls this client makes are recorded as contracts, when set.
+        self.recorder = recorder
         self.clock = clock
         self.metrics = metrics or MeshMetrics.default()
         self.cache = cache or ResponseCache(clock=clock)
@@ -244,6 +250,10 @@ class HybridClient:
                     )
                     if isinstance(error, TransportError) and error.is_client_error:
                         self._ended(pair, "client_error", None)
+                        if self.recorder is not None and pattern in _HTTP_PATTERNS:
+                            self._record(
+                                source, outbound, error.status or 400, error.headers, error.body
+                            )
                         raise
                     failures.append(error)
                     if index + 1 < len(strategy.steps):
@@ -264,6 +274,8 @@ class HybridClient:
                     "success" if index == 0 else "fallback",
                     now - started if pattern in SYNCHRONOUS_PATTERNS else None,
                 )
+                if self.recorder is not None and pattern in _HTTP_PATTERNS:
+                    self._record(source, outbound, answer.status, answer.headers, answer.data)
                 if strategy.use_cache:
                     self.cache.put(_cache_key(target, request), answer.data, answer.status)
                 return CommunicationResponse(
@@ -289,6 +301,38 @@ class HybridClient:
                 raise
             self._ended(pair, "fallback", None)
             return answered
+
+    def _record(
+        self,
+        source: str,
+        outbound: OutboundRequest,
+        status: int,
+        headers: Mapping[str, str],
+        body: Any,
+    ) -> None:
+        """Hand one answered HTTP call to the contract recorder: the request as it went
+        out (a GraphQL call's document as its body) and the answer as it came back."""
+        assert self.recorder is not None
+        if outbound.query is not None:
+            sent: Any = {"query": outbound.query}
+            if outbound.variables:
+                sent["variables"] = dict(outbound.variables)
+        else:
+            sent = outbound.payload
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        self.recorder.record_http(
+            consumer=source,
+            provider=outbound.target,
+            method=outbound.method,
+            path=outbound.path,
+            query=outbound.params,
+            request_headers=outbound.headers,
+            request_body=sent,
+            status=status,
+            response_headers=headers,
+            response_body=body,
+        )
 
     def _ended(self, pair: tuple[str, str, str, str], outcome: str, seconds: float | None) -> None:
         """Count one whole call: ``pair`` is (source, target, and their architectures)."""

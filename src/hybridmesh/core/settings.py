@@ -96,6 +96,22 @@ class Settings(BaseSettings):
     registry_path: str | None = Field(
         None, description="Folder or file of service definitions loaded at start, if set."
     )
+    contracts_record: str | None = Field(
+        None,
+        description="Folder to record Pact contracts into from the calls this process's "
+        "hybrid client and gateway carry and the events its bus handles; unset, nothing is "
+        "recorded.",
+    )
+    contracts_rules: str | None = Field(
+        None,
+        description="YAML file of field rules (per service, JSONPath to Pact matcher) for "
+        "recorded contracts; unset: contracts.yaml in the recording folder, if there.",
+    )
+    contracts_record_services: str | None = Field(
+        None,
+        description="Comma-separated services: only interactions with one of them as "
+        "consumer or provider are recorded (unset: all).",
+    )
 
 
 def get_settings(**overrides: Any) -> Settings:

@@ -8,6 +8,7 @@ JetStream; ``kafka://host:9092[,host:9092][?options]`` means Kafka.
 
 from __future__ import annotations
 
+from hybridmesh.contracts.recorder import recorder_from_settings
 from hybridmesh.core.errors import ConfigurationError
 from hybridmesh.core.settings import Settings
 from hybridmesh.events.backend import (
@@ -74,7 +75,12 @@ async def open_bus(
 ) -> EventBus:
     """An :class:`EventBus` on the backend the settings name (not yet consuming); ``store``
     as for :func:`open_backend`."""
-    return EventBus(await open_backend(settings, store=store), consumer=consumer)
+    settings = settings or Settings()
+    return EventBus(
+        await open_backend(settings, store=store),
+        consumer=consumer,
+        recorder=recorder_from_settings(settings),
+    )
 
 
 __all__ = [

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from opentelemetry.trace import SpanKind
 
@@ -52,6 +52,9 @@ from hybridmesh.observability import (
     tracing_records,
 )
 from hybridmesh.store import Statement, Store
+
+if TYPE_CHECKING:
+    from hybridmesh.contracts.recorder import ContractRecorder
 
 log = get_logger("hybridmesh.events")
 #: Most characters of a dead letter's reason (the handler's error text is cut to fit).
@@ -153,8 +156,12 @@ class EventBus:
         rng: random.Random | None = None,
         poll_wait: float = 1.0,
         owns_backend: bool = True,
+        recorder: ContractRecorder | None = None,
     ) -> None:
         self.backend = backend
+        #: Where the events this bus hands to consumer groups are recorded as message
+        #: contracts, when set.
+        self.recorder = recorder
         self.consumer = consumer or f"consumer-{new_id()[:12]}"
         self.clock = clock
         self.metrics = metrics or MeshMetrics.default()
@@ -450,6 +457,8 @@ class EventBus:
                 sub.dead_lettered += 1
                 metrics.observe_handled(group, "dead_letter")
                 break
+            if self.recorder is not None:
+                self.recorder.record_event(group, event)
             outcome = await self._handle(sub, event, delivery)
             if isinstance(outcome, Retry):
                 if delivery.attempt >= sub.spec.max_deliveries:

@@ -32,7 +32,7 @@ import contextlib
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from opentelemetry.trace import SpanKind
@@ -61,6 +61,7 @@ from hybridmesh.gateway.http import (
 )
 from hybridmesh.gateway.metrics import GatewayMetrics, refusal_reason
 from hybridmesh.gateway.policies.base import Policy, PolicyContext, build_policy
+from hybridmesh.gateway.recording import RecordingTicket
 from hybridmesh.gateway.routing import CompiledRoute, sticky_key
 from hybridmesh.gateway.settings import GatewaySettings
 from hybridmesh.gateway.snapshot import Snapshot
@@ -80,6 +81,9 @@ from hybridmesh.observability.tracing import (
     tracing_records,
 )
 from hybridmesh.resilience.breaker import CircuitBreaker, CircuitBreakerConfig
+
+if TYPE_CHECKING:
+    from hybridmesh.contracts.recorder import ContractRecorder
 
 log = get_logger("hybridmesh.gateway")
 access_log = get_logger("hybridmesh.gateway.access")
@@ -151,8 +155,11 @@ class Gateway:
         metrics: GatewayMetrics | None = None,
         hooks: Hooks | None = None,
         rng: random.Random | None = None,
+        recorder: ContractRecorder | None = None,
     ) -> None:
         self.settings = settings or GatewaySettings()
+        #: Where proxied exchanges are recorded as contracts, when set.
+        self.recorder = recorder
         use_json = self.settings.access_log and self.settings.log_format == "json"
         self.access: AccessLog | None = AccessLog() if use_json else None
         self.trusted = NetworkSet.parse(self.settings.trusted_proxies)
@@ -193,8 +200,11 @@ class Gateway:
             runtime = RouteRuntime(compiled, policies, {})
             runtime.transforms_response = any(p.transforms_response_body for p in policies)
             runtime.before_send = [p for p in policies if p.acts_before_send]
-            runtime.streams_request = route.mirror is None and not any(
-                p.reads_request_body for p in policies
+            # A recorded request needs its whole body too.
+            runtime.streams_request = (
+                route.mirror is None
+                and self.recorder is None
+                and not any(p.reads_request_body for p in policies)
             )
             for backend in route.backends:
                 url = self._url_of(backend, snapshot)
@@ -517,6 +527,11 @@ class Gateway:
             if runtime.mirror is not None
             else None
         )
+        if self.recorder is not None:
+            chosen_backend = backend.backend
+            ticket = RecordingTicket(
+                self.recorder, request, chosen_backend.service or chosen_backend.name, ticket
+            )
         status = await self._proxy(connection, incoming, runtime, backend, request, ticket)
         return None, route.name, backend.backend.name, status
 

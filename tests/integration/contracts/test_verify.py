@@ -79,7 +79,7 @@ async def test_a_renamed_response_field_fails_naming_the_field(
 def test_a_published_event_without_a_field_fails_naming_it(
     providers: ReferenceProviders,
 ) -> None:
-    contract = read_contract(CONTRACTS / "notification-services--user-service.json")
+    contract = read_contract(CONTRACTS / "notification-services-user-service.json")
     changed = [
         {**e, "data": {k: v for k, v in e["data"].items() if k != "email"}}
         for e in providers.published
