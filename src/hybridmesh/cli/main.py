@@ -50,8 +50,8 @@ def cli(ctx: click.Context, database_url: str | None) -> None:
 def _register_commands() -> None:
     from hybridmesh.cli.batch import batch
     from hybridmesh.cli.chaos import chaos
-    from hybridmesh.cli.contracts_verify import check_command, verify
     from hybridmesh.cli.contracts import contracts
+    from hybridmesh.cli.contracts_verify import check_command, verify
     from hybridmesh.cli.db import db
     from hybridmesh.cli.demo import demo
     from hybridmesh.cli.events import dlq, events
