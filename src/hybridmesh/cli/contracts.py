@@ -2,7 +2,9 @@
 
 ``record`` runs a command (a service, a worker, a test suite, a load script) with recording
 on, for a while; ``list`` and ``show`` read a folder of contract files; ``diff`` compares a
-new recording with the committed folder, for CI and for review.
+new recording with the committed folder, for CI and for review; ``verify`` replays the
+committed contracts against running providers and ``check`` says which consumers a new
+version of a service breaks (both exit 1 when an interaction fails, 2 on bad input).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from hybridmesh.cli._common import console, emit_json, err_console, json_option
+from hybridmesh.cli._common import console, emit_json, err_console, get_ctx, json_option, run
+from hybridmesh.contracts.check import BROKEN, OK, CheckReport, check, registry_consumers
 from hybridmesh.contracts.diff import ADDED, REMOVED, InteractionChange, diff_folders
 from hybridmesh.contracts.pact import (
     HttpInteraction,
@@ -28,6 +31,18 @@ from hybridmesh.contracts.pact import (
     read_pact,
     read_pacts,
 )
+from hybridmesh.contracts.verify import (
+    ProviderReport,
+    message_interactions,
+    providers_of,
+    read_contract_folder,
+    read_events,
+    verify_provider,
+)
+from hybridmesh.core.errors import ValidationError
+from hybridmesh.registry import RegistryCatalog
+from hybridmesh.registry.models import ServiceDefinition
+from hybridmesh.store import open_ready_store
 
 #: The committed contracts, by default.
 DEFAULT_DIR = "contracts"
@@ -216,6 +231,172 @@ def _print_changes(changes: list[InteractionChange]) -> None:
         highlight=False,
         soft_wrap=True,
     )
+
+
+# ------------------------------------------------------------------------------ verify / check
+
+
+_events_option = click.option(
+    "--events",
+    "events_file",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="CloudEvents the producers published, one JSON object a line "
+    "(`hybridmesh events tail --json`): message contracts are checked against them.",
+)
+
+
+def _base_urls(pairs: tuple[str, ...]) -> dict[str, str]:
+    urls = {}
+    for pair in pairs:
+        name, sep, url = pair.partition("=")
+        if not sep or not name or not url.startswith(("http://", "https://")):
+            raise click.BadParameter(
+                f"{pair!r} is not NAME=http(s)://HOST:PORT", param_hint="--base-url"
+            )
+        urls[name] = url
+    return urls
+
+
+async def _registry() -> list[ServiceDefinition]:
+    async with await open_ready_store(get_ctx().database_url, create=False) as store:
+        return await RegistryCatalog(store).list()
+
+
+@contracts.command()
+@_dir_option
+@click.option("--provider", default=None, help="Verify only this provider's contracts.")
+@click.option(
+    "--base-url",
+    "base_urls",
+    multiple=True,
+    metavar="NAME=URL",
+    help="Where a provider runs (repeatable); otherwise its base_url in the registry.",
+)
+@_events_option
+@json_option
+def verify(
+    folder: Path,
+    provider: str | None,
+    base_urls: tuple[str, ...],
+    events_file: Path | None,
+    as_json: bool,
+) -> None:
+    """Replay the contracts under --dir against their running providers (HTTP, with
+    pact-python's verifier) and match message contracts against published events."""
+    urls = _base_urls(base_urls)
+    contracts = read_contract_folder(folder)
+    events = read_events(events_file) if events_file is not None else None
+    providers = providers_of(contracts)
+    if provider is not None:
+        if provider not in providers:
+            raise ValidationError(f"no contract under {folder} has provider {provider!r}")
+        providers = [provider]
+    missing = [p for p in providers if p not in urls]
+    if missing:
+        known = {d.name: d.base_url for d in run(_registry())}
+        unknown = [p for p in missing if p not in known]
+        if unknown:
+            raise ValidationError(
+                f"unknown provider {', '.join(unknown)}: give --base-url NAME=URL or load "
+                "it into the registry"
+            )
+        urls.update({p: known[p] for p in missing})
+    reports = run(_verify_all(providers, urls, contracts, events))
+    unchecked = sum(
+        len(message_interactions(c))
+        for c in contracts
+        if events is None and c.provider in providers
+    )
+    if unchecked:
+        err_console.print(
+            f"{unchecked} message interaction(s) not checked: give --events FILE with the "
+            "events the producers published",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if as_json:
+        emit_json({"ok": all(r.ok for r in reports), "providers": [r.to_dict() for r in reports]})
+    else:
+        for report in reports:
+            _print_provider(report)
+    if not all(r.ok for r in reports):
+        raise SystemExit(1)
+
+
+async def _verify_all(
+    providers: list[str],
+    urls: dict[str, str],
+    contracts: list[Pact],
+    events: list[dict[str, object]] | None,
+) -> list[ProviderReport]:
+    return [await verify_provider(p, urls[p], contracts, events) for p in providers]
+
+
+def _print_provider(report: ProviderReport) -> None:
+    console.print(f"[bold]{escape(report.provider)}[/bold] at {escape(report.url or '-')}")
+    if report.error:
+        console.print(
+            f"  [red]FAILED[/red] {escape(report.error)}", highlight=False, soft_wrap=True
+        )
+    for r in report.results:
+        mark = "[green]OK    [/green]" if r.ok else "[red]FAILED[/red]"
+        console.print(
+            f"  {mark} {escape(r.consumer)}: {escape(r.description)} ({r.kind})", highlight=False
+        )
+        for m in r.mismatches:
+            console.print(f"         {escape(str(m))}", highlight=False, soft_wrap=True)
+
+
+@contracts.command("check")
+@click.argument("service")
+@_dir_option
+@click.option(
+    "--base-url", "url", default=None, help="Where the new version runs (default: registry)."
+)
+@_events_option
+@json_option
+def check_command(
+    service: str, folder: Path, url: str | None, events_file: Path | None, as_json: bool
+) -> None:
+    """Which consumers' committed contracts the new version of SERVICE breaks; exit 1 when
+    one is broken."""
+    if url is not None and not url.startswith(("http://", "https://")):
+        raise click.BadParameter(f"{url!r} is not an http(s) URL", param_hint="--base-url")
+    contracts = read_contract_folder(folder)
+    definitions = run(_registry())
+    known = {d.name: d.base_url for d in definitions}
+    if not any(c.provider == service for c in contracts) and service not in known:
+        raise ValidationError(f"unknown service {service!r}: no contract or registry entry")
+    url = url or known.get(service)
+    events = read_events(events_file) if events_file is not None else None
+    report = run(check(service, url, contracts, registry_consumers(service, definitions), events))
+    if as_json:
+        emit_json(report.to_dict())
+    else:
+        _print_check(report)
+    if not report.ok:
+        raise SystemExit(1)
+
+
+def _print_check(report: CheckReport) -> None:
+    console.print(f"[bold]{escape(report.service)}[/bold] at {escape(report.url or '-')}")
+    if report.error:
+        console.print(f"  [red]{escape(report.error)}[/red]", highlight=False, soft_wrap=True)
+    colours = {OK: "green", BROKEN: "red"}
+    for verdict in report.consumers:
+        colour = colours.get(verdict.status, "yellow")
+        console.print(
+            f"  [{colour}]{verdict.status:<9}[/{colour}] {escape(verdict.consumer)}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        for failure in verdict.failures:
+            console.print(
+                f"            {escape(failure.description)}", highlight=False, soft_wrap=True
+            )
+            for m in failure.mismatches:
+                console.print(f"              {escape(str(m))}", highlight=False, soft_wrap=True)
 
 
 # ------------------------------------------------------------------------------ record

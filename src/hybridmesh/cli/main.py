@@ -51,7 +51,6 @@ def _register_commands() -> None:
     from hybridmesh.cli.batch import batch
     from hybridmesh.cli.chaos import chaos
     from hybridmesh.cli.contracts import contracts
-    from hybridmesh.cli.contracts_verify import check_command, verify
     from hybridmesh.cli.db import db
     from hybridmesh.cli.demo import demo
     from hybridmesh.cli.events import dlq, events
@@ -96,8 +95,6 @@ def _register_commands() -> None:
     cli.add_command(chaos)
     cli.add_command(demo)
     cli.add_command(contracts)
-    contracts.add_command(verify)
-    contracts.add_command(check_command)
 
 
 _register_commands()

@@ -14,7 +14,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from hybridmesh.contracts.verify import Contract, InteractionResult, verify_provider
+from hybridmesh.contracts.pact import Pact
+from hybridmesh.contracts.verify import InteractionResult, verify_provider
 from hybridmesh.registry.models import ServiceDefinition
 
 OK, BROKEN, UNCHECKED = "OK", "BROKEN", "UNCHECKED"
@@ -67,7 +68,7 @@ def registry_consumers(service: str, definitions: Iterable[ServiceDefinition]) -
 async def check(
     service: str,
     url: str | None,
-    contracts: Sequence[Contract],
+    contracts: Sequence[Pact],
     consumers: Iterable[str] = (),
     events: Sequence[Mapping[str, Any]] | None = None,
 ) -> CheckReport:

@@ -15,8 +15,9 @@ is down fails at once with its name and URL instead of after the FFI's request t
 When a provider answers ``/_pact/provider-states`` (any status but 404), the FFI posts each
 interaction's provider state there before replaying it.
 
-The reader below is small on purpose: it checks only what verification needs, and reports
-a malformed file as ``file:line: field: message``.
+The contract files are read by :mod:`~hybridmesh.contracts.pact`, the one model of a Pact
+file, so a malformed file is refused here as everywhere else, naming its file, line and
+field.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,48 +37,24 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from hybridmesh.contracts.pact import (
+    HTTP_INTERACTION,
+    MESSAGE_INTERACTION,
+    HttpInteraction,
+    Matcher,
+    MessageInteraction,
+    Pact,
+    RuleGroup,
+    read_pacts,
+)
 from hybridmesh.core.errors import Problem, ValidationError
 
-HTTP = "Synchronous/HTTP"
-MESSAGE = "Asynchronous/Messages"
 #: Where a provider sets up a named provider state, when it offers to.
 STATE_PATH = "/_pact/provider-states"
 #: Seconds the reachability check waits for a provider's first answer.
 REACH_TIMEOUT = 2.0
 #: Milliseconds the FFI waits for each replayed request.
 REQUEST_TIMEOUT_MS = 5000
-
-
-@dataclass(frozen=True)
-class Interaction:
-    """One interaction of a contract file, with where it starts in that file."""
-
-    kind: str
-    description: str
-    line: int
-    body: Mapping[str, Any]
-
-    @property
-    def event_type(self) -> str:
-        """A message's CloudEvent type: ``metadata.type``, else its description."""
-        metadata = self.body.get("metadata")
-        if isinstance(metadata, Mapping) and isinstance(metadata.get("type"), str):
-            return str(metadata["type"])
-        return self.description
-
-
-@dataclass(frozen=True)
-class Contract:
-    """A Pact V4 file: one consumer's expectations of one provider."""
-
-    path: Path
-    consumer: str
-    provider: str
-    interactions: tuple[Interaction, ...]
-    document: Mapping[str, Any]
-
-    def of_kind(self, kind: str) -> list[Interaction]:
-        return [i for i in self.interactions if i.kind == kind]
 
 
 @dataclass(frozen=True)
@@ -123,101 +100,25 @@ class ProviderUnreachableError(Exception):
     """The provider did not answer the reachability check."""
 
 
-# --- reading contract files ----------------------------------------------------------------
+# --- the interactions verified --------------------------------------------------------------
 
 
-#: Records a problem: (message, field, text near it in the file).
-_Report = Callable[[str, str, str | None], None]
+def http_interactions(pact: Pact) -> list[HttpInteraction]:
+    """The interactions of ``pact`` that pact-python's verifier replays."""
+    return [i for i in pact.interactions if isinstance(i, HttpInteraction)]
 
 
-def read_contract(path: Path) -> Contract:
-    """The contract in ``path``; raises :class:`ValidationError` naming file:line: field."""
-    text = path.read_text(encoding="utf-8")
-    name = str(path)
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as broken:
-        raise ValidationError([Problem(broken.msg, file=name, line=broken.lineno)]) from None
-    problems: list[Problem] = []
-
-    def bad(message: str, fld: str, near: str | None = None) -> None:
-        problems.append(Problem(message, file=name, line=_line_of(text, near or fld), field=fld))
-
-    if not isinstance(doc, dict):
-        raise ValidationError([Problem("must be a JSON object", file=name, line=1)])
-    version = (doc.get("metadata") or {}).get("pactSpecification", {}).get("version")
-    if version != "4.0":
-        bad(f'must be "4.0", not {version!r}', "metadata.pactSpecification.version", "metadata")
-    consumer, provider = _party(doc, "consumer", bad), _party(doc, "provider", bad)
-    raw = doc.get("interactions")
-    interactions: list[Interaction] = []
-    if not isinstance(raw, list):
-        bad("must be a list of interactions", "interactions")
-        raw = []
-    for i, item in enumerate(raw):
-        found = _interaction(text, i, item, bad)
-        if found is not None:
-            interactions.append(found)
-    if problems:
-        raise ValidationError(problems)
-    return Contract(path, consumer, provider, tuple(interactions), doc)
+def message_interactions(pact: Pact) -> list[MessageInteraction]:
+    """The interactions of ``pact`` that are matched against published events."""
+    return [i for i in pact.interactions if isinstance(i, MessageInteraction)]
 
 
-def read_contracts(folder: Path) -> list[Contract]:
-    """Every ``*.json`` contract under ``folder``; all malformed files are reported at once."""
+def read_contract_folder(folder: Path) -> list[Pact]:
+    """The pacts in ``folder``; unlike :func:`read_pacts`, a folder that is not there is bad
+    input here, since verifying nothing would pass for verifying everything."""
     if not folder.is_dir():
         raise ValidationError(f"{folder}: no such folder of contracts")
-    contracts, problems = [], []
-    for path in sorted(folder.rglob("*.json")):
-        try:
-            contracts.append(read_contract(path))
-        except ValidationError as invalid:
-            problems.extend(invalid.problems)
-    if problems:
-        raise ValidationError(problems)
-    return contracts
-
-
-def _party(doc: Mapping[str, Any], role: str, bad: _Report) -> str:
-    party = doc.get(role)
-    name = party.get("name") if isinstance(party, dict) else None
-    if not isinstance(name, str) or not name:
-        bad("must name the service", f"{role}.name", role)
-        return ""
-    return name
-
-
-def _interaction(text: str, index: int, item: Any, bad: _Report) -> Interaction | None:
-    where = f"interactions[{index}]"
-    if not isinstance(item, dict):
-        bad("must be an object", where, "interactions")
-        return None
-    description = item.get("description")
-    near = json.dumps(description) if isinstance(description, str) else "interactions"
-    if not isinstance(description, str) or not description:
-        bad("must be a non-empty string", f"{where}.description", near)
-        return None
-    kind = item.get("type")
-    if kind == HTTP:
-        request, response = item.get("request"), item.get("response")
-        if not isinstance(request, dict) or not isinstance(request.get("path"), str):
-            bad("must be an object with a path", f"{where}.request", near)
-        if not isinstance(response, dict) or not isinstance(response.get("status"), int):
-            bad("must be an object with an integer status", f"{where}.response", near)
-    elif kind == MESSAGE:
-        if not isinstance(item.get("contents"), dict):
-            bad("must be an object", f"{where}.contents", near)
-    else:
-        bad(f"must be {HTTP!r} or {MESSAGE!r}, not {kind!r}", f"{where}.type", near)
-        return None
-    line = _line_of(text, near)
-    return Interaction(str(kind), description, line, item)
-
-
-def _line_of(text: str, needle: str) -> int:
-    """The line where ``needle`` (a key or a JSON string) first appears; 1 when it does not."""
-    at = text.find(needle if needle.startswith('"') else f'"{needle.split(".")[0]}"')
-    return text.count("\n", 0, at) + 1 if at >= 0 else 1
+    return read_pacts(folder)
 
 
 # --- HTTP: pact-python's verifier ----------------------------------------------------------
@@ -251,24 +152,29 @@ async def offers_states(url: str) -> bool:
 
 
 async def verify_http(
-    provider: str, url: str, contracts: Sequence[Contract]
+    provider: str, url: str, contracts: Sequence[Pact]
 ) -> list[InteractionResult]:
     """Replay every HTTP interaction of ``contracts`` against ``url`` with pact-python."""
-    wanted = [c for c in contracts if c.provider == provider and c.of_kind(HTTP)]
+    wanted = [c for c in contracts if c.provider == provider and http_interactions(c)]
     if not wanted:
         return []
     await ensure_reachable(provider, url)
     state_url = url.rstrip("/") + STATE_PATH if await offers_states(url) else None
     with tempfile.TemporaryDirectory(prefix="hybridmesh-pact-") as tmp:
         for n, contract in enumerate(wanted):
-            only_http = dict(contract.document)
-            only_http["interactions"] = [i.body for i in contract.of_kind(HTTP)]
-            (Path(tmp) / f"{n}.json").write_text(json.dumps(only_http), encoding="utf-8")
+            # Only the HTTP interactions: the messages are matched here, not by the FFI.
+            only_http = Pact(
+                contract.consumer,
+                contract.provider,
+                [*http_interactions(contract)],
+                contract.metadata,
+            )
+            (Path(tmp) / f"{n}.json").write_text(json.dumps(only_http.to_json()), encoding="utf-8")
         results = await asyncio.to_thread(_run_verifier, provider, url, Path(tmp), state_url)
     return [
         _http_result(provider, contract, interaction, results)
         for contract in wanted
-        for interaction in contract.of_kind(HTTP)
+        for interaction in http_interactions(contract)
     ]
 
 
@@ -309,7 +215,10 @@ def _quiet_stdout() -> Iterator[None]:
 
 
 def _http_result(
-    provider: str, contract: Contract, interaction: Interaction, results: list[dict[str, Any]]
+    provider: str,
+    contract: Pact,
+    interaction: HttpInteraction,
+    results: list[dict[str, Any]],
 ) -> InteractionResult:
     row = next(
         (
@@ -320,7 +229,9 @@ def _http_result(
         ),
         None,
     )
-    result = InteractionResult(contract.consumer, provider, interaction.description, HTTP, False)
+    result = InteractionResult(
+        contract.consumer, provider, interaction.description, HTTP_INTERACTION, False
+    )
     if row is None:
         result.mismatches.append(Mismatch("$", "the verifier did not replay this interaction"))
     elif row.get("result") == "OK":
@@ -379,7 +290,7 @@ def _short(value: Any) -> str:
 
 
 def verify_messages(
-    provider: str, contracts: Sequence[Contract], events: Sequence[Mapping[str, Any]]
+    provider: str, contracts: Sequence[Pact], events: Sequence[Mapping[str, Any]]
 ) -> list[InteractionResult]:
     """Check each message interaction of ``provider`` against the latest published event of
     its type (CloudEvents as dicts); a type never published fails."""
@@ -387,22 +298,21 @@ def verify_messages(
     for contract in contracts:
         if contract.provider != provider:
             continue
-        for interaction in contract.of_kind(MESSAGE):
+        for interaction in message_interactions(contract):
             result = InteractionResult(
-                contract.consumer, provider, interaction.description, MESSAGE, False
+                contract.consumer, provider, interaction.description, MESSAGE_INTERACTION, False
             )
-            event = _latest(events, interaction.event_type, provider)
+            # A message whose metadata names no CloudEvent type is named by its description.
+            event_type = interaction.event_type or interaction.description
+            event = _latest(events, event_type, provider)
             if event is None:
                 result.mismatches.append(
-                    Mismatch(
-                        "$",
-                        f"no {interaction.event_type} event from {provider} was published",
-                    )
+                    Mismatch("$", f"no {event_type} event from {provider} was published")
                 )
             else:
-                rules = (interaction.body.get("matchingRules") or {}).get("body") or {}
-                contents = interaction.body["contents"]
-                result.mismatches = match(contents.get("content"), event.get("data"), rules)
+                rules = interaction.matching_rules.get("body", {})
+                expected = interaction.contents.content if interaction.contents else None
+                result.mismatches = match(expected, event.get("data"), rules)
                 result.ok = not result.mismatches
             out.append(result)
     return out
@@ -420,12 +330,17 @@ def _latest(
     return found[-1] if found else None
 
 
-def match(expected: Any, actual: Any, rules: Mapping[str, Any], path: str = "$") -> list[Mismatch]:
-    """Where ``actual`` breaks ``expected`` under V4 ``rules`` (path → matchers); extra keys
-    in ``actual`` are allowed, as Pact allows them in bodies."""
-    matchers = _rules_at(rules, path)
+def match(
+    expected: Any, actual: Any, rules: Mapping[str, RuleGroup], path: str = "$"
+) -> list[Mismatch]:
+    """Where ``actual`` breaks ``expected`` under V4 body ``rules`` (JSONPath → rule group);
+    extra keys in ``actual`` are allowed, as Pact allows them in bodies."""
+    group = _rules_at(rules, path)
+    matchers = group.matchers if group is not None else ()
     if matchers:
         found = [m for rule in matchers if (m := _apply(rule, expected, actual, path))]
+        if group is not None and group.combine == "OR" and len(found) < len(matchers):
+            found = []  # in an OR group, one matcher that holds is enough
         if found or not isinstance(expected, dict | list):
             return found[:1]
     if isinstance(expected, dict):
@@ -460,13 +375,12 @@ def match(expected: Any, actual: Any, rules: Mapping[str, Any], path: str = "$")
     return []
 
 
-def _rules_at(rules: Mapping[str, Any], path: str) -> list[Mapping[str, Any]]:
+def _rules_at(rules: Mapping[str, RuleGroup], path: str) -> RuleGroup | None:
     generic = re.sub(r"\[\d+\]", "[*]", path)
     for key in (path, generic):
-        entry = rules.get(key)
-        if isinstance(entry, Mapping):
-            return list(entry.get("matchers", []))
-    return []
+        if key in rules:
+            return rules[key]
+    return None
 
 
 _TYPES: dict[str, tuple[type, ...]] = {
@@ -477,8 +391,8 @@ _TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
-def _apply(rule: Mapping[str, Any], expected: Any, actual: Any, path: str) -> Mismatch | None:
-    kind = rule.get("match")
+def _apply(matcher: Matcher, expected: Any, actual: Any, path: str) -> Mismatch | None:
+    kind, rule = matcher.match, matcher.options
     if kind == "type":
         same = type(expected) is type(actual) or (
             isinstance(expected, int | float) and isinstance(actual, int | float)
@@ -531,7 +445,7 @@ def read_events(path: Path) -> list[dict[str, Any]]:
     return events
 
 
-def providers_of(contracts: Iterable[Contract]) -> list[str]:
+def providers_of(contracts: Iterable[Pact]) -> list[str]:
     return sorted({c.provider for c in contracts})
 
 
@@ -561,7 +475,7 @@ class ProviderReport:
 async def verify_provider(
     provider: str,
     url: str | None,
-    contracts: Sequence[Contract],
+    contracts: Sequence[Pact],
     events: Sequence[Mapping[str, Any]] | None = None,
 ) -> ProviderReport:
     """Verify every interaction whose provider is ``provider``: HTTP ones against ``url``,
@@ -578,19 +492,16 @@ async def verify_provider(
 
 
 __all__ = [
-    "HTTP",
-    "MESSAGE",
-    "Contract",
-    "Interaction",
     "InteractionResult",
     "Mismatch",
     "ProviderReport",
     "ProviderUnreachableError",
     "ensure_reachable",
+    "http_interactions",
     "match",
+    "message_interactions",
     "providers_of",
-    "read_contract",
-    "read_contracts",
+    "read_contract_folder",
     "read_events",
     "verify_http",
     "verify_messages",

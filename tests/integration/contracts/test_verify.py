@@ -9,8 +9,9 @@ import pytest
 from tests.cli_in_process import run_cli, run_cli_parts
 from tests.integration.contracts.conftest import CONTRACTS
 
+from hybridmesh.contracts.pact import read_pact
 from hybridmesh.contracts.reference import ReferenceProviders
-from hybridmesh.contracts.verify import read_contract, verify_messages
+from hybridmesh.contracts.verify import verify_messages
 
 
 def _base_urls(urls: dict[str, str]) -> list[str]:
@@ -79,7 +80,7 @@ async def test_a_renamed_response_field_fails_naming_the_field(
 def test_a_published_event_without_a_field_fails_naming_it(
     providers: ReferenceProviders,
 ) -> None:
-    contract = read_contract(CONTRACTS / "notification-services-user-service.json")
+    contract = read_pact(CONTRACTS / "notification-services-user-service.json")
     changed = [
         {**e, "data": {k: v for k, v in e["data"].items() if k != "email"}}
         for e in providers.published
@@ -136,7 +137,11 @@ async def test_a_malformed_contract_is_refused_with_file_line_and_field(
         capsys, sqlite_url, "contracts", "verify", "--dir", str(contracts_dir)
     )
     assert code == 2
-    assert f"{bad}:6: error [interactions[0].response]: must be an object" in out
+    # A missing field is located at the object that lacks it: the interaction, on line 5.
+    assert (
+        f"{bad}:5: error [interactions[0].response]: must be an object, not null (or missing)"
+        in out
+    )
 
 
 @pytest.mark.parametrize(
