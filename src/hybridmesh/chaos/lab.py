@@ -1,0 +1,417 @@
+"""The chaos lab: the reference system's experiments (``experiments/`` at the repository's
+root), each run in an environment of its own (``hybridmesh chaos lab``).
+
+For one experiment the lab starts, on free local ports and over a temporary SQLite store:
+
+- the reference services of ``examples/tanqory`` (as ``hybridmesh demo`` starts them), with
+  the registry saved in the store and the order saga in the definitions catalog;
+- a gateway replica (``hybridmesh gateway``) with the lab's routes: ``legacy-erp``
+  (``/erp``), ``inventory`` (``/inventory``) and ``content-creation`` (``/content``, on
+  content-management with content-creation at weight 0, for a strangler-fig shift);
+- the processes the experiment acts on: two ``hybridmesh worker`` processes that run the
+  sagas, and a ``hybridmesh migrate runner`` when a migration plan is in play;
+- a steady load: a bounded number of order sagas, and reads through the gateway.
+
+Then it runs the experiment file with the same runner as ``hybridmesh chaos run``, its
+``configuration`` given by the lab (the store, the gateway, the pidfiles, the windows and
+durations of ``--quick`` or of a full run), and writes the journal (``NAME.json``) and a
+short report (``NAME.md``) that says whether the hypothesis held, with the figures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from hybridmesh.chaos.experiment import load_experiment
+from hybridmesh.chaos.runner import Journal, Runner
+from hybridmesh.core.settings import Settings
+
+#: The experiments the lab knows, in the order ``all`` runs them; each is
+#: ``experiments/NAME.yaml``.
+EXPERIMENTS = ("legacy-erp-down", "worker-killed", "bad-version-at-25")
+
+ROUTES = """
+routes:
+  - name: legacy-erp
+    match: {{path: {{prefix: /erp}}}}
+    backends:
+      - {{name: erp, url: "{legacy}", weight: 100}}
+  - name: inventory
+    match: {{path: {{prefix: /inventory}}}}
+    backends:
+      - {{name: inventory, url: "{inventory}", weight: 100}}
+  - name: content-creation
+    match: {{path: {{exact: /content}}}}
+    backends:
+      - {{name: monolith, url: "{monolith}", weight: 100}}
+      - {{name: creation, url: "{creation}", weight: 0}}
+"""
+
+#: The strangler-fig plan of ``bad-version-at-25``: content-creation at 25 % then 100 %,
+#: each step gated on the route's windows (errors under 1 %, p95 under 500 ms).
+PLAN = {
+    "name": "carve-creation",
+    "source": "content-management",
+    "strategy": "strangler_fig",
+    "description": "listing content moves to content-creation",
+    "targets": [{"service": "content-creation", "steps": [25, 100]}],
+    "criteria": {"interval": 1, "window": 2, "min_requests": 5},
+    "rollback": "zero",
+}
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How long and how much: ``--quick`` for CI, the full one for a person."""
+
+    #: Order sagas started, at most (the inventory holds 100 of the item ordered).
+    orders: int
+    #: Seconds between two orders.
+    order_every: float
+    #: Seconds a fault lasts at most (a rollback clears it earlier).
+    fault_seconds: float
+    #: Seconds the experiment waits with the fault on before measuring.
+    observe_seconds: float
+    #: The window the hypothesis measures over.
+    window: str
+    #: Seconds of load before the experiment starts (the "before" steady state's data).
+    warm_up: float
+
+
+QUICK = Profile(
+    orders=40, order_every=0.4, fault_seconds=30, observe_seconds=8, window="15s", warm_up=4
+)
+FULL = Profile(
+    orders=90, order_every=0.3, fault_seconds=120, observe_seconds=20, window="40s", warm_up=10
+)
+
+#: Seconds a worker's lease lasts: a killed worker's sagas move on after it.
+LEASE_SECONDS = 2.0
+
+
+def experiments_folder() -> Path:
+    """``experiments/`` of the repository (beside ``src/``)."""
+    return Path(__file__).resolve().parents[3] / "experiments"
+
+
+@dataclass
+class Load:
+    """The steady load, counted: order sagas started, and reads through the gateway."""
+
+    orders: list[str] = field(default_factory=list)
+    reads: Counter[str] = field(default_factory=Counter)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"orders_started": len(self.orders), "gateway_reads": dict(self.reads)}
+
+
+@dataclass
+class Process:
+    name: str
+    process: asyncio.subprocess.Process
+    log: Path
+    pidfile: Path
+
+
+@dataclass
+class Lab:
+    """One environment: its store, its URLs, its processes and its load."""
+
+    workdir: Path
+    database_url: str
+    urls: dict[str, str] = field(default_factory=dict)
+    gateway: str = ""
+    processes: dict[str, Process] = field(default_factory=dict)
+    load: Load = field(default_factory=Load)
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HYBRIDMESH_")}
+        env["HYBRIDMESH_DATABASE_URL"] = self.database_url
+        env["HYBRIDMESH_EXCHANGE_DIR"] = str(self.workdir / "exchange")
+        env["HYBRIDMESH_LOG_LEVEL"] = "WARNING"
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    async def start(self, name: str, *args: str, ready: str) -> Process:
+        """Start ``hybridmesh ARGS`` as ``name``, its pid in ``NAME.pid``; wait for ``ready``
+        in its output."""
+        log = self.workdir / f"{name}.log"
+        with log.open("wb") as sink:
+            child = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "hybridmesh",
+                *args,
+                stdout=sink,
+                stderr=asyncio.subprocess.STDOUT,
+                env=self.env(),
+                cwd=self.workdir,
+            )
+        pidfile = self.workdir / f"{name}.pid"
+        pidfile.write_text(f"{child.pid}\n")
+        process = Process(name, child, log, pidfile)
+        self.processes[name] = process
+        deadline = time.monotonic() + 60
+        while ready.encode() not in log.read_bytes():
+            if child.returncode is not None or time.monotonic() > deadline:
+                tail = log.read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"{name} did not start:\n{tail}")
+            await asyncio.sleep(0.1)
+        return process
+
+    async def stop_all(self) -> None:
+        for process in reversed(self.processes.values()):
+            if process.process.returncode is None:
+                process.process.terminate()
+                try:
+                    await asyncio.wait_for(process.process.wait(), 10)
+                except TimeoutError:
+                    process.process.kill()
+                    await process.process.wait()
+
+    def variables(self, profile: Profile) -> dict[str, Any]:
+        """The configuration the experiment files name."""
+        return {
+            "database_url": self.database_url,
+            "gateway_url": self.gateway,
+            "worker_pidfile": str(self.processes["worker-1"].pidfile)
+            if "worker-1" in self.processes
+            else "",
+            "fault_seconds": profile.fault_seconds,
+            "observe_seconds": profile.observe_seconds,
+            "window": profile.window,
+            "stuck_for": f"{int(LEASE_SECONDS * 4)}s",
+        }
+
+
+@asynccontextmanager
+async def environment(
+    name: str, profile: Profile, workdir: Path | None = None
+) -> AsyncIterator[Lab]:
+    """The reference system with what experiment ``name`` needs, and its load running."""
+    from hybridmesh.demo.walkthrough import reference_services_path, reference_system
+    from hybridmesh.events import EventBus, open_backend
+    from hybridmesh.gateway.config import parse_routes
+    from hybridmesh.gateway.state import GatewayState
+    from hybridmesh.registry import RegistryCatalog, ServiceRegistry, load_definitions
+    from hybridmesh.runtime import Runtime
+
+    with contextlib.ExitStack() as stack:
+        if workdir is None:
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="chaos-lab-")))
+        workdir.mkdir(parents=True, exist_ok=True)
+        lab = Lab(workdir, f"sqlite:///{workdir / 'mesh.db'}")
+        settings = Settings(database_url=lab.database_url, log_level="WARNING")
+        bus = EventBus(await open_backend(settings), consumer="chaos-lab")
+        try:
+            async with reference_system(workdir, bus) as urls:
+                lab.urls = dict(urls)
+                loaded = load_definitions(reference_services_path())
+                registry = ServiceRegistry(item.definition for item in loaded.services)
+                for service, url in urls.items():
+                    registry.with_base_url(service, url)
+                async with await Runtime.open(settings, registry=registry) as runtime:
+                    await RegistryCatalog(runtime.store).save(list(registry))
+                    await runtime.load_definitions(reference_services_path().parent / "definitions")
+                    routes = ROUTES.format(
+                        legacy=urls["legacy-erp"],
+                        inventory=urls["inventory-management"],
+                        monolith=urls["content-management"],
+                        creation=urls["content-creation"],
+                    )
+                    await GatewayState(runtime.store).apply(parse_routes(routes, "lab-routes.yaml"))
+                    try:
+                        await _start_processes(lab, name)
+                        async with _load(lab, runtime, profile):
+                            yield lab
+                    finally:
+                        await lab.stop_all()
+        finally:
+            await bus.close()
+
+
+async def _start_processes(lab: Lab, name: str) -> None:
+    gateway = await lab.start(
+        "gateway", "gateway", "--port", "0", "--no-access-log", ready="gateway listening on"
+    )
+    text = gateway.log.read_text()
+    lab.gateway = text.split("gateway listening on ", 1)[1].split()[0]
+    for worker in ("worker-1", "worker-2"):
+        await lab.start(
+            worker,
+            "worker",
+            "--worker-id",
+            worker,
+            "--lease",
+            str(LEASE_SECONDS),
+            "--grace",
+            "1",
+            ready=" running",
+        )
+    if name == "bad-version-at-25":
+        await lab.start("plan-runner", "migrate", "runner", "--lease", "5", ready="started")
+
+
+@asynccontextmanager
+async def _load(lab: Lab, runtime: Any, profile: Profile) -> AsyncIterator[None]:
+    """Order sagas and gateway reads until the experiment ends; the orders stop at
+    ``profile.orders``."""
+    stop = asyncio.Event()
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+        async with http.post(
+            f"{lab.urls['user-service']}/users",
+            json={"email": "grace@example.com", "name": "Grace Hopper"},
+        ) as answer:
+            customer = (await answer.json())["id"]
+
+        async def orders() -> None:
+            while not stop.is_set() and len(lab.load.orders) < profile.orders:
+                order_id = f"lab-{len(lab.load.orders) + 1:04d}"
+                await runtime.engine.start_saga(
+                    "order-processing",
+                    {
+                        "order_id": order_id,
+                        "customer_id": customer,
+                        "items": [{"sku": "SKU-1", "quantity": 1}],
+                        "total": 25.0,
+                        "payment_method": "card",
+                        "shipping_address": {
+                            "street": "1 Analytical Way",
+                            "city": "London",
+                            "postal_code": "N1",
+                            "country": "GB",
+                        },
+                    },
+                    execution_id=order_id,
+                )
+                lab.load.orders.append(order_id)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), profile.order_every)
+
+        async def reads(path: str) -> None:
+            """One reader per route, so a slow route does not slow the others' readers."""
+            while not stop.is_set():
+                try:
+                    async with http.get(f"{lab.gateway}{path}") as answer:
+                        await answer.read()
+                        lab.load.reads[f"{path} {answer.status}"] += 1
+                except (aiohttp.ClientError, TimeoutError):
+                    lab.load.reads[f"{path} error"] += 1
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 0.05)
+
+        tasks = [asyncio.create_task(orders())]
+        tasks += [
+            asyncio.create_task(reads(p)) for p in ("/inventory", "/erp/customers", "/content")
+        ]
+        try:
+            await asyncio.sleep(profile.warm_up)
+            yield
+        finally:
+            stop.set()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def run_in_lab(
+    name: str, profile: Profile, report_dir: Path, folder: Path | None = None
+) -> dict[str, Any]:
+    """Run ``experiments/NAME.yaml`` in its environment; write ``NAME.json`` and
+    ``NAME.md`` to ``report_dir``; return the report."""
+    path = (folder or experiments_folder()) / f"{name}.yaml"
+    loaded = load_experiment(path)
+    began = time.monotonic()
+    async with environment(name, profile) as lab:
+        if name == "bad-version-at-25":
+            await _prepare_plan(lab)
+        runner = Runner(loaded.experiment, variables=lab.variables(profile))
+        journal = await asyncio.to_thread(runner.run)
+        load = lab.load.to_json()
+    report = {
+        "experiment": name,
+        "file": f"experiments/{name}.yaml",
+        "quick": profile is QUICK,
+        "lab_seconds": round(time.monotonic() - began, 1),
+        "load": load,
+        **journal.to_json(),
+    }
+    report_dir.mkdir(parents=True, exist_ok=True)
+    from hybridmesh.core.serialization import dumps
+
+    (report_dir / f"{name}.json").write_text(dumps(report) + "\n")
+    (report_dir / f"{name}.md").write_text(markdown(report, journal))
+    return report
+
+
+async def _prepare_plan(lab: Lab) -> None:
+    """Save the strangler-fig plan of ``bad-version-at-25``; the experiment starts it."""
+    from hybridmesh.gateway.state import GatewayState
+    from hybridmesh.migration.plans import PlanSpec, build_plan
+    from hybridmesh.migration.state import MigrationState
+    from hybridmesh.store import open_store
+
+    async with await open_store(lab.database_url) as store:
+        routes = {s.route.name: s.route for s in await GatewayState(store).routes()}
+        plan = build_plan(PlanSpec.model_validate(PLAN), routes)
+        await MigrationState(store).save(plan, actor="chaos-lab")
+
+
+def _figure(value: Any) -> str:
+    """A probe's or action's output in a line: an SLO's good/total and SLI, a route's
+    requests, errors and p95, else the JSON."""
+    from hybridmesh.core.serialization import dumps
+
+    if isinstance(value, dict) and "slos" in value:
+        parts = [f"holds: {value['holds']}"]
+        for slo, m in value["slos"].items():
+            parts.append(f"{slo}: {m.get('good')}/{m.get('total')} good (sli {m.get('sli')})")
+        return "; ".join(parts)
+    if isinstance(value, dict) and "error_rate" in value and "requests" in value:
+        return (
+            f"{value['requests']} requests, {value['errors']} errors "
+            f"({value['error_rate']:.1%}), p95 {value['p95_ms']} ms"
+        )
+    text = dumps(value)
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def markdown(report: dict[str, Any], journal: Journal) -> str:
+    """The short report: the verdict, the load, and every probe and action with its
+    figure."""
+    verdict = "held" if report["hypothesis_held"] else "did not hold"
+    lines = [
+        f"### {report['title']}",
+        "",
+        f"`{report['file']}`: **the hypothesis {verdict}** (status `{report['status']}`, "
+        f"{report['duration']:.1f} s of experiment, {report['lab_seconds']:.1f} s with the "
+        f"environment{', quick' if report['quick'] else ''}).",
+        "",
+        f"Load: {report['load']['orders_started']} order sagas started; gateway reads "
+        + ", ".join(f"{k}: {v}" for k, v in sorted(report["load"]["gateway_reads"].items()))
+        + ".",
+        "",
+        "| phase | activity | status | tolerance | figure |",
+        "|---|---|---|---|---|",
+    ]
+    for run in journal.runs:
+        met = {None: "", True: "met", False: "**not met**"}[run.tolerance_met]
+        figure = run.error if run.error else _figure(run.output)
+        lines.append(
+            f"| {run.phase} | {run.name} | {run.status} | {met} | `{figure.replace('|', '/')}` |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["EXPERIMENTS", "FULL", "QUICK", "Lab", "Profile", "environment", "run_in_lab"]
