@@ -164,6 +164,28 @@ def continue_process(
     return signal_process("SIGCONT", pid, pidfile, command_line)
 
 
+# -- migration plans --------------------------------------------------------------------------
+
+
+def control_migration_plan(
+    plan: str,
+    action: str = "start",
+    reason: str = "chaos experiment",
+    database_url: str | None = None,
+) -> dict[str, Any]:
+    """``hybridmesh migrate start|pause|resume|abort|approve PLAN``: what an experiment
+    does to a strangler-fig shift (start it while a fault is on, say); a runner
+    (``hybridmesh migrate runner``) drives it."""
+    from hybridmesh.migration.state import MigrationState
+
+    async def control() -> dict[str, Any]:
+        async with opened(database_url) as store:
+            record = await MigrationState(store).control(plan, action, actor="chaos", reason=reason)
+        return {"plan": plan, "action": action, "status": record.status.value}
+
+    return asyncio.run(control())
+
+
 # -- the fault proxy --------------------------------------------------------------------------
 
 
@@ -218,6 +240,7 @@ __all__ = [
     "add_toxic",
     "clear_route_faults",
     "continue_process",
+    "control_migration_plan",
     "inject_route_fault",
     "kill_process",
     "remove_toxic",

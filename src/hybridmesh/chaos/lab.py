@@ -56,8 +56,8 @@ routes:
   - name: content-creation
     match: {{path: {{exact: /content}}}}
     backends:
-      - {{name: monolith, url: "{monolith}", weight: 100}}
-      - {{name: creation, url: "{creation}", weight: 0}}
+      - {{name: monolith, service: content-management, weight: 100}}
+      - {{name: creation, service: content-creation, weight: 0}}
 """
 
 #: The strangler-fig plan of ``bad-version-at-25``: content-creation at 25 % then 100 %,
@@ -130,6 +130,7 @@ class Process:
 class Lab:
     """One environment: its store, its URLs, its processes and its load."""
 
+    name: str
     workdir: Path
     database_url: str
     urls: dict[str, str] = field(default_factory=dict)
@@ -213,7 +214,7 @@ async def environment(
         if workdir is None:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="chaos-lab-")))
         workdir.mkdir(parents=True, exist_ok=True)
-        lab = Lab(workdir, f"sqlite:///{workdir / 'mesh.db'}")
+        lab = Lab(name, workdir, f"sqlite:///{workdir / 'mesh.db'}")
         settings = Settings(database_url=lab.database_url, log_level="WARNING")
         bus = EventBus(await open_backend(settings), consumer="chaos-lab")
         try:
@@ -229,8 +230,6 @@ async def environment(
                     routes = ROUTES.format(
                         legacy=urls["legacy-erp"],
                         inventory=urls["inventory-management"],
-                        monolith=urls["content-management"],
-                        creation=urls["content-creation"],
                     )
                     await GatewayState(runtime.store).apply(parse_routes(routes, "lab-routes.yaml"))
                     try:
@@ -313,6 +312,13 @@ async def _load(lab: Lab, runtime: Any, profile: Profile) -> AsyncIterator[None]
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 0.05)
 
+        if lab.name == "worker-killed":
+            # Each saga spends a second in create-shipment: the kill finds sagas mid-step.
+            async with http.post(
+                f"{lab.urls['shipping-service']}/_admin/faults",
+                json={"mode": "latency", "delay": 1.0, "paths": ["/operations/create-shipment"]},
+            ) as answer:
+                answer.raise_for_status()
         tasks = [asyncio.create_task(orders())]
         tasks += [
             asyncio.create_task(reads(p)) for p in ("/inventory", "/erp/customers", "/content")
@@ -383,6 +389,9 @@ def _figure(value: Any) -> str:
             f"{value['requests']} requests, {value['errors']} errors "
             f"({value['error_rate']:.1%}), p95 {value['p95_ms']} ms"
         )
+    if isinstance(value, dict) and "plan" in value and "steps" in value:
+        reason = f": {value['reason']}" if value.get("reason") else ""
+        return f"{value['status']} at step {value['step']} of {value['steps']}{reason}"
     text = dumps(value)
     return text if len(text) <= 160 else text[:157] + "..."
 

@@ -92,6 +92,38 @@ def http_success_ratio(
     return asyncio.run(measure())
 
 
+def route_backend_weight(route: str, backend: str, database_url: str | None = None) -> float:
+    """The percent of ``route``'s traffic that ``backend`` gets now, as stored (a
+    migration plan moves it; a rollback puts it back)."""
+    from hybridmesh.gateway.state import GatewayState
+
+    async def read() -> float:
+        async with opened(database_url) as store:
+            stored = await GatewayState(store).route(route)
+        return float(stored.route.backend(backend).weight)
+
+    return asyncio.run(read())
+
+
+def migration_plan(name: str, database_url: str | None = None) -> dict[str, Any]:
+    """Migration plan ``name``'s ``status`` (draft, running, rolled_back, completed, ...),
+    the ``step`` it is at and of how many, and the ``reason`` its gate gave."""
+    from hybridmesh.migration.state import MigrationState
+
+    async def read() -> dict[str, Any]:
+        async with opened(database_url) as store:
+            record = await MigrationState(store).get(name)
+        return {
+            "plan": name,
+            "status": record.status.value,
+            "step": record.step,
+            "steps": len(record.plan.steps),
+            "reason": record.reason,
+        }
+
+    return asyncio.run(read())
+
+
 # -- executions, dead letters, replications ---------------------------------------------------
 
 
@@ -237,7 +269,9 @@ __all__ = [
     "executions",
     "executions_ended",
     "http_success_ratio",
+    "migration_plan",
     "replication_lag",
+    "route_backend_weight",
     "route_error_rate",
     "route_p95_ms",
     "route_stats",
