@@ -43,12 +43,13 @@ refused with its line, so a file that this runner accepts runs the same under ``
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from hybridmesh.core.errors import Problem, ValidationError
 from hybridmesh.core.limits import DAY_SECONDS, describe, location
@@ -76,14 +77,23 @@ class Provider(_Strict):
 #: ``${name}``: a value taken from the experiment's configuration.
 VARIABLE = r"^\$\{[A-Za-z_][A-Za-z0-9_]*\}$"
 
-Seconds = Annotated[float, Field(ge=0, le=DAY_SECONDS, allow_inf_nan=False)]
-#: A pause: seconds, or ``${name}`` of a configuration value (the toolkit allows both).
-Pause = Seconds | Annotated[str, Field(pattern=VARIABLE)]
-
 
 class Pauses(_Strict):
-    before: Pause = 0
-    after: Pause = 0
+    """Seconds to wait before and after an activity, or ``${name}`` of a configuration
+    value (the toolkit allows both)."""
+
+    before: float | str = 0
+    after: float | str = 0
+
+    @field_validator("before", "after", mode="before")
+    @classmethod
+    def _seconds_or_variable(cls, value: Any) -> float | str:
+        if isinstance(value, str) and re.fullmatch(VARIABLE, value):
+            return value
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            if 0 <= value <= DAY_SECONDS:
+                return float(value)
+        raise ValueError("must be seconds (0 to a day) or ${name} of a configuration value")
 
 
 class EnvValue(_Strict):

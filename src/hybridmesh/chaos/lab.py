@@ -207,6 +207,7 @@ async def environment(
     from hybridmesh.events import EventBus, open_backend
     from hybridmesh.gateway.config import parse_routes
     from hybridmesh.gateway.state import GatewayState
+    from hybridmesh.observability import configure_logging
     from hybridmesh.registry import RegistryCatalog, ServiceRegistry, load_definitions
     from hybridmesh.runtime import Runtime
 
@@ -216,6 +217,11 @@ async def environment(
         workdir.mkdir(parents=True, exist_ok=True)
         lab = Lab(name, workdir, f"sqlite:///{workdir / 'mesh.db'}")
         settings = Settings(database_url=lab.database_url, log_level="WARNING")
+        # The services' own log lines (a killed worker's calls cut off, say) go to a file,
+        # not between the lab's lines.
+        log_file = stack.enter_context((workdir / "services.log").open("w", encoding="utf-8"))
+        configure_logging(settings, stream=log_file)
+        stack.callback(configure_logging, Settings())
         bus = EventBus(await open_backend(settings), consumer="chaos-lab")
         try:
             async with reference_system(workdir, bus) as urls:
