@@ -90,9 +90,9 @@ class Pauses(_Strict):
     def _seconds_or_variable(cls, value: Any) -> float | str:
         if isinstance(value, str) and re.fullmatch(VARIABLE, value):
             return value
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            if 0 <= value <= DAY_SECONDS:
-                return float(value)
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if number and 0 <= value <= DAY_SECONDS:
+            return float(value)
         raise ValueError("must be seconds (0 to a day) or ${name} of a configuration value")
 
 

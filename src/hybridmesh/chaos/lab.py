@@ -37,6 +37,7 @@ import aiohttp
 
 from hybridmesh.chaos.experiment import load_experiment
 from hybridmesh.chaos.runner import Journal, Runner
+from hybridmesh.core.serialization import dumps
 from hybridmesh.core.settings import Settings
 
 #: The experiments the lab knows, in the order ``all`` runs them; each is
@@ -359,12 +360,15 @@ async def run_in_lab(
         "load": load,
         **journal.to_json(),
     }
-    report_dir.mkdir(parents=True, exist_ok=True)
-    from hybridmesh.core.serialization import dumps
-
-    (report_dir / f"{name}.json").write_text(dumps(report) + "\n")
-    (report_dir / f"{name}.md").write_text(markdown(report, journal))
+    await asyncio.to_thread(write_report, report_dir, report, journal)
     return report
+
+
+def write_report(report_dir: Path, report: dict[str, Any], journal: Journal) -> None:
+    """``NAME.json`` (the journal with the lab's figures) and ``NAME.md``."""
+    report_dir.mkdir(parents=True, exist_ok=True)
+    (report_dir / f"{report['experiment']}.json").write_text(dumps(report) + "\n")
+    (report_dir / f"{report['experiment']}.md").write_text(markdown(report, journal))
 
 
 async def _prepare_plan(lab: Lab) -> None:
@@ -383,8 +387,6 @@ async def _prepare_plan(lab: Lab) -> None:
 def _figure(value: Any) -> str:
     """A probe's or action's output in a line: an SLO's good/total and SLI, a route's
     requests, errors and p95, else the JSON."""
-    from hybridmesh.core.serialization import dumps
-
     if isinstance(value, dict) and "slos" in value:
         parts = [f"holds: {value['holds']}"]
         for slo, m in value["slos"].items():
