@@ -18,6 +18,7 @@ import asyncio
 import os
 import re
 import signal as signals
+import time
 from pathlib import Path
 from typing import Any
 
@@ -186,6 +187,37 @@ def control_migration_plan(
     return asyncio.run(control())
 
 
+def kill_busiest_worker(signal: str = "SIGKILL", database_url: str | None = None) -> dict[str, Any]:
+    """Send ``signal`` to the ``hybridmesh worker`` of this host that holds the most leases
+    of running executions: a worker mid-saga, for sure, where killing any worker might hit
+    an idle one. A worker's default id is ``HOST:PID:...``, which names its process; a
+    worker given another ``--worker-id`` cannot be found this way (use ``pidfile``)."""
+    import socket
+
+    async def leases() -> list[tuple[str, int]]:
+        async with opened(database_url) as store:
+            rows = await store.fetch_all(
+                "SELECT lease_owner, COUNT(*) AS n FROM orch_executions "
+                "WHERE lease_owner IS NOT NULL AND status IN ('running', 'compensating') "
+                "AND lease_until > ? GROUP BY lease_owner ORDER BY n DESC, lease_owner",
+                time.time(),
+            )
+        return [(str(row["lease_owner"]), int(row["n"])) for row in rows]
+
+    host = socket.gethostname()
+    for owner, held in asyncio.run(leases()):
+        parts = owner.split(":")
+        if len(parts) == 3 and parts[0] == host and parts[1].isdigit():
+            pid = int(parts[1])
+            command = (
+                Path(f"/proc/{pid}/cmdline").read_bytes() if Path(f"/proc/{pid}").exists() else b""
+            )
+            if b"worker" in command:
+                done = signal_process(signal, pid=pid)
+                return {**done, "worker_id": owner, "leases": held}
+    raise LookupError("no worker of this host holds a lease of a running execution")
+
+
 # -- the fault proxy --------------------------------------------------------------------------
 
 
@@ -242,6 +274,7 @@ __all__ = [
     "continue_process",
     "control_migration_plan",
     "inject_route_fault",
+    "kill_busiest_worker",
     "kill_process",
     "remove_toxic",
     "signal_process",

@@ -189,9 +189,6 @@ class Lab:
         return {
             "database_url": self.database_url,
             "gateway_url": self.gateway,
-            "worker_pidfile": str(self.processes["worker-1"].pidfile)
-            if "worker-1" in self.processes
-            else "",
             "fault_seconds": profile.fault_seconds,
             "observe_seconds": profile.observe_seconds,
             "window": profile.window,
@@ -256,11 +253,11 @@ async def _start_processes(lab: Lab, name: str) -> None:
     text = gateway.log.read_text()
     lab.gateway = text.split("gateway listening on ", 1)[1].split()[0]
     for worker in ("worker-1", "worker-2"):
+        # The default worker id (HOST:PID:...) names the process: kill_busiest_worker
+        # finds the one mid-saga by it.
         await lab.start(
             worker,
             "worker",
-            "--worker-id",
-            worker,
             "--lease",
             str(LEASE_SECONDS),
             "--grace",

@@ -179,6 +179,26 @@ def executions_ended(window: str = "5m", database_url: str | None = None) -> dic
     return asyncio.run(count())
 
 
+def steps_recovered(window: str = "5m", database_url: str | None = None) -> dict[str, Any]:
+    """Steps that were in flight when their worker died and that another worker ran again
+    (with the same idempotency key) within ``window``: how many, and in how many
+    executions. What shows that a killed worker's sagas were taken over mid-step."""
+
+    async def count() -> dict[str, Any]:
+        async with opened(database_url) as store:
+            row = await store.fetch_one(
+                "SELECT COUNT(*) AS steps, COUNT(DISTINCT execution_id) AS executions "
+                "FROM orch_history WHERE type = 'step.recovered' AND at >= ?",
+                time.time() - _seconds(window),
+            )
+        return {
+            "steps": int(row["steps"]) if row else 0,
+            "executions": int(row["executions"]) if row else 0,
+        }
+
+    return asyncio.run(count())
+
+
 def dlq_size(group: str | None = None, database_url: str | None = None) -> int:
     """Dead letters not replayed (of consumer group ``group``, or every group)."""
 
@@ -277,4 +297,5 @@ __all__ = [
     "route_stats",
     "slo_holds",
     "slo_report",
+    "steps_recovered",
 ]

@@ -175,6 +175,7 @@ def chaos_lab(
                 f"[{colour}]{each}: {report['status']}, the hypothesis {verdict}[/] "
                 f"({report['lab_seconds']} s; {report_dir / (each + '.md')})",
                 highlight=False,
+                soft_wrap=True,
             )
     broken = [
         r["experiment"]

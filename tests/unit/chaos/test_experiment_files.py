@@ -38,7 +38,7 @@ def test_the_lab_runs_every_experiment_of_the_folder() -> None:
 def test_an_experiment_calls_functions_that_exist_with_arguments_they_take(path: Path) -> None:
     experiment = load_experiment(path).experiment
     assert experiment.steady_state_hypothesis is not None
-    kills = any(a.provider.func == "kill_process" for a in experiment.method)
+    kills = any(a.provider.func.startswith("kill_") for a in experiment.method)
     assert experiment.rollbacks or kills, "an experiment that injects a fault has a rollback"
     for activity in _activities(path):
         module = importlib.import_module(activity.provider.module)
@@ -57,20 +57,20 @@ def test_a_malformed_experiment_is_refused_with_file_line_and_field(tmp_path: Pa
     text = (FOLDER / "worker-killed.yaml").read_text()
     broken = text.replace('pauses: {after: "${observe_seconds}"}', "pauses: {after: soon}")
     broken = broken.replace(
-        "worker_pidfile: {type: env, key: HYBRIDMESH_CHAOS_WORKER_PIDFILE}",
-        "worker_pidfile: {type: env, name: HYBRIDMESH_CHAOS_WORKER_PIDFILE}",
+        "window: {type: env, key: HYBRIDMESH_CHAOS_WINDOW, default: 40s}",
+        "window: {type: env, name: HYBRIDMESH_CHAOS_WINDOW, default: 40s}",
     )
     assert broken != text
     path = tmp_path / "worker-killed.yaml"
     path.write_text(broken)
     lines = broken.splitlines()
     pauses_line = next(i for i, line in enumerate(lines, 1) if "after: soon" in line)
-    env_line = next(i for i, line in enumerate(lines, 1) if "worker_pidfile:" in line)
+    env_line = next(i for i, line in enumerate(lines, 1) if "  window:" in line)
     with pytest.raises(ValidationError) as refused:
         parse_experiment(broken, str(path))
     found = {(p.line, p.field) for p in refused.value.problems}
     assert (pauses_line, "method.0.pauses.after") in found
-    assert (env_line, "configuration.worker_pidfile.key") in found
+    assert (env_line, "configuration.window.key") in found
 
 
 def test_configuration_comes_from_the_environment_and_var_overrides_it(
