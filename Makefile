@@ -29,10 +29,11 @@ test: $(STAMP)
 fuzz-api: $(STAMP)
 	scripts/fuzz-api
 
-# The reference system's chaos experiments, quick (about a minute): fails when a hypothesis
+# Three of the reference system's chaos experiments, quick (about a minute): fails when a hypothesis
 # that experiments/expected.json says held no longer does. Reports in .hybridmesh/chaos/.
 chaos-quick: $(STAMP)
-	$(BIN)/hybridmesh chaos lab --quick all --expected experiments/expected.json
+	$(BIN)/hybridmesh chaos lab --quick legacy-erp-down worker-killed bad-version-at-25 \
+	  --expected experiments/expected.json
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

@@ -10,6 +10,9 @@ For one experiment the lab starts, on free local ports and over a temporary SQLi
   content-management with content-creation at weight 0, for a strangler-fig shift);
 - the processes the experiment acts on: two ``hybridmesh worker`` processes that run the
   sagas, and a ``hybridmesh migrate runner`` when a migration plan is in play;
+- for ``broker-unreachable``, the event log (the SQL log) in a database of its own on
+  PostgreSQL, made for the run and dropped after it, which every process reaches through
+  a fault proxy (``hybridmesh chaos proxy``'s, in the lab's process);
 - a steady load: a bounded number of order sagas, and reads through the gateway.
 
 Then it runs the experiment file with the same runner as ``hybridmesh chaos run``, its
@@ -42,7 +45,12 @@ from hybridmesh.core.settings import Settings
 
 #: The experiments the lab knows, in the order ``all`` runs them; each is
 #: ``experiments/NAME.yaml``.
-EXPERIMENTS = ("legacy-erp-down", "worker-killed", "bad-version-at-25")
+EXPERIMENTS = ("legacy-erp-down", "worker-killed", "bad-version-at-25", "broker-unreachable")
+#: The experiments ``make chaos-quick`` (CI) runs.
+CI_EXPERIMENTS = ("legacy-erp-down", "worker-killed", "bad-version-at-25")
+#: The PostgreSQL server (an admin URL) on which ``broker-unreachable`` makes the event log's
+#: database, behind a fault proxy.
+DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 ROUTES = """
 routes:
@@ -134,6 +142,8 @@ class Lab:
     name: str
     workdir: Path
     database_url: str
+    events_url: str | None = None
+    proxy_control: str = ""
     urls: dict[str, str] = field(default_factory=dict)
     gateway: str = ""
     processes: dict[str, Process] = field(default_factory=dict)
@@ -142,6 +152,8 @@ class Lab:
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("HYBRIDMESH_")}
         env["HYBRIDMESH_DATABASE_URL"] = self.database_url
+        if self.events_url is not None:
+            env["HYBRIDMESH_EVENTS_URL"] = self.events_url
         env["HYBRIDMESH_EXCHANGE_DIR"] = str(self.workdir / "exchange")
         env["HYBRIDMESH_LOG_LEVEL"] = "WARNING"
         env["PYTHONUNBUFFERED"] = "1"
@@ -189,6 +201,8 @@ class Lab:
         return {
             "database_url": self.database_url,
             "gateway_url": self.gateway,
+            "broker_proxy_url": self.proxy_control,
+            "outage_seconds": 10,
             "fault_seconds": profile.fault_seconds,
             "observe_seconds": profile.observe_seconds,
             "window": profile.window,
@@ -197,8 +211,51 @@ class Lab:
 
 
 @asynccontextmanager
+async def _broker_behind_proxy(lab: Lab, postgres_url: str) -> AsyncIterator[None]:
+    """A database of its own for the event log, reached through a fault proxy: sets
+    ``lab.events_url`` and ``lab.proxy_control``; drops the database afterwards."""
+    import uuid
+    from urllib.parse import urlsplit
+
+    import asyncpg
+    from aiohttp import web
+
+    from hybridmesh.chaos.proxy import FaultProxy, control_app
+
+    name = f"hm_chaos_lab_{uuid.uuid4().hex[:12]}"
+    server = urlsplit(postgres_url)
+    admin = await asyncpg.connect(postgres_url, timeout=5)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    proxy = FaultProxy((server.hostname or "127.0.0.1", server.port or 5432))
+    runner = web.AppRunner(control_app(proxy), access_log=None)
+    try:
+        host, port = await proxy.start("127.0.0.1", 0)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        lab.proxy_control = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        user = f"{server.username}@" if server.username else ""
+        lab.events_url = f"postgresql://{user}{host}:{port}/{name}"
+        yield
+    finally:
+        await runner.cleanup()
+        await proxy.close()
+        admin = await asyncpg.connect(postgres_url, timeout=5)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+@asynccontextmanager
 async def environment(
-    name: str, profile: Profile, workdir: Path | None = None
+    name: str,
+    profile: Profile,
+    workdir: Path | None = None,
+    postgres_url: str = DEFAULT_POSTGRES_URL,
 ) -> AsyncIterator[Lab]:
     """The reference system with what experiment ``name`` needs, and its load running."""
     from hybridmesh.demo.walkthrough import reference_services_path, reference_system
@@ -209,12 +266,16 @@ async def environment(
     from hybridmesh.registry import RegistryCatalog, ServiceRegistry, load_definitions
     from hybridmesh.runtime import Runtime
 
-    with contextlib.ExitStack() as stack:
+    async with contextlib.AsyncExitStack() as stack:
         if workdir is None:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="chaos-lab-")))
         workdir.mkdir(parents=True, exist_ok=True)
         lab = Lab(name, workdir, f"sqlite:///{workdir / 'mesh.db'}")
-        settings = Settings(database_url=lab.database_url, log_level="WARNING")
+        if name == "broker-unreachable":
+            await stack.enter_async_context(_broker_behind_proxy(lab, postgres_url))
+        settings = Settings(
+            database_url=lab.database_url, events_url=lab.events_url, log_level="WARNING"
+        )
         # The services' own log lines (a killed worker's calls cut off, say) go to a file,
         # not between the lab's lines.
         log_file = stack.enter_context((workdir / "services.log").open("w", encoding="utf-8"))
@@ -336,14 +397,18 @@ async def _load(lab: Lab, runtime: Any, profile: Profile) -> AsyncIterator[None]
 
 
 async def run_in_lab(
-    name: str, profile: Profile, report_dir: Path, folder: Path | None = None
+    name: str,
+    profile: Profile,
+    report_dir: Path,
+    folder: Path | None = None,
+    postgres_url: str = DEFAULT_POSTGRES_URL,
 ) -> dict[str, Any]:
     """Run ``experiments/NAME.yaml`` in its environment; write ``NAME.json`` and
     ``NAME.md`` to ``report_dir``; return the report."""
     path = (folder or experiments_folder()) / f"{name}.yaml"
     loaded = load_experiment(path)
     began = time.monotonic()
-    async with environment(name, profile) as lab:
+    async with environment(name, profile, postgres_url=postgres_url) as lab:
         if name == "bad-version-at-25":
             await _prepare_plan(lab)
         runner = Runner(loaded.experiment, variables=lab.variables(profile))
@@ -428,4 +493,14 @@ def markdown(report: dict[str, Any], journal: Journal) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["EXPERIMENTS", "FULL", "QUICK", "Lab", "Profile", "environment", "run_in_lab"]
+__all__ = [
+    "CI_EXPERIMENTS",
+    "DEFAULT_POSTGRES_URL",
+    "EXPERIMENTS",
+    "FULL",
+    "QUICK",
+    "Lab",
+    "Profile",
+    "environment",
+    "run_in_lab",
+]

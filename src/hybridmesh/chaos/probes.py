@@ -199,6 +199,27 @@ def steps_recovered(window: str = "5m", database_url: str | None = None) -> dict
     return asyncio.run(count())
 
 
+def outbox_backlog(database_url: str | None = None) -> dict[str, Any]:
+    """Events written to the store's outbox and not yet on the bus: how many, and the age
+    in seconds of the oldest (0 when none waits). It grows while the broker is unreachable and drains once it
+    is back; nothing is lost in between."""
+
+    async def count() -> dict[str, Any]:
+        async with opened(database_url) as store:
+            row = await store.fetch_one(
+                "SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM event_outbox"
+            )
+        waiting = int(row["n"]) if row else 0
+        oldest = 0.0
+        if waiting and row and row["oldest"]:
+            from datetime import datetime
+
+            oldest = round(time.time() - datetime.fromisoformat(row["oldest"]).timestamp(), 3)
+        return {"events": waiting, "oldest_seconds": oldest}
+
+    return asyncio.run(count())
+
+
 def dlq_size(group: str | None = None, database_url: str | None = None) -> int:
     """Dead letters not replayed (of consumer group ``group``, or every group)."""
 
@@ -290,6 +311,7 @@ __all__ = [
     "executions_ended",
     "http_success_ratio",
     "migration_plan",
+    "outbox_backlog",
     "replication_lag",
     "route_backend_weight",
     "route_error_rate",

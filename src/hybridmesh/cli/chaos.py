@@ -116,7 +116,7 @@ def _variables(values: tuple[str, ...]) -> dict[str, Any]:
 
 
 @chaos.command("lab")
-@click.argument("name")
+@click.argument("names", metavar="NAME...|all", nargs=-1, required=True)
 @click.option("--quick", is_flag=True, help="Shorter faults, windows and load (for CI).")
 @click.option(
     "--report-dir",
@@ -139,34 +139,59 @@ def _variables(values: tuple[str, ...]) -> dict[str, Any]:
     help="A JSON file of NAME -> whether its hypothesis held before: exit 1 when one that "
     "held no longer does (for CI).",
 )
+@click.option(
+    "--postgres-url",
+    envvar="HYBRIDMESH_CHAOS_POSTGRES_URL",
+    default=None,
+    help="An admin URL of the PostgreSQL server where broker-unreachable makes the event "
+    "log's database for the run (env HYBRIDMESH_CHAOS_POSTGRES_URL; default "
+    "postgresql://postgres@127.0.0.1:5432/postgres).",
+)
 @json_option
 def chaos_lab(
-    name: str,
+    names: tuple[str, ...],
     quick: bool,
     report_dir: Path,
     folder: Path | None,
     expected: Path | None,
+    postgres_url: str | None,
     as_json: bool,
 ) -> None:
-    """Run experiment NAME of the reference system (or `all` of them), each in an
+    """Run the reference system's experiments NAME... (or `all` of them), each in an
     environment of its own: the reference services, a gateway, two workers and what else
     it needs, over a temporary store, under a steady load of order sagas and reads. Writes
     NAME.json and NAME.md to --report-dir. Exits 1 when a hypothesis did not hold (with
     --expected: when one that held before no longer does)."""
-    from hybridmesh.chaos.lab import EXPERIMENTS, FULL, QUICK, experiments_folder, run_in_lab
+    from hybridmesh.chaos.lab import (
+        DEFAULT_POSTGRES_URL,
+        EXPERIMENTS,
+        FULL,
+        QUICK,
+        experiments_folder,
+        run_in_lab,
+    )
 
-    names = list(EXPERIMENTS) if name == "all" else [name]
-    if name != "all" and name not in EXPERIMENTS:
+    chosen = list(EXPERIMENTS) if names == ("all",) else list(dict.fromkeys(names))
+    unknown = [n for n in chosen if n not in EXPERIMENTS]
+    if unknown:
         raise click.BadParameter(
-            f"no experiment {name!r}; the lab runs {', '.join(EXPERIMENTS)} or all",
+            f"no experiment {unknown[0]!r}; the lab runs {', '.join(EXPERIMENTS)} or all",
             param_hint="NAME",
         )
     baseline = _expected(expected) if expected is not None else None
     profile = QUICK if quick else FULL
     reports = []
-    for each in names:
+    for each in chosen:
         err_console.print(f"chaos lab: {each}{' (quick)' if quick else ''}", highlight=False)
-        report = asyncio.run(run_in_lab(each, profile, report_dir, folder or experiments_folder()))
+        report = asyncio.run(
+            run_in_lab(
+                each,
+                profile,
+                report_dir,
+                folder or experiments_folder(),
+                postgres_url or DEFAULT_POSTGRES_URL,
+            )
+        )
         reports.append(report)
         if not as_json:
             verdict = "held" if report["hypothesis_held"] else "did not hold"
