@@ -10,6 +10,10 @@ For one experiment the lab starts, on free local ports and over a temporary SQLi
   content-management with content-creation at weight 0, for a strangler-fig shift);
 - the processes the experiment acts on: two ``hybridmesh worker`` processes that run the
   sagas, and a ``hybridmesh migrate runner`` when a migration plan is in play;
+- for ``replicator-killed``, replication ``erp-customers`` (legacy-erp's customers, seeded
+  by its batch import, into user-service's database, in small chunks) run by one
+  ``hybridmesh replicate run`` and backfilling when the experiment starts, and a second one
+  standing by;
 - for ``broker-unreachable``, the event log (the SQL log) in a database of its own on
   PostgreSQL, made for the run and dropped after it, which every process reaches through
   a fault proxy (``hybridmesh chaos proxy``'s, in the lab's process);
@@ -45,9 +49,13 @@ from hybridmesh.core.settings import Settings
 
 #: The experiments the lab knows, in the order ``all`` runs them; each is
 #: ``experiments/NAME.yaml``.
-EXPERIMENTS = ("legacy-erp-down", "worker-killed", "bad-version-at-25", "broker-unreachable")
-#: The experiments ``make chaos-quick`` (CI) runs.
-CI_EXPERIMENTS = ("legacy-erp-down", "worker-killed", "bad-version-at-25")
+EXPERIMENTS = (
+    "legacy-erp-down",
+    "worker-killed",
+    "bad-version-at-25",
+    "broker-unreachable",
+    "replicator-killed",
+)
 #: The PostgreSQL server (an admin URL) on which ``broker-unreachable`` makes the event log's
 #: database, behind a fault proxy.
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -106,6 +114,21 @@ QUICK = Profile(
 FULL = Profile(
     orders=90, order_every=0.3, fault_seconds=120, observe_seconds=20, window="40s", warm_up=10
 )
+
+#: The replication of ``replicator-killed``: small chunks, so the backfill lasts seconds.
+REPLICATION = """
+replications:
+  - name: erp-customers
+    source: {{url: "{legacy}", system: legacy-erp}}
+    target: {{url: "{users}", system: user-service}}
+    chunk_size: 5
+    tables:
+      - source: customers
+        target: customers
+        columns: {{customer_id: id, name: full_name}}
+"""
+#: Customers legacy-erp holds before the backfill.
+CUSTOMERS = {True: 3000, False: 6000}
 
 #: Seconds a worker's lease lasts: a killed worker's sagas move on after it.
 LEASE_SECONDS = 2.0
@@ -203,6 +226,7 @@ class Lab:
             "gateway_url": self.gateway,
             "broker_proxy_url": self.proxy_control,
             "outage_seconds": 10,
+            "recover_seconds": profile.observe_seconds + LEASE_SECONDS * 3,
             "fault_seconds": profile.fault_seconds,
             "observe_seconds": profile.observe_seconds,
             "window": profile.window,
@@ -411,6 +435,8 @@ async def run_in_lab(
     async with environment(name, profile, postgres_url=postgres_url) as lab:
         if name == "bad-version-at-25":
             await _prepare_plan(lab)
+        if name == "replicator-killed":
+            await _start_backfill(lab, CUSTOMERS[profile is QUICK])
         runner = Runner(loaded.experiment, variables=lab.variables(profile))
         journal = await asyncio.to_thread(runner.run)
         load = lab.load.to_json()
@@ -444,6 +470,37 @@ async def _prepare_plan(lab: Lab) -> None:
         routes = {s.route.name: s.route for s in await GatewayState(store).routes()}
         plan = build_plan(PlanSpec.model_validate(PLAN), routes)
         await MigrationState(store).save(plan, actor="chaos-lab")
+
+
+async def _start_backfill(lab: Lab, customers: int) -> None:
+    """Seed legacy-erp's customers, store replication ``erp-customers`` asked to run, start
+    the replicator that takes it and, once its first chunks are copied, a second one."""
+    from hybridmesh.data.config import parse_data
+    from hybridmesh.data.control import DataControl
+    from hybridmesh.demo.data_walkthrough import _seed_customers
+    from hybridmesh.store import open_store
+
+    await _seed_customers(lab.urls["legacy-erp"], customers)
+    definitions = parse_data(
+        REPLICATION.format(
+            legacy=f"sqlite:///{lab.workdir / 'legacy-erp.db'}",
+            users=f"sqlite:///{lab.workdir / 'user-service.db'}",
+        ),
+        "lab-replication.yaml",
+    )
+    async with await open_store(lab.database_url) as store:
+        control = DataControl(store)
+        await control.apply(definitions)
+        await control.set_desired("erp-customers", "running")
+        await lab.start("replicator-1", "replicate", "run", ready="")
+        deadline = time.monotonic() + 30
+        while True:
+            status = (await control.get("erp-customers")).status or {}
+            copied = sum(int(t.get("rows_copied", 0)) for t in status.get("tables", []))
+            if copied > 0 or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.05)
+    await lab.start("replicator-2", "replicate", "run", ready="")
 
 
 def _figure(value: Any) -> str:
@@ -494,7 +551,6 @@ def markdown(report: dict[str, Any], journal: Journal) -> str:
 
 
 __all__ = [
-    "CI_EXPERIMENTS",
     "DEFAULT_POSTGRES_URL",
     "EXPERIMENTS",
     "FULL",
