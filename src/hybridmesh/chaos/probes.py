@@ -201,8 +201,8 @@ def steps_recovered(window: str = "5m", database_url: str | None = None) -> dict
 
 def outbox_backlog(database_url: str | None = None) -> dict[str, Any]:
     """Events written to the store's outbox and not yet on the bus: how many, and the age
-    in seconds of the oldest (0 when none waits). It grows while the broker is unreachable and drains once it
-    is back; nothing is lost in between."""
+    in seconds of the oldest (0 when none waits). It grows while the broker is unreachable
+    and drains once it is back; nothing is lost in between."""
 
     async def count() -> dict[str, Any]:
         async with opened(database_url) as store:
