@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import sys
 import tempfile
@@ -43,7 +44,7 @@ from typing import Any
 import aiohttp
 
 from hybridmesh.chaos.experiment import load_experiment
-from hybridmesh.chaos.runner import Journal, Runner
+from hybridmesh.chaos.runner import Runner
 from hybridmesh.core.serialization import dumps
 from hybridmesh.core.settings import Settings
 
@@ -426,8 +427,10 @@ async def run_in_lab(
     report_dir: Path,
     folder: Path | None = None,
     postgres_url: str = DEFAULT_POSTGRES_URL,
+    toolkit: bool = False,
 ) -> dict[str, Any]:
-    """Run ``experiments/NAME.yaml`` in its environment; write ``NAME.json`` and
+    """Run ``experiments/NAME.yaml`` in its environment, with ``hybridmesh chaos run``'s
+    runner or, with ``toolkit``, the Chaos Toolkit's ``chaos run``; write ``NAME.json`` and
     ``NAME.md`` to ``report_dir``; return the report."""
     path = (folder or experiments_folder()) / f"{name}.yaml"
     loaded = load_experiment(path)
@@ -437,26 +440,99 @@ async def run_in_lab(
             await _prepare_plan(lab)
         if name == "replicator-killed":
             await _start_backfill(lab, CUSTOMERS[profile is QUICK])
-        runner = Runner(loaded.experiment, variables=lab.variables(profile))
-        journal = await asyncio.to_thread(runner.run)
+        if toolkit:
+            journal = await _run_with_toolkit(lab, path, lab.variables(profile))
+        else:
+            runner = Runner(loaded.experiment, variables=lab.variables(profile))
+            journal = (await asyncio.to_thread(runner.run)).to_json()
         load = lab.load.to_json()
     report = {
         "experiment": name,
         "file": f"experiments/{name}.yaml",
+        "runner": "chaos run (Chaos Toolkit)" if toolkit else "hybridmesh chaos run",
         "quick": profile is QUICK,
         "lab_seconds": round(time.monotonic() - began, 1),
         "load": load,
-        **journal.to_json(),
+        **journal,
     }
-    await asyncio.to_thread(write_report, report_dir, report, journal)
+    await asyncio.to_thread(write_report, report_dir, report)
     return report
 
 
-def write_report(report_dir: Path, report: dict[str, Any], journal: Journal) -> None:
+def _toolkit_var(name: str, value: Any) -> str:
+    """``--var`` of the toolkit: ``name:type=value`` (its default type is str)."""
+    kind = "int" if isinstance(value, int) else "float" if isinstance(value, float) else None
+    return f"{name}:{kind}={value}" if kind else f"{name}={value}"
+
+
+async def _run_with_toolkit(lab: Lab, path: Path, variables: dict[str, Any]) -> dict[str, Any]:
+    """``chaos run --rollback-strategy always`` on ``path`` in the lab; its journal in
+    the shape of :meth:`~hybridmesh.chaos.runner.Journal.to_json`."""
+    import shutil
+
+    chaos = shutil.which("chaos", path=str(Path(sys.executable).parent)) or shutil.which("chaos")
+    if chaos is None:
+        raise RuntimeError("the Chaos Toolkit is not installed (pip install chaostoolkit)")
+    journal_path = lab.workdir / "journal.json"
+    arguments = [chaos, "--no-log-file", "run", "--rollback-strategy", "always"]
+    arguments += ["--journal-path", str(journal_path)]
+    for name, value in variables.items():
+        arguments += ["--var", _toolkit_var(name, value)]
+    with (lab.workdir / "chaostoolkit.log").open("wb") as sink:
+        child = await asyncio.create_subprocess_exec(
+            *arguments, str(path), stdout=sink, stderr=asyncio.subprocess.STDOUT, env=lab.env()
+        )
+        await child.wait()
+    return from_toolkit(json.loads(await asyncio.to_thread(journal_path.read_text)))
+
+
+def _toolkit_run(phase: str, entry: dict[str, Any]) -> dict[str, Any]:
+    run = {
+        "phase": phase,
+        "name": entry.get("activity", {}).get("name", "?"),
+        "type": entry.get("activity", {}).get("type", "?"),
+        "status": entry.get("status"),
+        "output": entry.get("output"),
+        "duration": round(float(entry.get("duration") or 0), 3),
+    }
+    if entry.get("exception"):
+        run["error"] = "".join(entry["exception"])[-300:].strip()
+    if "tolerance_met" in entry:
+        run["tolerance_met"] = entry["tolerance_met"]
+    return run
+
+
+def from_toolkit(journal: dict[str, Any]) -> dict[str, Any]:
+    """A Chaos Toolkit journal as ``hybridmesh chaos run`` writes its report."""
+    states = journal.get("steady_states") or {}
+
+    def state(phase: str) -> dict[str, Any]:
+        found = states.get(phase) or {}
+        return {
+            "steady_state_met": found.get("steady_state_met"),
+            "probes": [_toolkit_run(phase, p) for p in found.get("probes", [])],
+        }
+
+    before, after = state("before"), state("after")
+    status = str(journal.get("status"))
+    held = status == "completed" and not journal.get("deviated")
+    held = held and before["steady_state_met"] is not False
+    return {
+        "title": journal.get("experiment", {}).get("title", ""),
+        "status": status,
+        "hypothesis_held": bool(held and after["steady_state_met"] is not False),
+        "duration": round(float(journal.get("duration") or 0), 3),
+        "steady_states": {"before": before, "after": after},
+        "run": [_toolkit_run("method", r) for r in journal.get("run", [])],
+        "rollbacks": [_toolkit_run("rollbacks", r) for r in journal.get("rollbacks", [])],
+    }
+
+
+def write_report(report_dir: Path, report: dict[str, Any]) -> None:
     """``NAME.json`` (the journal with the lab's figures) and ``NAME.md``."""
     report_dir.mkdir(parents=True, exist_ok=True)
     (report_dir / f"{report['experiment']}.json").write_text(dumps(report) + "\n")
-    (report_dir / f"{report['experiment']}.md").write_text(markdown(report, journal))
+    (report_dir / f"{report['experiment']}.md").write_text(markdown(report))
 
 
 async def _prepare_plan(lab: Lab) -> None:
@@ -523,16 +599,28 @@ def _figure(value: Any) -> str:
     return text if len(text) <= 160 else text[:157] + "..."
 
 
-def markdown(report: dict[str, Any], journal: Journal) -> str:
+def _runs(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every activity of a report, in the order they ran."""
+    states = report["steady_states"]
+    return [
+        *states["before"]["probes"],
+        *report["run"],
+        *states["after"]["probes"],
+        *report["rollbacks"],
+    ]
+
+
+def markdown(report: dict[str, Any]) -> str:
     """The short report: the verdict, the load, and every probe and action with its
     figure."""
     verdict = "held" if report["hypothesis_held"] else "did not hold"
     lines = [
         f"### {report['title']}",
         "",
-        f"`{report['file']}`: **the hypothesis {verdict}** (status `{report['status']}`, "
-        f"{report['duration']:.1f} s of experiment, {report['lab_seconds']:.1f} s with the "
-        f"environment{', quick' if report['quick'] else ''}).",
+        f"`{report['file']}` run by {report['runner']}: **the hypothesis {verdict}** "
+        f"(status `{report['status']}`, {report['duration']:.1f} s of experiment, "
+        f"{report['lab_seconds']:.1f} s with the environment"
+        f"{', quick' if report['quick'] else ''}).",
         "",
         f"Load: {report['load']['orders_started']} order sagas started; gateway reads "
         + ", ".join(f"{k}: {v}" for k, v in sorted(report["load"]["gateway_reads"].items()))
@@ -541,12 +629,11 @@ def markdown(report: dict[str, Any], journal: Journal) -> str:
         "| phase | activity | status | tolerance | figure |",
         "|---|---|---|---|---|",
     ]
-    for run in journal.runs:
-        met = {None: "", True: "met", False: "**not met**"}[run.tolerance_met]
-        figure = run.error if run.error else _figure(run.output)
-        lines.append(
-            f"| {run.phase} | {run.name} | {run.status} | {met} | `{figure.replace('|', '/')}` |"
-        )
+    for run in _runs(report):
+        met = {None: "", True: "met", False: "**not met**"}[run.get("tolerance_met")]
+        figure = run.get("error") or _figure(run.get("output"))
+        figure = figure.replace("|", "/").replace("\n", " ")
+        lines.append(f"| {run['phase']} | {run['name']} | {run['status']} | {met} | `{figure}` |")
     return "\n".join(lines) + "\n"
 
 
@@ -558,5 +645,7 @@ __all__ = [
     "Lab",
     "Profile",
     "environment",
+    "from_toolkit",
+    "markdown",
     "run_in_lab",
 ]

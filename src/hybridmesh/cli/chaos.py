@@ -98,13 +98,27 @@ def chaos_run(path: Path, report: Path | None, variables: dict[str, Any], as_jso
         sys.exit(1)
 
 
+_VAR_TYPES: dict[str, Any] = {"str": str, "int": int, "float": float}
+
+
 def _variables(values: tuple[str, ...]) -> dict[str, Any]:
-    """``KEY=VALUE`` pairs; a value that reads as a number is one (as the toolkit's)."""
+    """``KEY=VALUE`` pairs, or the toolkit's ``KEY:TYPE=VALUE`` (str, int or float); an
+    untyped value that reads as a number is one."""
     found: dict[str, Any] = {}
     for value in values:
         key, sep, text = value.partition("=")
-        if not sep or not key.isidentifier():
-            raise click.BadParameter(f"{value!r} is not KEY=VALUE", param_hint="--var")
+        key, colon, kind = key.partition(":")
+        if not sep or not key.isidentifier() or (colon and kind not in _VAR_TYPES):
+            raise click.BadParameter(
+                f"{value!r} is not KEY=VALUE or KEY:TYPE=VALUE (str, int, float)",
+                param_hint="--var",
+            )
+        if colon:
+            try:
+                found[key] = _VAR_TYPES[kind](text)
+            except ValueError:
+                raise click.BadParameter(f"{value!r}: not a {kind}", param_hint="--var") from None
+            continue
         try:
             found[key] = int(text)
         except ValueError:
@@ -140,6 +154,12 @@ def _variables(values: tuple[str, ...]) -> dict[str, Any]:
     "held no longer does (for CI).",
 )
 @click.option(
+    "--toolkit",
+    is_flag=True,
+    help="Run the files with the Chaos Toolkit's `chaos run --rollback-strategy always` "
+    "instead of hybridmesh's runner (pip install chaostoolkit).",
+)
+@click.option(
     "--postgres-url",
     envvar="HYBRIDMESH_CHAOS_POSTGRES_URL",
     default=None,
@@ -155,6 +175,7 @@ def chaos_lab(
     folder: Path | None,
     expected: Path | None,
     postgres_url: str | None,
+    toolkit: bool,
     as_json: bool,
 ) -> None:
     """Run the reference system's experiments NAME... (or `all` of them), each in an
@@ -190,6 +211,7 @@ def chaos_lab(
                 report_dir,
                 folder or experiments_folder(),
                 postgres_url or DEFAULT_POSTGRES_URL,
+                toolkit,
             )
         )
         reports.append(report)
