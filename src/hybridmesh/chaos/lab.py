@@ -459,6 +459,18 @@ async def run_in_lab(
     return report
 
 
+def regressions(reports: list[dict[str, Any]], expected: dict[str, bool] | None) -> list[str]:
+    """The experiments whose hypothesis did not hold: all of them without ``expected``;
+    with it (name -> whether the hypothesis held before), only those that held before, or
+    are not in it. One expected not to hold is not a regression; it shows in its report."""
+    return [
+        report["experiment"]
+        for report in reports
+        if not report["hypothesis_held"]
+        and (expected is None or expected.get(report["experiment"], True))
+    ]
+
+
 def _toolkit_var(name: str, value: Any) -> str:
     """``--var`` of the toolkit: ``name:type=value`` (its default type is str)."""
     kind = "int" if isinstance(value, int) else "float" if isinstance(value, float) else None
@@ -647,5 +659,6 @@ __all__ = [
     "environment",
     "from_toolkit",
     "markdown",
+    "regressions",
     "run_in_lab",
 ]

@@ -189,6 +189,7 @@ def chaos_lab(
         FULL,
         QUICK,
         experiments_folder,
+        regressions,
         run_in_lab,
     )
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from hybridmesh.chaos.experiment import Activity, load_experiment, parse_experiment
-from hybridmesh.chaos.lab import EXPERIMENTS, experiments_folder
+from hybridmesh.chaos.lab import EXPERIMENTS, experiments_folder, regressions
 from hybridmesh.chaos.runner import resolve_configuration, substitute
 from hybridmesh.core.errors import ValidationError
 
@@ -101,3 +101,14 @@ def test_an_unset_environment_variable_without_default_is_refused_by_name(
         resolve_configuration({"db": {"type": "env", "key": "LAB_MISSING"}})
     assert refused.value.problems[0].field == "configuration.db"
     assert "LAB_MISSING" in refused.value.problems[0].message
+
+
+def test_only_a_hypothesis_that_held_before_and_no_longer_does_fails_ci() -> None:
+    def report(name: str, held: bool) -> dict[str, object]:
+        return {"experiment": name, "hypothesis_held": held}
+
+    reports = [report("a", True), report("b", False), report("c", False), report("d", False)]
+    # b held before and no longer does; c was known not to hold; d is new, so it counts.
+    assert regressions(reports, {"a": True, "b": True, "c": False}) == ["b", "d"]
+    assert regressions(reports, None) == ["b", "c", "d"]
+    assert regressions([report("a", True)], {"a": False}) == []
