@@ -225,11 +225,7 @@ def chaos_lab(
                 highlight=False,
                 soft_wrap=True,
             )
-    broken = [
-        r["experiment"]
-        for r in reports
-        if not r["hypothesis_held"] and (baseline is None or baseline.get(r["experiment"], True))
-    ]
+    broken = regressions(reports, baseline)
     if as_json:
         emit_json({"reports": reports, "broken": broken})
     for each in broken:
