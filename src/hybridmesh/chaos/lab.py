@@ -19,10 +19,11 @@ For one experiment the lab starts, on free local ports and over a temporary SQLi
   a fault proxy (``hybridmesh chaos proxy``'s, in the lab's process);
 - a steady load: a bounded number of order sagas, and reads through the gateway.
 
-Then it runs the experiment file with the same runner as ``hybridmesh chaos run``, its
-``configuration`` given by the lab (the store, the gateway, the pidfiles, the windows and
-durations of ``--quick`` or of a full run), and writes the journal (``NAME.json``) and a
-short report (``NAME.md``) that says whether the hypothesis held, with the figures.
+Then it runs the experiment file with the same runner as ``hybridmesh chaos run`` (or the
+Chaos Toolkit's ``chaos run``), its ``configuration`` given by the lab (the store, the
+gateway, the fault proxy's control API, the windows and durations of ``--quick`` or of a
+full run), and writes the journal (``NAME.json``) and a short report (``NAME.md``) that
+says whether the hypothesis held, with the figures.
 """
 
 from __future__ import annotations
@@ -107,16 +108,31 @@ class Profile:
     window: str
     #: Seconds of load before the experiment starts (the "before" steady state's data).
     warm_up: float
+    #: Customers legacy-erp holds before the backfill of ``replicator-killed``.
+    customers: int
 
 
 QUICK = Profile(
-    orders=40, order_every=0.4, fault_seconds=30, observe_seconds=8, window="15s", warm_up=4
+    orders=40,
+    order_every=0.4,
+    fault_seconds=30,
+    observe_seconds=8,
+    window="15s",
+    warm_up=4,
+    customers=3000,
 )
 FULL = Profile(
-    orders=90, order_every=0.3, fault_seconds=120, observe_seconds=20, window="40s", warm_up=10
+    orders=90,
+    order_every=0.3,
+    fault_seconds=120,
+    observe_seconds=20,
+    window="40s",
+    warm_up=10,
+    customers=6000,
 )
 
-#: The replication of ``replicator-killed``: small chunks, so the backfill lasts seconds.
+#: The replication of ``replicator-killed``: small chunks, so that the backfill is still
+#: under way when the experiment kills its replicator.
 REPLICATION = """
 replications:
   - name: erp-customers
@@ -128,9 +144,6 @@ replications:
         target: customers
         columns: {{customer_id: id, name: full_name}}
 """
-#: Customers legacy-erp holds before the backfill.
-CUSTOMERS = {True: 3000, False: 6000}
-
 #: Seconds a worker's lease lasts: a killed worker's sagas move on after it.
 LEASE_SECONDS = 2.0
 
@@ -439,7 +452,7 @@ async def run_in_lab(
         if name == "bad-version-at-25":
             await _prepare_plan(lab)
         if name == "replicator-killed":
-            await _start_backfill(lab, CUSTOMERS[profile is QUICK])
+            await _start_backfill(lab, profile.customers)
         if toolkit:
             journal = await _run_with_toolkit(lab, path, lab.variables(profile))
         else:
