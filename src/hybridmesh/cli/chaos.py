@@ -200,6 +200,13 @@ def chaos_lab(
             f"no experiment {unknown[0]!r}; the lab runs {', '.join(EXPERIMENTS)} or all",
             param_hint="NAME",
         )
+    folder = folder or experiments_folder()
+    if not folder.is_dir():
+        raise click.BadParameter(
+            f"there is no {folder}: run the lab from a clone of the repository, or name the "
+            "folder of the experiment files",
+            param_hint="--experiments",
+        )
     baseline = _expected(expected) if expected is not None else None
     profile = QUICK if quick else FULL
     reports = []
@@ -210,7 +217,7 @@ def chaos_lab(
                 each,
                 profile,
                 report_dir,
-                folder or experiments_folder(),
+                folder,
                 postgres_url or DEFAULT_POSTGRES_URL,
                 toolkit,
             )
