@@ -29,8 +29,9 @@ test: $(STAMP)
 fuzz-api: $(STAMP)
 	scripts/fuzz-api
 
-# Three of the reference system's chaos experiments, quick (about a minute): fails when a hypothesis
-# that experiments/expected.json says held no longer does. Reports in .hybridmesh/chaos/.
+# Three of the reference system's chaos experiments, quick (about a minute): fails when a
+# hypothesis that experiments/expected.json says held no longer does. Reports in
+# .hybridmesh/chaos/ (docs/resilience.md: the other two, and the full runs).
 chaos-quick: $(STAMP)
 	$(BIN)/hybridmesh chaos lab --quick legacy-erp-down worker-killed bad-version-at-25 \
 	  --expected experiments/expected.json
