@@ -18,6 +18,7 @@ import asyncio
 import os
 import re
 import signal as signals
+import time
 from pathlib import Path
 from typing import Any
 
@@ -164,6 +165,123 @@ def continue_process(
     return signal_process("SIGCONT", pid, pidfile, command_line)
 
 
+# -- migration plans --------------------------------------------------------------------------
+
+
+def control_migration_plan(
+    plan: str,
+    action: str = "start",
+    reason: str = "chaos experiment",
+    database_url: str | None = None,
+) -> dict[str, Any]:
+    """``hybridmesh migrate start|pause|resume|abort|approve PLAN``: what an experiment
+    does to a strangler-fig shift (start it while a fault is on, say); a runner
+    (``hybridmesh migrate runner``) drives it."""
+    from hybridmesh.migration.state import MigrationState
+
+    async def control() -> dict[str, Any]:
+        async with opened(database_url) as store:
+            record = await MigrationState(store).control(plan, action, actor="chaos", reason=reason)
+        return {"plan": plan, "action": action, "status": record.status.value}
+
+    return asyncio.run(control())
+
+
+def _owner_process(owner: str, command: bytes) -> int | None:
+    """The process of this host that ``owner`` (a default id, ``HOST:PID:...``) names, if
+    its command line holds ``command``; None otherwise."""
+    import socket
+
+    parts = owner.split(":")
+    if len(parts) != 3 or parts[0] != socket.gethostname() or not parts[1].isdigit():
+        return None
+    try:
+        arguments = Path(f"/proc/{parts[1]}/cmdline").read_bytes()
+    except OSError:
+        return None
+    return int(parts[1]) if command in arguments else None
+
+
+def kill_busiest_worker(signal: str = "SIGKILL", database_url: str | None = None) -> dict[str, Any]:
+    """Send ``signal`` to the ``hybridmesh worker`` of this host that holds the most leases
+    of running executions: a worker mid-saga, for sure, where killing any worker might hit
+    an idle one. A worker's default id is ``HOST:PID:...``, which names its process; a
+    worker given another ``--worker-id`` cannot be found this way (use ``pidfile``)."""
+
+    async def leases() -> list[tuple[str, int]]:
+        async with opened(database_url) as store:
+            rows = await store.fetch_all(
+                "SELECT lease_owner, COUNT(*) AS n FROM orch_executions "
+                "WHERE lease_owner IS NOT NULL AND status IN ('running', 'compensating') "
+                "AND lease_until > ? GROUP BY lease_owner ORDER BY n DESC, lease_owner",
+                time.time(),
+            )
+        return [(str(row["lease_owner"]), int(row["n"])) for row in rows]
+
+    for owner, held in asyncio.run(leases()):
+        pid = _owner_process(owner, b"worker")
+        if pid is not None:
+            return {**signal_process(signal, pid=pid), "worker_id": owner, "leases": held}
+    raise LookupError("no worker of this host holds a lease of a running execution")
+
+
+def kill_replicator(
+    replication: str, signal: str = "SIGKILL", database_url: str | None = None
+) -> dict[str, Any]:
+    """Send ``signal`` to the process of this host that runs ``replication`` now (a
+    ``hybridmesh replicate run`` or ``replicate start``, named by its default owner id),
+    and say how far the replication had got."""
+    from hybridmesh.data.control import DataControl
+
+    async def record() -> dict[str, Any]:
+        async with opened(database_url) as store:
+            return (await DataControl(store).get(replication)).to_dict()
+
+    found = asyncio.run(record())
+    owner = found.get("owner")
+    pid = _owner_process(owner, b"replicate") if owner else None
+    if pid is None:
+        raise LookupError(f"no process of this host runs {replication!r} now (owner {owner!r})")
+    status = found.get("status") or {}
+    copied = sum(int(t.get("rows_copied", 0)) for t in status.get("tables", []))
+    return {
+        **signal_process(signal, pid=pid),
+        "owner": owner,
+        "phase": status.get("phase"),
+        "rows_copied": copied,
+    }
+
+
+def reconcile_replication(
+    replication: str, repair: bool = False, database_url: str | None = None
+) -> dict[str, Any]:
+    """``hybridmesh reconcile REPLICATION``: compare its source and target tables (and with
+    ``repair``, write the side that is not the truth), recorded in the store, where the
+    data-consistency SLO reads it. Returns the rows compared and those that differ."""
+    from hybridmesh.data.config import ReplicationSpec
+    from hybridmesh.data.control import DataControl
+    from hybridmesh.data.reconcile import reconcile
+
+    async def run() -> dict[str, Any]:
+        async with opened(database_url) as store:
+            spec = (await DataControl(store).get(replication)).spec
+            if not isinstance(spec, ReplicationSpec):
+                raise LookupError(f"{replication!r} is not a replication")
+            report = await reconcile(spec, store=store, repair=repair)
+        tables = [t.to_dict() for t in report.tables]
+        return {
+            "replication": replication,
+            "consistent": report.consistent,
+            "source_rows": sum(t["source_rows"] for t in tables),
+            "target_rows": sum(t["target_rows"] for t in tables),
+            "missing": sum(t["missing"] for t in tables),
+            "extra": sum(t["extra"] for t in tables),
+            "different": sum(t["different"] for t in tables),
+        }
+
+    return asyncio.run(run())
+
+
 # -- the fault proxy --------------------------------------------------------------------------
 
 
@@ -218,8 +336,12 @@ __all__ = [
     "add_toxic",
     "clear_route_faults",
     "continue_process",
+    "control_migration_plan",
     "inject_route_fault",
+    "kill_busiest_worker",
     "kill_process",
+    "kill_replicator",
+    "reconcile_replication",
     "remove_toxic",
     "signal_process",
     "stop_process",

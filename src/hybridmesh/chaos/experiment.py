@@ -28,20 +28,28 @@ The format is the Chaos Toolkit's (JSON or YAML)::
         provider: {type: python, module: hybridmesh.chaos.actions, func: clear_route_faults,
                    arguments: {route: legacy-erp}}
 
-Keys the toolkit knows and this runner does not use (``tags``, ``configuration``,
-``secrets``, ``controls``, ``extensions``, ...) are accepted and left alone. Only the
+``configuration`` is the toolkit's too: each key is a value, or ``{type: env, key: NAME,
+default: ..., env_var_type: int|float|str|bool}`` read from the environment when the
+experiment starts; ``${key}`` in an activity's arguments or pauses is replaced by it (a
+string that is only ``${key}`` takes the value with its type), and ``hybridmesh chaos run
+--var key=value`` overrides it, as ``chaos run --var`` does. So one file names its gateway,
+store and processes by variables and runs against any environment.
+
+Keys the toolkit knows and this runner does not use (``tags``, ``secrets``, ``controls``,
+``extensions``, ...) are accepted and left alone. Only the
 ``python`` provider is run here; an activity given by ``ref`` or another provider type is
 refused with its line, so a file that this runner accepts runs the same under ``chaos run``.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from hybridmesh.core.errors import Problem, ValidationError
 from hybridmesh.core.limits import DAY_SECONDS, describe, location
@@ -66,9 +74,35 @@ class Provider(_Strict):
     arguments: dict[str, Any] = Field(default_factory=dict)
 
 
+#: ``${name}``: a value taken from the experiment's configuration.
+VARIABLE = r"^\$\{[A-Za-z_][A-Za-z0-9_]*\}$"
+
+
 class Pauses(_Strict):
-    before: float = Field(0, ge=0, le=DAY_SECONDS, allow_inf_nan=False)
-    after: float = Field(0, ge=0, le=DAY_SECONDS, allow_inf_nan=False)
+    """Seconds to wait before and after an activity, or ``${name}`` of a configuration
+    value (the toolkit allows both)."""
+
+    before: float | str = 0
+    after: float | str = 0
+
+    @field_validator("before", "after", mode="before")
+    @classmethod
+    def _seconds_or_variable(cls, value: Any) -> float | str:
+        if isinstance(value, str) and re.fullmatch(VARIABLE, value):
+            return value
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if number and 0 <= value <= DAY_SECONDS:
+            return float(value)
+        raise ValueError("must be seconds (0 to a day) or ${name} of a configuration value")
+
+
+class EnvValue(_Strict):
+    """A configuration value read from the environment when the experiment starts."""
+
+    type: Literal["env"]
+    key: str = Field(min_length=1, max_length=256)
+    default: Any = None
+    env_var_type: Literal["int", "float", "str", "bool"] | None = None
 
 
 class Activity(_Open):
@@ -87,6 +121,9 @@ class Hypothesis(_Open):
 class Experiment(_Open):
     title: str = Field(min_length=1)
     description: str = Field(min_length=1)
+    configuration: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], Any] = Field(
+        default_factory=dict
+    )
     steady_state_hypothesis: Hypothesis | None = Field(None, alias="steady-state-hypothesis")
     method: tuple[Activity, ...] = Field(min_length=1)
     rollbacks: tuple[Activity, ...] = ()
@@ -129,6 +166,29 @@ def _tolerance_problems(data: dict[str, Any], file: str, lines: Lines) -> list[P
     return problems
 
 
+def _configuration_problems(data: dict[str, Any], file: str, lines: Lines) -> list[Problem]:
+    """A configuration mapping is the toolkit's ``{type: env, key: NAME, ...}``."""
+    problems = []
+    configuration = data.get("configuration")
+    for name, value in (configuration if isinstance(configuration, dict) else {}).items():
+        if not isinstance(value, dict):
+            continue
+        try:
+            EnvValue.model_validate(value)
+        except pydantic.ValidationError as invalid:
+            for error in invalid.errors():
+                loc = ("configuration", name, *location(error))
+                problems.append(
+                    Problem(
+                        _message(error) + " (a mapping here is {type: env, key: NAME})",
+                        file,
+                        lines.line_of(loc),
+                        _dotted(loc),
+                    )
+                )
+    return problems
+
+
 def parse_experiment(
     data: bytes | str, file: str, limits: YamlLimits = DEFAULT_LIMITS
 ) -> LoadedExperiment:
@@ -139,6 +199,7 @@ def parse_experiment(
         raise ValidationError([Problem("an experiment file holds one mapping", file, 1)])
     document = documents[0]
     problems = _tolerance_problems(document.data, file, document.lines)
+    problems += _configuration_problems(document.data, file, document.lines)
     try:
         experiment = Experiment.model_validate(document.data)
     except pydantic.ValidationError as invalid:
@@ -159,7 +220,9 @@ def load_experiment(path: Path, limits: YamlLimits = DEFAULT_LIMITS) -> LoadedEx
 
 
 __all__ = [
+    "VARIABLE",
     "Activity",
+    "EnvValue",
     "Experiment",
     "Hypothesis",
     "LoadedExperiment",

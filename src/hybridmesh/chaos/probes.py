@@ -92,6 +92,38 @@ def http_success_ratio(
     return asyncio.run(measure())
 
 
+def route_backend_weight(route: str, backend: str, database_url: str | None = None) -> float:
+    """The percent of ``route``'s traffic that ``backend`` gets now, as stored (a
+    migration plan moves it; a rollback puts it back)."""
+    from hybridmesh.gateway.state import GatewayState
+
+    async def read() -> float:
+        async with opened(database_url) as store:
+            stored = await GatewayState(store).route(route)
+        return float(stored.route.backend(backend).weight)
+
+    return asyncio.run(read())
+
+
+def migration_plan(name: str, database_url: str | None = None) -> dict[str, Any]:
+    """Migration plan ``name``'s ``status`` (draft, running, rolled_back, completed, ...),
+    the ``step`` it is at and of how many, and the ``reason`` its gate gave."""
+    from hybridmesh.migration.state import MigrationState
+
+    async def read() -> dict[str, Any]:
+        async with opened(database_url) as store:
+            record = await MigrationState(store).get(name)
+        return {
+            "plan": name,
+            "status": record.status.value,
+            "step": record.step,
+            "steps": len(record.plan.steps),
+            "reason": record.reason,
+        }
+
+    return asyncio.run(read())
+
+
 # -- executions, dead letters, replications ---------------------------------------------------
 
 
@@ -143,6 +175,47 @@ def executions_ended(window: str = "5m", database_url: str | None = None) -> dic
         found = {s.value: 0 for s in Status if s.terminal}
         found.update({row["status"]: int(row["n"]) for row in rows})
         return found
+
+    return asyncio.run(count())
+
+
+def steps_recovered(window: str = "5m", database_url: str | None = None) -> dict[str, Any]:
+    """Steps that were in flight when their worker died and that another worker ran again
+    (with the same idempotency key) within ``window``: how many, and in how many
+    executions. What shows that a killed worker's sagas were taken over mid-step."""
+
+    async def count() -> dict[str, Any]:
+        async with opened(database_url) as store:
+            row = await store.fetch_one(
+                "SELECT COUNT(*) AS steps, COUNT(DISTINCT execution_id) AS executions "
+                "FROM orch_history WHERE type = 'step.recovered' AND at >= ?",
+                time.time() - _seconds(window),
+            )
+        return {
+            "steps": int(row["steps"]) if row else 0,
+            "executions": int(row["executions"]) if row else 0,
+        }
+
+    return asyncio.run(count())
+
+
+def outbox_backlog(database_url: str | None = None) -> dict[str, Any]:
+    """Events written to the store's outbox and not yet on the bus: how many, and the age
+    in seconds of the oldest (0 when none waits). It grows while the broker is unreachable
+    and drains once it is back; nothing is lost in between."""
+
+    async def count() -> dict[str, Any]:
+        async with opened(database_url) as store:
+            row = await store.fetch_one(
+                "SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM event_outbox"
+            )
+        waiting = int(row["n"]) if row else 0
+        oldest = 0.0
+        if waiting and row and row["oldest"]:
+            from datetime import datetime
+
+            oldest = round(time.time() - datetime.fromisoformat(row["oldest"]).timestamp(), 3)
+        return {"events": waiting, "oldest_seconds": oldest}
 
     return asyncio.run(count())
 
@@ -237,10 +310,14 @@ __all__ = [
     "executions",
     "executions_ended",
     "http_success_ratio",
+    "migration_plan",
+    "outbox_backlog",
     "replication_lag",
+    "route_backend_weight",
     "route_error_rate",
     "route_p95_ms",
     "route_stats",
     "slo_holds",
     "slo_report",
+    "steps_recovered",
 ]

@@ -14,6 +14,10 @@ or text must be equal; a list of two numbers is a range, any other list the valu
 allowed; a mapping is ``{type: range, range: [lo, hi], target: key}``, ``{type: jsonpath,
 path: $.a.b, expect: value}`` (dotted paths only) or ``{type: regex, pattern, target}``.
 
+The experiment's ``configuration`` is resolved when the runner is made (environment values
+read, ``--var`` overrides applied) and its ``${name}`` forms replaced in every activity's
+arguments and pauses, as the toolkit does.
+
 The journal (:meth:`Journal.to_json`) says whether the hypothesis held, with every probe's
 value: it is the ``--report`` file.
 """
@@ -23,15 +27,18 @@ from __future__ import annotations
 import asyncio
 import importlib
 import inspect
+import os
 import re
+import string
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from hybridmesh.chaos.experiment import Activity, Experiment
+from hybridmesh.chaos.experiment import Activity, EnvValue, Experiment
+from hybridmesh.core.errors import Problem, ValidationError
 
 #: What an experiment ends as: the toolkit's statuses.
 COMPLETED = "completed"
@@ -109,16 +116,77 @@ class Journal:
 
 Listener = Callable[[Journal], None]
 
+_ENV_TYPES: dict[str, Callable[[str], Any]] = {
+    "int": int,
+    "float": float,
+    "str": str,
+    "bool": lambda text: text.strip().lower() in ("1", "true", "yes", "on"),
+}
 
-def call_provider(activity: Activity) -> Any:
-    """Import the activity's module and call its function with its arguments (a
-    coroutine function is run to its end)."""
+
+def resolve_configuration(
+    configuration: Mapping[str, Any], overrides: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The configuration's values: ``{type: env, ...}`` read from the environment, then
+    ``overrides`` (``--var``) on top. An environment variable that is unset and has no
+    default is refused, naming the key."""
+    values: dict[str, Any] = {}
+    problems = []
+    for name, value in configuration.items():
+        if name in (overrides or {}):
+            continue
+        if not isinstance(value, dict):
+            values[name] = value
+            continue
+        env = EnvValue.model_validate(value)
+        text = os.environ.get(env.key)
+        if text is None:
+            if env.default is None:
+                problems.append(
+                    Problem(
+                        f"environment variable {env.key} is not set and there is no default",
+                        field=f"configuration.{name}",
+                    )
+                )
+            values[name] = env.default
+            continue
+        try:
+            values[name] = _ENV_TYPES[env.env_var_type or "str"](text)
+        except ValueError:
+            problems.append(Problem(f"{env.key}={text!r} is not a {env.env_var_type}", field=name))
+    if problems:
+        raise ValidationError(problems)
+    return {**values, **(overrides or {})}
+
+
+def substitute(data: Any, values: Mapping[str, Any]) -> Any:
+    """``data`` with ``${name}`` replaced by the configuration's values: a string that is
+    only ``${name}`` becomes the value itself (a number stays a number), one that holds it
+    among other text becomes text; an unknown name is left as it is (the toolkit's rule)."""
+    if isinstance(data, str):
+        template = string.Template(data)
+        match = template.pattern.fullmatch(data)
+        if match is not None:
+            name = match.group("braced") or match.group("named")
+            if name in values:
+                return values[name]
+        return template.safe_substitute({k: str(v) for k, v in values.items()})
+    if isinstance(data, dict):
+        return {key: substitute(value, values) for key, value in data.items()}
+    if isinstance(data, list | tuple):
+        return [substitute(value, values) for value in data]
+    return data
+
+
+def call_provider(activity: Activity, configuration: Mapping[str, Any] | None = None) -> Any:
+    """Import the activity's module and call its function with its arguments, ``${name}``
+    taken from ``configuration`` (a coroutine function is run to its end)."""
     provider = activity.provider
     module = importlib.import_module(provider.module)
     function = getattr(module, provider.func, None)
     if not callable(function):
         raise LookupError(f"{provider.module} has no function {provider.func!r}")
-    result = function(**provider.arguments)
+    result = function(**substitute(provider.arguments, configuration or {}))
     if inspect.isawaitable(result):
         result = asyncio.run(_awaited(result))
     return result
@@ -198,8 +266,10 @@ class Runner:
         *,
         listener: Listener | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        variables: Mapping[str, Any] | None = None,
     ) -> None:
         self.experiment = experiment
+        self.configuration = resolve_configuration(experiment.configuration, variables)
         self.journal = Journal(experiment.title)
         self.listener = listener or (lambda _: None)
         self.sleep = sleep
@@ -259,10 +329,16 @@ class Runner:
         run = Run(phase, activity.name, activity.type, start=time.time())
         self.journal.runs.append(run)
         self.listener(self.journal)
-        if activity.pauses.before:
-            self.sleep(activity.pauses.before)
         try:
-            run.output = _plain(call_provider(activity))
+            before, after = self._pauses(activity)
+        except ValueError as error:
+            run.status, run.error, run.end = "failed", str(error), time.time()
+            self.listener(self.journal)
+            return run
+        if before:
+            self.sleep(before)
+        try:
+            run.output = _plain(call_provider(activity, self.configuration))
             run.status = "succeeded"
         except Exception as error:  # any failure of the user's function is the verdict's
             run.status = "failed"
@@ -271,9 +347,21 @@ class Runner:
             traceback.clear_frames(error.__traceback__)
         run.end = time.time()
         self.listener(self.journal)
-        if activity.pauses.after and run.status == "succeeded":
-            self.sleep(activity.pauses.after)
+        if after and run.status == "succeeded":
+            self.sleep(after)
         return run
+
+    def _pauses(self, activity: Activity) -> tuple[float, float]:
+        """The activity's pauses in seconds (a ``${name}`` read from the configuration)."""
+        pauses = activity.pauses
+        found = []
+        for which, value in (("before", pauses.before), ("after", pauses.after)):
+            value = substitute(value, self.configuration)
+            try:
+                found.append(max(0.0, float(value)))
+            except (TypeError, ValueError):
+                raise ValueError(f"pauses.{which}: {value!r} is not a number of seconds") from None
+        return found[0], found[1]
 
 
 def _plain(value: Any) -> Any:
@@ -296,5 +384,7 @@ __all__ = [
     "Run",
     "Runner",
     "call_provider",
+    "resolve_configuration",
+    "substitute",
     "within_tolerance",
 ]

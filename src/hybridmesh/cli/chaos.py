@@ -4,15 +4,19 @@
 runs it with a live view and always runs its rollbacks; it exits 0 when the steady-state
 hypothesis held, 1 when it did not (or an activity failed), 2 for a malformed file.
 ``proxy`` runs a TCP fault proxy (:mod:`hybridmesh.chaos.proxy`) until interrupted.
+``lab`` runs the reference system's experiments (``experiments/``), each in an environment
+it starts (:mod:`hybridmesh.chaos.lab`), and writes their reports.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 from aiohttp import web
@@ -58,19 +62,29 @@ def _view(journal: Journal) -> Table:
     default=None,
     help="Write the journal (JSON: status, whether the hypothesis held, every figure) here.",
 )
+@click.option(
+    "--var",
+    "variables",
+    multiple=True,
+    metavar="KEY=VALUE",
+    callback=lambda _ctx, _param, values: _variables(values),
+    help="Set configuration KEY of the experiment (repeatable), as `chaos run --var` does.",
+)
 @json_option
-def chaos_run(path: Path, report: Path | None, as_json: bool) -> None:
+def chaos_run(path: Path, report: Path | None, variables: dict[str, Any], as_json: bool) -> None:
     """Run the experiment in PATH (JSON or YAML): the steady state before, the method, the
     steady state after, then the rollbacks, always. Exits 1 when the hypothesis did not
     hold, 2 when the file is malformed."""
     loaded = load_experiment(path)
     if as_json or not console.is_terminal:
-        journal = Runner(loaded.experiment).run()
+        journal = Runner(loaded.experiment, variables=variables).run()
         if not as_json:
             console.print(_view(journal))
     else:
         with Live(console=console, refresh_per_second=4) as live:
-            journal = Runner(loaded.experiment, listener=lambda j: live.update(_view(j))).run()
+            journal = Runner(
+                loaded.experiment, listener=lambda j: live.update(_view(j)), variables=variables
+            ).run()
     data = journal.to_json()
     if report is not None:
         report.write_text(dumps(data) + "\n")
@@ -82,6 +96,162 @@ def chaos_run(path: Path, report: Path | None, as_json: bool) -> None:
         console.print(f"[{colour}]{journal.status}: the steady-state hypothesis {verdict}[/]")
     if journal.status != COMPLETED:
         sys.exit(1)
+
+
+_VAR_TYPES: dict[str, Any] = {"str": str, "int": int, "float": float}
+
+
+def _variables(values: tuple[str, ...]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs, or the toolkit's ``KEY:TYPE=VALUE`` (str, int or float); an
+    untyped value that reads as a number is one."""
+    found: dict[str, Any] = {}
+    for value in values:
+        key, sep, text = value.partition("=")
+        key, colon, kind = key.partition(":")
+        if not sep or not key.isidentifier() or (colon and kind not in _VAR_TYPES):
+            raise click.BadParameter(
+                f"{value!r} is not KEY=VALUE or KEY:TYPE=VALUE (str, int, float)",
+                param_hint="--var",
+            )
+        if colon:
+            try:
+                found[key] = _VAR_TYPES[kind](text)
+            except ValueError:
+                raise click.BadParameter(f"{value!r}: not a {kind}", param_hint="--var") from None
+            continue
+        try:
+            found[key] = int(text)
+        except ValueError:
+            try:
+                found[key] = float(text)
+            except ValueError:
+                found[key] = text
+    return found
+
+
+@chaos.command("lab")
+@click.argument("names", metavar="NAME...|all", nargs=-1, required=True)
+@click.option("--quick", is_flag=True, help="Shorter faults, windows and load (for CI).")
+@click.option(
+    "--report-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path(".hybridmesh") / "chaos",
+    show_default=True,
+    help="Where each experiment's report goes (NAME.json and NAME.md).",
+)
+@click.option(
+    "--experiments",
+    "folder",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    default=None,
+    help="The folder of the experiment files (default: the repository's experiments/).",
+)
+@click.option(
+    "--expected",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="A JSON file of NAME -> whether its hypothesis held before: exit 1 when one that "
+    "held no longer does (for CI).",
+)
+@click.option(
+    "--toolkit",
+    is_flag=True,
+    help="Run the files with the Chaos Toolkit's `chaos run --rollback-strategy always` "
+    "instead of hybridmesh's runner (pip install chaostoolkit).",
+)
+@click.option(
+    "--postgres-url",
+    envvar="HYBRIDMESH_CHAOS_POSTGRES_URL",
+    default=None,
+    help="An admin URL of the PostgreSQL server where broker-unreachable makes the event "
+    "log's database for the run (env HYBRIDMESH_CHAOS_POSTGRES_URL; default "
+    "postgresql://postgres@127.0.0.1:5432/postgres).",
+)
+@json_option
+def chaos_lab(
+    names: tuple[str, ...],
+    quick: bool,
+    report_dir: Path,
+    folder: Path | None,
+    expected: Path | None,
+    postgres_url: str | None,
+    toolkit: bool,
+    as_json: bool,
+) -> None:
+    """Run the reference system's experiments NAME... (or `all` of them), each in an
+    environment of its own: the reference services, a gateway, two workers and what else
+    it needs, over a temporary store, under a steady load of order sagas and reads. Writes
+    NAME.json and NAME.md to --report-dir. Exits 1 when a hypothesis did not hold (with
+    --expected: when one that held before no longer does)."""
+    from hybridmesh.chaos.lab import (
+        DEFAULT_POSTGRES_URL,
+        EXPERIMENTS,
+        FULL,
+        QUICK,
+        experiments_folder,
+        regressions,
+        run_in_lab,
+    )
+
+    chosen = list(EXPERIMENTS) if names == ("all",) else list(dict.fromkeys(names))
+    unknown = [n for n in chosen if n not in EXPERIMENTS]
+    if unknown:
+        raise click.BadParameter(
+            f"no experiment {unknown[0]!r}; the lab runs {', '.join(EXPERIMENTS)} or all",
+            param_hint="NAME",
+        )
+    folder = folder or experiments_folder()
+    if not folder.is_dir():
+        raise click.BadParameter(
+            f"there is no {folder}: run the lab from a clone of the repository, or name the "
+            "folder of the experiment files",
+            param_hint="--experiments",
+        )
+    baseline = _expected(expected) if expected is not None else None
+    profile = QUICK if quick else FULL
+    reports = []
+    for each in chosen:
+        err_console.print(f"chaos lab: {each}{' (quick)' if quick else ''}", highlight=False)
+        report = asyncio.run(
+            run_in_lab(
+                each,
+                profile,
+                report_dir,
+                folder,
+                postgres_url or DEFAULT_POSTGRES_URL,
+                toolkit,
+            )
+        )
+        reports.append(report)
+        if not as_json:
+            verdict = "held" if report["hypothesis_held"] else "did not hold"
+            colour = "green" if report["hypothesis_held"] else "red"
+            console.print(
+                f"[{colour}]{each}: {report['status']}, the hypothesis {verdict}[/] "
+                f"({report['lab_seconds']} s; {report_dir / (each + '.md')})",
+                highlight=False,
+                soft_wrap=True,
+            )
+    broken = regressions(reports, baseline)
+    if as_json:
+        emit_json({"reports": reports, "broken": broken})
+    for each in broken:
+        err_console.print(f"{each}: the hypothesis did not hold", style="red", highlight=False)
+    if broken:
+        sys.exit(1)
+
+
+def _expected(path: Path) -> dict[str, bool]:
+    """NAME -> held, from a committed JSON file."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise click.BadParameter(f"{path}: {error}", param_hint="--expected") from None
+    if not isinstance(data, dict) or not all(isinstance(v, bool) for v in data.values()):
+        raise click.BadParameter(
+            f"{path}: an object of experiment name -> true/false", param_hint="--expected"
+        )
+    return data
 
 
 @chaos.command("proxy")

@@ -226,3 +226,46 @@ async def test_a_malformed_experiment_is_refused_with_file_line_and_field(tmp_pa
     code, out, err = await run(*HYBRIDMESH, "chaos", "run", str(path))
     assert code == 2, out + err
     assert f"{path}:7:" in err and "method.0.provider.type" in err
+
+
+async def test_var_sets_the_configuration_that_arguments_name(tmp_path: Path) -> None:
+    async with shop(tmp_path) as rig:
+        path = tmp_path / "configured.yaml"
+        path.write_text(
+            "title: the shop answers\n"
+            "description: the gateway's address comes from the configuration\n"
+            "configuration:\n"
+            "  gateway: {type: env, key: SHOP_GATEWAY_URL}\n"
+            "  calls: 3\n"
+            "steady-state-hypothesis:\n"
+            "  title: calls succeed\n"
+            "  probes:\n"
+            "    - type: probe\n"
+            "      name: calls-succeed\n"
+            "      tolerance: 1.0\n"
+            "      provider:\n"
+            "        type: python\n"
+            "        module: hybridmesh.chaos.probes\n"
+            "        func: http_success_ratio\n"
+            '        arguments: {url: "${gateway}/shop/items", requests: "${calls}"}\n'
+            "method:\n" + HARMLESS.format(db=rig.db)
+        )
+        report = tmp_path / "report.json"
+        code, out, err = await run(
+            *HYBRIDMESH,
+            "chaos",
+            "run",
+            str(path),
+            "--var",
+            f"gateway:str={rig.gateway}",
+            "--report",
+            str(report),
+        )
+        assert code == 0, out + err
+        data = json.loads(report.read_text())
+        assert data["steady_states"]["after"]["probes"][0]["output"] == 1.0
+
+        # Without it, the environment variable is missing: refused, naming the key.
+        code, out, err = await run(*HYBRIDMESH, "chaos", "run", str(path))
+        assert code == 2, out + err
+        assert "SHOP_GATEWAY_URL" in err and "configuration.gateway" in err
