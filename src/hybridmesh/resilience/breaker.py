@@ -4,12 +4,18 @@ States follow the usual machine::
 
     CLOSED --(failure or slow-call rate over threshold, after minimum_calls)--> OPEN
     OPEN   --(wait_in_open elapsed; next acquire)-------------------------> HALF_OPEN
+    (any)  --(force_open(duration): opened by hand)------------------------> OPEN
     HALF_OPEN --(permitted trial calls recorded, rates under threshold)---> CLOSED
     HALF_OPEN --(rates over threshold)-------------------------------------> OPEN
 
 Outcomes are kept in a sliding window that is either the last ``window_size`` calls
 (``count``) or the calls of the last ``window_size`` seconds (``time``, in one-second buckets).
 The breaker is pure code: it reads time from the injected clock and never sleeps.
+
+A breaker forced open for a ``duration`` (an operator or a chaos experiment isolating a
+target) refuses calls until that duration ends instead of ``wait_in_open``, then recovers
+as after any open period: the next call is a half-open trial. The expiry needs no one to
+undo the fault: it is the same lazy clock check as the usual wait.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import enum
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal, TypeVar
 
 from hybridmesh.core.clock import SYSTEM_CLOCK, Clock
@@ -95,6 +101,8 @@ class BreakerSnapshot:
     retry_after: float
     #: When the breaker entered ``state`` (wall time): when it was made, or last changed.
     since: datetime | None = None
+    #: When an open period forced by hand ends (wall time); None when not forced open.
+    forced_until: datetime | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The snapshot as JSON-ready values, as the control plane answers it."""
@@ -102,6 +110,7 @@ class BreakerSnapshot:
             "name": self.name,
             "state": self.state.value,
             "since": self.since.isoformat() if self.since else None,
+            "forced_until": self.forced_until.isoformat() if self.forced_until else None,
             "calls": self.calls,
             "failed": self.failed,
             "slow": self.slow,
@@ -198,6 +207,9 @@ class CircuitBreaker:
         self.since = self.clock.now()
         self._window: _CountWindow | _TimeWindow = self._new_window()
         self._opened_at = 0.0
+        #: How long the current open period lasts: ``wait_in_open``, or a forced duration.
+        self._open_for = self.config.wait_in_open
+        self.forced_until: datetime | None = None
         self._trials_started = 0
         self._trials: list[tuple[bool, bool]] = []
 
@@ -219,7 +231,7 @@ class CircuitBreaker:
         if state is BreakerState.CLOSED:
             return
         if state is BreakerState.OPEN:
-            remaining = self._opened_at + self.config.wait_in_open - self.clock.monotonic()
+            remaining = self._opened_at + self._open_for - self.clock.monotonic()
             if remaining > 0:
                 raise CircuitOpenError(self.name, remaining)
             self._transition(BreakerState.HALF_OPEN)
@@ -282,8 +294,9 @@ class CircuitBreaker:
             or slows / calls >= self.config.slow_call_rate_threshold
         )
 
-    def _open(self) -> None:
+    def _open(self, duration: float | None = None) -> None:
         self._opened_at = self.clock.monotonic()
+        self._open_for = self.config.wait_in_open if duration is None else duration
         self._transition(BreakerState.OPEN)
 
     def _transition(self, new: BreakerState) -> None:
@@ -291,14 +304,21 @@ class CircuitBreaker:
         self.state = new
         if old is not new:
             self.since = self.clock.now()
+        self.forced_until = None
         self._trials_started = 0
         self._trials = []
         if self.on_state_change is not None and old is not new:
             self.on_state_change(self.name, old, new)
 
-    def force_open(self) -> None:
-        """Open the breaker by hand (an operator isolating a target)."""
-        self._open()
+    def force_open(self, duration: float | None = None) -> None:
+        """Open the breaker by hand (an operator isolating a target) for ``duration``
+        seconds, or ``wait_in_open`` without one. It then lets a half-open trial through by
+        itself, as after any open period; forcing it again restarts the period."""
+        if duration is not None and duration <= 0:
+            raise ValueError("a forced open period lasts more than 0 seconds")
+        self._open(duration)
+        if duration is not None:
+            self.forced_until = self.clock.now() + timedelta(seconds=duration)
 
     def reset(self) -> None:
         """Close the breaker and forget its window."""
@@ -311,7 +331,7 @@ class CircuitBreaker:
         calls, failed, slow = self._window.totals(now)
         retry_after = 0.0
         if self.state is BreakerState.OPEN:
-            retry_after = max(0.0, self._opened_at + self.config.wait_in_open - now)
+            retry_after = max(0.0, self._opened_at + self._open_for - now)
         return BreakerSnapshot(
             name=self.name,
             state=self.state,
@@ -322,6 +342,7 @@ class CircuitBreaker:
             slow_call_rate=slow / calls if calls else 0.0,
             retry_after=retry_after,
             since=self.since,
+            forced_until=self.forced_until,
         )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -452,3 +453,34 @@ def test_reset_of_a_closed_breaker_clears_the_window_without_a_transition() -> N
     fail(breaker, 3)
     assert breaker.state is CLOSED  # only 3 failures since the reset, under minimum_calls
     assert seen == []
+
+
+def test_forced_open_lasts_its_duration_then_lets_a_trial_through() -> None:
+    clock = FakeClock()
+    breaker = make(clock)
+    breaker.force_open(90.0)  # longer than wait_in_open: the duration decides
+    assert breaker.snapshot().forced_until == clock.now() + timedelta(seconds=90)
+    clock.advance(60)
+    with pytest.raises(CircuitOpenError) as caught:
+        breaker.acquire()
+    assert caught.value.retry_after == 30.0
+    clock.advance(30)
+    breaker.acquire()  # the half-open trial, with no one undoing the fault
+    assert breaker.state is BreakerState.HALF_OPEN
+    assert breaker.snapshot().forced_until is None
+    succeed(breaker, 1)
+    breaker.acquire()
+    succeed(breaker, 1)
+    assert breaker.state is BreakerState.CLOSED
+
+
+def test_a_forced_open_period_is_positive_and_a_reset_ends_it() -> None:
+    breaker = make()
+    with pytest.raises(ValueError):
+        breaker.force_open(0)
+    assert breaker.state is BreakerState.CLOSED
+    breaker.force_open(3600)
+    breaker.reset()
+    breaker.acquire()
+    snapshot = breaker.snapshot()
+    assert (snapshot.state, snapshot.forced_until) == (BreakerState.CLOSED, None)

@@ -5,6 +5,10 @@ what the process serving the API knows (its embedded worker's calls, when it run
 A `hybridmesh worker` elsewhere has breakers of its own, seen in its ``/metrics``
 (``hybridmesh_circuit_breaker_state``). For that reason there is no CLI command: a CLI
 process has made no calls, so it knows no breaker.
+
+An operator (or a chaos experiment) may force one of these breakers open for a while:
+the breaker itself ends the forced period at its expiry, so nothing stays open when
+whoever opened it goes away. A breaker exists once the client has called through it.
 """
 
 from __future__ import annotations
@@ -15,6 +19,11 @@ import pydantic
 
 from hybridmesh.control.auth import Role
 from hybridmesh.control.declare import Call, Operations
+from hybridmesh.core.errors import NotFoundError
+from hybridmesh.resilience.breaker import CircuitBreaker
+
+#: The longest a breaker may be forced open, in seconds: a fault is for an experiment.
+MAX_FORCED_OPEN = 3600.0
 
 operations = Operations()
 
@@ -41,6 +50,26 @@ class BreakerOut(pydantic.BaseModel):
     retry_after: float = pydantic.Field(
         description="Seconds until an open breaker lets a trial call through (0 otherwise)."
     )
+    forced_until: str | None = pydantic.Field(
+        description="When an open period forced by hand ends (null when not forced open)."
+    )
+
+
+class BreakerName(pydantic.BaseModel):
+    name: str = pydantic.Field(max_length=256, description="The breaker's name.")
+
+
+class ForceOpen(pydantic.BaseModel):
+    """How long the breaker stays open."""
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+    duration: float = pydantic.Field(
+        gt=0,
+        le=MAX_FORCED_OPEN,
+        allow_inf_nan=False,
+        description="Seconds the breaker refuses calls; then it lets a half-open trial through.",
+    )
 
 
 class BreakerList(pydantic.RootModel[list[BreakerOut]]):
@@ -66,4 +95,57 @@ async def list_breakers(call: Call) -> object:
     return [snapshot.to_dict() for snapshot in client.breaker_snapshots()]
 
 
-__all__ = ["operations"]
+def _breaker(call: Call) -> CircuitBreaker:
+    name = call.path.name
+    client = call.plane.client
+    breaker = client.policies.find_breaker(name) if client is not None else None
+    if breaker is None:
+        raise NotFoundError(
+            f"no circuit breaker {name!r} in this process: a breaker exists once its "
+            "client has called through it"
+        )
+    return breaker
+
+
+@operations.operation(
+    "POST",
+    "/api/v1/breakers/{name}/open",
+    summary="Force a circuit breaker open for a while",
+    tags=("breakers",),
+    role=Role.OPERATE,
+    path_params=BreakerName,
+    body=ForceOpen,
+    response=BreakerOut,
+    errors=(404,),
+)
+async def open_breaker(call: Call) -> object:
+    """Force the serving process's breaker open for `duration` seconds (at most 3600): its
+    client refuses the calls it guards without making them. At the end the breaker itself
+    lets a half-open trial through, as after any open period, and closes when the trial
+    calls succeed; no one needs to undo it. Forcing it again restarts the period. 404 for a
+    breaker this process has not made (one exists once its client has called through it)."""
+    breaker = _breaker(call)
+    breaker.force_open(call.body.duration)
+    return breaker.snapshot().to_dict()
+
+
+@operations.operation(
+    "POST",
+    "/api/v1/breakers/{name}/reset",
+    summary="Close a circuit breaker",
+    tags=("breakers",),
+    role=Role.OPERATE,
+    path_params=BreakerName,
+    response=BreakerOut,
+    errors=(404,),
+)
+async def reset_breaker(call: Call) -> object:
+    """Close the serving process's breaker now and forget its window of recent calls: it
+    ends a forced open period early (a chaos experiment's rollback), or one the breaker
+    opened by itself."""
+    breaker = _breaker(call)
+    breaker.reset()
+    return breaker.snapshot().to_dict()
+
+
+__all__ = ["MAX_FORCED_OPEN", "operations"]
