@@ -6,10 +6,10 @@ data, and raises when it could not do it (the toolkit records the activity as fa
 A store is named by ``database_url`` (default ``HYBRIDMESH_DATABASE_URL``).
 
 Every fault has a ``duration`` and ends by itself after it, in the component that applies
-it (the gateway's replicas, the fault proxy), so nothing stays switched on when the runner
-dies before its rollbacks. Circuits are not opened from outside: a breaker lives in the
-memory of the process that calls, and no API reaches it; an abort at 100 % on the route
-(:func:`inject_route_fault`) makes the callers' breakers open by themselves.
+it (the gateway's replicas, the fault proxy, the circuit breaker), so nothing stays
+switched on when the runner dies before its rollbacks. A circuit breaker lives in the
+memory of the process whose client calls: :func:`open_circuit` reaches the one of a
+process serving the control-plane API (``api_url``, with an operate ``token``).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import signal as signals
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 
@@ -28,7 +29,7 @@ from hybridmesh.chaos._store import opened
 from hybridmesh.chaos.gateway_faults import clear_faults, fault_settings, inject_fault
 from hybridmesh.gateway.state import GatewayState
 
-#: Seconds a call to a fault proxy's control API may take.
+#: Seconds a call to a fault proxy's control API or the control-plane API may take.
 CONTROL_TIMEOUT = 10.0
 
 
@@ -285,11 +286,14 @@ def reconcile_replication(
 # -- the fault proxy --------------------------------------------------------------------------
 
 
-async def _control(method: str, url: str, body: dict[str, Any] | None = None) -> Any:
+async def _control(
+    method: str, url: str, body: dict[str, Any] | None = None, token: str | None = None
+) -> Any:
     timeout = aiohttp.ClientTimeout(total=CONTROL_TIMEOUT)
+    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
     async with (
         aiohttp.ClientSession(timeout=timeout) as session,
-        session.request(method, url, json=body) as answer,
+        session.request(method, url, json=body, headers=headers) as answer,
     ):
         data = await answer.json(content_type=None)
         if answer.status >= 400:
@@ -332,15 +336,39 @@ def remove_toxic(control_url: str, name: str | None = None) -> dict[str, Any]:
     return dict(asyncio.run(_control("DELETE", url)))
 
 
+# -- circuit breakers -------------------------------------------------------------------------
+
+
+def _breaker_url(api_url: str, name: str, verb: str) -> str:
+    return f"{api_url.rstrip('/')}/api/v1/breakers/{quote(name, safe=':')}/{verb}"
+
+
+def open_circuit(api_url: str, token: str, name: str, duration: float) -> dict[str, Any]:
+    """Force the circuit breaker ``name`` of the process serving the control-plane API at
+    ``api_url`` open for ``duration`` seconds (``token``: a bearer token of the operate
+    role). Its client refuses the calls the breaker guards; at the end the breaker lets a
+    half-open trial through by itself. Returns the breaker as the API answers it."""
+    url = _breaker_url(api_url, name, "open")
+    return dict(asyncio.run(_control("POST", url, {"duration": duration}, token)))
+
+
+def close_circuit(api_url: str, token: str, name: str) -> dict[str, Any]:
+    """Close the breaker ``name`` now (the rollback of :func:`open_circuit`)."""
+    url = _breaker_url(api_url, name, "reset")
+    return dict(asyncio.run(_control("POST", url, token=token)))
+
+
 __all__ = [
     "add_toxic",
     "clear_route_faults",
+    "close_circuit",
     "continue_process",
     "control_migration_plan",
     "inject_route_fault",
     "kill_busiest_worker",
     "kill_process",
     "kill_replicator",
+    "open_circuit",
     "reconcile_replication",
     "remove_toxic",
     "signal_process",
