@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: demo test fuzz-api contracts chaos-quick bench lint format install clean
+.PHONY: demo test fuzz-api contracts record-contracts chaos-quick bench lint format install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,13 @@ fuzz-api: $(STAMP)
 # The committed Pact contracts (contracts/) against the reference services on loopback.
 contracts: $(STAMP)
 	scripts/verify-contracts
+
+# Re-record the reference contracts from the reference system's traffic into
+# .hybridmesh/recorded-contracts and compare them with contracts/: no change, exit 0.
+record-contracts: $(STAMP)
+	HYBRIDMESH_LOG_LEVEL=WARNING $(BIN)/python -m hybridmesh.contracts.reference record \
+	  .hybridmesh/recorded-contracts contracts/contracts.yaml
+	$(BIN)/hybridmesh contracts diff --dir contracts --new .hybridmesh/recorded-contracts
 
 # Three of the reference system's chaos experiments, quick (about a minute): fails when a
 # hypothesis that experiments/expected.json says held no longer does. Reports in

@@ -69,6 +69,7 @@ class ServiceConsumer:
             clock=bus.clock,
             metrics=bus.metrics,
             poll_wait=bus.poll_wait,
+            recorder=bus.recorder,
             owns_backend=False,
         )
         self.subscription = self.bus.subscribe(

@@ -64,7 +64,9 @@ def renaming(upstream: str, old: str, new: str) -> web.Application:
                 if isinstance(doc, dict) and old in doc:
                     doc[new] = doc.pop(old)
                 body = json.dumps(doc).encode()
-            return web.Response(status=resp.status, body=body, content_type=resp.content_type)
+            # The upstream's Content-Type as it is (with its charset): only the field differs.
+            kept = {"Content-Type": resp.headers["Content-Type"]} if body else {}
+            return web.Response(status=resp.status, body=body, headers=kept)
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", forward)

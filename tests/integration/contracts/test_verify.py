@@ -40,20 +40,24 @@ async def test_committed_contracts_hold_for_the_reference_services(
     report = json.loads(out)
     assert report["ok"] is True
     verified = {
-        (i["consumer"], p["provider"], i["interaction"].split(":")[0])
+        (i["consumer"], p["provider"], i["interaction"])
         for p in report["providers"]
         for i in p["interactions"]
         if i["ok"]
     }
     assert {
-        ("order-processing", "user-service", "validate-user"),
-        ("order-processing", "inventory-management", "reserve-items"),
-        ("order-processing", "payment-service", "charge-payment"),
-        ("order-processing", "shipping-service", "create-shipment"),
-        ("order-processing", "notification-services", "send-order-confirmation"),
-        ("notification-services", "user-service", "user.registered"),
-        ("notification-services", "user-service", "user.deactivated"),
-        ("analytics-reporting", "user-service", "user.registered"),
+        ("order-processing", "user-service", "POST /operations/validate-user returns 200"),
+        ("order-processing", "inventory-management", "POST /operations/reserve-items returns 201"),
+        ("order-processing", "payment-service", "POST /operations/charge-payment returns 201"),
+        ("order-processing", "shipping-service", "POST /operations/create-shipment returns 201"),
+        (
+            "order-processing",
+            "notification-services",
+            "POST /operations/send-order-confirmation returns 201",
+        ),
+        ("notification-services", "user-service", "a user.registered event from user-service"),
+        ("notification-services", "user-service", "a user.deactivated event from user-service"),
+        ("analytics-reporting", "user-service", "a user.registered event from user-service"),
     } <= verified
 
 
@@ -73,7 +77,7 @@ async def test_a_renamed_response_field_fails_naming_the_field(
         f"user-service={renamed_user_service}",
     )
     assert code == 1
-    assert "FAILED order-processing: validate-user" in out
+    assert "FAILED order-processing: POST /operations/validate-user" in out
     assert "$.user_id: missing from the provider's answer" in out
 
 

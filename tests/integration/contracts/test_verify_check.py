@@ -60,7 +60,7 @@ async def test_a_new_version_that_renames_a_field_breaks_its_http_consumer(
         "content-management": "UNCHECKED",  # depends on user-service, has no contract
     }
     failure = verdicts["order-processing"]["failures"][0]
-    assert failure["interaction"].startswith("validate-user")
+    assert failure["interaction"].startswith("POST /operations/validate-user")
     assert [m["path"] for m in failure["mismatches"]] == ["$.user_id"]
 
 
