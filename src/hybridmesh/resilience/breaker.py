@@ -207,8 +207,9 @@ class CircuitBreaker:
         self.since = self.clock.now()
         self._window: _CountWindow | _TimeWindow = self._new_window()
         self._opened_at = 0.0
-        #: How long the current open period lasts: ``wait_in_open``, or a forced duration.
-        self._open_for = self.config.wait_in_open
+        #: A forced open period's length; None: ``wait_in_open`` as configured now (a
+        #: breaker reconfigured while open waits the new time).
+        self._forced_for: float | None = None
         self.forced_until: datetime | None = None
         self._trials_started = 0
         self._trials: list[tuple[bool, bool]] = []
@@ -231,7 +232,7 @@ class CircuitBreaker:
         if state is BreakerState.CLOSED:
             return
         if state is BreakerState.OPEN:
-            remaining = self._opened_at + self._open_for - self.clock.monotonic()
+            remaining = self._opened_at + self._open_for() - self.clock.monotonic()
             if remaining > 0:
                 raise CircuitOpenError(self.name, remaining)
             self._transition(BreakerState.HALF_OPEN)
@@ -296,8 +297,12 @@ class CircuitBreaker:
 
     def _open(self, duration: float | None = None) -> None:
         self._opened_at = self.clock.monotonic()
-        self._open_for = self.config.wait_in_open if duration is None else duration
+        self._forced_for = duration
         self._transition(BreakerState.OPEN)
+
+    def _open_for(self) -> float:
+        """How long the current open period lasts."""
+        return self.config.wait_in_open if self._forced_for is None else self._forced_for
 
     def _transition(self, new: BreakerState) -> None:
         old = self.state
@@ -331,7 +336,7 @@ class CircuitBreaker:
         calls, failed, slow = self._window.totals(now)
         retry_after = 0.0
         if self.state is BreakerState.OPEN:
-            retry_after = max(0.0, self._opened_at + self._open_for - now)
+            retry_after = max(0.0, self._opened_at + self._open_for() - now)
         return BreakerSnapshot(
             name=self.name,
             state=self.state,
